@@ -1,0 +1,61 @@
+# nightlights: `make all` reproduces the analysis, `make test` checks the code.
+# Every target installs what it needs first, so each works as the first command on a fresh machine.
+
+#################################################################################
+# GLOBALS                                                                       #
+#################################################################################
+PYTHON ?= python3
+VENV := .venv
+BIN := $(VENV)/bin
+STAMP := $(VENV)/.installed
+OUT ?= outputs
+SOURCE ?= auto
+
+.DEFAULT_GOAL := help
+
+#################################################################################
+# COMMANDS                                                                      #
+#################################################################################
+
+## Create .venv and install the project with its test extras (idempotent)
+install: $(STAMP)
+
+$(STAMP): pyproject.toml
+	$(PYTHON) -m venv $(VENV)
+	$(BIN)/python -m pip install --quiet --upgrade pip
+	$(BIN)/python -m pip install --quiet -e '.[test]'
+	@touch $(STAMP)
+
+## Run the whole analysis into outputs/ (real data when credentials are configured, else the labelled synthetic demo)
+all: $(STAMP)
+	$(BIN)/nightlights run --source $(SOURCE) --out $(OUT)
+
+## Run the test suite and the linter
+test: $(STAMP)
+	$(BIN)/python -m pytest -q
+	$(BIN)/ruff check pipeline tests bench
+
+## Lint only
+lint: $(STAMP)
+	$(BIN)/ruff check pipeline tests bench
+
+## Benchmark extraction against exactextract, rasterstats, rioxarray and the decode floor (writes outputs/bench/)
+bench: $(STAMP)
+	$(BIN)/python -m bench.run
+
+## Install Debian's headless chromium for the report's browser test (needs root and apt)
+browser:
+	@command -v chromium >/dev/null 2>&1 || (apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq chromium >/dev/null)
+
+## Remove the virtualenv, caches and generated outputs (keeps downloaded data under data/)
+clean:
+	rm -rf $(VENV) .pytest_cache .ruff_cache *.egg-info
+	find . -name __pycache__ -type d -prune -exec rm -rf {} +
+	find $(OUT) -mindepth 1 ! -name README.md -exec rm -rf {} + 2>/dev/null || true
+	rm -rf data/demo data/cache
+
+## Show this help
+help:
+	@awk '/^## /{doc=substr($$0,4); next} /^[a-zA-Z_-]+:/{ if (doc) { split($$0,t,":"); printf "  \033[36m%-10s\033[0m %s\n", t[1], doc }; doc="" }' $(MAKEFILE_LIST)
+
+.PHONY: install all test lint bench browser clean help

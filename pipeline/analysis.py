@@ -1,0 +1,118 @@
+"""Analysis: chain the stages, from sites and monthly rasters to a verdict.
+
+Inputs
+    Sites (:func:`pipeline.sites.read_sites`), monthly rasters
+    (:func:`pipeline.sources.find_monthly_rasters`), :class:`pipeline.config.Params`.
+Outputs
+    :class:`Results`: the site-by-month table, per-site changes, the sensitivity
+    table and the verdict mapping. Nothing is written here (see :mod:`pipeline.outputs`).
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from dataclasses import dataclass, field
+from typing import Any
+
+import geopandas as gpd
+import numpy as np
+import pandas as pd
+
+from pipeline import __version__
+from pipeline.change import ChangeSettings, site_changes
+from pipeline.config import Params
+from pipeline.sensitivity import (
+    RADII_M,
+    RULES,
+    ZoneNames,
+    calibration,
+    robustness_summary,
+    sensitivity_table,
+)
+from pipeline.sites import background_rings, with_radius
+from pipeline.sources import MonthlyRaster
+from pipeline.verdict import CLAIM, make_verdict
+from pipeline.zonal import zone_month_table
+
+SITE_MONTH_COLUMNS = ["site_id", "month", "mean_radiance", "sum_radiance", "valid_fraction", "is_valid",
+                      "weight", "n_pixels", "mean_obs", "ring_mean_radiance", "ring_valid_fraction"]
+
+
+@dataclass
+class Results:
+    sites: gpd.GeoDataFrame
+    site_months: pd.DataFrame
+    changes: pd.DataFrame
+    verdict: dict[str, Any]
+    sensitivity: pd.DataFrame | None = None
+    zone_table: pd.DataFrame = field(default_factory=pd.DataFrame, repr=False)
+
+
+def build_zones(sites: gpd.GeoDataFrame, params: Params, radii: Sequence[float] = ()) -> tuple[gpd.GeoDataFrame, ZoneNames]:
+    """Every polygon to extract: each site, its background ring, and its radius variants."""
+    frames = [gpd.GeoDataFrame({"zone": sites["site_id"]}, geometry=sites.geometry.values, crs=sites.crs)]
+    rings = background_rings(sites, params.ring_inner_m, params.ring_outer_m)
+    frames.append(gpd.GeoDataFrame({"zone": sites["site_id"] + "@ring"}, geometry=rings.values, crs=sites.crs))
+    by_radius: dict[float, list[str]] = {}
+    for r in radii:
+        if r == params.default_radius_m:
+            by_radius[r] = list(sites["site_id"])
+            continue
+        variant = with_radius(sites, r)
+        names = [f"{s}@r{int(r)}" if fp else s for s, fp in zip(sites["site_id"], sites["from_point"], strict=True)]
+        by_radius[r] = names
+        keep = variant["from_point"].to_numpy()
+        frames.append(gpd.GeoDataFrame({"zone": np.asarray(names)[keep]}, geometry=variant.geometry.values[keep],
+                                       crs=sites.crs))
+    zones = pd.concat(frames, ignore_index=True)
+    return gpd.GeoDataFrame(zones, geometry="geometry", crs=sites.crs), ZoneNames(by_radius, list(rings.index.map(
+        lambda i: sites.loc[i, "site_id"] + "@ring")))
+
+
+def site_month_view(table: pd.DataFrame, sites: pd.DataFrame, rule: str, min_valid_fraction: float) -> pd.DataFrame:
+    """The published site-by-month table: headline pixel rule, site polygon, ring beside it."""
+    t = table[table["pixel_rule"] == rule]
+    ring = t[t["zone"].str.endswith("@ring")].assign(site_id=lambda d: d["zone"].str[:-5])
+    ring = ring[["site_id", "month", "mean_radiance", "valid_fraction"]].rename(
+        columns={"mean_radiance": "ring_mean_radiance", "valid_fraction": "ring_valid_fraction"})
+    own = t[t["zone"].isin(set(sites["site_id"]))].rename(columns={"zone": "site_id"})
+    out = own.merge(ring, on=["site_id", "month"], how="left")
+    out["is_valid"] = (out["valid_fraction"] >= min_valid_fraction) & out["mean_radiance"].notna()
+    order = {s: i for i, s in enumerate(sites["site_id"])}
+    out = out.sort_values(["site_id", "month"], key=lambda c: c.map(order) if c.name == "site_id" else c)
+    return out[SITE_MONTH_COLUMNS].reset_index(drop=True)
+
+
+def analyse(sites: gpd.GeoDataFrame, rasters: Sequence[MonthlyRaster], params: Params, *, source: str,
+            data_kind: str, sensitivity: bool = True, progress: bool = True) -> Results:
+    """The whole analysis on already-located inputs (see :mod:`pipeline.cli` for I/O)."""
+    radii = sorted({*RADII_M, params.default_radius_m}) if sensitivity else [params.default_radius_m]
+    zones, names = build_zones(sites, params, radii)
+    rules = RULES if sensitivity else (params.pixel_rule,)
+    if params.pixel_rule not in rules:
+        rules = (*rules, params.pixel_rule)
+    table = zone_month_table(rasters, zones, rules, params.min_cf_cvg, params.bm_quality, progress)
+    settings = ChangeSettings.from_params(params)
+    headline_table = table[table["pixel_rule"] == params.pixel_rule]
+    changes = site_changes(headline_table, sites, list(sites["site_id"]), names.ring, settings)
+    changes = _annotate(changes, sites)
+    claim_mask = (sites["batch"] == CLAIM["batch"]).to_numpy()
+    sens = robust = None
+    if sensitivity:
+        sens = sensitivity_table(table, sites, names, settings, claim_mask)
+        robust = robustness_summary(sens)
+    calib = calibration(headline_table, names.ring, settings)
+    inputs = [{"month": r.month, "file": r.radiance.name, "aux": r.aux.name if r.aux else None,
+               "product": r.product} for r in rasters]
+    verdict = make_verdict(changes, sites, params.to_dict(), data_kind=data_kind, source=source, inputs=inputs,
+                           robustness=robust, calibration=calib, version=__version__)
+    months = site_month_view(table, sites, params.pixel_rule, params.min_valid_fraction)
+    return Results(sites, months, changes, verdict, sens, table)
+
+
+def _annotate(changes: pd.DataFrame, sites: pd.DataFrame) -> pd.DataFrame:
+    meta = sites[["site_id", "name", "name_ko", "province", "batch", "location_confidence"]]
+    out = meta.merge(changes, on="site_id", how="right")
+    first = ["site_id", "name", "baseline_value", "target_value", "change_pct", "ci_low", "ci_high", "class",
+             "n_months"]
+    return out[first + [c for c in out.columns if c not in first]]

@@ -1,0 +1,248 @@
+"""Analysis parameters and data-access settings, each defined once with its default.
+
+Parameters come from, in increasing priority: the defaults below, the ``analysis:``
+section of the user config file, a ``--config FILE.yaml``, and command-line flags.
+Credentials come only from the environment or the user config file and are never
+printed (their ``repr`` is masked).
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import math
+import os
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any, Literal
+
+import yaml
+
+from pipeline.errors import ConfigError
+
+Statistic = Literal["median", "mean", "sol"]
+PixelRule = Literal["exact", "centroid", "all_touched"]
+STATISTICS: tuple[str, ...] = ("median", "mean", "sol")
+PIXEL_RULES: tuple[str, ...] = ("exact", "centroid", "all_touched")
+
+
+@dataclass(frozen=True)
+class Params:
+    """Every analysis parameter, with its default and why (see README, "Method")."""
+
+    baseline_year: int = field(default=2024, metadata={"help": "year compared against"})
+    target_year: int = field(default=2025, metadata={"help": "year whose change is measured"})
+    months: tuple[int, ...] = field(
+        default=tuple(range(1, 13)),
+        metadata={"help": "calendar months considered (e.g. 2..12 for after the openings)"},
+    )
+    default_radius_m: float = field(
+        default=2000.0,
+        metadata={"help": "buffer (m) for point sites: 0.5-2 km location error + ~0.75 km VIIRS footprint"},
+    )
+    pixel_rule: PixelRule = field(
+        default="exact",
+        metadata={"help": "exact coverage fractions, centroid-like (>=0.5 covered) or all-touched"},
+    )
+    min_cf_cvg: int = field(
+        default=3,
+        metadata={"help": "EOG: pixels with fewer cloud-free observations are missing, not dark"},
+    )
+    bm_quality: tuple[int, ...] = field(
+        default=(0,), metadata={"help": "Black Marble: _Quality values kept (0 = good)"}
+    )
+    min_valid_fraction: float = field(
+        default=0.5,
+        metadata={"help": "a site-month is missing when less of its weight is on valid pixels"},
+    )
+    min_matched_months: int = field(
+        default=6,
+        metadata={"help": "fewer calendar months valid in both years -> insufficient_data"},
+    )
+    statistic: Statistic = field(
+        default="median", metadata={"help": "yearly statistic over matched months: median, mean, sol"}
+    )
+    epsilon: float = field(
+        default=0.1,
+        metadata={"help": "nW/cm2/sr added before the log ratio so near-dark sites do not explode"},
+    )
+    threshold: float = field(
+        default=0.25,
+        metadata={"help": "|ln ratio| needed to call a change (0.25 = +28% / -22%)"},
+    )
+    confidence: float = field(default=0.95, metadata={"help": "bootstrap interval level"})
+    n_boot: int = field(default=2000, metadata={"help": "bootstrap resamples"})
+    seed: int = field(default=20240228, metadata={"help": "bootstrap seed"})
+    ring_inner_m: float = field(
+        default=4000.0, metadata={"help": "background ring inner radius from the site centre (m)"}
+    )
+    ring_outer_m: float = field(
+        default=8000.0, metadata={"help": "background ring outer radius from the site centre (m)"}
+    )
+    eog_config: Literal["vcmslcfg", "vcmcfg"] = field(
+        default="vcmslcfg", metadata={"help": "EOG configuration used when a folder has both"}
+    )
+
+    def __post_init__(self) -> None:
+        _check_params(self)
+
+    def replace(self, **changes: Any) -> Params:
+        return dataclasses.replace(self, **changes)
+
+    def to_dict(self) -> dict[str, Any]:
+        return {k: list(v) if isinstance(v, tuple) else v for k, v in dataclasses.asdict(self).items()}
+
+
+def _check_params(p: Params) -> None:
+    def bad(name: str, why: str) -> ConfigError:
+        return ConfigError(f"parameter {name}={getattr(p, name)!r}: {why}")
+
+    if p.target_year <= p.baseline_year:
+        raise bad("target_year", f"must be after baseline_year={p.baseline_year}")
+    if not p.months or any(not 1 <= m <= 12 for m in p.months):
+        raise bad("months", "must be calendar months 1..12")
+    if p.statistic not in STATISTICS:
+        raise bad("statistic", f"must be one of {', '.join(STATISTICS)}")
+    if p.pixel_rule not in PIXEL_RULES:
+        raise bad("pixel_rule", f"must be one of {', '.join(PIXEL_RULES)}")
+    if p.eog_config not in ("vcmslcfg", "vcmcfg"):
+        raise bad("eog_config", "must be vcmslcfg or vcmcfg")
+    for name in ("default_radius_m", "epsilon", "n_boot"):
+        if not getattr(p, name) > 0:
+            raise bad(name, "must be positive")
+    if not 0 <= p.threshold < 5:
+        raise bad("threshold", "must be a log ratio between 0 and 5")
+    if not 0 < p.confidence < 1:
+        raise bad("confidence", "must be between 0 and 1")
+    if not 0 <= p.min_valid_fraction <= 1:
+        raise bad("min_valid_fraction", "must be between 0 and 1")
+    if not 1 <= p.min_matched_months <= 12:
+        raise bad("min_matched_months", "must be between 1 and 12")
+    if not 0 <= p.ring_inner_m < p.ring_outer_m:
+        raise bad("ring_outer_m", f"must exceed ring_inner_m={p.ring_inner_m}")
+
+
+def params_from_mapping(values: dict[str, Any], origin: str, base: Params | None = None) -> Params:
+    """Build :class:`Params` from a mapping (a YAML section), naming ``origin`` in errors."""
+    base = base or Params()
+    known = {f.name: f for f in dataclasses.fields(Params)}
+    changes: dict[str, Any] = {}
+    for key, value in values.items():
+        if key not in known:
+            raise ConfigError(
+                f"{origin}: unknown parameter {key!r}; valid ones are {', '.join(sorted(known))}"
+            )
+        default = getattr(base, key)
+        try:
+            if isinstance(default, tuple):
+                value = tuple(int(v) for v in (value if isinstance(value, list | tuple) else [value]))
+            elif isinstance(default, bool):
+                value = bool(value)
+            elif isinstance(default, int):
+                value = int(value)
+            elif isinstance(default, float):
+                value = float(value)
+                if not math.isfinite(value):
+                    raise ValueError("not finite")
+        except (TypeError, ValueError) as e:
+            raise ConfigError(f"{origin}: parameter {key}={value!r} is not valid ({e})") from e
+        changes[key] = value
+    try:
+        return dataclasses.replace(base, **changes)
+    except ConfigError as e:
+        raise ConfigError(f"{origin}: {e}") from e
+
+
+# --------------------------------------------------------------------------- data access
+
+
+class Secret(str):
+    """A string that never shows itself in reprs, logs or f-string debugging."""
+
+    def __repr__(self) -> str:
+        return "Secret('***')"
+
+
+@dataclass(frozen=True)
+class DataSettings:
+    """Where the real products live and how to authenticate (env > user config > defaults)."""
+
+    eog_url: str = "https://eogdata.mines.edu/nighttime_light"
+    eog_token_url: str = "https://eogauth-new.mines.edu/realms/eog/protocol/openid-connect/token"
+    eog_token: Secret | None = None
+    eog_client_id: str | None = None
+    eog_client_secret: Secret | None = None
+    eog_username: str | None = None
+    eog_password: Secret | None = None
+    laads_url: str = "https://ladsweb.modaps.eosdis.nasa.gov"
+    earthdata_token: Secret | None = None
+
+    def has_eog(self) -> bool:
+        return bool(self.eog_token or (self.eog_client_id and self.eog_username and self.eog_password))
+
+    def has_blackmarble(self) -> bool:
+        return bool(self.earthdata_token)
+
+
+ENV_VARS: dict[str, str] = {
+    "eog_url": "NIGHTLIGHTS_EOG_URL",
+    "eog_token_url": "NIGHTLIGHTS_EOG_TOKEN_URL",
+    "eog_token": "EOG_TOKEN",
+    "eog_client_id": "EOG_CLIENT_ID",
+    "eog_client_secret": "EOG_CLIENT_SECRET",
+    "eog_username": "EOG_USERNAME",
+    "eog_password": "EOG_PASSWORD",
+    "laads_url": "NIGHTLIGHTS_LAADS_URL",
+    "earthdata_token": "EARTHDATA_TOKEN",
+}
+_SECRETS = {"eog_token", "eog_client_secret", "eog_password", "earthdata_token"}
+
+
+def user_config_path(env: dict[str, str] | None = None) -> Path:
+    """``$NIGHTLIGHTS_CONFIG``, else ``$XDG_CONFIG_HOME/nightlights/config.yaml``."""
+    env = dict(os.environ) if env is None else env
+    if env.get("NIGHTLIGHTS_CONFIG"):
+        return Path(env["NIGHTLIGHTS_CONFIG"]).expanduser()
+    base = Path(env.get("XDG_CONFIG_HOME") or Path.home() / ".config")
+    return base / "nightlights" / "config.yaml"
+
+
+def read_yaml(path: Path) -> dict[str, Any]:
+    """Read a YAML mapping with the safe loader; errors name the file."""
+    try:
+        text = path.read_text(encoding="utf-8")
+    except FileNotFoundError as e:
+        raise ConfigError(f"{path}: config file not found") from e
+    except (OSError, UnicodeDecodeError) as e:
+        raise ConfigError(f"{path}: cannot read config file ({e.__class__.__name__})") from e
+    try:
+        data = yaml.safe_load(text)
+    except yaml.YAMLError as e:
+        mark = getattr(e, "problem_mark", None)
+        where = f" at line {mark.line + 1}" if mark else ""
+        raise ConfigError(f"{path}: not valid YAML{where}") from e
+    if data is None:
+        return {}
+    if not isinstance(data, dict):
+        raise ConfigError(f"{path}: expected a mapping of settings, found {type(data).__name__}")
+    return data
+
+
+def load_user_config(env: dict[str, str] | None = None) -> dict[str, Any]:
+    path = user_config_path(env)
+    return read_yaml(path) if path.is_file() else {}
+
+
+def load_data_settings(env: dict[str, str] | None = None) -> DataSettings:
+    """Data settings from the user config's ``data:`` section, overridden by environment."""
+    env = dict(os.environ) if env is None else env
+    section = load_user_config(env).get("data") or {}
+    if not isinstance(section, dict):
+        raise ConfigError(f"{user_config_path(env)}: 'data' must be a mapping")
+    values: dict[str, Any] = {}
+    for name, var in ENV_VARS.items():
+        value = env.get(var) or section.get(name)
+        if value in (None, ""):
+            continue
+        value = str(value).strip()
+        values[name] = Secret(value) if name in _SECRETS else value
+    return DataSettings(**values)

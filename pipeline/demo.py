@@ -1,0 +1,205 @@
+"""Demo: a synthetic, seeded stand-in for EOG VNL monthly composites over North Korea.
+
+SYNTHETIC DATA. Nothing made from these rasters is evidence about North Korea.
+
+Outputs
+    ``SVDNB_npp_YYYYMMDD-YYYYMMDD_75N060E_vcmslcfg_v10_c<stamp>.{avg_rade9h,cf_cvg}.tif``
+    for every month 2023-01 to 2025-12 on the 15 arc-second EOG grid over lon 124-131 E,
+    lat 37.5-43 N, plus ``truth.csv`` with each site's planted change and
+    ``DEMO_DATA_IS_SYNTHETIC.txt``.
+
+What it imitates, so the pipeline meets real-world structure: a dark rural background
+(tenths of nW/cm2/sr) with noise and occasional negative values; lit towns at every site
+and elsewhere, blurred over neighbouring pixels like VIIRS blooming; a much brighter
+Pyongyang; snow-season brightening (identical in every year); cloud-free counts that
+fall in the summer monsoon, with months and patches of zero coverage where radiance is
+0 (not observed, not dark). Each site's change from the baseline to the target year is
+drawn from the seed (a third brighten, a third stay, a third dim, on average), not chosen
+to confirm or refute any claim.
+"""
+
+from __future__ import annotations
+
+import calendar
+import hashlib
+import json
+import os
+from collections.abc import Sequence
+from concurrent.futures import ThreadPoolExecutor
+from dataclasses import asdict, dataclass, field
+from pathlib import Path
+
+import numpy as np
+import pandas as pd
+import rasterio
+from rasterio.transform import from_origin
+
+DEMO_BOUNDS = (124.0, 37.5, 131.0, 43.0)
+RES = 1 / 240  # 15 arc-seconds, the EOG VNL grid
+PYONGYANG = (125.7625, 39.0392)
+SNOW_MONTHS = (12, 1, 2)
+# Mean cloud-free observation counts by calendar month (low in the Jun-Aug monsoon).
+MONTH_COVERAGE = (14, 13, 12, 10, 8, 4, 3, 4, 8, 12, 14, 14)
+MARKER = "DEMO_DATA_IS_SYNTHETIC.txt"
+
+
+@dataclass(frozen=True)
+class Town:
+    town_id: str
+    lon: float
+    lat: float
+    peak: float  # nW/cm2/sr at the centre
+    sigma_px: float  # spread in pixels (blooming)
+    log_change: float = 0.0  # applied from the target year on
+    is_site: bool = False
+
+
+@dataclass(frozen=True)
+class DemoSpec:
+    """Everything that determines the demo rasters; its hash names the cache folder."""
+
+    seed: int = 2024
+    bounds: tuple[float, float, float, float] = DEMO_BOUNDS
+    years: tuple[int, ...] = (2023, 2024, 2025)
+    target_year: int = 2025
+    sites: tuple[tuple[str, float, float], ...] = ()
+    n_other_towns: int = 80
+    background: float = 0.25
+    month_noise: float = 0.12  # log sd of a town's month-to-month variation
+    snow_gain: float = 1.3
+    towns: tuple[Town, ...] = field(default=(), compare=False)
+
+    def key(self) -> str:
+        d = asdict(self)
+        d.pop("towns")
+        return hashlib.sha256(json.dumps(d, sort_keys=True).encode()).hexdigest()[:12]
+
+    @property
+    def shape(self) -> tuple[int, int]:
+        w, s, e, n = self.bounds
+        return round((n - s) / RES), round((e - w) / RES)
+
+    @property
+    def transform(self) -> rasterio.Affine:
+        return from_origin(self.bounds[0], self.bounds[3], RES, RES)
+
+
+def make_towns(spec: DemoSpec) -> tuple[Town, ...]:
+    """Sites, other towns and Pyongyang, with brightness and planted change from the seed."""
+    rng = np.random.default_rng(spec.seed)
+    towns = []
+    for site_id, lon, lat in spec.sites:
+        kind = rng.choice(["brightened", "unchanged", "dimmed"])
+        magnitude = rng.uniform(0.6, 1.2)
+        change = {"brightened": magnitude, "unchanged": 0.0, "dimmed": -magnitude}[kind]
+        peak = float(np.clip(rng.lognormal(np.log(6.0), 0.4), 3.0, 20.0))
+        towns.append(Town(site_id, lon, lat, peak, float(rng.uniform(1.0, 1.6)), change, True))
+    w, s, e, n = spec.bounds
+    for i in range(spec.n_other_towns):
+        towns.append(Town(f"town-{i:03d}", float(rng.uniform(w, e)), float(rng.uniform(s, n)),
+                          float(np.clip(rng.lognormal(np.log(2.5), 0.6), 0.8, 15)),
+                          float(rng.uniform(0.8, 1.5))))
+    if w < PYONGYANG[0] < e and s < PYONGYANG[1] < n:
+        towns.append(Town("pyongyang", *PYONGYANG, 60.0, 5.0))
+    return tuple(towns)
+
+
+def _smooth_field(rng: np.random.Generator, shape: tuple[int, int], coarse: int = 14) -> np.ndarray:
+    """A smooth random field (cloud pattern) by bilinear upsampling of coarse noise."""
+    g = rng.normal(size=(coarse, coarse))
+    rows = np.linspace(0, coarse - 1, shape[0])
+    cols = np.linspace(0, coarse - 1, shape[1])
+    tmp = np.stack([np.interp(cols, np.arange(coarse), r) for r in g])
+    return np.stack([np.interp(rows, np.arange(coarse), c) for c in tmp.T]).T
+
+
+def render_month(spec: DemoSpec, towns: Sequence[Town], year: int, month: int) -> tuple[np.ndarray, np.ndarray]:
+    """Radiance (float32, nW/cm2/sr) and cloud-free count (uint16) for one month."""
+    rng = np.random.default_rng([spec.seed, year, month])
+    h, w = spec.shape
+    season = spec.snow_gain if month in SNOW_MONTHS else 1.0
+    regional = float(rng.lognormal(0.0, 0.04))
+    light = np.full((h, w), spec.background * season * regional, dtype="float64")
+    inv = ~spec.transform
+    for t in towns:
+        col, row = inv * (t.lon, t.lat)
+        change = t.log_change if year >= spec.target_year else 0.0
+        level = t.peak * season * regional * np.exp(change + rng.normal(0.0, spec.month_noise))
+        r = int(np.ceil(5 * t.sigma_px))
+        r0, r1 = max(int(row) - r, 0), min(int(row) + r + 1, h)
+        c0, c1 = max(int(col) - r, 0), min(int(col) + r + 1, w)
+        if r0 >= r1 or c0 >= c1:
+            continue
+        yy, xx = np.mgrid[r0:r1, c0:c1]
+        d2 = (yy + 0.5 - row) ** 2 + (xx + 0.5 - col) ** 2
+        light[r0:r1, c0:c1] += level * np.exp(-d2 / (2 * t.sigma_px**2))
+    clouds = np.exp(0.7 * _smooth_field(rng, (h, w)))
+    cut = 0.5 if (year, month) in ((2024, 7), (2025, 8)) else 0.3
+    cvg = rng.poisson(MONTH_COVERAGE[month - 1] * clouds).astype("uint16")
+    cvg[clouds < cut] = 0
+    noise = rng.normal(0.0, 1.0, size=(h, w)) * (0.15 + 0.05 * light) / np.sqrt(np.maximum(cvg, 1))
+    rad = (light + noise).astype("float32")
+    rad[cvg == 0] = 0.0
+    return rad, cvg
+
+
+def eog_name(year: int, month: int, layer: str) -> str:
+    """A real EOG VNL monthly v10 file name (creation stamp: the 5th of the next month)."""
+    last = calendar.monthrange(year, month)[1]
+    ny, nm = (year + 1, 1) if month == 12 else (year, month + 1)
+    return (f"SVDNB_npp_{year}{month:02d}01-{year}{month:02d}{last:02d}_75N060E_vcmslcfg_v10_"
+            f"c{ny}{nm:02d}051200.{layer}.tif")
+
+
+def _write_tif(path: Path, array: np.ndarray, spec: DemoSpec) -> None:
+    tmp = path.with_name(path.name + ".part")
+    profile = dict(driver="GTiff", width=array.shape[1], height=array.shape[0], count=1,
+                   dtype=array.dtype, crs="EPSG:4326", transform=spec.transform, tiled=True,
+                   blockxsize=256, blockysize=256, compress="deflate", zlevel=1)
+    with rasterio.open(tmp, "w", **profile) as ds:
+        ds.write(array, 1)
+        ds.update_tags(SYNTHETIC="true", GENERATOR="nightlights.demo", SEED=str(spec.seed))
+    os.replace(tmp, path)
+
+
+def truth_table(spec: DemoSpec, towns: Sequence[Town]) -> pd.DataFrame:
+    rows = []
+    for t in towns:
+        if not t.is_site:
+            continue
+        cls = "brightened" if t.log_change > 0 else "dimmed" if t.log_change < 0 else "unchanged"
+        rows.append({"site_id": t.town_id, "planted_class": cls, "planted_log_change": round(t.log_change, 4),
+                     "peak_radiance": round(t.peak, 3), "sigma_px": round(t.sigma_px, 3)})
+    return pd.DataFrame(rows)
+
+
+def build_demo(folder: Path, spec: DemoSpec, progress: bool = True) -> Path:
+    """Write (or reuse) the demo rasters for ``spec`` under ``folder/<hash>``; return that folder."""
+    from tqdm.auto import tqdm
+
+    out = Path(folder) / spec.key()
+    if (out / MARKER).exists():
+        return out
+    out.mkdir(parents=True, exist_ok=True)
+    towns = make_towns(spec)
+    months = [(y, m) for y in spec.years for m in range(1, 13)]
+
+    def one(ym: tuple[int, int]) -> None:
+        rad, cvg = render_month(spec, towns, *ym)
+        _write_tif(out / eog_name(*ym, "avg_rade9h"), rad, spec)
+        _write_tif(out / eog_name(*ym, "cf_cvg"), cvg, spec)
+
+    with ThreadPoolExecutor(max_workers=os.cpu_count() or 2) as pool:
+        list(tqdm(pool.map(one, months), total=len(months), desc="generating synthetic demo",
+                  unit="month", disable=not progress, leave=False))
+    truth_table(spec, towns).to_csv(out / "truth.csv", index=False)
+    (out / MARKER).write_text(
+        "These rasters are SYNTHETIC, generated by nightlights.demo from seed "
+        f"{spec.seed}. They imitate the EOG VNL monthly format; they are not observations "
+        "and are no evidence about North Korea or any place.\n", encoding="utf-8")
+    return out
+
+
+def is_synthetic_folder(folder: Path) -> bool:
+    """True for a folder made by :func:`build_demo` (or any file in it tagged SYNTHETIC)."""
+    return (Path(folder) / MARKER).exists()

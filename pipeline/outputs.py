@@ -1,0 +1,105 @@
+"""Outputs: the one place that writes into ``--out``, atomically.
+
+Every file of a run is first written into a hidden staging folder inside ``--out``,
+then moved into place with ``os.replace`` once the whole run has succeeded. A run that
+fails or is interrupted before that leaves the earlier contents of ``--out`` untouched
+and removes its staging folder.
+"""
+
+from __future__ import annotations
+
+import json
+import math
+import os
+import shutil
+import tempfile
+from collections.abc import Callable, Iterator
+from contextlib import contextmanager
+from pathlib import Path
+from typing import Any
+
+import pandas as pd
+
+from pipeline.errors import NightlightsError
+
+STAGING_PREFIX = ".nightlights-staging-"
+
+
+class Staging:
+    """A staging folder whose files are published together by :meth:`commit`."""
+
+    def __init__(self, out: Path):
+        self.out = out
+        self.dir = Path(tempfile.mkdtemp(prefix=STAGING_PREFIX, dir=out))
+        self.files: list[Path] = []
+
+    def path(self, name: str) -> Path:
+        p = self.dir / name
+        p.parent.mkdir(parents=True, exist_ok=True)
+        self.files.append(p)
+        return p
+
+    def write_text(self, name: str, text: str) -> None:
+        self.path(name).write_text(text, encoding="utf-8")
+
+    def write_json(self, name: str, data: Any) -> None:
+        self.write_text(name, json.dumps(_jsonable(data), indent=2, ensure_ascii=False) + "\n")
+
+    def write_csv(self, name: str, df: pd.DataFrame, data_kind: str | None = None) -> None:
+        if data_kind is not None:
+            df = df.assign(data_kind=data_kind)
+        df.to_csv(self.path(name), index=False, float_format="%.6g", lineterminator="\n")
+
+    def write_with(self, name: str, writer: Callable[[Path], None]) -> None:
+        writer(self.path(name))
+
+    def commit(self) -> list[Path]:
+        published = []
+        for f in self.files:
+            if not f.exists():
+                continue
+            dest = self.out / f.relative_to(self.dir)
+            dest.parent.mkdir(parents=True, exist_ok=True)
+            os.replace(f, dest)
+            published.append(dest)
+        return published
+
+
+@contextmanager
+def staged(out: Path | str) -> Iterator[Staging]:
+    """Stage a run's files in ``out``; publish on success, discard on any failure."""
+    out = Path(out)
+    try:
+        out.mkdir(parents=True, exist_ok=True)
+    except OSError as e:
+        raise NightlightsError(f"{out}: cannot create output folder ({e.strerror})") from e
+    if not os.access(out, os.W_OK):
+        raise NightlightsError(f"{out}: output folder is not writable")
+    staging = Staging(out)
+    try:
+        yield staging
+        staging.commit()
+    finally:
+        shutil.rmtree(staging.dir, ignore_errors=True)
+
+
+def write_csv_atomic(path: Path | str, df: pd.DataFrame, data_kind: str | None = None) -> None:
+    """One CSV written through a temporary file in the same folder, then renamed."""
+    path = Path(path)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    with staged(path.parent) as s:
+        s.write_csv(path.name, df, data_kind)
+
+
+def _jsonable(x: Any) -> Any:
+    if isinstance(x, dict):
+        return {str(k): _jsonable(v) for k, v in x.items()}
+    if isinstance(x, list | tuple):
+        return [_jsonable(v) for v in x]
+    if hasattr(x, "item") and callable(x.item):  # numpy scalars
+        x = x.item()
+    if isinstance(x, float) and not math.isfinite(x):
+        return None
+    if isinstance(x, Path):
+        return str(x)
+    return x

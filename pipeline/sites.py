@@ -1,0 +1,387 @@
+"""Sites: read and check site GeoJSON files, buffer points into polygons, build rings.
+
+Inputs
+    GeoJSON files (FeatureCollection, Feature or bare geometry) with Point, MultiPoint,
+    Polygon or MultiPolygon features, in WGS84 (a legacy ``crs`` member naming another
+    CRS is honoured by reprojecting, with a warning).
+Outputs
+    A GeoDataFrame in EPSG:4326, one row per site, columns :data:`SITE_COLUMNS`.
+
+Points are buffered in metres in an azimuthal equidistant projection centred on the
+point, never in degrees (a degree of longitude is 85 km at 40 N, not 111 km).
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+import math
+import re
+from collections.abc import Iterable, Sequence
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import geopandas as gpd
+import numpy as np
+import shapely
+from pyproj import CRS, Transformer
+from pyproj.exceptions import CRSError
+from shapely.geometry import Point, shape
+from shapely.geometry.base import BaseGeometry
+from shapely.ops import transform as shapely_transform
+
+from pipeline.errors import SiteError
+
+log = logging.getLogger(__name__)
+
+MAX_FILE_BYTES = 50 * 1024 * 1024
+MAX_RADIUS_M = 50_000.0
+SITE_ID_RE = re.compile(r"^[A-Za-z0-9][A-Za-z0-9._-]{0,79}$")
+SITE_COLUMNS = [
+    "site_id", "name", "name_ko", "province", "batch", "location_confidence", "source",
+    "groundbreaking", "inauguration", "radius_m", "center_lon", "center_lat", "from_point",
+    "source_file", "geometry",
+]
+_OPTIONAL_TEXT = ("name", "name_ko", "province", "location_confidence", "source",
+                  "groundbreaking", "inauguration")
+_WGS84_NAMES = {"EPSG:4326", "OGC:CRS84", "CRS84", "WGS84", "OGC:1.3:CRS84"}
+
+
+@dataclass(frozen=True)
+class Problem:
+    """One thing wrong (or repaired) in a site file, printable as one line."""
+
+    file: str
+    feature: str | None
+    message: str
+    severity: str = "error"  # "error" stops the run, "warning" is repaired and reported
+
+    def __str__(self) -> str:
+        where = f"{self.file}: {self.feature}: " if self.feature else f"{self.file}: "
+        return f"{where}{self.message}" if self.severity == "error" else f"{where}warning: {self.message}"
+
+
+class SiteFileError(SiteError):
+    """Raised with every problem found, one per line."""
+
+    def __init__(self, problems: Sequence[Problem]):
+        self.problems = list(problems)
+        super().__init__("\n".join(str(p) for p in self.problems))
+
+
+def slugify(text: str) -> str:
+    """A filename-safe id from free text (``"Kim Hyong Jik"`` -> ``"kim-hyong-jik"``)."""
+    slug = re.sub(r"[^a-z0-9]+", "-", text.lower()).strip("-")
+    return slug[:80] or "site"
+
+
+def local_metric_crs(lon: float, lat: float) -> CRS:
+    """Azimuthal equidistant CRS centred on the point: distances from it are true metres."""
+    return CRS.from_proj4(f"+proj=aeqd +lat_0={lat:.6f} +lon_0={lon:.6f} +datum=WGS84 +units=m")
+
+
+def _to_metric(lon: float, lat: float) -> tuple[Transformer, Transformer]:
+    crs = local_metric_crs(lon, lat)
+    fwd = Transformer.from_crs(4326, crs, always_xy=True)
+    inv = Transformer.from_crs(crs, 4326, always_xy=True)
+    return fwd, inv
+
+
+def buffer_metres(geom: BaseGeometry, distance_m: float, center: tuple[float, float]) -> BaseGeometry:
+    """Buffer a WGS84 geometry by ``distance_m`` metres (negative shrinks) around ``center``."""
+    fwd, inv = _to_metric(*center)
+    metric = shapely_transform(fwd.transform, geom)
+    return shapely_transform(inv.transform, metric.buffer(distance_m, quad_segs=16))
+
+
+def read_sites(paths: Iterable[Path | str], default_radius_m: float) -> gpd.GeoDataFrame:
+    """Read site files into one table; raise :class:`SiteFileError` listing every error.
+
+    Warnings (repairs, reprojection, derived ids) are logged, one line each.
+    """
+    paths = [Path(p) for p in paths]
+    if not paths:
+        raise SiteError("no site files given (and no aoi/*.geojson found); pass --sites PATH")
+    rows, problems = _collect(paths, default_radius_m)
+    errors = [p for p in problems if p.severity == "error"]
+    if errors:
+        raise SiteFileError(errors)
+    for p in problems:
+        log.warning("%s", p)
+    return gpd.GeoDataFrame(rows, columns=SITE_COLUMNS, geometry="geometry", crs="EPSG:4326")
+
+
+def validate_site_files(paths: Iterable[Path | str], default_radius_m: float) -> list[Problem]:
+    """Every problem (errors and warnings) in the given files, in file order."""
+    return _collect([Path(p) for p in paths], default_radius_m)[1]
+
+
+def _collect(paths: list[Path], default_radius_m: float) -> tuple[list[dict[str, Any]], list[Problem]]:
+    rows: list[dict[str, Any]] = []
+    problems: list[Problem] = []
+    seen: dict[str, str] = {}
+    for path in paths:
+        file_rows, file_problems = _read_file(path, default_radius_m)
+        problems += file_problems
+        for row in file_rows:
+            where = f"{path.name} feature {row.pop('_index')}"
+            if row["site_id"] in seen:
+                problems.append(Problem(str(path), f"feature {where.rsplit(' ', 1)[-1]}",
+                                        f"duplicate site_id {row['site_id']!r} (also in {seen[row['site_id']]}); "
+                                        "site_id must be unique across all site files"))
+                continue
+            seen[row["site_id"]] = where
+            rows.append(row)
+    return rows, problems
+
+
+def _load_json(path: Path) -> tuple[Any, list[Problem]]:
+    f = str(path)
+    if not path.exists():
+        return None, [Problem(f, None, "file not found")]
+    if path.is_dir():
+        return None, [Problem(f, None, "is a folder, expected a .geojson file")]
+    size = path.stat().st_size
+    if size > MAX_FILE_BYTES:
+        return None, [Problem(f, None, f"file is {size / 1e6:.0f} MB, above the {MAX_FILE_BYTES // 10**6} MB "
+                                       "limit for site files; simplify the polygons or split the file")]
+    if size == 0:
+        return None, [Problem(f, None, "file is empty")]
+    try:
+        return json.loads(path.read_bytes().decode("utf-8-sig")), []
+    except UnicodeDecodeError:
+        return None, [Problem(f, None, "not UTF-8 text; GeoJSON must be UTF-8")]
+    except json.JSONDecodeError as e:
+        return None, [Problem(f, None, f"not valid JSON (line {e.lineno}, column {e.colno}: {e.msg})")]
+
+
+def _features(doc: Any, f: str) -> tuple[list[dict[str, Any]], list[Problem]]:
+    if not isinstance(doc, dict) or "type" not in doc:
+        return [], [Problem(f, None, "valid JSON but not GeoJSON (no 'type' member at the top level)")]
+    kind = doc["type"]
+    if kind == "FeatureCollection":
+        feats = doc.get("features")
+        if not isinstance(feats, list):
+            return [], [Problem(f, None, "FeatureCollection without a 'features' list")]
+        if not feats:
+            return [], [Problem(f, None, "FeatureCollection has no features")]
+        return feats, []
+    if kind == "Feature":
+        return [doc], []
+    if kind in ("Point", "MultiPoint", "Polygon", "MultiPolygon"):
+        return [{"type": "Feature", "geometry": doc, "properties": {}}], []
+    return [], [Problem(f, None, f"GeoJSON type {kind!r} is not a FeatureCollection, Feature or geometry")]
+
+
+def _declared_crs(doc: Any, f: str) -> tuple[CRS | None, list[Problem]]:
+    """The legacy (2008) ``crs`` member, if it names something other than WGS84."""
+    if not isinstance(doc, dict) or not doc.get("crs"):
+        return None, []
+    member = doc["crs"]
+    name = (member.get("properties") or {}).get("name") if isinstance(member, dict) else None
+    if not isinstance(name, str):
+        return None, [Problem(f, None, "unreadable 'crs' member; remove it and store WGS84 coordinates")]
+    short = name.replace("urn:ogc:def:crs:", "").replace("::", ":").upper()
+    if short in _WGS84_NAMES:
+        return None, []
+    try:
+        crs = CRS.from_user_input(name)
+    except CRSError:
+        return None, [Problem(f, None, f"unknown CRS {name!r}; reproject the file to WGS84 (EPSG:4326)")]
+    if crs.equals(CRS.from_epsg(4326), ignore_axis_order=True):
+        return None, []
+    return crs, [Problem(f, None, f"declares CRS {name}; reprojected to WGS84", "warning")]
+
+
+def _read_file(path: Path, default_radius_m: float) -> tuple[list[dict[str, Any]], list[Problem]]:
+    f = str(path)
+    doc, problems = _load_json(path)
+    if problems:
+        return [], problems
+    feats, problems = _features(doc, f)
+    crs, crs_problems = _declared_crs(doc, f)
+    problems += crs_problems
+    if any(p.severity == "error" for p in problems):
+        return [], problems
+    to_wgs84 = Transformer.from_crs(crs, 4326, always_xy=True) if crs else None
+    rows = []
+    for i, feat in enumerate(feats):
+        row, feat_problems = _read_feature(feat, i, path, to_wgs84, default_radius_m)
+        problems += feat_problems
+        if row is not None:
+            rows.append(row)
+    return rows, problems
+
+
+def _feature_label(i: int, props: dict[str, Any]) -> str:
+    for key in ("site_id", "name"):
+        if isinstance(props.get(key), str | int) and str(props[key]).strip():
+            return f"feature {i} ({str(props[key]).strip()[:40]})"
+    return f"feature {i}"
+
+
+def _read_feature(
+    feat: Any, i: int, path: Path, to_wgs84: Transformer | None, default_radius_m: float
+) -> tuple[dict[str, Any] | None, list[Problem]]:
+    f = str(path)
+    if not isinstance(feat, dict) or feat.get("type") != "Feature":
+        return None, [Problem(f, f"feature {i}", "is not a GeoJSON Feature object")]
+    props = feat.get("properties") or {}
+    if not isinstance(props, dict):
+        return None, [Problem(f, f"feature {i}", "'properties' is not an object")]
+    label = _feature_label(i, props)
+    problems: list[Problem] = []
+
+    def err(msg: str) -> tuple[None, list[Problem]]:
+        return None, [*problems, Problem(f, label, msg)]
+
+    site_id, id_problem = _site_id(props, path, i)
+    if id_problem:
+        if id_problem.severity == "error":
+            return err(id_problem.message)
+        problems.append(Problem(f, label, id_problem.message, "warning"))
+
+    geom_json = feat.get("geometry")
+    if not geom_json:
+        return err("has no geometry (null); give it a Point or Polygon")
+    try:
+        geom = shape(geom_json)
+    except Exception as e:  # shapely raises several types for malformed coordinates
+        return err(f"malformed geometry ({e.__class__.__name__}: {str(e)[:80]})")
+    if geom.is_empty:
+        return err("has an empty geometry")
+    if geom.geom_type not in ("Point", "MultiPoint", "Polygon", "MultiPolygon"):
+        return err(f"geometry type {geom.geom_type} is not supported; use Point or Polygon")
+    if geom.has_z:
+        geom = shapely.force_2d(geom)
+    if to_wgs84 is not None:
+        geom = shapely_transform(to_wgs84.transform, geom)
+    coords = shapely.get_coordinates(geom)
+    if not np.isfinite(coords).all():
+        return err("has non-finite coordinates")
+    lon, lat = coords[:, 0], coords[:, 1]
+    if (np.abs(lon) > 180).any() or (np.abs(lat) > 90).any():
+        hint = (" (they look like projected metres: declare the CRS or reproject to WGS84)"
+                if (np.abs(coords) > 1000).any() else "; GeoJSON order is [longitude, latitude]")
+        return err(f"coordinates outside longitude/latitude range{hint}")
+
+    radius, radius_problem = _radius(props, default_radius_m)
+    if radius_problem:
+        return err(radius_problem)
+
+    from_point = geom.geom_type in ("Point", "MultiPoint")
+    if from_point:
+        center = geom.centroid
+        poly = buffer_metres(geom, radius, (center.x, center.y))
+    else:
+        if not geom.is_valid:
+            reason = shapely.is_valid_reason(geom)
+            geom = shapely.make_valid(geom)
+            geom = shapely.unary_union([g for g in getattr(geom, "geoms", [geom])
+                                        if g.geom_type in ("Polygon", "MultiPolygon")])
+            if geom.is_empty:
+                return err(f"invalid polygon ({reason}) that cannot be repaired")
+            problems.append(Problem(f, label, f"invalid polygon ({reason}) repaired with make_valid",
+                                    "warning"))
+        center = _declared_center(props) or geom.centroid
+        from_point = _declared_center(props) is not None and _is_number(props.get("radius_m"))
+        poly = geom
+    row = {
+        "_index": i,
+        "site_id": site_id,
+        "batch": _batch(props.get("batch")),
+        "radius_m": radius if from_point else math.nan,
+        "center_lon": round(center.x, 6),
+        "center_lat": round(center.y, 6),
+        "from_point": from_point,
+        "source_file": path.name,
+        "geometry": poly,
+    }
+    for key in _OPTIONAL_TEXT:
+        value = props.get(key)
+        row[key] = str(value).strip() if value not in (None, "") else None
+    if row["name"] is None:
+        row["name"] = site_id
+    return row, problems
+
+
+def _site_id(props: dict[str, Any], path: Path, i: int) -> tuple[str, Problem | None]:
+    raw = props.get("site_id")
+    if raw is None or (isinstance(raw, str) and not raw.strip()):
+        base = props.get("name")
+        sid = slugify(str(base)) if base else f"{slugify(path.stem)}-{i + 1}"
+        return sid, Problem(str(path), None, f"no site_id; using {sid!r} (derived from "
+                                             f"{'name' if base else 'file name and position'})", "warning")
+    if isinstance(raw, bool) or not isinstance(raw, str | int):
+        return "", Problem(str(path), None, f"site_id must be text, found {type(raw).__name__}")
+    sid = str(raw).strip()
+    if not SITE_ID_RE.match(sid):
+        return "", Problem(str(path), None,
+                           f"site_id {sid[:40]!r} is not filename-safe: use letters, digits, '.', '-', '_' "
+                           f"(up to 80 characters), e.g. {slugify(sid)!r}")
+    return sid, None
+
+
+def _is_number(value: Any) -> bool:
+    return isinstance(value, int | float) and not isinstance(value, bool) and math.isfinite(value)
+
+
+def _radius(props: dict[str, Any], default: float) -> tuple[float, str | None]:
+    value = props.get("radius_m")
+    if value is None:
+        return default, None
+    if not _is_number(value) or not 0 < value <= MAX_RADIUS_M:
+        return default, f"radius_m={value!r} must be a number of metres in (0, {MAX_RADIUS_M:.0f}]"
+    return float(value), None
+
+
+def _declared_center(props: dict[str, Any]) -> Point | None:
+    lon, lat = props.get("center_lon"), props.get("center_lat")
+    if _is_number(lon) and _is_number(lat) and abs(lon) <= 180 and abs(lat) <= 90:
+        return Point(lon, lat)
+    return None
+
+
+def _batch(value: Any) -> int | None:
+    if _is_number(value) and float(value).is_integer():
+        return int(value)
+    if isinstance(value, str) and value.strip().isdigit():
+        return int(value.strip())
+    return None
+
+
+# --------------------------------------------------------------------------- derived geometry
+
+
+def with_radius(sites: gpd.GeoDataFrame, radius_m: float) -> gpd.GeoDataFrame:
+    """Sites re-buffered to ``radius_m`` (point-derived sites only; drawn polygons kept)."""
+    out = sites.copy()
+    geoms = []
+    for row in sites.itertuples():
+        if row.from_point:
+            c = (row.center_lon, row.center_lat)
+            geoms.append(buffer_metres(Point(c), radius_m, c))
+        else:
+            geoms.append(row.geometry)
+    out["geometry"] = geoms
+    out["radius_m"] = np.where(sites["from_point"], radius_m, np.nan)
+    return out
+
+
+def background_rings(sites: gpd.GeoDataFrame, inner_m: float, outer_m: float) -> gpd.GeoSeries:
+    """An annulus around each site with every site's polygon removed.
+
+    Radii are from the centre for point-derived sites and from the edge for drawn
+    polygons. The ring measures region-wide change (supply, calibration, weather)
+    near the site without the site's own light.
+    """
+    all_sites = shapely.unary_union(sites.geometry.values)
+    rings = []
+    for row in sites.itertuples():
+        c = (row.center_lon, row.center_lat)
+        base = Point(c) if row.from_point else row.geometry
+        outer = buffer_metres(base, outer_m, c)
+        inner = buffer_metres(base, inner_m, c) if inner_m > 0 else shapely.Polygon()
+        rings.append(outer.difference(inner).difference(all_sites))
+    return gpd.GeoSeries(rings, index=sites.index, crs=sites.crs)

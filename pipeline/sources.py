@@ -1,0 +1,235 @@
+"""Sources: find the monthly rasters in a folder and read their pixels.
+
+Inputs
+    A folder of monthly rasters as users have them:
+
+    * EOG VNL monthly v10, named as distributed:
+      ``SVDNB_npp_YYYYMMDD-YYYYMMDD_<tile>_<vcmcfg|vcmslcfg>_v10_c<stamp>.avg_rade9h.tif``
+      with the matching ``.cf_cvg.tif`` (cloud-free observation count) when present;
+    * Black Marble months cached by ``nightlights download``:
+      ``VNP46A3_YYYY-MM.radiance.tif`` with ``VNP46A3_YYYY-MM.quality.tif``;
+    * any GeoTIFF whose name carries the month as ``YYYY-MM`` or ``YYYYMM``.
+
+    The month comes from the name, the georeferencing from the file (tile names are
+    never trusted for bounds).
+Outputs
+    A list of :class:`MonthlyRaster`, one per month, sorted by month.
+"""
+
+from __future__ import annotations
+
+import logging
+import re
+from collections import defaultdict
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Literal
+
+import numpy as np
+import rasterio
+from affine import Affine
+from pyproj import CRS
+from rasterio.errors import RasterioError
+from rasterio.windows import Window
+
+from pipeline.errors import SourceError
+
+log = logging.getLogger(__name__)
+
+AuxKind = Literal["cf_cvg", "bm_quality", "none"]
+
+EOG_RE = re.compile(
+    r"^SVDNB_(?P<sat>npp|j01|j02)_(?P<start>\d{8})-(?P<end>\d{8})_(?P<tile>[0-9A-Z]+)_"
+    r"(?P<cfg>vcmcfg|vcmslcfg)_v10_c(?P<stamp>\d{12})\.(?P<layer>avg_rade9h|avg_rade9h\.masked|cf_cvg|cvg)"
+    r"\.tif$"
+)
+BM_RE = re.compile(r"^(?P<product>VNP46A3|VJ146A3)_(?P<month>\d{4}-\d{2})\.(?P<layer>radiance|quality)\.tif$")
+PLAIN_RE = re.compile(r"(?<!\d)(?P<year>(?:19|20)\d{2})-?(?P<month>0[1-9]|1[0-2])(?!\d)")
+RASTER_SUFFIXES = (".tif", ".tiff")
+
+
+@dataclass(frozen=True)
+class Grid:
+    """A raster grid: CRS, affine transform and shape. Equal grids share coverage weights."""
+
+    crs_wkt: str
+    transform: tuple[float, ...]
+    width: int
+    height: int
+
+    @property
+    def affine(self) -> Affine:
+        return Affine(*self.transform[:6])
+
+    @property
+    def crs(self) -> CRS:
+        return CRS.from_wkt(self.crs_wkt)
+
+    @property
+    def bounds(self) -> tuple[float, float, float, float]:
+        a = self.affine
+        xs = (a.c, a.c + a.a * self.width)
+        ys = (a.f, a.f + a.e * self.height)
+        return min(xs), min(ys), max(xs), max(ys)
+
+    def describe(self) -> str:
+        w, s, e, n = self.bounds
+        return f"{self.width}x{self.height} px, bounds ({w:.4f}, {s:.4f}, {e:.4f}, {n:.4f})"
+
+
+@dataclass(frozen=True)
+class MonthlyRaster:
+    """One month's radiance file and the auxiliary layer that says which pixels are valid."""
+
+    month: str  # YYYY-MM
+    radiance: Path
+    aux: Path | None
+    aux_kind: AuxKind
+    product: str  # "eog-vcmslcfg", "eog-vcmcfg", "VNP46A3", "geotiff"
+    grid: Grid
+    nodata: float | None
+
+    @property
+    def year(self) -> int:
+        return int(self.month[:4])
+
+
+def grid_of(path: Path) -> tuple[Grid, float | None]:
+    """The grid and nodata value of a raster file; errors name the file."""
+    try:
+        with rasterio.open(path) as ds:
+            if ds.crs is None:
+                raise SourceError(f"{path}: raster has no CRS; georeference it (e.g. gdal_edit.py -a_srs EPSG:4326)")
+            grid = Grid(ds.crs.to_wkt(), tuple(ds.transform)[:6], ds.width, ds.height)
+            return grid, ds.nodata
+    except RasterioError as e:
+        raise SourceError(f"{path}: cannot open raster ({_short(e)}); the file may be truncated or not a GeoTIFF") from e
+
+
+def _short(e: Exception) -> str:
+    return str(e).splitlines()[0][:160] if str(e) else e.__class__.__name__
+
+
+def find_monthly_rasters(
+    folder: Path | str,
+    years: tuple[int, ...] | None = None,
+    eog_config: str = "vcmslcfg",
+) -> list[MonthlyRaster]:
+    """Discover one raster per month under ``folder`` (recursively).
+
+    Files whose name carries no month are skipped with a warning. When a month has
+    both EOG configurations, ``eog_config`` wins; any other clash is an error naming
+    both files, since silently picking one would change the result.
+    """
+    folder = Path(folder)
+    if not folder.exists():
+        raise SourceError(f"{folder}: raster folder not found")
+    if not folder.is_dir():
+        raise SourceError(f"{folder}: not a folder; --rasters takes the folder holding the monthly files")
+    files = sorted(p for p in folder.rglob("*") if p.is_file() and p.name.lower().endswith(RASTER_SUFFIXES))
+    if not files:
+        raise SourceError(f"{folder}: no GeoTIFF files (.tif) found")
+    candidates = _candidates(files)
+    chosen = _one_per_month(candidates, eog_config)
+    if years is not None:
+        chosen = {m: c for m, c in chosen.items() if int(m[:4]) in years}
+        if not chosen:
+            raise SourceError(f"{folder}: no monthly rasters for {', '.join(map(str, years))}")
+    out = []
+    for month in sorted(chosen):
+        radiance, aux, aux_kind, product = chosen[month]
+        grid, nodata = grid_of(radiance)
+        out.append(MonthlyRaster(month, radiance, aux, aux_kind, product, grid, nodata))
+    return out
+
+
+_Candidate = tuple[Path, Path | None, AuxKind, str]
+
+
+def _candidates(files: list[Path]) -> dict[str, list[_Candidate]]:
+    by_name = {p.name: p for p in files}
+    months: dict[str, list[_Candidate]] = defaultdict(list)
+    for p in files:
+        m = EOG_RE.match(p.name)
+        if m:
+            if m["layer"] != "avg_rade9h":
+                continue  # cf_cvg / cvg / masked are companions, not months of their own
+            cvg = by_name.get(p.name.replace(".avg_rade9h.tif", ".cf_cvg.tif"))
+            month = f"{m['start'][:4]}-{m['start'][4:6]}"
+            months[month].append((p, cvg, "cf_cvg" if cvg else "none", f"eog-{m['cfg']}"))
+            continue
+        b = BM_RE.match(p.name)
+        if b:
+            if b["layer"] == "radiance":
+                q = by_name.get(p.name.replace(".radiance.tif", ".quality.tif"))
+                months[b["month"]].append((p, q, "bm_quality" if q else "none", b["product"]))
+            continue
+        if p.name.startswith("SVDNB_") or ".cf_cvg." in p.name or p.name.endswith(".quality.tif"):
+            continue
+        found = {(y, mo) for y, mo in PLAIN_RE.findall(p.stem)}
+        if len(found) == 1:
+            y, mo = found.pop()
+            months[f"{y}-{mo}"].append((p, None, "none", "geotiff"))
+        elif len(found) > 1:
+            log.warning("%s: skipped, its name holds several months (%s)", p,
+                        ", ".join(sorted(f"{y}-{mo}" for y, mo in found)))
+        else:
+            log.warning("%s: skipped, no month (YYYY-MM or YYYYMM) in its name", p)
+    return months
+
+
+def _one_per_month(candidates: dict[str, list[_Candidate]], eog_config: str) -> dict[str, _Candidate]:
+    chosen = {}
+    for month, cands in candidates.items():
+        if len(cands) > 1:
+            preferred = [c for c in cands if c[3] == f"eog-{eog_config}"]
+            if len(preferred) == 1:
+                log.info("%s: using %s (eog_config=%s)", month, preferred[0][0].name, eog_config)
+                cands = preferred
+        if len(cands) > 1:
+            names = ", ".join(str(c[0]) for c in cands)
+            raise SourceError(f"month {month} has {len(cands)} radiance files ({names}); keep one per month")
+        chosen[month] = cands[0]
+    return chosen
+
+
+# --------------------------------------------------------------------------- pixel reading
+
+
+def read_window(raster: MonthlyRaster, window: Window) -> tuple[np.ndarray, np.ndarray]:
+    """Radiance (float64, clipped at 0) and validity (bool) for a window of one month.
+
+    Validity: EOG pixels need ``cf_cvg >= min_cf_cvg`` (applied by the caller through
+    the returned count); Black Marble pixels carry their quality code; plain files are
+    valid where finite and not nodata. The second array is the raw auxiliary layer
+    (counts or quality codes) or a 0/1 validity for plain files.
+    """
+    try:
+        with rasterio.open(raster.radiance) as ds:
+            rad = ds.read(1, window=window, boundless=False, out_dtype="float64")
+        if raster.aux is not None:
+            with rasterio.open(raster.aux) as ds:
+                aux = ds.read(1, window=window, boundless=False)
+        else:
+            aux = None
+    except RasterioError as e:
+        raise SourceError(f"{raster.radiance}: cannot read month {raster.month} ({_short(e)}); "
+                          "the file may be truncated: delete it and download again") from e
+    finite = np.isfinite(rad)
+    if raster.nodata is not None and not np.isnan(raster.nodata):
+        finite &= rad != raster.nodata
+    if aux is None:
+        aux = finite.astype("uint8")
+    else:
+        aux = np.where(finite, aux, 0 if raster.aux_kind == "cf_cvg" else 255)
+    rad = np.where(finite, np.maximum(rad, 0.0), 0.0)
+    return rad, aux
+
+
+def valid_mask(aux: np.ndarray, aux_kind: AuxKind, min_cf_cvg: int, bm_quality: tuple[int, ...]) -> np.ndarray:
+    """Which pixels are observed. Zero radiance under zero coverage is missing, not dark."""
+    if aux_kind == "cf_cvg":
+        return aux >= min_cf_cvg
+    if aux_kind == "bm_quality":
+        return np.isin(aux, bm_quality)
+    return aux.astype(bool)
