@@ -46,6 +46,7 @@ class Results:
     verdict: dict[str, Any]
     sensitivity: pd.DataFrame | None = None
     zone_table: pd.DataFrame = field(default_factory=pd.DataFrame, repr=False)
+    rasters: list[MonthlyRaster] = field(default_factory=list, repr=False)
 
 
 def build_zones(sites: gpd.GeoDataFrame, params: Params, radii: Sequence[float] = ()) -> tuple[gpd.GeoDataFrame, ZoneNames]:
@@ -103,11 +104,11 @@ def analyse(sites: gpd.GeoDataFrame, rasters: Sequence[MonthlyRaster], params: P
         robust = robustness_summary(sens)
     calib = calibration(headline_table, names.ring, settings)
     inputs = [{"month": r.month, "file": r.radiance.name, "aux": r.aux.name if r.aux else None,
-               "product": r.product} for r in rasters]
+               "product": r.product, "folder": str(r.radiance.parent)} for r in rasters]
     verdict = make_verdict(changes, sites, params.to_dict(), data_kind=data_kind, source=source, inputs=inputs,
                            robustness=robust, calibration=calib, version=__version__)
     months = site_month_view(table, sites, params.pixel_rule, params.min_valid_fraction)
-    return Results(sites, months, changes, verdict, sens, table)
+    return Results(sites, months, changes, verdict, sens, table, list(rasters))
 
 
 def _annotate(changes: pd.DataFrame, sites: pd.DataFrame) -> pd.DataFrame:
