@@ -67,6 +67,7 @@ class DemoSpec:
     background: float = 0.25
     month_noise: float = 0.12  # log sd of a town's month-to-month variation
     snow_gain: float = 1.3
+    regional_change: float = 0.0  # log change of all light (towns and background) in the target year
     towns: tuple[Town, ...] = field(default=(), compare=False)
 
     def key(self) -> str:
@@ -118,11 +119,11 @@ def render_month(spec: DemoSpec, towns: Sequence[Town], year: int, month: int) -
     rng = np.random.default_rng([spec.seed, year, month])
     h, w = spec.shape
     season = spec.snow_gain if month in SNOW_MONTHS else 1.0
-    regional = float(rng.lognormal(0.0, 0.04))
+    regional = float(rng.lognormal(0.0, 0.04)) * (np.exp(spec.regional_change) if year >= spec.target_year else 1.0)
     light = np.full((h, w), spec.background * season * regional, dtype="float64")
     inv = ~spec.transform
     for t in towns:
-        col, row = inv * (t.lon, t.lat)
+        col, row = inv @ (t.lon, t.lat)
         change = t.log_change if year >= spec.target_year else 0.0
         level = t.peak * season * regional * np.exp(change + rng.normal(0.0, spec.month_noise))
         r = int(np.ceil(5 * t.sigma_px))

@@ -99,7 +99,7 @@ def _pixel_window(bounds: tuple[float, float, float, float], grid: Grid) -> Wind
     """The pixel window covering ``bounds`` (padded by one pixel), clipped to the grid."""
     inv = ~grid.affine
     xmin, ymin, xmax, ymax = bounds
-    cols, rows = zip(*(inv * (x, y) for x in (xmin, xmax) for y in (ymin, ymax)), strict=True)
+    cols, rows = zip(*(inv @ (x, y) for x in (xmin, xmax) for y in (ymin, ymax)), strict=True)
     c0, c1 = int(np.floor(min(cols))) - 1, int(np.ceil(max(cols))) + 1
     r0, r1 = int(np.floor(min(rows))) - 1, int(np.ceil(max(rows))) + 1
     c0, r0 = max(c0, 0), max(r0, 0)
@@ -117,8 +117,8 @@ def _block_weights(geoms: gpd.GeoSeries, zone_idx: np.ndarray, windows: list[Win
     window = Window(c0, r0, c1 - c0, r1 - r0)
     a = grid.affine
     # A dummy raster on the window's exact cells: exactextract only needs its geometry.
-    x0, y0 = a * (c0, r0)
-    x1, y1 = a * (c1, r1)
+    x0, y0 = a @ (c0, r0)
+    x1, y1 = a @ (c1, r1)
     src = NumPyRasterSource(np.zeros((r1 - r0, c1 - c0), dtype="float32"),
                             min(x0, x1), min(y0, y1), max(x0, x1), max(y0, y1), srs_wkt=grid.crs_wkt)
     frame = gpd.GeoDataFrame({"zidx": zone_idx}, geometry=geoms.values, crs=geoms.crs)

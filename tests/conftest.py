@@ -1,0 +1,53 @@
+"""Shared fixtures: tiny rasters and site files built from code, with known values."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+import numpy as np
+import pytest
+import rasterio
+from rasterio.transform import from_origin
+
+from pipeline.demo import eog_name
+
+RES = 1 / 240
+
+
+def write_tif(path: Path, array: np.ndarray, west: float, north: float, res: float = RES,
+              crs: str = "EPSG:4326", nodata: float | None = None) -> Path:
+    profile = dict(driver="GTiff", width=array.shape[1], height=array.shape[0], count=1, dtype=array.dtype,
+                   crs=crs, transform=from_origin(west, north, res, res), nodata=nodata)
+    with rasterio.open(path, "w", **profile) as ds:
+        ds.write(array, 1)
+    return path
+
+
+def write_eog_month(folder: Path, year: int, month: int, rad: np.ndarray, cvg: np.ndarray,
+                    west: float, north: float) -> Path:
+    """An EOG-named avg_rade9h / cf_cvg pair on a 15 arc-second grid."""
+    folder.mkdir(parents=True, exist_ok=True)
+    write_tif(folder / eog_name(year, month, "avg_rade9h"), rad.astype("float32"), west, north)
+    write_tif(folder / eog_name(year, month, "cf_cvg"), cvg.astype("uint16"), west, north)
+    return folder
+
+
+def write_sites(path: Path, features: list[dict]) -> Path:
+    path.write_text(json.dumps({"type": "FeatureCollection", "features": features}), encoding="utf-8")
+    return path
+
+
+def point_feature(site_id: str, lon: float, lat: float, **props) -> dict:
+    return {"type": "Feature", "properties": {"site_id": site_id, "name": site_id, **props},
+            "geometry": {"type": "Point", "coordinates": [lon, lat]}}
+
+
+def polygon_feature(site_id: str, ring: list[tuple[float, float]], **props) -> dict:
+    return {"type": "Feature", "properties": {"site_id": site_id, "name": site_id, **props},
+            "geometry": {"type": "Polygon", "coordinates": [[list(p) for p in ring]]}}
+
+
+@pytest.fixture
+def rng() -> np.random.Generator:
+    return np.random.default_rng(7)
