@@ -29,7 +29,6 @@ from pyproj import CRS, Transformer
 from pyproj.exceptions import CRSError
 from shapely.geometry import Point, shape
 from shapely.geometry.base import BaseGeometry
-from shapely.ops import transform as shapely_transform
 
 from pipeline.errors import SiteError
 
@@ -81,6 +80,10 @@ def local_metric_crs(lon: float, lat: float) -> CRS:
     return CRS.from_proj4(f"+proj=aeqd +lat_0={lat:.6f} +lon_0={lon:.6f} +datum=WGS84 +units=m")
 
 
+def _reproject(transformer: Transformer, geom: BaseGeometry) -> BaseGeometry:
+    return shapely.transform(geom, lambda xy: np.column_stack(transformer.transform(xy[:, 0], xy[:, 1])))
+
+
 def _to_metric(lon: float, lat: float) -> tuple[Transformer, Transformer]:
     crs = local_metric_crs(lon, lat)
     fwd = Transformer.from_crs(4326, crs, always_xy=True)
@@ -91,8 +94,8 @@ def _to_metric(lon: float, lat: float) -> tuple[Transformer, Transformer]:
 def buffer_metres(geom: BaseGeometry, distance_m: float, center: tuple[float, float]) -> BaseGeometry:
     """Buffer a WGS84 geometry by ``distance_m`` metres (negative shrinks) around ``center``."""
     fwd, inv = _to_metric(*center)
-    metric = shapely_transform(fwd.transform, geom)
-    return shapely_transform(inv.transform, metric.buffer(distance_m, quad_segs=16))
+    metric = _reproject(fwd, geom)
+    return _reproject(inv, metric.buffer(distance_m, quad_segs=16))
 
 
 def read_sites(paths: Iterable[Path | str], default_radius_m: float) -> gpd.GeoDataFrame:
@@ -256,7 +259,7 @@ def _read_feature(
     if geom.has_z:
         geom = shapely.force_2d(geom)
     if to_wgs84 is not None:
-        geom = shapely_transform(to_wgs84.transform, geom)
+        geom = _reproject(to_wgs84, geom)
     coords = shapely.get_coordinates(geom)
     if not np.isfinite(coords).all():
         return err("has non-finite coordinates")
