@@ -230,7 +230,6 @@ def cmd_extract(args: argparse.Namespace) -> int:
     with _scheduler(args.scheduler):
         table = zone_month_table(rasters, zones, (params.pixel_rule,), params.min_cf_cvg, params.bm_quality,
                                  progress=not args.quiet)
-    table = table.assign(ring_mean_radiance=float("nan"), ring_valid_fraction=float("nan"))
     view = site_month_view(table, sites, params.pixel_rule, params.min_valid_fraction)
     data_kind = "synthetic" if _is_synthetic(rasters) else "real"
     write_csv_atomic(args.out, view.drop(columns=["ring_mean_radiance", "ring_valid_fraction"]), data_kind)

@@ -1,0 +1,116 @@
+"""Command line: the contract other tools depend on, end to end on small scenarios."""
+
+from __future__ import annotations
+
+import json
+import subprocess
+import sys
+from pathlib import Path
+
+import pandas as pd
+import pytest
+
+from pipeline.cli import main
+from tests.conftest import point_feature, write_sites
+from tests.scenarios import grid_sites, planted
+
+ROOT = Path(__file__).resolve().parents[1]
+
+
+@pytest.mark.parametrize("argv", [["--help"], ["run", "--help"], ["extract", "--help"],
+                                  ["sites", "validate", "--help"]])
+def test_help_explains_with_an_example(argv, capsys):
+    with pytest.raises(SystemExit) as e:
+        main(argv)
+    assert e.value.code == 0
+    text = capsys.readouterr().out
+    assert "Example" in text and "nightlights" in text
+
+
+def test_python_dash_m_pipeline():
+    r = subprocess.run([sys.executable, "-m", "pipeline", "--version"], capture_output=True, text=True, cwd=ROOT)
+    assert r.returncode == 0 and r.stdout.startswith("nightlights ")
+
+
+@pytest.fixture(scope="module")
+def scenario(tmp_path_factory):
+    return planted(tmp_path_factory.mktemp("cli"), n_sites=20)
+
+
+def test_run_local_on_union_of_two_site_files(scenario, tmp_path, capsys):
+    _, _, truth, folder = scenario
+    points = grid_sites(20)
+    a = write_sites(tmp_path / "a.geojson", [point_feature(s, x, y, batch=2024) for s, x, y in points[:12]])
+    b = write_sites(tmp_path / "b.geojson", [point_feature(s, x, y, batch=2024) for s, x, y in points[12:]])
+    out = tmp_path / "out"
+    code = main(["run", "-q", "--source", "local", "--rasters", str(folder), "--sites", str(a), "--sites", str(b),
+                 "--out", str(out), "--no-figures"])
+    assert code == 0
+    verdict = json.loads((out / "verdict.json").read_text())
+    assert verdict["data_kind"] == "synthetic"  # the scenario's files are tagged synthetic
+    assert verdict["n_sites"] == 20 and sum(verdict["counts"].values()) == 20
+    assert verdict["claim"] == {"brightened": 5, "similar_or_dimmer": 15, "n_sites": 20,
+                                "source": "JoongAng Ilbo, 3 Feb 2026, cited by the EAI commentary of 20 Feb 2026"}
+    assert isinstance(verdict["agrees_with_claim"], bool)
+    assert verdict["robustness"]["n_variants"] == len(pd.read_csv(out / "sensitivity.csv"))
+    changes = pd.read_csv(out / "site_changes.csv")
+    assert {"site_id", "name", "baseline_value", "target_value", "change_pct", "class", "n_months",
+            "ci_low", "ci_high", "class_ring_adjusted"} <= set(changes.columns)
+    want = truth.set_index("site_id")["planted_class"]
+    assert (changes.set_index("site_id")["class"][want.index] == want).sum() >= 19
+    months = pd.read_csv(out / "site_months.csv")
+    assert {"site_id", "month", "mean_radiance", "sum_radiance", "valid_fraction"} <= set(months.columns)
+    assert len(months) == 20 * 36 and (months["data_kind"] == "synthetic").all()
+    assert "brightened" in capsys.readouterr().out
+
+
+def test_extract_writes_the_site_month_table(scenario, tmp_path):
+    sites_file = write_sites(tmp_path / "s.geojson", [point_feature(s, x, y) for s, x, y in grid_sites(3)])
+    out = tmp_path / "sm.csv"
+    assert main(["extract", "-q", "--sites", str(sites_file), "--rasters", str(scenario[3]), "--out", str(out)]) == 0
+    t = pd.read_csv(out)
+    assert list(t["site_id"].unique()) == ["s00", "s01", "s02"] and len(t) == 3 * 36
+    assert t["mean_radiance"].notna().mean() > 0.8
+
+
+def test_site_outside_rasters_is_insufficient_data(scenario, tmp_path):
+    points = grid_sites(2)
+    f = write_sites(tmp_path / "s.geojson", [point_feature(s, x, y) for s, x, y in points]
+                    + [point_feature("far-away", 2.35, 48.85)])
+    out = tmp_path / "out"
+    assert main(["run", "-q", "--source", "local", "--rasters", str(scenario[3]), "--sites", str(f),
+                 "--out", str(out), "--no-figures", "--no-sensitivity"]) == 0
+    changes = pd.read_csv(out / "site_changes.csv").set_index("site_id")
+    assert changes.loc["far-away", "class"] == "insufficient_data"
+
+
+def test_demo_run_is_labelled_synthetic(tmp_path, capsys):
+    out = tmp_path / "out"
+    code = main(["run", "--quiet", "--source", "demo", "--sites", str(ROOT / "aoi" / "sites_2024.geojson"),
+                 "--data-dir", str(tmp_path / "data"), "--out", str(out), "--no-sensitivity"])
+    assert code == 0
+    verdict = json.loads((out / "verdict.json").read_text())
+    assert verdict["data_kind"] == "synthetic" and "SYNTHETIC" in verdict["WARNING"]
+    assert verdict["n_sites"] == 20 and verdict["claim_sites"]["n_sites"] == 20
+    assert "SYNTHETIC" in capsys.readouterr().out
+    demo = next((tmp_path / "data" / "demo").iterdir())
+    truth = pd.read_csv(demo / "truth.csv")
+    assert len(truth) == 20 and set(truth["planted_class"]) <= {"brightened", "unchanged", "dimmed"}
+
+
+def test_sites_validate_exit_codes(tmp_path, capsys):
+    good = write_sites(tmp_path / "good.geojson", [point_feature("a", 126.0, 40.0)])
+    assert main(["sites", "validate", str(good)]) == 0
+    bad = tmp_path / "bad.geojson"
+    bad.write_text('{"type": "FeatureCollection", "features": [}')
+    assert main(["sites", "validate", str(good), str(bad)]) == 1
+    out = capsys.readouterr().out
+    assert f"{bad}: not valid JSON" in out
+
+
+def test_bad_input_is_one_line_without_traceback(tmp_path, capsys):
+    code = main(["run", "--source", "local", "--rasters", str(tmp_path / "nope"),
+                 "--sites", str(ROOT / "aoi" / "sites_2024.geojson"), "--out", str(tmp_path / "o")])
+    err = capsys.readouterr().err
+    assert code != 0 and "Traceback" not in err
+    assert err.strip() == f"nightlights: error: {tmp_path / 'nope'}: raster folder not found"
