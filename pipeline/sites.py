@@ -36,6 +36,7 @@ log = logging.getLogger(__name__)
 
 MAX_FILE_BYTES = 50 * 1024 * 1024
 MAX_RADIUS_M = 50_000.0
+MIN_AREA_DEG2 = 1e-10  # about 1 m2: smaller "polygons" are drawing mistakes, not sites
 SITE_ID_RE = re.compile(r"^[A-Za-z0-9][A-Za-z0-9._-]{0,79}$")
 SITE_COLUMNS = [
     "site_id", "name", "name_ko", "province", "batch", "location_confidence", "source",
@@ -44,6 +45,8 @@ SITE_COLUMNS = [
 ]
 _OPTIONAL_TEXT = ("name", "name_ko", "province", "location_confidence", "source",
                   "groundbreaking", "inauguration")
+_OTHER_FORMATS = {".shp": "shapefile", ".kml": "KML file", ".kmz": "KMZ file", ".gpkg": "GeoPackage",
+                  ".csv": "CSV file", ".xlsx": "spreadsheet", ".zip": "zip archive", ".gpx": "GPX file"}
 _WGS84_NAMES = {"EPSG:4326", "OGC:CRS84", "CRS84", "WGS84", "OGC:1.3:CRS84"}
 
 
@@ -128,9 +131,10 @@ def _collect(paths: list[Path], default_radius_m: float) -> tuple[list[dict[str,
         file_rows, file_problems = _read_file(path, default_radius_m)
         problems += file_problems
         for row in file_rows:
-            where = f"{path.name} feature {row.pop('_index')}"
+            index = row.pop("_index")
+            where = f"{path.name} feature {index}"
             if row["site_id"] in seen:
-                problems.append(Problem(str(path), f"feature {where.rsplit(' ', 1)[-1]}",
+                problems.append(Problem(str(path), f"feature {index} ({row['site_id']})",
                                         f"duplicate site_id {row['site_id']!r} (also in {seen[row['site_id']]}); "
                                         "site_id must be unique across all site files"))
                 continue
@@ -151,16 +155,40 @@ def _load_json(path: Path) -> tuple[Any, list[Problem]]:
                                        "limit for site files; simplify the polygons or split the file")]
     if size == 0:
         return None, [Problem(f, None, "file is empty")]
+    if path.suffix.lower() in _OTHER_FORMATS:
+        return None, [Problem(f, None, f"is a {_OTHER_FORMATS[path.suffix.lower()]}, not GeoJSON; "
+                                       f"convert it, e.g. ogr2ogr -f GeoJSON -t_srs EPSG:4326 "
+                                       f"{path.stem}.geojson {path.name}")]
     try:
-        return json.loads(path.read_bytes().decode("utf-8-sig")), []
+        text = path.read_bytes().decode("utf-8-sig")
     except UnicodeDecodeError:
-        return None, [Problem(f, None, "not UTF-8 text; GeoJSON must be UTF-8")]
+        return None, [Problem(f, None, "not UTF-8 text; GeoJSON must be UTF-8 (re-save it as UTF-8)")]
+    try:
+        return json.loads(text), []
     except json.JSONDecodeError as e:
-        return None, [Problem(f, None, f"not valid JSON (line {e.lineno}, column {e.colno}: {e.msg})")]
+        return None, [Problem(f, None, f"not valid JSON ({_json_hint(e)})")]
+
+
+def _json_hint(e: json.JSONDecodeError) -> str:
+    """Where the JSON breaks, naming the two mistakes hand edits and cut-off copies make."""
+    doc, pos = e.doc, e.pos
+    if not doc[pos:].strip():
+        return (f"it ends at line {e.lineno} before the data is complete: the file is cut off; "
+                "copy or download it again")
+    before = doc[:pos].rstrip()
+    if before.endswith(",") and doc[pos:pos + 1] in ("]", "}"):
+        comma = len(before) - 1
+        line = doc.count("\n", 0, comma) + 1
+        col = comma - doc.rfind("\n", 0, comma)
+        return f"trailing comma at line {line}, column {col}: JSON allows no comma before ']' or '}}'; delete it"
+    return f"line {e.lineno}, column {e.colno}: {e.msg}"
 
 
 def _features(doc: Any, f: str) -> tuple[list[dict[str, Any]], list[Problem]]:
-    if not isinstance(doc, dict) or "type" not in doc:
+    if not isinstance(doc, dict):
+        return [], [Problem(f, None, f"valid JSON but not GeoJSON: the top level is a {_json_kind(doc)}, "
+                                     "expected an object with a 'type' member (e.g. FeatureCollection)")]
+    if "type" not in doc:
         return [], [Problem(f, None, "valid JSON but not GeoJSON (no 'type' member at the top level)")]
     kind = doc["type"]
     if kind == "FeatureCollection":
@@ -175,6 +203,10 @@ def _features(doc: Any, f: str) -> tuple[list[dict[str, Any]], list[Problem]]:
     if kind in ("Point", "MultiPoint", "Polygon", "MultiPolygon"):
         return [{"type": "Feature", "geometry": doc, "properties": {}}], []
     return [], [Problem(f, None, f"GeoJSON type {kind!r} is not a FeatureCollection, Feature or geometry")]
+
+
+def _json_kind(value: Any) -> str:
+    return {list: "list", str: "string", bool: "boolean", type(None): "null"}.get(type(value), "number")
 
 
 def _declared_crs(doc: Any, f: str) -> tuple[CRS | None, list[Problem]]:
@@ -287,6 +319,9 @@ def _read_feature(
                 return err(f"invalid polygon ({reason}) that cannot be repaired")
             problems.append(Problem(f, label, f"invalid polygon ({reason}) repaired with make_valid",
                                     "warning"))
+        if geom.area < MIN_AREA_DEG2:
+            return err("polygon has no area (its corners lie on a line or one spot); draw it again "
+                       "or give a Point with radius_m")
         center = _declared_center(props) or geom.centroid
         from_point = _declared_center(props) is not None and _is_number(props.get("radius_m"))
         poly = geom

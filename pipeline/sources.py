@@ -11,9 +11,18 @@ Inputs
     * any GeoTIFF whose name carries the month as ``YYYY-MM`` or ``YYYYMM``.
 
     The month comes from the name, the georeferencing from the file (tile names are
-    never trusted for bounds).
+    never trusted for bounds). Hidden files and folders (``.*``, e.g. macOS ``._`` copies
+    or a downloader's partial files) are ignored.
 Outputs
     A list of :class:`MonthlyRaster`, one per month, sorted by month.
+
+Damaged files stop the run, naming the file: a raster that cannot be opened, has no
+CRS, or is shorter than its own block table says (a cut-off download) raises
+:class:`~pipeline.errors.SourceError` at discovery, and a block that cannot be decoded
+raises it when read. We stop rather than skip because a skipped month silently changes
+which calendar months are matched, and so the result; the fix (delete the file and
+download again) is one command. Months may come on different grids or CRSs: zonal
+weights are computed per distinct grid.
 """
 
 from __future__ import annotations
@@ -96,8 +105,10 @@ class MonthlyRaster:
 
 def grid_of(path: Path) -> tuple[Grid, float | None]:
     """The grid and nodata value of a raster file; errors name the file."""
+    _check_not_page(path)
     try:
         with rasterio.open(path) as ds:
+            _check_complete(ds, path)
             if ds.crs is None:
                 raise SourceError(f"{path}: raster has no CRS; georeference it (e.g. gdal_edit.py -a_srs EPSG:4326)")
             grid = Grid(ds.crs.to_wkt(), tuple(ds.transform)[:6], ds.width, ds.height)
@@ -106,8 +117,49 @@ def grid_of(path: Path) -> tuple[Grid, float | None]:
         raise SourceError(f"{path}: cannot open raster ({_short(e)}); the file may be truncated or not a GeoTIFF") from e
 
 
-def _short(e: Exception) -> str:
-    return str(e).splitlines()[0][:160] if str(e) else e.__class__.__name__
+def _check_not_page(path: Path) -> None:
+    """Name the two leftovers of failed downloads: empty files and saved error pages."""
+    try:
+        with open(path, "rb") as f:
+            head = f.read(512)
+    except OSError as e:
+        raise SourceError(f"{path}: cannot read ({e.strerror})") from e
+    if not head:
+        raise SourceError(f"{path}: empty file (0 bytes), probably an interrupted download; "
+                          "delete it and download it again")
+    if head.lstrip()[:1] in (b"<", b"{"):
+        raise SourceError(f"{path}: a web page or text, not a GeoTIFF (a failed download saved under "
+                          "a raster name?); delete it, check your credentials and download it again")
+
+
+def _check_complete(ds: rasterio.DatasetReader, path: Path) -> None:
+    """Refuse a GeoTIFF whose last data block lies beyond the end of the file (cut off).
+
+    Reads two entries of the TIFF block table, not the pixels, so it is cheap for
+    whole-tile EOG files.
+    """
+    if ds.driver != "GTiff":
+        return
+    size = path.stat().st_size
+    rows, cols = ds.block_shapes[0]
+    last = (f"{-(-ds.width // cols) - 1}_{-(-ds.height // rows) - 1}")
+    for bidx in {1, ds.count}:
+        offset = ds.get_tag_item(f"BLOCK_OFFSET_{last}", "TIFF", bidx=bidx)
+        nbytes = ds.get_tag_item(f"BLOCK_SIZE_{last}", "TIFF", bidx=bidx)
+        if offset and nbytes and int(offset) + int(nbytes) > size:
+            raise SourceError(f"{path}: truncated GeoTIFF ({size} bytes, its data runs to "
+                              f"{int(offset) + int(nbytes)}); delete it and download it again")
+
+
+def _short(e: BaseException) -> str:
+    """The most specific one-line reason in an exception chain (GDAL wraps the useful one)."""
+    reasons = []
+    while e is not None and len(reasons) < 5:
+        text = str(e).strip()
+        if text and "see previous exception" not in text.lower():
+            reasons.append(text.splitlines()[0][:160])
+        e = e.__cause__ or e.__context__
+    return reasons[0] if reasons else "unreadable"
 
 
 def find_monthly_rasters(
@@ -126,21 +178,35 @@ def find_monthly_rasters(
         raise SourceError(f"{folder}: raster folder not found")
     if not folder.is_dir():
         raise SourceError(f"{folder}: not a folder; --rasters takes the folder holding the monthly files")
-    files = sorted(p for p in folder.rglob("*") if p.is_file() and p.name.lower().endswith(RASTER_SUFFIXES))
+    files = sorted(p for p in folder.rglob("*")
+                   if p.name.lower().endswith(RASTER_SUFFIXES) and not _hidden(p, folder) and p.is_file())
     if not files:
         raise SourceError(f"{folder}: no GeoTIFF files (.tif) found")
     candidates = _candidates(files)
     chosen = _one_per_month(candidates, eog_config)
+    if not chosen:
+        raise SourceError(f"{folder}: no GeoTIFF with a month (YYYY-MM or YYYYMM) in its name")
     if years is not None:
+        found = sorted(chosen)
         chosen = {m: c for m, c in chosen.items() if int(m[:4]) in years}
         if not chosen:
-            raise SourceError(f"{folder}: no monthly rasters for {', '.join(map(str, years))}")
+            raise SourceError(f"{folder}: no monthly rasters for {', '.join(map(str, years))} "
+                              f"(found {found[0]} to {found[-1]})")
     out = []
     for month in sorted(chosen):
         radiance, aux, aux_kind, product = chosen[month]
         grid, nodata = grid_of(radiance)
+        if aux is not None:
+            aux_grid, _ = grid_of(aux)
+            if aux_grid != grid:
+                raise SourceError(f"{aux}: grid ({aux_grid.describe()}) differs from its radiance file "
+                                  f"{radiance.name} ({grid.describe()}); download both again")
         out.append(MonthlyRaster(month, radiance, aux, aux_kind, product, grid, nodata))
     return out
+
+
+def _hidden(path: Path, folder: Path) -> bool:
+    return any(part.startswith(".") for part in path.relative_to(folder).parts)
 
 
 _Candidate = tuple[Path, Path | None, AuxKind, str]
