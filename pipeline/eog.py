@@ -1,0 +1,328 @@
+"""EOG VNL monthly v10: find, authenticate, fetch, crop, cache one month at a time.
+
+Inputs
+    ``{eog_url}/monthly/v10/{YYYY}/{YYYYMM}/{cfg}/`` Apache directory listings holding
+    ``SVDNB_npp_{start}-{end}_{TILE}_{cfg}_v10_c{stamp}.tgz`` (avg_rade9h, cf_cvg, cvg
+    GeoTIFFs inside); when the tiled file is missing, the no-tile tree
+    ``monthly_notile/...`` with ``....avg_rade9h.tif.gz`` and ``....cf_cvg.tif.gz``.
+Outputs
+    The pair ``<real EOG name>.avg_rade9h.tif`` / ``.cf_cvg.tif`` cropped to the box,
+    georeferenced from the product's own GeoTIFF, under ``data/eog/<cfg>/``.
+
+The creation stamp ``c...`` cannot be predicted, hence the listing scrape. Since May
+2025 EOG authenticates with OpenID Connect (Keycloak realm ``eog``): a password grant
+with the user's own client id and secret gives a JWT of a few minutes, renewed here
+before it runs out (refresh-token grant, else a new login) and on any 401.
+"""
+
+from __future__ import annotations
+
+import calendar
+import gzip
+import logging
+import re
+import shutil
+import tarfile
+import time
+from collections.abc import Callable
+from html.parser import HTMLParser
+from pathlib import Path
+
+import numpy as np
+import requests
+
+from pipeline.config import DataSettings
+from pipeline.download import (
+    TIMEOUT,
+    Bbox,
+    Context,
+    NotPublished,
+    fetch_file,
+    get_text,
+    public_url,
+    sha256,
+    write_cog,
+)
+from pipeline.errors import AuthError, ConfigError, DownloadError
+
+log = logging.getLogger(__name__)
+
+LAYERS = ("avg_rade9h", "cf_cvg")
+# Upper-left corner names and extents (W, S, E, N) of the six tiles, cut at the equator.
+TILES: dict[str, Bbox] = {
+    "75N180W": (-180.0, 0.0, -60.0, 75.0), "75N060W": (-60.0, 0.0, 60.0, 75.0),
+    "75N060E": (60.0, 0.0, 180.0, 75.0), "00N180W": (-180.0, -65.0, -60.0, 0.0),
+    "00N060W": (-60.0, -65.0, 60.0, 0.0), "00N060E": (60.0, -65.0, 180.0, 0.0),
+}
+TOKEN_MARGIN_S = 30  # renew this long before the announced expiry
+
+
+def cache_folder(data_dir: Path, cfg: str) -> Path:
+    return Path(data_dir) / "eog" / cfg
+
+
+def tile_for(bbox: Bbox) -> str | None:
+    """The one tile holding the whole box, or None (then the no-tile file is used)."""
+    for name, (w, s, e, n) in TILES.items():
+        if w <= bbox[0] and bbox[2] <= e and s <= bbox[1] and bbox[3] <= n:
+            return name
+    return None
+
+
+class _Links(HTMLParser):
+    def __init__(self) -> None:
+        super().__init__()
+        self.hrefs: list[str] = []
+
+    def handle_starttag(self, tag: str, attrs: list[tuple[str, str | None]]) -> None:
+        if tag == "a":
+            self.hrefs.extend(v for k, v in attrs if k == "href" and v)
+
+
+def listing_names(html: str) -> list[str]:
+    """File names linked from an Apache index page."""
+    p = _Links()
+    p.feed(html)
+    return [h.rsplit("/", 1)[-1] for h in p.hrefs if not h.endswith("/") and "?" not in h]
+
+
+def pick(names: list[str], year: int, month: int, pattern: str) -> list[str]:
+    """Names for this month matching ``pattern`` (a regex tail), newest stamp first."""
+    rx = re.compile(rf"^SVDNB_(?:npp|j01|j02)_{year}{month:02d}01-{year}{month:02d}\d\d_{pattern}$")
+    found = [n for n in names if rx.match(n)]
+    return sorted(found, key=lambda n: re.search(r"_c(\d{12,14})\.", n)[1], reverse=True)  # type: ignore[index]
+
+
+# --------------------------------------------------------------------------- auth
+
+
+class EogAuth:
+    """Bearer token for EOG: a ready ``EOG_TOKEN``, or OpenID Connect password grant."""
+
+    def __init__(self, settings: DataSettings, session: requests.Session):
+        self.session = session
+        self.settings = settings
+        self.static = settings.eog_token
+        self.can_login = bool(settings.eog_client_id and settings.eog_username and settings.eog_password)
+        self._access: str | None = None
+        self._expires = 0.0
+        self._refresh: str | None = None
+        self._refresh_expires = 0.0
+        if self.static:
+            self.hint = ("EOG_TOKEN was refused (EOG tokens last minutes): paste a fresh one, or set "
+                         "EOG_CLIENT_ID, EOG_CLIENT_SECRET, EOG_USERNAME and EOG_PASSWORD so tokens renew")
+        elif self.can_login:
+            self.hint = ("the token from EOG was refused; check the account at https://eogdata.mines.edu and "
+                         "EOG_CLIENT_ID/EOG_CLIENT_SECRET (README 'Real data')")
+        else:
+            self.hint = ("set EOG_TOKEN, or EOG_CLIENT_ID, EOG_CLIENT_SECRET, EOG_USERNAME and EOG_PASSWORD "
+                         "(README 'Real data')")
+
+    def headers(self) -> dict[str, str]:
+        if self.static:
+            return {"Authorization": f"Bearer {self.static}"}
+        if not self.can_login:
+            return {}
+        if self._access is None or time.monotonic() > self._expires - TOKEN_MARGIN_S:
+            self._obtain()
+        return {"Authorization": f"Bearer {self._access}"}
+
+    def renew(self) -> bool:
+        if self.static or not self.can_login:
+            return False
+        self._access = None
+        self._obtain()
+        return True
+
+    def _obtain(self) -> None:
+        s = self.settings
+        client = {"client_id": s.eog_client_id or ""}
+        if s.eog_client_secret:
+            client["client_secret"] = str(s.eog_client_secret)
+        if self._refresh and time.monotonic() < self._refresh_expires - TOKEN_MARGIN_S:
+            try:
+                self._token_request({"grant_type": "refresh_token", "refresh_token": self._refresh, **client})
+                return
+            except AuthError:
+                log.info("EOG refresh token refused; logging in again")
+        self._token_request({"grant_type": "password", "username": s.eog_username or "",
+                             "password": str(s.eog_password), **client})
+
+    def _token_request(self, data: dict[str, str]) -> None:
+        url = self.settings.eog_token_url
+        try:
+            r = self.session.post(url, data=data, timeout=TIMEOUT)
+        except requests.RequestException as e:
+            raise DownloadError(f"EOG token endpoint {public_url(url)}: unreachable ({e.__class__.__name__}); "
+                                "check NIGHTLIGHTS_EOG_TOKEN_URL and the network") from None
+        if r.status_code in (400, 401, 403):
+            try:
+                why = str(r.json().get("error_description") or r.json().get("error") or "")[:120]
+            except ValueError:
+                why = f"HTTP {r.status_code}"
+            raise AuthError(f"authentication failed: EOG token endpoint {public_url(url)} refused the "
+                            f"credentials ({why}); check EOG_USERNAME/EOG_PASSWORD and EOG_CLIENT_ID/"
+                            "EOG_CLIENT_SECRET (since 2025 EOG issues client ids by email, README 'Real data')")
+        try:
+            r.raise_for_status()
+            doc = r.json()
+            self._access = str(doc["access_token"])
+        except (requests.HTTPError, ValueError, KeyError):
+            raise DownloadError(f"EOG token endpoint {public_url(url)}: unexpected answer (HTTP {r.status_code}, "
+                                f"{r.headers.get('Content-Type', '?')}); check NIGHTLIGHTS_EOG_TOKEN_URL") from None
+        now = time.monotonic()
+        self._expires = now + float(doc.get("expires_in") or 300)
+        self._refresh = doc.get("refresh_token")
+        self._refresh_expires = now + float(doc.get("refresh_expires_in") or 1800)
+        log.debug("EOG token obtained, valid %ss", doc.get("expires_in"))
+
+
+# --------------------------------------------------------------------------- verification and cropping
+
+
+def verify_tgz(path: Path) -> None:
+    """Read the whole archive (gzip CRC, tar headers) and require an avg_rade9h member."""
+    try:
+        with tarfile.open(path, "r:gz") as tf:
+            names = [m.name for m in tf]
+    except (tarfile.TarError, OSError, EOFError, gzip.BadGzipFile) as e:
+        raise DownloadError(f"{path.name}: broken or truncated archive ({e.__class__.__name__})") from None
+    if not any(n.endswith(".avg_rade9h.tif") for n in names):
+        raise DownloadError(f"{path.name}: archive holds no .avg_rade9h.tif (members: {', '.join(names)[:200]})")
+
+
+def verify_gzip(path: Path) -> None:
+    try:
+        with gzip.open(path, "rb") as f:
+            while f.read(1 << 22):
+                pass
+    except (OSError, EOFError) as e:
+        raise DownloadError(f"{path.name}: broken or truncated gzip file ({e.__class__.__name__})") from None
+
+
+def crop(src: str, bbox: Bbox) -> tuple[np.ndarray, object, float | None, object, dict[str, str]]:
+    """The pixels of ``src`` covering ``bbox`` (whole pixels, outward), with georeferencing."""
+    import rasterio
+    from rasterio.windows import Window
+
+    with rasterio.open(src) as ds:
+        if ds.crs is None:
+            raise DownloadError(f"{src}: the EOG GeoTIFF has no CRS; report this file")
+        inv = ~ds.transform
+        cols, rows = zip(*(inv * (x, y) for x in (bbox[0], bbox[2]) for y in (bbox[1], bbox[3])), strict=True)
+        c0, c1 = max(int(np.floor(min(cols) + 1e-9)), 0), min(int(np.ceil(max(cols) - 1e-9)), ds.width)
+        r0, r1 = max(int(np.floor(min(rows) + 1e-9)), 0), min(int(np.ceil(max(rows) - 1e-9)), ds.height)
+        if c1 <= c0 or r1 <= r0:
+            raise DownloadError(f"{src}: does not overlap lon {bbox[0]}..{bbox[2]}, lat {bbox[1]}..{bbox[3]}")
+        window = Window(c0, r0, c1 - c0, r1 - r0)
+        return ds.read(1, window=window), ds.window_transform(window), ds.nodata, ds.crs, ds.tags()
+
+
+# --------------------------------------------------------------------------- one month
+
+
+def ensure_month_fn(ctx: Context, cfg: str) -> Callable[[int, int], str]:
+    auth = EogAuth(ctx.settings, ctx.session)
+    if not (auth.static or auth.can_login):
+        log.warning("EOG: no credentials configured; trying without (works only for an open mirror). %s",
+                    auth.hint)
+    if cfg not in ("vcmslcfg", "vcmcfg"):
+        raise ConfigError(f"--eog-config {cfg}: use vcmslcfg or vcmcfg")
+    return lambda year, month: ensure_month(ctx, auth, cfg, year, month)
+
+
+def ensure_month(ctx: Context, auth: EogAuth, cfg: str, year: int, month: int) -> str:
+    """'cached' or 'downloaded'; NotPublished when EOG has no file for the month."""
+    label = f"{year}-{month:02d}"
+    product = f"eog-{cfg}"
+    if ctx.manifest.complete(product, label, LAYERS, ctx.bbox, ctx.data_dir):
+        return "cached"
+    tile = tile_for(ctx.bbox)
+    if tile is not None:
+        try:
+            _tiled(ctx, auth, cfg, year, month, tile)
+            return "downloaded"
+        except NotPublished as e:
+            log.info("%s: %s; trying the no-tile tree", label, e)
+    _notile(ctx, auth, cfg, year, month)
+    return "downloaded"
+
+
+def _month_url(ctx: Context, tree: str, cfg: str, year: int, month: int) -> str:
+    return f"{ctx.settings.eog_url.rstrip('/')}/{tree}/v10/{year}/{year}{month:02d}/{cfg}/"
+
+
+def _raw_dir(ctx: Context, cfg: str) -> Path:
+    return ctx.data_dir / "raw" / "eog" / cfg
+
+
+def _tiled(ctx: Context, auth: EogAuth, cfg: str, year: int, month: int, tile: str) -> None:
+    base = _month_url(ctx, "monthly", cfg, year, month)
+    names = pick(listing_names(get_text(ctx.session, base, auth)), year, month,
+                 rf"{tile}_{cfg}_v10_c\d{{12,14}}\.tgz")
+    if not names:
+        raise NotPublished(f"{public_url(base)}: no {tile} {cfg} .tgz in the listing")
+    archive = fetch_file(ctx.session, base + names[0], _raw_dir(ctx, cfg) / names[0], auth,
+                         verify=verify_tgz, progress=ctx.progress)
+    source = {"url": base + names[0], "size": archive.stat().st_size, "sha256": sha256(archive)}
+    out = cache_folder(ctx.data_dir, cfg)
+    out.mkdir(parents=True, exist_ok=True)
+    written: dict[str, Path] = {}
+    with tarfile.open(archive, "r:gz") as tf:
+        for member in tf:
+            layer = next((lyr for lyr in LAYERS if member.name.endswith(f".{lyr}.tif")), None)
+            if layer is None or not member.isfile():
+                continue
+            name = Path(member.name).name
+            tmp = archive.with_name(name + ".extracted")
+            with tf.extractfile(member) as src, open(tmp, "wb") as dst:  # type: ignore[union-attr]
+                shutil.copyfileobj(src, dst, 1 << 22)
+            try:
+                written[layer] = _write_layer(tmp.as_posix(), out / name, layer, ctx.bbox, source["url"])
+            finally:
+                tmp.unlink(missing_ok=True)
+    _finish(ctx, cfg, year, month, written, [source])
+    archive.unlink()
+
+
+def _notile(ctx: Context, auth: EogAuth, cfg: str, year: int, month: int) -> None:
+    base = _month_url(ctx, "monthly_notile", cfg, year, month)
+    names = listing_names(get_text(ctx.session, base, auth))
+    out = cache_folder(ctx.data_dir, cfg)
+    out.mkdir(parents=True, exist_ok=True)
+    written: dict[str, Path] = {}
+    sources = []
+    for layer in LAYERS:
+        found = pick(names, year, month, rf"[0-9A-Za-z]+_{cfg}_v10_c\d{{12,14}}\.{layer}\.tif\.gz")
+        if not found:
+            raise NotPublished(f"{public_url(base)}: no {layer}.tif.gz in the listing")
+        gz = fetch_file(ctx.session, base + found[0], _raw_dir(ctx, cfg) / found[0], auth,
+                        verify=verify_gzip, progress=ctx.progress)
+        sources.append({"url": base + found[0], "size": gz.stat().st_size, "sha256": sha256(gz)})
+        written[layer] = _write_layer(f"/vsigzip/{gz.as_posix()}", out / found[0][:-3], layer, ctx.bbox,
+                                      base + found[0])
+    _finish(ctx, cfg, year, month, written, sources)
+    for s in sources:
+        (_raw_dir(ctx, cfg) / s["url"].rsplit("/", 1)[-1]).unlink(missing_ok=True)
+
+
+def _write_layer(src: str, dest: Path, layer: str, bbox: Bbox, url: str) -> Path:
+    array, transform, nodata, crs, tags = crop(src, bbox)
+    keep = {k: v for k, v in tags.items() if k in ("AREA_OR_POINT",)}
+    write_cog(dest, array, transform, nodata, {**keep, "SOURCE": public_url(url), "LAYER": layer,
+                                               "PRODUCT": "EOG VNL monthly v10"}, crs=crs)
+    return dest
+
+
+def _finish(ctx: Context, cfg: str, year: int, month: int, written: dict[str, Path], sources: list[dict]) -> None:
+    label = f"{year}-{month:02d}"
+    if "avg_rade9h" not in written:
+        raise DownloadError(f"EOG {label}: no avg_rade9h layer found in {sources[0]['url']}")
+    if "cf_cvg" not in written:
+        log.warning("EOG %s: no cf_cvg layer; pixels cannot be checked for cloud-free coverage", label)
+    product = f"eog-{cfg}"
+    ctx.manifest.forget(product, label, ctx.data_dir, keep=written.values())
+    for layer, path in written.items():
+        ctx.manifest.record(path, ctx.data_dir, sources, product=product, month=label, layer=layer,
+                            bbox=list(ctx.bbox), days=calendar.monthrange(year, month)[1])
+    ctx.manifest.save()
