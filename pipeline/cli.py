@@ -10,8 +10,11 @@ from __future__ import annotations
 
 import argparse
 import logging
+import os
+import signal
 import sys
 import textwrap
+import threading
 from collections.abc import Sequence
 from pathlib import Path
 
@@ -150,15 +153,25 @@ def _add_figures(sub: argparse._SubParsersAction, common: argparse.ArgumentParse
 def params_from_args(args: argparse.Namespace) -> Params:
     """Defaults < user config 'analysis:' < --config file < flags."""
     params = Params()
-    analysis = load_user_config().get("analysis") or {}
+    analysis = _section(load_user_config().get("analysis"), "user config 'analysis'")
     if analysis:
         params = params_from_mapping(analysis, "user config 'analysis'", params)
     if getattr(args, "config", None):
         data = read_yaml(args.config)
-        params = params_from_mapping(data.get("analysis", data), str(args.config), params)
+        section = _section(data.get("analysis", data), f"{args.config}: 'analysis'")
+        params = params_from_mapping(section, str(args.config), params)
     flags = {k: getattr(args, k, None) for k in ("baseline_year", "target_year", "threshold", "statistic",
                                                   "default_radius_m", "pixel_rule", "min_cf_cvg")}
     return params_from_mapping({k: v for k, v in flags.items() if v is not None}, "command line", params)
+
+
+def _section(value: object, origin: str) -> dict:
+    """A config section as a mapping: empty when left blank, an error when a list or value."""
+    if value is None:
+        return {}
+    if not isinstance(value, dict):
+        raise ConfigError(f"{origin} must be a mapping of parameter: value, found {type(value).__name__}")
+    return value
 
 
 def default_site_files() -> list[Path]:
@@ -181,8 +194,13 @@ def resolve_source(requested: str, rasters: Path | None) -> str:
 def _setup_logging(args: argparse.Namespace) -> None:
     level = logging.DEBUG if args.debug else logging.WARNING if args.quiet else logging.INFO
     logging.basicConfig(level=level, format="%(message)s", stream=sys.stderr, force=True)
-    for noisy in ("rasterio", "fiona", "pyogrio", "distributed", "urllib3", "matplotlib", "PIL"):
+    for noisy in ("fiona", "pyogrio", "distributed", "urllib3", "matplotlib", "PIL"):
         logging.getLogger(noisy).setLevel(max(level, logging.WARNING))
+    # GDAL's own warnings ("CPLE_AppDefined in ...: TIFFReadDirectory ...") repeat what our one-line
+    # errors say in words a user can act on; library warnings likewise. --debug shows both.
+    logging.getLogger("rasterio").setLevel(logging.DEBUG if args.debug else logging.ERROR)
+    logging.captureWarnings(True)
+    logging.getLogger("py.warnings").setLevel(logging.DEBUG if args.debug else logging.ERROR)
 
 
 def _scheduler(address: str | None):
@@ -339,10 +357,20 @@ def _write_figures(results, out) -> None:
 # --------------------------------------------------------------------------- entry point
 
 
+class Terminated(BaseException):
+    """SIGTERM, turned into an exception so staging folders are cleaned up on the way out."""
+
+
+def _on_sigterm(signum: int, frame: object) -> None:
+    raise Terminated
+
+
 def main(argv: Sequence[str] | None = None) -> int:
     parser = build_parser()
     args = parser.parse_args(argv)
     _setup_logging(args)
+    if threading.current_thread() is threading.main_thread():
+        signal.signal(signal.SIGTERM, _on_sigterm)
     try:
         return int(args.func(args) or 0)
     except NightlightsError as e:
@@ -354,6 +382,20 @@ def main(argv: Sequence[str] | None = None) -> int:
     except KeyboardInterrupt:
         print("nightlights: interrupted; earlier outputs were left untouched", file=sys.stderr)
         return 130
+    except Terminated:
+        print("nightlights: terminated; earlier outputs were left untouched", file=sys.stderr)
+        return 143
+    except BrokenPipeError:
+        # the reader of our output went away (e.g. '| head'): nothing left to tell anyone
+        os.dup2(os.open(os.devnull, os.O_WRONLY), sys.stdout.fileno())
+        return 1
+    except OSError as e:
+        if args.debug:
+            raise
+        where = f"{e.filename}: " if e.filename else ""
+        print(f"nightlights: error: {where}{e.strerror or e} (earlier outputs were left untouched)",
+              file=sys.stderr)
+        return 1
     except Exception as e:
         if args.debug:
             raise

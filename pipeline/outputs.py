@@ -3,12 +3,17 @@
 Every file of a run is first written into a hidden staging folder inside ``--out``,
 then moved into place with ``os.replace`` once the whole run has succeeded. A run that
 fails or is interrupted before that leaves the earlier contents of ``--out`` untouched
-and removes its staging folder.
+and removes its staging folder. A run killed outright (SIGKILL, power loss) cannot clean
+up: its staging folder carries its process id, and the next run into the same folder
+removes it once that process is gone. Publishing renames one file at a time, so only a
+kill inside that last step (milliseconds) can leave a mix of old and new files; each
+file is always whole.
 """
 
 from __future__ import annotations
 
 import json
+import logging
 import math
 import os
 import shutil
@@ -22,6 +27,8 @@ import pandas as pd
 
 from pipeline.errors import NightlightsError
 
+log = logging.getLogger(__name__)
+
 STAGING_PREFIX = ".nightlights-staging-"
 
 
@@ -30,7 +37,7 @@ class Staging:
 
     def __init__(self, out: Path):
         self.out = out
-        self.dir = Path(tempfile.mkdtemp(prefix=STAGING_PREFIX, dir=out))
+        self.dir = Path(tempfile.mkdtemp(prefix=f"{STAGING_PREFIX}{os.getpid()}-", dir=out))
         self.files: list[Path] = []
 
     def path(self, name: str) -> Path:
@@ -75,12 +82,35 @@ def staged(out: Path | str) -> Iterator[Staging]:
         raise NightlightsError(f"{out}: cannot create output folder ({e.strerror})") from e
     if not os.access(out, os.W_OK):
         raise NightlightsError(f"{out}: output folder is not writable")
+    remove_stale_staging(out)
     staging = Staging(out)
     try:
         yield staging
         staging.commit()
     finally:
         shutil.rmtree(staging.dir, ignore_errors=True)
+
+
+def remove_stale_staging(out: Path) -> list[Path]:
+    """Remove staging folders left in ``out`` by runs that were killed (their process is gone)."""
+    removed = []
+    for d in out.glob(f"{STAGING_PREFIX}*"):
+        pid = d.name[len(STAGING_PREFIX):].split("-", 1)[0]
+        if d.is_dir() and pid.isdigit() and not _alive(int(pid)):
+            shutil.rmtree(d, ignore_errors=True)
+            log.info("%s: removed the staging folder of an interrupted run", d)
+            removed.append(d)
+    return removed
+
+
+def _alive(pid: int) -> bool:
+    try:
+        os.kill(pid, 0)
+    except ProcessLookupError:
+        return False
+    except PermissionError:
+        return True  # someone else's process
+    return True
 
 
 def write_csv_atomic(path: Path | str, df: pd.DataFrame, data_kind: str | None = None) -> None:
