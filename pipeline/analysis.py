@@ -26,6 +26,7 @@ from pipeline.sensitivity import (
     RULES,
     ZoneNames,
     calibration,
+    control_zones,
     robustness_summary,
     sensitivity_table,
 )
@@ -86,9 +87,15 @@ def site_month_view(table: pd.DataFrame, sites: pd.DataFrame, rule: str, min_val
 
 def analyse(sites: gpd.GeoDataFrame, rasters: Sequence[MonthlyRaster], params: Params, *, source: str,
             data_kind: str, sensitivity: bool = True, progress: bool = True) -> Results:
-    """The whole analysis on already-located inputs (see :mod:`pipeline.cli` for I/O)."""
+    """The whole analysis on already-located inputs (see :mod:`pipeline.cli` for I/O).
+
+    With ``sensitivity``, one extraction pass also covers the radius variants, every
+    pixel rule and the calibration controls, so variants cost no extra reading.
+    """
     radii = sorted({*RADII_M, params.default_radius_m}) if sensitivity else [params.default_radius_m]
     zones, names = build_zones(sites, params, radii)
+    controls = control_zones(sites, params.default_radius_m) if sensitivity else zones.iloc[:0]
+    zones = gpd.GeoDataFrame(pd.concat([zones, controls], ignore_index=True), geometry="geometry", crs=zones.crs)
     rules = RULES if sensitivity else (params.pixel_rule,)
     if params.pixel_rule not in rules:
         rules = (*rules, params.pixel_rule)
@@ -102,7 +109,7 @@ def analyse(sites: gpd.GeoDataFrame, rasters: Sequence[MonthlyRaster], params: P
     if sensitivity:
         sens = sensitivity_table(table, sites, names, settings, claim_mask)
         robust = robustness_summary(sens)
-    calib = calibration(headline_table, names.ring, settings)
+    calib = calibration(headline_table, list(controls["zone"]), settings)
     inputs = [{"month": r.month, "file": r.radiance.name, "aux": r.aux.name if r.aux else None,
                "product": r.product, "folder": str(r.radiance.parent)} for r in rasters]
     verdict = make_verdict(changes, sites, params.to_dict(), data_kind=data_kind, source=source, inputs=inputs,

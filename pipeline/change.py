@@ -58,16 +58,52 @@ class ChangeSettings:
         return cls(**values)  # type: ignore[arg-type]
 
 
-def year_matrix(table: pd.DataFrame, zones: list[str], year: int, months: tuple[int, ...],
+@dataclass(frozen=True)
+class ZoneSeries:
+    """The zone-by-month table of one pixel rule as arrays (zone, month), built once.
+
+    Sensitivity variants slice it instead of re-pivoting the long table.
+    """
+
+    zone_index: dict[str, int]
+    months: tuple[str, ...]
+    values: dict[str, np.ndarray]  # column -> (zone, month)
+    valid_fraction: np.ndarray
+    weight: np.ndarray  # per zone
+
+    @classmethod
+    def from_table(cls, table: pd.DataFrame) -> ZoneSeries:
+        zones = pd.Index(pd.unique(table["zone"]))
+        months = pd.Index(sorted(pd.unique(table["month"])))
+        zi, mi = zones.get_indexer(table["zone"]), months.get_indexer(table["month"])
+
+        def grid(col: str) -> np.ndarray:
+            out = np.full((len(zones), len(months)), np.nan)
+            out[zi, mi] = table[col].to_numpy(dtype="float64")
+            return out
+
+        weight = np.zeros(len(zones))
+        weight[zi] = table["weight"].to_numpy(dtype="float64")
+        return cls({z: i for i, z in enumerate(zones)}, tuple(months),
+                   {c: grid(c) for c in ("mean_radiance", "sum_radiance")}, grid("valid_fraction"), weight)
+
+    def rows(self, zones: list[str]) -> np.ndarray:
+        return np.array([self.zone_index.get(z, -1) for z in zones], dtype="int64")
+
+
+def year_matrix(table: pd.DataFrame | ZoneSeries, zones: list[str], year: int, months: tuple[int, ...],
                 column: str, min_valid_fraction: float) -> np.ndarray:
     """Array (zone, 12) of ``column`` for one year; NaN where the zone-month is not valid."""
-    t = table[table["month"].str.startswith(f"{year}-")]
-    ok = (t["valid_fraction"] >= min_valid_fraction) & t[column].notna()
-    t = t.assign(value=t[column].where(ok), mo=t["month"].str[5:7].astype(int))
-    wide = t.pivot_table(index="zone", columns="mo", values="value", aggfunc="first", dropna=False)
-    wide = wide.reindex(index=zones, columns=range(1, 13))
-    out = wide.to_numpy(dtype="float64", copy=True)
-    out[:, [m - 1 for m in range(1, 13) if m not in months]] = np.nan
+    series = table if isinstance(table, ZoneSeries) else ZoneSeries.from_table(table)
+    out = np.full((len(zones), 12), np.nan)
+    rows = series.rows(zones)
+    have = rows >= 0
+    for j, month in enumerate(series.months):
+        if not month.startswith(f"{year}-") or int(month[5:7]) not in months:
+            continue
+        vals = series.values[column][rows[have], j]
+        ok = series.valid_fraction[rows[have], j] >= min_valid_fraction
+        out[have, int(month[5:7]) - 1] = np.where(ok, vals, np.nan)
     return out
 
 
@@ -125,21 +161,23 @@ def classify(d: float, lo: float, hi: float, n_months: int, threshold: float, mi
     return "unchanged"
 
 
-def site_changes(table: pd.DataFrame, sites: pd.DataFrame, site_zone: list[str],
+def site_changes(table: pd.DataFrame | ZoneSeries, sites: pd.DataFrame, site_zone: list[str],
                  ring_zone: list[str] | None, settings: ChangeSettings) -> pd.DataFrame:
     """One row per site: yearly values, change, interval, class; ring-adjusted beside it.
 
     ``table`` holds one pixel rule. ``site_zone[i]`` / ``ring_zone[i]`` name the zones
     of ``sites.iloc[i]``.
     """
+    series = table if isinstance(table, ZoneSeries) else ZoneSeries.from_table(table)
     column = "sum_radiance" if settings.statistic == "sol" else "mean_radiance"
     args = (settings.months, column, settings.min_valid_fraction)
-    sb = year_matrix(table, site_zone, settings.baseline_year, *args)
-    st = year_matrix(table, site_zone, settings.target_year, *args)
-    weight = table.drop_duplicates("zone").set_index("zone")["weight"].reindex(site_zone).to_numpy()
+    sb = year_matrix(series, site_zone, settings.baseline_year, *args)
+    st = year_matrix(series, site_zone, settings.target_year, *args)
+    rows = series.rows(site_zone)
+    weight = np.where(rows >= 0, series.weight[rows], np.nan)
     if ring_zone is not None:
-        rb = year_matrix(table, ring_zone, settings.baseline_year, *args)
-        rt = year_matrix(table, ring_zone, settings.target_year, *args)
+        rb = year_matrix(series, ring_zone, settings.baseline_year, *args)
+        rt = year_matrix(series, ring_zone, settings.target_year, *args)
     rows = []
     for i, sid in enumerate(sites["site_id"]):
         matched = np.isfinite(sb[i]) & np.isfinite(st[i])

@@ -7,9 +7,9 @@ Outputs
     * ``sensitivity``: one row per method variant (threshold, radius, statistic, month
       window, absolute or ring-adjusted, pixel rule) with its class counts;
     * ``robustness``: a summary for ``verdict.json``;
-    * ``calibration``: the change that stable control places (background rings) show
-      between the two years before the baseline, and how often the default rule would
-      wrongly call them changed.
+    * ``calibration``: the change that control towns (lit places away from every site)
+      show between the two years before the baseline, when nothing was being built, and
+      how often the default rule would call them changed.
 """
 
 from __future__ import annotations
@@ -19,10 +19,18 @@ from collections.abc import Sequence
 from dataclasses import dataclass
 from typing import Any
 
+import geopandas as gpd
 import numpy as np
 import pandas as pd
 
-from pipeline.change import ChangeSettings, classify, count_classes, site_changes, year_matrix
+from pipeline.change import (
+    ChangeSettings,
+    ZoneSeries,
+    classify,
+    count_classes,
+    site_changes,
+    year_matrix,
+)
 from pipeline.verdict import CLAIM
 
 THRESHOLDS = (0.10, 0.18, 0.25, 0.35)
@@ -31,6 +39,9 @@ STATISTICS = ("median", "mean", "sol")
 WINDOWS: dict[str, tuple[int, ...]] = {"all": tuple(range(1, 13)), "feb-dec": tuple(range(2, 13))}
 RULES = ("exact", "centroid", "all_touched")
 VARIANT_BOOT = 400  # resamples per variant: enough for a 95% interval's ends to +-0.02
+CONTROL_SPACING_DEG = 0.05  # lattice of candidate control places (~5 km)
+CONTROL_EXCLUSION_M = 10_000.0  # candidates this close to a site are not controls
+CONTROL_MIN_RADIANCE = 0.5  # nW/cm2/sr: a "lit" control (rural background is ~0.1-0.3)
 
 
 @dataclass(frozen=True)
@@ -44,12 +55,14 @@ class ZoneNames:
 def sensitivity_table(table: pd.DataFrame, sites: pd.DataFrame, zones: ZoneNames,
                       base: ChangeSettings, claim_mask: np.ndarray) -> pd.DataFrame:
     """Counts over the variant grid; the costly part (bootstrap) runs once per non-threshold variant."""
+    needed = {z for names in zones.by_radius.values() for z in names} | set(zones.ring)
+    table = table[table["zone"].isin(needed)]
+    series = {rule: ZoneSeries.from_table(table[table["pixel_rule"] == rule]) for rule in RULES}
     rows = []
     for radius, statistic, window, rule in itertools.product(zones.by_radius, STATISTICS, WINDOWS, RULES):
         settings = ChangeSettings(**{**base.__dict__, "statistic": statistic, "months": WINDOWS[window],
                                      "n_boot": VARIANT_BOOT})
-        t = table[table["pixel_rule"] == rule]
-        ch = site_changes(t, sites, zones.by_radius[radius], zones.ring, settings)
+        ch = site_changes(series[rule], sites, zones.by_radius[radius], zones.ring, settings)
         for threshold, adjust in itertools.product(THRESHOLDS, ("absolute", "ring")):
             prefix = "adjusted_" if adjust == "ring" else ""
             n_col = "n_months_adjusted" if adjust == "ring" else "n_months"
@@ -82,26 +95,53 @@ def robustness_summary(sens: pd.DataFrame) -> dict[str, Any]:
     }
 
 
-def calibration(table: pd.DataFrame, ring_zones: Sequence[str], base: ChangeSettings) -> dict[str, Any] | None:
-    """Placebo: background rings between the two years before the baseline (nothing was built).
+def control_zones(sites: gpd.GeoDataFrame, radius_m: float) -> gpd.GeoDataFrame:
+    """Candidate control places: a lattice over the sites' area, away from every site.
 
-    Their |d| distribution is the change a stable place shows by chance; the share the
-    default rule calls changed is its false-positive rate. None when those years are absent.
+    Buffered like point sites, in one azimuthal equidistant projection centred on the
+    area (distortion under 0.5% within 500 km). Which of them are lit is decided from
+    the data by :func:`calibration`.
+    """
+    w, s, e, n = sites.total_bounds
+    if not np.isfinite([w, s, e, n]).all():
+        return gpd.GeoDataFrame({"zone": []}, geometry=[], crs="EPSG:4326")
+    pad = 0.2
+    xs = np.arange(w - pad, e + pad + 1e-9, CONTROL_SPACING_DEG)
+    ys = np.arange(s - pad, n + pad + 1e-9, CONTROL_SPACING_DEG)
+    gx, gy = np.meshgrid(xs, ys)
+    pts = gpd.GeoSeries(gpd.points_from_xy(gx.ravel(), gy.ravel()), crs="EPSG:4326")
+    metric = f"+proj=aeqd +lat_0={(s + n) / 2:.5f} +lon_0={(w + e) / 2:.5f} +datum=WGS84 +units=m"
+    pts_m = pts.to_crs(metric)
+    near = sites.geometry.to_crs(metric).buffer(CONTROL_EXCLUSION_M).union_all()
+    keep = ~pts_m.intersects(near).to_numpy()
+    circles = pts_m[keep].buffer(radius_m, quad_segs=8).to_crs("EPSG:4326")
+    return gpd.GeoDataFrame({"zone": [f"@control{i:05d}" for i in range(int(keep.sum()))]},
+                            geometry=circles.values, crs="EPSG:4326")
+
+
+def calibration(table: pd.DataFrame, control_names: Sequence[str], base: ChangeSettings) -> dict[str, Any] | None:
+    """Placebo test: lit control places between the two years before the baseline.
+
+    The distribution of their |d| is the change a place shows by chance (plus whatever
+    real change happened there, so it is conservative); the share the default rule calls
+    changed is its false-positive rate. None when the earlier year is absent.
     """
     y0, y1 = base.baseline_year - 1, base.baseline_year
-    if not table["month"].str.startswith(f"{y0}-").any():
+    if not control_names or not table["month"].str.startswith(f"{y0}-").any():
         return None
     args = (base.months, "sum_radiance" if base.statistic == "sol" else "mean_radiance", base.min_valid_fraction)
-    b = year_matrix(table, list(ring_zones), y0, *args)
-    t = year_matrix(table, list(ring_zones), y1, *args)
-    from pipeline.change import paired_change  # local: keeps the module's public surface small
+    b = year_matrix(table, list(control_names), y0, *args)
+    t = year_matrix(table, list(control_names), y1, *args)
+    from pipeline.change import paired_change
 
+    with np.errstate(all="ignore"):
+        lit = np.nanmedian(b, axis=1) >= CONTROL_MIN_RADIANCE
     ds, called = [], 0
-    for i, z in enumerate(ring_zones):
+    for i in np.flatnonzero(lit):
         m = np.isfinite(b[i]) & np.isfinite(t[i])
         if m.sum() < base.min_matched_months:
             continue
-        r = paired_change(b[i, m], t[i, m], base, z + "@placebo")
+        r = paired_change(b[i, m], t[i, m], base, control_names[i])
         ds.append(r["log_ratio"])
         called += classify(r["log_ratio"], r["log_ci_low"], r["log_ci_high"], int(m.sum()),
                            base.threshold, base.min_matched_months) in ("brightened", "dimmed")
@@ -109,7 +149,9 @@ def calibration(table: pd.DataFrame, ring_zones: Sequence[str], base: ChangeSett
         return None
     a = np.abs(np.asarray(ds))
     return {
-        "controls": f"background rings, {y0} vs {y1}",
+        "controls": (f"{len(ds)} lit places (median >= {CONTROL_MIN_RADIANCE} nW/cm2/sr) on a "
+                     f"{CONTROL_SPACING_DEG} deg lattice, >= {CONTROL_EXCLUSION_M / 1000:.0f} km from every site, "
+                     f"{y0} vs {y1}"),
         "n_controls": len(ds),
         "abs_log_ratio_p50": float(np.percentile(a, 50)),
         "abs_log_ratio_p95": float(np.percentile(a, 95)),
