@@ -280,6 +280,9 @@ def _read_feature(
     geom_json = feat.get("geometry")
     if not geom_json:
         return err("has no geometry (null); give it a Point or Polygon")
+    shape_problem = _geometry_json_problem(geom_json)
+    if shape_problem:
+        return err(shape_problem)
     try:
         geom = shape(geom_json)
     except Exception as e:  # shapely raises several types for malformed coordinates
@@ -342,6 +345,34 @@ def _read_feature(
     if row["name"] is None:
         row["name"] = site_id
     return row, problems
+
+
+_DEPTH = {"Point": 0, "MultiPoint": 1, "LineString": 1, "Polygon": 2, "MultiLineString": 2, "MultiPolygon": 3}
+
+
+def _geometry_json_problem(g: Any) -> str | None:
+    """What is wrong with a geometry's JSON structure, in words (shapely's errors are cryptic)."""
+    if not isinstance(g, dict):
+        return f"geometry is a {_json_kind(g)}, expected an object with 'type' and 'coordinates'"
+    kind = g.get("type")
+    if kind not in _DEPTH:
+        return None  # GeometryCollection and unknown types are reported after parsing
+    if "coordinates" not in g:
+        return f"{kind} geometry has no 'coordinates'"
+
+    def check(node: Any, depth: int) -> str | None:
+        if depth == 0:
+            if (not isinstance(node, list) or len(node) not in (2, 3)
+                    or not all(isinstance(v, int | float) and not isinstance(v, bool) for v in node)):
+                return f"position {json.dumps(node)[:40]} is not [longitude, latitude] numbers"
+            return None
+        if not isinstance(node, list):
+            return f"coordinates hold a {_json_kind(node)} where a list was expected"
+        if depth == 1 and kind in ("Polygon", "MultiPolygon") and 0 < len(node) < 4:
+            return f"a polygon ring needs at least 4 positions (the last repeating the first), found {len(node)}"
+        return next((msg for child in node if (msg := check(child, depth - 1))), None)
+
+    return check(g["coordinates"], _DEPTH[kind])
 
 
 def _site_id(props: dict[str, Any], path: Path, i: int) -> tuple[str, Problem | None]:
