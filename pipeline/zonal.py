@@ -10,9 +10,11 @@ Outputs
 
 Approach: the sites are smaller than a VIIRS pixel, so every statistic is weighted by
 the exact fraction of each pixel a polygon covers (exactextract computes them, once per
-grid). Zones are grouped into blocks of nearby pixels; each month reads only those
-blocks (never the whole tile) and applies the sparse weights with ``np.bincount``.
-Months are independent dask tasks, so they run in parallel locally or on a cluster.
+grid). The pixels zones touch are grouped into 64-pixel chunks holding all months
+(:mod:`pipeline.cube`), and chunks into parts of bounded memory; each part is one dask
+task that reads its chunks (from the study cube when given one, else from the monthly
+files, never the whole tile) and applies the sparse weights for all months at once.
+Parts are independent, so they run in parallel locally or on a cluster.
 """
 
 from __future__ import annotations
@@ -20,6 +22,7 @@ from __future__ import annotations
 import logging
 from collections.abc import Sequence
 from dataclasses import dataclass
+from pathlib import Path
 
 import dask
 import geopandas as gpd
@@ -29,11 +32,14 @@ from exactextract import exact_extract
 from exactextract.raster import NumPyRasterSource
 from rasterio.windows import Window
 
-from pipeline.sources import Grid, MonthlyRaster, read_window, valid_mask
+from pipeline.cube import CHUNK, READ_TILE, CubeRef, load_chunks, open_cube
+from pipeline.sources import Grid, MonthlyRaster, valid_mask
 
 log = logging.getLogger(__name__)
 
 BLOCK = 512  # zones whose pixels start in the same 512x512 block share one read window
+TASK_BYTES = 64 * 2**20  # memory one task may hold (all months of its chunks)
+MIN_TASKS = 8  # split small jobs at least this much, so every core has work
 STATS = ("mean_radiance", "sum_radiance", "valid_fraction", "weight", "n_pixels", "mean_obs")
 
 
@@ -133,34 +139,116 @@ def _block_weights(geoms: gpd.GeoSeries, zone_idx: np.ndarray, windows: list[Win
     return BlockWeights(window, zone[keep], pixel[keep], cov[keep])
 
 
-def month_stats(
-    raster: MonthlyRaster,
-    weights: GridWeights,
+@dataclass(frozen=True)
+class Part:
+    """Cube chunks read together, and the weight entries inside them sorted by zone."""
+
+    chunks: np.ndarray  # (n, 2) chunk row, chunk column
+    zones: np.ndarray  # the zones with entries here, ascending (indices into the zone list)
+    starts: np.ndarray  # where each zone's run of entries starts
+    slot: np.ndarray  # entry -> row of ``chunks``
+    pixel: np.ndarray  # entry -> flat index inside the CHUNK x CHUNK chunk
+    coverage: np.ndarray  # entry -> exact covered fraction
+
+
+def plan_parts(weights: GridWeights, n_months: int, itemsize: int = 10) -> list[Part]:
+    """Split the chunks zones touch into tasks of bounded memory, keeping source tiles whole.
+
+    A task holds all months of its chunks, so its size is capped in bytes
+    (:data:`TASK_BYTES`): memory stays flat however many months there are.
+    """
+    if not weights.blocks:
+        return []
+    rows, cols = [], []
+    for b in weights.blocks:
+        r, c = np.divmod(b.pixel, b.window.width)
+        rows.append(r + b.window.row_off)
+        cols.append(c + b.window.col_off)
+    row, col = np.concatenate(rows), np.concatenate(cols)
+    zone = np.concatenate([b.zone for b in weights.blocks])
+    cov = np.concatenate([b.coverage for b in weights.blocks])
+    n_cx = -(-weights.grid.width // CHUNK)
+    per_tile = READ_TILE // CHUNK
+    cy, cx = row // CHUNK, col // CHUNK
+    # order chunks by source tile, then chunk, so a tile's chunks land in one task
+    tile_key = ((cy // per_tile) * (n_cx // per_tile + 1) + cx // per_tile) * (per_tile * per_tile) \
+        + (cy % per_tile) * per_tile + cx % per_tile
+    chunk_id = cy * n_cx + cx
+    uniq, first, inverse = np.unique(tile_key, return_index=True, return_inverse=True)
+    chunk_of_key = chunk_id[first]
+    tile_of_key = uniq // (per_tile * per_tile)
+    entries_per = np.bincount(inverse, minlength=uniq.size)
+    cost = CHUNK * CHUNK * n_months * itemsize + entries_per * n_months * 48
+    budget = min(TASK_BYTES, max(int(cost.sum() // MIN_TASKS), 1))
+    groups, current, used = [], [], 0
+    for k in range(uniq.size):
+        new_tile = k == 0 or tile_of_key[k] != tile_of_key[k - 1]
+        if current and used + cost[k] > budget and (new_tile or used > TASK_BYTES):
+            groups.append(current)
+            current, used = [], 0
+        current.append(k)
+        used += int(cost[k])
+    groups.append(current)
+    parts = []
+    for g in groups:
+        g = np.asarray(g)
+        sel = np.flatnonzero(np.isin(inverse, g))
+        local = np.searchsorted(g, inverse[sel])
+        order = np.lexsort((col[sel], row[sel], zone[sel]))
+        sel, local = sel[order], local[order]
+        z = zone[sel]
+        starts = np.flatnonzero(np.r_[True, z[1:] != z[:-1]])
+        ids = chunk_of_key[g]
+        parts.append(Part(np.stack([ids // n_cx, ids % n_cx], axis=1), z[starts], starts, local,
+                          (row[sel] % CHUNK) * CHUNK + col[sel] % CHUNK, cov[sel]))
+    return parts
+
+
+def part_stats(
+    rasters: Sequence[MonthlyRaster],
+    cube: CubeRef,
+    part: Part,
     rules: Sequence[str],
     min_cf_cvg: int,
     bm_quality: tuple[int, ...],
 ) -> np.ndarray:
-    """Statistics of every zone for one month: array (rule, zone, stat) in :data:`STATS` order.
+    """Weighted sums for the zones of one part, all months: array (rule, sum, zone, month).
 
-    Invalid pixels (no cloud-free observation, bad quality, nodata) carry no weight; a
-    zone's ``valid_fraction`` says how much of its weight was observed.
+    Sums: total weight, observed weight, weight x radiance over observed pixels, pixel
+    count, weight x observation count. Invalid pixels (no cloud-free observation, bad
+    quality, nodata) carry no weight.
     """
-    nz = weights.n_zones
-    out = np.full((len(rules), nz, len(STATS)), np.nan)
-    acc = np.zeros((len(rules), 5, nz))  # total w, valid w, w*rad, n pixels, w*obs
-    for block in weights.blocks:
-        rad, aux = read_window(raster, block.window)
-        valid = valid_mask(aux, raster.aux_kind, min_cf_cvg, bm_quality).ravel()[block.pixel]
-        values = rad.ravel()[block.pixel]
-        obs = aux.ravel()[block.pixel].astype("float64") if raster.aux_kind == "cf_cvg" else valid * 1.0
-        for r, rule in enumerate(rules):
-            w = rule_weights(block.coverage, rule)
-            acc[r, 0] += np.bincount(block.zone, w, nz)
-            acc[r, 1] += np.bincount(block.zone, w * valid, nz)
-            acc[r, 2] += np.bincount(block.zone, w * valid * values, nz)
-            acc[r, 3] += np.bincount(block.zone, (w > 0) * 1.0, nz)
-            acc[r, 4] += np.bincount(block.zone, w * obs, nz)
-    total, vw, wsum, npix, wobs = acc.transpose(1, 0, 2)
+    rad, aux = load_chunks(rasters, part.chunks, cube)
+    n, t = rad.shape[:2]
+    values = rad.reshape(n, t, -1)[part.slot, :, part.pixel].astype("float64")  # (entry, month)
+    raw = aux.reshape(n, t, -1)[part.slot, :, part.pixel]
+    del rad, aux
+    valid = np.zeros(raw.shape, dtype=bool)
+    obs = np.zeros(raw.shape)
+    for kind in {r.aux_kind for r in rasters}:
+        cols = [i for i, r in enumerate(rasters) if r.aux_kind == kind]
+        valid[:, cols] = valid_mask(raw[:, cols], kind, min_cf_cvg, bm_quality)
+        obs[:, cols] = raw[:, cols] if kind == "cf_cvg" else valid[:, cols]
+    weighted = values * valid
+    acc = np.empty((len(rules), 5, part.zones.size, t))
+    for r, rule in enumerate(rules):
+        w = rule_weights(part.coverage, rule)
+        acc[r, 0] = np.add.reduceat(w, part.starts)[:, None]
+        acc[r, 1] = np.add.reduceat(w[:, None] * valid, part.starts, axis=0)
+        acc[r, 2] = np.add.reduceat(w[:, None] * weighted, part.starts, axis=0)
+        acc[r, 3] = np.add.reduceat((w > 0) * 1.0, part.starts)[:, None]
+        acc[r, 4] = np.add.reduceat(w[:, None] * obs, part.starts, axis=0)
+    return acc
+
+
+def finish_stats(acc: np.ndarray) -> np.ndarray:
+    """Statistics from summed weights: array (month, rule, zone, stat) in :data:`STATS` order.
+
+    A zone's ``valid_fraction`` says how much of its weight was observed; zones without
+    weight (outside the grid) get missing means, not zeros.
+    """
+    total, vw, wsum, npix, wobs = acc.transpose(1, 0, 2, 3)  # each (rule, zone, month)
+    out = np.empty((*total.shape, len(STATS)))
     with np.errstate(invalid="ignore", divide="ignore"):
         mean = np.where(vw > 0, wsum / vw, np.nan)
         out[..., 0] = mean
@@ -169,7 +257,7 @@ def month_stats(
         out[..., 3] = total
         out[..., 4] = npix
         out[..., 5] = np.where(total > 0, wobs / total, np.nan)
-    return out
+    return out.transpose(2, 0, 1, 3)
 
 
 def zone_month_table(
@@ -179,22 +267,36 @@ def zone_month_table(
     min_cf_cvg: int = 3,
     bm_quality: tuple[int, ...] = (0,),
     progress: bool = True,
+    cube_dir: Path | str | None = None,
 ) -> pd.DataFrame:
-    """Statistics for every zone, month and pixel rule; computed with dask, one task per month.
+    """Statistics for every zone, month and pixel rule; computed with dask, one task per part.
 
+    With ``cube_dir``, pixels come from the study cube there (:mod:`pipeline.cube`), filled
+    on first use and reused while the inputs are unchanged; without, from the monthly files.
     The scheduler is dask's current one: threads by default (GDAL releases the GIL), or
     a ``distributed.Client`` the caller has made current.
     """
-    weights_by_grid: dict[Grid, GridWeights] = {}
-    for r in rasters:
-        if r.grid not in weights_by_grid:
-            weights_by_grid[r.grid] = coverage_weights(zones.geometry, r.grid)
-    tasks = [
-        dask.delayed(month_stats, pure=True)(r, weights_by_grid[r.grid], tuple(rules), min_cf_cvg, bm_quality)
-        for r in rasters
-    ]
-    results = compute_with_progress(tasks, "extracting months", progress)
-    return _to_frame(results, [r.month for r in rasters], list(zones["zone"]), list(rules))
+    rules = tuple(rules)
+    by_grid: dict[Grid, list[int]] = {}
+    for i, r in enumerate(rasters):
+        by_grid.setdefault(r.grid, []).append(i)
+    tasks, owners = [], []
+    for g, (grid, idx) in enumerate(by_grid.items()):
+        group = [rasters[i] for i in idx]
+        weights = coverage_weights(zones.geometry, grid)
+        cube = open_cube(cube_dir, group)
+        for part in plan_parts(weights, len(group), np.dtype(cube.rad_dtype).itemsize + 2):
+            tasks.append(dask.delayed(part_stats, pure=True)(group, cube, part, rules, min_cf_cvg, bm_quality))
+            owners.append((g, part.zones))
+    results = compute_with_progress(tasks, "extracting", progress)
+    nz = len(zones)
+    acc = [np.zeros((len(rules), 5, nz, len(idx))) for idx in by_grid.values()]
+    for (g, zone_idx), res in zip(owners, results, strict=True):
+        acc[g][:, :, zone_idx, :] += res
+    out = np.empty((len(rasters), len(rules), nz, len(STATS)))
+    for a, idx in zip(acc, by_grid.values(), strict=True):
+        out[idx] = finish_stats(a)
+    return _to_frame(list(out), [r.month for r in rasters], list(zones["zone"]), list(rules))
 
 
 def compute_with_progress(tasks: list, label: str, progress: bool) -> list:
@@ -209,17 +311,17 @@ def compute_with_progress(tasks: list, label: str, progress: bool) -> list:
         client = None
     if client is not None:
         futures = client.compute(tasks)
-        for _ in tqdm(as_completed(futures), total=len(futures), desc=label, unit="month",
+        for _ in tqdm(as_completed(futures), total=len(futures), desc=label, unit="part",
                       disable=not progress, leave=False):
             pass
         return client.gather(futures)
     from dask.callbacks import Callback
 
-    bar = tqdm(total=len(tasks), desc=label, unit="month", disable=not progress, leave=False)
+    bar = tqdm(total=len(tasks), desc=label, unit="part", disable=not progress, leave=False)
 
     class _Bar(Callback):
         def _posttask(self, key, result, dsk, state, id):
-            if isinstance(key, tuple) or str(key).startswith("month_stats"):
+            if isinstance(key, tuple) or str(key).startswith("part_stats"):
                 bar.update(1)
 
     with _Bar():
