@@ -49,7 +49,7 @@ NK_WINDOW = (124.0, 37.5, 131.0, 43.0)  # used when no sites are given
 BACKOFF_FACTOR = 0.5  # urllib3 sleeps factor * 2**(n-1) s between retries (first one immediate)
 STREAM_ATTEMPTS = 5  # resumptions after a connection dropped mid-file
 TIMEOUT = (15, 120)  # connect, read (s)
-CHUNK = 1 << 20
+CHUNK = 1 << 16  # 64 KB: what a dropped connection can cost, and the progress step
 USER_AGENT = "nightlights-downloader (+https://github.com/ nightlights README 'Real data')"
 
 

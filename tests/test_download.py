@@ -1,0 +1,191 @@
+"""Downloads that survive faults, against a real HTTP server on 127.0.0.1."""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import os
+import signal
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import pytest
+
+from pipeline import download
+from pipeline.cli import main
+from pipeline.download import Manifest, StaticToken, fetch_file, make_session, month_list
+from pipeline.errors import AuthError, ConfigError, DownloadError
+from tests.loopback import Loopback, eog_month_dir, eog_name, populate_eog
+
+BLOB = os.urandom(3 * 1024 * 1024 + 17)
+
+
+@pytest.fixture(autouse=True)
+def _fast_backoff(monkeypatch):
+    monkeypatch.setattr(download, "BACKOFF_FACTOR", 0.0)
+
+
+@pytest.fixture
+def lb():
+    with Loopback() as server:
+        server.add("/data/blob.bin", BLOB)
+        yield server
+
+
+def _exact(expected: bytes):
+    def verify(path: Path) -> None:
+        if hashlib.sha256(path.read_bytes()).digest() != hashlib.sha256(expected).digest():
+            raise DownloadError(f"{path.name}: checksum differs")
+    return verify
+
+
+def test_dropped_connection_resumes_with_range(lb, tmp_path):
+    lb.fault("/data/blob.bin", "drop", "drop")
+    dest = tmp_path / "blob.bin"
+    fetch_file(make_session(), lb.url + "/data/blob.bin", dest, None, verify=_exact(BLOB), progress=False)
+    assert dest.read_bytes() == BLOB
+    reqs = lb.requests("/data/blob.bin")
+    assert len(reqs) == 3
+    assert reqs[0].range is None
+    resumed_at = int(reqs[1].range.removeprefix("bytes=").rstrip("-"))
+    assert 0 < resumed_at <= len(BLOB) // 2  # what reached the disk before the cut
+    assert not list(tmp_path.glob("*.part"))
+
+
+def test_server_errors_are_retried(lb, tmp_path):
+    lb.fault("/data/blob.bin", "500", "500")
+    dest = fetch_file(make_session(), lb.url + "/data/blob.bin", tmp_path / "b", None, verify=_exact(BLOB),
+                      progress=False)
+    assert dest.read_bytes() == BLOB
+    assert len(lb.requests("/data/blob.bin")) == 3
+
+
+def test_html_login_page_is_an_auth_error_and_leaves_nothing(lb, tmp_path):
+    lb.fault("/data/blob.bin", "html")
+    auth = StaticToken("tok", "get a new token")
+    with pytest.raises(AuthError, match=r"authentication failed: .*HTML page.*get a new token"):
+        fetch_file(make_session(), lb.url + "/data/blob.bin", tmp_path / "b", auth, verify=_exact(BLOB),
+                   progress=False)
+    assert list(tmp_path.iterdir()) == []
+
+
+def test_401_is_an_auth_error(lb, tmp_path):
+    lb.protect("/data/")
+    with pytest.raises(AuthError, match="HTTP 401"):
+        fetch_file(make_session(), lb.url + "/data/blob.bin", tmp_path / "b", StaticToken("bad", "renew it"),
+                   verify=_exact(BLOB), progress=False)
+
+
+def test_corrupt_file_is_refetched_once_then_rejected(lb, tmp_path):
+    lb.add("/data/bad.bin", b"x" * 1000)
+    with pytest.raises(DownloadError, match="fails verification twice"):
+        fetch_file(make_session(), lb.url + "/data/bad.bin", tmp_path / "bad.bin", None, verify=_exact(BLOB),
+                   progress=False)
+    assert len(lb.requests("/data/bad.bin")) == 2
+    assert list(tmp_path.iterdir()) == []
+
+
+def test_stale_part_longer_than_file_restarts(lb, tmp_path):
+    dest = tmp_path / "blob.bin"
+    (tmp_path / "blob.bin.part").write_bytes(b"\0" * (len(BLOB) + 10))
+    fetch_file(make_session(), lb.url + "/data/blob.bin", dest, None, verify=_exact(BLOB), progress=False)
+    assert dest.read_bytes() == BLOB
+
+
+def test_redirect_to_other_host_keeps_bearer_token(lb, tmp_path):
+    lb.state.redirect_prefixes.append("/data/")
+    lb.protect("/data/")
+    lb.allow_token("tok-123")
+    fetch_file(make_session(), lb.url + "/data/blob.bin", tmp_path / "b", StaticToken("tok-123", ""),
+               verify=_exact(BLOB), progress=False)
+    cdn = lb.requests("/data/blob.bin", server="cdn")
+    assert len(cdn) == 1 and cdn[0].authorization == "Bearer tok-123" and cdn[0].query.startswith("X-Signature")
+
+
+def test_public_url_strips_credentials_and_query():
+    assert download.public_url("https://u:p@h.example:8443/a/b.h5?sig=abc#x") == "https://h.example:8443/a/b.h5"
+
+
+def test_manifest_detects_changed_file(tmp_path):
+    f = tmp_path / "eog" / "x.tif"
+    f.parent.mkdir()
+    f.write_bytes(b"abc")
+    m = Manifest.load(tmp_path)
+    m.record(f, tmp_path, [{"url": "http://h/x.tgz?token=s3cret", "size": 1, "sha256": "0"}],
+             product="p", month="2024-01", layer="avg_rade9h", bbox=[0, 0, 1, 1])
+    m.save()
+    m = Manifest.load(tmp_path)
+    assert m.complete("p", "2024-01", ["avg_rade9h"], (0.2, 0.2, 0.8, 0.8), tmp_path)
+    assert not m.complete("p", "2024-01", ["avg_rade9h"], (-1, 0.2, 0.8, 0.8), tmp_path)  # larger area
+    assert not m.complete("p", "2024-01", ["avg_rade9h", "cf_cvg"], (0.2, 0.2, 0.8, 0.8), tmp_path)
+    f.write_bytes(b"abd")
+    assert not m.complete("p", "2024-01", ["avg_rade9h"], (0.2, 0.2, 0.8, 0.8), tmp_path)
+    assert "s3cret" not in (tmp_path / "manifest.json").read_text()
+
+
+def test_month_list():
+    assert month_list("2024-11", "2025-02") == [(2024, 11), (2024, 12), (2025, 1), (2025, 2)]
+    with pytest.raises(ConfigError, match="empty"):
+        month_list("2025-02", "2024-11")
+    with pytest.raises(ConfigError, match="YYYY-MM"):
+        month_list("2024-13", "2025-01")
+
+
+def test_cli_rejects_bad_bbox(capsys):
+    rc = main(["download", "--source", "eog", "--start", "2024-01", "--end", "2024-02",
+               "--bbox", "131", "37", "124", "43"])
+    assert rc == 2 and "--bbox" in capsys.readouterr().err
+
+
+def _env(lb: Loopback, tmp_path: Path) -> dict[str, str]:
+    env = {k: v for k, v in os.environ.items() if not k.startswith(("EOG_", "EARTHDATA", "NIGHTLIGHTS_"))}
+    env.update(NIGHTLIGHTS_CONFIG=str(tmp_path / "no-config.yaml"), NIGHTLIGHTS_EOG_URL=lb.url + "/nighttime_light",
+               EOG_TOKEN="tok-kill-test")
+    return env
+
+
+def test_killed_download_resumes_without_refetching_finished_months(tmp_path, monkeypatch):
+    """SIGKILL mid-transfer, then a re-run: finished months are not fetched again, the
+    interrupted one resumes with a Range request, and every cached file is intact."""
+    with Loopback() as lb:
+        lb.protect("/nighttime_light/")
+        lb.allow_token("tok-kill-test")
+        served = populate_eog(lb, (2021,))
+        slow = eog_month_dir(2021, 2) + eog_name(2021, 2) + ".tgz"
+        big = served[slow] + os.urandom(0)  # same bytes, served slowly below
+        lb.state.slow_bytes_per_s = max(len(big) // 4, 1024)  # ~4 s for the whole file
+        lb.fault(slow, "slow")
+        data = tmp_path / "data"
+        args = ["-m", "pipeline", "download", "--source", "eog", "--start", "2021-01", "--end", "2021-03",
+                "--bbox", "125.1", "39.1", "125.6", "39.6", "--data-dir", str(data), "-q"]
+        proc = subprocess.Popen([sys.executable, *args], env=_env(lb, tmp_path), cwd=tmp_path,
+                                stdout=subprocess.PIPE, stderr=subprocess.PIPE)
+        part = data / "raw" / "eog" / "vcmslcfg" / (eog_name(2021, 2) + ".tgz.part")
+        deadline = time.monotonic() + 60
+        while not (part.exists() and part.stat().st_size > 0) and proc.poll() is None and time.monotonic() < deadline:
+            time.sleep(0.05)
+        assert proc.poll() is None, proc.communicate()
+        os.kill(proc.pid, signal.SIGKILL)
+        proc.wait()
+        assert 0 < part.stat().st_size < len(big)
+        month1 = json.loads((data / "manifest.json").read_text())["files"]
+        assert {v["month"] for v in month1.values()} == {"2021-01"}
+
+        for k, v in _env(lb, tmp_path).items():
+            monkeypatch.setenv(k, v)
+        monkeypatch.delenv("EARTHDATA_TOKEN", raising=False)
+        assert main(args[2:]) == 0
+
+        jan = eog_month_dir(2021, 1) + eog_name(2021, 1) + ".tgz"
+        assert len(lb.requests(jan)) == 1  # not fetched again
+        feb = lb.requests(slow)
+        assert feb[-1].range is not None and feb[-1].range.startswith("bytes=")
+        files = json.loads((data / "manifest.json").read_text())["files"]
+        assert {v["month"] for v in files.values()} == {"2021-01", "2021-02", "2021-03"}
+        for rel, v in files.items():
+            assert hashlib.sha256((data / rel).read_bytes()).hexdigest() == v["sha256"]
+        assert not list(data.rglob("*.part")) and not list((data / "raw").rglob("*.tgz"))
+        assert main(args[2:]) == 0  # third run: everything cached, nothing fetched
+        assert len(lb.requests(".tgz")) == len(feb) + 2
