@@ -138,8 +138,12 @@ def params_from_mapping(values: dict[str, Any], origin: str, base: Params | None
             elif isinstance(default, bool):
                 value = bool(value)
             elif isinstance(default, int):
+                if isinstance(value, bool) or (isinstance(value, float) and not value.is_integer()):
+                    raise ValueError("expected a whole number")
                 value = int(value)
             elif isinstance(default, float):
+                if isinstance(value, bool):
+                    raise ValueError("expected a number")
                 value = float(value)
                 if not math.isfinite(value):
                     raise ValueError("not finite")
