@@ -48,7 +48,7 @@ log = logging.getLogger(__name__)
 AuxKind = Literal["cf_cvg", "bm_quality", "none"]
 
 EOG_RE = re.compile(
-    r"^SVDNB_(?P<sat>npp|j01|j02)_(?P<start>\d{8})-(?P<end>\d{8})_(?P<tile>[0-9A-Z]+)_"
+    r"^SVDNB_(?P<sat>npp|j01|j02)_(?P<start>\d{8})-(?P<end>\d{8})_(?P<tile>[0-9A-Z]+|global)_"
     r"(?P<cfg>vcmcfg|vcmslcfg)_v10_c(?P<stamp>\d{12})\.(?P<layer>avg_rade9h|avg_rade9h\.masked|cf_cvg|cvg)"
     r"\.tif$"
 )

@@ -1,0 +1,200 @@
+"""EOG VNL monthly: listing, OpenID Connect, crop and cache, end to end to a verdict."""
+
+from __future__ import annotations
+
+import gzip
+import json
+import logging
+
+import numpy as np
+import pytest
+import rasterio
+
+from pipeline import download
+from pipeline.cli import main
+from pipeline.config import load_data_settings
+from pipeline.download import download_months, get, make_session
+from pipeline.eog import EogAuth, listing_names, pick, tile_for
+from pipeline.errors import AuthError
+from pipeline.sources import find_monthly_rasters
+from tests.loopback import (
+    EOG_RES,
+    EOG_SITES,
+    TOKEN_PATH,
+    Loopback,
+    eog_month_dir,
+    eog_name,
+    eog_window,
+    geotiff_bytes,
+    populate_eog,
+    radiance_field,
+    sites_geojson,
+)
+
+BBOX = (125.1, 39.1, 125.6, 39.6)
+OIDC = {"client_id": "nl-client", "client_secret": "cs-zq4242", "username": "me@example.org",
+        "password": "pw-zq4242"}
+
+
+@pytest.fixture(autouse=True)
+def _env(monkeypatch, tmp_path):
+    monkeypatch.setattr(download, "BACKOFF_FACTOR", 0.0)
+    for var in ("EOG_TOKEN", "EOG_CLIENT_ID", "EOG_CLIENT_SECRET", "EOG_USERNAME", "EOG_PASSWORD",
+                "EARTHDATA_TOKEN", "NIGHTLIGHTS_EOG_URL", "NIGHTLIGHTS_EOG_TOKEN_URL", "NIGHTLIGHTS_LAADS_URL"):
+        monkeypatch.delenv(var, raising=False)
+    monkeypatch.setenv("NIGHTLIGHTS_CONFIG", str(tmp_path / "no-config.yaml"))
+
+
+@pytest.fixture
+def lb(monkeypatch):
+    with Loopback() as server:
+        server.protect("/nighttime_light/", "login")
+        server.state.oidc.update(OIDC)
+        monkeypatch.setenv("NIGHTLIGHTS_EOG_URL", server.url + "/nighttime_light")
+        monkeypatch.setenv("NIGHTLIGHTS_EOG_TOKEN_URL", server.url + TOKEN_PATH)
+        yield server
+
+
+def _login(monkeypatch):
+    for k, v in OIDC.items():
+        monkeypatch.setenv(f"EOG_{k.upper()}", v)
+
+
+def test_listing_picks_month_tile_config_and_newest_stamp():
+    html = "".join(f'<a href="{n}">{n}</a>' for n in [
+        eog_name(2024, 3, stamp="202404101100") + ".tgz", eog_name(2024, 3, stamp="202405020900") + ".tgz",
+        eog_name(2024, 3, tile="00N060E") + ".tgz", eog_name(2024, 3, cfg="vcmcfg") + ".tgz",
+        eog_name(2024, 4) + ".tgz", "../"])
+    names = listing_names(html)
+    assert "../" not in names
+    assert pick(names, 2024, 3, r"75N060E_vcmslcfg_v10_c\d{12,14}\.tgz") == [
+        eog_name(2024, 3, stamp="202405020900") + ".tgz", eog_name(2024, 3, stamp="202404101100") + ".tgz"]
+
+
+def test_tile_for_box():
+    assert tile_for((124.0, 37.5, 131.0, 43.0)) == "75N060E"
+    assert tile_for((-70.0, 10.0, -50.0, 20.0)) is None  # straddles 60W: no-tile file
+
+
+def test_oidc_token_is_renewed_after_expiry(lb, monkeypatch):
+    _login(monkeypatch)
+    lb.add("/nighttime_light/x.bin", b"data")
+    session = make_session()
+    auth = EogAuth(load_data_settings(), session)
+    assert get(session, lb.url + "/nighttime_light/x.bin", auth).content == b"data"
+    lb.expire_tokens()  # the server forgets the 5-minute token
+    lb.protect("/nighttime_light/", "401")
+    assert get(session, lb.url + "/nighttime_light/x.bin", auth).content == b"data"
+    assert lb.state.grants == ["password", "refresh_token"]
+
+
+def test_wrong_password_names_the_fix_not_the_secret(lb, monkeypatch, tmp_path):
+    _login(monkeypatch)
+    monkeypatch.setenv("EOG_PASSWORD", "wrong-zq999")
+    populate_eog(lb, (2021,))
+    with pytest.raises(AuthError, match="refused the credentials") as e:
+        download_months("eog", [(2021, 1)], BBOX, tmp_path, progress=False)
+    assert "zq" not in str(e.value) and "EOG_PASSWORD" in str(e.value)
+
+
+def test_login_page_without_credentials_is_an_auth_error(lb, tmp_path):
+    populate_eog(lb, (2021,))
+    with pytest.raises(AuthError, match=r"authentication failed: .*login page.*EOG_TOKEN"):
+        download_months("eog", [(2021, 1)], BBOX, tmp_path, progress=False)
+
+
+def test_expired_static_token(lb, tmp_path, monkeypatch):
+    monkeypatch.setenv("EOG_TOKEN", "tok-EXPIRED-777")
+    lb.protect("/nighttime_light/", "401")
+    populate_eog(lb, (2021,))
+    with pytest.raises(AuthError, match="EOG_TOKEN was refused") as e:
+        download_months("eog", [(2021, 1)], BBOX, tmp_path, progress=False)
+    assert "tok-EXPIRED-777" not in str(e.value)
+
+
+def test_cached_pair_is_a_cropped_georeferenced_cog(lb, tmp_path, monkeypatch, caplog):
+    _login(monkeypatch)
+    populate_eog(lb, (2021,))
+    lb.state.files = {k: v for k, v in lb.state.files.items() if "/202105/" not in k}  # May not published
+    months = [(2021, 4), (2021, 5), (2021, 7)]
+    with caplog.at_level(logging.WARNING):
+        folder, outcome = download_months("eog", months, BBOX, tmp_path, progress=False)
+    assert outcome["downloaded"] == ["2021-04", "2021-07"] and outcome["not_published"] == ["2021-05"]
+    assert "2021-05: not published" in caplog.text
+    rasters = find_monthly_rasters(folder)
+    assert [r.month for r in rasters] == ["2021-04", "2021-07"] and rasters[0].aux_kind == "cf_cvg"
+    west, north, w, h = eog_window([(lon, lat) for _, lon, lat in EOG_SITES])
+    expected = radiance_field(west, north, EOG_RES, (h, w), [], 0)  # only for the shape
+    with rasterio.open(rasters[0].radiance) as ds:
+        assert ds.profile["tiled"] and ds.block_shapes == [(256, 256)] and ds.compression.name == "deflate"
+        assert ds.crs.to_epsg() == 4326
+        b = ds.bounds
+        tol = 1e-9
+        assert b.left <= BBOX[0] + tol and b.bottom <= BBOX[1] + tol and b.right >= BBOX[2] - tol
+        assert b.top >= BBOX[3] - tol
+        assert b.left - BBOX[0] > -EOG_RES and BBOX[3] - b.top > -EOG_RES  # whole pixels, no more
+        # on the real grid: whole 15" steps from the 75N060E corner
+        assert abs(((b.left - 60) / EOG_RES) - round((b.left - 60) / EOG_RES)) < 1e-6
+        col, row = round((b.left - west) / EOG_RES), round((north - b.top) / EOG_RES)
+        got = ds.read(1)
+    from tests.loopback import _peaks
+
+    full = radiance_field(west, north, EOG_RES, expected.shape, _peaks(EOG_SITES, 2021, 2021), 2021 * 100 + 4)
+    np.testing.assert_array_equal(got, full[row:row + got.shape[0], col:col + got.shape[1]])
+    with rasterio.open(rasters[1].aux) as ds:
+        assert ds.read(1).max() == 2  # July: the low cloud-free count served
+    manifest = json.loads((tmp_path / "manifest.json").read_text())["files"]
+    assert len(manifest) == 4
+    assert all(v["sources"][0]["url"].startswith(lb.url + "/nighttime_light/monthly/v10/") for v in manifest.values())
+
+
+def test_reprocessed_month_replaces_the_old_pair(lb, tmp_path, monkeypatch):
+    _login(monkeypatch)
+    populate_eog(lb, (2021,))
+    download_months("eog", [(2021, 3)], BBOX, tmp_path, progress=False)
+    folder = eog_month_dir(2021, 3)
+    old = folder + eog_name(2021, 3) + ".tgz"
+    lb.add(folder + eog_name(2021, 3, stamp="202112011200") + ".tgz", lb.state.files[old])
+    (tmp_path / "manifest.json").write_text(json.dumps({"files": {}}))  # forget: force a re-download
+    download_months("eog", [(2021, 3)], BBOX, tmp_path, progress=False)
+    assert len(find_monthly_rasters(tmp_path / "eog" / "vcmslcfg")) == 1
+
+
+def test_notile_tree_when_no_tiled_file(lb, tmp_path, monkeypatch):
+    _login(monkeypatch)
+    west, north, w, h = eog_window([(lon, lat) for _, lon, lat in EOG_SITES])
+    rad = radiance_field(west, north, EOG_RES, (h, w), [(125.3, 39.3, 5.0)], 7)
+    stem = eog_name(2021, 8, tile="global")
+    folder = eog_month_dir(2021, 8, tree="monthly_notile")
+    lb.add(folder + stem + ".avg_rade9h.tif.gz", gzip.compress(geotiff_bytes(rad, west, north, EOG_RES)))
+    lb.add(folder + stem + ".cf_cvg.tif.gz",
+           gzip.compress(geotiff_bytes(np.full((h, w), 9, "uint16"), west, north, EOG_RES)))
+    folder_out, outcome = download_months("eog", [(2021, 8)], BBOX, tmp_path, progress=False)
+    assert outcome["downloaded"] == ["2021-08"]
+    [r] = find_monthly_rasters(folder_out)
+    assert r.radiance.name == stem + ".avg_rade9h.tif" and r.aux.name == stem + ".cf_cvg.tif"
+
+
+def test_download_then_run_gives_a_real_verdict_without_leaking_the_token(lb, tmp_path, monkeypatch, capsys, caplog):
+    token = "tok-DISTINCTIVE-5e1f"
+    lb.protect("/nighttime_light/", "401")
+    lb.allow_token(token)
+    monkeypatch.setenv("EOG_TOKEN", token)
+    years = (2020, 2021, 2022)
+    populate_eog(lb, years)
+    sites = tmp_path / "sites.geojson"
+    sites.write_text(sites_geojson(EOG_SITES))
+    data, out = tmp_path / "data", tmp_path / "out"
+    caplog.set_level(logging.DEBUG)
+    assert main(["download", "--source", "eog", "--start", "2020-01", "--end", "2020-06", "--sites", str(sites),
+                 "--data-dir", str(data)]) == 0
+    assert main(["run", "--source", "eog", "--sites", str(sites), "--data-dir", str(data), "--out", str(out),
+                 "--baseline-year", "2021", "--target-year", "2022", "--no-sensitivity", "--no-figures"]) == 0
+    verdict = json.loads((out / "verdict.json").read_text())
+    assert verdict["data_kind"] == "real"
+    assert len(lb.requests("/202001/vcmslcfg/SVDNB")) == 1  # the first download was reused by run
+    changes = (out / "site_changes.csv").read_text()
+    assert "alpha" in changes and "brightened" in changes and "dimmed" in changes
+    captured = capsys.readouterr()
+    leaked = [p for p in tmp_path.rglob("*") if p.is_file() and token.encode() in p.read_bytes()]
+    assert leaked == [] and token not in captured.out + captured.err + caplog.text
