@@ -216,6 +216,8 @@ def _transfer(session: requests.Session, url: str, part: Path, auth: Auth | None
             if offset and r.status_code != 206:
                 log.info("%s: server ignored the resume request; restarting the file", label)
                 offset = 0
+            if "text/html" in r.headers.get("Content-Type", ""):
+                raise _auth_error(url, "returned an HTML page (a login page?) instead of data", auth)
             total = _total_size(r, offset)
             if expected_size and total and total != expected_size:
                 raise DownloadError(f"{public_url(url)}: server announces {total} bytes, listing said "
