@@ -34,7 +34,7 @@ from pipeline.errors import SiteError
 
 log = logging.getLogger(__name__)
 
-MAX_FILE_BYTES = 50 * 1024 * 1024
+MAX_FILE_BYTES = 50_000_000
 MAX_RADIUS_M = 50_000.0
 MIN_AREA_DEG2 = 1e-10  # about 1 m2: smaller "polygons" are drawing mistakes, not sites
 SITE_ID_RE = re.compile(r"^[A-Za-z0-9][A-Za-z0-9._-]{0,79}$")
@@ -151,7 +151,7 @@ def _load_json(path: Path) -> tuple[Any, list[Problem]]:
         return None, [Problem(f, None, "is a folder, expected a .geojson file")]
     size = path.stat().st_size
     if size > MAX_FILE_BYTES:
-        return None, [Problem(f, None, f"file is {size / 1e6:.0f} MB, above the {MAX_FILE_BYTES // 10**6} MB "
+        return None, [Problem(f, None, f"file is {size / 1e6:.1f} MB, above the {MAX_FILE_BYTES / 1e6:.0f} MB "
                                        "limit for site files; simplify the polygons or split the file")]
     if size == 0:
         return None, [Problem(f, None, "file is empty")]

@@ -114,7 +114,7 @@ def grid_of(path: Path) -> tuple[Grid, float | None]:
             grid = Grid(ds.crs.to_wkt(), tuple(ds.transform)[:6], ds.width, ds.height)
             return grid, ds.nodata
     except RasterioError as e:
-        raise SourceError(f"{path}: cannot open raster ({_short(e)}); the file may be truncated or not a GeoTIFF") from e
+        raise SourceError(f"{path}: cannot open raster ({raster_error_reason(e)}); the file may be truncated or not a GeoTIFF") from e
 
 
 def _check_not_page(path: Path) -> None:
@@ -151,7 +151,7 @@ def _check_complete(ds: rasterio.DatasetReader, path: Path) -> None:
                               f"{int(offset) + int(nbytes)}); delete it and download it again")
 
 
-def _short(e: BaseException) -> str:
+def raster_error_reason(e: BaseException) -> str:
     """The most specific one-line reason in an exception chain (GDAL wraps the useful one)."""
     reasons = []
     while e is not None and len(reasons) < 5:
@@ -279,7 +279,7 @@ def read_window(raster: MonthlyRaster, window: Window) -> tuple[np.ndarray, np.n
         else:
             aux = None
     except RasterioError as e:
-        raise SourceError(f"{raster.radiance}: cannot read month {raster.month} ({_short(e)}); "
+        raise SourceError(f"{raster.radiance}: cannot read month {raster.month} ({raster_error_reason(e)}); "
                           "the file may be truncated: delete it and download again") from e
     finite = np.isfinite(rad)
     if raster.nodata is not None and not np.isnan(raster.nodata):

@@ -1,0 +1,1 @@
+"""The bad-input corpus (files and expected messages) and its synthetic raster maker."""

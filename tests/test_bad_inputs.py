@@ -1,0 +1,328 @@
+"""The bad-input corpus: each input gets its one-line message, a non-zero exit, no traceback.
+
+Site and config files live in ``tests/bad_inputs/`` with their expected lines in
+``expected.yaml``; raster folders are binary, so they are made here (SYNTHETIC, tiny).
+Everything runs through ``pipeline.cli.main`` exactly as the command line does.
+"""
+
+from __future__ import annotations
+
+import shutil
+from pathlib import Path
+
+import numpy as np
+import pandas as pd
+import pytest
+import rasterio
+import yaml
+from pyproj import Transformer
+from rasterio.transform import from_origin
+
+from pipeline.cli import main
+from pipeline.sites import MAX_FILE_BYTES
+from tests.bad_inputs.rasters import GRID, SIZE, lon_field, write_months, write_raster, write_sites
+
+CORPUS = Path(__file__).parent / "bad_inputs"
+EXPECTED = yaml.safe_load((CORPUS / "expected.yaml").read_text(encoding="utf-8"))
+SITE_DIR = CORPUS / "sites"
+SITE_CASES = EXPECTED["sites"]
+ERROR_CASES = [k for k, v in SITE_CASES.items() if any("warning:" not in line for line in v["lines"])]
+USABLE_CASES = [k for k in SITE_CASES if k not in ERROR_CASES]
+
+
+def cli(capsys: pytest.CaptureFixture[str], *argv: object) -> tuple[int, str, str]:
+    code = main([str(a) for a in argv])
+    out, err = capsys.readouterr()
+    assert "Traceback" not in out + err
+    return code, out, err
+
+
+def here(line: str) -> str:
+    return line.replace("{dir}", str(SITE_DIR))
+
+
+def error_lines(err: str) -> list[str]:
+    return [line for line in err.splitlines() if line.startswith("nightlights: ")]
+
+
+@pytest.fixture(scope="module")
+def months(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    """2023-2025, 2 -> 3 -> 4 nW everywhere, plus a lon gradient for the grid tests."""
+    folder = tmp_path_factory.mktemp("rasters") / "monthly"
+    write_months(folder)
+    return folder
+
+
+# --------------------------------------------------------------------------- the corpus files
+
+
+def test_corpus_lists_every_file() -> None:
+    listed = {f for case in SITE_CASES.values() for f in case["files"]}
+    assert listed == {p.name for p in SITE_DIR.iterdir()}
+    configs = {case["file"] for case in EXPECTED["config"].values()}
+    assert configs - {"no_such_config.yaml"} == {p.name for p in (CORPUS / "config").iterdir()}
+
+
+@pytest.mark.parametrize("case", list(SITE_CASES))
+def test_sites_validate(case: str, capsys: pytest.CaptureFixture[str]) -> None:
+    spec = SITE_CASES[case]
+    code, out, _ = cli(capsys, "sites", "validate", *(SITE_DIR / f for f in spec["files"]))
+    expected = [here(line) for line in spec["lines"]]
+    lines = out.splitlines()
+    if case in ERROR_CASES:
+        assert code == 1
+        assert lines == expected
+    else:
+        assert code == 0
+        ok = f"ok: {len(spec['files'])} file(s) usable" + (f", {len(expected)} warning(s)" if expected else "")
+        assert lines == [*expected, ok]
+
+
+@pytest.mark.parametrize("command", ["run", "extract"])
+@pytest.mark.parametrize("case", ERROR_CASES)
+def test_bad_sites_stop_run_and_extract(case: str, command: str, months: Path, tmp_path: Path,
+                                        capsys: pytest.CaptureFixture[str]) -> None:
+    spec = SITE_CASES[case]
+    sites = [a for f in spec["files"] for a in ("--sites", SITE_DIR / f)]
+    out = tmp_path / ("out" if command == "run" else "out.csv")
+    extra = ("--source", "local") if command == "run" else ()
+    code, stdout, err = cli(capsys, command, *sites, "--rasters", months, "--out", out, *extra)
+    assert code == 2
+    expected = [f"nightlights: error: {here(line)}" for line in spec["lines"]
+                if "warning:" not in line]
+    assert error_lines(err) == expected
+    assert stdout == ""
+    assert not out.exists()
+
+
+@pytest.mark.parametrize("case", USABLE_CASES)
+def test_usable_sites_extract_with_warnings(case: str, months: Path, tmp_path: Path,
+                                            capsys: pytest.CaptureFixture[str]) -> None:
+    spec = SITE_CASES[case]
+    sites = [a for f in spec["files"] for a in ("--sites", SITE_DIR / f)]
+    out = tmp_path / "site_months.csv"
+    code, _, err = cli(capsys, "extract", *sites, "--rasters", months, "--out", out)
+    assert code == 0
+    for line in spec["lines"]:
+        assert here(line) in err.splitlines()
+    table = pd.read_csv(out)
+    assert list(dict.fromkeys(table["site_id"])) == spec["site_ids"]
+    assert len(table) == 36 * len(spec["site_ids"])
+    # 2 nW in 2023 everywhere on the grid: every site inside it reads exactly that.
+    jan = table[table["month"] == "2023-01"]
+    assert np.allclose(jan["mean_radiance"], 2.0)
+
+
+def test_legacy_crs_member_is_reprojected_to_the_right_place(months: Path, tmp_path: Path,
+                                                             capsys: pytest.CaptureFixture[str]) -> None:
+    from pipeline.sites import read_sites
+
+    sites = read_sites([SITE_DIR / "legacy_crs_3857.geojson"], 2000.0)
+    lon, lat = Transformer.from_crs(3857, 4326, always_xy=True).transform(13937833.6, 4852834.1)
+    assert sites.loc[0, "center_lon"] == pytest.approx(lon, abs=1e-6)
+    assert sites.loc[0, "center_lat"] == pytest.approx(lat, abs=1e-6)
+    assert 124 < lon < 126 and 39 < lat < 41
+
+
+def test_three_d_coordinates_are_flattened() -> None:
+    from pipeline.sites import read_sites
+
+    sites = read_sites([SITE_DIR / "mixed_3d_multi.geojson"], 2000.0)
+    assert not sites.geometry.has_z.any()
+    assert list(sites["from_point"]) == [True, False, False, True]
+
+
+def test_site_file_over_the_size_limit(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    big = tmp_path / "huge.geojson"
+    with open(big, "wb") as f:  # sparse: the limit is checked before anything is read
+        f.truncate(MAX_FILE_BYTES + 1)
+    code, out, _ = cli(capsys, "sites", "validate", big)
+    assert code == 1
+    assert out.splitlines() == [f"{big}: file is 50.0 MB, above the 50 MB limit for site files; "
+                                "simplify the polygons or split the file"]
+
+
+@pytest.mark.parametrize(("name", "message"), [("missing.geojson", "file not found"),
+                                               ("a_folder", "is a folder, expected a .geojson file")])
+def test_site_path_that_is_no_file(name: str, message: str, tmp_path: Path,
+                                   capsys: pytest.CaptureFixture[str]) -> None:
+    (tmp_path / "a_folder").mkdir()
+    code, out, _ = cli(capsys, "sites", "validate", tmp_path / name)
+    assert code == 1 and out.splitlines() == [f"{tmp_path / name}: {message}"]
+
+
+@pytest.mark.parametrize("case", list(EXPECTED["config"]))
+def test_bad_config(case: str, months: Path, tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    spec = EXPECTED["config"][case]
+    path = CORPUS / "config" / spec["file"]
+    sites = write_sites(tmp_path / "sites.geojson")
+    code, _, err = cli(capsys, "run", "--config", path, "--sites", sites, "--source", "local",
+                       "--rasters", months, "--out", tmp_path / "out")
+    assert code == 2
+    assert error_lines(err) == [f"nightlights: error: {spec['line'].replace('{file}', str(path))}"]
+    assert not (tmp_path / "out").exists()
+
+
+# --------------------------------------------------------------------------- raster folders
+
+
+def _truncate(path: Path, keep: int) -> tuple[int, int]:
+    data = path.read_bytes()
+    path.write_bytes(data[:keep])
+    return keep, len(data)
+
+
+def _corrupt_block(path: Path) -> None:
+    """Garble the middle of the (deflate-compressed) pixel data, leaving the header intact."""
+    with rasterio.open(path) as ds:
+        offset = int(ds.get_tag_item("BLOCK_OFFSET_0_0", "TIFF", bidx=1))
+        size = int(ds.get_tag_item("BLOCK_SIZE_0_0", "TIFF", bidx=1))
+    data = bytearray(path.read_bytes())
+    data[offset + 2:offset + size - 2] = b"\xff" * (size - 4)
+    path.write_bytes(bytes(data))
+
+
+def _raster_case(case: str, tmp: Path) -> tuple[Path, list[str]]:
+    """Make the folder for a raster case; return it and the exact error lines."""
+    folder = tmp / "rasters"
+    if case == "missing_folder":
+        return folder, [f"{folder}: raster folder not found"]
+    if case == "folder_is_a_file":
+        folder.write_text("not a folder")
+        return folder, [f"{folder}: not a folder; --rasters takes the folder holding the monthly files"]
+    folder.mkdir()
+    if case == "empty_folder":
+        (folder / "README.txt").write_text("downloads go here")
+        return folder, [f"{folder}: no GeoTIFF files (.tif) found"]
+    if case == "no_month_in_any_name":
+        write_raster(folder / "mosaic.tif", np.ones((SIZE, SIZE)))
+        return folder, [f"{folder}: no GeoTIFF with a month (YYYY-MM or YYYYMM) in its name"]
+    if case == "no_months_for_years":
+        write_months(folder, years=(2019,))
+        return folder, [f"{folder}: no monthly rasters for 2023, 2024, 2025 (found 2019-01 to 2019-12)"]
+    if case == "target_year_missing":
+        write_months(folder, years=(2023, 2024))
+        return folder, [f"{folder}: no monthly rasters for 2025; found 2023-01 to 2024-12"]
+    write_months(folder)
+    bad = folder / "2024-05.tif"
+    if case == "truncated_tif":
+        size, full = _truncate(bad, 3000)
+        return folder, [f"{bad}: truncated GeoTIFF ({size} bytes, its data runs to {full}); "
+                        "delete it and download it again"]
+    if case == "truncated_header":
+        size, full = _truncate(bad, 300)
+        return folder, [f"{bad}: truncated GeoTIFF ({size} bytes, its data runs to {full}); "
+                        "delete it and download it again"]
+    if case == "zero_bytes":
+        bad.write_bytes(b"")
+        return folder, [f"{bad}: empty file (0 bytes), probably an interrupted download; "
+                        "delete it and download it again"]
+    if case == "html_saved_as_tif":
+        bad.write_text("<!DOCTYPE html><html><body>Please log in</body></html>")
+        return folder, [f"{bad}: a web page or text, not a GeoTIFF (a failed download saved under a raster "
+                        "name?); delete it, check your credentials and download it again"]
+    if case == "not_a_tif":
+        bad.write_bytes(b"PK\x03\x04" + bytes(200))
+        return folder, [f"{bad}: cannot open raster ('{bad}' not recognized as being in a supported file "
+                        "format.); the file may be truncated or not a GeoTIFF"]
+    if case == "no_crs":
+        write_raster(bad, np.ones((SIZE, SIZE)), crs=None)
+        return folder, [f"{bad}: raster has no CRS; georeference it (e.g. gdal_edit.py -a_srs EPSG:4326)"]
+    if case == "two_files_one_month":
+        other = write_raster(folder / "viirs_202405_v2.tif", np.ones((SIZE, SIZE)))
+        return folder, [f"month 2024-05 has 2 radiance files ({bad}, {other}); keep one per month"]
+    if case == "corrupt_pixels":
+        write_raster(bad, np.random.default_rng(1).random((SIZE, SIZE)) * 50, compress="deflate")
+        _corrupt_block(bad)
+        return folder, [f"{bad}: cannot read month 2024-05 ("]  # GDAL's reason follows; prefix checked
+    raise AssertionError(case)
+
+
+RASTER_CASES = ["missing_folder", "folder_is_a_file", "empty_folder", "no_month_in_any_name",
+                "no_months_for_years", "target_year_missing", "truncated_tif", "truncated_header", "zero_bytes",
+                "html_saved_as_tif", "not_a_tif", "no_crs", "two_files_one_month", "corrupt_pixels"]
+RUN_ONLY = {"no_months_for_years", "target_year_missing"}  # extract takes whatever months there are
+
+
+@pytest.mark.parametrize(("case", "command"), [(case, command) for case in RASTER_CASES
+                                               for command in ("run", "extract")
+                                               if command == "run" or case not in RUN_ONLY])
+def test_bad_raster_folder(case: str, command: str, tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    folder, expected = _raster_case(case, tmp_path)
+    sites = write_sites(tmp_path / "sites.geojson")
+    out = tmp_path / ("out" if command == "run" else "out.csv")
+    extra = ("--source", "local", "--no-sensitivity", "--no-figures") if command == "run" else ()
+    code, _, err = cli(capsys, command, "--sites", sites, "--rasters", folder, "--out", out, "-q", *extra)
+    assert code == 2
+    lines = error_lines(err)
+    if case == "corrupt_pixels":
+        assert len(lines) == 1
+        assert lines[0].startswith(f"nightlights: error: {expected[0]}")
+        assert lines[0].endswith("the file may be truncated: delete it and download again")
+    else:
+        assert lines == [f"nightlights: error: {line}" for line in expected]
+    assert "CPLE_" not in err  # GDAL's own chatter only with --debug
+    assert not out.exists()
+
+
+def test_names_without_a_month_and_hidden_files_are_skipped(months: Path, tmp_path: Path,
+                                                            capsys: pytest.CaptureFixture[str]) -> None:
+    folder = tmp_path / "rasters"
+    shutil.copytree(months, folder)
+    write_raster(folder / "mosaic.tif", np.ones((SIZE, SIZE)))
+    (folder / "._2024-01.tif").write_bytes(b"\x00\x05\x16\x07 AppleDouble")  # macOS copy litter
+    (folder / ".partial").mkdir()
+    write_raster(folder / ".partial" / "2024-01.tif", np.ones((SIZE, SIZE)))
+    out = tmp_path / "out.csv"
+    code, _, err = cli(capsys, "extract", "--sites", write_sites(tmp_path / "s.geojson"), "--rasters", folder,
+                       "--out", out)
+    assert code == 0
+    assert f"{folder / 'mosaic.tif'}: skipped, no month (YYYY-MM or YYYYMM) in its name" in err.splitlines()
+    assert pd.read_csv(out)["month"].nunique() == 36
+
+
+def test_months_on_different_grids_and_crs(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    """Three grids (two in EPSG:4326, one in Web Mercator) give the same site means.
+
+    Radiance is 100 * (lon - 125) at each pixel centre, so a site's exact-coverage mean
+    is about 100 * (its centroid lon - 125) on any grid: 20 for the point site at 125.2.
+    """
+    folder = tmp_path / "rasters"
+    folder.mkdir()
+    grid_b = from_origin(124.9937, 40.0113, 0.0125, 0.0125)
+    x0, y0 = Transformer.from_crs(4326, 3857, always_xy=True).transform(125.0, 40.0)
+    grid_c = from_origin(x0, y0, 1000.0, 1000.0)
+    grids = [(GRID, (SIZE, SIZE), "EPSG:4326"), (grid_b, (36, 36), "EPSG:4326"), (grid_c, (40, 40), "EPSG:3857")]
+    for y in (2023, 2024, 2025):
+        for m in range(1, 13):
+            transform, shape, crs = grids[m % 3]
+            write_raster(folder / f"{y}-{m:02d}.tif", lon_field(transform, shape, crs, 0.0, 100.0),
+                         transform=transform, crs=crs)
+    out = tmp_path / "out.csv"
+    code, _, _ = cli(capsys, "extract", "--sites", write_sites(tmp_path / "s.geojson"), "--rasters", folder,
+                     "--out", out)
+    assert code == 0
+    table = pd.read_csv(out)
+    alpha = table[table["site_id"] == "alpha"]
+    assert len(alpha) == 36
+    assert np.allclose(alpha["mean_radiance"], 20.0, atol=0.6)  # within ~half a pixel of lon
+    assert (alpha["valid_fraction"] == 1).all()
+    by_grid = alpha.groupby(alpha["month"].str[5:].astype(int) % 3)["n_pixels"].first()
+    assert by_grid.nunique() == 3  # really three different grids
+
+
+def test_site_outside_the_rasters_is_insufficient_data(months: Path, tmp_path: Path,
+                                                       capsys: pytest.CaptureFixture[str]) -> None:
+    doc = {"type": "FeatureCollection", "features": [
+        {"type": "Feature", "properties": {"site_id": "inside", "batch": 2024},
+         "geometry": {"type": "Point", "coordinates": [125.2, 39.8]}},
+        {"type": "Feature", "properties": {"site_id": "far-away", "batch": 2024},
+         "geometry": {"type": "Point", "coordinates": [129.5, 42.0]}},
+    ]}
+    out = tmp_path / "out"
+    code, _, _ = cli(capsys, "run", "--sites", write_sites(tmp_path / "s.geojson", doc), "--source", "local",
+                     "--rasters", months, "--out", out, "--no-sensitivity", "--no-figures", "-q")
+    assert code == 0
+    changes = pd.read_csv(out / "site_changes.csv").set_index("site_id")
+    assert changes.loc["far-away", "class"] == "insufficient_data"
+    assert changes.loc["inside", "class"] == "brightened"  # 3 -> 4 nW: ln(4.1 / 3.1) = 0.28 > 0.25
