@@ -94,7 +94,7 @@ def analyse(sites: gpd.GeoDataFrame, rasters: Sequence[MonthlyRaster], params: P
     """
     radii = sorted({*RADII_M, params.default_radius_m}) if sensitivity else [params.default_radius_m]
     zones, names = build_zones(sites, params, radii)
-    controls = control_zones(sites, params.default_radius_m) if sensitivity else zones.iloc[:0]
+    controls = control_zones(sites, params.default_radius_m, params.seed) if sensitivity else zones.iloc[:0]
     zones = gpd.GeoDataFrame(pd.concat([zones, controls], ignore_index=True), geometry="geometry", crs=zones.crs)
     rules = RULES if sensitivity else (params.pixel_rule,)
     if params.pixel_rule not in rules:

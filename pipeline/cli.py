@@ -282,7 +282,7 @@ def cmd_run(args: argparse.Namespace) -> int:
     if source == "demo":
         log.warning("SYNTHETIC DEMO DATA: no data credentials configured, so this run uses generated rasters; "
                     "its results are no evidence about North Korea (see README 'Real data').")
-        folder = _demo_folder(args.data_dir, sites, params)
+        folder = _demo_folder(args.data_dir, sites, params, progress=not args.quiet)
     elif source == "local":
         if args.rasters is None:
             raise ConfigError("--source local needs --rasters DIR (the folder of monthly rasters)")
@@ -311,14 +311,14 @@ def cmd_run(args: argparse.Namespace) -> int:
     return 0
 
 
-def _demo_folder(data_dir: Path, sites, params: Params) -> Path:
+def _demo_folder(data_dir: Path, sites, params: Params, progress: bool = True) -> Path:
     from pipeline.demo import DemoSpec, build_demo
 
     spec = DemoSpec(sites=tuple((r.site_id, float(r.center_lon), float(r.center_lat))
                                 for r in sites.itertuples()),
                     years=(params.baseline_year - 1, params.baseline_year, params.target_year),
                     target_year=params.target_year)
-    return build_demo(data_dir / "demo", spec)
+    return build_demo(data_dir / "demo", spec, progress=progress)
 
 
 def _download_folder(source: str, args: argparse.Namespace, sites, years: tuple[int, ...]) -> Path:

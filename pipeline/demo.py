@@ -63,7 +63,7 @@ class DemoSpec:
     years: tuple[int, ...] = (2023, 2024, 2025)
     target_year: int = 2025
     sites: tuple[tuple[str, float, float], ...] = ()
-    n_other_towns: int = 80
+    n_other_towns: int = 200
     background: float = 0.25
     month_noise: float = 0.12  # log sd of a town's month-to-month variation
     snow_gain: float = 1.3

@@ -22,6 +22,8 @@ from typing import Any
 import geopandas as gpd
 import numpy as np
 import pandas as pd
+import shapely
+import shapely.affinity
 
 from pipeline.change import (
     ChangeSettings,
@@ -39,8 +41,10 @@ STATISTICS = ("median", "mean", "sol")
 WINDOWS: dict[str, tuple[int, ...]] = {"all": tuple(range(1, 13)), "feb-dec": tuple(range(2, 13))}
 RULES = ("exact", "centroid", "all_touched")
 VARIANT_BOOT = 400  # resamples per variant: enough for a 95% interval's ends to +-0.02
-CONTROL_SPACING_DEG = 0.05  # lattice of candidate control places (~5 km)
+CONTROL_SPACING_DEG = 0.03  # lattice of candidate control places (~3 km)
 CONTROL_EXCLUSION_M = 10_000.0  # candidates this close to a site are not controls
+CONTROL_REACH_M = 40_000.0  # ... and controls stay this close to some site (same region)
+MAX_CONTROLS = 4000
 CONTROL_MIN_RADIANCE = 0.5  # nW/cm2/sr: a "lit" control (rural background is ~0.1-0.3)
 
 
@@ -89,34 +93,45 @@ def robustness_summary(sens: pd.DataFrame) -> dict[str, Any]:
         "brightened_median": float(b.median()),
         "share_exactly_5_of_20": float(((b == CLAIM["brightened"]) & full).mean()),
         "share_at_most_5": float((b <= CLAIM["brightened"]).mean()),
-        "dimensions": {"threshold": list(THRESHOLDS), "radius_m": sorted({float(r) for r in sens["radius_m"]}),
+        "dimensions": {"threshold": list(THRESHOLDS), "radius_m": sorted({float(r) for r in sens.get("radius_m", RADII_M)}),
                        "statistic": list(STATISTICS), "month_window": list(WINDOWS),
                        "adjustment": ["absolute", "ring"], "pixel_rule": list(RULES)},
     }
 
 
-def control_zones(sites: gpd.GeoDataFrame, radius_m: float) -> gpd.GeoDataFrame:
-    """Candidate control places: a lattice over the sites' area, away from every site.
+def control_zones(sites: gpd.GeoDataFrame, radius_m: float, seed: int = 0) -> gpd.GeoDataFrame:
+    """Candidate control places: lattice points 10-40 km from a site and 10 km from all.
 
-    Buffered like point sites, in one azimuthal equidistant projection centred on the
-    area (distortion under 0.5% within 500 km). Which of them are lit is decided from
-    the data by :func:`calibration`.
+    At most :data:`MAX_CONTROLS`, drawn with a fixed seed, so a run over sites spread
+    across continents stays cheap. Circles are drawn with a local metres-per-degree scale
+    (error well under 1% at a few km), which is ample for controls. Which candidates are
+    lit is decided from the data by :func:`calibration`.
     """
-    w, s, e, n = sites.total_bounds
-    if not np.isfinite([w, s, e, n]).all():
+    centres = np.column_stack([sites["center_lon"].to_numpy(float), sites["center_lat"].to_numpy(float)])
+    centres = centres[np.isfinite(centres).all(axis=1)]
+    if not len(centres):
         return gpd.GeoDataFrame({"zone": []}, geometry=[], crs="EPSG:4326")
-    pad = 0.2
-    xs = np.arange(w - pad, e + pad + 1e-9, CONTROL_SPACING_DEG)
-    ys = np.arange(s - pad, n + pad + 1e-9, CONTROL_SPACING_DEG)
-    gx, gy = np.meshgrid(xs, ys)
-    pts = gpd.GeoSeries(gpd.points_from_xy(gx.ravel(), gy.ravel()), crs="EPSG:4326")
-    metric = f"+proj=aeqd +lat_0={(s + n) / 2:.5f} +lon_0={(w + e) / 2:.5f} +datum=WGS84 +units=m"
-    pts_m = pts.to_crs(metric)
-    near = sites.geometry.to_crs(metric).buffer(CONTROL_EXCLUSION_M).union_all()
-    keep = ~pts_m.intersects(near).to_numpy()
-    circles = pts_m[keep].buffer(radius_m, quad_segs=8).to_crs("EPSG:4326")
-    return gpd.GeoDataFrame({"zone": [f"@control{i:05d}" for i in range(int(keep.sum()))]},
-                            geometry=circles.values, crs="EPSG:4326")
+    step = CONTROL_SPACING_DEG
+    reach = int(np.ceil(CONTROL_REACH_M / 111_000 / step / np.cos(np.radians(min(abs(centres[:, 1]).max(), 80)))))
+    offsets = np.arange(-reach, reach + 1)
+    cells = np.unique(np.concatenate([
+        np.column_stack([a.ravel(), b.ravel()])
+        for a, b in (np.meshgrid(np.round(c[0] / step) + offsets, np.round(c[1] / step) + offsets) for c in centres)
+    ]), axis=0) * step
+    nearest = np.full(len(cells), np.inf)
+    for c in centres:  # equirectangular distance: accurate to <0.5% at these ranges
+        dx = (cells[:, 0] - c[0]) * 111_320 * np.cos(np.radians(c[1]))
+        dy = (cells[:, 1] - c[1]) * 110_574
+        nearest = np.minimum(nearest, np.hypot(dx, dy))
+    cells = cells[(nearest >= CONTROL_EXCLUSION_M) & (nearest <= CONTROL_REACH_M) & (abs(cells[:, 1]) < 85)]
+    if len(cells) > MAX_CONTROLS:
+        cells = cells[np.sort(np.random.default_rng(seed).choice(len(cells), MAX_CONTROLS, replace=False))]
+    circle = shapely.Point(0, 0).buffer(1.0, quad_segs=8)
+    geoms = [shapely.affinity.scale(circle, radius_m / (111_320 * np.cos(np.radians(y))), radius_m / 110_574,
+                                    origin=(0, 0)) for _, y in cells]
+    geoms = [shapely.affinity.translate(g, x, y) for g, (x, y) in zip(geoms, cells, strict=True)]
+    return gpd.GeoDataFrame({"zone": [f"@control{i:05d}" for i in range(len(cells))]}, geometry=geoms,
+                            crs="EPSG:4326")
 
 
 def calibration(table: pd.DataFrame, control_names: Sequence[str], base: ChangeSettings) -> dict[str, Any] | None:
@@ -150,7 +165,8 @@ def calibration(table: pd.DataFrame, control_names: Sequence[str], base: ChangeS
     a = np.abs(np.asarray(ds))
     return {
         "controls": (f"{len(ds)} lit places (median >= {CONTROL_MIN_RADIANCE} nW/cm2/sr) on a "
-                     f"{CONTROL_SPACING_DEG} deg lattice, >= {CONTROL_EXCLUSION_M / 1000:.0f} km from every site, "
+                     f"{CONTROL_SPACING_DEG} deg lattice, {CONTROL_EXCLUSION_M / 1000:.0f}-{CONTROL_REACH_M / 1000:.0f} km "
+                     f"from the sites, "
                      f"{y0} vs {y1}"),
         "n_controls": len(ds),
         "abs_log_ratio_p50": float(np.percentile(a, 50)),

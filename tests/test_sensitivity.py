@@ -1,0 +1,72 @@
+"""Sensitivity and calibration: variant grid counts and the placebo test on control places."""
+
+from __future__ import annotations
+
+import geopandas as gpd
+import numpy as np
+import pandas as pd
+import pytest
+from shapely.geometry import Point
+
+from pipeline.change import ChangeSettings
+from pipeline.config import Params
+from pipeline.sensitivity import (
+    CONTROL_EXCLUSION_M,
+    CONTROL_REACH_M,
+    calibration,
+    control_zones,
+    robustness_summary,
+)
+
+SETTINGS = ChangeSettings.from_params(Params())
+
+
+def _controls_table(changes: list[float], rng: np.random.Generator) -> pd.DataFrame:
+    rows = []
+    for i, d in enumerate(changes):
+        level = rng.uniform(1.0, 5.0)
+        for year, factor in ((2023, 1.0), (2024, np.exp(d))):
+            for m in range(1, 13):
+                v = level * factor * rng.lognormal(0, 0.15)
+                rows.append({"zone": f"@control{i:05d}", "month": f"{year}-{m:02d}", "mean_radiance": v,
+                             "sum_radiance": v * 12, "valid_fraction": 1.0, "weight": 12.0})
+    return pd.DataFrame(rows)
+
+
+def test_calibration_on_stable_controls_has_no_false_positives(rng):
+    table = _controls_table([0.0] * 30, rng)
+    names = sorted(table["zone"].unique())
+    c = calibration(table, names, SETTINGS)
+    assert c["n_controls"] == 30
+    assert c["false_positive_rate_at_default"] == 0.0
+    assert c["abs_log_ratio_p95"] < 0.25 and c["threshold_exceeds_p95"]
+
+
+def test_calibration_counts_changed_controls(rng):
+    table = _controls_table([0.0] * 10 + [0.8] * 10, rng)
+    c = calibration(table, sorted(table["zone"].unique()), SETTINGS)
+    assert c["false_positive_rate_at_default"] == pytest.approx(0.5)
+
+
+def test_calibration_needs_the_year_before_the_baseline(rng):
+    table = _controls_table([0.0] * 5, rng)
+    table["month"] = table["month"].str.replace("2023", "2025")
+    assert calibration(table, sorted(table["zone"].unique()), SETTINGS) is None
+
+
+def test_controls_keep_their_distance():
+    sites = gpd.GeoDataFrame({"center_lon": [126.0, 126.3], "center_lat": [40.0, 40.1]},
+                             geometry=[Point(126.0, 40.0), Point(126.3, 40.1)], crs="EPSG:4326")
+    c = control_zones(sites, 2000.0)
+    assert len(c) > 100
+    cent = np.column_stack([c.geometry.centroid.x, c.geometry.centroid.y])
+    d = np.min([np.hypot((cent[:, 0] - x) * 111_320 * np.cos(np.radians(y)), (cent[:, 1] - y) * 110_574)
+                for x, y in zip(sites["center_lon"], sites["center_lat"], strict=True)], axis=0)
+    assert d.min() >= CONTROL_EXCLUSION_M * 0.99 and d.max() <= CONTROL_REACH_M * 1.01
+
+
+def test_robustness_summary_shares():
+    sens = pd.DataFrame({"brightened": [3, 5, 5, 7], "n_sites": [20, 20, 20, 20]})
+    r = robustness_summary(sens)
+    assert (r["n_variants"], r["brightened_min"], r["brightened_max"]) == (4, 3, 7)
+    assert r["share_exactly_5_of_20"] == 0.5 and r["share_at_most_5"] == 0.75
