@@ -1,57 +1,496 @@
-"""Figures: charts of the verdict (the publication set is built on this module).
+"""Figures: the five publication charts, each a pure function returning a Matplotlib figure.
 
 Inputs
-    The per-site change table and the verdict mapping.
+    The per-site change table, the site table, the site-by-month table, the sensitivity
+    table, the verdict mapping, night-light composites (:func:`composite`), a
+    :class:`pipeline.style.Style`.
 Outputs
-    Matplotlib figures saved as PNG, SVG and PDF by the caller's writer.
+    Figures; :func:`pipeline.style.save` writes them. Nothing is written here.
+
+Charts: (1) verdict, each site's change with its interval against the threshold band and
+the claim; (2) small multiples of monthly radiance with invalid months as gaps; (3) map
+over the night-light composite itself (no web tiles, works offline); (4) before and after
+windows on one colour scale; (5) robustness of the brightened count over method variants.
 """
 
 from __future__ import annotations
 
-from pathlib import Path
+from collections.abc import Sequence
+from dataclasses import dataclass
 from typing import Any
 
 import matplotlib
 
 matplotlib.use("Agg")
+import matplotlib.dates as mdates
 import matplotlib.pyplot as plt
 import numpy as np
 import pandas as pd
+from affine import Affine
+from matplotlib import patheffects
+from matplotlib.colors import LogNorm
+from matplotlib.lines import Line2D
+from matplotlib.patches import Patch
+from rasterio.windows import Window, from_bounds
 
-# Paul Tol's colour-blind-safe "bright" scheme; one colour per class in every chart.
-CLASS_COLORS = {"brightened": "#EE6677", "unchanged": "#BBBBBB", "dimmed": "#4477AA",
-                "insufficient_data": "#CCBB44"}
-CLASS_MARKERS = {"brightened": "^", "unchanged": "o", "dimmed": "v", "insufficient_data": "x"}
+from pipeline.sources import MonthlyRaster, read_window, valid_mask
+from pipeline.style import (
+    BAND_COLOR,
+    BASELINE_SHADE,
+    CLAIM_COLOR,
+    CLASS_COLORS,
+    CLASS_MARKERS,
+    CLASS_ORDER,
+    INVALID_HATCH_COLOR,
+    TARGET_SHADE,
+    Style,
+    finish,
+)
+
+PCT_TICKS = (-90, -75, -50, -25, 0, 25, 50, 100, 200, 400, 900)
+OUTLINE = [patheffects.withStroke(linewidth=2.2, foreground="white")]
 
 
-def verdict_figure(changes: pd.DataFrame, verdict: dict[str, Any]) -> plt.Figure:
-    """Each site's change with its interval, sorted, coloured by class, threshold band shaded."""
-    df = changes.sort_values("log_ratio", na_position="first").reset_index(drop=True)
-    thr = verdict["parameters"]["threshold"]
-    fig, ax = plt.subplots(figsize=(7.2, 0.22 * len(df) + 1.6), dpi=100)
-    ax.axvspan(100 * np.expm1(-thr), 100 * np.expm1(thr), color="#EEEEEE", zorder=0,
-               label=f"|ln ratio| < {thr:g}")
-    ax.axvline(0, color="black", lw=0.6)
+def site_label(row: Any, style: Style) -> str:
+    """Hangul name in Korean charts (when known), else the English name, else the id."""
+    name_ko, name = _field(row, "name_ko"), _field(row, "name")
+    if style.lang == "ko" and isinstance(name_ko, str) and name_ko:
+        return name_ko
+    return name if isinstance(name, str) and name else str(_field(row, "site_id"))
+
+
+def _field(row: Any, key: str) -> Any:
+    return row.get(key) if hasattr(row, "get") else getattr(row, key, None)
+
+
+def ordered(changes: pd.DataFrame) -> pd.DataFrame:
+    """Sites by change, largest first; sites without a change last (the same order in every chart)."""
+    return changes.sort_values("log_ratio", ascending=False, na_position="last", kind="stable").reset_index(drop=True)
+
+
+def _pct(x: float) -> str:
+    return f"{x:+.0f}%" if x else "0%"
+
+
+def class_handles(style: Style, counts: dict[str, int] | None = None) -> list[Line2D]:
+    out = []
+    for c in CLASS_ORDER:
+        if counts is not None and not counts.get(c):
+            continue
+        label = style.label(c) + (f" ({counts[c]})" if counts is not None else "")
+        out.append(Line2D([], [], ls="none", marker=CLASS_MARKERS[c], mfc=CLASS_COLORS[c], mec="black",
+                          mew=0.5, ms=5, label=label))
+    return out
+
+
+# --------------------------------------------------------------------------- 1. verdict
+
+
+def verdict_figure(changes: pd.DataFrame, verdict: dict[str, Any], style: Style) -> plt.Figure:
+    """Dot-and-whisker of each site's change (log scale, % labels), threshold band, claim counts."""
+    df = ordered(changes).iloc[::-1].reset_index(drop=True)  # largest change at the top
+    thr = float(verdict["parameters"]["threshold"])
+    n = len(df)
+    fig, ax = plt.subplots(figsize=(style.width_in, 0.14 * n * style.base_size / 7 + 1.5))
+    ax.axvspan(-thr, thr, color=BAND_COLOR, zorder=0, lw=0)
+    ax.axvline(0, color="black", lw=0.6, zorder=1)
+    finite = df["log_ratio"].notna()
+    lo = np.nanmin(df["log_ci_low"].where(finite, np.nan).to_numpy(dtype=float), initial=-thr)
+    hi = np.nanmax(df["log_ci_high"].where(finite, np.nan).to_numpy(dtype=float), initial=thr)
+    pad = 0.08 * (hi - lo)
+    ax.set_xlim(min(lo, -thr) - pad, max(hi, thr) + pad)
     for i, r in df.iterrows():
-        color = CLASS_COLORS[r["class"]]
-        if np.isfinite(r["change_pct"]):
-            ax.plot([r["ci_low"], r["ci_high"]], [i, i], color=color, lw=1.4)
-            ax.plot(r["change_pct"], i, CLASS_MARKERS[r["class"]], color=color, mec="black", mew=0.4)
+        c = r["class"]
+        if pd.notna(r["log_ratio"]):
+            ax.plot([r["log_ci_low"], r["log_ci_high"]], [i, i], color="black", lw=0.8, zorder=2,
+                    solid_capstyle="butt")
+            ax.plot(r["log_ratio"], i, ls="none", marker=CLASS_MARKERS[c], mfc=CLASS_COLORS[c], mec="black",
+                    mew=0.5, ms=5 if style.kind == "paper" else 8, zorder=3)
         else:
-            ax.text(0, i, "insufficient data", va="center", ha="center", fontsize=7, color="#666666")
-    ax.set_yticks(range(len(df)), df["name"].fillna(df["site_id"]), fontsize=7)
-    ax.set_xlabel(f"Change in night-time radiance, {verdict['baseline_year']} to {verdict['target_year']} (%)")
-    c = verdict["claim_sites"]["counts"]
-    ax.set_title(f"{c['brightened']} brightened, {c['unchanged'] + c['dimmed']} similar or dimmer "
-                 f"(claim: 5 and 15)", fontsize=9, loc="left")
-    if verdict["data_kind"] == "synthetic":
-        fig.text(0.5, 0.5, "SYNTHETIC DATA", ha="center", va="center", rotation=30, fontsize=40,
-                 color="#CC3311", alpha=0.25, weight="bold")
-        fig.text(0.01, 0.005, "Synthetic demo data - not evidence about North Korea", fontsize=7, color="#CC3311")
-    fig.tight_layout()
-    return fig
+            ax.plot(0, i, ls="none", marker=CLASS_MARKERS[c], mfc=CLASS_COLORS[c], mec="black", mew=0.5, ms=4)
+            ax.annotate(style.label("insufficient_short"), (0, i), xytext=(6, 0), textcoords="offset points",
+                        va="center", fontsize=style.small_size, color="#444444")
+    batch = verdict.get("claim", {}).get("batch", 2024)
+    other = _non_claim(df, verdict)
+    labels = [site_label(r, style) + (" *" if r["site_id"] in other else "") for _, r in df.iterrows()]
+    ax.set_yticks(range(n), labels)
+    ax.set_ylim(-0.7, n - 0.3)
+    ax.tick_params(axis="y", length=0)
+    ax.spines["left"].set_visible(False)
+    xmin, xmax = ax.get_xlim()
+    ticks = [p for p in PCT_TICKS if xmin <= np.log1p(p / 100) <= xmax]
+    ax.set_xticks([np.log1p(p / 100) for p in ticks], [_pct(p) for p in ticks])
+    ax.set_xlabel(style.label("change_axis", b=verdict["baseline_year"], t=verdict["target_year"]) +
+                  " (log scale; bars: 95% interval)")
+    cs = verdict["claim_sites"]
+    ax.set_title(style.label("counts_title", label=style.label("batch_label", batch=batch),
+                             up=cs["counts"]["brightened"], rest=cs["similar_or_dimmer"]), weight="bold")
+    handles = [*class_handles(style, verdict.get("counts")),
+               Patch(fc=BAND_COLOR, ec="none", label=style.label("threshold_band", pct=_band_pct(thr)))]
+    fig.legend(handles=handles, ncol=min(len(handles), 5), handletextpad=0.3,
+               columnspacing=1.0)
+    if other:
+        ax.annotate(f"* not in the claim's batch {batch}", (1, 0), xycoords="axes fraction", ha="right",
+                    va="bottom", fontsize=style.small_size)
+    return finish(fig, verdict, style)
 
 
-def save_figure(fig: plt.Figure, path: Path, dpi: int = 300) -> None:
-    fig.savefig(path, dpi=dpi, metadata={"Software": "nightlights"} if path.suffix == ".png" else None)
-    plt.close(fig)
+def _band_pct(thr: float) -> str:
+    return f"{100 * np.expm1(-thr):.0f}% / +{100 * np.expm1(thr):.0f}%"
+
+
+def _non_claim(df: pd.DataFrame, verdict: dict[str, Any]) -> set[str]:
+    batch = verdict.get("claim", {}).get("batch", 2024)
+    if "batch" not in df:
+        return set()
+    return set(df.loc[pd.to_numeric(df["batch"], errors="coerce") != batch, "site_id"])
+
+
+# --------------------------------------------------------------------------- 2. small multiples
+
+
+def small_multiples_figure(site_months: pd.DataFrame, changes: pd.DataFrame, sites: pd.DataFrame,
+                           verdict: dict[str, Any], style: Style) -> plt.Figure:
+    """Monthly radiance per site; invalid months are gaps; baseline/target years and dates marked."""
+    order = ordered(changes)
+    ncols = max(3, int(style.width_mm // (45 if style.kind == "paper" else 60)))
+    nrows = int(np.ceil(len(order) / ncols))
+    fig, axes = plt.subplots(nrows, ncols, figsize=(style.width_in, nrows * (0.95 if style.kind == "paper" else 1.6)
+                                                   + 0.9), sharex=True, squeeze=False)
+    meta = sites.set_index("site_id")
+    b, t = int(verdict["baseline_year"]), int(verdict["target_year"])
+    sm = site_months.assign(date=pd.to_datetime(site_months["month"] + "-01"))
+    for ax, (_, r) in zip(axes.flat, order.iterrows(), strict=False):
+        d = sm[sm["site_id"] == r["site_id"]].sort_values("date")
+        ax.axvspan(pd.Timestamp(f"{b}-01-01"), pd.Timestamp(f"{b + 1}-01-01"), color=BASELINE_SHADE, lw=0, zorder=0)
+        ax.axvspan(pd.Timestamp(f"{t}-01-01"), pd.Timestamp(f"{t + 1}-01-01"), color=TARGET_SHADE, lw=0, zorder=0)
+        valid = d["is_valid"].astype(bool).to_numpy()
+        y = d["mean_radiance"].where(valid).to_numpy(dtype=float)
+        if "ring_mean_radiance" in d:
+            ring = d["ring_mean_radiance"].where(d["ring_valid_fraction"] >= 0.5).to_numpy(dtype=float)
+            ax.plot(d["date"], ring, color="#777777", lw=0.6, ls=(0, (2, 1)), zorder=2)
+        ax.plot(d["date"], y, color="black", lw=0.9, marker="o", ms=1.6, zorder=3)
+        top = np.nanmax(np.r_[y, 0.1]) * 1.15
+        ax.set_ylim(0, top)
+        gaps = d["date"][~valid]
+        if len(gaps):  # an empty unclipped line would sit at the figure origin and break the layout
+            ax.plot(gaps, np.full(len(gaps), 0.02 * top), ls="none", marker="x", ms=2.5, mew=0.6,
+                    color=INVALID_HATCH_COLOR, zorder=3, clip_on=False)
+        m = meta.loc[r["site_id"]] if r["site_id"] in meta.index else pd.Series(dtype=object)
+        for key, ls in (("groundbreaking", ":"), ("inauguration", "--")):
+            when = pd.to_datetime(m.get(key), errors="coerce")
+            if pd.notna(when):
+                ax.axvline(when, color="black", lw=0.8, ls=ls, zorder=4)
+        c = r["class"]
+        change = "" if pd.isna(r["change_pct"]) else f"  {_pct(r['change_pct'])}"
+        ax.set_title(site_label(r, style) + change, fontsize=style.small_size, loc="left", pad=2)
+        ax.plot(0.98, 1.07, transform=ax.transAxes, ls="none", marker=CLASS_MARKERS[c], mfc=CLASS_COLORS[c],
+                mec="black", mew=0.5, ms=5, clip_on=False, zorder=5, scalex=False, scaley=False)
+        ax.tick_params(labelsize=style.small_size - 0.5)
+    for ax in axes.flat[len(order):]:
+        ax.set_visible(False)
+    for ax in axes.flat:
+        ax.xaxis.set_major_locator(mdates.YearLocator())  # ticks at year boundaries, year names mid-year
+        ax.xaxis.set_major_formatter(plt.NullFormatter())
+        ax.xaxis.set_minor_locator(mdates.MonthLocator(bymonth=7, bymonthday=1))
+        ax.xaxis.set_minor_formatter(mdates.DateFormatter("%Y"))
+        ax.tick_params(axis="x", which="minor", length=0)
+    fig.supylabel(style.label("radiance"), fontsize=style.base_size)
+    handles = [Patch(fc=BASELINE_SHADE, label=style.label("baseline", y=b)),
+               Patch(fc=TARGET_SHADE, label=style.label("target", y=t)),
+               Line2D([], [], color="black", marker="o", ms=2, lw=0.9, label="site"),
+               Line2D([], [], color="#777777", lw=0.6, ls=(0, (2, 1)), label="background ring"),
+               Line2D([], [], color=INVALID_HATCH_COLOR, ls="none", marker="x", ms=3, label=style.label("invalid")),
+               Line2D([], [], color="black", ls=":", lw=0.8, label=style.label("groundbreaking")),
+               Line2D([], [], color="black", ls="--", lw=0.8, label=style.label("inauguration"))]
+    fig.legend(handles=handles + class_handles(style), ncol=min(6, len(handles) + 4),
+               handlelength=1.6, columnspacing=0.9)
+    return finish(fig, verdict, style)
+
+
+# --------------------------------------------------------------------------- composites
+
+
+@dataclass(frozen=True)
+class Composite:
+    """Per-pixel mean radiance over a year's valid months (NaN where never observed)."""
+
+    data: np.ndarray
+    transform: Affine
+    year: int
+
+    @property
+    def extent(self) -> tuple[float, float, float, float]:
+        h, w = self.data.shape
+        a = self.transform
+        return a.c, a.c + a.a * w, a.f + a.e * h, a.f
+
+    def crop(self, bounds: tuple[float, float, float, float]) -> Composite:
+        win = from_bounds(*bounds, transform=self.transform).round_offsets().round_lengths()
+        r0, c0 = max(int(win.row_off), 0), max(int(win.col_off), 0)
+        r1 = min(int(win.row_off + win.height), self.data.shape[0])
+        c1 = min(int(win.col_off + win.width), self.data.shape[1])
+        return Composite(self.data[r0:r1, c0:c1], self.transform * Affine.translation(c0, r0), self.year)
+
+
+def composite(rasters: Sequence[MonthlyRaster], bounds: tuple[float, float, float, float], year: int,
+              min_cf_cvg: int, bm_quality: tuple[int, ...], max_px: int = 2000) -> Composite | None:
+    """Mean of each pixel's valid months in ``year`` within ``bounds`` (lon/lat), decimated to ``max_px``."""
+    months = [r for r in rasters if r.year == year]
+    if not months:
+        return None
+    grid = months[0].grid
+    win = from_bounds(*bounds, transform=grid.affine).round_offsets().round_lengths()
+    win = win.intersection(Window(0, 0, grid.width, grid.height))
+    step = max(1, int(np.ceil(max(win.width, win.height) / max_px)))
+    total = count = None
+    for r in months:
+        if r.grid != grid:
+            continue
+        rad, aux = _read_decimated(r, win, step)
+        ok = valid_mask(aux, r.aux_kind, min_cf_cvg, bm_quality)
+        if total is None:
+            total, count = np.zeros(rad.shape), np.zeros(rad.shape)
+        total += np.where(ok, rad, 0.0)
+        count += ok
+    with np.errstate(invalid="ignore", divide="ignore"):
+        data = np.where(count > 0, total / np.maximum(count, 1), np.nan)
+    transform = grid.affine * Affine.translation(win.col_off, win.row_off) * Affine.scale(step)
+    return Composite(data, transform, year)
+
+
+def _read_decimated(r: MonthlyRaster, win: Window, step: int) -> tuple[np.ndarray, np.ndarray]:
+    if step == 1:
+        return read_window(r, win)
+    rads, auxs = [], []
+    strip = 256 * step
+    for row in range(int(win.row_off), int(win.row_off + win.height), strip):
+        part = Window(win.col_off, row, win.width, min(strip, win.row_off + win.height - row))
+        rad, aux = read_window(r, part)
+        rads.append(rad[::step, ::step])
+        auxs.append(aux[::step, ::step])
+    return np.vstack(rads), np.vstack(auxs)
+
+
+def _norm(arrays: Sequence[np.ndarray]) -> LogNorm:
+    """Log scale from the dark background (2nd percentile) to the brightest pixel: nothing saturates."""
+    values = np.concatenate([a[np.isfinite(a)].ravel() for a in arrays] or [np.array([1.0])])
+    vmax = float(values.max()) if values.size else 1.0
+    vmin = max(0.05, float(np.nanpercentile(values, 2)) if values.size else 0.05)
+    return LogNorm(vmin=vmin, vmax=max(vmax, vmin * 10))
+
+
+def _colorbar_ticks(cb: Any, norm: LogNorm) -> None:
+    ticks = [t for t in (0.05, 0.1, 0.2, 0.5, 1, 2, 5, 10, 20, 50, 100, 200, 500) if norm.vmin <= t <= norm.vmax]
+    cb.set_ticks(ticks, labels=[f"{t:g}" for t in ticks])
+    cb.ax.minorticks_off()
+
+
+def _image(ax: plt.Axes, comp: Composite, norm: LogNorm) -> Any:
+    cmap = plt.get_cmap("Greys").with_extremes(bad=(0, 0, 0, 0))
+    ax.set_facecolor("white")
+    ax.add_patch(plt.Rectangle((0, 0), 1, 1, transform=ax.transAxes, fc="white", ec=INVALID_HATCH_COLOR,
+                               hatch="////", lw=0, zorder=0))
+    im = ax.imshow(np.clip(comp.data, norm.vmin, None), extent=comp.extent, cmap=cmap, norm=norm, zorder=1,
+                   interpolation="nearest", origin="upper")
+    ax.set_aspect(1 / np.cos(np.deg2rad(np.mean(comp.extent[2:]))))
+    return im
+
+
+def _outline(ax: plt.Axes, geom: Any, color: str = CLAIM_COLOR, lw: float = 0.9) -> None:
+    polys = getattr(geom, "geoms", [geom])
+    for p in polys:
+        x, y = p.exterior.xy
+        ax.plot(x, y, color=color, lw=lw, path_effects=OUTLINE, zorder=4)
+
+
+# --------------------------------------------------------------------------- 3. map
+
+
+def map_figure(comp: Composite, sites: pd.DataFrame, changes: pd.DataFrame, verdict: dict[str, Any],
+               style: Style) -> plt.Figure:
+    """Sites, coloured and shaped by class and labelled, over the night-light composite itself."""
+    w, e, s, n = comp.extent
+    aspect = (n - s) / ((e - w) * np.cos(np.deg2rad((n + s) / 2)))
+    fig, ax = plt.subplots(figsize=(style.width_in, min(style.width_in * aspect * 0.9 + 1.1, 9.0)))
+    norm = _norm([comp.data])
+    im = _image(ax, comp, norm)
+    cls = changes.set_index("site_id")["class"]
+    df = sites.assign(klass=sites["site_id"].map(cls).fillna("insufficient_data"))
+    for c in CLASS_ORDER:
+        d = df[df["klass"] == c]
+        ax.plot(d["center_lon"], d["center_lat"], ls="none", marker=CLASS_MARKERS[c], mfc=CLASS_COLORS[c],
+                mec="black", mew=0.6, ms=6 if style.kind == "paper" else 9, zorder=5)
+    fig.canvas.draw()
+    _place_labels(ax, df["center_lon"].to_numpy(), df["center_lat"].to_numpy(),
+                  [site_label(r, style) for r in df.itertuples()], style.small_size)
+    ax.set_xlim(w, e)
+    ax.set_ylim(s, n)
+    ax.set_xlabel(style.label("lon"))
+    ax.set_ylabel(style.label("lat"))
+    ax.set_title(style.label("map_title", y=comp.year), weight="bold")
+    cb = fig.colorbar(im, ax=ax, orientation="horizontal", shrink=0.6, aspect=35, pad=0.02, location="bottom")
+    _colorbar_ticks(cb, norm)
+    cb.set_label(style.label("composite", y=comp.year))
+    handles = [*class_handles(style, verdict.get("counts")),
+               Patch(fc="white", ec=INVALID_HATCH_COLOR, hatch="////", label=style.label("invalid"))]
+    ax.legend(handles=handles, loc="upper left", frameon=True, framealpha=0.9, edgecolor="none")
+    return finish(fig, verdict, style)
+
+
+def _place_labels(ax: plt.Axes, xs: np.ndarray, ys: np.ndarray, texts: Sequence[str], size: float) -> None:
+    """Greedy placement: the first of eight offsets that overlaps no label or marker placed so far."""
+    renderer = ax.figure.canvas.get_renderer()
+    taken = []
+    for x, y in zip(xs, ys, strict=True):
+        px, py = ax.transData.transform((x, y))
+        taken.append((px - 5, py - 5, px + 5, py + 5))
+    offsets = [(5, 4, "left", "bottom"), (5, -4, "left", "top"), (-5, 4, "right", "bottom"),
+               (-5, -4, "right", "top"), (0, 7, "center", "bottom"), (0, -7, "center", "top"),
+               (9, 0, "left", "center"), (-9, 0, "right", "center")]
+    frame = ax.get_window_extent(renderer)
+    for x, y, text in zip(xs, ys, texts, strict=True):
+        best = None
+        for dx, dy, ha, va in offsets:
+            t = ax.annotate(text, (x, y), xytext=(dx, dy), textcoords="offset points", ha=ha, va=va,
+                            fontsize=size, zorder=6, path_effects=OUTLINE, annotation_clip=False)
+            t.set_in_layout(False)
+            bb = t.get_window_extent(renderer)
+            box = (bb.x0, bb.y0, bb.x1, bb.y1)
+            inside = frame.x0 <= bb.x0 and bb.x1 <= frame.x1 and frame.y0 <= bb.y0 and bb.y1 <= frame.y1
+            if inside and not any(_overlap(box, o) for o in taken):
+                best = (t, box)
+                break
+            t.remove()
+        if best is None:
+            t = ax.annotate(text, (x, y), xytext=(5, 4), textcoords="offset points", fontsize=size, zorder=6,
+                            path_effects=OUTLINE)
+            t.set_in_layout(False)
+            bb = t.get_window_extent(renderer)
+            best = (t, (bb.x0, bb.y0, bb.x1, bb.y1))
+        taken.append(best[1])
+
+
+def _overlap(a: tuple[float, ...], b: tuple[float, ...]) -> bool:
+    return a[0] < b[2] and b[0] < a[2] and a[1] < b[3] and b[1] < a[3]
+
+
+# --------------------------------------------------------------------------- 4. before / after
+
+
+def before_after_figure(pairs: Sequence[tuple[Any, Composite, Composite]], verdict: dict[str, Any],
+                        style: Style) -> plt.Figure:
+    """Baseline and target composites of a window around each site, one colour scale, polygon outlined.
+
+    ``pairs``: (site row with geometry, baseline composite, target composite), in chart order.
+    """
+    per_row = max(2, int(style.width_mm // (45 if style.kind == "paper" else 64)))
+    nrows = int(np.ceil(len(pairs) / per_row))
+    cell = style.width_in / (2 * per_row)
+    fig = plt.figure(figsize=(style.width_in, nrows * (cell * 1.05 + 0.22) + 1.0))
+    ratios = ([1, 1, 0.12] * per_row)[:-1]  # a narrow spacer column between sites
+    gs = fig.add_gridspec(nrows, len(ratios), width_ratios=ratios)
+    axes = np.array([[fig.add_subplot(gs[r, 3 * k + j]) for k in range(per_row) for j in (0, 1)]
+                     for r in range(nrows)])
+    fig.get_layout_engine().set(w_pad=0.005, wspace=0.0, hspace=0.05)
+    norm = _norm([c.data for _, b, t in pairs for c in (b, t)])
+    im = None
+    for k, (row, before, after) in enumerate(pairs):
+        r, col = divmod(k, per_row)
+        for j, comp in enumerate((before, after)):
+            ax = axes[r, 2 * col + j]
+            im = _image(ax, comp, norm)
+            _outline(ax, row.geometry)
+            ax.set_xticks([])
+            ax.set_yticks([])
+            for sp in ax.spines.values():
+                sp.set_visible(True)
+                sp.set_linewidth(0.4)
+            ax.text(0.03, 0.03, str(comp.year), transform=ax.transAxes, fontsize=style.small_size - 0.5,
+                    va="bottom", ha="left", path_effects=OUTLINE, zorder=6)
+        c = row.klass
+        title = axes[r, 2 * col].set_title(site_label(row, style), fontsize=style.small_size, loc="left", pad=2)
+        title.set_in_layout(True)
+        axes[r, 2 * col + 1].plot(0.9, 1.08, transform=axes[r, 2 * col + 1].transAxes, ls="none",
+                                  marker=CLASS_MARKERS[c], mfc=CLASS_COLORS[c], mec="black", mew=0.5, ms=5,
+                                  clip_on=False, scalex=False, scaley=False)
+    for ax in axes.flat[2 * len(pairs):]:
+        ax.set_visible(False)
+    if im is not None:
+        cb = fig.colorbar(im, ax=axes, orientation="horizontal", shrink=0.5, aspect=40, location="bottom",
+                          pad=0.01)
+        _colorbar_ticks(cb, norm)
+        cb.set_label(style.label("radiance") + "; " + style.label(
+            "before_after", b=verdict["baseline_year"], t=verdict["target_year"]))
+    handles = [*class_handles(style), Patch(fc="white", ec=INVALID_HATCH_COLOR, hatch="////",
+                                            label=style.label("invalid"))]
+    fig.legend(handles=handles, ncol=len(handles), columnspacing=1.0)
+    return finish(fig, verdict, style)
+
+
+# --------------------------------------------------------------------------- 5. robustness
+
+DIMENSIONS = ("threshold", "radius_m", "statistic", "month_window", "adjustment", "pixel_rule")
+
+
+def robustness_figure(sens: pd.DataFrame, verdict: dict[str, Any], style: Style) -> plt.Figure:
+    """How many sites brighten under each method variant, with the claim's 5 and this run marked."""
+    claimed = int(verdict.get("claim", {}).get("brightened", 5))
+    n_sites = int(sens["n_sites"].max())
+    here = int(verdict["claim_sites"]["counts"]["brightened"])
+    stacked = style.width_mm < 120
+    shape = (2, 1) if stacked else (1, 2)
+    h = (3.6 if stacked else 2.2) * (1 if style.kind == "paper" else 1.5)
+    fig, (a1, a2) = plt.subplots(*shape, figsize=(style.width_in, h + 0.5),
+                                 gridspec_kw={"width_ratios" if not stacked else "height_ratios": [1, 1.2]})
+    counts = sens["brightened"].value_counts().sort_index()
+    lo = max(0, min(int(counts.index.min()), claimed) - 2)
+    hi = min(n_sites, max(int(counts.index.max()), claimed) + 2)
+    xs = np.arange(lo, hi + 1)
+    ys = counts.reindex(xs, fill_value=0).to_numpy()
+    bars = a1.bar(xs, ys, width=0.8, color="#BBBBBB", edgecolor="black", lw=0.5)
+    a1.bar_label(bars, labels=[str(y) if y else "" for y in ys], padding=1.5, fontsize=style.small_size)
+    top = ys.max()
+    if lo <= claimed <= hi:
+        bar = bars[claimed - lo]
+        bar.set_hatch("////")
+        bar.set_edgecolor(CLAIM_COLOR)
+        bar.set_linewidth(1.2)
+        a1.annotate(f"{style.label('claim')}: {claimed}", (claimed, ys[claimed - lo] + 0.08 * top),
+                    xytext=(0, 16 if here != claimed else 30), textcoords="offset points", ha="center",
+                    color=CLAIM_COLOR, weight="bold", arrowprops={"arrowstyle": "-|>", "color": CLAIM_COLOR, "lw": 0.8})
+    if lo <= here <= hi:
+        a1.annotate(f"{style.label('headline')}: {here}", (here, ys[here - lo] + 0.08 * top), xytext=(0, 14),
+                    textcoords="offset points", ha="center", arrowprops={"arrowstyle": "-|>", "lw": 0.8})
+    a1.set_xticks(xs)
+    a1.set_xlabel(style.label("n_brightened", n=n_sites))
+    a1.set_ylabel(style.label("variants"))
+    a1.set_ylim(0, top * 1.45 + 1)
+    a1.set_title(style.label("robust_title", n=len(sens)), weight="bold")
+    rows = []
+    for dim in DIMENSIONS:
+        if dim not in sens:
+            continue
+        for value, g in sens.groupby(dim, sort=True):
+            rows.append((f"{dim.replace('_m', ' (m)').replace('_', ' ')} = {_fmt(value)}", g["brightened"]))
+    for i, (_, v) in enumerate(rows):
+        a2.plot([v.min(), v.max()], [i, i], color="black", lw=0.8, solid_capstyle="butt")
+        a2.plot(v.median(), i, ls="none", marker="o", mfc="white", mec="black", ms=4, mew=0.8)
+    a2.axvline(claimed, color=CLAIM_COLOR, lw=1.0, ls="--", zorder=0)
+    a2.axvline(here, color="black", lw=0.6, ls=":", zorder=0)
+    a2.annotate(style.label("claim"), (claimed, 1), xycoords=("data", "axes fraction"), xytext=(-2, 0),
+                textcoords="offset points", ha="right", va="top", color=CLAIM_COLOR, fontsize=style.small_size)
+    a2.set_yticks(range(len(rows)), [r[0] for r in rows], fontsize=style.small_size - 0.5)
+    a2.set_ylim(len(rows) - 0.5, -0.5)
+    a2.set_xlim(lo - 0.5, hi + 0.5)
+    a2.set_xticks(xs)
+    a2.set_xlabel(style.label("n_brightened", n=n_sites))
+    a2.set_title(style.label("by_choice") + " (dot: median)", fontsize=style.small_size)
+    a2.tick_params(axis="y", length=0)
+    return finish(fig, verdict, style)
+
+
+def _fmt(v: Any) -> str:
+    if isinstance(v, float) and v.is_integer() and v >= 100:
+        return f"{int(v)}"
+    return f"{v:g}" if isinstance(v, float) else str(v)

@@ -1,0 +1,256 @@
+"""Style: one look for every chart, sized for print, honest about its data.
+
+Inputs
+    A :class:`Style` (paper or slide, width in mm, dpi, language) and the verdict mapping.
+Outputs
+    Matplotlib rc settings, fixed class colours and markers, the credit line, the
+    synthetic-data mark, and :func:`save` writing PNG/SVG/PDF with reproducible bytes.
+
+Colours are Paul Tol's colour-blind-safe "vibrant" and "bright" schemes; each class keeps
+its colour *and* its marker in every chart, so a black-and-white print still separates
+them. With ``SOURCE_DATE_EPOCH`` set, two runs write byte-identical files (dates come from
+it, SVG ids from a fixed salt).
+"""
+
+from __future__ import annotations
+
+import importlib.util
+import os
+from collections.abc import Iterable, Iterator
+from contextlib import contextmanager
+from dataclasses import dataclass
+from datetime import UTC, datetime
+from functools import cache
+from pathlib import Path
+from typing import Any
+
+import matplotlib
+
+matplotlib.use("Agg")
+import matplotlib.pyplot as plt
+from matplotlib import font_manager
+
+from pipeline import __version__
+
+MM_PER_INCH = 25.4
+FORMATS = ("png", "svg", "pdf")
+
+# Paul Tol, "vibrant" (orange, blue) and "bright" (grey) schemes.
+CLASS_COLORS = {"brightened": "#EE7733", "unchanged": "#BBBBBB", "dimmed": "#0077BB",
+                "insufficient_data": "#FFFFFF"}
+CLASS_MARKERS = {"brightened": "^", "unchanged": "o", "dimmed": "v", "insufficient_data": "s"}
+CLASS_ORDER = ("brightened", "unchanged", "dimmed", "insufficient_data")
+SYNTHETIC_COLOR = "#CC3311"  # Tol vibrant red
+BAND_COLOR = "#E8E8E8"
+CLAIM_COLOR = "#EE3377"  # Tol vibrant magenta
+BASELINE_SHADE = "#DDDDDD"
+TARGET_SHADE = "#FBE3D1"
+INVALID_HATCH_COLOR = "#999999"
+
+KO_FONT_PACKAGE = "pylopdf_fonts_ko"  # Noto Sans KR, SIL Open Font License 1.1
+KO_FONT_FILE = "NotoSansKR-Regular.otf"
+
+LABELS: dict[str, dict[str, str]] = {
+    "en": {
+        "brightened": "brightened", "unchanged": "unchanged", "dimmed": "dimmed",
+        "insufficient_data": "insufficient data", "change_axis": "Change in night-time radiance, {b} to {t}",
+        "threshold_band": "within {pct} (threshold)", "claim": "claim", "counts_title":
+            "{label}: {up} brightened, {rest} similar or dimmer (claim: 5 and 15)",
+        "sites": "sites", "radiance": "Radiance (nW/cm²/sr)", "baseline": "baseline {y}", "target": "target {y}",
+        "groundbreaking": "groundbreaking", "inauguration": "inauguration", "invalid": "no valid observation",
+        "map_title": "Sites over the {y} mean night-light composite", "composite": "Mean radiance {y}, valid months (nW/cm²/sr)",
+        "lon": "Longitude (°E)", "lat": "Latitude (°N)", "before_after": "Mean of valid months, {b} and {t}",
+        "variants": "Method variants", "n_brightened": "Sites brightened (of {n})", "headline": "this run",
+        "robust_title": "Brightened count over {n} method variants", "by_choice": "Range over the other choices",
+        "batch_label": "batch-{batch} sites", "insufficient_short": "insufficient data",
+        "synthetic": "SYNTHETIC DATA", "synthetic_note": "SYNTHETIC DEMO DATA: not evidence about North Korea",
+        "months": "months",
+    },
+    "ko": {
+        "brightened": "밝아짐", "unchanged": "변화 없음", "dimmed": "어두워짐", "insufficient_data": "자료 부족",
+        "change_axis": "야간 복사휘도 변화, {b}년 대비 {t}년", "threshold_band": "{pct} 이내 (임계값)", "claim": "주장",
+        "counts_title": "{label}: {up}곳 밝아짐, {rest}곳 비슷하거나 어두워짐 (주장: 5곳과 15곳)", "sites": "지점",
+        "radiance": "복사휘도 (nW/cm²/sr)", "baseline": "기준 {y}년", "target": "비교 {y}년",
+        "groundbreaking": "착공", "inauguration": "준공", "invalid": "유효 관측 없음",
+        "map_title": "{y}년 평균 야간 조도 영상 위의 지점", "composite": "{y}년 유효 월 평균 복사휘도 (nW/cm²/sr)",
+        "lon": "경도 (°E)", "lat": "위도 (°N)", "before_after": "{b}년과 {t}년 유효 월 평균",
+        "variants": "방법 변형 수", "n_brightened": "밝아진 지점 수 ({n}곳 중)", "headline": "이번 분석",
+        "robust_title": "방법 변형 {n}가지에 따른 밝아진 지점 수", "by_choice": "다른 선택에 대한 범위",
+        "batch_label": "{batch}년 지정 지점", "insufficient_short": "자료 부족",
+        "synthetic": "SYNTHETIC DATA 합성 데이터", "synthetic_note": "합성 데모 데이터 (SYNTHETIC): 북한에 대한 증거가 아님",
+        "months": "월",
+    },
+}
+
+PRODUCTS = {
+    "eog-vcmslcfg": "EOG VIIRS DNB monthly composites VNL v10 (vcmslcfg, stray-light corrected)",
+    "eog-vcmcfg": "EOG VIIRS DNB monthly composites VNL v10 (vcmcfg)",
+    "VNP46A3": "NASA Black Marble VNP46A3 monthly (Suomi NPP)",
+    "VJ146A3": "NASA Black Marble VJ146A3 monthly (NOAA-20)",
+    "geotiff": "user-supplied monthly GeoTIFFs",
+}
+
+
+@dataclass(frozen=True)
+class Style:
+    """What the user chooses for a set of charts (``nightlights figures`` options)."""
+
+    kind: str = "paper"  # paper | slide
+    width_mm: float = 183.0
+    dpi: int = 300
+    lang: str = "en"
+    formats: tuple[str, ...] = FORMATS
+
+    @property
+    def width_in(self) -> float:
+        return self.width_mm / MM_PER_INCH
+
+    @property
+    def base_size(self) -> float:
+        return 7.0 if self.kind == "paper" else 12.0
+
+    @property
+    def small_size(self) -> float:
+        return self.base_size - (1.0 if self.kind == "paper" else 2.0)
+
+    def label(self, key: str, **kw: Any) -> str:
+        return LABELS[self.lang][key].format(**kw)
+
+
+def korean_font_path() -> Path | None:
+    """Noto Sans KR shipped by the ``pylopdf-fonts-ko`` package (installed by ``make install``)."""
+    spec = importlib.util.find_spec(KO_FONT_PACKAGE)
+    if spec is None or spec.origin is None:
+        return None
+    path = Path(spec.origin).parent / KO_FONT_FILE
+    return path if path.exists() else None
+
+
+@cache
+def _register_korean_font() -> str | None:
+    path = korean_font_path()
+    if path is None:
+        return None
+    font_manager.fontManager.addfont(str(path))
+    return font_manager.FontProperties(fname=str(path)).get_name()
+
+
+def rc_params(style: Style) -> dict[str, Any]:
+    """Matplotlib settings for ``style``: sizes in points, text kept as text, fixed ids."""
+    family = ["DejaVu Sans"]
+    if style.lang == "ko":
+        ko = _register_korean_font()
+        if ko is None:
+            from pipeline.errors import ConfigError
+
+            raise ConfigError(f"--lang ko needs the Korean font package '{KO_FONT_PACKAGE}'; run 'make install'")
+        family = [ko, "DejaVu Sans"]
+    b, s = style.base_size, style.small_size
+    lw = 0.6 if style.kind == "paper" else 1.0
+    return {
+        "font.family": "sans-serif", "font.sans-serif": family, "font.size": b,
+        "axes.titlesize": b, "axes.labelsize": b, "xtick.labelsize": s, "ytick.labelsize": s,
+        "legend.fontsize": s, "figure.titlesize": b + 1, "axes.linewidth": lw, "lines.linewidth": lw * 1.6,
+        "xtick.major.width": lw, "ytick.major.width": lw, "xtick.major.size": 2.5, "ytick.major.size": 2.5,
+        "axes.spines.top": False, "axes.spines.right": False, "axes.titlelocation": "left",
+        "axes.unicode_minus": True, "legend.frameon": False, "figure.dpi": 100, "savefig.dpi": style.dpi,
+        "figure.constrained_layout.use": True, "image.interpolation": "nearest",
+        "svg.fonttype": "none", "svg.hashsalt": "nightlights", "pdf.fonttype": 42,
+        "path.simplify": False,
+    }
+
+
+@contextmanager
+def styled(style: Style) -> Iterator[None]:
+    with plt.rc_context(rc_params(style)):
+        yield
+
+
+def source_date() -> datetime | None:
+    """The build date from ``SOURCE_DATE_EPOCH`` (reproducible builds), if set."""
+    epoch = os.environ.get("SOURCE_DATE_EPOCH")
+    if not epoch:
+        return None
+    try:
+        return datetime.fromtimestamp(int(epoch), tz=UTC)
+    except ValueError:
+        from pipeline.errors import ConfigError
+
+        raise ConfigError(f"SOURCE_DATE_EPOCH={epoch!r} is not a Unix time in seconds; unset it or fix it") from None
+
+
+def is_synthetic(verdict: dict[str, Any]) -> bool:
+    return verdict.get("data_kind") == "synthetic"
+
+
+def describe_products(products: Iterable[str], synthetic: bool) -> str:
+    names = sorted({PRODUCTS.get(p, p) for p in products})
+    text = "; ".join(names) or "monthly night-light rasters"
+    return f"synthetic demo rasters imitating {text}" if synthetic else text
+
+
+def credit_line(verdict: dict[str, Any]) -> str:
+    """Product, period and processing, printed under every chart."""
+    inputs = verdict.get("inputs") or []
+    months = sorted(i["month"] for i in inputs)
+    period = f"{months[0]} to {months[-1]}" if months else "period unknown"
+    product = describe_products((i["product"] for i in inputs), is_synthetic(verdict))
+    p = verdict.get("parameters", {})
+    return (f"Data: {product}, {period}. Processing: nightlights {verdict.get('nightlights_version') or __version__}, "
+            f"exact coverage-weighted site means, {p.get('statistic', 'median')} of matched valid months, "
+            f"threshold |ln ratio| ≥ {p.get('threshold', float('nan')):g} with 95% bootstrap interval.")
+
+
+def finish(fig: plt.Figure, verdict: dict[str, Any], style: Style) -> plt.Figure:
+    """Add the credit line and, for synthetic data, the visible mark; keep both clear of the axes.
+
+    The credit line sits at the bottom, the figure legend (if any) just above it, the
+    synthetic note at the top; the layout's rectangle leaves their measured heights free.
+    """
+    renderer = fig.canvas.get_renderer()
+    h = fig.get_figheight()
+    pad = 3 / 72
+    credit = fig.text(0.005, pad / h, credit_line(verdict), fontsize=style.small_size - 1, color="#444444",
+                      ha="left", va="bottom", wrap=True, gid="credit")
+    bottom = credit.get_window_extent(renderer).height / fig.dpi + 2 * pad
+    for leg in fig.legends:
+        leg.set_loc("lower center")
+        leg.set_bbox_to_anchor((0.5, bottom / h), transform=fig.transFigure)
+        bottom += leg.get_window_extent(renderer).height / fig.dpi + pad
+    top = 0.0
+    if is_synthetic(verdict):
+        fig.text(0.5, 0.5, style.label("synthetic"), ha="center", va="center", rotation=25,
+                 fontsize=style.base_size * 5, color=SYNTHETIC_COLOR, alpha=0.16, weight="bold",
+                 zorder=100, gid="synthetic-watermark")
+        note = fig.text(0.004, 1 - pad / h, style.label("synthetic_note"), ha="left", va="top",
+                        fontsize=style.small_size, color="white", weight="bold", gid="synthetic-note", zorder=101,
+                        bbox={"boxstyle": "square,pad=0.25", "fc": SYNTHETIC_COLOR, "ec": "none"})
+        top = note.get_window_extent(renderer).height / fig.dpi + 2 * pad
+    engine = fig.get_layout_engine()
+    if engine is not None and hasattr(engine, "set"):
+        engine.set(rect=(0, bottom / h, 1, 1 - (bottom + top) / h))
+    return fig
+
+
+def save(fig: plt.Figure, base: Path, style: Style, verdict: dict[str, Any], title: str) -> list[Path]:
+    """Write ``base.<fmt>`` for each format; metadata names the data kind and the software."""
+    written = []
+    date = source_date()
+    software = f"nightlights {__version__} (matplotlib {matplotlib.__version__})"
+    subject = "SYNTHETIC DEMO DATA - not evidence about any place" if is_synthetic(verdict) else "VIIRS night lights"
+    for fmt in style.formats:
+        path = base.with_suffix(f".{fmt}")
+        if fmt == "png":
+            meta: dict[str, Any] = {"Software": software, "Title": title, "Description": subject}
+        elif fmt == "pdf":
+            meta = {"Creator": software, "Producer": software, "Title": title, "Subject": subject,
+                    "CreationDate": date}
+        elif fmt == "svg":
+            meta = {"Creator": software, "Title": title, "Description": subject,
+                    "Date": date.strftime("%Y-%m-%dT%H:%M:%SZ") if date else None}
+        else:
+            raise ValueError(f"unknown format {fmt}")
+        fig.savefig(path, format=fmt, dpi=style.dpi, metadata=meta)  # callers write into a staging folder
+        written.append(path)
+    plt.close(fig)
+    return written
