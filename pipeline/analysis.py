@@ -15,7 +15,6 @@ from dataclasses import dataclass, field
 from typing import Any
 
 import geopandas as gpd
-import numpy as np
 import pandas as pd
 
 from pipeline import __version__
@@ -50,25 +49,29 @@ class Results:
     rasters: list[MonthlyRaster] = field(default_factory=list, repr=False)
 
 
-def build_zones(sites: gpd.GeoDataFrame, params: Params, radii: Sequence[float] = ()) -> tuple[gpd.GeoDataFrame, ZoneNames]:
-    """Every polygon to extract: each site, its background ring, and its radius variants."""
-    frames = [gpd.GeoDataFrame({"zone": sites["site_id"]}, geometry=sites.geometry.values, crs=sites.crs)]
+def build_zones(sites: gpd.GeoDataFrame, params: Params, radii: Sequence[float] = ()
+                ) -> tuple[gpd.GeoDataFrame, ZoneNames]:
+    """Every polygon to extract: each site, its background ring, and its radius variants.
+
+    Zone names: ``<site_id>``, ``<site_id>@ring``, ``<site_id>@r<metres>``. Drawn polygons
+    have no radius, so their variants reuse the site's own zone.
+    """
+    ids = list(sites["site_id"])
     rings = background_rings(sites, params.ring_inner_m, params.ring_outer_m)
-    frames.append(gpd.GeoDataFrame({"zone": sites["site_id"] + "@ring"}, geometry=rings.values, crs=sites.crs))
+    frames = [(ids, sites.geometry.values), ([f"{s}@ring" for s in ids], rings.values)]
     by_radius: dict[float, list[str]] = {}
     for r in radii:
         if r == params.default_radius_m:
-            by_radius[r] = list(sites["site_id"])
+            by_radius[r] = ids
             continue
-        variant = with_radius(sites, r)
-        names = [f"{s}@r{int(r)}" if fp else s for s, fp in zip(sites["site_id"], sites["from_point"], strict=True)]
+        from_point = sites["from_point"].to_numpy(bool)
+        names = [f"{s}@r{int(r)}" if fp else s for s, fp in zip(ids, from_point, strict=True)]
         by_radius[r] = names
-        keep = variant["from_point"].to_numpy()
-        frames.append(gpd.GeoDataFrame({"zone": np.asarray(names)[keep]}, geometry=variant.geometry.values[keep],
-                                       crs=sites.crs))
-    zones = pd.concat(frames, ignore_index=True)
-    return gpd.GeoDataFrame(zones, geometry="geometry", crs=sites.crs), ZoneNames(by_radius, list(rings.index.map(
-        lambda i: sites.loc[i, "site_id"] + "@ring")))
+        frames.append(([n for n, fp in zip(names, from_point, strict=True) if fp],
+                       with_radius(sites, r).geometry.values[from_point]))
+    zones = gpd.GeoDataFrame({"zone": [n for names, _ in frames for n in names]},
+                             geometry=[g for _, geoms in frames for g in geoms], crs=sites.crs)
+    return zones, ZoneNames(by_radius, [f"{s}@ring" for s in ids])
 
 
 def site_month_view(table: pd.DataFrame, sites: pd.DataFrame, rule: str, min_valid_fraction: float) -> pd.DataFrame:
