@@ -50,7 +50,7 @@ BACKOFF_FACTOR = 0.5  # urllib3 sleeps factor * 2**(n-1) s between retries (firs
 STREAM_ATTEMPTS = 5  # resumptions after a connection dropped mid-file
 TIMEOUT = (15, 120)  # connect, read (s)
 CHUNK = 1 << 16  # 64 KB: what a dropped connection can cost, and the progress step
-USER_AGENT = "nightlights-downloader (+https://github.com/ nightlights README 'Real data')"
+USER_AGENT = "nightlights-downloader/0.1 (python-requests)"
 
 
 class NotPublished(DownloadError):
