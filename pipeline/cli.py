@@ -288,7 +288,7 @@ def cmd_run(args: argparse.Namespace) -> int:
             raise ConfigError("--source local needs --rasters DIR (the folder of monthly rasters)")
         folder = args.rasters
     else:
-        folder = _download_folder(source, args, sites, years)
+        folder = _download_folder(source, args, sites, years, params.eog_config)
     rasters = find_monthly_rasters(folder, years=years, eog_config=params.eog_config)
     rasters = [r for r in rasters if r.year in years]
     data_kind = "synthetic" if source == "demo" or _is_synthetic(rasters) else "real"
@@ -321,12 +321,13 @@ def _demo_folder(data_dir: Path, sites, params: Params, progress: bool = True) -
     return build_demo(data_dir / "demo", spec, progress=progress)
 
 
-def _download_folder(source: str, args: argparse.Namespace, sites, years: tuple[int, ...]) -> Path:
+def _download_folder(source: str, args: argparse.Namespace, sites, years: tuple[int, ...],
+                     eog_config: str) -> Path:
     try:
         from pipeline.download import ensure_months
     except ImportError as e:
         raise ConfigError(f"--source {source}: the downloader is not available in this build") from e
-    return ensure_months(source, years, sites, args.data_dir, progress=not args.quiet)
+    return ensure_months(source, years, sites, args.data_dir, progress=not args.quiet, eog_config=eog_config)
 
 
 def _write_run(results, args: argparse.Namespace, data_kind: str) -> None:

@@ -449,12 +449,13 @@ def download_months(source: str, months: list[tuple[int, int]], bbox: Bbox, data
     return folder, outcome
 
 
-def ensure_months(source: str, years: tuple[int, ...], sites: Any, data_dir: Path, progress: bool) -> Path:
+def ensure_months(source: str, years: tuple[int, ...], sites: Any, data_dir: Path, progress: bool,
+                  eog_config: str = "vcmslcfg") -> Path:
     """Download whatever is missing for every month of ``years`` over the sites' padded bbox."""
     months = [(y, m) for y in sorted(set(years)) for m in range(1, 13)]
     geoms = list(sites.to_crs("EPSG:4326").geometry.buffer(PAD_DEG).values)
     folder, outcome = download_months(source, months, sites_bbox(sites), Path(data_dir), progress=progress,
-                                      geometries=geoms)
+                                      eog_config=eog_config, geometries=geoms)
     log.info("%s: %d month(s) already cached, %d downloaded, %d not published", source,
              len(outcome["cached"]), len(outcome["downloaded"]), len(outcome["not_published"]))
     return folder
