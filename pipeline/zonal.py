@@ -221,14 +221,17 @@ def part_stats(
     rad, aux = load_chunks(rasters, part.chunks, cube)
     n, t = rad.shape[:2]
     values = rad.reshape(n, t, -1)[part.slot, :, part.pixel].astype("float64")  # (entry, month)
-    raw = aux.reshape(n, t, -1)[part.slot, :, part.pixel]
+    usable = ~np.isnan(values)
+    values[~usable] = 0.0
+    raw = aux.reshape(n, t, -1)[part.slot, :, part.pixel] if aux is not None else None
     del rad, aux
-    valid = np.zeros(raw.shape, dtype=bool)
-    obs = np.zeros(raw.shape)
+    valid = np.zeros(values.shape, dtype=bool)
+    obs = np.zeros(values.shape)
     for kind in {r.aux_kind for r in rasters}:
         cols = [i for i, r in enumerate(rasters) if r.aux_kind == kind]
-        valid[:, cols] = valid_mask(raw[:, cols], kind, min_cf_cvg, bm_quality)
-        obs[:, cols] = raw[:, cols] if kind == "cf_cvg" else valid[:, cols]
+        layer = usable[:, cols] if kind == "none" or raw is None else raw[:, cols]
+        valid[:, cols] = valid_mask(layer, kind, min_cf_cvg, bm_quality)
+        obs[:, cols] = layer if kind == "cf_cvg" else valid[:, cols]
     weighted = values * valid
     acc = np.empty((len(rules), 5, part.zones.size, t))
     for r, rule in enumerate(rules):
