@@ -1,0 +1,148 @@
+"""Study cube: same answers as reading the files, built once, only where sites are, rebuilt on change."""
+
+from __future__ import annotations
+
+import os
+
+import geopandas as gpd
+import numpy as np
+import pytest
+from rasterio.windows import Window
+from shapely.geometry import Point, box
+
+from pipeline.cube import CHUNK, load_chunks, open_cube
+from pipeline.sources import find_monthly_rasters, read_window
+from pipeline.zonal import STATS, TASK_BYTES, coverage_weights, plan_parts, zone_month_table
+from tests.conftest import RES, write_eog_month, write_tif
+
+WEST, NORTH = 125.0, 40.0
+H, W = 200, 300  # 4 x 5 chunks, the last row and column partial
+
+
+def _eog_months(folder, rng, n=3):
+    for m in range(1, n + 1):
+        rad = rng.gamma(2.0, 1.5, (H, W)).astype("float32")
+        rad[rng.uniform(size=(H, W)) < 0.05] = -0.3  # negative values are clipped to 0
+        rad[rng.uniform(size=(H, W)) < 0.02] = np.nan  # unusable
+        cvg = rng.integers(0, 12, (H, W)).astype("uint16")
+        write_eog_month(folder, 2024, m, rad, cvg, WEST, NORTH)
+    return find_monthly_rasters(folder)
+
+
+def _zones(points_px, radius_px=4.0):
+    geoms = [Point(WEST + (c + 0.3) * RES, NORTH - (r + 0.6) * RES).buffer(radius_px * RES) for r, c in points_px]
+    return gpd.GeoDataFrame({"zone": [f"z{i}" for i in range(len(geoms))]}, geometry=geoms, crs="EPSG:4326")
+
+
+def _equal(a, b):
+    cols = list(STATS)
+    assert list(a.columns) == list(b.columns)
+    assert (a[["zone", "month", "pixel_rule"]].to_numpy() == b[["zone", "month", "pixel_rule"]].to_numpy()).all()
+    assert np.array_equal(a[cols].to_numpy(), b[cols].to_numpy(), equal_nan=True)
+
+
+def _filled(cache):
+    (cube,) = cache.glob("cube-*.zarr")
+    return {tuple(int(v) for v in p.name.split("_")) for p in (cube / "filled").iterdir()}
+
+
+def test_cube_answers_equal_reading_the_files(tmp_path, rng):
+    rasters = _eog_months(tmp_path / "r", rng)
+    # zones inside one chunk, across chunk corners, and on the partial edge chunks
+    zones = _zones([(10, 10), (63, 64), (128, 190), (196, 296), (100, 250)])
+    rules = ("exact", "centroid", "all_touched")
+    direct = zone_month_table(rasters, zones, rules, progress=False)
+    cold = zone_month_table(rasters, zones, rules, progress=False, cube_dir=tmp_path / "cache")
+    warm = zone_month_table(rasters, zones, rules, progress=False, cube_dir=tmp_path / "cache")
+    _equal(direct, cold)
+    _equal(direct, warm)
+    assert direct["mean_radiance"].notna().all() and (direct["valid_fraction"] < 1).any()
+
+
+def test_chunks_hold_what_read_window_gives(tmp_path, rng):
+    rasters = _eog_months(tmp_path / "r", rng, n=2)
+    cube = open_cube(tmp_path / "cache", rasters)
+    chunks = np.array([[3, 4], [0, 0]])
+    load_chunks(rasters, chunks, cube)  # builds
+    rad, aux = load_chunks(rasters, chunks, cube)  # decodes from the cube
+    for t, r in enumerate(rasters):
+        want_rad, want_aux = read_window(r, Window(4 * CHUNK, 3 * CHUNK, W - 4 * CHUNK, H - 3 * CHUNK))
+        h, w = want_rad.shape
+        got = rad[0, t, :h, :w]
+        usable = ~np.isnan(got)
+        assert np.array_equal(np.where(usable, got, 0.0), want_rad)
+        assert np.array_equal(aux[0, t, :h, :w], want_aux)
+        assert not usable.all()  # the NaN pixels of the source are marked unusable, not dark
+
+
+def test_only_chunks_that_zones_touch_are_built_and_new_zones_add_chunks(tmp_path, rng):
+    rasters = _eog_months(tmp_path / "r", rng, n=2)
+    cache = tmp_path / "cache"
+    zone_month_table(rasters, _zones([(10, 10)]), progress=False, cube_dir=cache)
+    assert _filled(cache) == {(0, 0)}
+    zone_month_table(rasters, _zones([(10, 10), (100, 150)]), progress=False, cube_dir=cache)
+    assert _filled(cache) == {(0, 0), (1, 2)}
+    assert len(list(cache.glob("cube-*.zarr"))) == 1
+
+
+def test_unchanged_inputs_reuse_the_cube_changed_inputs_rebuild(tmp_path, rng):
+    rasters = _eog_months(tmp_path / "r", rng, n=2)
+    cache = tmp_path / "cache"
+    zones = _zones([(40, 40)])
+    first = zone_month_table(rasters, zones, progress=False, cube_dir=cache)
+    # Overwrite a month with other values but the same name, size and mtime: the cube is trusted.
+    path = rasters[0].radiance
+    stat = path.stat()
+    write_tif(path, np.full((H, W), 50.0, dtype="float32"), WEST, NORTH)
+    os.utime(path, ns=(stat.st_atime_ns, stat.st_mtime_ns))
+    assert path.stat().st_size == stat.st_size or pytest.skip("rewritten file changed size")
+    _equal(first, zone_month_table(rasters, zones, progress=False, cube_dir=cache))
+    # A real change (new mtime) makes a new cube that sees the new values.
+    os.utime(path, ns=(stat.st_atime_ns, stat.st_mtime_ns + 10**9))
+    rasters = find_monthly_rasters(tmp_path / "r")
+    second = zone_month_table(rasters, zones, progress=False, cube_dir=cache)
+    assert len(list(cache.glob("cube-*.zarr"))) == 2
+    jan = second[second["month"] == "2024-01"]
+    assert jan["mean_radiance"].iloc[0] == pytest.approx(50.0)
+
+
+def test_chunk_without_marker_is_rebuilt_not_trusted(tmp_path, rng):
+    rasters = _eog_months(tmp_path / "r", rng, n=2)
+    cache = tmp_path / "cache"
+    zones = _zones([(40, 40)])
+    want = zone_month_table(rasters, zones, progress=False, cube_dir=cache)
+    cube = open_cube(cache, rasters)
+    import zarr
+
+    zarr.open_group(cube.path, mode="r+")["radiance"][:, 0:CHUNK, 0:CHUNK] = 1e6  # as if a write was cut off
+    (next(cache.glob("cube-*.zarr")) / "filled" / "0_0").unlink()
+    _equal(want, zone_month_table(rasters, zones, progress=False, cube_dir=cache))
+
+
+def test_plain_files_with_nodata_and_no_aux(tmp_path):
+    folder = tmp_path / "plain"
+    folder.mkdir()
+    a = np.full((H, W), 2.0, dtype="float32")
+    a[:, :5] = -999.0  # nodata: not observed
+    write_tif(folder / "lights_2024-01.tif", a, WEST, NORTH, nodata=-999.0)
+    rasters = find_monthly_rasters(folder)
+    half = box(WEST, NORTH - 10 * RES, WEST + 10 * RES, NORTH)  # 10 x 10 px, half of them nodata
+    zones = gpd.GeoDataFrame({"zone": ["z"]}, geometry=[half], crs="EPSG:4326")
+    for cube_dir in (None, tmp_path / "cache"):
+        t = zone_month_table(rasters, zones, progress=False, cube_dir=cube_dir)
+        assert t["mean_radiance"].iloc[0] == pytest.approx(2.0)
+        assert t["valid_fraction"].iloc[0] == pytest.approx(0.5)
+    assert open_cube(tmp_path / "cache", rasters).aux_dtype is None  # nothing but radiance is stored
+
+
+def test_task_memory_is_bounded_whatever_the_number_of_months(tmp_path, rng):
+    rasters = _eog_months(tmp_path / "r", rng, n=1)
+    zones = _zones([(r, c) for r in range(8, 200, 24) for c in range(8, 300, 24)])
+    weights = coverage_weights(zones.geometry, rasters[0].grid)
+    for months in (12, 120, 1200):
+        parts = plan_parts(weights, months)
+        per_chunk = CHUNK * CHUNK * months * 10
+        biggest = max(len(p.chunks) for p in parts) * per_chunk
+        assert biggest <= max(TASK_BYTES, per_chunk)
+        assert sorted(np.concatenate([p.slot.size * [0] + [1] for p in parts])).count(1) == len(parts)
+        assert sum(p.slot.size for p in parts) == weights.n_entries  # every weight in exactly one part
