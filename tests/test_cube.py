@@ -143,6 +143,5 @@ def test_task_memory_is_bounded_whatever_the_number_of_months(tmp_path, rng):
         parts = plan_parts(weights, months)
         per_chunk = CHUNK * CHUNK * months * 10
         biggest = max(len(p.chunks) for p in parts) * per_chunk
-        assert biggest <= max(TASK_BYTES, per_chunk)
-        assert sorted(np.concatenate([p.slot.size * [0] + [1] for p in parts])).count(1) == len(parts)
+        assert biggest <= TASK_BYTES + per_chunk  # a part closes once it passes the budget
         assert sum(p.slot.size for p in parts) == weights.n_entries  # every weight in exactly one part

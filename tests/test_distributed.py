@@ -1,0 +1,79 @@
+"""A real dask.distributed cluster on 127.0.0.1 gives exactly the local scheduler's answers."""
+
+from __future__ import annotations
+
+import geopandas as gpd
+import numpy as np
+import pandas as pd
+import pytest
+
+from pipeline.cli import main
+from pipeline.sources import find_monthly_rasters
+from pipeline.zonal import STATS, zone_month_table
+from tests.conftest import point_feature, write_eog_month, write_sites
+
+distributed = pytest.importorskip("distributed")
+
+WEST, NORTH = 125.0, 40.0
+
+
+@pytest.fixture(scope="module")
+def cluster():
+    with distributed.LocalCluster(n_workers=2, threads_per_worker=1, processes=True, host="127.0.0.1",
+                                  dashboard_address=None, worker_dashboard_address=None) as c:
+        yield c
+
+
+@pytest.fixture(scope="module")
+def rasters_and_sites(tmp_path_factory):
+    tmp = tmp_path_factory.mktemp("dist")
+    rng = np.random.default_rng(3)
+    for m in range(1, 7):
+        rad = rng.gamma(2.0, 1.5, (240, 360)).astype("float32")
+        write_eog_month(tmp / "r", 2024, m, rad, rng.integers(0, 10, (240, 360)), WEST, NORTH)
+    points = [(f"s{i}", WEST + 0.1 + 0.12 * (i % 6), NORTH - 0.1 - 0.2 * (i // 6)) for i in range(12)]
+    sites = write_sites(tmp / "sites.geojson", [point_feature(s, x, y) for s, x, y in points])
+    return tmp, sites, points
+
+
+def _zones(points):
+    from shapely.geometry import Point
+
+    geoms = [Point(x, y).buffer(0.02) for _, x, y in points]
+    return gpd.GeoDataFrame({"zone": [s for s, _, _ in points]}, geometry=geoms, crs="EPSG:4326")
+
+
+def _computed_on(cluster) -> int:
+    """How many extraction tasks the cluster's workers have finished so far."""
+    prefix = cluster.scheduler.task_prefixes.get("part_stats")
+    return prefix.state_counts["memory"] if prefix is not None else 0
+
+
+def test_zone_month_table_on_a_cluster_equals_local(cluster, rasters_and_sites):
+    tmp, _, points = rasters_and_sites
+    rasters = find_monthly_rasters(tmp / "r")
+    zones = _zones(points)
+    rules = ("exact", "centroid", "all_touched")
+    local = zone_month_table(rasters, zones, rules, progress=False)
+    before = _computed_on(cluster)
+    with distributed.Client(cluster.scheduler_address):
+        remote = zone_month_table(rasters, zones, rules, progress=False)
+        cubed = zone_month_table(rasters, zones, rules, progress=False, cube_dir=tmp / "cache")
+    assert _computed_on(cluster) > before  # the work ran on the cluster's workers
+    assert any((tmp / "cache").glob("cube-*.zarr/filled/*"))  # workers built the cube
+    for other in (remote, cubed):
+        pd.testing.assert_frame_equal(local, other, check_exact=True)
+    assert local["mean_radiance"].notna().all() and set(local["pixel_rule"]) == set(rules)
+    assert list(local.columns) == ["zone", "month", "pixel_rule", *STATS]
+
+
+def test_extract_with_scheduler_flag_equals_local(cluster, rasters_and_sites, tmp_path):
+    tmp, sites, _ = rasters_and_sites
+    args = ["extract", "-q", "--sites", str(sites), "--rasters", str(tmp / "r")]
+    assert main([*args, "--out", str(tmp_path / "local.csv")]) == 0
+    before = _computed_on(cluster)
+    assert main([*args, "--out", str(tmp_path / "cluster.csv"), "--scheduler", cluster.scheduler_address]) == 0
+    assert _computed_on(cluster) > before
+    local, remote = pd.read_csv(tmp_path / "local.csv"), pd.read_csv(tmp_path / "cluster.csv")
+    assert len(local) == 12 * 6
+    pd.testing.assert_frame_equal(local, remote, check_exact=True)
