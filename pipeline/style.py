@@ -14,6 +14,7 @@ it, SVG ids from a fixed salt).
 
 from __future__ import annotations
 
+import dataclasses
 import importlib.util
 import os
 from collections.abc import Iterable, Iterator
@@ -132,7 +133,10 @@ def _register_korean_font() -> str | None:
     if path is None:
         return None
     font_manager.fontManager.addfont(str(path))
-    return font_manager.FontProperties(fname=str(path)).get_name()
+    entry = font_manager.fontManager.ttflist[-1]
+    # The package ships one weight; let titles asked in bold use it instead of warning at every draw.
+    font_manager.fontManager.ttflist.append(dataclasses.replace(entry, weight=700))
+    return entry.name
 
 
 def rc_params(style: Style) -> dict[str, Any]:

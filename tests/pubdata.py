@@ -1,0 +1,77 @@
+"""A small synthetic run (5 sites, 36 months) published once per test session, for chart and report tests."""
+
+from __future__ import annotations
+
+import os
+from pathlib import Path
+
+import pytest
+
+from pipeline.analysis import Results, analyse
+from pipeline.config import Params
+from pipeline.demo import DemoSpec, build_demo
+from pipeline.outputs import staged
+from pipeline.report import write_publication
+from pipeline.sites import read_sites
+from pipeline.sources import find_monthly_rasters
+from pipeline.style import Style
+from tests.conftest import point_feature, write_sites
+
+BOUNDS = (125.0, 39.3, 125.9, 39.9)
+SITES = [  # id, lon, lat, hangul name, groundbreaking, inauguration
+    ("alpha", 125.15, 39.45, "알파군", "2024-02-28", "2024-12-20"),
+    ("bravo", 125.35, 39.70, "브라보시", "2024-03-15", None),
+    ("charlie", 125.55, 39.50, "찰리군", None, None),
+    ("delta", 125.72, 39.75, "델타군", "2024-04-01", "2025-01-10"),
+    ("echo", 125.80, 39.40, "에코군", None, "2024-11-30"),
+]
+EPOCH = "1767225600"  # 2026-01-01 00:00 UTC
+CHARTS = ("verdict", "small_multiples", "map", "before_after", "robustness")
+
+
+def make_results(tmp: Path, data_kind: str = "synthetic") -> Results:
+    feats = [point_feature(s, lon, lat, name=s.capitalize(), name_ko=ko, batch=2024, province="Test",
+                           **({"groundbreaking": g} if g else {}), **({"inauguration": i} if i else {}))
+             for s, lon, lat, ko, g, i in SITES]
+    site_file = write_sites(tmp / "sites.geojson", feats)
+    spec = DemoSpec(seed=5, bounds=BOUNDS, sites=tuple((s, lon, lat) for s, lon, lat, *_ in SITES),
+                    n_other_towns=4)
+    folder = build_demo(tmp / "rasters", spec, progress=False)
+    sites = read_sites([site_file], 2000.0)
+    return analyse(sites, find_monthly_rasters(folder), Params(), source="demo", data_kind=data_kind,
+                   sensitivity=True, progress=False)
+
+
+def publish(results: Results, out: Path, style: Style | None = None) -> Path:
+    """What 'nightlights run' writes: tables, verdict, then the publication set."""
+    with staged(out) as s:
+        s.write_csv("site_months.csv", results.site_months, results.verdict["data_kind"])
+        s.write_csv("site_changes.csv", results.changes, results.verdict["data_kind"])
+        s.write_csv("sensitivity.csv", results.sensitivity, results.verdict["data_kind"])
+        s.write_json("verdict.json", results.verdict)
+        write_publication(results, s, style)
+    return out
+
+
+_CACHE: dict[str, tuple[Results, Path]] = {}
+
+
+def published(tmp_path_factory: pytest.TempPathFactory) -> tuple[Results, Path]:
+    """One synthetic analysis, published with the default style under SOURCE_DATE_EPOCH, once per session."""
+    if "run" in _CACHE:
+        return _CACHE["run"]
+    tmp = tmp_path_factory.mktemp("pub")
+    saved = {k: os.environ.get(k) for k in ("SOURCE_DATE_EPOCH", "XDG_CACHE_HOME")}
+    os.environ["SOURCE_DATE_EPOCH"] = EPOCH
+    os.environ["XDG_CACHE_HOME"] = str(tmp / "cache")  # the checksum cache stays out of $HOME
+    try:
+        results = make_results(tmp)
+        out = publish(results, tmp / "out")
+    finally:
+        for k, v in saved.items():
+            if v is None:
+                os.environ.pop(k, None)
+            else:
+                os.environ[k] = v
+    _CACHE["run"] = (results, out)
+    return results, out

@@ -1,0 +1,127 @@
+"""Charts: every chart in every format, print resolution, synthetic mark, reproducible bytes, options."""
+
+from __future__ import annotations
+
+import io
+from pathlib import Path
+
+import pytest
+from PIL import Image
+from pypdf import PdfReader
+
+from pipeline.cli import main
+from pipeline.figures import verdict_figure
+from pipeline.style import CLASS_COLORS, CLASS_MARKERS, FORMATS, Style, save, styled
+from tests.pubdata import CHARTS, EPOCH, SITES, publish, published
+
+
+@pytest.fixture(scope="session")
+def run(tmp_path_factory):
+    return published(tmp_path_factory)
+
+
+def test_every_chart_in_every_format(run):
+    _, out = run
+    for name in CHARTS:
+        for fmt in FORMATS:
+            f = out / "figures" / f"{name}.{fmt}"
+            assert f.exists() and f.stat().st_size > 1000, f
+    assert not list(out.glob(".nightlights-staging-*"))
+
+
+def test_png_is_print_resolution_and_column_width(run):
+    _, out = run
+    for name in CHARTS:
+        with Image.open(out / "figures" / f"{name}.png") as im:
+            dpi = im.info["dpi"]
+            assert min(dpi) >= 299.5, (name, dpi)
+            # the figure is exactly the journal width: 183 mm at 300 dpi
+            assert im.width == int(183 / 25.4 * 300), (name, im.width)
+
+
+def test_demo_charts_carry_the_synthetic_mark(run):
+    _, out = run
+    for name in CHARTS:
+        svg = (out / "figures" / f"{name}.svg").read_text(encoding="utf-8")
+        assert "SYNTHETIC DATA" in svg and "SYNTHETIC DEMO DATA" in svg, name
+        pdf = PdfReader(out / "figures" / f"{name}.pdf")
+        text = "".join(p.extract_text() for p in pdf.pages)
+        assert "SYNTHETIC" in text, name
+        assert "SYNTHETIC" in pdf.metadata["/Subject"]
+        with Image.open(out / "figures" / f"{name}.png") as im:
+            assert "SYNTHETIC" in im.info["Description"]
+
+
+def test_credit_line_names_product_period_and_processing(run):
+    _, out = run
+    svg = (out / "figures" / "verdict.svg").read_text(encoding="utf-8")
+    assert "EOG VIIRS DNB monthly composites" in svg
+    assert "2023-01 to 2025-12" in svg
+    assert "nightlights" in svg and "median of matched valid months" in svg
+
+
+def test_real_data_charts_have_no_synthetic_mark(run, tmp_path):
+    results, _ = run
+    verdict = {**results.verdict, "data_kind": "real"}
+    verdict.pop("WARNING", None)
+    style = Style(formats=("svg", "pdf"), dpi=100)
+    with styled(style):
+        save(verdict_figure(results.changes, verdict, style), tmp_path / "v", style, verdict, "t")
+    assert "SYNTHETIC" not in (tmp_path / "v.svg").read_text(encoding="utf-8")
+    assert "SYNTHETIC" not in "".join(p.extract_text() for p in PdfReader(tmp_path / "v.pdf").pages)
+
+
+def test_classes_differ_by_marker_not_only_colour():
+    assert len(set(CLASS_MARKERS.values())) == len(CLASS_MARKERS)
+    assert len(set(CLASS_COLORS.values())) == len(CLASS_COLORS)
+
+
+def test_same_bytes_twice_with_source_date_epoch(run, tmp_path, monkeypatch):
+    results, _ = run
+    monkeypatch.setenv("SOURCE_DATE_EPOCH", EPOCH)
+    monkeypatch.setenv("XDG_CACHE_HOME", str(tmp_path / "cache"))
+    style = Style(width_mm=89, dpi=100)
+    a = publish(results, tmp_path / "a", style)
+    b = publish(results, tmp_path / "b", style)
+    names = [f"figures/{n}.{fmt}" for n in CHARTS for fmt in FORMATS] + ["report.html", "report.md"]
+    for n in names:
+        assert (a / n).read_bytes() == (b / n).read_bytes(), n
+    assert b"2026" in (a / "figures/verdict.pdf").read_bytes()  # the date is SOURCE_DATE_EPOCH's
+
+
+def test_figures_command_remakes_with_options(run, tmp_path, capsys, monkeypatch):
+    monkeypatch.setenv("XDG_CACHE_HOME", str(tmp_path / "cache"))
+    _, src = run
+    out = tmp_path / "out"
+    out.mkdir()
+    for f in ("verdict.json", "site_changes.csv", "site_months.parquet", "sensitivity.csv",
+              "sites_classified.geojson"):
+        (out / f).write_bytes((src / f).read_bytes())
+    code = main(["figures", "--out", str(out), "-q", "--format", "png,svg", "--dpi", "150", "--width-mm", "89",
+                 "--style", "slide", "--lang", "ko"])
+    assert code == 0, capsys.readouterr().err
+    assert not list((out / "figures").glob("*.pdf"))
+    with Image.open(out / "figures" / "verdict.png") as im:
+        assert im.width == int(89 / 25.4 * 150)  # Matplotlib truncates width x dpi
+        assert round(im.info["dpi"][0]) == 150
+    svg = (out / "figures" / "small_multiples.svg").read_text(encoding="utf-8")
+    for _, _, _, ko, _, _ in SITES:
+        assert ko in svg
+    assert "Noto Sans KR" in svg
+    assert (out / "report.html").exists()
+
+
+def test_figures_command_rejects_bad_options(run, tmp_path, capsys):
+    _, src = run
+    assert main(["figures", "--out", str(src), "--format", "gif"]) == 2
+    assert "--format gif" in capsys.readouterr().err
+    assert main(["figures", "--out", str(tmp_path)]) == 2
+    assert "verdict.json" in capsys.readouterr().err
+
+
+def test_png_bytes_read_back(run):
+    _, out = run
+    data = (out / "figures" / "map.png").read_bytes()
+    with Image.open(io.BytesIO(data)) as im:
+        im.verify()
+    assert Path(out / "figures" / "map.svg").read_text(encoding="utf-8").lstrip().startswith("<?xml")
