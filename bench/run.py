@@ -45,7 +45,7 @@ class Scale:
 SCALES = (Scale("nk 20x36", "nk", 20, 36), Scale("nk 200x48", "nk", 200, 48),
           Scale("tile 200x48", "tile", 200, 48), Scale("nk 2000x120", "nk", 2000, 120))
 QUICK = (Scale("nk 20x12", "nk", 20, 12), Scale("tile 20x12", "tile", 20, 12))
-TOOLS = ("floor", "ours", "ours-warm", "ours-nocube", "ours-1thread", "exactextract", "rasterstats", "rioxarray")
+TOOLS = ("floor", "ours", "floor-cube", "ours-warm", "ours-nocube", "ours-1thread", "exactextract", "rasterstats", "rioxarray")
 EXACT_TOL = 1e-6  # relative: exact-coverage tools differ only by summation order
 CENTRE_TOL = 1e-5  # rasterstats vs rioxarray (same whole-pixel rule, float32 vs float64 sums)
 
@@ -137,13 +137,14 @@ def bench_scale(scale: Scale, data: Path, timeout: float, skip: set[str], progre
                 skip.add(tool)
         notes = agreement(results)
     rows = []
-    ee, fl = results.get("exactextract", {}), results.get("floor", {})
+    ee, fl, fc = results.get("exactextract", {}), results.get("floor", {}), results.get("floor-cube", {})
     for tool, r in results.items():
         row = {"scale": scale.name, "sites": scale.n_sites, "months": scale.n_months, "tool": tool,
                "status": r["status"], "process_s": r.get("process_s"), "work_s": r.get("work_s"),
                "read_mb": r.get("read_mb"), "peak_mb": r.get("peak_mb")}
         row["process_vs_exactextract"] = _ratio(r.get("process_s"), ee.get("process_s"))
         row["work_vs_floor"] = _ratio(r.get("work_s"), fl.get("work_s"))
+        row["work_vs_cube_floor"] = _ratio(r.get("work_s"), fc.get("work_s"))
         row["check"] = "reference" if tool == "exactextract" and r["status"] == "ok" else notes.get(tool, "")
         rows.append(row)
     return rows
@@ -164,18 +165,24 @@ def _warm_page_cache(folder: Path, n_months: int) -> None:
 def markdown(df: pd.DataFrame, cores: int) -> str:
     show = df.copy()
     for col, fmt in (("process_s", "{:.2f}"), ("work_s", "{:.2f}"), ("read_mb", "{:.0f}"), ("peak_mb", "{:.0f}"),
-                     ("process_vs_exactextract", "{:.2f}"), ("work_vs_floor", "{:.2f}")):
+                     ("process_vs_exactextract", "{:.2f}"), ("work_vs_floor", "{:.2f}"),
+                     ("work_vs_cube_floor", "{:.2f}")):
         show[col] = [fmt.format(v) if pd.notna(v) else "" for v in show[col]]
     show["status"] = [s if s != "ok" else "" for s in show["status"]]
     cols = ["scale", "tool", "process_s", "work_s", "read_mb", "peak_mb", "process_vs_exactextract", "work_vs_floor",
-            "status", "check"]
+            "work_vs_cube_floor", "status", "check"]
     head = ["scale", "tool", "process s", "work s", "read MB", "peak MB", "process / exactextract",
-            "work / floor", "status", "answers"]
+            "work / floor", "work / cube floor", "status", "answers"]
     lines = ["| " + " | ".join(head) + " |", "|" + "---|" * len(head)]
     lines += ["| " + " | ".join(str(v) for v in r) + " |" for r in show[cols].itertuples(index=False)]
-    return (f"Machine: {cores} cores, {sys.platform}; synthetic data (bench/data.py), warm page cache.\n"
+    load = " / ".join(f"{v:.1f}" for v in os.getloadavg())
+    return (f"Machine: {cores} cores, {sys.platform}, load average at the end {load}; synthetic data "
+            "(bench/data.py), warm page cache.\n"
             "process s: whole process (start, imports, work, exit); work s: the extraction alone; read MB: "
-            "bytes read while working; peak MB: the process's peak resident memory.\n\n" + "\n".join(lines) + "\n")
+            "bytes read while working; peak MB: the process's peak resident memory. floor: decode the source "
+            "tiles the sites touch; cube floor: decode the cube chunks they touch (what ours-warm reads). "
+            "ours: cold, builds the cube; ours-warm: cube already built; ours-nocube: reads the files "
+            "directly.\n\n" + "\n".join(lines) + "\n")
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -185,11 +192,14 @@ def main(argv: list[str] | None = None) -> int:
     p.add_argument("--out", type=Path, default=ROOT / "outputs" / "bench", help="where bench.csv and bench.md go")
     p.add_argument("--data", type=Path, default=ROOT / "data" / "bench", help="cache of generated bench data")
     p.add_argument("--tools", nargs="+", choices=TOOLS, help="only these tools")
+    p.add_argument("--scales", nargs="+", metavar="NAME", help="only these scales, e.g. 'nk 200x48'")
     args = p.parse_args(argv)
     from bench.data import ensure_data
 
     data = ensure_data(args.data)
     scales = QUICK if args.quick else SCALES
+    if args.scales:
+        scales = tuple(s for s in SCALES + QUICK if s.name in args.scales)
     skip: set[str] = set(TOOLS) - set(args.tools) if args.tools else set()
     rows = []
     for scale in scales:

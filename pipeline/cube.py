@@ -212,7 +212,7 @@ def _read_sources(rasters: Sequence[MonthlyRaster], grid: Grid, chunks: np.ndarr
             try:
                 with rasterio.open(r.radiance) as rds, (rasterio.open(r.aux) if r.aux else _NoAux()) as ads:
                     for window, members in windows:
-                        values = rds.read(1, window=window, out_dtype="float64")
+                        values = rds.read(1, window=window, out_dtype=_read_dtype(r, rad.dtype))
                         extra = ads.read(1, window=window) if r.aux else None
                         values, extra = clean(values, extra, r)
                         for i in members:
@@ -225,6 +225,14 @@ def _read_sources(rasters: Sequence[MonthlyRaster], grid: Grid, chunks: np.ndarr
             except RasterioError as e:
                 raise SourceError(f"{r.radiance}: cannot read month {r.month} ({str(e).splitlines()[0][:160]}); "
                                   "the file may be truncated: delete it and download again") from e
+
+
+def _read_dtype(raster: MonthlyRaster, store: np.dtype) -> str:
+    """Read in the storage type when that changes nothing: nodata compares the same in it."""
+    nodata = raster.nodata
+    if nodata is None or np.isnan(nodata) or float(np.asarray(nodata, dtype=store)) == nodata:
+        return store.name
+    return "float64"
 
 
 def clean(rad: np.ndarray, aux: np.ndarray | None, raster: MonthlyRaster) -> tuple[np.ndarray, np.ndarray | None]:

@@ -20,6 +20,7 @@ Parts are independent, so they run in parallel locally or on a cluster.
 from __future__ import annotations
 
 import logging
+import uuid
 from collections.abc import Sequence
 from dataclasses import dataclass
 from pathlib import Path
@@ -38,7 +39,8 @@ from pipeline.sources import Grid, MonthlyRaster, valid_mask
 log = logging.getLogger(__name__)
 
 BLOCK = 512  # zones whose pixels start in the same 512x512 block share one read window
-TASK_BYTES = 64 * 2**20  # memory one task may hold (all months of its chunks)
+TASK_BYTES = 128 * 2**20  # memory a task aims at (all months of its chunks, and the arithmetic)
+SPLIT_BYTES = 512 * 2**20  # only past this is a source tile split between tasks (decoded twice)
 MIN_TASKS = 8  # split small jobs at least this much, so every core has work
 STATS = ("mean_radiance", "sum_radiance", "valid_fraction", "weight", "n_pixels", "mean_obs")
 
@@ -155,7 +157,8 @@ def plan_parts(weights: GridWeights, n_months: int, itemsize: int = 10) -> list[
     """Split the chunks zones touch into tasks of bounded memory, keeping source tiles whole.
 
     A task holds all months of its chunks, so its size is capped in bytes
-    (:data:`TASK_BYTES`): memory stays flat however many months there are.
+    (:data:`TASK_BYTES`, or :data:`SPLIT_BYTES` within one source tile): memory stays
+    flat however many months there are.
     """
     if not weights.blocks:
         return []
@@ -183,7 +186,7 @@ def plan_parts(weights: GridWeights, n_months: int, itemsize: int = 10) -> list[
     groups, current, used = [], [], 0
     for k in range(uniq.size):
         new_tile = k == 0 or tile_of_key[k] != tile_of_key[k - 1]
-        if current and used + cost[k] > budget and (new_tile or used > TASK_BYTES):
+        if current and used + cost[k] > budget and (new_tile or used > SPLIT_BYTES):
             groups.append(current)
             current, used = [], 0
         current.append(k)
@@ -284,12 +287,16 @@ def zone_month_table(
     for i, r in enumerate(rasters):
         by_grid.setdefault(r.grid, []).append(i)
     tasks, owners = [], []
+    run = uuid.uuid4().hex
     for g, (grid, idx) in enumerate(by_grid.items()):
         group = [rasters[i] for i in idx]
         weights = coverage_weights(zones.geometry, grid)
         cube = open_cube(cube_dir, group)
-        for part in plan_parts(weights, len(group), np.dtype(cube.rad_dtype).itemsize + 2):
-            tasks.append(dask.delayed(part_stats, pure=True)(group, cube, part, rules, min_cf_cvg, bm_quality))
+        # shared arguments as one graph node each: dask would otherwise walk every raster per task
+        shared = [dask.delayed(v, traverse=False) for v in (group, cube)]
+        for k, part in enumerate(plan_parts(weights, len(group), np.dtype(cube.rad_dtype).itemsize + 2)):
+            tasks.append(dask.delayed(part_stats)(*shared, dask.delayed(part, traverse=False), rules, min_cf_cvg,
+                                                  bm_quality, dask_key_name=f"part_stats-{run}-{g}-{k}"))
             owners.append((g, part.zones))
     results = compute_with_progress(tasks, "extracting", progress)
     nz = len(zones)

@@ -12,7 +12,7 @@ from shapely.geometry import Point, box
 
 from pipeline.cube import CHUNK, load_chunks, open_cube
 from pipeline.sources import find_monthly_rasters, read_window
-from pipeline.zonal import STATS, TASK_BYTES, coverage_weights, plan_parts, zone_month_table
+from pipeline.zonal import SPLIT_BYTES, STATS, coverage_weights, plan_parts, zone_month_table
 from tests.conftest import RES, write_eog_month, write_tif
 
 WEST, NORTH = 125.0, 40.0
@@ -143,5 +143,5 @@ def test_task_memory_is_bounded_whatever_the_number_of_months(tmp_path, rng):
         parts = plan_parts(weights, months)
         per_chunk = CHUNK * CHUNK * months * 10
         biggest = max(len(p.chunks) for p in parts) * per_chunk
-        assert biggest <= TASK_BYTES + per_chunk  # a part closes once it passes the budget
+        assert biggest <= SPLIT_BYTES + per_chunk  # a part closes once it passes the budget
         assert sum(p.slot.size for p in parts) == weights.n_entries  # every weight in exactly one part
