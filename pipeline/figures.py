@@ -121,16 +121,17 @@ def verdict_figure(changes: pd.DataFrame, verdict: dict[str, Any], style: Style)
     ticks = [p for p in PCT_TICKS if xmin <= np.log1p(p / 100) <= xmax]
     ax.set_xticks([np.log1p(p / 100) for p in ticks], [_pct(p) for p in ticks])
     ax.set_xlabel(style.label("change_axis", b=verdict["baseline_year"], t=verdict["target_year"]) +
-                  " (log scale; bars: 95% interval)")
+                  style.label("log_note"))
     cs = verdict["claim_sites"]
     ax.set_title(style.label("counts_title", label=style.label("batch_label", batch=batch),
                              up=cs["counts"]["brightened"], rest=cs["similar_or_dimmer"]), weight="bold")
-    handles = [*class_handles(style, verdict.get("counts")),
+    counts = {k: int(v) for k, v in df["class"].value_counts().items()}
+    handles = [*class_handles(style, counts),
                Patch(fc=BAND_COLOR, ec="none", label=style.label("threshold_band", pct=_band_pct(thr)))]
-    fig.legend(handles=handles, ncol=min(len(handles), 5), handletextpad=0.3,
+    fig.legend(handles=handles, ncol=style.legend_columns(len(handles)), handletextpad=0.3,
                columnspacing=1.0)
     if other:
-        ax.annotate(f"* not in the claim's batch {batch}", (1, 0), xycoords="axes fraction", ha="right",
+        ax.annotate(style.label("not_claim", batch=batch), (1, 1), xycoords="axes fraction", ha="right",
                     va="bottom", fontsize=style.small_size)
     return finish(fig, verdict, style)
 
@@ -184,7 +185,7 @@ def small_multiples_figure(site_months: pd.DataFrame, changes: pd.DataFrame, sit
         c = r["class"]
         change = "" if pd.isna(r["change_pct"]) else f"  {_pct(r['change_pct'])}"
         ax.set_title(site_label(r, style) + change, fontsize=style.small_size, loc="left", pad=2)
-        ax.plot(0.98, 1.07, transform=ax.transAxes, ls="none", marker=CLASS_MARKERS[c], mfc=CLASS_COLORS[c],
+        ax.plot(0.94, 1.07, transform=ax.transAxes, ls="none", marker=CLASS_MARKERS[c], mfc=CLASS_COLORS[c],
                 mec="black", mew=0.5, ms=5, clip_on=False, zorder=5, scalex=False, scaley=False)
         ax.tick_params(labelsize=style.small_size - 0.5)
     for ax in axes.flat[len(order):]:
@@ -198,12 +199,13 @@ def small_multiples_figure(site_months: pd.DataFrame, changes: pd.DataFrame, sit
     fig.supylabel(style.label("radiance"), fontsize=style.base_size)
     handles = [Patch(fc=BASELINE_SHADE, label=style.label("baseline", y=b)),
                Patch(fc=TARGET_SHADE, label=style.label("target", y=t)),
-               Line2D([], [], color="black", marker="o", ms=2, lw=0.9, label="site"),
-               Line2D([], [], color="#777777", lw=0.6, ls=(0, (2, 1)), label="background ring"),
+               Line2D([], [], color="black", marker="o", ms=2, lw=0.9, label=style.label("site")),
+               Line2D([], [], color="#777777", lw=0.6, ls=(0, (2, 1)), label=style.label("ring")),
                Line2D([], [], color=INVALID_HATCH_COLOR, ls="none", marker="x", ms=3, label=style.label("invalid")),
                Line2D([], [], color="black", ls=":", lw=0.8, label=style.label("groundbreaking")),
                Line2D([], [], color="black", ls="--", lw=0.8, label=style.label("inauguration"))]
-    fig.legend(handles=handles + class_handles(style), ncol=min(6, len(handles) + 4),
+    classes = class_handles(style, {k: int(v) for k, v in order["class"].value_counts().items()})
+    fig.legend(handles=handles + classes, ncol=style.legend_columns(len(handles) + len(classes)),
                handlelength=1.6, columnspacing=0.9)
     return finish(fig, verdict, style)
 
@@ -224,6 +226,14 @@ class Composite:
         h, w = self.data.shape
         a = self.transform
         return a.c, a.c + a.a * w, a.f + a.e * h, a.f
+
+    def around(self, lon: float, lat: float, half_px: tuple[int, int]) -> Composite:
+        """A window of the same pixel size around every site, so all panels line up."""
+        col, row = (~self.transform) * (lon, lat)
+        hx, hy = half_px
+        r0, c0 = max(int(row) - hy, 0), max(int(col) - hx, 0)
+        data = self.data[r0:int(row) + hy + 1, c0:int(col) + hx + 1]
+        return Composite(data, self.transform * Affine.translation(c0, r0), self.year)
 
     def crop(self, bounds: tuple[float, float, float, float]) -> Composite:
         win = from_bounds(*bounds, transform=self.transform).round_offsets().round_lengths()
@@ -286,14 +296,14 @@ def _colorbar_ticks(cb: Any, norm: LogNorm) -> None:
     cb.ax.minorticks_off()
 
 
-def _image(ax: plt.Axes, comp: Composite, norm: LogNorm) -> Any:
+def _image(ax: plt.Axes, comp: Composite, norm: LogNorm, lat: float | None = None) -> Any:
     cmap = plt.get_cmap("Greys").with_extremes(bad=(0, 0, 0, 0))
     ax.set_facecolor("white")
     ax.add_patch(plt.Rectangle((0, 0), 1, 1, transform=ax.transAxes, fc="white", ec=INVALID_HATCH_COLOR,
                                hatch="////", lw=0, zorder=0))
     im = ax.imshow(np.clip(comp.data, norm.vmin, None), extent=comp.extent, cmap=cmap, norm=norm, zorder=1,
                    interpolation="nearest", origin="upper")
-    ax.set_aspect(1 / np.cos(np.deg2rad(np.mean(comp.extent[2:]))))
+    ax.set_aspect(1 / np.cos(np.deg2rad(np.mean(comp.extent[2:]) if lat is None else lat)))
     return im
 
 
@@ -384,7 +394,7 @@ def before_after_figure(pairs: Sequence[tuple[Any, Composite, Composite]], verdi
 
     ``pairs``: (site row with geometry, baseline composite, target composite), in chart order.
     """
-    per_row = max(2, int(style.width_mm // (45 if style.kind == "paper" else 64)))
+    per_row = max(3, int(style.width_mm // (45 if style.kind == "paper" else 64)))
     nrows = int(np.ceil(len(pairs) / per_row))
     cell = style.width_in / (2 * per_row)
     fig = plt.figure(figsize=(style.width_in, nrows * (cell * 1.05 + 0.22) + 1.0))
@@ -394,12 +404,13 @@ def before_after_figure(pairs: Sequence[tuple[Any, Composite, Composite]], verdi
                      for r in range(nrows)])
     fig.get_layout_engine().set(w_pad=0.005, wspace=0.0, hspace=0.05)
     norm = _norm([c.data for _, b, t in pairs for c in (b, t)])
+    lat = float(np.mean([np.mean(b.extent[2:]) for _, b, _ in pairs]))  # one aspect: panels line up
     im = None
     for k, (row, before, after) in enumerate(pairs):
         r, col = divmod(k, per_row)
         for j, comp in enumerate((before, after)):
             ax = axes[r, 2 * col + j]
-            im = _image(ax, comp, norm)
+            im = _image(ax, comp, norm, lat)
             _outline(ax, row.geometry)
             ax.set_xticks([])
             ax.set_yticks([])
@@ -422,9 +433,10 @@ def before_after_figure(pairs: Sequence[tuple[Any, Composite, Composite]], verdi
         _colorbar_ticks(cb, norm)
         cb.set_label(style.label("radiance") + "; " + style.label(
             "before_after", b=verdict["baseline_year"], t=verdict["target_year"]))
-    handles = [*class_handles(style), Patch(fc="white", ec=INVALID_HATCH_COLOR, hatch="////",
-                                            label=style.label("invalid"))]
-    fig.legend(handles=handles, ncol=len(handles), columnspacing=1.0)
+    present = pd.Series([row.klass for row, _, _ in pairs]).value_counts()
+    handles = [*class_handles(style, {k: int(v) for k, v in present.items()}),
+               Patch(fc="white", ec=INVALID_HATCH_COLOR, hatch="////", label=style.label("invalid"))]
+    fig.legend(handles=handles, ncol=style.legend_columns(len(handles)), columnspacing=1.0)
     return finish(fig, verdict, style)
 
 
@@ -456,16 +468,17 @@ def robustness_figure(sens: pd.DataFrame, verdict: dict[str, Any], style: Style)
         bar.set_hatch("////")
         bar.set_edgecolor(CLAIM_COLOR)
         bar.set_linewidth(1.2)
-        a1.annotate(f"{style.label('claim')}: {claimed}", (claimed, ys[claimed - lo] + 0.08 * top),
-                    xytext=(0, 16 if here != claimed else 30), textcoords="offset points", ha="center",
-                    color=CLAIM_COLOR, weight="bold", arrowprops={"arrowstyle": "-|>", "color": CLAIM_COLOR, "lw": 0.8})
+        a1.annotate(f"{style.label('claim')}: {claimed}", (claimed, ys[claimed - lo]),
+                    xytext=(0, 26 if here != claimed else 42), textcoords="offset points", ha="center",
+                    color=CLAIM_COLOR, weight="bold",
+                    arrowprops={"arrowstyle": "-|>", "color": CLAIM_COLOR, "lw": 0.8, "shrinkB": 11})
     if lo <= here <= hi:
-        a1.annotate(f"{style.label('headline')}: {here}", (here, ys[here - lo] + 0.08 * top), xytext=(0, 14),
-                    textcoords="offset points", ha="center", arrowprops={"arrowstyle": "-|>", "lw": 0.8})
+        a1.annotate(f"{style.label('headline')}: {here}", (here, ys[here - lo]), xytext=(0, 26),
+                    textcoords="offset points", ha="center", arrowprops={"arrowstyle": "-|>", "lw": 0.8, "shrinkB": 11})
     a1.set_xticks(xs)
     a1.set_xlabel(style.label("n_brightened", n=n_sites))
     a1.set_ylabel(style.label("variants"))
-    a1.set_ylim(0, top * 1.45 + 1)
+    a1.set_ylim(0, top * 1.6 + 1)
     a1.set_title(style.label("robust_title", n=len(sens)), weight="bold")
     rows = []
     for dim in DIMENSIONS:
@@ -485,7 +498,7 @@ def robustness_figure(sens: pd.DataFrame, verdict: dict[str, Any], style: Style)
     a2.set_xlim(lo - 0.5, hi + 0.5)
     a2.set_xticks(xs)
     a2.set_xlabel(style.label("n_brightened", n=n_sites))
-    a2.set_title(style.label("by_choice") + " (dot: median)", fontsize=style.small_size)
+    a2.set_title(style.label("by_choice") + style.label("dot_median"), fontsize=style.small_size)
     a2.tick_params(axis="y", length=0)
     return finish(fig, verdict, style)
 

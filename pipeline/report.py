@@ -143,7 +143,9 @@ def _composites(results: Any, p: dict[str, Any]) -> dict[str, Any]:
         r = rows.loc[sid]
         box = (r.center_lon - half_lon, r.center_lat - half_lat, r.center_lon + half_lon, r.center_lat + half_lat)
         if full:
-            before, after = (big[y].crop(box) if big[y] is not None else None for y in (b, t))
+            half_px = (round(half_lon / res), round(half_lat / res))
+            before, after = (big[y].around(r.center_lon, r.center_lat, half_px) if big[y] is not None else None
+                             for y in (b, t))
         else:
             before, after = (F.composite(results.rasters, box, y, cvg, quality) for y in (b, t))
         if before is not None and after is not None:
@@ -329,7 +331,7 @@ def _provenance(results: Any, checksums: dict[str, str]) -> tuple[list[tuple[str
 # --------------------------------------------------------------------------- HTML
 
 CSS = """
-body{font-family:"DejaVu Sans",Helvetica,Arial,sans-serif;max-width:60rem;margin:2rem auto;padding:0 1rem;
+body{font-family:"Noto Sans KR subset","DejaVu Sans",Helvetica,Arial,sans-serif;max-width:60rem;margin:2rem auto;padding:0 1rem;
 color:#222;line-height:1.45}
 h1{font-size:1.6rem}h2{font-size:1.25rem;border-bottom:1px solid #ccc;padding-bottom:.2rem;margin-top:2rem}
 .synthetic{background:#CC3311;color:#fff;font-weight:bold;padding:1rem;font-size:1.1rem;border-radius:4px}
@@ -342,7 +344,32 @@ figcaption{font-size:.85rem;color:#444}code,.hash{font-family:"DejaVu Sans Mono"
 word-break:break-all}
 .credit{font-size:.8rem;color:#555}
 """
-CSP = "default-src 'none'; img-src data:; style-src 'unsafe-inline'; base-uri 'none'; form-action 'none'"
+CSP = ("default-src 'none'; img-src data:; font-src data:; style-src 'unsafe-inline'; base-uri 'none'; "
+       "form-action 'none'")
+
+
+def hangul_font_face(text: str) -> str:
+    """CSS embedding the Noto Sans KR glyphs ``text`` uses (a few kB), so hangul shows without system fonts."""
+    from pipeline.style import korean_font_path
+
+    chars = {c for c in text if ord(c) >= 0x1100}
+    path = korean_font_path()
+    if not chars or path is None:
+        return ""
+    from fontTools import subset
+    from fontTools.ttLib import TTFont
+
+    font = TTFont(path, recalcTimestamp=False)  # keep bytes reproducible
+    options = subset.Options()
+    options.name_IDs = ["*"]  # keeps the copyright and SIL OFL 1.1 notice
+    sub = subset.Subsetter(options)
+    sub.populate(text="".join(sorted(chars)))
+    sub.subset(font)
+    buf = io.BytesIO()
+    font.save(buf)
+    data = base64.b64encode(buf.getvalue()).decode("ascii")
+    return ("@font-face{font-family:\"Noto Sans KR subset\";font-display:block;unicode-range:U+1100-11FF,"
+            "U+3130-318F,U+AC00-D7AF;src:url(data:font/otf;base64," + data + ") format(\"opentype\");}")
 
 
 def _table(header: list[str], rows: list[list[str]], num: set[int] | None = None) -> str:
@@ -363,7 +390,7 @@ def report_html(results: Any, pngs: dict[str, bytes], checksums: dict[str, str],
         f'<meta http-equiv="Content-Security-Policy" content="{CSP}">',
         '<meta name="viewport" content="width=device-width, initial-scale=1">', '<link rel="icon" href="data:,">',
         f"<title>{'[SYNTHETIC] ' if is_synthetic(v) else ''}nightlights report: "
-        f"{v['baseline_year']} to {v['target_year']}</title>", f"<style>{CSS}</style></head><body>",
+        f"{v['baseline_year']} to {v['target_year']}</title>", "<style>{CSS}</style></head><body>",
     ]
     if is_synthetic(v):
         parts.append(f'<div class="synthetic" id="synthetic-warning" role="alert">{e(SYNTHETIC_NOTE)} '
@@ -401,7 +428,8 @@ def report_html(results: Any, pngs: dict[str, bytes], checksums: dict[str, str],
               "<h3>Input files (SHA-256)</h3>",
               _table(["Month", "File", "SHA-256"], files).replace("<td>", "<td class=hash>"),
               "</body></html>"]
-    return "\n".join(parts) + "\n"
+    page = "\n".join(parts) + "\n"
+    return page.replace("<style>{CSS}</style>", f"<style>{CSS}{hangul_font_face(page)}</style>", 1)
 
 
 def _calibration_sentence(v: dict[str, Any]) -> str:

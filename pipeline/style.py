@@ -17,6 +17,7 @@ from __future__ import annotations
 import dataclasses
 import importlib.util
 import os
+import re
 from collections.abc import Iterable, Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass
@@ -65,7 +66,8 @@ LABELS: dict[str, dict[str, str]] = {
         "robust_title": "Brightened count over {n} method variants", "by_choice": "Range over the other choices",
         "batch_label": "batch-{batch} sites", "insufficient_short": "insufficient data",
         "synthetic": "SYNTHETIC DATA", "synthetic_note": "SYNTHETIC DEMO DATA: not evidence about North Korea",
-        "months": "months",
+        "months": "months", "log_note": " (log scale; bars: 95% interval)", "site": "site",
+        "ring": "background ring", "dot_median": " (dot: median)", "not_claim": "* not in the claim's batch {batch}",
     },
     "ko": {
         "brightened": "밝아짐", "unchanged": "변화 없음", "dimmed": "어두워짐", "insufficient_data": "자료 부족",
@@ -79,7 +81,8 @@ LABELS: dict[str, dict[str, str]] = {
         "robust_title": "방법 변형 {n}가지에 따른 밝아진 지점 수", "by_choice": "다른 선택에 대한 범위",
         "batch_label": "{batch}년 지정 지점", "insufficient_short": "자료 부족",
         "synthetic": "SYNTHETIC DATA 합성 데이터", "synthetic_note": "합성 데모 데이터 (SYNTHETIC): 북한에 대한 증거가 아님",
-        "months": "월",
+        "months": "월", "log_note": " (로그 눈금, 막대: 95% 구간)", "site": "지점", "ring": "주변 고리 (배경)",
+        "dot_median": " (점: 중앙값)", "not_claim": "* 주장의 {batch}년 지정 지점이 아님",
     },
 }
 
@@ -116,6 +119,10 @@ class Style:
 
     def label(self, key: str, **kw: Any) -> str:
         return LABELS[self.lang][key].format(**kw)
+
+    def legend_columns(self, n: int) -> int:
+        """As many legend columns as fit the width (about 30 mm each on paper)."""
+        return max(1, min(n, int(self.width_mm // (30 if self.kind == "paper" else 45))))
 
 
 def korean_font_path() -> Path | None:
@@ -223,8 +230,10 @@ def finish(fig: plt.Figure, verdict: dict[str, Any], style: Style) -> plt.Figure
         bottom += leg.get_window_extent(renderer).height / fig.dpi + pad
     top = 0.0
     if is_synthetic(verdict):
-        fig.text(0.5, 0.5, style.label("synthetic"), ha="center", va="center", rotation=25,
-                 fontsize=style.base_size * 5, color=SYNTHETIC_COLOR, alpha=0.16, weight="bold",
+        mark = style.label("synthetic")
+        fit = 0.8 * fig.get_figwidth() * 72 / (0.68 * len(mark) * 0.906)  # 0.906 = cos 25°, 0.68 em per glyph
+        fig.text(0.5, 0.5, mark, ha="center", va="center", rotation=25,
+                 fontsize=min(style.base_size * 5, fit), color=SYNTHETIC_COLOR, alpha=0.16, weight="bold",
                  zorder=100, gid="synthetic-watermark")
         note = fig.text(0.004, 1 - pad / h, style.label("synthetic_note"), ha="left", va="top",
                         fontsize=style.small_size, color="white", weight="bold", gid="synthetic-note", zorder=101,
@@ -234,6 +243,23 @@ def finish(fig: plt.Figure, verdict: dict[str, Any], style: Style) -> plt.Figure
     if engine is not None and hasattr(engine, "set"):
         engine.set(rect=(0, bottom / h, 1, 1 - (bottom + top) / h))
     return fig
+
+
+_HASHED_ID = re.compile(r'id="((?:p|m|h|image)[0-9a-f]{10})"')
+
+
+def stable_svg_ids(svg: str) -> str:
+    """Number Matplotlib's hashed SVG ids (clip paths, markers, hatches, images) in order of appearance.
+
+    The hashes include layout floats whose last bits can vary between runs (the order in which
+    Matplotlib sums them), which would break byte-identical output; sequential ids do not.
+    """
+    ids = dict.fromkeys(_HASHED_ID.findall(svg))
+    if not ids:
+        return svg
+    new = {old: f"{old[0] if not old.startswith('image') else 'img'}{i:04d}" for i, old in enumerate(ids)}
+    pattern = re.compile(r'(?<=id=")(' + "|".join(ids) + r')(?=")|(?<=#)(' + "|".join(ids) + r')(?=[)"])')
+    return pattern.sub(lambda m: new[m.group(0)], svg)
 
 
 def save(fig: plt.Figure, base: Path, style: Style, verdict: dict[str, Any], title: str) -> list[Path]:
@@ -255,6 +281,8 @@ def save(fig: plt.Figure, base: Path, style: Style, verdict: dict[str, Any], tit
         else:
             raise ValueError(f"unknown format {fmt}")
         fig.savefig(path, format=fmt, dpi=style.dpi, metadata=meta)  # callers write into a staging folder
+        if fmt == "svg":
+            path.write_text(stable_svg_ids(path.read_text(encoding="utf-8")), encoding="utf-8")
         written.append(path)
     plt.close(fig)
     return written
