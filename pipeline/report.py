@@ -32,13 +32,15 @@ import pandas as pd
 from pipeline import figures as F
 from pipeline.errors import ConfigError, SourceError
 from pipeline.style import (
-    FORMATS,
     Style,
+    add_style_options,
     credit_line,
     describe_products,
     is_synthetic,
+    korean_font_css,
     save,
     source_date,
+    style_from_args,
     styled,
 )
 from pipeline.verdict import CLAIM, SYNTHETIC_NOTE, headline
@@ -348,30 +350,6 @@ CSP = ("default-src 'none'; img-src data:; font-src data:; style-src 'unsafe-inl
        "form-action 'none'")
 
 
-def hangul_font_face(text: str) -> str:
-    """CSS embedding the Noto Sans KR glyphs ``text`` uses (a few kB), so hangul shows without system fonts."""
-    from pipeline.style import korean_font_path
-
-    chars = {c for c in text if ord(c) >= 0x1100}
-    path = korean_font_path()
-    if not chars or path is None:
-        return ""
-    from fontTools import subset
-    from fontTools.ttLib import TTFont
-
-    font = TTFont(path, recalcTimestamp=False)  # keep bytes reproducible
-    options = subset.Options()
-    options.name_IDs = ["*"]  # keeps the copyright and SIL OFL 1.1 notice
-    sub = subset.Subsetter(options)
-    sub.populate(text="".join(sorted(chars)))
-    sub.subset(font)
-    buf = io.BytesIO()
-    font.save(buf)
-    data = base64.b64encode(buf.getvalue()).decode("ascii")
-    return ("@font-face{font-family:\"Noto Sans KR subset\";font-display:block;unicode-range:U+1100-11FF,"
-            "U+3130-318F,U+AC00-D7AF;src:url(data:font/otf;base64," + data + ") format(\"opentype\");}")
-
-
 def _table(header: list[str], rows: list[list[str]], num: set[int] | None = None) -> str:
     num = num or set()
     th = "".join(f"<th>{html.escape(h)}</th>" for h in header)
@@ -429,7 +407,7 @@ def report_html(results: Any, pngs: dict[str, bytes], checksums: dict[str, str],
               _table(["Month", "File", "SHA-256"], files).replace("<td>", "<td class=hash>"),
               "</body></html>"]
     page = "\n".join(parts) + "\n"
-    return page.replace("<style>{CSS}</style>", f"<style>{CSS}{hangul_font_face(page)}</style>", 1)
+    return page.replace("<style>{CSS}</style>", f"<style>{CSS}{korean_font_css(page)}</style>", 1)
 
 
 def _calibration_sentence(v: dict[str, Any]) -> str:
@@ -484,30 +462,6 @@ def add_figures_parser(sub: argparse._SubParsersAction, common: argparse.Argumen
     sp.add_argument("--out", type=Path, default=Path("outputs"), metavar="DIR",
                     help="output folder of an earlier run (default outputs/)")
     sp.set_defaults(func=cmd_figures)
-
-
-def add_style_options(sp: argparse.ArgumentParser) -> None:
-    d = Style()
-    g = sp.add_argument_group("charts")
-    g.add_argument("--format", default=",".join(d.formats), metavar="LIST",
-                   help="comma-separated formats among png,svg,pdf (default all three)")
-    g.add_argument("--dpi", type=int, default=d.dpi, help=f"PNG resolution (default {d.dpi})")
-    g.add_argument("--style", choices=("paper", "slide"), default=d.kind, help="font sizes (default paper)")
-    g.add_argument("--width-mm", type=float, default=d.width_mm, metavar="MM",
-                   help=f"chart width, e.g. 89 (one journal column) or 183 (two) (default {d.width_mm:g})")
-    g.add_argument("--lang", choices=("en", "ko"), default=d.lang, help="chart labels (ko: hangul site names)")
-
-
-def style_from_args(args: argparse.Namespace) -> Style:
-    formats = tuple(f.strip().lower() for f in str(args.format).split(",") if f.strip())
-    bad = [f for f in formats if f not in FORMATS]
-    if bad or not formats:
-        raise ConfigError(f"--format {args.format}: use a comma-separated list of {', '.join(FORMATS)}")
-    if not 50 <= args.dpi <= 2400:
-        raise ConfigError(f"--dpi {args.dpi}: use a value between 50 and 2400 (300 for print)")
-    if not 40 <= args.width_mm <= 600:
-        raise ConfigError(f"--width-mm {args.width_mm:g}: use a width between 40 and 600 mm (89 or 183 for journals)")
-    return Style(kind=args.style, width_mm=float(args.width_mm), dpi=int(args.dpi), lang=args.lang, formats=formats)
 
 
 def load_results(out: Path) -> Any:

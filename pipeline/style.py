@@ -14,8 +14,11 @@ it, SVG ids from a fixed salt).
 
 from __future__ import annotations
 
+import argparse
+import base64
 import dataclasses
 import importlib.util
+import io
 import os
 import re
 from collections.abc import Iterable, Iterator
@@ -33,6 +36,7 @@ import matplotlib.pyplot as plt
 from matplotlib import font_manager
 
 from pipeline import __version__
+from pipeline.errors import ConfigError
 
 MM_PER_INCH = 25.4
 FORMATS = ("png", "svg", "pdf")
@@ -152,8 +156,6 @@ def rc_params(style: Style) -> dict[str, Any]:
     if style.lang == "ko":
         ko = _register_korean_font()
         if ko is None:
-            from pipeline.errors import ConfigError
-
             raise ConfigError(f"--lang ko needs the Korean font package '{KO_FONT_PACKAGE}'; run 'make install'")
         family = [ko, "DejaVu Sans"]
     b, s = style.base_size, style.small_size
@@ -185,8 +187,6 @@ def source_date() -> datetime | None:
     try:
         return datetime.fromtimestamp(int(epoch), tz=UTC)
     except ValueError:
-        from pipeline.errors import ConfigError
-
         raise ConfigError(f"SOURCE_DATE_EPOCH={epoch!r} is not a Unix time in seconds; unset it or fix it") from None
 
 
@@ -286,3 +286,49 @@ def save(fig: plt.Figure, base: Path, style: Style, verdict: dict[str, Any], tit
         written.append(path)
     plt.close(fig)
     return written
+
+
+def korean_font_css(text: str) -> str:
+    """CSS embedding the Noto Sans KR glyphs ``text`` uses (a few kB), so hangul shows without system fonts."""
+    chars = {c for c in text if ord(c) >= 0x1100}
+    path = korean_font_path()
+    if not chars or path is None:
+        return ""
+    from fontTools import subset
+    from fontTools.ttLib import TTFont
+
+    font = TTFont(path, recalcTimestamp=False)  # keep bytes reproducible
+    options = subset.Options()
+    options.name_IDs = ["*"]  # keeps the copyright and SIL OFL 1.1 notice
+    sub = subset.Subsetter(options)
+    sub.populate(text="".join(sorted(chars)))
+    sub.subset(font)
+    buf = io.BytesIO()
+    font.save(buf)
+    data = base64.b64encode(buf.getvalue()).decode("ascii")
+    return ("@font-face{font-family:\"Noto Sans KR subset\";font-display:block;unicode-range:U+1100-11FF,"
+            "U+3130-318F,U+AC00-D7AF;src:url(data:font/otf;base64," + data + ") format(\"opentype\");}")
+
+
+def add_style_options(sp: argparse.ArgumentParser) -> None:
+    d = Style()
+    g = sp.add_argument_group("charts")
+    g.add_argument("--format", default=",".join(d.formats), metavar="LIST",
+                   help="comma-separated formats among png,svg,pdf (default all three)")
+    g.add_argument("--dpi", type=int, default=d.dpi, help=f"PNG resolution (default {d.dpi})")
+    g.add_argument("--style", choices=("paper", "slide"), default=d.kind, help="font sizes (default paper)")
+    g.add_argument("--width-mm", type=float, default=d.width_mm, metavar="MM",
+                   help=f"chart width, e.g. 89 (one journal column) or 183 (two) (default {d.width_mm:g})")
+    g.add_argument("--lang", choices=("en", "ko"), default=d.lang, help="chart labels (ko: hangul site names)")
+
+
+def style_from_args(args: argparse.Namespace) -> Style:
+    formats = tuple(f.strip().lower() for f in str(args.format).split(",") if f.strip())
+    bad = [f for f in formats if f not in FORMATS]
+    if bad or not formats:
+        raise ConfigError(f"--format {args.format}: use a comma-separated list of {', '.join(FORMATS)}")
+    if not 50 <= args.dpi <= 2400:
+        raise ConfigError(f"--dpi {args.dpi}: use a value between 50 and 2400 (300 for print)")
+    if not 40 <= args.width_mm <= 600:
+        raise ConfigError(f"--width-mm {args.width_mm:g}: use a width between 40 and 600 mm (89 or 183 for journals)")
+    return Style(kind=args.style, width_mm=float(args.width_mm), dpi=int(args.dpi), lang=args.lang, formats=formats)

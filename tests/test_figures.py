@@ -129,3 +129,20 @@ def test_png_bytes_read_back(run):
     with Image.open(io.BytesIO(data)) as im:
         im.verify()
     assert Path(out / "figures" / "map.svg").read_text(encoding="utf-8").lstrip().startswith("<?xml")
+
+
+def test_verdict_chart_shows_missing_and_other_batch_sites(run, tmp_path):
+    results, _ = run
+    changes = results.changes.copy()
+    gone = changes.index[0]
+    for col in ("change_pct", "ci_low", "ci_high", "log_ratio", "log_ci_low", "log_ci_high"):
+        changes.loc[gone, col] = float("nan")
+    changes.loc[gone, "class"] = "insufficient_data"
+    changes.loc[changes.index[1], "batch"] = 2025
+    style = Style(formats=("svg",), dpi=100)
+    with styled(style):
+        save(verdict_figure(changes, results.verdict, style), tmp_path / "v", style, results.verdict, "t")
+    svg = (tmp_path / "v.svg").read_text(encoding="utf-8")
+    assert "insufficient data (1)" in svg and ">insufficient data<" in svg
+    assert f"{changes.loc[changes.index[1], 'name']} *" in svg
+    assert "* not in the claim's batch 2024" in svg
