@@ -79,7 +79,7 @@ def class_handles(style: Style, counts: dict[str, int] | None = None) -> list[Li
             continue
         label = style.label(c) + (f" ({counts[c]})" if counts is not None else "")
         out.append(Line2D([], [], ls="none", marker=CLASS_MARKERS[c], mfc=CLASS_COLORS[c], mec="black",
-                          mew=0.5, ms=5, label=label))
+                          mew=0.5, ms=style.scale(5), label=label))
     return out
 
 
@@ -105,9 +105,9 @@ def verdict_figure(changes: pd.DataFrame, verdict: dict[str, Any], style: Style)
             ax.plot([r["log_ci_low"], r["log_ci_high"]], [i, i], color="black", lw=0.8, zorder=2,
                     solid_capstyle="butt")
             ax.plot(r["log_ratio"], i, ls="none", marker=CLASS_MARKERS[c], mfc=CLASS_COLORS[c], mec="black",
-                    mew=0.5, ms=5 if style.kind == "paper" else 8, zorder=3)
+                    mew=0.5, ms=style.scale(5), zorder=3)
         else:
-            ax.plot(0, i, ls="none", marker=CLASS_MARKERS[c], mfc=CLASS_COLORS[c], mec="black", mew=0.5, ms=4)
+            ax.plot(0, i, ls="none", marker=CLASS_MARKERS[c], mfc=CLASS_COLORS[c], mec="black", mew=0.5, ms=style.scale(4))
             ax.annotate(style.label("insufficient_short"), (0, i), xytext=(6, 0), textcoords="offset points",
                         va="center", fontsize=style.small_size, color="#444444")
     batch = verdict.get("claim", {}).get("batch", 2024)
@@ -170,12 +170,12 @@ def small_multiples_figure(site_months: pd.DataFrame, changes: pd.DataFrame, sit
         if "ring_mean_radiance" in d:
             ring = d["ring_mean_radiance"].where(d["ring_valid_fraction"] >= 0.5).to_numpy(dtype=float)
             ax.plot(d["date"], ring, color="#777777", lw=0.6, ls=(0, (2, 1)), zorder=2)
-        ax.plot(d["date"], y, color="black", lw=0.9, marker="o", ms=1.6, zorder=3)
+        ax.plot(d["date"], y, color="black", lw=0.9, marker="o", ms=style.scale(1.6), zorder=3)
         top = np.nanmax(np.r_[y, 0.1]) * 1.15
         ax.set_ylim(0, top)
         gaps = d["date"][~valid]
         if len(gaps):  # an empty unclipped line would sit at the figure origin and break the layout
-            ax.plot(gaps, np.full(len(gaps), 0.02 * top), ls="none", marker="x", ms=2.5, mew=0.6,
+            ax.plot(gaps, np.full(len(gaps), 0.02 * top), ls="none", marker="x", ms=style.scale(2.5), mew=0.6,
                     color=INVALID_HATCH_COLOR, zorder=3, clip_on=False)
         m = meta.loc[r["site_id"]] if r["site_id"] in meta.index else pd.Series(dtype=object)
         for key, ls in (("groundbreaking", ":"), ("inauguration", "--")):
@@ -186,7 +186,7 @@ def small_multiples_figure(site_months: pd.DataFrame, changes: pd.DataFrame, sit
         change = "" if pd.isna(r["change_pct"]) else f"  {_pct(r['change_pct'])}"
         ax.set_title(site_label(r, style) + change, fontsize=style.small_size, loc="left", pad=2)
         ax.plot(0.94, 1.07, transform=ax.transAxes, ls="none", marker=CLASS_MARKERS[c], mfc=CLASS_COLORS[c],
-                mec="black", mew=0.5, ms=5, clip_on=False, zorder=5, scalex=False, scaley=False)
+                mec="black", mew=0.5, ms=style.scale(5), clip_on=False, zorder=5, scalex=False, scaley=False)
         ax.tick_params(labelsize=style.small_size - 0.5)
     for ax in axes.flat[len(order):]:
         ax.set_visible(False)
@@ -199,9 +199,9 @@ def small_multiples_figure(site_months: pd.DataFrame, changes: pd.DataFrame, sit
     fig.supylabel(style.label("radiance"), fontsize=style.base_size)
     handles = [Patch(fc=BASELINE_SHADE, label=style.label("baseline", y=b)),
                Patch(fc=TARGET_SHADE, label=style.label("target", y=t)),
-               Line2D([], [], color="black", marker="o", ms=2, lw=0.9, label=style.label("site")),
+               Line2D([], [], color="black", marker="o", ms=style.scale(2), lw=0.9, label=style.label("site")),
                Line2D([], [], color="#777777", lw=0.6, ls=(0, (2, 1)), label=style.label("ring")),
-               Line2D([], [], color=INVALID_HATCH_COLOR, ls="none", marker="x", ms=3, label=style.label("invalid")),
+               Line2D([], [], color=INVALID_HATCH_COLOR, ls="none", marker="x", ms=style.scale(3), label=style.label("invalid")),
                Line2D([], [], color="black", ls=":", lw=0.8, label=style.label("groundbreaking")),
                Line2D([], [], color="black", ls="--", lw=0.8, label=style.label("inauguration"))]
     classes = class_handles(style, {k: int(v) for k, v in order["class"].value_counts().items()})
@@ -330,7 +330,7 @@ def map_figure(comp: Composite, sites: pd.DataFrame, changes: pd.DataFrame, verd
     for c in CLASS_ORDER:
         d = df[df["klass"] == c]
         ax.plot(d["center_lon"], d["center_lat"], ls="none", marker=CLASS_MARKERS[c], mfc=CLASS_COLORS[c],
-                mec="black", mew=0.6, ms=6 if style.kind == "paper" else 9, zorder=5)
+                mec="black", mew=0.6, ms=style.scale(6), zorder=5)
     fig.canvas.draw()
     _place_labels(ax, df["center_lon"].to_numpy(), df["center_lat"].to_numpy(),
                   [site_label(r, style) for r in df.itertuples()], style.small_size)
@@ -423,7 +423,7 @@ def before_after_figure(pairs: Sequence[tuple[Any, Composite, Composite]], verdi
         title = axes[r, 2 * col].set_title(site_label(row, style), fontsize=style.small_size, loc="left", pad=2)
         title.set_in_layout(True)
         axes[r, 2 * col + 1].plot(0.9, 1.08, transform=axes[r, 2 * col + 1].transAxes, ls="none",
-                                  marker=CLASS_MARKERS[c], mfc=CLASS_COLORS[c], mec="black", mew=0.5, ms=5,
+                                  marker=CLASS_MARKERS[c], mfc=CLASS_COLORS[c], mec="black", mew=0.5, ms=style.scale(5),
                                   clip_on=False, scalex=False, scaley=False)
     for ax in axes.flat[2 * len(pairs):]:
         ax.set_visible(False)
@@ -488,7 +488,7 @@ def robustness_figure(sens: pd.DataFrame, verdict: dict[str, Any], style: Style)
             rows.append((f"{dim.replace('_m', ' (m)').replace('_', ' ')} = {_fmt(value)}", g["brightened"]))
     for i, (_, v) in enumerate(rows):
         a2.plot([v.min(), v.max()], [i, i], color="black", lw=0.8, solid_capstyle="butt")
-        a2.plot(v.median(), i, ls="none", marker="o", mfc="white", mec="black", ms=4, mew=0.8)
+        a2.plot(v.median(), i, ls="none", marker="o", mfc="white", mec="black", ms=style.scale(4), mew=0.8)
     a2.axvline(claimed, color=CLAIM_COLOR, lw=1.0, ls="--", zorder=0)
     a2.axvline(here, color="black", lw=0.6, ls=":", zorder=0)
     a2.annotate(style.label("claim"), (claimed, 1), xycoords=("data", "axes fraction"), xytext=(-2, 0),

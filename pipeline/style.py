@@ -121,6 +121,10 @@ class Style:
     def small_size(self) -> float:
         return self.base_size - (1.0 if self.kind == "paper" else 2.0)
 
+    def scale(self, size: float) -> float:
+        """Marker sizes grow with the slide fonts."""
+        return size if self.kind == "paper" else size * 1.6
+
     def label(self, key: str, **kw: Any) -> str:
         return LABELS[self.lang][key].format(**kw)
 
