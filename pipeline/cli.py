@@ -340,19 +340,13 @@ def _write_run(results, args: argparse.Namespace, data_kind: str) -> None:
             out.write_csv("sensitivity.csv", results.sensitivity, data_kind)
         out.write_json("verdict.json", results.verdict)
         if not args.no_figures:
-            _write_figures(results, out)
+            _write_figures(results, out, args.data_dir)
 
 
-def _write_figures(results, out) -> None:
-    try:
-        from pipeline.report import write_publication
-    except ImportError:
-        from pipeline.figures import save_figure, verdict_figure
+def _write_figures(results, out, data_dir: Path) -> None:
+    from pipeline.report import write_publication
 
-        for ext in ("png", "svg", "pdf"):
-            save_figure(verdict_figure(results.changes, results.verdict), out.path(f"figures/verdict.{ext}"))
-        return
-    write_publication(results, out)
+    write_publication(results, out, cache_dir=data_dir / "cache")  # input checksums are cached there
 
 
 # --------------------------------------------------------------------------- entry point

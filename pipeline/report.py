@@ -64,8 +64,13 @@ HASH_CACHE_NAME = "sha256.json"
 # --------------------------------------------------------------------------- entry point
 
 
-def write_publication(results: Any, out: Any, style: Style | None = None) -> dict[str, Path]:
-    """Every chart, the GIS files and both reports into the staging folder ``out``."""
+def write_publication(results: Any, out: Any, style: Style | None = None,
+                      cache_dir: Path | None = None) -> dict[str, Path]:
+    """Every chart, the GIS files and both reports into the staging folder ``out``.
+
+    ``cache_dir`` (the run's ``--data-dir``/cache) keeps input checksums between runs; without
+    it they are computed afresh. Nothing is written anywhere else (never into ``$HOME``).
+    """
     style = style or Style()
     v = results.verdict
     pngs: dict[str, bytes] = {}
@@ -86,7 +91,7 @@ def write_publication(results: Any, out: Any, style: Style | None = None) -> dic
             if "png" in style.formats:
                 pngs[name] = base.with_suffix(".png").read_bytes()
     write_gis(results, out)
-    checksums = input_checksums(results.rasters)
+    checksums = input_checksums(results.rasters, cache_dir / HASH_CACHE_NAME if cache_dir else None)
     out.write_text("report.html", report_html(results, pngs, checksums, style))
     out.write_text("report.md", report_md(results, list(pngs), checksums, style))
     return {n: Path(f"figures/{n}") for n in pngs}
@@ -191,11 +196,6 @@ def write_gis(results: Any, out: Any) -> None:
 # --------------------------------------------------------------------------- checksums
 
 
-def _hash_cache_path() -> Path:
-    base = os.environ.get("XDG_CACHE_HOME") or str(Path.home() / ".cache")
-    return Path(base) / "nightlights" / HASH_CACHE_NAME
-
-
 def sha256_file(path: Path, cache: dict[str, Any] | None = None) -> str:
     """SHA-256 of a file, reused from ``cache`` while its path, size and mtime are unchanged."""
     st = path.stat()
@@ -213,20 +213,21 @@ def sha256_file(path: Path, cache: dict[str, Any] | None = None) -> str:
     return digest
 
 
-def input_checksums(rasters: list[Any]) -> dict[str, str]:
-    """File name -> sha256 of every input raster (radiance and auxiliary layer); cached on disk."""
-    cache_path = _hash_cache_path()
-    try:
-        cache = json.loads(cache_path.read_text(encoding="utf-8"))
-    except (OSError, ValueError):
-        cache = {}
+def input_checksums(rasters: list[Any], cache_path: Path | None = None) -> dict[str, str]:
+    """File name -> sha256 of every input raster (radiance and auxiliary layer); cached in ``cache_path``."""
+    cache: dict[str, Any] = {}
+    if cache_path is not None and cache_path.exists():
+        try:
+            cache = json.loads(cache_path.read_text(encoding="utf-8"))
+        except (OSError, ValueError):
+            log.warning("%s: unreadable checksum cache, recomputing", cache_path)
     before = dict(cache)
     sums = {}
     for r in rasters:
         for f in (r.radiance, r.aux):
             if f is not None and f.exists():
                 sums[f.name] = sha256_file(f, cache)
-    if cache != before:
+    if cache_path is not None and cache != before:
         try:
             cache_path.parent.mkdir(parents=True, exist_ok=True)
             tmp = cache_path.with_name(f".{cache_path.name}.{os.getpid()}.part")
@@ -461,6 +462,8 @@ def add_figures_parser(sub: argparse._SubParsersAction, common: argparse.Argumen
     add_style_options(sp)
     sp.add_argument("--out", type=Path, default=Path("outputs"), metavar="DIR",
                     help="output folder of an earlier run (default outputs/)")
+    sp.add_argument("--data-dir", type=Path, default=Path("data"), metavar="DIR",
+                    help="where input checksums are cached, if it exists (default data/)")
     sp.set_defaults(func=cmd_figures)
 
 
@@ -504,6 +507,7 @@ def cmd_figures(args: argparse.Namespace) -> int:
     style = style_from_args(args)
     results = load_results(args.out)
     with staged(args.out) as out:
-        written = write_publication(results, out, style)
+        cache = args.data_dir / "cache" if args.data_dir.is_dir() else None
+        written = write_publication(results, out, style, cache_dir=cache)
     print(f"{len(written)} charts ({', '.join(style.formats)}), report.html, report.md and GIS files in {args.out}/")
     return 0

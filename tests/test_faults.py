@@ -227,7 +227,6 @@ def test_nothing_written_outside_out_and_data(full_run: dict) -> None:
     assert all(k.split("/")[0] in ("out", "data") for k in new), new
 
 
-@pytest.mark.xfail(strict=True, reason="pipeline/report.py caches checksums in ~/.cache/nightlights/sha256.json")
 def test_nothing_written_into_home(full_run: dict) -> None:
     """Only libraries' own caches (matplotlib's font list) may appear in HOME."""
     new = {k for k in full_run["home_after"] if k not in full_run["home_before"]}

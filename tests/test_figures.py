@@ -80,7 +80,6 @@ def test_classes_differ_by_marker_not_only_colour():
 def test_same_bytes_twice_with_source_date_epoch(run, tmp_path, monkeypatch):
     results, _ = run
     monkeypatch.setenv("SOURCE_DATE_EPOCH", EPOCH)
-    monkeypatch.setenv("XDG_CACHE_HOME", str(tmp_path / "cache"))
     style = Style(width_mm=89, dpi=100)
     a = publish(results, tmp_path / "a", style)
     b = publish(results, tmp_path / "b", style)
@@ -93,8 +92,7 @@ def test_same_bytes_twice_with_source_date_epoch(run, tmp_path, monkeypatch):
     assert b"2026" in (a / "figures/verdict.pdf").read_bytes()  # the date is SOURCE_DATE_EPOCH's
 
 
-def test_figures_command_remakes_with_options(run, tmp_path, capsys, monkeypatch):
-    monkeypatch.setenv("XDG_CACHE_HOME", str(tmp_path / "cache"))
+def test_figures_command_remakes_with_options(run, tmp_path, capsys):
     _, src = run
     out = tmp_path / "out"
     out.mkdir()

@@ -62,8 +62,7 @@ def test_report_checksums_are_the_files_sha256(run):
     assert page.count("<td class=hash>") == 3 * 2 * len(results.rasters)  # month, file, sha256 per file
 
 
-def test_checksum_cache_is_keyed_by_size_and_mtime(tmp_path, monkeypatch):
-    monkeypatch.setenv("XDG_CACHE_HOME", str(tmp_path / "cache"))
+def test_checksum_cache_is_keyed_by_size_and_mtime(tmp_path):
     f = tmp_path / "a.bin"
     f.write_bytes(b"night lights")
     cache: dict = {}
@@ -74,13 +73,15 @@ def test_checksum_cache_is_keyed_by_size_and_mtime(tmp_path, monkeypatch):
     assert sha256_file(f, cache) == hashlib.sha256(b"night lights, changed").hexdigest()
 
 
-def test_input_checksums_persist_on_disk(run, tmp_path, monkeypatch):
+def test_input_checksums_persist_in_the_cache_file_only(run, tmp_path):
     results, _ = run
-    monkeypatch.setenv("XDG_CACHE_HOME", str(tmp_path / "cache"))
-    sums = input_checksums(results.rasters[:2])
+    cache = tmp_path / "data" / "cache" / "sha256.json"
+    sums = input_checksums(results.rasters[:2], cache)
     assert len(sums) == 4  # radiance and cf_cvg of two months
-    stored = json.loads((tmp_path / "cache" / "nightlights" / "sha256.json").read_text())
+    stored = json.loads(cache.read_text())
     assert sorted(v["sha256"] for v in stored.values()) == sorted(sums.values())
+    assert input_checksums(results.rasters[:2]) == sums  # no cache file: computed, nothing written
+    assert [p.name for p in cache.parent.iterdir()] == ["sha256.json"]
 
 
 def test_gis_files_carry_class_and_change(run):
