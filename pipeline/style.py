@@ -294,7 +294,7 @@ def save(fig: plt.Figure, base: Path, style: Style, verdict: dict[str, Any], tit
 
 def korean_font_css(text: str) -> str:
     """CSS embedding the Noto Sans KR glyphs ``text`` uses (a few kB), so hangul shows without system fonts."""
-    chars = {c for c in text if ord(c) >= 0x1100}
+    chars = set(re.findall(r"[\u1100-\u11ff\u3130-\u318f\uac00-\ud7af]", text))
     path = korean_font_path()
     if not chars or path is None:
         return ""
