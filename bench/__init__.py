@@ -1,0 +1,1 @@
+"""Benchmarks (``make bench``): timing extraction against its peers; not tests."""
