@@ -152,7 +152,7 @@ def load_chunks(rasters: Sequence[MonthlyRaster], chunks: np.ndarray,
     missing = np.flatnonzero(~have)
     if missing.size:
         _read_sources(rasters, grid, chunks[missing], missing, rad, aux)
-    for members, ys, xs in _runs(chunks, grid):
+    for members, ys, xs in _runs(chunks, have, grid):
         if have[members[0]]:
             for array, buf in layers:
                 _split(array[:, ys, xs], buf, members)
@@ -164,13 +164,14 @@ def load_chunks(rasters: Sequence[MonthlyRaster], chunks: np.ndarray,
     return rad, aux
 
 
-def _runs(chunks: np.ndarray, grid: Grid) -> list[tuple[list[int], slice, slice]]:
+def _runs(chunks: np.ndarray, have: np.ndarray, grid: Grid) -> list[tuple[list[int], slice, slice]]:
     """Chunks side by side in a row, all built or all not: one zarr call each (calls cost ~ms)."""
     order = np.lexsort((chunks[:, 1], chunks[:, 0]))
     runs: list[list[int]] = []
     for k in order:
         last = runs[-1][-1] if runs else None
-        if last is not None and chunks[k, 0] == chunks[last, 0] and chunks[k, 1] == chunks[last, 1] + 1:
+        if (last is not None and chunks[k, 0] == chunks[last, 0] and chunks[k, 1] == chunks[last, 1] + 1
+                and have[k] == have[last]):
             runs[-1].append(int(k))
         else:
             runs.append([int(k)])

@@ -85,6 +85,17 @@ def test_only_chunks_that_zones_touch_are_built_and_new_zones_add_chunks(tmp_pat
     assert len(list(cache.glob("cube-*.zarr"))) == 1
 
 
+def test_built_and_new_chunks_side_by_side(tmp_path, rng):
+    rasters = _eog_months(tmp_path / "r", rng, n=2)
+    cache = tmp_path / "cache"
+    zone_month_table(rasters, _zones([(30, 96)]), progress=False, cube_dir=cache)  # builds chunk (0, 1)
+    assert _filled(cache) == {(0, 1)}
+    row = _zones([(30, 32), (30, 96), (30, 160)])  # chunks (0, 0), (0, 1), (0, 2): new, built, new
+    _equal(zone_month_table(rasters, row, progress=False),
+           zone_month_table(rasters, row, progress=False, cube_dir=cache))
+    assert _filled(cache) == {(0, 0), (0, 1), (0, 2)}
+
+
 def test_unchanged_inputs_reuse_the_cube_changed_inputs_rebuild(tmp_path, rng):
     rasters = _eog_months(tmp_path / "r", rng, n=2)
     cache = tmp_path / "cache"
