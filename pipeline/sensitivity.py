@@ -149,8 +149,9 @@ def calibration(table: pd.DataFrame, control_names: Sequence[str], base: ChangeS
     t = year_matrix(table, list(control_names), y1, *args)
     from pipeline.change import paired_change
 
-    with np.errstate(all="ignore"):
-        lit = np.nanmedian(b, axis=1) >= CONTROL_MIN_RADIANCE
+    observed = np.isfinite(b).any(axis=1)
+    lit = np.zeros(len(b), dtype=bool)
+    lit[observed] = np.nanmedian(b[observed], axis=1) >= CONTROL_MIN_RADIANCE
     ds, called = [], 0
     for i in np.flatnonzero(lit):
         m = np.isfinite(b[i]) & np.isfinite(t[i])
