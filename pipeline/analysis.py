@@ -12,6 +12,7 @@ from __future__ import annotations
 
 from collections.abc import Sequence
 from dataclasses import dataclass, field
+from pathlib import Path
 from typing import Any
 
 import geopandas as gpd
@@ -89,11 +90,13 @@ def site_month_view(table: pd.DataFrame, sites: pd.DataFrame, rule: str, min_val
 
 
 def analyse(sites: gpd.GeoDataFrame, rasters: Sequence[MonthlyRaster], params: Params, *, source: str,
-            data_kind: str, sensitivity: bool = True, progress: bool = True) -> Results:
+            data_kind: str, sensitivity: bool = True, progress: bool = True,
+            cube_dir: Path | None = None) -> Results:
     """The whole analysis on already-located inputs (see :mod:`pipeline.cli` for I/O).
 
     With ``sensitivity``, one extraction pass also covers the radius variants, every
-    pixel rule and the calibration controls, so variants cost no extra reading.
+    pixel rule and the calibration controls, so variants cost no extra reading. With
+    ``cube_dir`` pixels are read through the study cube there (:mod:`pipeline.cube`).
     """
     radii = sorted({*RADII_M, params.default_radius_m}) if sensitivity else [params.default_radius_m]
     zones, names = build_zones(sites, params, radii)
@@ -102,7 +105,8 @@ def analyse(sites: gpd.GeoDataFrame, rasters: Sequence[MonthlyRaster], params: P
     rules = RULES if sensitivity else (params.pixel_rule,)
     if params.pixel_rule not in rules:
         rules = (*rules, params.pixel_rule)
-    table = zone_month_table(rasters, zones, rules, params.min_cf_cvg, params.bm_quality, progress)
+    table = zone_month_table(rasters, zones, rules, params.min_cf_cvg, params.bm_quality, progress,
+                             cube_dir=cube_dir)
     settings = ChangeSettings.from_params(params)
     headline_table = table[table["pixel_rule"] == params.pixel_rule]
     changes = site_changes(headline_table, sites, list(sites["site_id"]), names.ring, settings)

@@ -51,3 +51,9 @@ def polygon_feature(site_id: str, ring: list[tuple[float, float]], **props) -> d
 @pytest.fixture
 def rng() -> np.random.Generator:
     return np.random.default_rng(7)
+
+
+@pytest.fixture(autouse=True)
+def _work_in_tmp(tmp_path_factory, monkeypatch):
+    """Run every test from a scratch folder, so defaults like data/ never touch the repository."""
+    monkeypatch.chdir(tmp_path_factory.mktemp("cwd"))

@@ -44,7 +44,7 @@ def test_run_local_on_union_of_two_site_files(scenario, tmp_path, capsys):
     b = write_sites(tmp_path / "b.geojson", [point_feature(s, x, y, batch=2024) for s, x, y in points[12:]])
     out = tmp_path / "out"
     code = main(["run", "-q", "--source", "local", "--rasters", str(folder), "--sites", str(a), "--sites", str(b),
-                 "--out", str(out), "--no-figures"])
+                 "--out", str(out), "--no-figures", "--data-dir", str(tmp_path / "data")])
     assert code == 0
     verdict = json.loads((out / "verdict.json").read_text())
     assert verdict["data_kind"] == "synthetic"  # the scenario's files are tagged synthetic
@@ -79,7 +79,7 @@ def test_site_outside_rasters_is_insufficient_data(scenario, tmp_path):
                     + [point_feature("far-away", 2.35, 48.85)])
     out = tmp_path / "out"
     assert main(["run", "-q", "--source", "local", "--rasters", str(scenario[3]), "--sites", str(f),
-                 "--out", str(out), "--no-figures", "--no-sensitivity"]) == 0
+                 "--out", str(out), "--no-figures", "--no-sensitivity", "--cache-dir", "none"]) == 0
     changes = pd.read_csv(out / "site_changes.csv").set_index("site_id")
     assert changes.loc["far-away", "class"] == "insufficient_data"
 
