@@ -44,7 +44,7 @@ from rasterio.errors import RasterioError
 from rasterio.windows import Window
 
 from pipeline.errors import SourceError
-from pipeline.sources import Grid, MonthlyRaster
+from pipeline.sources import Grid, MonthlyRaster, raster_error_reason
 
 log = logging.getLogger(__name__)
 
@@ -224,7 +224,7 @@ def _read_sources(rasters: Sequence[MonthlyRaster], grid: Grid, chunks: np.ndarr
                             if aux is not None and extra is not None:
                                 aux[slots[i], t, :h, :w] = extra[y:y + h, x:x + w]
             except RasterioError as e:
-                raise SourceError(f"{r.radiance}: cannot read month {r.month} ({str(e).splitlines()[0][:160]}); "
+                raise SourceError(f"{r.radiance}: cannot read month {r.month} ({raster_error_reason(e)}); "
                                   "the file may be truncated: delete it and download again") from e
 
 
