@@ -17,6 +17,7 @@ import textwrap
 import threading
 from collections.abc import Sequence
 from pathlib import Path
+from typing import NoReturn
 
 from pipeline import __version__
 from pipeline.config import (
@@ -38,8 +39,15 @@ def _formatter(prog: str) -> argparse.HelpFormatter:
     return argparse.RawDescriptionHelpFormatter(prog, max_help_position=32)
 
 
+class _Parser(argparse.ArgumentParser):
+    """Usage mistakes are one line too, pointing at --help instead of printing the usage block."""
+
+    def error(self, message: str) -> NoReturn:
+        self.exit(2, f"{self.prog}: error: {message} (see '{self.prog} --help')\n")
+
+
 def build_parser() -> argparse.ArgumentParser:
-    p = argparse.ArgumentParser(
+    p = _Parser(
         prog="nightlights", formatter_class=_formatter,
         description="Did these places get brighter or dimmer? Year-over-year VIIRS night-light change "
                     "for site polygons, set against a published claim.",
@@ -60,12 +68,16 @@ def build_parser() -> argparse.ArgumentParser:
     return p
 
 
-def _analysis_options(sp: argparse.ArgumentParser) -> None:
+def _analysis_options(sp: argparse.ArgumentParser, change: bool = True) -> None:
+    """Method flags; ``extract`` takes only those that shape the site-by-month table."""
     g = sp.add_argument_group("method (defaults: see README 'Method')")
-    g.add_argument("--baseline-year", type=int, metavar="Y", help="year compared against (default 2024)")
-    g.add_argument("--target-year", type=int, metavar="Y", help="year whose change is measured (default 2025)")
-    g.add_argument("--threshold", type=float, metavar="D", help="|ln ratio| that counts as change (default 0.25)")
-    g.add_argument("--statistic", choices=("median", "mean", "sol"), help="yearly statistic (default median)")
+    if change:
+        g.add_argument("--baseline-year", type=int, metavar="Y", help="year compared against (default 2024)")
+        g.add_argument("--target-year", type=int, metavar="Y", help="year whose change is measured (default 2025)")
+        g.add_argument("--threshold", type=float, metavar="D",
+                       help="|ln ratio| that counts as change (default 0.25, i.e. +28%% / -22%%)")
+        g.add_argument("--statistic", choices=("median", "mean", "sol"),
+                       help="yearly statistic: median, mean or sol (sum of lights); default median")
     g.add_argument("--radius", type=float, metavar="M", dest="default_radius_m",
                    help="buffer in metres for point sites (default 2000)")
     g.add_argument("--pixel-rule", choices=("exact", "centroid", "all_touched"), help="pixel inclusion (default exact)")
@@ -87,8 +99,8 @@ def _add_run(sub: argparse._SubParsersAction, common: argparse.ArgumentParser) -
               nightlights run
               nightlights run --source local --rasters ~/viirs/monthly --sites a.geojson --sites b.geojson
               nightlights run --source eog --baseline-year 2024 --target-year 2025 --out results/"""))
-    sp.add_argument("--sites", action="append", type=Path, metavar="PATH",
-                    help="site GeoJSON (repeatable; default: every aoi/*.geojson)")
+    sp.add_argument("--sites", action="extend", nargs="+", type=Path, metavar="PATH",
+                    help="site GeoJSON file(s) (repeatable; default: every aoi/*.geojson)")
     sp.add_argument("--source", choices=SOURCES, default="auto", help="where the monthly rasters come from")
     sp.add_argument("--rasters", type=Path, metavar="DIR", help="folder of monthly rasters (--source local)")
     sp.add_argument("--out", type=Path, default=Path("outputs"), metavar="DIR", help="output folder (default outputs/)")
@@ -108,14 +120,14 @@ def _add_extract(sub: argparse._SubParsersAction, common: argparse.ArgumentParse
         "extract", parents=[common], formatter_class=_formatter, help="only the site-by-month table",
         description="Only the site-by-month table: exact coverage-weighted radiance of each site in each month.",
         epilog="Example:\n  nightlights extract --sites aoi/sites_2024.geojson --rasters data/eog --out site_months.csv")
-    sp.add_argument("--sites", action="append", type=Path, metavar="PATH", required=True, nargs="+",
-                    help="site GeoJSON file(s)")
+    sp.add_argument("--sites", action="extend", type=Path, metavar="PATH", required=True, nargs="+",
+                    help="site GeoJSON file(s) (repeatable)")
     sp.add_argument("--rasters", type=Path, metavar="DIR", required=True, help="folder of monthly rasters")
     sp.add_argument("--out", type=Path, metavar="FILE.csv", required=True, help="output CSV")
     sp.add_argument("--scheduler", metavar="ADDRESS", help="dask.distributed scheduler address")
     sp.add_argument("--cache-dir", type=Path, metavar="DIR",
                     help="build and reuse a study cube here (fast re-runs); default: read the files directly")
-    _analysis_options(sp)
+    _analysis_options(sp, change=False)
     sp.set_defaults(func=cmd_extract)
 
 
@@ -198,7 +210,7 @@ def resolve_source(requested: str, rasters: Path | None) -> str:
 def _setup_logging(args: argparse.Namespace) -> None:
     level = logging.DEBUG if args.debug else logging.WARNING if args.quiet else logging.INFO
     logging.basicConfig(level=level, format="%(message)s", stream=sys.stderr, force=True)
-    for noisy in ("fiona", "pyogrio", "distributed", "urllib3", "matplotlib", "PIL"):
+    for noisy in ("fiona", "pyogrio", "distributed", "urllib3", "matplotlib", "PIL", "fontTools"):
         logging.getLogger(noisy).setLevel(max(level, logging.WARNING))
     # GDAL's own warnings ("CPLE_AppDefined in ...: TIFFReadDirectory ...") repeat what our one-line
     # errors say in words a user can act on; library warnings likewise. --debug shows both.
@@ -243,8 +255,8 @@ def cmd_extract(args: argparse.Namespace) -> int:
     from pipeline.zonal import zone_month_table
 
     params = params_from_args(args)
-    paths = [p for group in args.sites for p in group]
-    sites = read_sites(paths, params.default_radius_m)
+    _check_out_file(args.out)
+    sites = read_sites(args.sites, params.default_radius_m)
     rasters = find_monthly_rasters(args.rasters, eog_config=params.eog_config)
     import geopandas as gpd
 
@@ -279,6 +291,7 @@ def cmd_run(args: argparse.Namespace) -> int:
     from pipeline.sources import find_monthly_rasters
 
     params = params_from_args(args)
+    _check_out_dir(args.out)
     source = resolve_source(args.source, args.rasters)
     site_files = args.sites or default_site_files()
     sites = read_sites(site_files, params.default_radius_m)
@@ -293,15 +306,16 @@ def cmd_run(args: argparse.Namespace) -> int:
         folder = args.rasters
     else:
         folder = _download_folder(source, args, sites, years, params.eog_config)
-    rasters = find_monthly_rasters(folder, years=years, eog_config=params.eog_config)
-    rasters = [r for r in rasters if r.year in years]
+    available = find_monthly_rasters(folder, eog_config=params.eog_config)
+    rasters = [r for r in available if r.year in years]
     data_kind = "synthetic" if source == "demo" or _is_synthetic(rasters) else "real"
     if data_kind == "synthetic" and source != "demo":
         log.warning("SYNTHETIC DATA: the rasters in %s are tagged synthetic; outputs are labelled so.", folder)
     missing = [y for y in (params.baseline_year, params.target_year) if not any(r.year == y for r in rasters)]
     if missing:
-        raise SourceError(f"{folder}: no monthly rasters for {', '.join(map(str, missing))}; "
-                          f"found {rasters[0].month} to {rasters[-1].month}")
+        raise SourceError(f"{folder}: no monthly rasters for {', '.join(map(str, missing))} (the folder has "
+                          f"{available[0].month} to {available[-1].month}); choose --baseline-year/--target-year "
+                          "within that range")
     log.info("%d sites from %s; %d months from %s (%s)", len(sites), ", ".join(p.name for p in site_files),
              len(rasters), folder, data_kind)
     with _scheduler(args.scheduler):
@@ -314,6 +328,18 @@ def cmd_run(args: argparse.Namespace) -> int:
     print(headline(results.verdict))
     print(f"outputs in {args.out}/")
     return 0
+
+
+def _check_out_file(out: Path) -> None:
+    if out.is_dir():
+        raise ConfigError(f"{out}: is a folder; extract --out takes a file name such as {out / 'site_months.csv'}")
+    if not out.parent.exists():
+        raise ConfigError(f"{out.parent}: folder not found for --out; create it first")
+
+
+def _check_out_dir(out: Path) -> None:
+    if out.exists() and not out.is_dir():
+        raise ConfigError(f"{out}: is a file; --out takes a folder for the results")
 
 
 def _cube_dir(cache_dir: Path | None) -> Path | None:

@@ -24,6 +24,8 @@ import calendar
 import hashlib
 import json
 import os
+import shutil
+import zlib
 from collections.abc import Sequence
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import asdict, dataclass, field
@@ -41,6 +43,7 @@ SNOW_MONTHS = (12, 1, 2)
 # Mean cloud-free observation counts by calendar month (low in the Jun-Aug monsoon).
 MONTH_COVERAGE = (14, 13, 12, 10, 8, 4, 3, 4, 8, 12, 14, 14)
 MARKER = "DEMO_DATA_IS_SYNTHETIC.txt"
+GENERATOR_VERSION = 2  # bump whenever the rasters for a given spec change
 
 
 @dataclass(frozen=True)
@@ -73,6 +76,7 @@ class DemoSpec:
     def key(self) -> str:
         d = asdict(self)
         d.pop("towns")
+        d["generator"] = GENERATOR_VERSION
         return hashlib.sha256(json.dumps(d, sort_keys=True).encode()).hexdigest()[:12]
 
     @property
@@ -85,17 +89,23 @@ class DemoSpec:
         return from_origin(self.bounds[0], self.bounds[3], RES, RES)
 
 
+def _town_rng(seed: int, town_id: str, *more: int) -> np.random.Generator:
+    """A generator per town (and month): adding a site never changes another town's draws."""
+    return np.random.default_rng([seed, zlib.crc32(town_id.encode()), *more])
+
+
 def make_towns(spec: DemoSpec) -> tuple[Town, ...]:
     """Sites, other towns and Pyongyang, with brightness and planted change from the seed."""
-    rng = np.random.default_rng(spec.seed)
     towns = []
     for site_id, lon, lat in spec.sites:
+        rng = _town_rng(spec.seed, site_id)
         kind = rng.choice(["brightened", "unchanged", "dimmed"])
         magnitude = rng.uniform(0.6, 1.2)
         change = {"brightened": magnitude, "unchanged": 0.0, "dimmed": -magnitude}[kind]
         peak = float(np.clip(rng.lognormal(np.log(6.0), 0.4), 3.0, 20.0))
         towns.append(Town(site_id, lon, lat, peak, float(rng.uniform(1.0, 1.6)), change, True))
     w, s, e, n = spec.bounds
+    rng = np.random.default_rng(spec.seed)
     for i in range(spec.n_other_towns):
         towns.append(Town(f"town-{i:03d}", float(rng.uniform(w, e)), float(rng.uniform(s, n)),
                           float(np.clip(rng.lognormal(np.log(2.5), 0.6), 0.8, 15)),
@@ -125,7 +135,8 @@ def render_month(spec: DemoSpec, towns: Sequence[Town], year: int, month: int) -
     for t in towns:
         col, row = inv @ (t.lon, t.lat)
         change = t.log_change if year >= spec.target_year else 0.0
-        level = t.peak * season * regional * np.exp(change + rng.normal(0.0, spec.month_noise))
+        wobble = _town_rng(spec.seed, t.town_id, year, month).normal(0.0, spec.month_noise)
+        level = t.peak * season * regional * np.exp(change + wobble)
         r = int(np.ceil(5 * t.sigma_px))
         r0, r1 = max(int(row) - r, 0), min(int(row) + r + 1, h)
         c0, c1 = max(int(col) - r, 0), min(int(col) + r + 1, w)
@@ -181,6 +192,8 @@ def build_demo(folder: Path, spec: DemoSpec, progress: bool = True) -> Path:
     out = Path(folder) / spec.key()
     if (out / MARKER).exists():
         return out
+    for old in Path(folder).glob("*/" + MARKER):  # one demo at a time: each is ~300 MB
+        shutil.rmtree(old.parent, ignore_errors=True)
     out.mkdir(parents=True, exist_ok=True)
     towns = make_towns(spec)
     months = [(y, m) for y in spec.years for m in range(1, 13)]

@@ -199,10 +199,12 @@ def _raster_case(case: str, tmp: Path) -> tuple[Path, list[str]]:
         return folder, [f"{folder}: no GeoTIFF with a month (YYYY-MM or YYYYMM) in its name"]
     if case == "no_months_for_years":
         write_months(folder, years=(2019,))
-        return folder, [f"{folder}: no monthly rasters for 2023, 2024, 2025 (found 2019-01 to 2019-12)"]
+        return folder, [f"{folder}: no monthly rasters for 2024, 2025 (the folder has 2019-01 to 2019-12); "
+                        "choose --baseline-year/--target-year within that range"]
     if case == "target_year_missing":
         write_months(folder, years=(2023, 2024))
-        return folder, [f"{folder}: no monthly rasters for 2025; found 2023-01 to 2024-12"]
+        return folder, [f"{folder}: no monthly rasters for 2025 (the folder has 2023-01 to 2024-12); "
+                        "choose --baseline-year/--target-year within that range"]
     write_months(folder)
     bad = folder / "2024-05.tif"
     if case == "truncated_tif":

@@ -189,7 +189,7 @@ def test_output_folder_that_is_a_file(inputs, tmp_path: Path, capsys: pytest.Cap
     out.write_text("keep me")
     assert main(run_args(inputs, out)) == 2
     _, err = capsys.readouterr()
-    assert err.strip().splitlines()[-1] == f"nightlights: error: {out}: cannot create output folder (File exists)"
+    assert err.strip().splitlines()[-1] == f"nightlights: error: {out}: is a file; --out takes a folder for the results"
     assert out.read_text() == "keep me"
 
 
