@@ -62,6 +62,7 @@ class GridWeights:
     grid: Grid
     n_zones: int
     blocks: tuple[BlockWeights, ...]
+    inside: np.ndarray  # per zone: share of its area inside the grid (0 outside, 1 wholly inside)
 
     @property
     def n_entries(self) -> int:
@@ -87,7 +88,9 @@ def rule_weights(coverage: np.ndarray, rule: str) -> np.ndarray:
 def coverage_weights(zones: gpd.GeoSeries, grid: Grid) -> GridWeights:
     """Exact coverage fractions of every zone on ``grid`` (zones in any CRS).
 
-    Zones outside the grid get no entries (their statistics are missing, not zero).
+    Zones outside the grid get no entries (their statistics are missing, not zero); a
+    zone partly outside records the share inside, so the part that was never observed
+    lowers its ``valid_fraction`` instead of vanishing.
     """
     geoms = zones.to_crs(grid.crs) if zones.crs is not None else zones
     windows = [_pixel_window(g.bounds, grid) if not g.is_empty else None for g in geoms]
@@ -100,7 +103,14 @@ def coverage_weights(zones: gpd.GeoSeries, grid: Grid) -> GridWeights:
                        [windows[i] for i in idx], grid)
         for idx in groups.values()
     ]
-    return GridWeights(grid, len(zones), tuple(b for b in blocks if b.zone.size))
+    blocks = [b for b in blocks if b.zone.size]
+    covered = np.zeros(len(zones))
+    for b in blocks:
+        covered += np.bincount(b.zone, b.coverage, len(zones))
+    area_px = geoms.area.to_numpy() / abs(grid.affine.a * grid.affine.e)  # planar, as exactextract's fractions
+    with np.errstate(invalid="ignore", divide="ignore"):
+        inside = np.clip(np.where(area_px > 0, covered / area_px, 0.0), 0.0, 1.0)
+    return GridWeights(grid, len(zones), tuple(blocks), inside)
 
 
 def _pixel_window(bounds: tuple[float, float, float, float], grid: Grid) -> Window | None:
@@ -137,7 +147,7 @@ def _block_weights(geoms: gpd.GeoSeries, zone_idx: np.ndarray, windows: list[Win
     if a.e > 0:  # south-up grids: exactextract counts rows from the north
         rows, cols = np.divmod(pixel, c1 - c0)
         pixel = (r1 - r0 - 1 - rows) * (c1 - c0) + cols
-    keep = cov > 0
+    keep = cov > 1e-9  # floating-point slivers along pixel edges are not touched pixels
     return BlockWeights(window, zone[keep], pixel[keep], cov[keep])
 
 
@@ -247,19 +257,22 @@ def part_stats(
     return acc
 
 
-def finish_stats(acc: np.ndarray) -> np.ndarray:
+def finish_stats(acc: np.ndarray, inside: np.ndarray | None = None) -> np.ndarray:
     """Statistics from summed weights: array (month, rule, zone, stat) in :data:`STATS` order.
 
-    A zone's ``valid_fraction`` says how much of its weight was observed; zones without
-    weight (outside the grid) get missing means, not zeros.
+    A zone's ``valid_fraction`` says how much of its weight was observed, counting any
+    part outside the grid (``inside``: share of each zone within it) as unobserved; zones
+    without weight (outside the grid) get missing means, not zeros.
     """
     total, vw, wsum, npix, wobs = acc.transpose(1, 0, 2, 3)  # each (rule, zone, month)
+    share = np.ones(total.shape[1]) if inside is None else inside
+    share = share[None, :, None]
     out = np.empty((*total.shape, len(STATS)))
     with np.errstate(invalid="ignore", divide="ignore"):
         mean = np.where(vw > 0, wsum / vw, np.nan)
         out[..., 0] = mean
-        out[..., 1] = mean * total  # sum of lights, unobserved pixels filled at the zone mean
-        out[..., 2] = np.where(total > 0, vw / total, 0.0)
+        out[..., 1] = mean * total / share  # sum of lights over the whole zone, unobserved pixels at the mean
+        out[..., 2] = np.where(total > 0, vw / total * share, 0.0)
         out[..., 3] = total
         out[..., 4] = npix
         out[..., 5] = np.where(total > 0, wobs / total, np.nan)
@@ -286,11 +299,12 @@ def zone_month_table(
     by_grid: dict[Grid, list[int]] = {}
     for i, r in enumerate(rasters):
         by_grid.setdefault(r.grid, []).append(i)
-    tasks, owners = [], []
+    tasks, owners, inside = [], [], []
     run = uuid.uuid4().hex
     for g, (grid, idx) in enumerate(by_grid.items()):
         group = [rasters[i] for i in idx]
         weights = coverage_weights(zones.geometry, grid)
+        inside.append(weights.inside)
         cube = open_cube(cube_dir, group)
         # shared arguments as one graph node each: dask would otherwise walk every raster per task
         shared = [dask.delayed(v, traverse=False) for v in (group, cube)]
@@ -304,8 +318,8 @@ def zone_month_table(
     for (g, zone_idx), res in zip(owners, results, strict=True):
         acc[g][:, :, zone_idx, :] += res
     out = np.empty((len(rasters), len(rules), nz, len(STATS)))
-    for a, idx in zip(acc, by_grid.values(), strict=True):
-        out[idx] = finish_stats(a)
+    for a, share, idx in zip(acc, inside, by_grid.values(), strict=True):
+        out[idx] = finish_stats(a, share)
     return _to_frame(list(out), [r.month for r in rasters], list(zones["zone"]), list(rules))
 
 

@@ -129,3 +129,23 @@ def test_coverage_weights_sum_to_polygon_area_in_pixels(tmp_path):
     square = box(*_px(10.25, 20.5), *_px(17.75, 12.0))  # 7.5 x 8.5 pixels
     w = coverage_weights(_zones([square]).geometry, grid)
     assert sum(b.coverage.sum() for b in w.blocks) == pytest.approx(7.5 * 8.5)
+
+
+def test_zone_partly_outside_the_raster_counts_the_outside_as_unobserved(tmp_path):
+    rad = np.full((10, 10), 2.0)
+    rasters = _one_month(tmp_path, rad)
+    # a 4 x 4 pixel box, half of it west of the raster's edge
+    (xa, ya), (xb, yb) = _px(-2, 3), _px(2, 7)
+    t = zone_month_table(rasters, _zones([box(xa, yb, xb, ya)]), progress=False)
+    row = t.iloc[0]
+    assert row["mean_radiance"] == pytest.approx(2.0)
+    assert row["valid_fraction"] == pytest.approx(0.5)
+    assert row["sum_radiance"] == pytest.approx(2.0 * 16)  # the whole zone, unobserved part at the mean
+
+
+def test_pixel_aligned_box_touches_no_sliver_pixels(tmp_path):
+    rasters = _one_month(tmp_path, np.ones((10, 10)))
+    (xa, ya), (xb, yb) = _px(3, 3), _px(7, 7)  # exactly 4 x 4 pixels
+    t = zone_month_table(rasters, _zones([box(xa, yb, xb, ya)]), ("exact", "all_touched"), progress=False)
+    assert list(t["n_pixels"]) == [16, 16]
+    assert list(t["weight"]) == pytest.approx([16.0, 16.0])
