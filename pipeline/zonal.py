@@ -28,6 +28,7 @@ from pathlib import Path
 import dask
 import geopandas as gpd
 import numpy as np
+import shapely
 import pandas as pd
 from exactextract import exact_extract
 from exactextract.raster import NumPyRasterSource
@@ -107,7 +108,7 @@ def coverage_weights(zones: gpd.GeoSeries, grid: Grid) -> GridWeights:
     covered = np.zeros(len(zones))
     for b in blocks:
         covered += np.bincount(b.zone, b.coverage, len(zones))
-    area_px = geoms.area.to_numpy() / abs(grid.affine.a * grid.affine.e)  # planar, as exactextract's fractions
+    area_px = shapely.area(geoms.values) / abs(grid.affine.a * grid.affine.e)  # planar, like exactextract
     with np.errstate(invalid="ignore", divide="ignore"):
         inside = np.clip(np.where(area_px > 0, covered / area_px, 0.0), 0.0, 1.0)
     return GridWeights(grid, len(zones), tuple(blocks), inside)
