@@ -28,8 +28,8 @@ from pathlib import Path
 import dask
 import geopandas as gpd
 import numpy as np
-import shapely
 import pandas as pd
+import shapely
 from exactextract import exact_extract
 from exactextract.raster import NumPyRasterSource
 from rasterio.windows import Window
