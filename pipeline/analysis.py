@@ -16,6 +16,7 @@ from pathlib import Path
 from typing import Any
 
 import geopandas as gpd
+import numpy as np
 import pandas as pd
 
 from pipeline import __version__
@@ -54,22 +55,23 @@ def build_zones(sites: gpd.GeoDataFrame, params: Params, radii: Sequence[float] 
                 ) -> tuple[gpd.GeoDataFrame, ZoneNames]:
     """Every polygon to extract: each site, its background ring, and its radius variants.
 
-    Zone names: ``<site_id>``, ``<site_id>@ring``, ``<site_id>@r<metres>``. Drawn polygons
-    have no radius, so their variants reuse the site's own zone.
+    Zone names: ``<site_id>``, ``<site_id>@ring``, ``<site_id>@r<metres>``. A variant
+    re-buffers a point site from its centre unless the site already has that radius;
+    drawn polygons have no radius, so their variants reuse the site's own zone.
     """
     ids = list(sites["site_id"])
     rings = background_rings(sites, params.ring_inner_m, params.ring_outer_m)
-    frames = [(ids, sites.geometry.values), ([f"{s}@ring" for s in ids], rings.values)]
+    frames = [(ids, list(sites.geometry.values)), ([f"{s}@ring" for s in ids], list(rings.values))]
+    from_point = sites["from_point"].to_numpy(bool)
+    own = sites["radius_m"].to_numpy(float)
     by_radius: dict[float, list[str]] = {}
     for r in radii:
-        if r == params.default_radius_m:
-            by_radius[r] = ids
-            continue
-        from_point = sites["from_point"].to_numpy(bool)
-        names = [f"{s}@r{int(r)}" if fp else s for s, fp in zip(ids, from_point, strict=True)]
+        redo = from_point & ~np.isclose(own, r)
+        names = [f"{s}@r{int(r)}" if x else s for s, x in zip(ids, redo, strict=True)]
         by_radius[r] = names
-        frames.append(([n for n, fp in zip(names, from_point, strict=True) if fp],
-                       with_radius(sites, r).geometry.values[from_point]))
+        if redo.any():
+            variant = with_radius(sites[redo], r)
+            frames.append(([n for n, x in zip(names, redo, strict=True) if x], list(variant.geometry.values)))
     zones = gpd.GeoDataFrame({"zone": [n for names, _ in frames for n in names]},
                              geometry=[g for _, geoms in frames for g in geoms], crs=sites.crs)
     return zones, ZoneNames(by_radius, [f"{s}@ring" for s in ids])
@@ -115,7 +117,7 @@ def analyse(sites: gpd.GeoDataFrame, rasters: Sequence[MonthlyRaster], params: P
     sens = robust = None
     if sensitivity:
         sens = sensitivity_table(table, sites, names, settings, claim_mask)
-        robust = robustness_summary(sens)
+        robust = robustness_summary(sens, claim_scope=bool(claim_mask.any()))
     calib = calibration(headline_table, list(controls["zone"]), settings)
     inputs = [{"month": r.month, "file": r.radiance.name, "aux": r.aux.name if r.aux else None,
                "product": r.product, "folder": str(r.radiance.parent)} for r in rasters]
@@ -126,7 +128,7 @@ def analyse(sites: gpd.GeoDataFrame, rasters: Sequence[MonthlyRaster], params: P
 
 
 def _annotate(changes: pd.DataFrame, sites: pd.DataFrame) -> pd.DataFrame:
-    meta = sites[["site_id", "name", "name_ko", "province", "batch", "location_confidence"]]
+    meta = sites[["site_id", "name", "name_ko", "province", "batch", "location_confidence", "radius_m"]]
     out = meta.merge(changes, on="site_id", how="right")
     first = ["site_id", "name", "baseline_value", "target_value", "change_pct", "ci_low", "ci_high", "class",
              "n_months"]

@@ -73,6 +73,9 @@ class ZoneSeries:
 
     @classmethod
     def from_table(cls, table: pd.DataFrame) -> ZoneSeries:
+        if table.duplicated(["zone", "month"]).any():
+            raise ValueError("the table has several rows for one zone and month (several pixel rules?); "
+                             "pass one pixel rule")
         zones = pd.Index(pd.unique(table["zone"]))
         months = pd.Index(sorted(pd.unique(table["month"])))
         zi, mi = zones.get_indexer(table["zone"]), months.get_indexer(table["month"])
@@ -89,6 +92,11 @@ class ZoneSeries:
 
     def rows(self, zones: list[str]) -> np.ndarray:
         return np.array([self.zone_index.get(z, -1) for z in zones], dtype="int64")
+
+    def weights(self, zones: list[str]) -> np.ndarray:
+        """Each zone's weight (pixels covered), 0 for zones not in the table."""
+        rows = self.rows(zones)
+        return np.where(rows >= 0, self.weight[np.maximum(rows, 0)], 0.0)
 
 
 def year_matrix(table: pd.DataFrame | ZoneSeries, zones: list[str], year: int, months: tuple[int, ...],
@@ -108,12 +116,13 @@ def year_matrix(table: pd.DataFrame | ZoneSeries, zones: list[str], year: int, m
 
 
 def _yearly(values: np.ndarray, statistic: str, axis: int = -1) -> np.ndarray:
+    """The yearly value of matched months (never NaN here: unmatched months are dropped first)."""
     if statistic == "median":
-        return np.nanmedian(values, axis=axis)
+        return np.median(values, axis=axis)
     if statistic == "mean":
-        return np.nanmean(values, axis=axis)
+        return np.mean(values, axis=axis)
     if statistic == "sol":
-        return np.nansum(values, axis=axis)
+        return np.sum(values, axis=axis)
     raise ValueError(f"statistic {statistic!r} not valid; must be one of median, mean, sol")
 
 
@@ -123,28 +132,31 @@ def log_ratio(target: np.ndarray | float, baseline: np.ndarray | float, eps: np.
 
 
 def _eps(settings: ChangeSettings, weight: float, n: int) -> float:
-    # For the sum of lights the statistic is a total over pixels and months: scale eps alike.
+    # The sum of lights is a total over a zone's pixels and months: scale eps by that zone's own
+    # weight and month count, so eps means the same radiance floor for every zone and statistic.
     return settings.epsilon * (weight * n if settings.statistic == "sol" else 1.0)
 
 
 def paired_change(base: np.ndarray, targ: np.ndarray, settings: ChangeSettings, key: str,
                   weight: float = 1.0, ring_base: np.ndarray | None = None,
-                  ring_targ: np.ndarray | None = None) -> dict[str, float]:
+                  ring_targ: np.ndarray | None = None, ring_weight: float = 1.0) -> dict[str, float]:
     """Change of one zone over matched months (1-D arrays of equal length, no NaN).
 
     With ring arrays, the change is ``d_site - d_ring`` on the same resampled months.
+    The interval is the bootstrap percentile interval, widened if needed to contain the
+    estimate itself (a median of few months can fall outside its own percentile band).
     """
     n = base.size
-    eps = _eps(settings, weight, n)
-    d = float(log_ratio(_yearly(targ, settings.statistic), _yearly(base, settings.statistic), eps))
+    eps, ring_eps = _eps(settings, weight, n), _eps(settings, ring_weight, n)
+    stat = settings.statistic
+    d = float(log_ratio(_yearly(targ, stat), _yearly(base, stat), eps))
     if ring_base is not None:
-        d -= float(log_ratio(_yearly(ring_targ, settings.statistic), _yearly(ring_base, settings.statistic), eps))
+        d -= float(log_ratio(_yearly(ring_targ, stat), _yearly(ring_base, stat), ring_eps))
     rng = np.random.default_rng([settings.seed, zlib.crc32(key.encode())])
     idx = rng.integers(0, n, size=(settings.n_boot, n))
-    boot = log_ratio(_yearly(targ[idx], settings.statistic), _yearly(base[idx], settings.statistic), eps)
+    boot = log_ratio(_yearly(targ[idx], stat), _yearly(base[idx], stat), eps)
     if ring_base is not None:
-        boot = boot - log_ratio(_yearly(ring_targ[idx], settings.statistic),
-                                _yearly(ring_base[idx], settings.statistic), eps)
+        boot = boot - log_ratio(_yearly(ring_targ[idx], stat), _yearly(ring_base[idx], stat), ring_eps)
     alpha = (1 - settings.confidence) / 2
     lo, hi = np.quantile(boot, [alpha, 1 - alpha])
     return {"log_ratio": d, "log_ci_low": float(min(lo, d)), "log_ci_high": float(max(hi, d))}
@@ -161,6 +173,19 @@ def classify(d: float, lo: float, hi: float, n_months: int, threshold: float, mi
     return "unchanged"
 
 
+def classify_arrays(d: np.ndarray, lo: np.ndarray, hi: np.ndarray, n_months: np.ndarray, threshold: float,
+                    min_months: int) -> np.ndarray:
+    """:func:`classify` over arrays (the sensitivity grid classifies thousands of rows)."""
+    out = np.full(d.shape, "unchanged", dtype=object)
+    out[(d >= threshold) & (lo > 0)] = "brightened"
+    out[(d <= -threshold) & (hi < 0)] = "dimmed"
+    out[(n_months < min_months) | ~np.isfinite(d)] = "insufficient_data"
+    return out
+
+
+_EMPTY = {"log_ratio": np.nan, "log_ci_low": np.nan, "log_ci_high": np.nan}
+
+
 def site_changes(table: pd.DataFrame | ZoneSeries, sites: pd.DataFrame, site_zone: list[str],
                  ring_zone: list[str] | None, settings: ChangeSettings) -> pd.DataFrame:
     """One row per site: yearly values, change, interval, class; ring-adjusted beside it.
@@ -173,11 +198,11 @@ def site_changes(table: pd.DataFrame | ZoneSeries, sites: pd.DataFrame, site_zon
     args = (settings.months, column, settings.min_valid_fraction)
     sb = year_matrix(series, site_zone, settings.baseline_year, *args)
     st = year_matrix(series, site_zone, settings.target_year, *args)
-    rows = series.rows(site_zone)
-    weight = np.where(rows >= 0, series.weight[rows], np.nan)
+    weight = series.weights(site_zone)
     if ring_zone is not None:
         rb = year_matrix(series, ring_zone, settings.baseline_year, *args)
         rt = year_matrix(series, ring_zone, settings.target_year, *args)
+        ring_weight = series.weights(ring_zone)
     rows = []
     for i, sid in enumerate(sites["site_id"]):
         matched = np.isfinite(sb[i]) & np.isfinite(st[i])
@@ -189,36 +214,33 @@ def site_changes(table: pd.DataFrame | ZoneSeries, sites: pd.DataFrame, site_zon
             "baseline_value": float(_yearly(sb[i, matched], settings.statistic)) if n else np.nan,
             "target_value": float(_yearly(st[i, matched], settings.statistic)) if n else np.nan,
         }
-        w = float(weight[i]) if np.isfinite(weight[i]) else 0.0
-        if n:
-            row |= paired_change(sb[i, matched], st[i, matched], settings, sid, w)
-        else:
-            row |= {"log_ratio": np.nan, "log_ci_low": np.nan, "log_ci_high": np.nan}
+        row |= paired_change(sb[i, matched], st[i, matched], settings, sid, weight[i]) if n else _EMPTY
         row["class"] = classify(row["log_ratio"], row["log_ci_low"], row["log_ci_high"], n,
                                 settings.threshold, settings.min_matched_months)
         if ring_zone is not None:
-            row |= _ring_columns(sb[i], st[i], rb[i], rt[i], settings, sid, w)
+            row |= _ring_columns(sb[i], st[i], rb[i], rt[i], settings, sid, weight[i], ring_weight[i])
         rows.append(row)
-    out = pd.DataFrame(rows)
+    out = pd.DataFrame(rows, columns=None if rows else ["site_id", "n_months", "log_ratio", "log_ci_low",
+                                                        "log_ci_high", "class"])
     for col in ("log_ratio", "log_ci_low", "log_ci_high"):
         out[col.replace("log_ratio", "change_pct").replace("log_ci", "ci")] = 100 * np.expm1(out[col])
     return out
 
 
-def _ring_columns(sb: np.ndarray, st: np.ndarray, rb: np.ndarray, rt: np.ndarray,
-                  settings: ChangeSettings, sid: str, weight: float) -> dict[str, object]:
-    both = np.isfinite(rb) & np.isfinite(rt)
-    n_ring = int(both.sum())
-    ring = {"ring_baseline_value": float(_yearly(rb[both], settings.statistic)) if n_ring else np.nan,
-            "ring_target_value": float(_yearly(rt[both], settings.statistic)) if n_ring else np.nan}
-    ring["ring_log_ratio"] = (float(log_ratio(ring["ring_target_value"], ring["ring_baseline_value"],
-                                              _eps(settings, weight, n_ring))) if n_ring else np.nan)
-    matched = np.isfinite(sb) & np.isfinite(st) & both
+def _ring_columns(sb: np.ndarray, st: np.ndarray, rb: np.ndarray, rt: np.ndarray, settings: ChangeSettings,
+                  sid: str, weight: float, ring_weight: float) -> dict[str, object]:
+    """Ring values and the ring-adjusted change, all on the months valid for site and ring in both years."""
+    matched = np.isfinite(sb) & np.isfinite(st) & np.isfinite(rb) & np.isfinite(rt)
     n = int(matched.sum())
-    if n:
-        adj = paired_change(sb[matched], st[matched], settings, sid + "@ring", weight, rb[matched], rt[matched])
-    else:
-        adj = {"log_ratio": np.nan, "log_ci_low": np.nan, "log_ci_high": np.nan}
+    stat = settings.statistic
+    ring: dict[str, object] = {
+        "ring_baseline_value": float(_yearly(rb[matched], stat)) if n else np.nan,
+        "ring_target_value": float(_yearly(rt[matched], stat)) if n else np.nan,
+    }
+    ring["ring_log_ratio"] = (float(log_ratio(ring["ring_target_value"], ring["ring_baseline_value"],
+                                              _eps(settings, ring_weight, n))) if n else np.nan)
+    adj = (paired_change(sb[matched], st[matched], settings, sid + "@ring", weight, rb[matched], rt[matched],
+                         ring_weight) if n else _EMPTY)
     ring |= {"adjusted_log_ratio": adj["log_ratio"], "adjusted_log_ci_low": adj["log_ci_low"],
              "adjusted_log_ci_high": adj["log_ci_high"], "n_months_adjusted": n,
              "class_ring_adjusted": classify(adj["log_ratio"], adj["log_ci_low"], adj["log_ci_high"], n,

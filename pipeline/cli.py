@@ -79,7 +79,8 @@ def _analysis_options(sp: argparse.ArgumentParser, change: bool = True) -> None:
         g.add_argument("--statistic", choices=("median", "mean", "sol"),
                        help="yearly statistic: median, mean or sol (sum of lights); default median")
     g.add_argument("--radius", type=float, metavar="M", dest="default_radius_m",
-                   help="buffer in metres for point sites (default 2000)")
+                   help="buffer in metres for every point site, overriding radius_m in the files "
+                        "(default: radius_m, else 2000)")
     g.add_argument("--pixel-rule", choices=("exact", "centroid", "all_touched"), help="pixel inclusion (default exact)")
     g.add_argument("--min-cf-cvg", type=int, metavar="N", help="EOG: minimum cloud-free observations (default 3)")
     g.add_argument("--config", type=Path, metavar="FILE.yaml", help="YAML file of parameters (keys as in README)")
@@ -250,13 +251,12 @@ def cmd_sites_validate(args: argparse.Namespace) -> int:
 def cmd_extract(args: argparse.Namespace) -> int:
     from pipeline.analysis import site_month_view
     from pipeline.outputs import write_csv_atomic
-    from pipeline.sites import read_sites
     from pipeline.sources import find_monthly_rasters
     from pipeline.zonal import zone_month_table
 
     params = params_from_args(args)
     _check_out_file(args.out)
-    sites = read_sites(args.sites, params.default_radius_m)
+    sites = _read_sites(args.sites, params, args)
     rasters = find_monthly_rasters(args.rasters, eog_config=params.eog_config)
     import geopandas as gpd
 
@@ -287,14 +287,13 @@ def _is_synthetic(rasters) -> bool:
 
 def cmd_run(args: argparse.Namespace) -> int:
     from pipeline.analysis import analyse
-    from pipeline.sites import read_sites
     from pipeline.sources import find_monthly_rasters
 
     params = params_from_args(args)
     _check_out_dir(args.out)
     source = resolve_source(args.source, args.rasters)
     site_files = args.sites or default_site_files()
-    sites = read_sites(site_files, params.default_radius_m)
+    sites = _read_sites(site_files, params, args)
     years = (params.baseline_year - 1, params.baseline_year, params.target_year)
     if source == "demo":
         log.warning("SYNTHETIC DEMO DATA: no data credentials configured, so this run uses generated rasters; "
@@ -328,6 +327,16 @@ def cmd_run(args: argparse.Namespace) -> int:
     print(headline(results.verdict))
     print(f"outputs in {args.out}/")
     return 0
+
+
+def _read_sites(paths: Sequence[Path], params: Params, args: argparse.Namespace):
+    """Sites from files; an explicit --radius re-buffers every point site to it."""
+    from pipeline.sites import read_sites, with_radius
+
+    sites = read_sites(paths, params.default_radius_m)
+    if getattr(args, "default_radius_m", None) is not None:
+        sites = with_radius(sites, params.default_radius_m)
+    return sites
 
 
 def _check_out_file(out: Path) -> None:

@@ -110,13 +110,17 @@ def _check_params(p: Params) -> None:
         if not getattr(p, name) > 0:
             raise bad(name, "must be positive")
     if not 0 <= p.threshold < 5:
-        raise bad("threshold", "must be a log ratio between 0 and 5")
+        raise bad("threshold", "must be a log ratio between 0 and 5 (e.g. 0.25 for +28% / -22%)")
     if not 0 < p.confidence < 1:
         raise bad("confidence", "must be between 0 and 1")
     if not 0 <= p.min_valid_fraction <= 1:
         raise bad("min_valid_fraction", "must be between 0 and 1")
-    if not 1 <= p.min_matched_months <= 12:
-        raise bad("min_matched_months", "must be between 1 and 12")
+    if not 3 <= p.min_matched_months <= 12:
+        raise bad("min_matched_months", "must be between 3 and 12 (fewer months give no interval to speak of)")
+    if p.min_cf_cvg < 1:
+        raise bad("min_cf_cvg", "must be at least 1: a pixel with no cloud-free observation is not observed")
+    if not p.bm_quality or any(not 0 <= q <= 255 for q in p.bm_quality):
+        raise bad("bm_quality", "must list the Black Marble _Quality values to keep (0 = good, 1 = poor, 2 = gap-filled)")
     if not 0 <= p.ring_inner_m < p.ring_outer_m:
         raise bad("ring_outer_m", f"must exceed ring_inner_m={p.ring_inner_m}")
 

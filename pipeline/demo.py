@@ -43,7 +43,7 @@ SNOW_MONTHS = (12, 1, 2)
 # Mean cloud-free observation counts by calendar month (low in the Jun-Aug monsoon).
 MONTH_COVERAGE = (14, 13, 12, 10, 8, 4, 3, 4, 8, 12, 14, 14)
 MARKER = "DEMO_DATA_IS_SYNTHETIC.txt"
-GENERATOR_VERSION = 2  # bump whenever the rasters for a given spec change
+GENERATOR_VERSION = 3  # bump whenever the rasters for a given spec change
 
 
 @dataclass(frozen=True)
@@ -71,6 +71,7 @@ class DemoSpec:
     month_noise: float = 0.12  # log sd of a town's month-to-month variation
     snow_gain: float = 1.3
     regional_change: float = 0.0  # log change of all light (towns and background) in the target year
+    change_range: tuple[float, float] = (0.15, 1.2)  # |log change| of a site's own light when it changes
     towns: tuple[Town, ...] = field(default=(), compare=False)
 
     def key(self) -> str:
@@ -100,7 +101,7 @@ def make_towns(spec: DemoSpec) -> tuple[Town, ...]:
     for site_id, lon, lat in spec.sites:
         rng = _town_rng(spec.seed, site_id)
         kind = rng.choice(["brightened", "unchanged", "dimmed"])
-        magnitude = rng.uniform(0.6, 1.2)
+        magnitude = rng.uniform(*spec.change_range)
         change = {"brightened": magnitude, "unchanged": 0.0, "dimmed": -magnitude}[kind]
         peak = float(np.clip(rng.lognormal(np.log(6.0), 0.4), 3.0, 20.0))
         towns.append(Town(site_id, lon, lat, peak, float(rng.uniform(1.0, 1.6)), change, True))

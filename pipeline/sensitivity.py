@@ -29,6 +29,7 @@ from pipeline.change import (
     ChangeSettings,
     ZoneSeries,
     classify,
+    classify_arrays,
     count_classes,
     site_changes,
     year_matrix,
@@ -37,10 +38,11 @@ from pipeline.verdict import CLAIM
 
 THRESHOLDS = (0.10, 0.18, 0.25, 0.35)
 RADII_M = (1000.0, 2000.0, 3000.0)
-STATISTICS = ("median", "mean", "sol")
+# The sum of lights is not a separate variant: over a fixed footprint (filled at the mean) its
+# log ratio equals the mean's exactly, so it would only duplicate rows.
+STATISTICS = ("median", "mean")
 WINDOWS: dict[str, tuple[int, ...]] = {"all": tuple(range(1, 13)), "feb-dec": tuple(range(2, 13))}
 RULES = ("exact", "centroid", "all_touched")
-VARIANT_BOOT = 400  # resamples per variant: enough for a 95% interval's ends to +-0.02
 CONTROL_SPACING_DEG = 0.03  # lattice of candidate control places (~3 km)
 CONTROL_EXCLUSION_M = 10_000.0  # candidates this close to a site are not controls
 CONTROL_REACH_M = 40_000.0  # ... and controls stay this close to some site (same region)
@@ -58,45 +60,64 @@ class ZoneNames:
 
 def sensitivity_table(table: pd.DataFrame, sites: pd.DataFrame, zones: ZoneNames,
                       base: ChangeSettings, claim_mask: np.ndarray) -> pd.DataFrame:
-    """Counts over the variant grid; the costly part (bootstrap) runs once per non-threshold variant."""
+    """Counts over the variant grid, over the claim's sites (all sites when none are in the run).
+
+    The costly part (bootstrap, with the headline's resamples and seeds, so the row with
+    the headline settings reproduces the headline) runs once per radius, statistic,
+    window and rule; thresholds and adjustments only re-classify.
+    """
     needed = {z for names in zones.by_radius.values() for z in names} | set(zones.ring)
     table = table[table["zone"].isin(needed)]
     series = {rule: ZoneSeries.from_table(table[table["pixel_rule"] == rule]) for rule in RULES}
+    scope = claim_mask if claim_mask.any() else np.ones(len(sites), dtype=bool)
     rows = []
     for radius, statistic, window, rule in itertools.product(zones.by_radius, STATISTICS, WINDOWS, RULES):
-        settings = ChangeSettings(**{**base.__dict__, "statistic": statistic, "months": WINDOWS[window],
-                                     "n_boot": VARIANT_BOOT})
-        ch = site_changes(series[rule], sites, zones.by_radius[radius], zones.ring, settings)
+        settings = ChangeSettings(**{**base.__dict__, "statistic": statistic, "months": WINDOWS[window]})
+        ch = site_changes(series[rule], sites, zones.by_radius[radius], zones.ring, settings)[scope]
         for threshold, adjust in itertools.product(THRESHOLDS, ("absolute", "ring")):
             prefix = "adjusted_" if adjust == "ring" else ""
             n_col = "n_months_adjusted" if adjust == "ring" else "n_months"
-            classes = pd.Series([
-                classify(r[f"{prefix}log_ratio"], r[f"{prefix}log_ci_low"], r[f"{prefix}log_ci_high"],
-                         r[n_col], threshold, base.min_matched_months)
-                for _, r in ch.iterrows()
-            ])
-            scope = classes[claim_mask] if claim_mask.any() else classes
+            classes = classify_arrays(*(ch[f"{prefix}{c}"].to_numpy(float) for c in ("log_ratio", "log_ci_low",
+                                                                                        "log_ci_high")),
+                                      ch[n_col].to_numpy(), threshold, base.min_matched_months)
             rows.append({"threshold": threshold, "radius_m": radius, "statistic": statistic,
                          "month_window": window, "adjustment": adjust, "pixel_rule": rule,
-                         "n_sites": len(scope), **count_classes(scope)})
+                         "n_sites": int(scope.sum()), **count_classes(pd.Series(classes, dtype=object))})
     return pd.DataFrame(rows)
 
 
-def robustness_summary(sens: pd.DataFrame) -> dict[str, Any]:
-    """How the brightened count moves across defensible variants, against the claim's 5."""
+def _shares(sens: pd.DataFrame) -> dict[str, Any]:
     b = sens["brightened"]
-    full = sens["n_sites"] == CLAIM["n_sites"]
+    judged = (sens["n_sites"] == CLAIM["n_sites"]) & (sens["insufficient_data"] == 0)
     return {
         "n_variants": len(sens),
         "brightened_min": int(b.min()),
         "brightened_max": int(b.max()),
         "brightened_median": float(b.median()),
-        "share_exactly_5_of_20": float(((b == CLAIM["brightened"]) & full).mean()),
-        "share_at_most_5": float((b <= CLAIM["brightened"]).mean()),
-        "dimensions": {"threshold": list(THRESHOLDS), "radius_m": sorted({float(r) for r in sens.get("radius_m", RADII_M)}),
-                       "statistic": list(STATISTICS), "month_window": list(WINDOWS),
-                       "adjustment": ["absolute", "ring"], "pixel_rule": list(RULES)},
+        # a variant counts only where all 20 claim sites could be classified, as the verdict does
+        "share_exactly_5_of_20": float(((b == CLAIM["brightened"]) & judged).mean()),
+        "share_at_most_5": float(((b <= CLAIM["brightened"]) & judged).mean()),
+        "share_undetermined": float((~judged).mean()),
     }
+
+
+def robustness_summary(sens: pd.DataFrame, claim_scope: bool = True) -> dict[str, Any]:
+    """How the brightened count moves across defensible variants, against the claim's 5.
+
+    ``claim_scope`` False means the run had no batch-2024 sites: counts are over all
+    sites and the shares against "5 of 20" are not meaningful (None).
+    """
+    out: dict[str, Any] = {"scope": "the claim's batch-2024 sites" if claim_scope else "all sites (no batch-2024 "
+                           "sites in this run)", **_shares(sens)}
+    if not claim_scope:
+        out |= {"share_exactly_5_of_20": None, "share_at_most_5": None, "share_undetermined": None}
+    if "adjustment" in sens:
+        out["by_adjustment"] = {adj: _shares(g) for adj, g in sens.groupby("adjustment")}
+    out["dimensions"] = {"threshold": list(THRESHOLDS),
+                         "radius_m": sorted({float(r) for r in sens.get("radius_m", RADII_M)}),
+                         "statistic": list(STATISTICS), "month_window": list(WINDOWS),
+                         "adjustment": ["absolute", "ring"], "pixel_rule": list(RULES)}
+    return out
 
 
 def control_zones(sites: gpd.GeoDataFrame, radius_m: float, seed: int = 0) -> gpd.GeoDataFrame:
@@ -144,20 +165,28 @@ def calibration(table: pd.DataFrame, control_names: Sequence[str], base: ChangeS
     y0, y1 = base.baseline_year - 1, base.baseline_year
     if not control_names or not table["month"].str.startswith(f"{y0}-").any():
         return None
-    args = (base.months, "sum_radiance" if base.statistic == "sol" else "mean_radiance", base.min_valid_fraction)
-    b = year_matrix(table, list(control_names), y0, *args)
-    t = year_matrix(table, list(control_names), y1, *args)
     from pipeline.change import paired_change
 
-    observed = np.isfinite(b).any(axis=1)
-    lit = np.zeros(len(b), dtype=bool)
-    lit[observed] = np.nanmedian(b[observed], axis=1) >= CONTROL_MIN_RADIANCE
+    names = list(control_names)
+    series = ZoneSeries.from_table(table[table["zone"].isin(set(names))])
+    args = (base.months, "sum_radiance" if base.statistic == "sol" else "mean_radiance", base.min_valid_fraction)
+    b = year_matrix(series, names, y0, *args)
+    t = year_matrix(series, names, y1, *args)
+
+    # "lit" on the mean radiance of both years: selecting on one year alone would pick places at a
+    # chance high and inflate their apparent change (regression to the mean)
+    mb = year_matrix(series, names, y0, base.months, "mean_radiance", base.min_valid_fraction)
+    mt = year_matrix(series, names, y1, base.months, "mean_radiance", base.min_valid_fraction)
+    lit = np.zeros(len(names), dtype=bool)
+    seen = np.isfinite(mb).any(axis=1) & np.isfinite(mt).any(axis=1)
+    lit[seen] = np.minimum(np.nanmedian(mb[seen], axis=1), np.nanmedian(mt[seen], axis=1)) >= CONTROL_MIN_RADIANCE
+    weight = series.weights(names)
     ds, called = [], 0
     for i in np.flatnonzero(lit):
         m = np.isfinite(b[i]) & np.isfinite(t[i])
         if m.sum() < base.min_matched_months:
             continue
-        r = paired_change(b[i, m], t[i, m], base, control_names[i])
+        r = paired_change(b[i, m], t[i, m], base, control_names[i], weight[i])
         ds.append(r["log_ratio"])
         called += classify(r["log_ratio"], r["log_ci_low"], r["log_ci_high"], int(m.sum()),
                            base.threshold, base.min_matched_months) in ("brightened", "dimmed")
@@ -165,7 +194,7 @@ def calibration(table: pd.DataFrame, control_names: Sequence[str], base: ChangeS
         return None
     a = np.abs(np.asarray(ds))
     return {
-        "controls": (f"{len(ds)} lit places (median >= {CONTROL_MIN_RADIANCE} nW/cm2/sr) on a "
+        "controls": (f"{len(ds)} lit places (median >= {CONTROL_MIN_RADIANCE} nW/cm2/sr in both years) on a "
                      f"{CONTROL_SPACING_DEG} deg lattice, {CONTROL_EXCLUSION_M / 1000:.0f}-{CONTROL_REACH_M / 1000:.0f} km "
                      f"from the sites, "
                      f"{y0} vs {y1}"),

@@ -13,6 +13,7 @@ point, never in degrees (a degree of longitude is 85 km at 40 N, not 111 km).
 
 from __future__ import annotations
 
+import functools
 import json
 import logging
 import math
@@ -87,7 +88,10 @@ def _reproject(transformer: Transformer, geom: BaseGeometry) -> BaseGeometry:
     return shapely.transform(geom, lambda xy: np.column_stack(transformer.transform(xy[:, 0], xy[:, 1])))
 
 
+@functools.lru_cache(maxsize=8192)
 def _to_metric(lon: float, lat: float) -> tuple[Transformer, Transformer]:
+    """Transformers to and from the point's own metric CRS, cached: a site's polygon, its ring
+    and its radius variants all reuse them (building a pair costs milliseconds)."""
     crs = local_metric_crs(lon, lat)
     fwd = Transformer.from_crs(4326, crs, always_xy=True)
     inv = Transformer.from_crs(crs, 4326, always_xy=True)
@@ -445,12 +449,14 @@ def background_rings(sites: gpd.GeoDataFrame, inner_m: float, outer_m: float) ->
     polygons. The ring measures region-wide change (supply, calibration, weather)
     near the site without the site's own light.
     """
-    all_sites = shapely.unary_union(sites.geometry.values)
+    polygons = sites.geometry.values
+    tree = shapely.STRtree(polygons)
     rings = []
     for row in sites.itertuples():
         c = (row.center_lon, row.center_lat)
         base = Point(c) if row.from_point else row.geometry
         outer = buffer_metres(base, outer_m, c)
         inner = buffer_metres(base, inner_m, c) if inner_m > 0 else shapely.Polygon()
-        rings.append(outer.difference(inner).difference(all_sites))
+        near = shapely.unary_union(polygons[tree.query(outer)])  # only sites that reach the ring
+        rings.append(outer.difference(inner).difference(near))
     return gpd.GeoSeries(rings, index=sites.index, crs=sites.crs)

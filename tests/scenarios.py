@@ -28,7 +28,7 @@ def planted(tmp_path: Path, n_sites: int = 40, **spec: object
     site_file = write_sites(tmp_path / "sites.geojson",
                             [point_feature(s, lon, lat, batch=2024) for s, lon, lat in points])
     demo = DemoSpec(**{"seed": 11, "bounds": BOUNDS, "sites": tuple(points), "n_other_towns": 8,
-                       "month_noise": 0.18, **spec})
+                       "month_noise": 0.18, "change_range": (0.6, 1.2), **spec})
     folder = build_demo(tmp_path / "rasters", demo, progress=False)
     sites = read_sites([site_file], 2000.0)
     return sites, find_monthly_rasters(folder), pd.read_csv(folder / "truth.csv"), folder

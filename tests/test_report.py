@@ -43,7 +43,7 @@ def test_report_content(run):
     results, out = run
     page = (out / "report.html").read_text(encoding="utf-8")
     assert 'id="synthetic-warning"' in page and "SYNTHETIC DEMO DATA" in page
-    assert "<h2>Method</h2>" in page and "missing, not dark" in page and "432 defensible variants" in page
+    assert "<h2>Method</h2>" in page and "missing, not dark" in page and "288 defensible variants" in page
     for sid, _, _, ko, _, _ in SITES:
         assert f"<td>{sid.capitalize()}</td>" in page and ko in page
     for key, value in results.verdict["parameters"].items():

@@ -67,7 +67,33 @@ def test_controls_keep_their_distance():
 
 
 def test_robustness_summary_shares():
-    sens = pd.DataFrame({"brightened": [3, 5, 5, 7], "n_sites": [20, 20, 20, 20]})
+    sens = pd.DataFrame({"brightened": [3, 5, 5, 7, 5], "n_sites": [20, 20, 20, 20, 20],
+                         "insufficient_data": [0, 0, 0, 0, 2],
+                         "adjustment": ["absolute", "absolute", "ring", "ring", "absolute"]})
     r = robustness_summary(sens)
-    assert (r["n_variants"], r["brightened_min"], r["brightened_max"]) == (4, 3, 7)
-    assert r["share_exactly_5_of_20"] == 0.5 and r["share_at_most_5"] == 0.75
+    assert (r["n_variants"], r["brightened_min"], r["brightened_max"]) == (5, 3, 7)
+    # the last variant has 5 brightened but 2 sites undetermined: it is not "5 of 20"
+    assert r["share_exactly_5_of_20"] == pytest.approx(2 / 5)
+    assert r["share_at_most_5"] == pytest.approx(3 / 5)
+    assert r["share_undetermined"] == pytest.approx(1 / 5)
+    assert r["by_adjustment"]["ring"]["brightened_max"] == 7
+    assert robustness_summary(sens, claim_scope=False)["share_exactly_5_of_20"] is None
+
+
+def test_variants_change_what_they_claim(tmp_path):
+    """Radius, rule and window variants give different numbers; thresholds only re-classify."""
+    from pipeline.analysis import analyse
+    from tests.scenarios import planted
+
+    sites, rasters, _, _ = planted(tmp_path, n_sites=8)
+    r = analyse(sites, rasters, Params(), source="local", data_kind="synthetic", progress=False)
+    t = r.zone_table
+    one = t[(t["month"] == "2024-03") & (t["zone"].str.startswith("s00"))].set_index(["zone", "pixel_rule"])
+    weights = one["weight"]
+    assert weights[("s00@r1000", "exact")] < weights[("s00", "exact")] < weights[("s00@r3000", "exact")]
+    assert weights[("s00", "exact")] < weights[("s00", "all_touched")]
+    assert weights[("s00", "exact")] == pytest.approx(np.pi * 2000**2 / (463.3 * 357.0), rel=0.1)  # 15" pixel at 39.5 N
+    sens = r.sensitivity
+    assert len(sens) == 4 * 3 * 2 * 2 * 2 * 3
+    b = sens.groupby("threshold")["brightened"].mean()
+    assert b.is_monotonic_decreasing  # a higher threshold never brightens more sites on average
