@@ -56,6 +56,7 @@ clean:
 
 ## Show this help
 help:
-	@awk '/^## /{doc=substr($$0,4); next} /^[a-zA-Z_-]+:/{ if (doc) { split($$0,t,":"); printf "  \033[36m%-10s\033[0m %s\n", t[1], doc }; doc="" }' $(MAKEFILE_LIST)
+	@if [ -t 1 ]; then c='\033[36m'; r='\033[0m'; else c=''; r=''; fi; \
+	awk -v c="$$c" -v r="$$r" '/^## /{doc=substr($$0,4); next} /^[a-zA-Z_-]+:/{ if (doc) { split($$0,t,":"); printf "  %s%-10s%s %s\n", c, t[1], r, doc }; doc="" }' $(MAKEFILE_LIST)
 
 .PHONY: install all test lint bench browser clean help

@@ -289,13 +289,18 @@ def _fmt(x: Any, digits: int = 3) -> str:
     return str(x)
 
 
+def _text(value: Any) -> str:
+    """A table cell: empty for missing values (never 'nan')."""
+    return "" if value is None or (isinstance(value, float) and np.isnan(value)) else str(value)
+
+
 def sites_rows(results: Any) -> list[dict[str, str]]:
     rows = []
     for _, r in F.ordered(results.changes).iterrows():
         ci = "" if pd.isna(r.get("ci_low")) else f" [{r['ci_low']:+.0f}, {r['ci_high']:+.0f}]"
         rows.append({
-            "Site": str(r.get("name") or r["site_id"]), "Hangul": str(r.get("name_ko") or ""),
-            "Province": str(r.get("province") or ""), "Batch": _fmt(r.get("batch")),
+            "Site": _text(r.get("name")) or str(r["site_id"]), "Hangul": _text(r.get("name_ko")),
+            "Province": _text(r.get("province")), "Batch": _fmt(r.get("batch")),
             "Baseline": _fmt(r.get("baseline_value")), "Target": _fmt(r.get("target_value")),
             "Change % [95% CI]": ("–" if pd.isna(r.get("change_pct")) else f"{r['change_pct']:+.0f}{ci}"),
             "Class": str(r["class"]).replace("_", " "),
