@@ -116,7 +116,8 @@ def analyse(sites: gpd.GeoDataFrame, rasters: Sequence[MonthlyRaster], params: P
     claim_mask = (sites["batch"] == CLAIM["batch"]).to_numpy()
     sens = robust = None
     if sensitivity:
-        sens = sensitivity_table(table, sites, names, settings, claim_mask)
+        sens = sensitivity_table(table, sites, names, settings, claim_mask,
+                                 headline=(params.default_radius_m, params.pixel_rule))
         robust = robustness_summary(sens, claim_scope=bool(claim_mask.any()))
     calib = calibration(headline_table, list(controls["zone"]), settings)
     inputs = [{"month": r.month, "file": r.radiance.name, "aux": r.aux.name if r.aux else None,

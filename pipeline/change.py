@@ -26,6 +26,7 @@ Method (defaults in :class:`pipeline.config.Params`, rationale in the README):
 
 from __future__ import annotations
 
+import warnings
 import zlib
 from dataclasses import dataclass
 
@@ -126,6 +127,20 @@ def _yearly(values: np.ndarray, statistic: str, axis: int = -1) -> np.ndarray:
     raise ValueError(f"statistic {statistic!r} not valid; must be one of median, mean, sol")
 
 
+def _yearly_rows(values: np.ndarray, matched: np.ndarray, statistic: str) -> np.ndarray:
+    """:func:`_yearly` of each row's matched months at once; NaN for rows with none."""
+    masked = np.where(matched, values, np.nan)
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore", RuntimeWarning)  # all-NaN rows: no matched month
+        if statistic == "median":
+            out = np.nanmedian(masked, axis=1)
+        elif statistic == "mean":
+            out = np.nanmean(masked, axis=1)
+        else:
+            out = np.nansum(masked, axis=1)
+    return np.where(matched.any(axis=1), out, np.nan)
+
+
 def log_ratio(target: np.ndarray | float, baseline: np.ndarray | float, eps: np.ndarray | float) -> np.ndarray:
     """``ln((T + eps) / (B + eps))``: symmetric, scale-free, tame near zero."""
     return np.log((np.asarray(target) + eps) / (np.asarray(baseline) + eps))
@@ -143,23 +158,44 @@ def paired_change(base: np.ndarray, targ: np.ndarray, settings: ChangeSettings, 
     """Change of one zone over matched months (1-D arrays of equal length, no NaN).
 
     With ring arrays, the change is ``d_site - d_ring`` on the same resampled months.
+    """
+    ring = None if ring_base is None else (ring_base[None], ring_targ[None], np.array([ring_weight]))
+    d, lo, hi = paired_changes(base[None], targ[None], settings, [key], np.array([weight]), ring)
+    return {"log_ratio": float(d[0]), "log_ci_low": float(lo[0]), "log_ci_high": float(hi[0])}
+
+
+def paired_changes(base: np.ndarray, targ: np.ndarray, settings: ChangeSettings, keys: list[str],
+                   weight: np.ndarray, ring: tuple[np.ndarray, np.ndarray, np.ndarray] | None = None,
+                   batch: int = 128) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    """Changes and intervals of many zones with the same number of matched months.
+
+    ``base``/``targ``: arrays (zone, month) without NaN; ``ring``: the same for each
+    zone's ring, with the ring weights. Each zone's resamples come from its own seed
+    (``key``), so a result does not depend on which other zones are computed with it.
     The interval is the bootstrap percentile interval, widened if needed to contain the
     estimate itself (a median of few months can fall outside its own percentile band).
     """
-    n = base.size
-    eps, ring_eps = _eps(settings, weight, n), _eps(settings, ring_weight, n)
-    stat = settings.statistic
-    d = float(log_ratio(_yearly(targ, stat), _yearly(base, stat), eps))
-    if ring_base is not None:
-        d -= float(log_ratio(_yearly(ring_targ, stat), _yearly(ring_base, stat), ring_eps))
-    rng = np.random.default_rng([settings.seed, zlib.crc32(key.encode())])
-    idx = rng.integers(0, n, size=(settings.n_boot, n))
-    boot = log_ratio(_yearly(targ[idx], stat), _yearly(base[idx], stat), eps)
-    if ring_base is not None:
-        boot = boot - log_ratio(_yearly(ring_targ[idx], stat), _yearly(ring_base[idx], stat), ring_eps)
-    alpha = (1 - settings.confidence) / 2
-    lo, hi = np.quantile(boot, [alpha, 1 - alpha])
-    return {"log_ratio": d, "log_ci_low": float(min(lo, d)), "log_ci_high": float(max(hi, d))}
+    n = base.shape[1]
+    stat, alpha = settings.statistic, (1 - settings.confidence) / 2
+    eps = np.array([_eps(settings, w, n) for w in weight])[:, None]
+    d = log_ratio(_yearly(targ, stat), _yearly(base, stat), eps[:, 0])
+    if ring is not None:
+        ring_eps = np.array([_eps(settings, w, n) for w in ring[2]])[:, None]
+        d = d - log_ratio(_yearly(ring[1], stat), _yearly(ring[0], stat), ring_eps[:, 0])
+    lo, hi = np.empty(len(keys)), np.empty(len(keys))
+    for s in range(0, len(keys), batch):  # bounded memory: batch x n_boot x months
+        sl = slice(s, s + batch)
+        idx = np.stack([np.random.default_rng([settings.seed, zlib.crc32(k.encode())])
+                        .integers(0, n, size=(settings.n_boot, n)) for k in keys[sl]])
+
+        def draw(a: np.ndarray, sl: slice = sl, idx: np.ndarray = idx) -> np.ndarray:
+            return _yearly(np.take_along_axis(a[sl][:, None, :], idx, axis=2), stat)
+
+        boot = log_ratio(draw(targ), draw(base), eps[sl])
+        if ring is not None:
+            boot = boot - log_ratio(draw(ring[1]), draw(ring[0]), ring_eps[sl])
+        lo[sl], hi[sl] = np.quantile(boot, [alpha, 1 - alpha], axis=1)
+    return d, np.minimum(lo, d), np.maximum(hi, d)
 
 
 def classify(d: float, lo: float, hi: float, n_months: int, threshold: float, min_months: int) -> str:
@@ -183,7 +219,21 @@ def classify_arrays(d: np.ndarray, lo: np.ndarray, hi: np.ndarray, n_months: np.
     return out
 
 
-_EMPTY = {"log_ratio": np.nan, "log_ci_low": np.nan, "log_ci_high": np.nan}
+def _changes_by_months(vals: list[np.ndarray], mask: np.ndarray, settings: ChangeSettings, keys: list[str],
+                       weight: np.ndarray, ring_weight: np.ndarray | None = None) -> np.ndarray:
+    """(d, lo, hi) for every zone, batching zones by their number of matched months.
+
+    ``vals``: base and target (and ring base and target) arrays (zone, 12); ``mask``: the
+    matched months of each zone. Rows without matched months stay NaN.
+    """
+    out = np.full((3, mask.shape[0]), np.nan)
+    n_by_zone = mask.sum(axis=1)
+    for n in np.unique(n_by_zone[n_by_zone > 0]):
+        rows = np.flatnonzero(n_by_zone == n)
+        picked = [v[rows][mask[rows]].reshape(rows.size, n) for v in vals]
+        ring = None if ring_weight is None else (picked[2], picked[3], ring_weight[rows])
+        out[:, rows] = paired_changes(picked[0], picked[1], settings, [keys[i] for i in rows], weight[rows], ring)
+    return out
 
 
 def site_changes(table: pd.DataFrame | ZoneSeries, sites: pd.DataFrame, site_zone: list[str],
@@ -198,54 +248,50 @@ def site_changes(table: pd.DataFrame | ZoneSeries, sites: pd.DataFrame, site_zon
     args = (settings.months, column, settings.min_valid_fraction)
     sb = year_matrix(series, site_zone, settings.baseline_year, *args)
     st = year_matrix(series, site_zone, settings.target_year, *args)
-    weight = series.weights(site_zone)
+    ids = [str(s) for s in sites["site_id"]]
+    matched = np.isfinite(sb) & np.isfinite(st)
+    n = matched.sum(axis=1)
+    yearly_b = _yearly_rows(sb, matched, settings.statistic)
+    yearly_t = _yearly_rows(st, matched, settings.statistic)
+    d, lo, hi = _changes_by_months([sb, st], matched, settings, ids, series.weights(site_zone))
+    out = pd.DataFrame({
+        "site_id": ids, "n_months": n,
+        "months_matched": [",".join(str(m + 1) for m in np.flatnonzero(row)) for row in matched],
+        "baseline_value": yearly_b, "target_value": yearly_t,
+        "log_ratio": d, "log_ci_low": lo, "log_ci_high": hi,
+        "class": classify_arrays(d, lo, hi, n, settings.threshold, settings.min_matched_months),
+    })
     if ring_zone is not None:
-        rb = year_matrix(series, ring_zone, settings.baseline_year, *args)
-        rt = year_matrix(series, ring_zone, settings.target_year, *args)
-        ring_weight = series.weights(ring_zone)
-    rows = []
-    for i, sid in enumerate(sites["site_id"]):
-        matched = np.isfinite(sb[i]) & np.isfinite(st[i])
-        n = int(matched.sum())
-        row: dict[str, object] = {
-            "site_id": sid,
-            "n_months": n,
-            "months_matched": ",".join(str(m + 1) for m in np.flatnonzero(matched)),
-            "baseline_value": float(_yearly(sb[i, matched], settings.statistic)) if n else np.nan,
-            "target_value": float(_yearly(st[i, matched], settings.statistic)) if n else np.nan,
-        }
-        row |= paired_change(sb[i, matched], st[i, matched], settings, sid, weight[i]) if n else _EMPTY
-        row["class"] = classify(row["log_ratio"], row["log_ci_low"], row["log_ci_high"], n,
-                                settings.threshold, settings.min_matched_months)
-        if ring_zone is not None:
-            row |= _ring_columns(sb[i], st[i], rb[i], rt[i], settings, sid, weight[i], ring_weight[i])
-        rows.append(row)
-    out = pd.DataFrame(rows, columns=None if rows else ["site_id", "n_months", "log_ratio", "log_ci_low",
-                                                        "log_ci_high", "class"])
+        out = pd.concat([out, _ring_frame(series, sb, st, ring_zone, settings, ids,
+                                          series.weights(site_zone))], axis=1)
     for col in ("log_ratio", "log_ci_low", "log_ci_high"):
         out[col.replace("log_ratio", "change_pct").replace("log_ci", "ci")] = 100 * np.expm1(out[col])
     return out
 
 
-def _ring_columns(sb: np.ndarray, st: np.ndarray, rb: np.ndarray, rt: np.ndarray, settings: ChangeSettings,
-                  sid: str, weight: float, ring_weight: float) -> dict[str, object]:
+def _ring_frame(series: ZoneSeries, sb: np.ndarray, st: np.ndarray, ring_zone: list[str],
+                settings: ChangeSettings, ids: list[str], weight: np.ndarray) -> pd.DataFrame:
     """Ring values and the ring-adjusted change, all on the months valid for site and ring in both years."""
+    args = (settings.months, "sum_radiance" if settings.statistic == "sol" else "mean_radiance",
+            settings.min_valid_fraction)
+    rb = year_matrix(series, ring_zone, settings.baseline_year, *args)
+    rt = year_matrix(series, ring_zone, settings.target_year, *args)
+    ring_weight = series.weights(ring_zone)
     matched = np.isfinite(sb) & np.isfinite(st) & np.isfinite(rb) & np.isfinite(rt)
-    n = int(matched.sum())
+    n = matched.sum(axis=1)
     stat = settings.statistic
-    ring: dict[str, object] = {
-        "ring_baseline_value": float(_yearly(rb[matched], stat)) if n else np.nan,
-        "ring_target_value": float(_yearly(rt[matched], stat)) if n else np.nan,
-    }
-    ring["ring_log_ratio"] = (float(log_ratio(ring["ring_target_value"], ring["ring_baseline_value"],
-                                              _eps(settings, ring_weight, n))) if n else np.nan)
-    adj = (paired_change(sb[matched], st[matched], settings, sid + "@ring", weight, rb[matched], rt[matched],
-                         ring_weight) if n else _EMPTY)
-    ring |= {"adjusted_log_ratio": adj["log_ratio"], "adjusted_log_ci_low": adj["log_ci_low"],
-             "adjusted_log_ci_high": adj["log_ci_high"], "n_months_adjusted": n,
-             "class_ring_adjusted": classify(adj["log_ratio"], adj["log_ci_low"], adj["log_ci_high"], n,
-                                             settings.threshold, settings.min_matched_months)}
-    return ring
+    ring_b = _yearly_rows(rb, matched, stat)
+    ring_t = _yearly_rows(rt, matched, stat)
+    ring_eps = np.array([_eps(settings, w, k) for w, k in zip(ring_weight, n, strict=True)])
+    d, lo, hi = _changes_by_months([sb, st, rb, rt], matched, settings, [f"{i}@ring" for i in ids], weight,
+                                   ring_weight)
+    return pd.DataFrame({
+        "ring_baseline_value": ring_b, "ring_target_value": ring_t,
+        "ring_log_ratio": np.where(n > 0, log_ratio(ring_t, ring_b, ring_eps), np.nan),
+        "adjusted_log_ratio": d, "adjusted_log_ci_low": lo, "adjusted_log_ci_high": hi,
+        "n_months_adjusted": n,
+        "class_ring_adjusted": classify_arrays(d, lo, hi, n, settings.threshold, settings.min_matched_months),
+    })
 
 
 def count_classes(classes: pd.Series) -> dict[str, int]:
