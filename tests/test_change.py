@@ -129,3 +129,24 @@ def test_region_wide_dimming_removed_by_ring_adjustment(tmp_path):
     assert (ch.loc[unchanged, "class"] == "dimmed").mean() > 0.8
     # relative to their background ring they are recovered
     assert (ch.loc[want.index, "class_ring_adjusted"] == want).sum() >= 38
+
+
+def test_a_site_result_does_not_depend_on_the_other_sites(scenario):
+    """Seeds are per site and batches group by month count: order and company change nothing."""
+    sites, rasters, _, _ = scenario
+    r = analyse(sites, rasters, Params(), source="local", data_kind="synthetic", sensitivity=False, progress=False)
+    t = r.zone_table[r.zone_table["pixel_rule"] == "exact"]
+    few = sites.iloc[[7, 3]]
+    alone = site_changes(t, few, list(few["site_id"]), [f"{s}@ring" for s in few["site_id"]], SETTINGS)
+    both = r.changes.set_index("site_id").loc[list(few["site_id"])]
+    for col in ("log_ratio", "log_ci_low", "log_ci_high", "adjusted_log_ci_high"):
+        np.testing.assert_array_equal(alone[col].to_numpy(), both[col].to_numpy())
+
+
+def test_interval_excludes_zero_only_for_a_real_change():
+    rng = np.random.default_rng(3)
+    base = 3.0 * rng.lognormal(0, 0.15, 12)
+    same = paired_change(base, 3.0 * rng.lognormal(0, 0.15, 12), SETTINGS, "a")
+    up = paired_change(base, 6.0 * rng.lognormal(0, 0.15, 12), SETTINGS, "b")
+    assert same["log_ci_low"] < 0 < same["log_ci_high"]
+    assert 0 < up["log_ci_low"] < np.log(2) < up["log_ci_high"]
