@@ -329,10 +329,12 @@ def _read_feature(
     if radius_problem:
         return err(radius_problem)
 
-    from_point = geom.geom_type in ("Point", "MultiPoint")
-    if from_point:
+    if geom.geom_type in ("Point", "MultiPoint"):
         center = geom.centroid
         poly = buffer_metres(geom, radius, (center.x, center.y))
+        # only a single point can be re-buffered from its centre (radius variants, rings);
+        # a MultiPoint's circles are kept as drawn, like a polygon
+        from_point = geom.geom_type == "Point"
     else:
         if not geom.is_valid:
             reason = shapely.is_valid_reason(geom)
@@ -353,7 +355,7 @@ def _read_feature(
         "_index": i,
         "site_id": site_id,
         "batch": _batch(props.get("batch")),
-        "radius_m": radius if from_point else math.nan,
+        "radius_m": radius if from_point or geom.geom_type == "MultiPoint" else math.nan,
         "center_lon": round(center.x, 6),
         "center_lat": round(center.y, 6),
         "from_point": from_point,

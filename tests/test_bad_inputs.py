@@ -129,7 +129,9 @@ def test_three_d_coordinates_are_flattened() -> None:
 
     sites = read_sites([SITE_DIR / "mixed_3d_multi.geojson"], 2000.0)
     assert not sites.geometry.has_z.any()
-    assert list(sites["from_point"]) == [True, False, False, True]
+    # a MultiPoint is buffered point by point, then kept as drawn (only single points re-buffer)
+    assert list(sites["from_point"]) == [True, False, False, False]
+    assert sites.geometry.iloc[3].geom_type in ("Polygon", "MultiPolygon") and sites["radius_m"].iloc[3] == 2000.0
 
 
 def test_site_file_over_the_size_limit(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:

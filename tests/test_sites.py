@@ -88,3 +88,17 @@ def test_rings_exclude_other_sites_and_radius_variants(tmp_path):
     assert _area_m2(rings.iloc[0], 126.0, 40.0) < full * 0.999  # b's polygon was cut out
     bigger = with_radius(sites, 3000.0)
     assert _area_m2(bigger.geometry.iloc[0], 126.0, 40.0) == pytest.approx(math.pi * 3000**2, rel=2e-3)
+
+
+def test_multipoint_keeps_its_circles_in_variants_and_rings(tmp_path):
+    f = write_sites(tmp_path / "mp.geojson", [{
+        "type": "Feature", "properties": {"site_id": "pair"},
+        "geometry": {"type": "MultiPoint", "coordinates": [[126.0, 40.0], [126.2, 40.0]]}}])
+    sites = read_sites([f], 2000.0)
+    assert not sites["from_point"].iloc[0] and sites["radius_m"].iloc[0] == 2000.0
+    assert sites.geometry.iloc[0].geom_type == "MultiPolygon"
+    again = with_radius(sites, 3000.0)
+    assert again.geometry.iloc[0].equals(sites.geometry.iloc[0])  # not one circle between the points
+    ring = background_rings(sites, 4000.0, 8000.0).iloc[0]
+    assert ring.contains(Point(126.0, 40.08))  # 8.9 km from a point: 6.9 km from its circle's edge
+    assert ring.intersection(sites.geometry.iloc[0]).area == pytest.approx(0.0, abs=1e-12)
