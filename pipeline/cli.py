@@ -211,8 +211,11 @@ def resolve_source(requested: str, rasters: Path | None) -> str:
 def _setup_logging(args: argparse.Namespace) -> None:
     level = logging.DEBUG if args.debug else logging.WARNING if args.quiet else logging.INFO
     logging.basicConfig(level=level, format="%(message)s", stream=sys.stderr, force=True)
-    for noisy in ("fiona", "pyogrio", "distributed", "urllib3", "matplotlib", "PIL", "fontTools"):
+    for noisy in ("fiona", "pyogrio", "distributed", "matplotlib", "PIL", "fontTools"):
         logging.getLogger(noisy).setLevel(max(level, logging.WARNING))
+    # urllib3's retry warnings print request URLs, and signed redirect URLs carry credentials
+    # in their query: never log them (the downloader reports failures itself, without them)
+    logging.getLogger("urllib3").setLevel(logging.ERROR)
     # GDAL's own warnings ("CPLE_AppDefined in ...: TIFFReadDirectory ...") repeat what our one-line
     # errors say in words a user can act on; library warnings likewise. --debug shows both.
     logging.getLogger("rasterio").setLevel(logging.DEBUG if args.debug else logging.ERROR)

@@ -82,14 +82,34 @@ class StaticToken:
 # --------------------------------------------------------------------------- HTTP
 
 
+TRUSTED_REDIRECT_SUFFIXES = (".nasa.gov", ".mines.edu")  # LAADS signs URLs on other NASA hosts
+_LOOPBACK = {"127.0.0.1", "localhost", "::1"}
+
+
+def _keeps_token(old: str, new: str) -> bool:
+    """Whether a redirect from ``old`` to ``new`` may carry the bearer token.
+
+    Only to the same host, to a provider host over https, or between loopback addresses
+    (a local mirror or the test server); never on a downgrade from https to http.
+    """
+    a, b = urlsplit(old), urlsplit(new)
+    if a.scheme == "https" and b.scheme != "https":
+        return False
+    host = (b.hostname or "").lower()
+    if host == (a.hostname or "").lower():
+        return True
+    if host in _LOOPBACK and (a.hostname or "").lower() in _LOOPBACK:
+        return True
+    return b.scheme == "https" and host.endswith(TRUSTED_REDIRECT_SUFFIXES)
+
+
 class KeepAuthSession(requests.Session):
     """requests drops Authorization on a redirect to another host; LAADS answers a
-    download with a 302 to a signed URL elsewhere that still wants the bearer token,
-    so keep it, except on a downgrade from https to http."""
+    download with a 302 to a signed URL on another NASA host that still wants the bearer
+    token, so keep it there (see :func:`_keeps_token`), and nowhere else."""
 
     def rebuild_auth(self, prepared_request: requests.PreparedRequest, response: requests.Response) -> None:
-        old, new = urlsplit(response.request.url or ""), urlsplit(prepared_request.url or "")
-        if old.scheme == "https" and new.scheme != "https":
+        if not _keeps_token(response.request.url or "", prepared_request.url or ""):
             prepared_request.headers.pop("Authorization", None)
 
 

@@ -189,3 +189,15 @@ def test_killed_download_resumes_without_refetching_finished_months(tmp_path, mo
         assert not list(data.rglob("*.part")) and not list((data / "raw").rglob("*.tgz"))
         assert main(args[2:]) == 0  # third run: everything cached, nothing fetched
         assert len(lb.requests(".tgz")) == len(feb) + 2
+
+
+def test_token_follows_redirects_only_to_trusted_hosts():
+    from pipeline.download import _keeps_token
+
+    laads = "https://ladsweb.modaps.eosdis.nasa.gov/archive/allData/5200/VNP46A3/2024/001/x.h5"
+    assert _keeps_token(laads, "https://data.laadsdaac.earthdatacloud.nasa.gov/prod-lads/x.h5?sig=1")
+    assert _keeps_token(laads, "https://ladsweb.modaps.eosdis.nasa.gov/other")
+    assert not _keeps_token(laads, "https://evil.example.com/x.h5")
+    assert not _keeps_token(laads, "http://data.laadsdaac.earthdatacloud.nasa.gov/x.h5")  # downgrade
+    assert not _keeps_token("http://mirror.example.org/x", "http://elsewhere.example.org/x")
+    assert _keeps_token("http://127.0.0.1:8001/data/x", "http://127.0.0.1:8002/data/x")
