@@ -382,7 +382,7 @@ def _download_folder(source: str, args: argparse.Namespace, sites, years: tuple[
 def _write_run(results, args: argparse.Namespace, data_kind: str) -> None:
     from pipeline.outputs import staged
 
-    with staged(args.out) as out:
+    with staged(args.out, owns=("",)) as out:
         out.write_csv("site_months.csv", results.site_months, data_kind)
         out.write_csv("site_changes.csv", results.changes, data_kind)
         if results.sensitivity is not None:

@@ -30,6 +30,7 @@ from pipeline.errors import NightlightsError
 log = logging.getLogger(__name__)
 
 STAGING_PREFIX = ".nightlights-staging-"
+MANIFEST = ".nightlights-outputs.json"  # what earlier runs wrote here, so stale results can go
 
 
 class Staging:
@@ -60,7 +61,10 @@ class Staging:
     def write_with(self, name: str, writer: Callable[[Path], None]) -> None:
         writer(self.path(name))
 
-    def commit(self) -> list[Path]:
+    def commit(self, owns: tuple[str, ...] | None = None) -> list[Path]:
+        """Publish the staged files; with ``owns``, also remove earlier outputs under those
+        prefixes that this run did not write again (a run without figures must not leave
+        the previous run's charts beside its new tables)."""
         published = []
         for f in self.files:
             if not f.exists():
@@ -69,12 +73,34 @@ class Staging:
             dest.parent.mkdir(parents=True, exist_ok=True)
             os.replace(f, dest)
             published.append(dest)
+        if owns is not None:
+            self._retire_stale(owns, {p.relative_to(self.out).as_posix() for p in published})
         return published
+
+    def _retire_stale(self, owns: tuple[str, ...], written: set[str]) -> None:
+        manifest = self.out / MANIFEST
+        try:
+            earlier = set(json.loads(manifest.read_text(encoding="utf-8")))
+        except (OSError, ValueError, TypeError):
+            earlier = set()
+        stale = {p for p in earlier - written if p.startswith(owns) and ".." not in Path(p).parts}
+        for rel in sorted(stale):
+            target = self.out / rel
+            if target.is_file():
+                target.unlink()
+                log.info("%s: removed, an output of an earlier run that this run does not make", target)
+        tmp = self.dir / MANIFEST
+        tmp.write_text(json.dumps(sorted((earlier - stale) | written), indent=0) + "\n", encoding="utf-8")
+        os.replace(tmp, manifest)
 
 
 @contextmanager
-def staged(out: Path | str) -> Iterator[Staging]:
-    """Stage a run's files in ``out``; publish on success, discard on any failure."""
+def staged(out: Path | str, owns: tuple[str, ...] | None = None) -> Iterator[Staging]:
+    """Stage a run's files in ``out``; publish on success, discard on any failure.
+
+    ``owns``: output path prefixes this run replaces as a whole (``("",)`` for a full
+    run): earlier outputs there that it does not write again are removed.
+    """
     out = Path(out)
     try:
         out.mkdir(parents=True, exist_ok=True)
@@ -86,7 +112,7 @@ def staged(out: Path | str) -> Iterator[Staging]:
     staging = Staging(out)
     try:
         yield staging
-        staging.commit()
+        staging.commit(owns)
     finally:
         shutil.rmtree(staging.dir, ignore_errors=True)
 

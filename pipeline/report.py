@@ -511,7 +511,7 @@ def cmd_figures(args: argparse.Namespace) -> int:
 
     style = style_from_args(args)
     results = load_results(args.out)
-    with staged(args.out) as out:
+    with staged(args.out, owns=("figures/",)) as out:
         cache = args.data_dir / "cache" if args.data_dir.is_dir() else None
         written = write_publication(results, out, style, cache_dir=cache)
     print(f"{len(written)} charts ({', '.join(style.formats)}), report.html, report.md and GIS files in {args.out}/")

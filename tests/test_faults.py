@@ -21,7 +21,7 @@ from pathlib import Path
 import pytest
 
 from pipeline.cli import main
-from pipeline.outputs import STAGING_PREFIX, Staging
+from pipeline.outputs import MANIFEST, STAGING_PREFIX, Staging
 from tests.bad_inputs.rasters import write_months, write_sites
 
 CHILD = """
@@ -100,7 +100,7 @@ def earlier(inputs: tuple[Path, Path], tmp_path_factory: pytest.TempPathFactory)
     tmp = tmp_path_factory.mktemp("earlier")
     code, _, err = finish(spawn(run_args(inputs, tmp / "out"), tmp))
     assert code == 0, err
-    files = snapshot(tmp / "out")
+    files = visible(tmp / "out")
     assert {"site_months.csv", "site_changes.csv", "verdict.json"} <= set(files)
     return files
 
@@ -131,7 +131,7 @@ def test_sigkill_mid_write_leaves_earlier_outputs_intact(inputs, earlier, tmp_pa
     code, _, err = finish(spawn(run_args(inputs, out, "--threshold", "0.1"), tmp_path))
     assert code == 0, err
     assert not staging.exists()
-    assert not [p for p in out.iterdir() if p.name.startswith(".")]
+    assert [p.name for p in out.iterdir() if p.name.startswith(".")] == [MANIFEST]  # no staging left
     assert visible(out)["site_months.csv"] == earlier["site_months.csv"]  # threshold changes classes only
     assert visible(out)["verdict.json"] != earlier["verdict.json"]
 
@@ -235,14 +235,15 @@ def test_nothing_written_into_home(full_run: dict) -> None:
 
 def test_reruns_are_byte_identical(full_run: dict) -> None:
     out = full_run["work"] / "out"
-    first = {k: v for k, v in snapshot(out).items() if k.endswith((".csv", ".json"))}
+    first = {k: v for k, v in visible(out).items() if k.endswith((".csv", ".json"))}
     assert {"site_months.csv", "site_changes.csv", "verdict.json"} <= set(first)
     args = [*full_run["args"], "--no-figures"]
     code, _, err = finish(spawn(args, full_run["tmp"], cwd=full_run["work"], env=full_run["env"]))
     assert code == 0, err
-    second = {k: v for k, v in snapshot(out).items() if k.endswith((".csv", ".json"))}
+    second = {k: v for k, v in visible(out).items() if k.endswith((".csv", ".json"))}
     assert second == first
-    assert not [p for p in out.iterdir() if p.name.startswith(".")]
+    # the only hidden file is the list of outputs (no staging folder is left behind)
+    assert [p.name for p in out.iterdir() if p.name.startswith(".")] == [MANIFEST]
 
 
 # --------------------------------------------------------------------------- secrets
