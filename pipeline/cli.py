@@ -109,7 +109,8 @@ def _add_run(sub: argparse._SubParsersAction, common: argparse.ArgumentParser) -
                     help="where downloads and the demo are cached (default data/)")
     sp.add_argument("--cache-dir", type=Path, metavar="DIR",
                     help="study cube cache (default <data-dir>/cache); 'none' reads the monthly files directly")
-    sp.add_argument("--no-sensitivity", action="store_true", help="skip the method-variant grid")
+    sp.add_argument("--no-sensitivity", action="store_true",
+                    help="skip the method-variant grid and the calibration controls (faster)")
     sp.add_argument("--no-figures", action="store_true", help="tables and verdict only")
     sp.add_argument("--scheduler", metavar="ADDRESS", help="dask.distributed scheduler (e.g. tcp://host:8786)")
     _analysis_options(sp)
@@ -242,7 +243,8 @@ def _scheduler(address: str | None):
 def cmd_sites_validate(args: argparse.Namespace) -> int:
     from pipeline.sites import validate_site_files
 
-    problems = validate_site_files(args.paths, args.default_radius_m)
+    radius = Params(default_radius_m=args.default_radius_m).default_radius_m  # checked like run's
+    problems = validate_site_files(args.paths, radius)
     for p in problems:
         print(p)
     errors = sum(p.severity == "error" for p in problems)
@@ -298,9 +300,12 @@ def cmd_run(args: argparse.Namespace) -> int:
     site_files = args.sites or default_site_files()
     sites = _read_sites(site_files, params, args)
     years = (params.baseline_year - 1, params.baseline_year, params.target_year)
+    if args.rasters is not None and source != "local":
+        raise ConfigError(f"--rasters is only read with --source local (this run's source is {source})")
     if source == "demo":
-        log.warning("SYNTHETIC DEMO DATA: no data credentials configured, so this run uses generated rasters; "
-                    "its results are no evidence about North Korea (see README 'Real data').")
+        why = "no data credentials configured, so this run uses" if args.source == "auto" else "this run uses"
+        log.warning("SYNTHETIC DEMO DATA: %s generated rasters; its results are no evidence about North Korea "
+                    "(see README 'Real data').", why)
         folder = _demo_folder(args.data_dir, sites, params, progress=not args.quiet)
     elif source == "local":
         if args.rasters is None:

@@ -109,6 +109,8 @@ def _check_params(p: Params) -> None:
     for name in ("default_radius_m", "epsilon", "n_boot"):
         if not getattr(p, name) > 0:
             raise bad(name, "must be positive")
+    if not p.default_radius_m <= 50_000:
+        raise bad("default_radius_m", "must be at most 50000 m (a site, not a region)")
     if not 0 <= p.threshold < 5:
         raise bad("threshold", "must be a log ratio between 0 and 5 (e.g. 0.25 for +28% / -22%)")
     if not 0 < p.confidence < 1:

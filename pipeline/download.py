@@ -365,9 +365,12 @@ class Manifest:
     def forget(self, product: str, month: str, data_dir: Path, keep: Iterable[Path] = ()) -> None:
         """Drop a month's older cached files (e.g. a reprocessed EOG stamp) so each month has one."""
         keep_rel = {p.relative_to(data_dir).as_posix() for p in keep}
+        root = data_dir.resolve()
         for rel in list(self.entries(product, month)):
             if rel not in keep_rel:
-                (data_dir / rel).unlink(missing_ok=True)
+                target = (data_dir / rel).resolve()
+                if target.is_relative_to(root):  # an edited manifest must not point outside data/
+                    target.unlink(missing_ok=True)
                 del self.files[rel]
 
 
@@ -508,7 +511,7 @@ def add_download_parser(sub: argparse._SubParsersAction, common: argparse.Argume
     area = sp.add_mutually_exclusive_group()
     area.add_argument("--bbox", nargs=4, type=float, metavar=("W", "S", "E", "N"),
                       help="area in degrees (default: the sites' box padded by 0.15 deg)")
-    area.add_argument("--sites", action="append", type=Path, metavar="PATH",
+    area.add_argument("--sites", action="extend", nargs="+", type=Path, metavar="PATH",
                       help="site GeoJSON (repeatable; default: every aoi/*.geojson, else lon 124-131, lat 37.5-43)")
     sp.add_argument("--data-dir", type=Path, default=Path("data"), metavar="DIR", help="cache folder (default data/)")
     sp.add_argument("--eog-config", choices=("vcmslcfg", "vcmcfg"), default="vcmslcfg",

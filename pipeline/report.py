@@ -275,10 +275,13 @@ def robustness_sentence(v: dict[str, Any]) -> str:
     r = v.get("robustness")
     if not r:
         return "Method variants were not computed for this run (--no-sensitivity)."
-    return (f"Across {r['n_variants']} method variants, between {r['brightened_min']} and {r['brightened_max']} "
-            f"claim sites brightened (median {r['brightened_median']:g}); exactly {CLAIM['brightened']} in "
-            f"{100 * r['share_exactly_5_of_20']:.0f}% of variants, at most {CLAIM['brightened']} in "
-            f"{100 * r['share_at_most_5']:.0f}%.")
+    text = (f"Across {r['n_variants']} method variants, between {r['brightened_min']} and {r['brightened_max']} "
+            f"{'claim ' if r.get('scope', '').startswith('the claim') else ''}sites brightened "
+            f"(median {r['brightened_median']:g})")
+    if r.get("share_exactly_5_of_20") is None:
+        return text + "; the claim's 20 sites are not all in this run, so no share of '5 of 20' is given."
+    return (text + f"; exactly {CLAIM['brightened']} of 20 in {100 * r['share_exactly_5_of_20']:.0f}% of variants, "
+            f"at most {CLAIM['brightened']} in {100 * r['share_at_most_5']:.0f}%.")
 
 
 def _fmt(x: Any, digits: int = 3) -> str:

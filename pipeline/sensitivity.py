@@ -8,7 +8,7 @@ Outputs
       window, absolute or ring-adjusted, pixel rule) with its class counts;
     * ``robustness``: a summary for ``verdict.json``;
     * ``calibration``: the change that control towns (lit places away from every site)
-      show between the two years before the baseline, when nothing was being built, and
+      show between the year before the baseline and the baseline year, away from every site, and
       how often the default rule would call them changed.
 """
 
@@ -114,7 +114,7 @@ def robustness_summary(sens: pd.DataFrame, claim_scope: bool = True) -> dict[str
     """
     out: dict[str, Any] = {"scope": "the claim's batch-2024 sites" if claim_scope else "all sites (no batch-2024 "
                            "sites in this run)", **_shares(sens)}
-    if not claim_scope:
+    if not claim_scope or not (sens["n_sites"] == CLAIM["n_sites"]).all():  # "5 of 20" needs the 20
         out |= {"share_exactly_5_of_20": None, "share_at_most_5": None, "share_undetermined": None}
     if "adjustment" in sens:
         out["by_adjustment"] = {adj: _shares(g) for adj, g in sens.groupby("adjustment")}
@@ -161,7 +161,7 @@ def control_zones(sites: gpd.GeoDataFrame, radius_m: float, seed: int = 0) -> gp
 
 
 def calibration(table: pd.DataFrame, control_names: Sequence[str], base: ChangeSettings) -> dict[str, Any] | None:
-    """Placebo test: lit control places between the two years before the baseline.
+    """Placebo test: lit control places, the year before the baseline against the baseline year.
 
     The distribution of their |d| is the change a place shows by chance (plus whatever
     real change happened there, so it is conservative); the share the default rule calls
