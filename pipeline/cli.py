@@ -56,8 +56,12 @@ def build_parser() -> argparse.ArgumentParser:
                "  nightlights sites validate aoi/*.geojson\n\nRun 'nightlights COMMAND --help' for details.")
     p.add_argument("--version", action="version", version=f"nightlights {__version__}")
     common = argparse.ArgumentParser(add_help=False)
-    common.add_argument("--debug", action="store_true", help="show tracebacks and debug logs")
-    common.add_argument("-q", "--quiet", action="store_true", help="no progress bars, warnings only")
+    # SUPPRESS: a flag given before a nested command ("sites --debug validate") is not reset by
+    # the nested parser's own default
+    common.add_argument("--debug", action="store_true", default=argparse.SUPPRESS,
+                        help="show tracebacks and debug logs")
+    common.add_argument("-q", "--quiet", action="store_true", default=argparse.SUPPRESS,
+                        help="no progress bars, warnings only")
     sub = p.add_subparsers(dest="command", metavar="COMMAND")
     sub.required = True
     _add_run(sub, common)
@@ -328,7 +332,7 @@ def cmd_run(args: argparse.Namespace) -> int:
     with _scheduler(args.scheduler):
         results = analyse(sites, rasters, params, source=source, data_kind=data_kind,
                           sensitivity=not args.no_sensitivity, progress=not args.quiet,
-                          cube_dir=_cube_dir(args.cache_dir or args.data_dir / "cache"))
+                          cube_dir=_cube_dir(_cache_dir(args)))
     _write_run(results, args, data_kind)
     from pipeline.verdict import headline
 
@@ -355,8 +359,12 @@ def _check_out_file(out: Path) -> None:
 
 
 def _check_out_dir(out: Path) -> None:
+    """Fail before the work, not after it, when the results could not be written."""
     if out.exists() and not out.is_dir():
         raise ConfigError(f"{out}: is a file; --out takes a folder for the results")
+    existing = next((p for p in (out, *out.parents) if p.exists()), None)
+    if existing is not None and not os.access(existing, os.W_OK | os.X_OK):
+        raise ConfigError(f"{out}: cannot write there ({existing} is not writable); choose another --out")
 
 
 def _cube_dir(cache_dir: Path | None) -> Path | None:
@@ -394,13 +402,19 @@ def _write_run(results, args: argparse.Namespace, data_kind: str) -> None:
             out.write_csv("sensitivity.csv", results.sensitivity, data_kind)
         out.write_json("verdict.json", results.verdict)
         if not args.no_figures:
-            _write_figures(results, out, args.data_dir)
+            _write_figures(results, out, _cache_dir(args))
 
 
-def _write_figures(results, out, data_dir: Path) -> None:
+def _cache_dir(args: argparse.Namespace) -> Path | None:
+    """The run's cache folder (cube, input checksums): --cache-dir, else <data-dir>/cache; None for 'none'."""
+    chosen = args.cache_dir or args.data_dir / "cache"
+    return None if str(chosen).lower() == "none" else chosen
+
+
+def _write_figures(results, out, cache_dir: Path | None) -> None:
     from pipeline.report import write_publication
 
-    write_publication(results, out, cache_dir=data_dir / "cache")  # input checksums are cached there
+    write_publication(results, out, cache_dir=cache_dir)  # input checksums are cached there
 
 
 # --------------------------------------------------------------------------- entry point
@@ -417,6 +431,7 @@ def _on_sigterm(signum: int, frame: object) -> None:
 def main(argv: Sequence[str] | None = None) -> int:
     parser = build_parser()
     args = parser.parse_args(argv)
+    args.debug, args.quiet = getattr(args, "debug", False), getattr(args, "quiet", False)
     _setup_logging(args)
     in_main_thread = threading.current_thread() is threading.main_thread()
     previous = signal.signal(signal.SIGTERM, _on_sigterm) if in_main_thread else None
