@@ -91,6 +91,16 @@ def site_month_view(table: pd.DataFrame, sites: pd.DataFrame, rule: str, min_val
     return out[SITE_MONTH_COLUMNS].reset_index(drop=True)
 
 
+def extract_sites(sites: gpd.GeoDataFrame, rasters: Sequence[MonthlyRaster], params: Params, *,
+                  progress: bool = True, cube_dir: Path | None = None) -> pd.DataFrame:
+    """Only the site-by-month table (``nightlights extract``): the sites' own polygons, no rings."""
+    zones = gpd.GeoDataFrame({"zone": sites["site_id"]}, geometry=sites.geometry.values, crs=sites.crs)
+    table = zone_month_table(rasters, zones, (params.pixel_rule,), params.min_cf_cvg, params.bm_quality,
+                             progress=progress, cube_dir=cube_dir)
+    view = site_month_view(table, sites, params.pixel_rule, params.min_valid_fraction)
+    return view.drop(columns=["ring_mean_radiance", "ring_valid_fraction"])
+
+
 def analyse(sites: gpd.GeoDataFrame, rasters: Sequence[MonthlyRaster], params: Params, *, source: str,
             data_kind: str, sensitivity: bool = True, progress: bool = True,
             cube_dir: Path | None = None) -> Results:
@@ -134,3 +144,39 @@ def _annotate(changes: pd.DataFrame, sites: pd.DataFrame) -> pd.DataFrame:
     first = ["site_id", "name", "baseline_value", "target_value", "change_pct", "ci_low", "ci_high", "class",
              "n_months"]
     return out[first + [c for c in out.columns if c not in first]]
+
+
+def load_results(out: Path) -> Results:
+    """Rebuild :class:`Results` from a run's output folder (``nightlights figures``; notebooks)."""
+    import json
+
+    from pipeline.errors import ConfigError, SourceError
+    from pipeline.sources import find_monthly_rasters
+
+    need = ["verdict.json", "site_changes.csv", "sites_classified.geojson"]
+    missing = [n for n in need if not (out / n).exists()]
+    if missing:
+        raise ConfigError(f"{out}: no {', '.join(missing)}; run 'nightlights run --out {out}' first")
+    verdict = json.loads((out / "verdict.json").read_text(encoding="utf-8"))
+    changes = pd.read_csv(out / "site_changes.csv").drop(columns=["data_kind"], errors="ignore")
+    gdf = gpd.read_file(out / "sites_classified.geojson")
+    keep = [c for c in ("site_id", "name", "name_ko", "province", "batch", "location_confidence", "source",
+                        "groundbreaking", "inauguration", "radius_m", "center_lon", "center_lat", "from_point")
+            if c in gdf]
+    sites = gpd.GeoDataFrame(gdf[keep], geometry=gdf.geometry, crs=gdf.crs)
+    if (out / "site_months.parquet").exists():
+        months = pd.read_parquet(out / "site_months.parquet")
+    else:
+        months = pd.read_csv(out / "site_months.csv")
+    months = months.drop(columns=["data_kind"], errors="ignore")
+    sens = pd.read_csv(out / "sensitivity.csv").drop(columns=["data_kind"], errors="ignore") \
+        if (out / "sensitivity.csv").exists() else None
+    rasters = []
+    wanted = {i["file"] for i in verdict.get("inputs", [])}
+    for folder in sorted({i["folder"] for i in verdict.get("inputs", [])}):
+        if not Path(folder).is_dir():
+            raise SourceError(f"{folder}: raster folder named in {out / 'verdict.json'} not found; run from the "
+                              "folder the run was made in, or re-run 'nightlights run'")
+        found = find_monthly_rasters(folder, eog_config=verdict["parameters"].get("eog_config", "vcmslcfg"))
+        rasters += [r for r in found if r.radiance.name in wanted]
+    return Results(sites, months, changes, verdict, sens, rasters=sorted(rasters, key=lambda r: r.month))

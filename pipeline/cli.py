@@ -1,9 +1,18 @@
-"""Command line: parse options, call one stage, write its result. No analysis here.
+"""Command line: parse options, call one function, report. No analysis here.
 
-    nightlights run [--sites PATH]... [--source demo|local|eog|blackmarble] [--rasters DIR]
+    nightlights run [--sites PATH]... [--source auto|demo|local|eog|blackmarble] [--rasters DIR]
                     [--baseline-year Y] [--target-year Y] [--out DIR]
     nightlights extract --sites PATH... --rasters DIR --out FILE.csv
     nightlights sites validate PATH...
+    nightlights download --source eog|blackmarble --start YYYY-MM --end YYYY-MM [--bbox W S E N | --sites PATH...]
+    nightlights figures [--out DIR] [--format png,svg,pdf] [--dpi 300] [--style paper|slide]
+                        [--width-mm 183] [--lang en|ko]
+
+Every subcommand is defined here, so ``--help`` shows the whole contract. Only the
+standard library, :mod:`pipeline.config` and :mod:`pipeline.errors` are imported at start
+(``nightlights --help`` stays fast); each command imports what it needs when it runs, and
+a dependency that fails to import is one error line for that command. Longer than most
+modules because the contract (every flag and its help) is kept in one place.
 """
 
 from __future__ import annotations
@@ -21,18 +30,24 @@ from typing import NoReturn
 
 from pipeline import __version__
 from pipeline.config import (
+    CHART_DPI,
+    CHART_FORMATS,
+    CHART_KINDS,
+    CHART_WIDTH_MM,
+    DOWNLOAD_SOURCES,
+    EOG_CONFIGS,
+    LANGS,
+    PIXEL_RULES,
+    SOURCES,
+    STATISTICS,
     Params,
-    load_data_settings,
     load_user_config,
     params_from_mapping,
     read_yaml,
 )
-from pipeline.errors import ConfigError, NightlightsError, SourceError
+from pipeline.errors import ConfigError, NightlightsError
 
 log = logging.getLogger("nightlights")
-
-ROOT = Path.cwd()
-SOURCES = ("auto", "demo", "local", "eog", "blackmarble")
 
 
 def _formatter(prog: str) -> argparse.HelpFormatter:
@@ -64,11 +79,8 @@ def build_parser() -> argparse.ArgumentParser:
                         help="no progress bars, warnings only")
     sub = p.add_subparsers(dest="command", metavar="COMMAND")
     sub.required = True
-    _add_run(sub, common)
-    _add_extract(sub, common)
-    _add_sites(sub, common)
-    _add_download(sub, common)
-    _add_figures(sub, common)
+    for add in (_add_run, _add_extract, _add_sites, _add_download, _add_figures):
+        add(sub, common)
     return p
 
 
@@ -80,12 +92,12 @@ def _analysis_options(sp: argparse.ArgumentParser, change: bool = True) -> None:
         g.add_argument("--target-year", type=int, metavar="Y", help="year whose change is measured (default 2025)")
         g.add_argument("--threshold", type=float, metavar="D",
                        help="|ln ratio| that counts as change (default 0.25, i.e. +28%% / -22%%)")
-        g.add_argument("--statistic", choices=("median", "mean", "sol"),
+        g.add_argument("--statistic", choices=STATISTICS,
                        help="yearly statistic: median, mean or sol (sum of lights); default median")
     g.add_argument("--radius", type=float, metavar="M", dest="default_radius_m",
                    help="buffer in metres for every point site, overriding radius_m in the files "
                         "(default: radius_m, else 2000)")
-    g.add_argument("--pixel-rule", choices=("exact", "centroid", "all_touched"), help="pixel inclusion (default exact)")
+    g.add_argument("--pixel-rule", choices=PIXEL_RULES, help="pixel inclusion (default exact)")
     g.add_argument("--min-cf-cvg", type=int, metavar="N", help="EOG: minimum cloud-free observations (default 3)")
     g.add_argument("--config", type=Path, metavar="FILE.yaml", help="YAML file of parameters (keys as in README)")
 
@@ -113,6 +125,8 @@ def _add_run(sub: argparse._SubParsersAction, common: argparse.ArgumentParser) -
                     help="where downloads and the demo are cached (default data/)")
     sp.add_argument("--cache-dir", type=Path, metavar="DIR",
                     help="study cube cache (default <data-dir>/cache); 'none' reads the monthly files directly")
+    sp.add_argument("--eog-config", choices=EOG_CONFIGS,
+                    help="EOG configuration to download and read (default vcmslcfg: stray-light corrected)")
     sp.add_argument("--no-sensitivity", action="store_true",
                     help="skip the method-variant grid and the calibration controls (faster)")
     sp.add_argument("--no-figures", action="store_true", help="tables and verdict only")
@@ -154,19 +168,58 @@ def _add_sites(sub: argparse._SubParsersAction, common: argparse.ArgumentParser)
 
 
 def _add_download(sub: argparse._SubParsersAction, common: argparse.ArgumentParser) -> None:
-    try:
-        from pipeline.download import add_download_parser
-    except ImportError:
-        return
-    add_download_parser(sub, common, _formatter)
+    sp = sub.add_parser(
+        "download", parents=[common], formatter_class=_formatter, help="fetch and cache real monthly data",
+        description=textwrap.dedent("""\
+            Fetch EOG VNL monthly v10 or NASA Black Marble VNP46A3 months for an area, verify
+            them and cache cropped GeoTIFFs under --data-dir (plus data/manifest.json with
+            source URL, size and sha256). Months already cached are not fetched again; an
+            interrupted download resumes; months not yet published are skipped with a warning.
+
+            Credentials (environment or the user config's 'data:' section; README 'Real data'):
+              EOG           EOG_TOKEN, or EOG_CLIENT_ID, EOG_CLIENT_SECRET, EOG_USERNAME, EOG_PASSWORD
+              Black Marble  EARTHDATA_TOKEN
+            Mirrors: NIGHTLIGHTS_EOG_URL, NIGHTLIGHTS_EOG_TOKEN_URL, NIGHTLIGHTS_LAADS_URL."""),
+        epilog="Examples:\n  nightlights download --source eog --start 2023-01 --end 2025-12\n"
+               "  nightlights download --source blackmarble --start 2024-01 --end 2024-12 "
+               "--bbox 124 37.5 131 43\n  nightlights download --source eog --sites aoi/sites_2024.geojson "
+               "--start 2025-01 --end 2025-06 --eog-config vcmcfg")
+    sp.add_argument("--source", choices=DOWNLOAD_SOURCES, required=True, help="which product")
+    sp.add_argument("--start", required=True, metavar="YYYY-MM", help="first month")
+    sp.add_argument("--end", required=True, metavar="YYYY-MM", help="last month (inclusive)")
+    area = sp.add_mutually_exclusive_group()
+    area.add_argument("--bbox", nargs=4, type=float, metavar=("W", "S", "E", "N"),
+                      help="area in degrees (default: the sites' box padded by 0.15 deg)")
+    area.add_argument("--sites", action="extend", nargs="+", type=Path, metavar="PATH",
+                      help="site GeoJSON (repeatable; default: every aoi/*.geojson, else lon 124-131, lat 37.5-43)")
+    sp.add_argument("--data-dir", type=Path, default=Path("data"), metavar="DIR", help="cache folder (default data/)")
+    sp.add_argument("--eog-config", choices=EOG_CONFIGS, default=EOG_CONFIGS[0],
+                    help="EOG configuration (default vcmslcfg: stray-light corrected)")
+    sp.set_defaults(func=cmd_download)
 
 
 def _add_figures(sub: argparse._SubParsersAction, common: argparse.ArgumentParser) -> None:
-    try:
-        from pipeline.report import add_figures_parser
-    except ImportError:
-        return
-    add_figures_parser(sub, common, _formatter)
+    sp = sub.add_parser(
+        "figures", parents=[common], formatter_class=_formatter, help="re-make charts and report from an output folder",
+        description="Re-make the charts, report.html/report.md and GIS files from the output folder of an earlier "
+                    "'nightlights run' (verdict.json, site_changes.csv, ...). The monthly rasters are found "
+                    "through the folders named in verdict.json.",
+        epilog="Examples:\n  nightlights figures --out outputs\n"
+               "  nightlights figures --out outputs --format pdf --width-mm 89 --style paper\n"
+               "  nightlights figures --out outputs --lang ko --style slide --dpi 200")
+    g = sp.add_argument_group("charts")
+    g.add_argument("--format", default=",".join(CHART_FORMATS), metavar="LIST",
+                   help="comma-separated formats among png,svg,pdf (default all three)")
+    g.add_argument("--dpi", type=int, default=CHART_DPI, help=f"PNG resolution (default {CHART_DPI})")
+    g.add_argument("--style", choices=CHART_KINDS, default=CHART_KINDS[0], help="font sizes (default paper)")
+    g.add_argument("--width-mm", type=float, default=CHART_WIDTH_MM, metavar="MM",
+                   help=f"chart width, e.g. 89 (one journal column) or 183 (two) (default {CHART_WIDTH_MM:g})")
+    g.add_argument("--lang", choices=LANGS, default=LANGS[0], help="chart labels (ko: hangul site names)")
+    sp.add_argument("--out", type=Path, default=Path("outputs"), metavar="DIR",
+                    help="output folder of an earlier run (default outputs/)")
+    sp.add_argument("--data-dir", type=Path, default=Path("data"), metavar="DIR",
+                    help="where input checksums are cached, if it exists (default data/)")
+    sp.set_defaults(func=cmd_figures)
 
 
 # --------------------------------------------------------------------------- helpers
@@ -183,7 +236,7 @@ def params_from_args(args: argparse.Namespace) -> Params:
         section = _section(data.get("analysis", data), f"{args.config}: 'analysis'")
         params = params_from_mapping(section, str(args.config), params)
     flags = {k: getattr(args, k, None) for k in ("baseline_year", "target_year", "threshold", "statistic",
-                                                  "default_radius_m", "pixel_rule", "min_cf_cvg")}
+                                                  "default_radius_m", "pixel_rule", "min_cf_cvg", "eog_config")}
     return params_from_mapping({k: v for k, v in flags.items() if v is not None}, "command line", params)
 
 
@@ -197,20 +250,7 @@ def _section(value: object, origin: str) -> dict:
 
 
 def default_site_files() -> list[Path]:
-    return sorted((ROOT / "aoi").glob("*.geojson"))
-
-
-def resolve_source(requested: str, rasters: Path | None) -> str:
-    if requested != "auto":
-        return requested
-    if rasters is not None:
-        return "local"
-    settings = load_data_settings()
-    if settings.has_eog():
-        return "eog"
-    if settings.has_blackmarble():
-        return "blackmarble"
-    return "demo"
+    return sorted(Path("aoi").glob("*.geojson"))
 
 
 def _setup_logging(args: argparse.Namespace) -> None:
@@ -241,106 +281,6 @@ def _scheduler(address: str | None):
         raise ConfigError(f"cannot reach dask scheduler {address} ({e})") from e
 
 
-# --------------------------------------------------------------------------- commands
-
-
-def cmd_sites_validate(args: argparse.Namespace) -> int:
-    from pipeline.sites import validate_site_files
-
-    radius = Params(default_radius_m=args.default_radius_m).default_radius_m  # checked like run's
-    problems = validate_site_files(args.paths, radius)
-    for p in problems:
-        print(p)
-    errors = sum(p.severity == "error" for p in problems)
-    if not errors:
-        print(f"ok: {len(args.paths)} file(s) usable" + (f", {len(problems)} warning(s)" if problems else ""))
-    return 1 if errors else 0
-
-
-def cmd_extract(args: argparse.Namespace) -> int:
-    from pipeline.analysis import site_month_view
-    from pipeline.outputs import write_csv_atomic
-    from pipeline.sources import find_monthly_rasters
-    from pipeline.zonal import zone_month_table
-
-    params = params_from_args(args)
-    _check_out_file(args.out)
-    sites = _read_sites(args.sites, params, args)
-    rasters = find_monthly_rasters(args.rasters, eog_config=params.eog_config)
-    import geopandas as gpd
-
-    zones = gpd.GeoDataFrame({"zone": sites["site_id"]}, geometry=sites.geometry.values, crs=sites.crs)
-    with _scheduler(args.scheduler):
-        table = zone_month_table(rasters, zones, (params.pixel_rule,), params.min_cf_cvg, params.bm_quality,
-                                 progress=not args.quiet, cube_dir=_cube_dir(args.cache_dir))
-    view = site_month_view(table, sites, params.pixel_rule, params.min_valid_fraction)
-    data_kind = "synthetic" if _is_synthetic(rasters) else "real"
-    write_csv_atomic(args.out, view.drop(columns=["ring_mean_radiance", "ring_valid_fraction"]), data_kind)
-    log.info("wrote %s: %d sites x %d months (%s data)", args.out, len(sites), len(rasters), data_kind)
-    return 0
-
-
-def _is_synthetic(rasters) -> bool:
-    import rasterio
-
-    from pipeline.demo import is_synthetic_folder
-
-    if not rasters:
-        return False
-    first = rasters[0].radiance
-    if is_synthetic_folder(first.parent):
-        return True
-    with rasterio.open(first) as ds:
-        return ds.tags().get("SYNTHETIC", "").lower() == "true"
-
-
-def cmd_run(args: argparse.Namespace) -> int:
-    from pipeline.analysis import analyse
-    from pipeline.sources import find_monthly_rasters
-
-    params = params_from_args(args)
-    _check_out_dir(args.out)
-    source = resolve_source(args.source, args.rasters)
-    site_files = args.sites or default_site_files()
-    sites = _read_sites(site_files, params, args)
-    years = (params.baseline_year - 1, params.baseline_year, params.target_year)
-    if args.rasters is not None and source != "local":
-        raise ConfigError(f"--rasters is only read with --source local (this run's source is {source})")
-    if source == "demo":
-        why = "no data credentials configured, so this run uses" if args.source == "auto" else "this run uses"
-        log.warning("SYNTHETIC DEMO DATA: %s generated rasters; its results are no evidence about North Korea "
-                    "(see README 'Real data').", why)
-        folder = _demo_folder(args.data_dir, sites, params, progress=not args.quiet)
-    elif source == "local":
-        if args.rasters is None:
-            raise ConfigError("--source local needs --rasters DIR (the folder of monthly rasters)")
-        folder = args.rasters
-    else:
-        folder = _download_folder(source, args, sites, years, params.eog_config)
-    available = find_monthly_rasters(folder, eog_config=params.eog_config)
-    rasters = [r for r in available if r.year in years]
-    data_kind = "synthetic" if source == "demo" or _is_synthetic(rasters) else "real"
-    if data_kind == "synthetic" and source != "demo":
-        log.warning("SYNTHETIC DATA: the rasters in %s are tagged synthetic; outputs are labelled so.", folder)
-    missing = [y for y in (params.baseline_year, params.target_year) if not any(r.year == y for r in rasters)]
-    if missing:
-        raise SourceError(f"{folder}: no monthly rasters for {', '.join(map(str, missing))} (the folder has "
-                          f"{available[0].month} to {available[-1].month}); choose --baseline-year/--target-year "
-                          "within that range")
-    log.info("%d sites from %s; %d months from %s (%s)", len(sites), ", ".join(p.name for p in site_files),
-             len(rasters), folder, data_kind)
-    with _scheduler(args.scheduler):
-        results = analyse(sites, rasters, params, source=source, data_kind=data_kind,
-                          sensitivity=not args.no_sensitivity, progress=not args.quiet,
-                          cube_dir=_cube_dir(_cache_dir(args)))
-    _write_run(results, args, data_kind)
-    from pipeline.verdict import headline
-
-    print(headline(results.verdict))
-    print(f"outputs in {args.out}/")
-    return 0
-
-
 def _read_sites(paths: Sequence[Path], params: Params, args: argparse.Namespace):
     """Sites from files; an explicit --radius re-buffers every point site to it."""
     from pipeline.sites import read_sites, with_radius
@@ -367,29 +307,74 @@ def _check_out_dir(out: Path) -> None:
         raise ConfigError(f"{out}: cannot write there ({existing} is not writable); choose another --out")
 
 
+def _cache_dir(args: argparse.Namespace) -> Path | None:
+    """The run's cache folder (cube, input checksums): --cache-dir, else <data-dir>/cache; None for 'none'."""
+    chosen = args.cache_dir or args.data_dir / "cache"
+    return None if str(chosen).lower() == "none" else chosen
+
+
 def _cube_dir(cache_dir: Path | None) -> Path | None:
     if cache_dir is None or str(cache_dir).lower() == "none":
         return None
     return cache_dir / "cube"
 
 
-def _demo_folder(data_dir: Path, sites, params: Params, progress: bool = True) -> Path:
-    from pipeline.demo import DemoSpec, build_demo
-
-    spec = DemoSpec(sites=tuple((r.site_id, float(r.center_lon), float(r.center_lat))
-                                for r in sites.itertuples()),
-                    years=(params.baseline_year - 1, params.baseline_year, params.target_year),
-                    target_year=params.target_year)
-    return build_demo(data_dir / "demo", spec, progress=progress)
+# --------------------------------------------------------------------------- commands
 
 
-def _download_folder(source: str, args: argparse.Namespace, sites, years: tuple[int, ...],
-                     eog_config: str) -> Path:
-    try:
-        from pipeline.download import ensure_months
-    except ImportError as e:
-        raise ConfigError(f"--source {source}: the downloader is not available in this build") from e
-    return ensure_months(source, years, sites, args.data_dir, progress=not args.quiet, eog_config=eog_config)
+def cmd_sites_validate(args: argparse.Namespace) -> int:
+    from pipeline.sites import validate_site_files
+
+    radius = Params(default_radius_m=args.default_radius_m).default_radius_m  # checked like run's
+    problems = validate_site_files(args.paths, radius)
+    for p in problems:
+        print(p)
+    errors = sum(p.severity == "error" for p in problems)
+    if not errors:
+        print(f"ok: {len(args.paths)} file(s) usable" + (f", {len(problems)} warning(s)" if problems else ""))
+    return 1 if errors else 0
+
+
+def cmd_extract(args: argparse.Namespace) -> int:
+    from pipeline.acquire import is_synthetic
+    from pipeline.analysis import extract_sites
+    from pipeline.outputs import write_csv_atomic
+    from pipeline.sources import find_monthly_rasters
+
+    params = params_from_args(args)
+    _check_out_file(args.out)
+    sites = _read_sites(args.sites, params, args)
+    rasters = find_monthly_rasters(args.rasters, eog_config=params.eog_config)
+    with _scheduler(args.scheduler):
+        view = extract_sites(sites, rasters, params, progress=not args.quiet, cube_dir=_cube_dir(args.cache_dir))
+    data_kind = "synthetic" if is_synthetic(rasters) else "real"
+    write_csv_atomic(args.out, view, data_kind)
+    log.info("wrote %s: %d sites x %d months (%s data)", args.out, len(sites), len(rasters), data_kind)
+    return 0
+
+
+def cmd_run(args: argparse.Namespace) -> int:
+    from pipeline.acquire import acquire
+    from pipeline.analysis import analyse
+    from pipeline.verdict import headline
+
+    params = params_from_args(args)
+    _check_out_dir(args.out)
+    site_files = args.sites or default_site_files()
+    sites = _read_sites(site_files, params, args)
+    years = (params.baseline_year - 1, params.baseline_year, params.target_year)
+    got = acquire(args.source, sites, params, years, rasters_dir=args.rasters, data_dir=args.data_dir,
+                  progress=not args.quiet, required=(params.baseline_year, params.target_year))
+    log.info("%d sites from %s; %d months from %s (%s)", len(sites), ", ".join(p.name for p in site_files),
+             len(got.rasters), got.folder, got.data_kind)
+    with _scheduler(args.scheduler):
+        results = analyse(sites, got.rasters, params, source=got.source, data_kind=got.data_kind,
+                          sensitivity=not args.no_sensitivity, progress=not args.quiet,
+                          cube_dir=_cube_dir(_cache_dir(args)))
+    _write_run(results, args, got.data_kind)
+    print(headline(results.verdict))
+    print(f"outputs in {args.out}/")
+    return 0
 
 
 def _write_run(results, args: argparse.Namespace, data_kind: str) -> None:
@@ -402,19 +387,38 @@ def _write_run(results, args: argparse.Namespace, data_kind: str) -> None:
             out.write_csv("sensitivity.csv", results.sensitivity, data_kind)
         out.write_json("verdict.json", results.verdict)
         if not args.no_figures:
-            _write_figures(results, out, _cache_dir(args))
+            from pipeline.publish import write_publication
+
+            write_publication(results, out, cache_dir=_cache_dir(args))  # input checksums are cached there
 
 
-def _cache_dir(args: argparse.Namespace) -> Path | None:
-    """The run's cache folder (cube, input checksums): --cache-dir, else <data-dir>/cache; None for 'none'."""
-    chosen = args.cache_dir or args.data_dir / "cache"
-    return None if str(chosen).lower() == "none" else chosen
+def cmd_download(args: argparse.Namespace) -> int:
+    from pipeline.fetch import area, download_months, month_list
+
+    months = month_list(args.start, args.end)
+    bbox, geoms = area(args.bbox, args.sites or default_site_files())
+    folder, outcome = download_months(args.source, months, bbox, args.data_dir, progress=not args.quiet,
+                                      eog_config=args.eog_config, geometries=geoms)
+    print(f"{args.source}: {len(outcome['downloaded'])} month(s) downloaded, {len(outcome['cached'])} already "
+          f"cached, {len(outcome['not_published'])} not published; files in {folder}/")
+    if outcome["not_published"]:
+        print("not published (skipped): " + ", ".join(outcome["not_published"]))
+    return 0
 
 
-def _write_figures(results, out, cache_dir: Path | None) -> None:
-    from pipeline.report import write_publication
+def cmd_figures(args: argparse.Namespace) -> int:
+    from pipeline.analysis import load_results
+    from pipeline.outputs import staged
+    from pipeline.publish import write_publication
+    from pipeline.publish.style import style_from_options
 
-    write_publication(results, out, cache_dir=cache_dir)  # input checksums are cached there
+    style = style_from_options(args.format, args.dpi, args.style, args.width_mm, args.lang)
+    results = load_results(args.out)
+    with staged(args.out, owns=("figures/",)) as out:
+        cache = args.data_dir / "cache" if args.data_dir.is_dir() else None
+        written = write_publication(results, out, style, cache_dir=cache)
+    print(f"{len(written)} charts ({', '.join(style.formats)}), report.html, report.md and GIS files in {args.out}/")
+    return 0
 
 
 # --------------------------------------------------------------------------- entry point
@@ -463,6 +467,12 @@ def _run(args: argparse.Namespace) -> int:
         # the reader of our output went away (e.g. '| head'): nothing left to tell anyone
         os.dup2(os.open(os.devnull, os.O_WRONLY), sys.stdout.fileno())
         return 1
+    except ImportError as e:
+        if args.debug:
+            raise
+        print(f"nightlights: error: '{args.command}' needs the Python package '{e.name or e}', which failed to "
+              f"import ({str(e)[:200]}); reinstall with 'make install' (or pip install -e .)", file=sys.stderr)
+        return 2
     except OSError as e:
         if args.debug:
             raise

@@ -13,16 +13,31 @@ import math
 import os
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any, Literal
+from typing import Any, Literal, get_args
 
 import yaml
 
 from pipeline.errors import ConfigError
 
+# The option sets, once: flags' choices, parameter checks and variant grids derive from these.
 Statistic = Literal["median", "mean", "sol"]
 PixelRule = Literal["exact", "centroid", "all_touched"]
-STATISTICS: tuple[str, ...] = ("median", "mean", "sol")
-PIXEL_RULES: tuple[str, ...] = ("exact", "centroid", "all_touched")
+EogConfig = Literal["vcmslcfg", "vcmcfg"]
+Source = Literal["auto", "demo", "local", "eog", "blackmarble"]
+DownloadSource = Literal["eog", "blackmarble"]
+ChartFormat = Literal["png", "svg", "pdf"]
+ChartKind = Literal["paper", "slide"]
+Lang = Literal["en", "ko"]
+STATISTICS: tuple[str, ...] = get_args(Statistic)
+PIXEL_RULES: tuple[str, ...] = get_args(PixelRule)
+EOG_CONFIGS: tuple[str, ...] = get_args(EogConfig)
+SOURCES: tuple[str, ...] = get_args(Source)
+DOWNLOAD_SOURCES: tuple[str, ...] = get_args(DownloadSource)
+CHART_FORMATS: tuple[str, ...] = get_args(ChartFormat)
+CHART_KINDS: tuple[str, ...] = get_args(ChartKind)
+LANGS: tuple[str, ...] = get_args(Lang)
+CHART_WIDTH_MM = 183.0  # two journal columns; 89 is one
+CHART_DPI = 300
 
 
 @dataclass(frozen=True)
@@ -78,7 +93,7 @@ class Params:
     ring_outer_m: float = field(
         default=8000.0, metadata={"help": "background ring outer radius from the site centre (m)"}
     )
-    eog_config: Literal["vcmslcfg", "vcmcfg"] = field(
+    eog_config: EogConfig = field(
         default="vcmslcfg", metadata={"help": "EOG configuration used when a folder has both"}
     )
 
@@ -104,8 +119,8 @@ def _check_params(p: Params) -> None:
         raise bad("statistic", f"must be one of {', '.join(STATISTICS)}")
     if p.pixel_rule not in PIXEL_RULES:
         raise bad("pixel_rule", f"must be one of {', '.join(PIXEL_RULES)}")
-    if p.eog_config not in ("vcmslcfg", "vcmcfg"):
-        raise bad("eog_config", "must be vcmslcfg or vcmcfg")
+    if p.eog_config not in EOG_CONFIGS:
+        raise bad("eog_config", f"must be {' or '.join(EOG_CONFIGS)}")
     for name in ("default_radius_m", "epsilon", "n_boot"):
         if not getattr(p, name) > 0:
             raise bad(name, "must be positive")

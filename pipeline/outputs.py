@@ -139,6 +139,24 @@ def _alive(pid: int) -> bool:
     return True
 
 
+@contextmanager
+def atomic_write(path: Path | str, suffix: str = ".part") -> Iterator[Path]:
+    """Yield a temporary path beside ``path``; on success it replaces ``path`` in one rename.
+
+    The one way this package writes a file outside a staging folder (caches, downloads,
+    the demo, the cube's markers): a reader sees the old file or the whole new one, never
+    a part; on any error the temporary file is removed. Any writer that takes a path
+    (``open``, rasterio, ``savefig``) can write to the yielded one.
+    """
+    path = Path(path)
+    tmp = path.with_name(f".{path.name}.{os.getpid()}{suffix}")
+    try:
+        yield tmp
+        os.replace(tmp, path)
+    finally:
+        tmp.unlink(missing_ok=True)
+
+
 def write_csv_atomic(path: Path | str, df: pd.DataFrame, data_kind: str | None = None) -> None:
     """One CSV written through a temporary file in the same folder, then renamed."""
     path = Path(path)

@@ -34,6 +34,7 @@ from pipeline.change import (
     site_changes,
     year_matrix,
 )
+from pipeline.config import PIXEL_RULES
 from pipeline.verdict import CLAIM
 
 THRESHOLDS = (0.10, 0.18, 0.25, 0.35)
@@ -43,7 +44,7 @@ RADII_M = (1000.0, 2000.0, 3000.0)
 STATISTICS = ("median", "mean")
 VARIANT_BOOT = 500  # resamples per variant: a 95% interval's ends to about +-0.02 in ln ratio
 WINDOWS: dict[str, tuple[int, ...]] = {"all": tuple(range(1, 13)), "feb-dec": tuple(range(2, 13))}
-RULES = ("exact", "centroid", "all_touched")
+RULES = PIXEL_RULES  # every pixel rule is a variant
 CONTROL_SPACING_DEG = 0.03  # lattice of candidate control places (~3 km)
 CONTROL_EXCLUSION_M = 10_000.0  # candidates this close to a site are not controls
 CONTROL_REACH_M = 40_000.0  # ... and controls stay this close to some site (same region)

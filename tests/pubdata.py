@@ -11,10 +11,10 @@ from pipeline.analysis import Results, analyse
 from pipeline.config import Params
 from pipeline.demo import DemoSpec, build_demo
 from pipeline.outputs import staged
-from pipeline.report import write_publication
+from pipeline.publish import write_publication
+from pipeline.publish.style import Style
 from pipeline.sites import read_sites
 from pipeline.sources import find_monthly_rasters
-from pipeline.style import Style
 from tests.conftest import point_feature, write_sites
 
 BOUNDS = (125.0, 39.3, 125.9, 39.9)

@@ -12,11 +12,19 @@ import pytest
 import rasterio
 from shapely.geometry import Point
 
-from pipeline import download
-from pipeline.blackmarble import GROUP, VARIABLE, decode, mosaic, read_tile, tile_bounds, tiles_for
 from pipeline.cli import main
-from pipeline.download import download_months
 from pipeline.errors import AuthError, DownloadError, SourceError
+from pipeline.fetch import download_months
+from pipeline.fetch import http as download
+from pipeline.fetch.blackmarble import (
+    GROUP,
+    VARIABLE,
+    decode,
+    mosaic,
+    read_tile,
+    tile_bounds,
+    tiles_for,
+)
 from pipeline.sources import find_monthly_rasters
 from tests.loopback import BM_SITES, Loopback, bm_dir, bm_h5, bm_name, populate_bm, sites_geojson
 

@@ -13,10 +13,12 @@ from pathlib import Path
 
 import pytest
 
-from pipeline import download
 from pipeline.cli import main
-from pipeline.download import Manifest, StaticToken, fetch_file, make_session, month_list
 from pipeline.errors import AuthError, ConfigError, DownloadError
+from pipeline.fetch import http as download
+from pipeline.fetch import month_list
+from pipeline.fetch.http import StaticToken, fetch_file, make_session
+from pipeline.fetch.manifest import Manifest
 from tests.loopback import Loopback, eog_month_dir, eog_name, populate_eog
 
 BLOB = os.urandom(3 * 1024 * 1024 + 17)
@@ -192,7 +194,7 @@ def test_killed_download_resumes_without_refetching_finished_months(tmp_path, mo
 
 
 def test_token_follows_redirects_only_to_trusted_hosts():
-    from pipeline.download import _keeps_token
+    from pipeline.fetch.http import _keeps_token
 
     laads = "https://ladsweb.modaps.eosdis.nasa.gov/archive/allData/5200/VNP46A3/2024/001/x.h5"
     assert _keeps_token(laads, "https://data.laadsdaac.earthdatacloud.nasa.gov/prod-lads/x.h5?sig=1")

@@ -10,12 +10,13 @@ import numpy as np
 import pytest
 import rasterio
 
-from pipeline import download
 from pipeline.cli import main
 from pipeline.config import load_data_settings
-from pipeline.download import download_months, get, make_session
-from pipeline.eog import EogAuth, listing_names, pick, tile_for
 from pipeline.errors import AuthError
+from pipeline.fetch import download_months
+from pipeline.fetch import http as download
+from pipeline.fetch.eog import EogAuth, listing_names, pick, tile_for
+from pipeline.fetch.http import get, make_session
 from pipeline.sources import find_monthly_rasters
 from tests.loopback import (
     EOG_RES,

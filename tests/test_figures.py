@@ -11,8 +11,8 @@ from PIL import Image
 from pypdf import PdfReader
 
 from pipeline.cli import main
-from pipeline.figures import verdict_figure
-from pipeline.style import CLASS_COLORS, CLASS_MARKERS, FORMATS, Style, save, styled
+from pipeline.publish.charts import verdict_figure
+from pipeline.publish.style import CLASS_COLORS, CLASS_MARKERS, FORMATS, Style, save, styled
 from tests.pubdata import CHARTS, EPOCH, SITES, publish, published
 
 

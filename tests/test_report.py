@@ -16,7 +16,7 @@ import numpy as np
 import pandas as pd
 import pytest
 
-from pipeline.report import input_checksums, sha256_file
+from pipeline.provenance import input_checksums, sha256_file
 from tests.pubdata import CHARTS, SITES, published
 
 CHROMIUM = Path(shutil.which("chromium") or "/usr/bin/chromium")  # Debian's package ('make browser')

@@ -1,51 +1,36 @@
-"""Report: publication outputs of a run, charts, a self-contained HTML report, GIS files.
+"""Report: the run in words, as one self-contained HTML page and as Markdown.
 
 Inputs
-    :class:`pipeline.analysis.Results` (or one rebuilt from an output folder by
-    ``nightlights figures``) and a :class:`pipeline.style.Style`.
-Outputs (inside ``--out``, through the run's staging folder)
-    ``figures/<chart>.{png,svg,pdf}``; ``report.html`` (every image embedded, no outside
-    request: a reader can mail it or open it offline); ``report.md``;
-    ``sites_classified.geojson`` and ``sites_classified.parquet`` (GeoParquet) with each
-    site's class and change; ``site_months.parquet``.
+    :class:`pipeline.analysis.Results`, the charts as PNG bytes, the inputs' checksums and
+    a :class:`pipeline.publish.style.Style`.
+Outputs
+    ``report.html`` text (every image and the hangul font subset embedded; a
+    Content-Security-Policy forbids any outside request, so a reader can mail it or open
+    it offline) and ``report.md`` text. Nothing is read or written here.
 """
 
 from __future__ import annotations
 
-import argparse
 import base64
-import hashlib
 import html
 import io
 import json
-import logging
-import os
-from collections.abc import Callable
-from pathlib import Path
+import re
 from typing import Any
 
-import geopandas as gpd
-import matplotlib.pyplot as plt
 import numpy as np
 import pandas as pd
 
-from pipeline import figures as F
-from pipeline.errors import ConfigError, SourceError
-from pipeline.style import (
+from pipeline.publish.charts import ordered
+from pipeline.publish.style import (
     Style,
-    add_style_options,
     credit_line,
     describe_products,
     is_synthetic,
-    korean_font_css,
-    save,
+    korean_font_path,
     source_date,
-    style_from_args,
-    styled,
 )
 from pipeline.verdict import CLAIM, SYNTHETIC_NOTE, headline
-
-log = logging.getLogger(__name__)
 
 CHARTS = {
     "verdict": "Change of each site from the baseline to the target year with its 95% interval, sorted; "
@@ -58,185 +43,6 @@ CHARTS = {
     "robustness": "Number of claim sites classed brightened under every method variant; "
                   "hatched bar: the claim's count.",
 }
-HASH_CACHE_NAME = "sha256.json"
-
-
-# --------------------------------------------------------------------------- entry point
-
-
-def write_publication(results: Any, out: Any, style: Style | None = None,
-                      cache_dir: Path | None = None) -> dict[str, Path]:
-    """Every chart, the GIS files and both reports into the staging folder ``out``.
-
-    ``cache_dir`` (the run's ``--data-dir``/cache) keeps input checksums between runs; without
-    it they are computed afresh. Nothing is written anywhere else (never into ``$HOME``).
-    """
-    style = style or Style()
-    v = results.verdict
-    pngs: dict[str, bytes] = {}
-    for name, build in _chart_builders(results, style).items():
-        with styled(style):
-            fig = build()
-            if fig is None:
-                continue
-            base = out.path(f"figures/{name}.png").with_suffix("")
-            for fmt in style.formats:
-                out.path(f"figures/{name}.{fmt}")
-            if "png" not in style.formats:
-                buf = io.BytesIO()
-                fig.savefig(buf, format="png", dpi=min(style.dpi, 200))
-                pngs[name] = buf.getvalue()
-            save(fig, base, style, v, title=f"nightlights: {name.replace('_', ' ')}")
-            plt.close(fig)
-            if "png" in style.formats:
-                pngs[name] = base.with_suffix(".png").read_bytes()
-    write_gis(results, out)
-    checksums = input_checksums(results.rasters, cache_dir / HASH_CACHE_NAME if cache_dir else None)
-    out.write_text("report.html", report_html(results, pngs, checksums, style))
-    out.write_text("report.md", report_md(results, list(pngs), checksums, style))
-    return {n: Path(f"figures/{n}") for n in pngs}
-
-
-def _chart_builders(results: Any, style: Style) -> dict[str, Callable[[], plt.Figure | None]]:
-    v, p = results.verdict, results.verdict["parameters"]
-    comps: dict[str, Any] = {}
-
-    def composites() -> dict[str, Any]:
-        if not comps and results.rasters:
-            comps.update(_composites(results, p))
-        return comps
-
-    def map_fig() -> plt.Figure | None:
-        c = composites().get("map")
-        return F.map_figure(c, results.sites, results.changes, v, style) if c is not None else None
-
-    def before_after() -> plt.Figure | None:
-        pairs = composites().get("pairs")
-        return F.before_after_figure(pairs, v, style) if pairs else None
-
-    builders: dict[str, Callable[[], plt.Figure | None]] = {
-        "verdict": lambda: F.verdict_figure(results.changes, v, style),
-        "small_multiples": lambda: F.small_multiples_figure(results.site_months, results.changes, results.sites,
-                                                            v, style),
-        "map": map_fig,
-        "before_after": before_after,
-    }
-    if results.sensitivity is not None and len(results.sensitivity):
-        builders["robustness"] = lambda: F.robustness_figure(results.sensitivity, v, style)
-    return builders
-
-
-def _composites(results: Any, p: dict[str, Any]) -> dict[str, Any]:
-    """Target-year composite for the map; per-site baseline/target windows for before/after."""
-    sites = results.sites
-    b, t = int(p["baseline_year"]), int(p["target_year"])
-    cvg, quality = int(p.get("min_cf_cvg", 3)), tuple(p.get("bm_quality", (0,)))
-    w, s, e, n = (float(x) for x in sites.total_bounds)
-    lat = np.deg2rad((s + n) / 2)
-    half_lat = 0.75 * float(p.get("ring_outer_m", 8000.0)) / 111_320  # the site and most of its ring
-    half_lon = half_lat / np.cos(lat)
-    margin = max(0.25, 0.06 * max(e - w, n - s))
-    map_bounds = (w - margin / np.cos(lat), s - margin, e + margin / np.cos(lat), n + margin)
-    res = abs(results.rasters[0].grid.affine.a)
-    full = ((map_bounds[2] - map_bounds[0]) / res) * ((map_bounds[3] - map_bounds[1]) / res) <= 16e6
-    big = {y: F.composite(results.rasters, map_bounds, y, cvg, quality, max_px=10**6 if full else 2000)
-           for y in (b, t)}
-    cls = results.changes.set_index("site_id")["class"]
-    rows = sites.assign(klass=sites["site_id"].map(cls).fillna("insufficient_data")).set_index("site_id")
-    pairs = []
-    for sid in F.ordered(results.changes)["site_id"]:
-        if sid not in rows.index:
-            continue
-        r = rows.loc[sid]
-        box = (r.center_lon - half_lon, r.center_lat - half_lat, r.center_lon + half_lon, r.center_lat + half_lat)
-        if full:
-            half_px = (round(half_lon / res), round(half_lat / res))
-            before, after = (big[y].around(r.center_lon, r.center_lat, half_px) if big[y] is not None else None
-                             for y in (b, t))
-        else:
-            before, after = (F.composite(results.rasters, box, y, cvg, quality) for y in (b, t))
-        if before is not None and after is not None:
-            pairs.append((_Row(sid, r), before, after))
-    return {"map": big[t], "pairs": pairs}
-
-
-class _Row:
-    """A site row for charts: attribute access, including the class (a Python keyword)."""
-
-    def __init__(self, site_id: str, r: pd.Series):
-        self.site_id, self.name, self.name_ko = site_id, r.get("name"), r.get("name_ko")
-        self.geometry, self.klass = r.geometry, r.klass
-
-    def get(self, key: str, default: Any = None) -> Any:
-        return getattr(self, key, default)
-
-
-# --------------------------------------------------------------------------- GIS
-
-
-def classified_sites(results: Any) -> gpd.GeoDataFrame:
-    """Sites with their class and change, one row per site, for GIS users."""
-    sites = results.sites.drop(columns=[c for c in ("source_file",) if c in results.sites])
-    ch = results.changes.drop(columns=[c for c in ("name", "name_ko", "province", "batch", "location_confidence",
-                                                   "data_kind") if c in results.changes])
-    gdf = sites.merge(ch, on="site_id", how="left")
-    gdf["data_kind"] = results.verdict["data_kind"]
-    return gpd.GeoDataFrame(gdf, geometry="geometry", crs=results.sites.crs)
-
-
-def write_gis(results: Any, out: Any) -> None:
-    gdf = classified_sites(results)
-    gdf.to_file(out.path("sites_classified.geojson"), driver="GeoJSON", engine="pyogrio",
-                layer_options={"COORDINATE_PRECISION": 6, "WRITE_NAME": "NO"})
-    gdf.to_parquet(out.path("sites_classified.parquet"), index=False)
-    results.site_months.assign(data_kind=results.verdict["data_kind"]).to_parquet(
-        out.path("site_months.parquet"), index=False)
-
-
-# --------------------------------------------------------------------------- checksums
-
-
-def sha256_file(path: Path, cache: dict[str, Any] | None = None) -> str:
-    """SHA-256 of a file, reused from ``cache`` while its path, size and mtime are unchanged."""
-    st = path.stat()
-    key = str(path.resolve())
-    hit = (cache or {}).get(key)
-    if hit and hit.get("size") == st.st_size and hit.get("mtime_ns") == st.st_mtime_ns:
-        return hit["sha256"]
-    h = hashlib.sha256()
-    with open(path, "rb") as f:
-        for chunk in iter(lambda: f.read(1 << 20), b""):
-            h.update(chunk)
-    digest = h.hexdigest()
-    if cache is not None:
-        cache[key] = {"size": st.st_size, "mtime_ns": st.st_mtime_ns, "sha256": digest}
-    return digest
-
-
-def input_checksums(rasters: list[Any], cache_path: Path | None = None) -> dict[str, str]:
-    """File name -> sha256 of every input raster (radiance and auxiliary layer); cached in ``cache_path``."""
-    cache: dict[str, Any] = {}
-    if cache_path is not None and cache_path.exists():
-        try:
-            cache = json.loads(cache_path.read_text(encoding="utf-8"))
-        except (OSError, ValueError):
-            log.warning("%s: unreadable checksum cache, recomputing", cache_path)
-    before = dict(cache)
-    sums = {}
-    for r in rasters:
-        for f in (r.radiance, r.aux):
-            if f is not None and f.exists():
-                sums[f.name] = sha256_file(f, cache)
-    if cache_path is not None and cache != before:
-        try:
-            cache_path.parent.mkdir(parents=True, exist_ok=True)
-            tmp = cache_path.with_name(f".{cache_path.name}.{os.getpid()}.part")
-            tmp.write_text(json.dumps(cache, indent=0, sort_keys=True), encoding="utf-8")
-            os.replace(tmp, cache_path)
-        except OSError as e:
-            log.debug("checksum cache not written (%s)", e)
-    return sums
-
 
 # --------------------------------------------------------------------------- text
 
@@ -299,7 +105,7 @@ def _text(value: Any) -> str:
 
 def sites_rows(results: Any) -> list[dict[str, str]]:
     rows = []
-    for _, r in F.ordered(results.changes).iterrows():
+    for _, r in ordered(results.changes).iterrows():
         ci = "" if pd.isna(r.get("ci_low")) else f" [{r['ci_low']:+.0f}, {r['ci_high']:+.0f}]"
         rows.append({
             "Site": _text(r.get("name")) or str(r["site_id"]), "Hangul": _text(r.get("name_ko")),
@@ -454,68 +260,23 @@ def report_md(results: Any, charts: list[str], checksums: dict[str, str], style:
     return "\n".join(lines) + "\n"
 
 
-# --------------------------------------------------------------------------- CLI
+def korean_font_css(text: str) -> str:
+    """CSS embedding the Noto Sans KR glyphs ``text`` uses (a few kB), so hangul shows without system fonts."""
+    chars = set(re.findall(r"[\u1100-\u11ff\u3130-\u318f\uac00-\ud7af]", text))
+    path = korean_font_path()
+    if not chars or path is None:
+        return ""
+    from fontTools import subset
+    from fontTools.ttLib import TTFont
 
-
-def add_figures_parser(sub: argparse._SubParsersAction, common: argparse.ArgumentParser,
-                       formatter: Callable[[str], argparse.HelpFormatter]) -> None:
-    sp = sub.add_parser(
-        "figures", parents=[common], formatter_class=formatter, help="re-make charts and report from an output folder",
-        description="Re-make the charts, report.html/report.md and GIS files from the output folder of an earlier "
-                    "'nightlights run' (verdict.json, site_changes.csv, ...). The monthly rasters are found "
-                    "through the folders named in verdict.json.",
-        epilog="Examples:\n  nightlights figures --out outputs\n"
-               "  nightlights figures --out outputs --format pdf --width-mm 89 --style paper\n"
-               "  nightlights figures --out outputs --lang ko --style slide --dpi 200")
-    add_style_options(sp)
-    sp.add_argument("--out", type=Path, default=Path("outputs"), metavar="DIR",
-                    help="output folder of an earlier run (default outputs/)")
-    sp.add_argument("--data-dir", type=Path, default=Path("data"), metavar="DIR",
-                    help="where input checksums are cached, if it exists (default data/)")
-    sp.set_defaults(func=cmd_figures)
-
-
-def load_results(out: Path) -> Any:
-    """Rebuild :class:`~pipeline.analysis.Results` from a run's output folder."""
-    from pipeline.analysis import Results
-    from pipeline.sources import find_monthly_rasters
-
-    need = ["verdict.json", "site_changes.csv", "sites_classified.geojson"]
-    missing = [n for n in need if not (out / n).exists()]
-    if missing:
-        raise ConfigError(f"{out}: no {', '.join(missing)}; run 'nightlights run --out {out}' first")
-    verdict = json.loads((out / "verdict.json").read_text(encoding="utf-8"))
-    changes = pd.read_csv(out / "site_changes.csv").drop(columns=["data_kind"], errors="ignore")
-    gdf = gpd.read_file(out / "sites_classified.geojson")
-    keep = [c for c in ("site_id", "name", "name_ko", "province", "batch", "location_confidence", "source",
-                        "groundbreaking", "inauguration", "radius_m", "center_lon", "center_lat", "from_point")
-            if c in gdf]
-    sites = gpd.GeoDataFrame(gdf[keep], geometry=gdf.geometry, crs=gdf.crs)
-    if (out / "site_months.parquet").exists():
-        months = pd.read_parquet(out / "site_months.parquet")
-    else:
-        months = pd.read_csv(out / "site_months.csv")
-    months = months.drop(columns=["data_kind"], errors="ignore")
-    sens = pd.read_csv(out / "sensitivity.csv").drop(columns=["data_kind"], errors="ignore") \
-        if (out / "sensitivity.csv").exists() else None
-    rasters = []
-    wanted = {i["file"] for i in verdict.get("inputs", [])}
-    for folder in sorted({i["folder"] for i in verdict.get("inputs", [])}):
-        if not Path(folder).is_dir():
-            raise SourceError(f"{folder}: raster folder named in {out / 'verdict.json'} not found; run from the "
-                              "folder the run was made in, or re-run 'nightlights run'")
-        found = find_monthly_rasters(folder, eog_config=verdict["parameters"].get("eog_config", "vcmslcfg"))
-        rasters += [r for r in found if r.radiance.name in wanted]
-    return Results(sites, months, changes, verdict, sens, rasters=sorted(rasters, key=lambda r: r.month))
-
-
-def cmd_figures(args: argparse.Namespace) -> int:
-    from pipeline.outputs import staged
-
-    style = style_from_args(args)
-    results = load_results(args.out)
-    with staged(args.out, owns=("figures/",)) as out:
-        cache = args.data_dir / "cache" if args.data_dir.is_dir() else None
-        written = write_publication(results, out, style, cache_dir=cache)
-    print(f"{len(written)} charts ({', '.join(style.formats)}), report.html, report.md and GIS files in {args.out}/")
-    return 0
+    font = TTFont(path, recalcTimestamp=False)  # keep bytes reproducible
+    options = subset.Options()
+    options.name_IDs = ["*"]  # keeps the copyright and SIL OFL 1.1 notice
+    sub = subset.Subsetter(options)
+    sub.populate(text="".join(sorted(chars)))
+    sub.subset(font)
+    buf = io.BytesIO()
+    font.save(buf)
+    data = base64.b64encode(buf.getvalue()).decode("ascii")
+    return ("@font-face{font-family:\"Noto Sans KR subset\";font-display:block;unicode-range:U+1100-11FF,"
+            "U+3130-318F,U+AC00-D7AF;src:url(data:font/otf;base64," + data + ") format(\"opentype\");}")

@@ -32,18 +32,10 @@ from typing import Any
 import numpy as np
 from affine import Affine
 
-from pipeline.download import (
-    Bbox,
-    Context,
-    NotPublished,
-    StaticToken,
-    fetch_file,
-    get_text,
-    public_url,
-    sha256,
-    write_cog,
-)
 from pipeline.errors import DownloadError, SourceError
+from pipeline.fetch.http import NotPublished, StaticToken, fetch_file, get_text, public_url
+from pipeline.fetch.manifest import Bbox, Context, write_cog
+from pipeline.provenance import sha256
 
 log = logging.getLogger(__name__)
 

@@ -14,11 +14,8 @@ it, SVG ids from a fixed salt).
 
 from __future__ import annotations
 
-import argparse
-import base64
 import dataclasses
 import importlib.util
-import io
 import os
 import re
 from collections.abc import Iterable, Iterator
@@ -30,22 +27,23 @@ from pathlib import Path
 from typing import Any
 
 import matplotlib
-
-matplotlib.use("Agg")
 import matplotlib.pyplot as plt
 from matplotlib import font_manager
 
 from pipeline import __version__
+from pipeline.change import CLASSES
+from pipeline.config import CHART_DPI, CHART_FORMATS, CHART_WIDTH_MM
 from pipeline.errors import ConfigError
 
 MM_PER_INCH = 25.4
-FORMATS = ("png", "svg", "pdf")
+MPLSTYLE = Path(__file__).with_name("nightlights.mplstyle")
+FORMATS = CHART_FORMATS
 
 # Paul Tol, "vibrant" (orange, blue) and "bright" (grey) schemes.
 CLASS_COLORS = {"brightened": "#EE7733", "unchanged": "#BBBBBB", "dimmed": "#0077BB",
                 "insufficient_data": "#FFFFFF"}
 CLASS_MARKERS = {"brightened": "^", "unchanged": "o", "dimmed": "v", "insufficient_data": "s"}
-CLASS_ORDER = ("brightened", "unchanged", "dimmed", "insufficient_data")
+CLASS_ORDER = CLASSES  # legend and table order
 SYNTHETIC_COLOR = "#CC3311"  # Tol vibrant red
 BAND_COLOR = "#E8E8E8"
 CLAIM_COLOR = "#EE3377"  # Tol vibrant magenta
@@ -104,8 +102,8 @@ class Style:
     """What the user chooses for a set of charts (``nightlights figures`` options)."""
 
     kind: str = "paper"  # paper | slide
-    width_mm: float = 183.0
-    dpi: int = 300
+    width_mm: float = CHART_WIDTH_MM
+    dpi: int = CHART_DPI
     lang: str = "en"
     formats: tuple[str, ...] = FORMATS
 
@@ -165,16 +163,18 @@ def rc_params(style: Style) -> dict[str, Any]:
     b, s = style.base_size, style.small_size
     lw = 0.6 if style.kind == "paper" else 1.0
     return {
-        "font.family": "sans-serif", "font.sans-serif": family, "font.size": b,
+        **_fixed_rc(),
+        "font.sans-serif": family, "font.size": b,
         "axes.titlesize": b, "axes.labelsize": b, "xtick.labelsize": s, "ytick.labelsize": s,
         "legend.fontsize": s, "figure.titlesize": b + 1, "axes.linewidth": lw, "lines.linewidth": lw * 1.6,
-        "xtick.major.width": lw, "ytick.major.width": lw, "xtick.major.size": 2.5, "ytick.major.size": 2.5,
-        "axes.spines.top": False, "axes.spines.right": False, "axes.titlelocation": "left",
-        "axes.unicode_minus": True, "legend.frameon": False, "figure.dpi": 100, "savefig.dpi": style.dpi,
-        "figure.constrained_layout.use": True, "image.interpolation": "nearest",
-        "svg.fonttype": "none", "svg.hashsalt": "nightlights", "pdf.fonttype": 42,
-        "path.simplify": False,
+        "xtick.major.width": lw, "ytick.major.width": lw, "savefig.dpi": style.dpi,
     }
+
+
+@cache
+def _fixed_rc() -> dict[str, Any]:
+    """The settings of the shipped ``nightlights.mplstyle`` (the part that no Style option changes)."""
+    return dict(matplotlib.rc_params_from_file(str(MPLSTYLE), use_default_template=False))
 
 
 @contextmanager
@@ -292,47 +292,14 @@ def save(fig: plt.Figure, base: Path, style: Style, verdict: dict[str, Any], tit
     return written
 
 
-def korean_font_css(text: str) -> str:
-    """CSS embedding the Noto Sans KR glyphs ``text`` uses (a few kB), so hangul shows without system fonts."""
-    chars = set(re.findall(r"[\u1100-\u11ff\u3130-\u318f\uac00-\ud7af]", text))
-    path = korean_font_path()
-    if not chars or path is None:
-        return ""
-    from fontTools import subset
-    from fontTools.ttLib import TTFont
-
-    font = TTFont(path, recalcTimestamp=False)  # keep bytes reproducible
-    options = subset.Options()
-    options.name_IDs = ["*"]  # keeps the copyright and SIL OFL 1.1 notice
-    sub = subset.Subsetter(options)
-    sub.populate(text="".join(sorted(chars)))
-    sub.subset(font)
-    buf = io.BytesIO()
-    font.save(buf)
-    data = base64.b64encode(buf.getvalue()).decode("ascii")
-    return ("@font-face{font-family:\"Noto Sans KR subset\";font-display:block;unicode-range:U+1100-11FF,"
-            "U+3130-318F,U+AC00-D7AF;src:url(data:font/otf;base64," + data + ") format(\"opentype\");}")
-
-
-def add_style_options(sp: argparse.ArgumentParser) -> None:
-    d = Style()
-    g = sp.add_argument_group("charts")
-    g.add_argument("--format", default=",".join(d.formats), metavar="LIST",
-                   help="comma-separated formats among png,svg,pdf (default all three)")
-    g.add_argument("--dpi", type=int, default=d.dpi, help=f"PNG resolution (default {d.dpi})")
-    g.add_argument("--style", choices=("paper", "slide"), default=d.kind, help="font sizes (default paper)")
-    g.add_argument("--width-mm", type=float, default=d.width_mm, metavar="MM",
-                   help=f"chart width, e.g. 89 (one journal column) or 183 (two) (default {d.width_mm:g})")
-    g.add_argument("--lang", choices=("en", "ko"), default=d.lang, help="chart labels (ko: hangul site names)")
-
-
-def style_from_args(args: argparse.Namespace) -> Style:
-    formats = tuple(f.strip().lower() for f in str(args.format).split(",") if f.strip())
-    bad = [f for f in formats if f not in FORMATS]
-    if bad or not formats:
-        raise ConfigError(f"--format {args.format}: use a comma-separated list of {', '.join(FORMATS)}")
-    if not 50 <= args.dpi <= 2400:
-        raise ConfigError(f"--dpi {args.dpi}: use a value between 50 and 2400 (300 for print)")
-    if not 40 <= args.width_mm <= 600:
-        raise ConfigError(f"--width-mm {args.width_mm:g}: use a width between 40 and 600 mm (89 or 183 for journals)")
-    return Style(kind=args.style, width_mm=float(args.width_mm), dpi=int(args.dpi), lang=args.lang, formats=formats)
+def style_from_options(formats: str, dpi: int, kind: str, width_mm: float, lang: str) -> Style:
+    """A :class:`Style` from the ``figures`` options, each checked with a message naming its flag."""
+    chosen = tuple(f.strip().lower() for f in str(formats).split(",") if f.strip())
+    bad = [f for f in chosen if f not in FORMATS]
+    if bad or not chosen:
+        raise ConfigError(f"--format {formats}: use a comma-separated list of {', '.join(FORMATS)}")
+    if not 50 <= dpi <= 2400:
+        raise ConfigError(f"--dpi {dpi}: use a value between 50 and 2400 (300 for print)")
+    if not 40 <= width_mm <= 600:
+        raise ConfigError(f"--width-mm {width_mm:g}: use a width between 40 and 600 mm (89 or 183 for journals)")
+    return Style(kind=kind, width_mm=float(width_mm), dpi=int(dpi), lang=lang, formats=chosen)

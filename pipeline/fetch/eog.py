@@ -32,18 +32,10 @@ import numpy as np
 import requests
 
 from pipeline.config import DataSettings
-from pipeline.download import (
-    TIMEOUT,
-    Bbox,
-    Context,
-    NotPublished,
-    fetch_file,
-    get_text,
-    public_url,
-    sha256,
-    write_cog,
-)
 from pipeline.errors import AuthError, ConfigError, DownloadError
+from pipeline.fetch.http import TIMEOUT, NotPublished, fetch_file, get_text, public_url
+from pipeline.fetch.manifest import Bbox, Context, write_cog
+from pipeline.provenance import sha256
 
 log = logging.getLogger(__name__)
 

@@ -1,40 +1,30 @@
-"""Figures: the five publication charts, each a pure function returning a Matplotlib figure.
+"""Charts: the site charts, each a pure function from tables to a Matplotlib figure.
 
 Inputs
     The per-site change table, the site table, the site-by-month table, the sensitivity
-    table, the verdict mapping, night-light composites (:func:`composite`), a
-    :class:`pipeline.style.Style`.
+    table, the verdict mapping and a :class:`pipeline.publish.style.Style`.
 Outputs
-    Figures; :func:`pipeline.style.save` writes them. Nothing is written here.
+    Figures; :func:`pipeline.publish.style.save` writes them. Nothing is read or written here.
 
 Charts: (1) verdict, each site's change with its interval against the threshold band and
-the claim; (2) small multiples of monthly radiance with invalid months as gaps; (3) map
-over the night-light composite itself (no web tiles, works offline); (4) before and after
-windows on one colour scale; (5) robustness of the brightened count over method variants.
+the claim; (2) small multiples of monthly radiance with invalid months as gaps; (5)
+robustness of the brightened count over method variants. The map (3) and before/after
+windows (4) are in :mod:`pipeline.publish.maps`.
 """
 
 from __future__ import annotations
 
-from collections.abc import Sequence
-from dataclasses import dataclass
 from typing import Any
 
-import matplotlib
-
-matplotlib.use("Agg")
 import matplotlib.dates as mdates
 import matplotlib.pyplot as plt
 import numpy as np
 import pandas as pd
-from affine import Affine
 from matplotlib import patheffects
-from matplotlib.colors import LogNorm
 from matplotlib.lines import Line2D
 from matplotlib.patches import Patch
-from rasterio.windows import Window, from_bounds
 
-from pipeline.sources import MonthlyRaster, read_window, valid_mask
-from pipeline.style import (
+from pipeline.publish.style import (
     BAND_COLOR,
     BASELINE_SHADE,
     CLAIM_COLOR,
@@ -208,236 +198,6 @@ def small_multiples_figure(site_months: pd.DataFrame, changes: pd.DataFrame, sit
     classes = class_handles(style, {k: int(v) for k, v in order["class"].value_counts().items()})
     fig.legend(handles=handles + classes, ncol=style.legend_columns(len(handles) + len(classes)),
                handlelength=1.6, columnspacing=0.9)
-    return finish(fig, verdict, style)
-
-
-# --------------------------------------------------------------------------- composites
-
-
-@dataclass(frozen=True)
-class Composite:
-    """Per-pixel mean radiance over a year's valid months (NaN where never observed)."""
-
-    data: np.ndarray
-    transform: Affine
-    year: int
-
-    @property
-    def extent(self) -> tuple[float, float, float, float]:
-        h, w = self.data.shape
-        a = self.transform
-        return a.c, a.c + a.a * w, a.f + a.e * h, a.f
-
-    def around(self, lon: float, lat: float, half_px: tuple[int, int]) -> Composite:
-        """A window of the same pixel size around every site, so all panels line up."""
-        col, row = (~self.transform) * (lon, lat)
-        hx, hy = half_px
-        r0, c0 = max(int(row) - hy, 0), max(int(col) - hx, 0)
-        data = self.data[r0:int(row) + hy + 1, c0:int(col) + hx + 1]
-        return Composite(data, self.transform * Affine.translation(c0, r0), self.year)
-
-    def crop(self, bounds: tuple[float, float, float, float]) -> Composite:
-        win = from_bounds(*bounds, transform=self.transform).round_offsets().round_lengths()
-        r0, c0 = max(int(win.row_off), 0), max(int(win.col_off), 0)
-        r1 = min(int(win.row_off + win.height), self.data.shape[0])
-        c1 = min(int(win.col_off + win.width), self.data.shape[1])
-        return Composite(self.data[r0:r1, c0:c1], self.transform * Affine.translation(c0, r0), self.year)
-
-
-def composite(rasters: Sequence[MonthlyRaster], bounds: tuple[float, float, float, float], year: int,
-              min_cf_cvg: int, bm_quality: tuple[int, ...], max_px: int = 2000) -> Composite | None:
-    """Mean of each pixel's valid months in ``year`` within ``bounds`` (lon/lat), decimated to ``max_px``."""
-    months = [r for r in rasters if r.year == year]
-    if not months:
-        return None
-    grid = months[0].grid
-    win = from_bounds(*bounds, transform=grid.affine).round_offsets().round_lengths()
-    win = win.intersection(Window(0, 0, grid.width, grid.height))
-    step = max(1, int(np.ceil(max(win.width, win.height) / max_px)))
-    total = count = None
-    for r in months:
-        if r.grid != grid:
-            continue
-        rad, aux = _read_decimated(r, win, step)
-        ok = valid_mask(aux, r.aux_kind, min_cf_cvg, bm_quality)
-        if total is None:
-            total, count = np.zeros(rad.shape), np.zeros(rad.shape)
-        total += np.where(ok, rad, 0.0)
-        count += ok
-    with np.errstate(invalid="ignore", divide="ignore"):
-        data = np.where(count > 0, total / np.maximum(count, 1), np.nan)
-    transform = grid.affine * Affine.translation(win.col_off, win.row_off) * Affine.scale(step)
-    return Composite(data, transform, year)
-
-
-def _read_decimated(r: MonthlyRaster, win: Window, step: int) -> tuple[np.ndarray, np.ndarray]:
-    if step == 1:
-        return read_window(r, win)
-    rads, auxs = [], []
-    strip = 256 * step
-    for row in range(int(win.row_off), int(win.row_off + win.height), strip):
-        part = Window(win.col_off, row, win.width, min(strip, win.row_off + win.height - row))
-        rad, aux = read_window(r, part)
-        rads.append(rad[::step, ::step])
-        auxs.append(aux[::step, ::step])
-    return np.vstack(rads), np.vstack(auxs)
-
-
-def _norm(arrays: Sequence[np.ndarray]) -> LogNorm:
-    """Log scale from the dark background (2nd percentile) to the brightest pixel: nothing saturates."""
-    values = np.concatenate([a[np.isfinite(a)].ravel() for a in arrays] or [np.array([1.0])])
-    vmax = float(values.max()) if values.size else 1.0
-    vmin = max(0.05, float(np.nanpercentile(values, 2)) if values.size else 0.05)
-    return LogNorm(vmin=vmin, vmax=max(vmax, vmin * 10))
-
-
-def _colorbar_ticks(cb: Any, norm: LogNorm) -> None:
-    ticks = [t for t in (0.05, 0.1, 0.2, 0.5, 1, 2, 5, 10, 20, 50, 100, 200, 500) if norm.vmin <= t <= norm.vmax]
-    cb.set_ticks(ticks, labels=[f"{t:g}" for t in ticks])
-    cb.ax.minorticks_off()
-
-
-def _image(ax: plt.Axes, comp: Composite, norm: LogNorm, lat: float | None = None) -> Any:
-    cmap = plt.get_cmap("Greys").with_extremes(bad=(0, 0, 0, 0))
-    ax.set_facecolor("white")
-    ax.add_patch(plt.Rectangle((0, 0), 1, 1, transform=ax.transAxes, fc="white", ec=INVALID_HATCH_COLOR,
-                               hatch="////", lw=0, zorder=0))
-    im = ax.imshow(np.clip(comp.data, norm.vmin, None), extent=comp.extent, cmap=cmap, norm=norm, zorder=1,
-                   interpolation="nearest", origin="upper")
-    ax.set_aspect(1 / np.cos(np.deg2rad(np.mean(comp.extent[2:]) if lat is None else lat)))
-    return im
-
-
-def _outline(ax: plt.Axes, geom: Any, color: str = CLAIM_COLOR, lw: float = 0.9) -> None:
-    polys = getattr(geom, "geoms", [geom])
-    for p in polys:
-        x, y = p.exterior.xy
-        ax.plot(x, y, color=color, lw=lw, path_effects=OUTLINE, zorder=4)
-
-
-# --------------------------------------------------------------------------- 3. map
-
-
-def map_figure(comp: Composite, sites: pd.DataFrame, changes: pd.DataFrame, verdict: dict[str, Any],
-               style: Style) -> plt.Figure:
-    """Sites, coloured and shaped by class and labelled, over the night-light composite itself."""
-    w, e, s, n = comp.extent
-    aspect = (n - s) / ((e - w) * np.cos(np.deg2rad((n + s) / 2)))
-    fig, ax = plt.subplots(figsize=(style.width_in, min(style.width_in * aspect * 0.9 + 1.1, 9.0)))
-    norm = _norm([comp.data])
-    im = _image(ax, comp, norm)
-    cls = changes.set_index("site_id")["class"]
-    df = sites.assign(klass=sites["site_id"].map(cls).fillna("insufficient_data"))
-    for c in CLASS_ORDER:
-        d = df[df["klass"] == c]
-        ax.plot(d["center_lon"], d["center_lat"], ls="none", marker=CLASS_MARKERS[c], mfc=CLASS_COLORS[c],
-                mec="black", mew=0.6, ms=style.scale(6), zorder=5)
-    fig.canvas.draw()
-    _place_labels(ax, df["center_lon"].to_numpy(), df["center_lat"].to_numpy(),
-                  [site_label(r, style) for r in df.itertuples()], style.small_size)
-    ax.set_xlim(w, e)
-    ax.set_ylim(s, n)
-    ax.set_xlabel(style.label("lon"))
-    ax.set_ylabel(style.label("lat"))
-    ax.set_title(style.label("map_title", y=comp.year), weight="bold")
-    cb = fig.colorbar(im, ax=ax, orientation="horizontal", shrink=0.6, aspect=35, pad=0.02, location="bottom")
-    _colorbar_ticks(cb, norm)
-    cb.set_label(style.label("composite", y=comp.year))
-    handles = [*class_handles(style, verdict.get("counts")),
-               Patch(fc="white", ec=INVALID_HATCH_COLOR, hatch="////", label=style.label("invalid"))]
-    ax.legend(handles=handles, loc="upper left", frameon=True, framealpha=0.9, edgecolor="none")
-    return finish(fig, verdict, style)
-
-
-def _place_labels(ax: plt.Axes, xs: np.ndarray, ys: np.ndarray, texts: Sequence[str], size: float) -> None:
-    """Greedy placement: the first of eight offsets that overlaps no label or marker placed so far."""
-    renderer = ax.figure.canvas.get_renderer()
-    taken = []
-    for x, y in zip(xs, ys, strict=True):
-        px, py = ax.transData.transform((x, y))
-        taken.append((px - 5, py - 5, px + 5, py + 5))
-    offsets = [(5, 4, "left", "bottom"), (5, -4, "left", "top"), (-5, 4, "right", "bottom"),
-               (-5, -4, "right", "top"), (0, 7, "center", "bottom"), (0, -7, "center", "top"),
-               (9, 0, "left", "center"), (-9, 0, "right", "center")]
-    frame = ax.get_window_extent(renderer)
-    for x, y, text in zip(xs, ys, texts, strict=True):
-        best = None
-        for dx, dy, ha, va in offsets:
-            t = ax.annotate(text, (x, y), xytext=(dx, dy), textcoords="offset points", ha=ha, va=va,
-                            fontsize=size, zorder=6, path_effects=OUTLINE, annotation_clip=False)
-            t.set_in_layout(False)
-            bb = t.get_window_extent(renderer)
-            box = (bb.x0, bb.y0, bb.x1, bb.y1)
-            inside = frame.x0 <= bb.x0 and bb.x1 <= frame.x1 and frame.y0 <= bb.y0 and bb.y1 <= frame.y1
-            if inside and not any(_overlap(box, o) for o in taken):
-                best = (t, box)
-                break
-            t.remove()
-        if best is None:
-            t = ax.annotate(text, (x, y), xytext=(5, 4), textcoords="offset points", fontsize=size, zorder=6,
-                            path_effects=OUTLINE)
-            t.set_in_layout(False)
-            bb = t.get_window_extent(renderer)
-            best = (t, (bb.x0, bb.y0, bb.x1, bb.y1))
-        taken.append(best[1])
-
-
-def _overlap(a: tuple[float, ...], b: tuple[float, ...]) -> bool:
-    return a[0] < b[2] and b[0] < a[2] and a[1] < b[3] and b[1] < a[3]
-
-
-# --------------------------------------------------------------------------- 4. before / after
-
-
-def before_after_figure(pairs: Sequence[tuple[Any, Composite, Composite]], verdict: dict[str, Any],
-                        style: Style) -> plt.Figure:
-    """Baseline and target composites of a window around each site, one colour scale, polygon outlined.
-
-    ``pairs``: (site row with geometry, baseline composite, target composite), in chart order.
-    """
-    per_row = max(3, int(style.width_mm // (45 if style.kind == "paper" else 64)))
-    nrows = int(np.ceil(len(pairs) / per_row))
-    cell = style.width_in / (2 * per_row)
-    fig = plt.figure(figsize=(style.width_in, nrows * (cell * 1.05 + 0.22) + 1.0))
-    ratios = ([1, 1, 0.12] * per_row)[:-1]  # a narrow spacer column between sites
-    gs = fig.add_gridspec(nrows, len(ratios), width_ratios=ratios)
-    axes = np.array([[fig.add_subplot(gs[r, 3 * k + j]) for k in range(per_row) for j in (0, 1)]
-                     for r in range(nrows)])
-    fig.get_layout_engine().set(w_pad=0.005, wspace=0.0, hspace=0.05)
-    norm = _norm([c.data for _, b, t in pairs for c in (b, t)])
-    lat = float(np.mean([np.mean(b.extent[2:]) for _, b, _ in pairs]))  # one aspect: panels line up
-    im = None
-    for k, (row, before, after) in enumerate(pairs):
-        r, col = divmod(k, per_row)
-        for j, comp in enumerate((before, after)):
-            ax = axes[r, 2 * col + j]
-            im = _image(ax, comp, norm, lat)
-            _outline(ax, row.geometry)
-            ax.set_xticks([])
-            ax.set_yticks([])
-            for sp in ax.spines.values():
-                sp.set_visible(True)
-                sp.set_linewidth(0.4)
-            ax.text(0.03, 0.03, str(comp.year), transform=ax.transAxes, fontsize=style.small_size - 0.5,
-                    va="bottom", ha="left", path_effects=OUTLINE, zorder=6)
-        c = row.klass
-        title = axes[r, 2 * col].set_title(site_label(row, style), fontsize=style.small_size, loc="left", pad=2)
-        title.set_in_layout(True)
-        axes[r, 2 * col + 1].plot(0.9, 1.08, transform=axes[r, 2 * col + 1].transAxes, ls="none",
-                                  marker=CLASS_MARKERS[c], mfc=CLASS_COLORS[c], mec="black", mew=0.5, ms=style.scale(5),
-                                  clip_on=False, scalex=False, scaley=False)
-    for ax in axes.flat[2 * len(pairs):]:
-        ax.set_visible(False)
-    if im is not None:
-        cb = fig.colorbar(im, ax=axes, orientation="horizontal", shrink=0.5, aspect=40, location="bottom",
-                          pad=0.01)
-        _colorbar_ticks(cb, norm)
-        cb.set_label(style.label("radiance") + "; " + style.label(
-            "before_after", b=verdict["baseline_year"], t=verdict["target_year"]))
-    present = pd.Series([row.klass for row, _, _ in pairs]).value_counts()
-    handles = [*class_handles(style, {k: int(v) for k, v in present.items()}),
-               Patch(fc="white", ec=INVALID_HATCH_COLOR, hatch="////", label=style.label("invalid"))]
-    fig.legend(handles=handles, ncol=style.legend_columns(len(handles)), columnspacing=1.0)
     return finish(fig, verdict, style)
 
 

@@ -1,0 +1,118 @@
+"""Fetching real data: the one dispatcher from a source name to its downloader.
+
+Modules: :mod:`~pipeline.fetch.http` (session, redirect policy, resumable transfer),
+:mod:`~pipeline.fetch.manifest` (what is cached, the COG writer, the job context),
+:mod:`~pipeline.fetch.eog` (EOG VNL monthly v10), :mod:`~pipeline.fetch.blackmarble`
+(NASA Black Marble VNP46A3). None of them imports this module back.
+
+Outputs: cropped, tiled (256 px), DEFLATE-compressed cloud-optimised GeoTIFFs per month
+under ``data/eog/<cfg>/`` or ``data/blackmarble/`` (names that :mod:`pipeline.sources`
+reads), and ``data/manifest.json`` with source URL, size and sha256 of each.
+"""
+
+from __future__ import annotations
+
+import calendar
+import datetime as dt
+import logging
+from collections.abc import Sequence
+from pathlib import Path
+from typing import Any
+
+from tqdm import tqdm
+
+from pipeline.config import DataSettings, load_data_settings
+from pipeline.errors import ConfigError
+from pipeline.fetch.http import NotPublished, make_session
+from pipeline.fetch.manifest import Bbox, Context, Manifest
+
+log = logging.getLogger(__name__)
+
+PAD_DEG = 0.15  # sites' bbox padding: room for buffers and VIIRS blooming
+NK_WINDOW = (124.0, 37.5, 131.0, 43.0)  # used when no sites are given
+
+
+def sites_bbox(sites: Any, pad: float = PAD_DEG) -> Bbox:
+    w, s, e, n = (float(v) for v in sites.to_crs("EPSG:4326").total_bounds)
+    return (max(w - pad, -180.0), max(s - pad, -90.0), min(e + pad, 180.0), min(n + pad, 90.0))
+
+
+def month_list(start: str, end: str) -> list[tuple[int, int]]:
+    try:
+        y0, m0 = (int(v) for v in start.split("-"))
+        y1, m1 = (int(v) for v in end.split("-"))
+        if not (1 <= m0 <= 12 and 1 <= m1 <= 12):
+            raise ValueError
+    except ValueError:
+        raise ConfigError(f"month range {start}..{end}: use YYYY-MM, e.g. --start 2024-01 --end 2025-12") from None
+    months = [(y, m) for y in range(y0, y1 + 1) for m in range(1, 13) if (y0, m0) <= (y, m) <= (y1, m1)]
+    if not months:
+        raise ConfigError(f"month range {start}..{end} is empty; --start must not be after --end")
+    return months
+
+
+def download_months(source: str, months: list[tuple[int, int]], bbox: Bbox, data_dir: Path, *,
+                    progress: bool = True, eog_config: str = "vcmslcfg", geometries: Any = None,
+                    settings: DataSettings | None = None) -> tuple[Path, dict[str, list[str]]]:
+    """Fetch what is missing; return the cache folder and months by outcome."""
+    from pipeline.fetch import blackmarble, eog
+
+    settings = settings or load_data_settings()
+    ctx = Context(make_session(), settings, Path(data_dir), bbox, Manifest.load(Path(data_dir)), progress,
+                  geometries)
+    today = dt.date.today()
+    outcome: dict[str, list[str]] = {"cached": [], "downloaded": [], "not_published": []}
+    if source == "eog":
+        folder, fetch = eog.cache_folder(ctx.data_dir, eog_config), eog.ensure_month_fn(ctx, eog_config)
+    elif source == "blackmarble":
+        folder, fetch = blackmarble.cache_folder(ctx.data_dir), blackmarble.ensure_month_fn(ctx)
+    else:
+        raise ConfigError(f"--source {source}: downloads exist for eog and blackmarble only")
+    log.info("%s: %d month(s) over lon %.2f..%.2f, lat %.2f..%.2f into %s", source, len(months),
+             bbox[0], bbox[2], bbox[1], bbox[3], folder)
+    for year, month in tqdm(months, desc=f"{source} months", unit="month", disable=not progress or len(months) < 2):
+        label = f"{year}-{month:02d}"
+        if dt.date(year, month, calendar.monthrange(year, month)[1]) >= today:
+            log.info("%s: month not over yet; skipped", label)
+            outcome["not_published"].append(label)
+            continue
+        try:
+            outcome[fetch(year, month)].append(label)
+        except NotPublished as e:
+            log.warning("%s %s: not published yet, skipped (%s)", source, label, e)
+            outcome["not_published"].append(label)
+    ctx.manifest.save()
+    return folder, outcome
+
+
+def ensure_months(source: str, years: tuple[int, ...], sites: Any, data_dir: Path, progress: bool,
+                  eog_config: str = "vcmslcfg") -> Path:
+    """Download whatever is missing for every month of ``years`` over the sites' padded bbox."""
+    months = [(y, m) for y in sorted(set(years)) for m in range(1, 13)]
+    geoms = list(sites.to_crs("EPSG:4326").geometry.buffer(PAD_DEG).values)
+    folder, outcome = download_months(source, months, sites_bbox(sites), Path(data_dir), progress=progress,
+                                      eog_config=eog_config, geometries=geoms)
+    log.info("%s: %d month(s) already cached, %d downloaded, %d not published", source,
+             len(outcome["cached"]), len(outcome["downloaded"]), len(outcome["not_published"]))
+    return folder
+
+
+
+
+def area(bbox: Sequence[float] | None, site_paths: Sequence[Path] = ()) -> tuple[Bbox, list[Any] | None]:
+    """The download area: ``bbox`` when given, else the sites' padded box, else the Korea window.
+
+    Also returns the sites' padded shapes (or None), so tiles no site touches are skipped.
+    """
+    if bbox:
+        w, s, e, n = (float(v) for v in bbox)
+        if not (-180 <= w < e <= 180 and -90 <= s < n <= 90):
+            raise ConfigError(f"--bbox {w} {s} {e} {n}: need W < E and S < N in degrees")
+        return (w, s, e, n), None
+    if not site_paths:
+        return NK_WINDOW, None
+    from pipeline.config import Params
+    from pipeline.sites import read_sites
+
+    sites = read_sites(site_paths, Params().default_radius_m)
+    return sites_bbox(sites), list(sites.geometry.buffer(PAD_DEG).values)

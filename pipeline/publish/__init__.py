@@ -1,0 +1,90 @@
+"""Publishing: every chart, the GIS files and both reports of a run, into its staging folder.
+
+Modules: :mod:`~pipeline.publish.style` (one look, sizes, labels, saving),
+:mod:`~pipeline.publish.charts` and :mod:`~pipeline.publish.maps` (pure chart functions),
+:mod:`~pipeline.publish.composites` (the one place that reads rasters for charts),
+:mod:`~pipeline.publish.report` (HTML and Markdown text), :mod:`~pipeline.publish.gis`.
+Publishing reads :class:`pipeline.analysis.Results`; the core never imports this layer.
+"""
+
+from __future__ import annotations
+
+import io
+from collections.abc import Callable
+from pathlib import Path
+from typing import Any
+
+import matplotlib
+import matplotlib.pyplot as plt
+
+from pipeline.provenance import HASH_CACHE_NAME, input_checksums
+from pipeline.publish import charts, maps
+from pipeline.publish.composites import site_composites
+from pipeline.publish.gis import write_gis
+from pipeline.publish.report import report_html, report_md
+from pipeline.publish.style import Style, save, styled
+
+__all__ = ["Style", "write_publication"]
+
+
+def write_publication(results: Any, out: Any, style: Style | None = None,
+                      cache_dir: Path | None = None) -> dict[str, Path]:
+    """Every chart, the GIS files and both reports into the staging folder ``out``.
+
+    ``cache_dir`` (the run's ``--data-dir``/cache) keeps input checksums between runs; without
+    it they are computed afresh. Nothing is written anywhere else (never into ``$HOME``).
+    """
+    matplotlib.use("Agg")  # files only; chosen here, not at import, so notebooks keep their backend
+    style = style or Style()
+    v = results.verdict
+    pngs: dict[str, bytes] = {}
+    for name, build in _chart_builders(results, style).items():
+        with styled(style):
+            fig = build()
+            if fig is None:
+                continue
+            base = out.path(f"figures/{name}.png").with_suffix("")
+            for fmt in style.formats:
+                out.path(f"figures/{name}.{fmt}")
+            if "png" not in style.formats:
+                buf = io.BytesIO()
+                fig.savefig(buf, format="png", dpi=min(style.dpi, 200))
+                pngs[name] = buf.getvalue()
+            save(fig, base, style, v, title=f"nightlights: {name.replace('_', ' ')}")
+            plt.close(fig)
+            if "png" in style.formats:
+                pngs[name] = base.with_suffix(".png").read_bytes()
+    write_gis(results, out)
+    checksums = input_checksums(results.rasters, cache_dir / HASH_CACHE_NAME if cache_dir else None)
+    out.write_text("report.html", report_html(results, pngs, checksums, style))
+    out.write_text("report.md", report_md(results, list(pngs), checksums, style))
+    return {n: Path(f"figures/{n}") for n in pngs}
+
+
+def _chart_builders(results: Any, style: Style) -> dict[str, Callable[[], plt.Figure | None]]:
+    v, p = results.verdict, results.verdict["parameters"]
+    comps: dict[str, Any] = {}
+
+    def composites() -> dict[str, Any]:
+        if not comps and results.rasters:
+            comps.update(site_composites(results.rasters, results.sites, results.changes, p))
+        return comps
+
+    def map_fig() -> plt.Figure | None:
+        c = composites().get("map")
+        return maps.map_figure(c, results.sites, results.changes, v, style) if c is not None else None
+
+    def before_after() -> plt.Figure | None:
+        pairs = composites().get("pairs")
+        return maps.before_after_figure(pairs, v, style) if pairs else None
+
+    builders: dict[str, Callable[[], plt.Figure | None]] = {
+        "verdict": lambda: charts.verdict_figure(results.changes, v, style),
+        "small_multiples": lambda: charts.small_multiples_figure(results.site_months, results.changes, results.sites,
+                                                            v, style),
+        "map": map_fig,
+        "before_after": before_after,
+    }
+    if results.sensitivity is not None and len(results.sensitivity):
+        builders["robustness"] = lambda: charts.robustness_figure(results.sensitivity, v, style)
+    return builders

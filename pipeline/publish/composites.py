@@ -1,0 +1,137 @@
+"""Composites: the one place publishing reads rasters, for the map and before/after charts.
+
+Inputs
+    Monthly rasters (:class:`pipeline.sources.MonthlyRaster`), the sites, the changes and
+    the run's parameters.
+Outputs
+    :class:`Composite` arrays (per-pixel mean of valid months in a year), decimated so a
+    country-wide map stays small; charts take them as plain arrays.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from dataclasses import dataclass
+from typing import Any
+
+import numpy as np
+import pandas as pd
+from affine import Affine
+from rasterio.windows import Window, from_bounds
+
+from pipeline.publish.charts import ordered
+from pipeline.sources import MonthlyRaster, read_window, valid_mask
+
+
+@dataclass(frozen=True)
+class Composite:
+    """Per-pixel mean radiance over a year's valid months (NaN where never observed)."""
+
+    data: np.ndarray
+    transform: Affine
+    year: int
+
+    @property
+    def extent(self) -> tuple[float, float, float, float]:
+        h, w = self.data.shape
+        a = self.transform
+        return a.c, a.c + a.a * w, a.f + a.e * h, a.f
+
+    def around(self, lon: float, lat: float, half_px: tuple[int, int]) -> Composite:
+        """A window of the same pixel size around every site, so all panels line up."""
+        col, row = (~self.transform) * (lon, lat)
+        hx, hy = half_px
+        r0, c0 = max(int(row) - hy, 0), max(int(col) - hx, 0)
+        data = self.data[r0:int(row) + hy + 1, c0:int(col) + hx + 1]
+        return Composite(data, self.transform * Affine.translation(c0, r0), self.year)
+
+    def crop(self, bounds: tuple[float, float, float, float]) -> Composite:
+        win = from_bounds(*bounds, transform=self.transform).round_offsets().round_lengths()
+        r0, c0 = max(int(win.row_off), 0), max(int(win.col_off), 0)
+        r1 = min(int(win.row_off + win.height), self.data.shape[0])
+        c1 = min(int(win.col_off + win.width), self.data.shape[1])
+        return Composite(self.data[r0:r1, c0:c1], self.transform * Affine.translation(c0, r0), self.year)
+
+
+def composite(rasters: Sequence[MonthlyRaster], bounds: tuple[float, float, float, float], year: int,
+              min_cf_cvg: int, bm_quality: tuple[int, ...], max_px: int = 2000) -> Composite | None:
+    """Mean of each pixel's valid months in ``year`` within ``bounds`` (lon/lat), decimated to ``max_px``."""
+    months = [r for r in rasters if r.year == year]
+    if not months:
+        return None
+    grid = months[0].grid
+    win = from_bounds(*bounds, transform=grid.affine).round_offsets().round_lengths()
+    win = win.intersection(Window(0, 0, grid.width, grid.height))
+    step = max(1, int(np.ceil(max(win.width, win.height) / max_px)))
+    total = count = None
+    for r in months:
+        if r.grid != grid:
+            continue
+        rad, aux = _read_decimated(r, win, step)
+        ok = valid_mask(aux, r.aux_kind, min_cf_cvg, bm_quality)
+        if total is None:
+            total, count = np.zeros(rad.shape), np.zeros(rad.shape)
+        total += np.where(ok, rad, 0.0)
+        count += ok
+    with np.errstate(invalid="ignore", divide="ignore"):
+        data = np.where(count > 0, total / np.maximum(count, 1), np.nan)
+    transform = grid.affine * Affine.translation(win.col_off, win.row_off) * Affine.scale(step)
+    return Composite(data, transform, year)
+
+
+def _read_decimated(r: MonthlyRaster, win: Window, step: int) -> tuple[np.ndarray, np.ndarray]:
+    if step == 1:
+        return read_window(r, win)
+    rads, auxs = [], []
+    strip = 256 * step
+    for row in range(int(win.row_off), int(win.row_off + win.height), strip):
+        part = Window(win.col_off, row, win.width, min(strip, win.row_off + win.height - row))
+        rad, aux = read_window(r, part)
+        rads.append(rad[::step, ::step])
+        auxs.append(aux[::step, ::step])
+    return np.vstack(rads), np.vstack(auxs)
+
+
+def site_composites(rasters: Sequence[MonthlyRaster], sites: Any, changes: pd.DataFrame,
+                    p: dict[str, Any]) -> dict[str, Any]:
+    """Target-year composite for the map; per-site baseline/target windows for before/after."""
+    b, t = int(p["baseline_year"]), int(p["target_year"])
+    cvg, quality = int(p.get("min_cf_cvg", 3)), tuple(p.get("bm_quality", (0,)))
+    w, s, e, n = (float(x) for x in sites.total_bounds)
+    lat = np.deg2rad((s + n) / 2)
+    half_lat = 0.75 * float(p.get("ring_outer_m", 8000.0)) / 111_320  # the site and most of its ring
+    half_lon = half_lat / np.cos(lat)
+    margin = max(0.25, 0.06 * max(e - w, n - s))
+    map_bounds = (w - margin / np.cos(lat), s - margin, e + margin / np.cos(lat), n + margin)
+    res = abs(rasters[0].grid.affine.a)
+    full = ((map_bounds[2] - map_bounds[0]) / res) * ((map_bounds[3] - map_bounds[1]) / res) <= 16e6
+    big = {y: composite(rasters, map_bounds, y, cvg, quality, max_px=10**6 if full else 2000)
+           for y in (b, t)}
+    cls = changes.set_index("site_id")["class"]
+    rows = sites.assign(klass=sites["site_id"].map(cls).fillna("insufficient_data")).set_index("site_id")
+    pairs = []
+    for sid in ordered(changes)["site_id"]:
+        if sid not in rows.index:
+            continue
+        r = rows.loc[sid]
+        box = (r.center_lon - half_lon, r.center_lat - half_lat, r.center_lon + half_lon, r.center_lat + half_lat)
+        if full:
+            half_px = (round(half_lon / res), round(half_lat / res))
+            before, after = (big[y].around(r.center_lon, r.center_lat, half_px) if big[y] is not None else None
+                             for y in (b, t))
+        else:
+            before, after = (composite(rasters, box, y, cvg, quality) for y in (b, t))
+        if before is not None and after is not None:
+            pairs.append((_Row(sid, r), before, after))
+    return {"map": big[t], "pairs": pairs}
+
+
+class _Row:
+    """A site row for charts: attribute access, including the class (a Python keyword)."""
+
+    def __init__(self, site_id: str, r: pd.Series):
+        self.site_id, self.name, self.name_ko = site_id, r.get("name"), r.get("name_ko")
+        self.geometry, self.klass = r.geometry, r.klass
+
+    def get(self, key: str, default: Any = None) -> Any:
+        return getattr(self, key, default)
