@@ -44,7 +44,7 @@ from rasterio.errors import RasterioError
 from rasterio.windows import Window
 
 from pipeline.errors import SourceError
-from pipeline.sources import Grid, MonthlyRaster, raster_error_reason
+from pipeline.sources import Grid, MonthlyRaster, clean_pixels, raster_error_reason
 
 log = logging.getLogger(__name__)
 
@@ -237,17 +237,9 @@ def _read_dtype(raster: MonthlyRaster, store: np.dtype) -> str:
 
 
 def clean(rad: np.ndarray, aux: np.ndarray | None, raster: MonthlyRaster) -> tuple[np.ndarray, np.ndarray | None]:
-    """The cleaning of :func:`pipeline.sources.read_window`, on pixels already read.
-
-    Non-finite and nodata radiance is unusable: it becomes NaN (read_window: 0 with a
-    0/1 validity layer) and its aux 0 (cf_cvg) or 255 (quality); radiance is clipped at 0.
-    """
-    finite = np.isfinite(rad)
-    if raster.nodata is not None and not np.isnan(raster.nodata):
-        finite &= rad != raster.nodata
-    if aux is not None:
-        aux = np.where(finite, aux, 0 if raster.aux_kind == "cf_cvg" else 255)
-    return np.where(finite, np.maximum(rad, 0.0), np.nan), aux
+    """:func:`pipeline.sources.clean_pixels` with unusable radiance as NaN (the cube's convention)."""
+    rad, validity = clean_pixels(rad, aux, raster, fill=np.nan)
+    return rad, validity if aux is not None else None
 
 
 class _NoAux:

@@ -9,6 +9,9 @@ Outputs
 
 Points are buffered in metres in an azimuthal equidistant projection centred on the
 point, never in degrees (a degree of longitude is 85 km at 40 N, not 111 km).
+
+Longer than most modules because every way a hand-made site file can be wrong (JSON
+mistakes, CRS, geometry, ids, radii) gets its own one-line message here.
 """
 
 from __future__ import annotations

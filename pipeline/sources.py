@@ -281,6 +281,17 @@ def read_window(raster: MonthlyRaster, window: Window) -> tuple[np.ndarray, np.n
     except RasterioError as e:
         raise SourceError(f"{raster.radiance}: cannot read month {raster.month} ({raster_error_reason(e)}); "
                           "the file may be truncated: delete it and download again") from e
+    return clean_pixels(rad, aux, raster, fill=0.0)
+
+
+def clean_pixels(rad: np.ndarray, aux: np.ndarray | None, raster: MonthlyRaster,
+                 fill: float = 0.0) -> tuple[np.ndarray, np.ndarray]:
+    """The one nodata rule, for pixels however they were read.
+
+    Non-finite or nodata radiance is unusable: it becomes ``fill`` and its auxiliary value
+    "not observed" (cf_cvg 0, quality 255; without an auxiliary layer, the returned 0/1
+    validity is 0); usable radiance is clipped at 0 (negative values are noise around dark).
+    """
     finite = np.isfinite(rad)
     if raster.nodata is not None and not np.isnan(raster.nodata):
         finite &= rad != raster.nodata
@@ -288,8 +299,7 @@ def read_window(raster: MonthlyRaster, window: Window) -> tuple[np.ndarray, np.n
         aux = finite.astype("uint8")
     else:
         aux = np.where(finite, aux, 0 if raster.aux_kind == "cf_cvg" else 255)
-    rad = np.where(finite, np.maximum(rad, 0.0), 0.0)
-    return rad, aux
+    return np.where(finite, np.maximum(rad, 0.0), fill), aux
 
 
 def valid_mask(aux: np.ndarray, aux_kind: AuxKind, min_cf_cvg: int, bm_quality: tuple[int, ...]) -> np.ndarray:
