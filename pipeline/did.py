@@ -193,7 +193,8 @@ def placebo_sets(control_strata: np.ndarray, treated_strata: np.ndarray, n_draws
             pick = np.argsort(keys[:, cols], axis=1)[:, :take]
             chosen[rows, cols[pick]] = True
     if shortfall:
-        pick = np.argsort(np.where(chosen, np.inf, keys), axis=1)[:, :shortfall]
+        # fresh keys: the leftovers of a stratum are those with the larger first keys
+        pick = np.argsort(np.where(chosen, np.inf, rng.random((n_draws, n_c))), axis=1)[:, :shortfall]
         chosen[rows, pick] = True
     return chosen, shortfall
 
