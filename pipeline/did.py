@@ -314,10 +314,14 @@ def pretrend_placebos(panel: pd.DataFrame, baseline_year: int, *, gap: int = 1,
     """The same estimator on earlier year pairs, which should show nothing before treatment.
 
     Default pairs: every ``(y - gap, y)`` in the panel ending at or before ``baseline_year``.
-    Extra keyword arguments go to :func:`estimate_did`. One row per pair, columns
-    ``PRETREND_COLUMNS``; an empty table when the panel has no earlier pair.
+    Every pair uses the main comparison's floor (``eps`` from ``baseline_year``, unless given),
+    so only the years differ. Extra keyword arguments go to :func:`estimate_did`. One row per
+    pair, columns ``PRETREND_COLUMNS``; an empty table when the panel has no earlier pair.
     """
     _check_panel(panel)
+    if kwargs.get("eps") is None:
+        exclude = tuple(kwargs.get("exclude", ()))  # type: ignore[arg-type]
+        kwargs["eps"] = _units(panel, baseline_year, baseline_year, None, exclude).eps
     if pairs is None:
         pairs = pretrend_pairs(panel["year"].unique(), baseline_year, gap)
     rows = []

@@ -217,3 +217,10 @@ def test_count_placebo_is_the_exact_hypergeometric():
     assert low.p_lower < 0.01 and low.p_two_sided == pytest.approx(2 * low.p_lower)
     with pytest.raises(ComparisonError, match="fewer than"):
         count_placebo(flags[:10], k=5, n=20)
+
+
+def test_pretrend_placebos_use_the_main_floor(planted):
+    main = estimate_did(planted, 2024, 2025)
+    table = pretrend_placebos(planted, 2024, n_draws=200)
+    first = estimate_did(planted, 2020, 2021, n_draws=200, eps=main.eps)
+    assert table["estimate_log"].iloc[0] == pytest.approx(first.estimate_log, abs=1e-12)

@@ -8,6 +8,7 @@ import pytest
 
 from pipeline.disparity import (
     DISPARITY_COLUMNS,
+    between_group_pvalue,
     default_floor,
     disparity_table,
     gini,
@@ -114,3 +115,15 @@ def test_disparity_table_has_one_row_per_year_with_stable_columns():
     assert row["group_share"] == pytest.approx(
         y25.loc[y25["treated"], "sum_lights"].sum() / y25["sum_lights"].sum())
     assert lorenz_curve(panel, 2025)["unit_share"].iloc[1] == pytest.approx(1 / 29)
+
+
+def test_between_group_permutation_pvalue_detects_a_real_gap():
+    rng = np.random.default_rng(8)
+    x = np.exp(rng.normal(5, 1, 160))
+    g = np.zeros(160, dtype=bool)
+    g[:20] = True
+    assert between_group_pvalue(x, g, seed=1) > 0.05  # labels unrelated to light
+    brighter = np.where(g, x * 3, x)
+    assert between_group_pvalue(brighter, g, seed=1) < 0.01
+    # no random split of the units comes near a threefold gap: the smallest possible p-value
+    assert between_group_pvalue(brighter, g, seed=2, n_draws=50) == pytest.approx(1 / 51)
