@@ -146,7 +146,8 @@ def _units(panel: pd.DataFrame, baseline_year: int, target_year: int, eps: float
            exclude: Iterable[str]) -> _Units:
     _check_panel(panel)
     exclude = tuple(exclude)
-    unknown = sorted(set(exclude) - set(panel["unit_id"]))
+    ids = panel["unit_id"].astype(str)
+    unknown = sorted(set(exclude) - set(ids))
     if unknown:
         raise ComparisonError(f"unit panel: cannot exclude unknown unit(s) {', '.join(map(str, unknown))}")
     years = set(panel["year"])
@@ -154,7 +155,7 @@ def _units(panel: pd.DataFrame, baseline_year: int, target_year: int, eps: float
         if y not in years:
             raise ComparisonError(f"unit panel: no data for the {label} year {y} "
                                   f"(years present: {', '.join(map(str, sorted(years)))})")
-    p = panel[~panel["unit_id"].isin(exclude)]
+    p = panel[~ids.isin(exclude)]
     wide = p.pivot(index="unit_id", columns="year", values="sum_lights")
     info = p.groupby("unit_id").agg(treated=("treated", "first"), province=("province", "first"))
     base = wide[baseline_year].clip(lower=0)

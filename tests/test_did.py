@@ -129,6 +129,9 @@ def test_excluding_a_unit_matches_a_direct_computation(planted):
     rest = planted[planted["unit_id"] != "u000"]
     assert r.estimate_log == pytest.approx(direct_estimate(rest, 2024, 2025, 2.0), abs=1e-12)
     assert r.n_treated + r.n_control == 180 and r.excluded == ("u000",)
+    numeric = planted.assign(unit_id=planted["unit_id"].str[1:].astype(int))
+    assert estimate_did(numeric, 2024, 2025, exclude=["0"], eps=2.0).estimate_log == pytest.approx(
+        r.estimate_log, abs=1e-12)
     with pytest.raises(ComparisonError, match="unknown unit"):
         estimate_did(planted, 2024, 2025, exclude=["nowhere"])
 
