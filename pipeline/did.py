@@ -50,7 +50,7 @@ from typing import Literal
 import numpy as np
 import pandas as pd
 
-from pipeline.errors import NightlightsError
+from pipeline.errors import ComparisonError
 
 MIN_CONTROLS = 5
 DEFAULT_DRAWS = 2000
@@ -58,10 +58,6 @@ DEFAULT_SEED = 20240228
 EPS_FRACTION = 0.01
 PANEL_COLUMNS = ("unit_id", "province", "year", "sum_lights", "treated")
 Statistic = Literal["t", "coef"]
-
-
-class ComparisonError(NightlightsError):
-    """The treated-versus-control comparison cannot be made with this input."""
 
 
 @dataclass(frozen=True)

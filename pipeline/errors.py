@@ -31,3 +31,7 @@ class DownloadError(SourceError):
 
 class AuthError(DownloadError):
     """Credentials are missing, wrong or expired."""
+
+
+class ComparisonError(NightlightsError):
+    """The treated-versus-control comparison (``compare``) cannot be made with this input."""

@@ -41,7 +41,7 @@ from typing import Literal
 import numpy as np
 import pandas as pd
 
-from pipeline.did import ComparisonError as EventStudyError
+from pipeline.errors import ComparisonError as EventStudyError
 
 log = logging.getLogger(__name__)
 
