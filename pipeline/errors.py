@@ -31,3 +31,7 @@ class DownloadError(SourceError):
 
 class AuthError(DownloadError):
     """Credentials are missing, wrong or expired."""
+
+
+class ClaimError(NightlightsError):
+    """A claim file cannot be used, or does not fit the sites of the run."""
