@@ -35,3 +35,7 @@ class AuthError(DownloadError):
 
 class ClaimError(NightlightsError):
     """A claim file cannot be used, or does not fit the sites of the run."""
+
+
+class BoundaryError(NightlightsError):
+    """A boundary (county or province) file cannot be used."""
