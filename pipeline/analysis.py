@@ -21,6 +21,7 @@ import pandas as pd
 
 from pipeline import __version__
 from pipeline.change import ChangeSettings, site_changes
+from pipeline.claims import DEFAULT_CLAIM, Claim
 from pipeline.config import Params
 from pipeline.sensitivity import (
     RADII_M,
@@ -33,7 +34,7 @@ from pipeline.sensitivity import (
 )
 from pipeline.sites import background_rings, with_radius
 from pipeline.sources import MonthlyRaster
-from pipeline.verdict import CLAIM, make_verdict
+from pipeline.verdict import make_verdict
 from pipeline.zonal import zone_month_table
 
 SITE_MONTH_COLUMNS = ["site_id", "month", "mean_radiance", "sum_radiance", "valid_fraction", "is_valid",
@@ -103,12 +104,13 @@ def extract_sites(sites: gpd.GeoDataFrame, rasters: Sequence[MonthlyRaster], par
 
 def analyse(sites: gpd.GeoDataFrame, rasters: Sequence[MonthlyRaster], params: Params, *, source: str,
             data_kind: str, sensitivity: bool = True, progress: bool = True,
-            cube_dir: Path | None = None) -> Results:
+            cube_dir: Path | None = None, claim: Claim = DEFAULT_CLAIM) -> Results:
     """The whole analysis on already-located inputs (see :mod:`pipeline.cli` for I/O).
 
     With ``sensitivity``, one extraction pass also covers the radius variants, every
     pixel rule and the calibration controls, so variants cost no extra reading. With
     ``cube_dir`` pixels are read through the study cube there (:mod:`pipeline.cube`).
+    ``claim`` is judged on the sites of its batch (variants count over them too).
     """
     radii = sorted({*RADII_M, params.default_radius_m}) if sensitivity else [params.default_radius_m]
     zones, names = build_zones(sites, params, radii)
@@ -123,17 +125,17 @@ def analyse(sites: gpd.GeoDataFrame, rasters: Sequence[MonthlyRaster], params: P
     headline_table = table[table["pixel_rule"] == params.pixel_rule]
     changes = site_changes(headline_table, sites, list(sites["site_id"]), names.ring, settings)
     changes = _annotate(changes, sites)
-    claim_mask = (sites["batch"] == CLAIM["batch"]).to_numpy()
+    claim_mask = (pd.to_numeric(sites["batch"], errors="coerce") == claim.batch).to_numpy()
     sens = robust = None
     if sensitivity:
         sens = sensitivity_table(table, sites, names, settings, claim_mask,
                                  headline=(params.default_radius_m, params.pixel_rule))
-        robust = robustness_summary(sens, claim_scope=bool(claim_mask.any()))
+        robust = robustness_summary(sens, claim_scope=bool(claim_mask.any()), claim=claim)
     calib = calibration(headline_table, list(controls["zone"]), settings)
     inputs = [{"month": r.month, "file": r.radiance.name, "aux": r.aux.name if r.aux else None,
                "product": r.product, "folder": str(r.radiance.parent)} for r in rasters]
     verdict = make_verdict(changes, sites, params.to_dict(), data_kind=data_kind, source=source, inputs=inputs,
-                           robustness=robust, calibration=calib, version=__version__)
+                           robustness=robust, calibration=calib, version=__version__, claim=claim)
     months = site_month_view(table, sites, params.pixel_rule, params.min_valid_fraction)
     return Results(sites, months, changes, verdict, sens, table, list(rasters))
 

@@ -35,3 +35,11 @@ class AuthError(DownloadError):
 
 class ComparisonError(NightlightsError):
     """The treated-versus-control comparison (``compare``) cannot be made with this input."""
+
+
+class ClaimError(NightlightsError):
+    """A claim file cannot be used, or does not fit the sites of the run."""
+
+
+class BoundaryError(NightlightsError):
+    """A boundary (county or province) file cannot be used."""

@@ -34,8 +34,8 @@ from pipeline.change import (
     site_changes,
     year_matrix,
 )
+from pipeline.claims import DEFAULT_CLAIM, Claim
 from pipeline.config import PIXEL_RULES
-from pipeline.verdict import CLAIM
 
 THRESHOLDS = (0.10, 0.18, 0.25, 0.35)
 RADII_M = (1000.0, 2000.0, 3000.0)
@@ -92,33 +92,47 @@ def sensitivity_table(table: pd.DataFrame, sites: pd.DataFrame, zones: ZoneNames
     return pd.DataFrame(rows)
 
 
-def _shares(sens: pd.DataFrame) -> dict[str, Any]:
+def _shares(sens: pd.DataFrame, claim: Claim) -> dict[str, Any]:
     b = sens["brightened"]
-    judged = (sens["n_sites"] == CLAIM["n_sites"]) & (sens["insufficient_data"] == 0)
+    k, n = claim.brightened, claim.n_sites
+    judged = (sens["n_sites"] == n) & (sens["insufficient_data"] == 0)
+    exactly = float(((b == k) & judged).mean())
+    at_most = float(((b <= k) & judged).mean())
+    undetermined = float((~judged).mean())
     return {
         "n_variants": len(sens),
         "brightened_min": int(b.min()),
         "brightened_max": int(b.max()),
         "brightened_median": float(b.median()),
-        # a variant counts only where all 20 claim sites could be classified, as the verdict does
-        "share_exactly_5_of_20": float(((b == CLAIM["brightened"]) & judged).mean()),
-        "share_at_most_5": float(((b <= CLAIM["brightened"]) & judged).mean()),
-        "share_undetermined": float((~judged).mean()),
+        # a variant counts only where all n claim sites could be classified, as the verdict does;
+        # the named keys (share_exactly_5_of_20 for the default claim) and the generic ones agree
+        "claim_k": k,
+        "claim_n": n,
+        f"share_exactly_{k}_of_{n}": exactly,
+        f"share_at_most_{k}": at_most,
+        "share_exactly_k_of_n": exactly,
+        "share_at_most_k": at_most,
+        "share_undetermined": undetermined,
     }
 
 
-def robustness_summary(sens: pd.DataFrame, claim_scope: bool = True) -> dict[str, Any]:
-    """How the brightened count moves across defensible variants, against the claim's 5.
+def robustness_summary(sens: pd.DataFrame, claim_scope: bool = True, claim: Claim = DEFAULT_CLAIM
+                       ) -> dict[str, Any]:
+    """How the brightened count moves across defensible variants, against the claim's k of n.
 
-    ``claim_scope`` False means the run had no batch-2024 sites: counts are over all
-    sites and the shares against "5 of 20" are not meaningful (None).
+    ``claim_scope`` False means the run had no sites of the claim's batch: counts are over
+    all sites and the shares against "k of n" are not meaningful (None). They are None too
+    when a variant has another number of claim sites than the claim's n.
     """
-    out: dict[str, Any] = {"scope": "the claim's batch-2024 sites" if claim_scope else "all sites (no batch-2024 "
-                           "sites in this run)", **_shares(sens)}
-    if not claim_scope or not (sens["n_sites"] == CLAIM["n_sites"]).all():  # "5 of 20" needs the 20
-        out |= {"share_exactly_5_of_20": None, "share_at_most_5": None, "share_undetermined": None}
+    k, n = claim.brightened, claim.n_sites
+    scope = (f"the claim's batch-{claim.batch} sites" if claim_scope
+             else f"all sites (no batch-{claim.batch} sites in this run)")
+    out: dict[str, Any] = {"scope": scope, **_shares(sens, claim)}
+    if not claim_scope or not (sens["n_sites"] == n).all():  # "k of n" needs the n
+        out |= {key: None for key in (f"share_exactly_{k}_of_{n}", f"share_at_most_{k}", "share_exactly_k_of_n",
+                                      "share_at_most_k", "share_undetermined")}
     if "adjustment" in sens:
-        out["by_adjustment"] = {adj: _shares(g) for adj, g in sens.groupby("adjustment")}
+        out["by_adjustment"] = {adj: _shares(g, claim) for adj, g in sens.groupby("adjustment")}
     out["dimensions"] = {"threshold": list(THRESHOLDS),
                          "radius_m": sorted({float(r) for r in sens.get("radius_m", RADII_M)}),
                          "statistic": list(STATISTICS), "month_window": list(WINDOWS),

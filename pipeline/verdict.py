@@ -6,8 +6,9 @@ Inputs
 Outputs
     The ``verdict.json`` mapping.
 
-The claim concerns the 20 sites designated in 2024, so agreement is judged on the
-sites of batch 2024 only, whatever other sites the run includes.
+A claim (:class:`pipeline.claims.Claim`, by default the JoongAng one) concerns the sites
+of one batch, so agreement is judged on the sites of that batch only, whatever other
+sites the run includes, and only when the run compares the claim's two years.
 """
 
 from __future__ import annotations
@@ -17,40 +18,46 @@ from typing import Any
 import pandas as pd
 
 from pipeline.change import count_classes
+from pipeline.claims import DEFAULT_CLAIM, Claim
 
-CLAIM: dict[str, Any] = {
-    "brightened": 5,
-    "similar_or_dimmer": 15,
-    "n_sites": 20,
-    "batch": 2024,
-    "source": "JoongAng Ilbo, 3 Feb 2026, cited by the EAI commentary of 20 Feb 2026",
-    "text": "Of the 20 sites designated in 2024, only five showed increased night-time luminosity "
-            "in 2025; the other fifteen were similar or dimmer than in 2024.",
-}
+# The default claim as a mapping, for modules that still read ``CLAIM[...]`` (report, figures):
+# prefer passing a :class:`Claim`.
+CLAIM: dict[str, Any] = DEFAULT_CLAIM.to_dict()
 
 SYNTHETIC_NOTE = ("SYNTHETIC DEMO DATA: these numbers come from generated rasters, not satellite "
                   "observations. They are no evidence about North Korea.")
 
 
-def claim_sites(changes: pd.DataFrame, sites: pd.DataFrame) -> pd.DataFrame:
+def claim_sites(changes: pd.DataFrame, sites: pd.DataFrame, claim: Claim = DEFAULT_CLAIM) -> pd.DataFrame:
     """The rows of ``changes`` for the claim's batch."""
-    batch = sites.set_index("site_id")["batch"]
-    return changes[changes["site_id"].map(batch) == CLAIM["batch"]]
+    batch = pd.to_numeric(sites.set_index("site_id")["batch"], errors="coerce")
+    return changes[changes["site_id"].map(batch) == claim.batch]
 
 
-def judge_claim(classes: pd.Series) -> dict[str, Any]:
-    """Compare class counts of the claim's sites with the claim (5 up, 15 similar or dimmer)."""
+def judge_claim(classes: pd.Series, claim: Claim = DEFAULT_CLAIM,
+                years: tuple[int, int] | None = None) -> dict[str, Any]:
+    """Compare class counts of the claim's sites with the claim's k brightened of n.
+
+    Judged only when the run has all n sites of the batch, each classified, and (when
+    ``years`` is given) compares the claim's own two years.
+    """
     counts = count_classes(classes)
     similar_or_dimmer = counts["unchanged"] + counts["dimmed"]
     n = len(classes)
-    if n != CLAIM["n_sites"]:
-        status, agrees = f"not judged: {n} sites of batch {CLAIM['batch']} in this run, the claim has 20", False
+    b = claim.batch
+    agrees = False
+    if years is not None and tuple(years) != claim.years:
+        status = (f"not judged: the claim compares {claim.baseline_year} with {claim.target_year}, this run "
+                  f"{years[0]} with {years[1]}")
+    elif n == 0:
+        status = f"not judged: no site of batch {b} in this run, the claim is about {claim.n_sites} of them"
+    elif n != claim.n_sites:
+        status = f"not judged: {n} sites of batch {b} in this run, the claim has {claim.n_sites}"
     elif counts["insufficient_data"]:
-        agrees = False
-        status = (f"undetermined: {counts['insufficient_data']} of 20 sites lack data; "
+        status = (f"undetermined: {counts['insufficient_data']} of {n} sites lack data; "
                   f"{counts['brightened']} brightened among the rest")
     else:
-        agrees = counts["brightened"] == CLAIM["brightened"] and similar_or_dimmer == CLAIM["similar_or_dimmer"]
+        agrees = counts["brightened"] == claim.brightened and similar_or_dimmer == claim.similar_or_dimmer
         status = "agrees" if agrees else (
             f"disagrees: {counts['brightened']} brightened, {similar_or_dimmer} similar or dimmer")
     return {"counts": counts, "similar_or_dimmer": similar_or_dimmer, "n_sites": n,
@@ -59,10 +66,12 @@ def judge_claim(classes: pd.Series) -> dict[str, Any]:
 
 def make_verdict(changes: pd.DataFrame, sites: pd.DataFrame, params: dict[str, Any], *, data_kind: str,
                  source: str, inputs: list[dict[str, Any]], robustness: dict[str, Any] | None = None,
-                 calibration: dict[str, Any] | None = None, version: str = "") -> dict[str, Any]:
+                 calibration: dict[str, Any] | None = None, version: str = "",
+                 claim: Claim = DEFAULT_CLAIM) -> dict[str, Any]:
     """The verdict mapping written to ``verdict.json``."""
-    claim_rows = claim_sites(changes, sites)
-    judged = judge_claim(claim_rows["class"])
+    claim_rows = claim_sites(changes, sites, claim)
+    years = (int(params["baseline_year"]), int(params["target_year"]))
+    judged = judge_claim(claim_rows["class"], claim, years)
     all_counts = count_classes(changes["class"])
     verdict: dict[str, Any] = {
         "data_kind": data_kind,
@@ -71,15 +80,15 @@ def make_verdict(changes: pd.DataFrame, sites: pd.DataFrame, params: dict[str, A
         "target_year": params["target_year"],
         "n_sites": len(changes),
         "counts": all_counts,
-        "claim": {k: CLAIM[k] for k in ("brightened", "similar_or_dimmer", "n_sites", "source")},
-        "claim_text": CLAIM["text"],
+        "claim": claim.to_dict(),
+        "claim_text": claim.text,
         "claim_sites": judged,
         "agrees_with_claim": judged["agrees_with_claim"],
         "claim_status": judged["status"],
     }
     if "class_ring_adjusted" in changes:
         verdict["counts_ring_adjusted"] = count_classes(changes["class_ring_adjusted"])
-        verdict["claim_sites_ring_adjusted"] = judge_claim(claim_rows["class_ring_adjusted"])["counts"]
+        verdict["claim_sites_ring_adjusted"] = judge_claim(claim_rows["class_ring_adjusted"], claim, years)["counts"]
     if robustness is not None:
         verdict["robustness"] = robustness
     if calibration is not None:
@@ -95,8 +104,9 @@ def make_verdict(changes: pd.DataFrame, sites: pd.DataFrame, params: dict[str, A
 def headline(verdict: dict[str, Any]) -> str:
     """One sentence for the terminal and the report."""
     c = verdict["claim_sites"]["counts"]
+    claim = verdict["claim"]
     prefix = "[SYNTHETIC DEMO] " if verdict["data_kind"] == "synthetic" else ""
-    return (f"{prefix}{verdict['baseline_year']}->{verdict['target_year']}, batch-2024 sites: "
+    return (f"{prefix}{verdict['baseline_year']}->{verdict['target_year']}, batch-{claim['batch']} sites: "
             f"{c['brightened']} brightened, {c['unchanged']} unchanged, {c['dimmed']} dimmed, "
-            f"{c['insufficient_data']} insufficient data. Claim (5 brightened, 15 similar or dimmer): "
-            f"{verdict['claim_status']}.")
+            f"{c['insufficient_data']} insufficient data. Claim ({claim['brightened']} brightened, "
+            f"{claim['similar_or_dimmer']} similar or dimmer): {verdict['claim_status']}.")
