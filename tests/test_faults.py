@@ -219,6 +219,7 @@ def full_run(inputs, tmp_path_factory: pytest.TempPathFactory) -> dict:
             "after": tree(work), "home_before": home_before, "home_after": tree(home)}
 
 
+@pytest.mark.slow
 def test_nothing_written_outside_out_and_data(full_run: dict) -> None:
     before, after = full_run["before"], full_run["after"]
     assert {k: v for k, v in after.items() if k in before} == before  # nothing touched
