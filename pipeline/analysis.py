@@ -51,6 +51,22 @@ class Results:
     zone_table: pd.DataFrame = field(default_factory=pd.DataFrame, repr=False)
     rasters: list[MonthlyRaster] = field(default_factory=list, repr=False)
 
+    def classified(self) -> gpd.GeoDataFrame:
+        """The sites with their class and change, one row per site (``sites_classified.*``)."""
+        return classified_sites(self)
+
+    def open_pixels(self, bounds: tuple[float, float, float, float] | None = None) -> Any:
+        """The monthly pixels read by this run as a lazy ``xarray.Dataset`` (see :func:`pipeline.pixels.open_pixels`)."""
+        from pipeline.pixels import open_pixels
+
+        return open_pixels(self.rasters, bounds or _padded_bounds(self.sites), self.verdict.get("data_kind", ""),
+                           min_cf_cvg=int(self.verdict["parameters"].get("min_cf_cvg", 3)))
+
+
+def _padded_bounds(sites: gpd.GeoDataFrame, pad: float = 0.1) -> tuple[float, float, float, float]:
+    w, s, e, n = (float(v) for v in sites.to_crs("EPSG:4326").total_bounds)
+    return w - pad, s - pad, e + pad, n + pad
+
 
 def build_zones(sites: gpd.GeoDataFrame, params: Params, radii: Sequence[float] = ()
                 ) -> tuple[gpd.GeoDataFrame, ZoneNames]:
@@ -182,3 +198,13 @@ def load_results(out: Path) -> Results:
         found = find_monthly_rasters(folder, eog_config=verdict["parameters"].get("eog_config", "vcmslcfg"))
         rasters += [r for r in found if r.radiance.name in wanted]
     return Results(sites, months, changes, verdict, sens, rasters=sorted(rasters, key=lambda r: r.month))
+
+
+def classified_sites(results: Results) -> gpd.GeoDataFrame:
+    """Sites with their class and change, one row per site, for GIS users."""
+    sites = results.sites.drop(columns=[c for c in ("source_file",) if c in results.sites])
+    ch = results.changes.drop(columns=[c for c in ("name", "name_ko", "province", "batch", "location_confidence",
+                                                   "data_kind") if c in results.changes])
+    gdf = sites.merge(ch, on="site_id", how="left")
+    gdf["data_kind"] = results.verdict["data_kind"]
+    return gpd.GeoDataFrame(gdf, geometry="geometry", crs=results.sites.crs)
