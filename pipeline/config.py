@@ -231,6 +231,16 @@ def user_config_path(env: dict[str, str] | None = None) -> Path:
     return base / "nightlights" / "config.yaml"
 
 
+def parse_yaml(text: str, path: Path | str, error: type[Exception], hint: str = "") -> Any:
+    """YAML with the safe loader; a syntax error is one ``error`` line naming the file and the line."""
+    try:
+        return yaml.safe_load(text)
+    except yaml.YAMLError as e:
+        mark = getattr(e, "problem_mark", None)
+        where = f" at line {mark.line + 1}" if mark else ""
+        raise error(f"{path}: not valid YAML{where}{hint}") from e
+
+
 def read_yaml(path: Path) -> dict[str, Any]:
     """Read a YAML mapping with the safe loader; errors name the file."""
     try:
@@ -239,12 +249,7 @@ def read_yaml(path: Path) -> dict[str, Any]:
         raise ConfigError(f"{path}: config file not found") from e
     except (OSError, UnicodeDecodeError) as e:
         raise ConfigError(f"{path}: cannot read config file ({e.__class__.__name__})") from e
-    try:
-        data = yaml.safe_load(text)
-    except yaml.YAMLError as e:
-        mark = getattr(e, "problem_mark", None)
-        where = f" at line {mark.line + 1}" if mark else ""
-        raise ConfigError(f"{path}: not valid YAML{where}") from e
+    data = parse_yaml(text, path, ConfigError)
     if data is None:
         return {}
     if not isinstance(data, dict):
