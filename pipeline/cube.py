@@ -207,13 +207,13 @@ class _Store:
     def marker(self, k: int) -> Path:
         return self.path / "filled" / self.name(k)
 
-    def built(self, k: int) -> bool:
+    def built(self, k: int, quiet: bool = False) -> bool:
         """Marker present and every layer's chunk file too (a half-copied cube may lack some)."""
         if not self.marker(k).exists():
             return False
         cy, cx = self.chunks[k]
         lost = [a.basename for a, _ in self.layers if not (self.path / a.basename / "c" / "0" / str(cy) / str(cx)).exists()]
-        if lost:
+        if lost and not quiet:
             log.warning("%s: chunk %s of %s is missing; refilling it from the monthly files", self.path,
                         self.name(k), "/".join(lost))
         return not lost
@@ -273,7 +273,7 @@ def _fill(rasters: Sequence[MonthlyRaster], grid: Grid, store: _Store, need: lis
     held = {k: fd for k in need if (fd := store.lock(k, wait=False)) is not None}
     try:
         # another writer may have finished a chunk between our look and our lock
-        todo = [k for k in held if k in bad or not store.marker(k).exists() or not store.read(k, quiet=True)]
+        todo = [k for k in held if k in bad or not store.built(k, quiet=True) or not store.read(k, quiet=True)]
         if todo:
             _read_sources(rasters, grid, store.chunks[todo], np.array(todo), rad, aux)
             store.write(todo)
@@ -285,7 +285,7 @@ def _fill(rasters: Sequence[MonthlyRaster], grid: Grid, store: _Store, need: lis
             continue
         fd = store.lock(k, wait=True)
         try:
-            if not (store.marker(k).exists() and store.read(k)):
+            if not (store.built(k, quiet=True) and store.read(k)):
                 _read_sources(rasters, grid, store.chunks[[k]], np.array([k]), rad, aux)
                 store.write([k])
         finally:

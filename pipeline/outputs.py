@@ -31,6 +31,7 @@ import signal
 import stat
 import sys
 import tempfile
+import threading
 from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 from pathlib import Path
@@ -123,7 +124,7 @@ class Staging:
         written = sorted({f.relative_to(self.dir).as_posix() for f in self.files if f.is_file()})
         for rel in written:
             _fsync_file(self.dir / rel)
-        with _publish_lock(self.out):
+        with _publish_lock(self.out), _uninterrupted():
             earlier = _read_manifest(self.out)
             stale = {p for p in earlier - set(written) if owns is not None and p.startswith(owns)
                      and ".." not in Path(p).parts}
@@ -248,7 +249,37 @@ def staged(out: Path | str, owns: tuple[str, ...] | None = None) -> Iterator[Sta
         yield staging
         staging.commit(owns)
     finally:
-        shutil.rmtree(staging.dir, ignore_errors=True)
+        if not _journal_needs(out, staging.dir):  # a committed journal still needs its files
+            shutil.rmtree(staging.dir, ignore_errors=True)
+
+
+def _journal_needs(out: Path, folder: Path) -> bool:
+    try:
+        return Path(json.loads((out / JOURNAL).read_text(encoding="utf-8"))["staging"]) == folder
+    except (OSError, ValueError, KeyError, TypeError):
+        return False
+
+
+@contextmanager
+def _uninterrupted() -> Iterator[None]:
+    """Ctrl-C and SIGTERM wait until publishing is over (milliseconds), then take effect.
+
+    Only SIGKILL or power loss can stop it midway, and the swap or the journal covers that.
+    """
+    if threading.current_thread() is not threading.main_thread():
+        yield
+        return
+    got: list[int] = []
+    old = {s: signal.signal(s, lambda n, _f: got.append(n)) for s in (signal.SIGINT, signal.SIGTERM)}
+    try:
+        yield
+    finally:
+        for s, handler in old.items():
+            signal.signal(s, handler)
+        if got:
+            log.warning("the signal came while the outputs were being published; it took effect once the "
+                        "output folder held a complete set")
+            signal.raise_signal(got[0])
 
 
 def _can_swap(out: Path) -> bool:

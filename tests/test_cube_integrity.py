@@ -1,0 +1,187 @@
+"""The cube checks itself: damaged chunks are named and refilled, writers never collide, stale cubes go."""
+
+from __future__ import annotations
+
+import json
+import logging
+import os
+import threading
+from pathlib import Path
+
+import numpy as np
+import pytest
+
+from pipeline.cache import prune_cubes
+from pipeline.cube import CHUNK, LAYOUT, load_chunks, open_cube
+from pipeline.sources import find_monthly_rasters
+from pipeline.zonal import zone_month_table
+from tests.test_cube import _eog_months, _equal, _zones
+
+ZONES = [(10, 10), (63, 64), (128, 190), (196, 296), (100, 250)]  # 8 chunks, some partial
+
+
+def _cube(cache: Path) -> Path:
+    (cube,) = cache.glob("cube-*.zarr")
+    return cube
+
+
+def _chunk_file(cache: Path, layer: str, cy: int, cx: int) -> Path:
+    return _cube(cache) / layer / "c" / "0" / str(cy) / str(cx)
+
+
+def _flip(path: Path, offsets: tuple[float, ...] = (0.3, 0.5, 0.7)) -> None:
+    data = bytearray(path.read_bytes())
+    for f in offsets:
+        data[int(len(data) * f)] ^= 0x5A
+    path.write_bytes(bytes(data))
+
+
+def _cut(path: Path) -> None:
+    path.write_bytes(path.read_bytes()[: path.stat().st_size // 2])
+
+
+@pytest.fixture
+def built(tmp_path, rng):
+    """Monthly files, zones, the answer read straight from the files, and a filled cube."""
+    rasters = _eog_months(tmp_path / "r", rng)
+    zones = _zones(ZONES)
+    direct = zone_month_table(rasters, zones, progress=False)
+    cache = tmp_path / "cache"
+    _equal(direct, zone_month_table(rasters, zones, progress=False, cube_dir=cache))
+    return rasters, zones, direct, cache
+
+
+def _chunk_warnings(caplog) -> list[str]:
+    return [r.getMessage() for r in caplog.records if r.levelno == logging.WARNING and "chunk" in r.getMessage()]
+
+
+def test_chunks_carry_a_crc32c_after_blosc_and_the_layout_is_new(built):
+    *_, cache = built
+    meta = json.loads((_cube(cache) / "radiance" / "zarr.json").read_text())
+    assert [c["name"] for c in meta["codecs"]] == ["bytes", "blosc", "crc32c"]
+    attrs = json.loads((_cube(cache) / "zarr.json").read_text())["attributes"]
+    assert attrs["layout"] == LAYOUT == 2
+    assert len(attrs["sources"]) == 6 and all(Path(p).is_absolute() and Path(p).exists() for p, _, _ in attrs["sources"])
+
+
+@pytest.mark.parametrize("damage", ["flip", "cut", "both"])
+def test_damaged_chunks_are_named_refilled_and_answers_equal_a_clean_cache(built, damage, caplog):
+    rasters, zones, direct, cache = built
+    hit = {"flip": [("radiance", 0, 0)], "cut": [("aux", 1, 2)],
+           "both": [("radiance", 0, 0), ("radiance", 0, 1), ("aux", 2, 3), ("radiance", 3, 4)]}[damage]
+    for layer, cy, cx in hit:
+        (_cut if damage == "cut" or (damage == "both" and cx == 4) else _flip)(_chunk_file(cache, layer, cy, cx))
+    with caplog.at_level(logging.WARNING):
+        again = zone_month_table(rasters, zones, progress=False, cube_dir=cache)
+    _equal(direct, again)  # exactly the answer read from the files
+    named = _chunk_warnings(caplog)
+    assert sorted(m.split("chunk ")[1].split(" ")[0] for m in named) == sorted(f"{cy}_{cx}" for _, cy, cx in hit)
+    assert all("refilling it from the monthly files" in m and str(_cube(cache)) in m for m in named)
+    caplog.clear()
+    with caplog.at_level(logging.WARNING):  # repaired on disk: the next run reads it without complaint
+        _equal(direct, zone_month_table(rasters, zones, progress=False, cube_dir=cache))
+    assert _chunk_warnings(caplog) == []
+
+
+def test_a_chunk_file_lost_behind_its_marker_is_refilled(built, caplog):
+    rasters, zones, direct, cache = built
+    _chunk_file(cache, "radiance", 1, 2).unlink()  # zarr alone would read the fill value 0 as data
+    with caplog.at_level(logging.WARNING):
+        _equal(direct, zone_month_table(rasters, zones, progress=False, cube_dir=cache))
+    assert ["1_2" in m and "missing" in m for m in _chunk_warnings(caplog)] == [True]
+    assert _chunk_file(cache, "radiance", 1, 2).exists()
+
+
+def test_damaged_cube_metadata_builds_the_cube_again(built, caplog):
+    rasters, zones, direct, cache = built
+    (_cube(cache) / "zarr.json").write_text("{ not json")
+    with caplog.at_level(logging.WARNING):
+        _equal(direct, zone_month_table(rasters, zones, progress=False, cube_dir=cache))
+    assert any("metadata is damaged" in r.getMessage() for r in caplog.records)
+    assert len(list(cache.glob("cube-*.zarr"))) == 1 and not list(cache.glob(".cube-*"))
+
+
+# --------------------------------------------------------------------------- one writer per chunk
+
+
+def test_a_chunk_locked_by_another_writer_is_waited_for_and_read_not_refilled(tmp_path, rng):
+    """The other writer (here: the test, holding the lock) fills chunk 0_0 with its own values;
+    load_chunks fills the free chunk 0_1 meanwhile, waits, then reads 0_0 as that writer left it."""
+    rasters = _eog_months(tmp_path / "r", rng, n=2)
+    cube = open_cube(tmp_path / "cache", rasters)
+    chunks = np.array([[0, 0], [0, 1]])
+    other = open_cube(tmp_path / "elsewhere", rasters)  # reference values for 0_0, filled elsewhere
+    want, _ = load_chunks(rasters, chunks, other)
+    import zarr
+
+    from pipeline.cube import _Store
+
+    root = zarr.open_group(cube.path, mode="r+")
+    rad = np.zeros((2, 2, CHUNK, CHUNK), dtype=cube.rad_dtype)
+    aux = np.zeros((2, 2, CHUNK, CHUNK), dtype=cube.aux_dtype)
+    store = _Store(Path(cube.path), [(root["radiance"], rad), (root["aux"], aux)], chunks, rasters[0].grid)
+    fd = store.lock(0, wait=False)
+    assert fd is not None and store.lock(0, wait=False) is None  # a second lock on the same chunk fails
+    result: dict = {}
+    worker = threading.Thread(target=lambda: result.update(got=load_chunks(rasters, chunks, cube)))
+    worker.start()
+    while not store.marker(1).exists():  # the free chunk is filled while 0_0 is held
+        assert worker.is_alive()
+        worker.join(0.01)
+    assert worker.is_alive() and not store.marker(0).exists()
+    rad[0] = 7.0  # the other writer's own values: proof that the waiting one reads, not refills
+    aux[0] = 3
+    store.write([0])
+    os.close(fd)
+    worker.join()
+    got_rad, got_aux = result["got"]
+    assert (got_rad[0] == 7.0).all() and (got_aux[0] == 3).all()
+    assert np.array_equal(got_rad[1], want[1], equal_nan=True)
+
+
+def test_a_writer_that_gave_up_leaves_the_chunk_to_the_next(tmp_path, rng):
+    rasters = _eog_months(tmp_path / "r", rng, n=2)
+    cube = open_cube(tmp_path / "cache", rasters)
+    chunks = np.array([[2, 2]])
+    want, _ = load_chunks(rasters, chunks, open_cube(None, rasters))
+    lock = Path(cube.path) / "locks" / "2_2"
+    import fcntl
+
+    fd = os.open(lock, os.O_RDWR | os.O_CREAT)
+    fcntl.flock(fd, fcntl.LOCK_EX)
+    result: dict = {}
+    worker = threading.Thread(target=lambda: result.update(got=load_chunks(rasters, chunks, cube)))
+    worker.start()
+    os.close(fd)  # released without filling (a writer that died): the waiting one fills it itself
+    worker.join()
+    assert np.array_equal(result["got"][0], want, equal_nan=True)
+    assert (Path(cube.path) / "filled" / "2_2").exists()
+
+
+# --------------------------------------------------------------------------- pruning
+
+
+def test_prune_removes_cubes_whose_inputs_are_gone_or_changed_and_says_how_much(tmp_path, rng):
+    cache = tmp_path / "cache"
+    a = _eog_months(tmp_path / "a", rng, n=2)
+    b = _eog_months(tmp_path / "b", rng, n=2)
+    c = _eog_months(tmp_path / "c", rng, n=2)
+    zones = _zones([(10, 10), (100, 150)])
+    for rasters in (a, b, c):
+        zone_month_table(rasters, zones, progress=False, cube_dir=cache)
+    cubes = {name: Path(open_cube(cache, r).path) for name, r in (("a", a), ("b", b), ("c", c))}
+    sizes = {k: sum(p.stat().st_size for p in v.rglob("*") if p.is_file()) for k, v in cubes.items()}
+    assert prune_cubes(cache) == (0, 0)  # every input still there: nothing to do
+    b[0].aux.unlink()  # an input deleted
+    os.utime(c[1].radiance, ns=(0, c[1].radiance.stat().st_mtime_ns + 10**9))  # an input changed
+    old = cache / "cube-00000000000000000000.zarr"  # a cube of an older layout
+    old.mkdir()
+    (old / "zarr.json").write_text(json.dumps({"attributes": {"layout": 1}}))
+    old_size = (old / "zarr.json").stat().st_size
+    assert prune_cubes(cache, keep=[cubes["c"]]) == (2, sizes["b"] + old_size)
+    assert cubes["a"].exists() and cubes["c"].exists() and not cubes["b"].exists() and not old.exists()
+    assert prune_cubes(cache) == (1, sizes["c"])
+    assert [p.name for p in cache.iterdir()] == [cubes["a"].name]
+    assert prune_cubes(tmp_path / "no-such-cache") == (0, 0)
+    rasters = find_monthly_rasters(tmp_path / "a")  # the survivor is still used
+    assert open_cube(cache, rasters).path == str(cubes["a"])
