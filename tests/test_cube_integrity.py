@@ -5,6 +5,9 @@ from __future__ import annotations
 import json
 import logging
 import os
+import signal
+import subprocess
+import sys
 import threading
 from pathlib import Path
 
@@ -185,3 +188,102 @@ def test_prune_removes_cubes_whose_inputs_are_gone_or_changed_and_says_how_much(
     assert prune_cubes(tmp_path / "no-such-cache") == (0, 0)
     rasters = find_monthly_rasters(tmp_path / "a")  # the survivor is still used
     assert open_cube(cache, rasters).path == str(cubes["a"])
+
+
+# --------------------------------------------------------------------------- whole runs, in processes
+
+CHILD = """
+import pathlib, sys, time
+flag, go = pathlib.Path(sys.argv[1]), pathlib.Path(sys.argv[2])
+import pipeline.cube as cube
+read = cube._read_sources
+def stall(*args, **kwargs):
+    if not flag.exists():
+        flag.write_text("in")
+        while not go.exists():
+            time.sleep(0.02)
+    return read(*args, **kwargs)
+cube._read_sources = stall
+from pipeline.cli import main
+sys.exit(main(sys.argv[3:]))
+"""
+
+
+@pytest.fixture(scope="module")
+def scenario(tmp_path_factory):
+    from tests.scenarios import planted
+
+    root = tmp_path_factory.mktemp("scenario")
+    folder = planted(root, n_sites=12)[3]
+    return folder, root / "sites.geojson"
+
+
+def _run_args(scenario, out: Path, cache: Path | str) -> list[str]:
+    folder, sites = scenario
+    return ["run", "--source", "local", "--rasters", str(folder), "--sites", str(sites), "--out", str(out),
+            "--cache-dir", str(cache), "--no-figures", "--no-sensitivity", "-q"]
+
+
+def _files(out: Path) -> dict[str, bytes]:
+    return {p.name: p.read_bytes() for p in sorted(out.iterdir()) if p.is_file() and not p.name.startswith(".")}
+
+
+@pytest.fixture(scope="module")
+def solo(scenario, tmp_path_factory):
+    from tests.test_faults import clean_env
+
+    tmp = tmp_path_factory.mktemp("solo")
+    done = subprocess.run([sys.executable, "-m", "pipeline", *_run_args(scenario, tmp / "out", tmp / "cache")],
+                          env=clean_env(tmp), cwd=tmp, capture_output=True, text=True, timeout=120)
+    assert done.returncode == 0, done.stderr
+    return _files(tmp / "out")
+
+
+@pytest.mark.slow
+def test_three_runs_at_once_on_one_cache_equal_a_solo_run(scenario, solo, tmp_path):
+    from tests.test_faults import clean_env
+
+    cache = tmp_path / "shared-cache"
+    procs = [subprocess.Popen([sys.executable, "-m", "pipeline", *_run_args(scenario, tmp_path / f"out{i}", cache)],
+                              env=clean_env(tmp_path), cwd=tmp_path, stdout=subprocess.PIPE, stderr=subprocess.PIPE,
+                              text=True) for i in range(3)]
+    for p in procs:
+        _, err = p.communicate(timeout=180)
+        assert p.returncode == 0, err
+        assert "chunk" not in err  # no writer ever saw a damaged or half-written chunk
+    for i in range(3):
+        assert _files(tmp_path / f"out{i}") == solo
+    (cube,) = (cache / "cube").glob("cube-*.zarr")
+    assert not list(cube.rglob("*.partial")) and len(list((cube / "filled").iterdir())) > 4
+
+
+@pytest.mark.slow
+@pytest.mark.parametrize(("sig", "code", "word"), [(signal.SIGINT, 130, "interrupted"),
+                                                   (signal.SIGTERM, 143, "terminated")])
+@pytest.mark.parametrize("stage", ["extraction", "cube fill"])
+def test_ctrl_c_or_sigterm_while_reading_exits_with_one_line_and_nothing_corrupt(scenario, solo, tmp_path, sig,
+                                                                                 code, word, stage):
+    from tests.test_faults import clean_env
+
+    out, cache = tmp_path / "out", (tmp_path / "cache" if stage == "cube fill" else "none")
+    out.mkdir()
+    (out / "earlier.csv").write_text("kept")
+    flag, go = tmp_path / "flag", tmp_path / "go"
+    proc = subprocess.Popen([sys.executable, "-c", CHILD, str(flag), str(go), *_run_args(scenario, out, cache)],
+                            env=clean_env(tmp_path), cwd=tmp_path, stdout=subprocess.PIPE, stderr=subprocess.PIPE,
+                            text=True)
+    while not flag.exists():
+        assert proc.poll() is None, proc.communicate()
+        subprocess.run(["sleep", "0.05"])
+    proc.send_signal(sig)
+    go.write_text("go")  # the stalled read may finish now: the signal is already pending
+    _, err = proc.communicate(timeout=120)
+    assert proc.returncode == code
+    lines = [x for x in err.strip().splitlines() if not x.startswith("SYNTHETIC DATA")]  # the scenario's label
+    assert lines == [f"nightlights: {word}; earlier outputs were left untouched"]
+    assert sorted(p.name for p in out.iterdir()) == ["earlier.csv"]
+    assert not [p for p in tmp_path.iterdir() if ".nightlights-staging-" in p.name]
+    done = subprocess.run([sys.executable, "-m", "pipeline", *_run_args(scenario, out, cache)],
+                          env=clean_env(tmp_path), cwd=tmp_path, capture_output=True, text=True, timeout=120)
+    assert done.returncode == 0 and "chunk" not in done.stderr, done.stderr
+    assert {k: v for k, v in _files(out).items() if k != "earlier.csv"} == solo
