@@ -280,6 +280,7 @@ def _fill(rasters: Sequence[MonthlyRaster], grid: Grid, store: _Store, need: lis
     finally:
         for fd in held.values():
             os.close(fd)
+    filled = len(todo)
     for k in need:
         if k in held:
             continue
@@ -288,8 +289,11 @@ def _fill(rasters: Sequence[MonthlyRaster], grid: Grid, store: _Store, need: lis
             if not (store.built(k, quiet=True) and store.read(k)):
                 _read_sources(rasters, grid, store.chunks[[k]], np.array([k]), rad, aux)
                 store.write([k])
+                filled += 1
         finally:
             os.close(fd)
+    log.debug("cube %s: filled %d chunk(s), %d read from other writers", store.path.name, filled,
+              len(need) - filled)
 
 
 def _runs(chunks: np.ndarray, have: np.ndarray, grid: Grid) -> list[tuple[list[int], slice, slice]]:

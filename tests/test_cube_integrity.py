@@ -209,6 +209,22 @@ sys.exit(main(sys.argv[3:]))
 """
 
 
+BARRIER = """
+import os, pathlib, sys, time
+meet = pathlib.Path(sys.argv[1])
+import pipeline.cube as cube
+fill = cube._fill
+def together(*args, **kwargs):  # every writer reaches its first fill before any goes on: a real race
+    (meet / str(os.getpid())).touch()
+    while len(list(meet.iterdir())) < 3:
+        time.sleep(0.01)
+    return fill(*args, **kwargs)
+cube._fill = together
+from pipeline.cli import main
+sys.exit(main(sys.argv[2:]))
+"""
+
+
 @pytest.fixture(scope="module")
 def scenario(tmp_path_factory):
     from tests.scenarios import planted
@@ -243,18 +259,25 @@ def solo(scenario, tmp_path_factory):
 def test_three_runs_at_once_on_one_cache_equal_a_solo_run(scenario, solo, tmp_path):
     from tests.test_faults import clean_env
 
-    cache = tmp_path / "shared-cache"
-    procs = [subprocess.Popen([sys.executable, "-m", "pipeline", *_run_args(scenario, tmp_path / f"out{i}", cache)],
-                              env=clean_env(tmp_path), cwd=tmp_path, stdout=subprocess.PIPE, stderr=subprocess.PIPE,
-                              text=True) for i in range(3)]
-    for p in procs:
-        _, err = p.communicate(timeout=180)
-        assert p.returncode == 0, err
-        assert "chunk" not in err  # no writer ever saw a damaged or half-written chunk
+    cache, meet = tmp_path / "shared-cache", tmp_path / "meet"
+    meet.mkdir()
+    logs = [tmp_path / f"log{i}" for i in range(3)]  # files, not pipes: a full pipe would stall a writer
+    procs = [subprocess.Popen([sys.executable, "-c", BARRIER, str(meet),
+                               *_run_args(scenario, tmp_path / f"out{i}", cache), "--debug"], env=clean_env(tmp_path),
+                              cwd=tmp_path, stdout=subprocess.DEVNULL, stderr=log.open("w")) for i, log in enumerate(logs)]
+    filled = 0
+    for p, log in zip(procs, logs, strict=True):
+        p.wait(timeout=180)
+        err = log.read_text()
+        assert p.returncode == 0, err[-2000:]
+        assert "failed its check" not in err and "missing" not in err  # never a damaged or half-written chunk
+        filled += sum(int(x.split("filled ")[1].split(" ")[0]) for x in err.splitlines() if " filled " in x)
     for i in range(3):
         assert _files(tmp_path / f"out{i}") == solo
     (cube,) = (cache / "cube").glob("cube-*.zarr")
-    assert not list(cube.rglob("*.partial")) and len(list((cube / "filled").iterdir())) > 4
+    markers = len(list((cube / "filled").iterdir()))
+    assert markers > 4 and filled == markers  # every chunk filled by exactly one writer of the three
+    assert not list(cube.rglob("*.partial"))
 
 
 @pytest.mark.slow
