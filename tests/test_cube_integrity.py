@@ -310,3 +310,23 @@ def test_ctrl_c_or_sigterm_while_reading_exits_with_one_line_and_nothing_corrupt
                           env=clean_env(tmp_path), cwd=tmp_path, capture_output=True, text=True, timeout=120)
     assert done.returncode == 0 and "chunk" not in done.stderr, done.stderr
     assert {k: v for k, v in _files(out).items() if k != "earlier.csv"} == solo
+
+
+def test_cache_prune_command_prints_what_it_freed(tmp_path, rng, capsys):
+    import argparse
+
+    from pipeline.cache import add_cache_parser
+
+    parser = argparse.ArgumentParser(prog="nightlights")
+    add_cache_parser(parser.add_subparsers(dest="command"), argparse.ArgumentParser(add_help=False),
+                     argparse.HelpFormatter)
+    rasters = _eog_months(tmp_path / "r", rng, n=1)
+    cache = tmp_path / "cache"
+    zone_month_table(rasters, _zones([(10, 10)]), progress=False, cube_dir=cache / "cube")
+    size = sum(p.stat().st_size for p in _cube(cache / "cube").rglob("*") if p.is_file())
+    rasters[0].radiance.unlink()
+    args = parser.parse_args(["cache", "prune", "--cache-dir", str(cache)])
+    assert args.func(args) == 0
+    assert capsys.readouterr().out == (f"{cache / 'cube'}: removed 1 cube(s) whose inputs are gone or changed, "
+                                       f"freed {size / 1000:.1f} KB\n")
+    assert list((cache / "cube").iterdir()) == []
