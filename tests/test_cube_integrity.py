@@ -281,9 +281,9 @@ def test_three_runs_at_once_on_one_cache_equal_a_solo_run(scenario, solo, tmp_pa
 
 
 @pytest.mark.slow
-@pytest.mark.parametrize(("sig", "code", "word"), [(signal.SIGINT, 130, "interrupted"),
-                                                   (signal.SIGTERM, 143, "terminated")])
-@pytest.mark.parametrize("stage", ["extraction", "cube fill"])
+@pytest.mark.parametrize(("sig", "code", "word", "stage"), [(signal.SIGINT, 130, "interrupted", "extraction"),
+                                                            (signal.SIGTERM, 143, "terminated", "cube fill"),
+                                                            (signal.SIGINT, 130, "interrupted", "cube fill")])
 def test_ctrl_c_or_sigterm_while_reading_exits_with_one_line_and_nothing_corrupt(scenario, solo, tmp_path, sig,
                                                                                  code, word, stage):
     from tests.test_faults import clean_env

@@ -172,7 +172,8 @@ def test_sigkill_at_every_publishing_step_leaves_one_complete_set(inputs, tmp_pa
     assert set(a) - set(b) == {"sensitivity.csv"} and a["verdict.json"] != b["verdict.json"]
     assert a["site_changes.csv"] != b["site_changes.csv"]
     state, moments = a, 0
-    for n in range(1, 10):
+    first = 1 if mode == "swap" else 4  # the staging steps are the same in both modes: once is enough
+    for n in range(first, 10):
         target, flags = (b, SET_B) if state is a else (a, SET_A)
         killed = _run(inputs, out, cache, cwd, *flags, kill_at=n, env_dir=tmp_path)
         if killed.returncode == 0:
@@ -184,7 +185,7 @@ def test_sigkill_at_every_publishing_step_leaves_one_complete_set(inputs, tmp_pa
         now = visible(out)
         assert now in (state, target), f"kill at step {n}: a mix of old and new files"
         state = target if now == target else state
-    assert moments >= 7
+    assert moments >= (7 if mode == "swap" else 5)  # 12 or more kill moments over both modes
     final = _run(inputs, out, cache, cwd, *SET_B, env_dir=tmp_path)
     assert final.returncode == 0, final.stderr
     assert visible(out) == b
