@@ -8,15 +8,15 @@ longer match, or of an older layout, is removed here, never silently during a ru
 
 from __future__ import annotations
 
-import argparse
 import json
 import logging
 import os
 import shutil
-from collections.abc import Callable, Iterable
+from collections.abc import Iterable
 from pathlib import Path
 
 from pipeline.cube import LAYOUT, TMP_PREFIX, _remove
+from pipeline.provenance import human_size
 
 log = logging.getLogger(__name__)
 
@@ -41,7 +41,7 @@ def prune_cubes(cache_dir: Path | str, keep: Iterable[str | Path] = ()) -> tuple
         if why:
             size = _size(cube)
             _remove(cube)
-            log.info("%s: removed (%s), %s freed", cube, why, _human(size))
+            log.info("%s: removed (%s), %s freed", cube, why, human_size(size))
             removed, freed = removed + 1, freed + size
     for tmp in folder.glob(f"{TMP_PREFIX}*"):
         pid = tmp.name[len(TMP_PREFIX):].split("-", 1)[0]
@@ -73,14 +73,6 @@ def _size(folder: Path) -> int:
     return sum(p.stat().st_size for p in folder.rglob("*") if p.is_file())
 
 
-def _human(n: float) -> str:
-    for unit in ("bytes", "KB", "MB", "GB"):
-        if n < 1000 or unit == "GB":
-            return f"{n:.0f} {unit}" if unit == "bytes" else f"{n:.1f} {unit}"
-        n /= 1000
-    return f"{n:.1f} TB"
-
-
 def _alive(pid: int) -> bool:
     try:
         os.kill(pid, 0)
@@ -89,33 +81,3 @@ def _alive(pid: int) -> bool:
     except PermissionError:
         return True
     return True
-
-
-def add_cache_parser(sub: argparse._SubParsersAction, common: argparse.ArgumentParser,
-                     formatter: Callable[[str], argparse.HelpFormatter]) -> None:
-    """``nightlights cache prune``: wired by cli.py like ``download`` and ``figures``."""
-    sp = sub.add_parser("cache", parents=[common], formatter_class=formatter, help="cache housekeeping",
-                        description="Cache housekeeping.",
-                        epilog="Example:\n  nightlights cache prune --data-dir data")
-    ssub = sp.add_subparsers(dest="cache_command", metavar="ACTION")
-    ssub.required = True
-    pr = ssub.add_parser(
-        "prune", parents=[common], formatter_class=formatter, help="remove study cubes no run can use again",
-        description="Remove the study cubes whose input rasters no longer exist or have changed, and cubes "
-                    "of an older layout; print how much space that freed. Cubes in use are kept.",
-        epilog="Examples:\n  nightlights cache prune\n  nightlights cache prune --cache-dir /shared/nightlights-cache")
-    pr.add_argument("--data-dir", type=Path, default=Path("data"), metavar="DIR",
-                    help="data folder whose cache to prune (default data/)")
-    pr.add_argument("--cache-dir", type=Path, metavar="DIR", help="cache folder (default <data-dir>/cache)")
-    pr.set_defaults(func=cmd_cache_prune)
-
-
-def cmd_cache_prune(args: argparse.Namespace) -> int:
-    """Prune ``<cache-dir>/cube`` and print one line saying what it freed."""
-    cache = args.cache_dir or args.data_dir / "cache"
-    if str(cache).lower() == "none":
-        print("no cache folder ('none'): nothing to prune")
-        return 0
-    n, freed = prune_cubes(cache / "cube")
-    print(f"{cache / 'cube'}: removed {n} cube(s) whose inputs are gone or changed, freed {_human(freed)}")
-    return 0

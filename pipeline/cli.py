@@ -79,7 +79,7 @@ def build_parser() -> argparse.ArgumentParser:
                         help="no progress bars, warnings only")
     sub = p.add_subparsers(dest="command", metavar="COMMAND")
     sub.required = True
-    for add in (_add_run, _add_extract, _add_sites, _add_download, _add_figures):
+    for add in (_add_run, _add_extract, _add_sites, _add_download, _add_figures, _add_cache):
         add(sub, common)
     return p
 
@@ -220,6 +220,23 @@ def _add_figures(sub: argparse._SubParsersAction, common: argparse.ArgumentParse
     sp.add_argument("--data-dir", type=Path, default=Path("data"), metavar="DIR",
                     help="where input checksums are cached, if it exists (default data/)")
     sp.set_defaults(func=cmd_figures)
+
+
+def _add_cache(sub: argparse._SubParsersAction, common: argparse.ArgumentParser) -> None:
+    sp = sub.add_parser("cache", parents=[common], formatter_class=_formatter, help="cache housekeeping",
+                        description="Cache housekeeping.",
+                        epilog="Example:\n  nightlights cache prune --data-dir data")
+    ssub = sp.add_subparsers(dest="cache_command", metavar="ACTION")
+    ssub.required = True
+    pr = ssub.add_parser(
+        "prune", parents=[common], formatter_class=_formatter, help="remove study cubes no run can use again",
+        description="Remove the study cubes whose input rasters no longer exist or have changed, and cubes "
+                    "of an older layout; print how much space that freed. Cubes in use are kept.",
+        epilog="Examples:\n  nightlights cache prune\n  nightlights cache prune --cache-dir /shared/nightlights-cache")
+    pr.add_argument("--data-dir", type=Path, default=Path("data"), metavar="DIR",
+                    help="data folder whose cache to prune (default data/)")
+    pr.add_argument("--cache-dir", type=Path, metavar="DIR", help="cache folder (default <data-dir>/cache)")
+    pr.set_defaults(func=cmd_cache_prune)
 
 
 # --------------------------------------------------------------------------- helpers
@@ -418,6 +435,18 @@ def cmd_figures(args: argparse.Namespace) -> int:
         cache = args.data_dir / "cache" if args.data_dir.is_dir() else None
         written = write_publication(results, out, style, cache_dir=cache)
     print(f"{len(written)} charts ({', '.join(style.formats)}), report.html, report.md and GIS files in {args.out}/")
+    return 0
+
+
+def cmd_cache_prune(args: argparse.Namespace) -> int:
+    from pipeline.cache import human_size, prune_cubes
+
+    cache = _cache_dir(args)
+    if cache is None:
+        print("no cache folder ('none'): nothing to prune")
+        return 0
+    n, freed = prune_cubes(cache / "cube")
+    print(f"{cache / 'cube'}: removed {n} cube(s) whose inputs are gone or changed, freed {human_size(freed)}")
     return 0
 
 

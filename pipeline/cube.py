@@ -33,6 +33,9 @@ is filled only by the writer holding its lock file (``flock``, released by the k
 the writer dies); others fill the chunks they could lock, then wait for the rest and read
 them. Zarr writes each chunk file through a temporary name and a rename, so a reader
 never sees half a chunk. :func:`prune_cubes` removes cubes whose inputs are gone.
+
+Longer than most modules because filling, locking, checking and repairing chunks must
+stay together: a chunk's lifecycle split over files would hide the invariants between them.
 """
 
 from __future__ import annotations
@@ -55,6 +58,7 @@ from rasterio.errors import RasterioError
 from rasterio.windows import Window
 
 from pipeline.errors import SourceError
+from pipeline.outputs import atomic_write
 from pipeline.sources import Grid, MonthlyRaster, clean_pixels, raster_error_reason
 
 log = logging.getLogger(__name__)
@@ -383,9 +387,8 @@ class _NoAux:
 
 
 def _touch(path: Path) -> None:
-    tmp = path.with_name(f".{path.name}.{os.getpid()}.part")
-    tmp.touch()
-    os.replace(tmp, path)
+    with atomic_write(path) as tmp:
+        tmp.touch()
 
 
 def _one_grid(rasters: Sequence[MonthlyRaster]) -> Grid:

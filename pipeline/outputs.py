@@ -35,7 +35,7 @@ import threading
 from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 from pathlib import Path
-from typing import IO, Any
+from typing import Any
 
 import pandas as pd
 
@@ -59,28 +59,6 @@ def _step(label: str) -> None:
     log.debug("outputs step %d: %s", _steps, label)
     if os.environ.get(KILL_AT) == str(_steps):
         os.kill(os.getpid(), signal.SIGKILL)
-
-
-@contextmanager
-def atomic_write(path: Path | str, mode: str = "w", encoding: str | None = "utf-8") -> Iterator[IO[Any]]:
-    """Write ``path`` whole or not at all: a temporary file in the same folder, flushed to
-    disk, then renamed over ``path``; removed on any error. ``mode`` 'w' or 'wb'."""
-    if mode not in ("w", "wb"):
-        raise ValueError(f"atomic_write mode must be 'w' or 'wb', not {mode!r}")
-    path = Path(path)
-    fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=path.parent)
-    try:
-        with os.fdopen(fd, mode, encoding=None if mode == "wb" else encoding,
-                       **({} if mode == "wb" else {"newline": ""})) as f:
-            yield f
-            f.flush()
-            os.fsync(f.fileno())
-        os.replace(tmp, path)
-    except BaseException:
-        with contextlib.suppress(OSError):
-            os.unlink(tmp)
-        raise
-    _fsync_dir(path.parent)
 
 
 class Staging:
@@ -201,8 +179,9 @@ def _exchange(a: Path, b: Path) -> bool:
 def _journal_commit(out: Path, src: Path, written: list[str], stale: set[str], manifest: list[str]) -> None:
     """File-by-file publishing whose commit point is the journal (finished by :func:`recover`)."""
     _step("journal")
-    with atomic_write(out / JOURNAL) as f:
-        json.dump({"staging": str(src), "moves": written, "retire": sorted(stale), "manifest": manifest}, f)
+    with atomic_write(out / JOURNAL) as tmp:
+        tmp.write_text(json.dumps({"staging": str(src), "moves": written, "retire": sorted(stale),
+                                   "manifest": manifest}), encoding="utf-8")
     _roll_forward(out)
 
 
@@ -220,8 +199,8 @@ def _roll_forward(out: Path) -> int:
         if ".." not in Path(rel).parts and (out / rel).is_file():
             (out / rel).unlink()
             log.info("%s: removed, an output of an earlier run that this run does not make", out / rel)
-    with atomic_write(out / MANIFEST) as f:
-        f.write(json.dumps(doc["manifest"], indent=0) + "\n")
+    with atomic_write(out / MANIFEST) as tmp:
+        tmp.write_text(json.dumps(doc["manifest"], indent=0) + "\n", encoding="utf-8")
     _step("manifest")
     (out / JOURNAL).unlink()
     shutil.rmtree(src, ignore_errors=True)
@@ -372,20 +351,27 @@ def _alive(pid: int) -> bool:
 
 @contextmanager
 def atomic_write(path: Path | str, suffix: str = ".part") -> Iterator[Path]:
-    """Yield a temporary path beside ``path``; on success it replaces ``path`` in one rename.
+    """Yield a temporary path beside ``path``; on success it is flushed to disk and replaces
+    ``path`` in one rename.
 
-    The one way this package writes a file outside a staging folder (caches, downloads,
-    the demo, the cube's markers): a reader sees the old file or the whole new one, never
-    a part; on any error the temporary file is removed. Any writer that takes a path
-    (``open``, rasterio, ``savefig``) can write to the yielded one.
+    The one way this package writes a single file (caches, downloads, manifests, the
+    journal, ``extract``'s CSV): a reader sees the old file or the whole new one, never a
+    part; on any error the temporary file is removed. Any writer that takes a path
+    (``open``, pandas, rasterio, ``savefig``) can write to the yielded one.
     """
     path = Path(path)
-    tmp = path.with_name(f".{path.name}.{os.getpid()}{suffix}")
+    tmp = path.with_name(f".{path.name}.{os.getpid()}.{threading.get_ident()}{suffix}")
     try:
         yield tmp
+        fd = os.open(tmp, os.O_RDONLY)
+        try:
+            os.fsync(fd)
+        finally:
+            os.close(fd)
         os.replace(tmp, path)
     finally:
         tmp.unlink(missing_ok=True)
+    _fsync_dir(path.parent)
 
 
 def write_csv_atomic(path: Path | str, df: pd.DataFrame, data_kind: str | None = None) -> None:
@@ -394,8 +380,8 @@ def write_csv_atomic(path: Path | str, df: pd.DataFrame, data_kind: str | None =
     path.parent.mkdir(parents=True, exist_ok=True)
     if data_kind is not None:
         df = df.assign(data_kind=data_kind)
-    with atomic_write(path) as f:
-        df.to_csv(f, index=False, float_format="%.6g", lineterminator="\n")
+    with atomic_write(path) as tmp:
+        df.to_csv(tmp, index=False, float_format="%.6g", lineterminator="\n")
 
 
 def _jsonable(x: Any) -> Any:

@@ -313,13 +313,9 @@ def test_ctrl_c_or_sigterm_while_reading_exits_with_one_line_and_nothing_corrupt
 
 
 def test_cache_prune_command_prints_what_it_freed(tmp_path, rng, capsys):
-    import argparse
+    from pipeline.cli import build_parser
 
-    from pipeline.cache import add_cache_parser
-
-    parser = argparse.ArgumentParser(prog="nightlights")
-    add_cache_parser(parser.add_subparsers(dest="command"), argparse.ArgumentParser(add_help=False),
-                     argparse.HelpFormatter)
+    parser = build_parser()
     rasters = _eog_months(tmp_path / "r", rng, n=1)
     cache = tmp_path / "cache"
     zone_month_table(rasters, _zones([(10, 10)]), progress=False, cube_dir=cache / "cube")
@@ -328,5 +324,5 @@ def test_cache_prune_command_prints_what_it_freed(tmp_path, rng, capsys):
     args = parser.parse_args(["cache", "prune", "--cache-dir", str(cache)])
     assert args.func(args) == 0
     assert capsys.readouterr().out == (f"{cache / 'cube'}: removed 1 cube(s) whose inputs are gone or changed, "
-                                       f"freed {size / 1000:.1f} KB\n")
+                                       f"freed {size / 1024:.1f} KB\n")
     assert list((cache / "cube").iterdir()) == []

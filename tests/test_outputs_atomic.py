@@ -29,16 +29,16 @@ from tests.test_faults import clean_env, visible
 def test_atomic_write_replaces_whole_or_leaves_the_old_file(tmp_path):
     target = tmp_path / "table.csv"
     target.write_text("old\n")
-    with atomic_write(target) as f:
-        f.write("new\n")
+    with atomic_write(target) as tmp:
+        assert tmp.parent == target.parent and tmp.name.startswith(".")  # same folder: one rename
+        tmp.write_text("new\n")
+        assert target.read_text() == "old\n"  # nothing visible before the rename
     assert target.read_text() == "new\n"
-    with pytest.raises(RuntimeError), atomic_write(target, "wb") as f:
-        f.write(b"half")
+    with pytest.raises(RuntimeError), atomic_write(target) as tmp:
+        tmp.write_bytes(b"half")
         raise RuntimeError("writer failed")
     assert target.read_text() == "new\n"
     assert [p.name for p in tmp_path.iterdir()] == ["table.csv"]  # no temporary file left
-    with pytest.raises(ValueError):
-        atomic_write(target, "a").__enter__()
 
 
 # --------------------------------------------------------------------------- the folder swap
