@@ -77,7 +77,8 @@ def pixel_variances(rasters: Sequence[MonthlyRaster], zones: gpd.GeoDataFrame, r
     if years[0] not in by_year or years[1] not in by_year:
         return nan
     rb, rt = by_year[years[0]], by_year[years[1]]
-    lat = zones.to_crs("EPSG:4326").geometry.centroid.y.to_numpy() if nz else np.zeros(0)
+    bounds = zones.to_crs("EPSG:4326").geometry.bounds
+    lat = ((bounds["miny"] + bounds["maxy"]) / 2).to_numpy() if nz else np.zeros(0)
     paired = rb.grid == rt.grid
     out = {}
     pix = _pixels(rb, rt, zones, min_cf_cvg, bm_quality, paired)

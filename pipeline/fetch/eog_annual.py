@@ -128,12 +128,15 @@ def ensure_year(ctx: Context, auth: EogAuth, cfg: str, year: int, versions: list
                             "unobserved pixels cannot be told from dark ones")
     raw = ctx.data_dir / "raw" / "eog_annual" / cfg
     out = cache_folder(ctx.data_dir, cfg)
-    written, sources = {}, []
-    for layer, name in files.items():
+    out.mkdir(parents=True, exist_ok=True)
+    written, sources, fetched = {}, [], {}
+    for layer, name in files.items():  # every layer verified before any is cached: no half year
         gz = fetch_file(ctx.session, base + name, raw / name, auth, verify=verify_gzip, progress=ctx.progress)
         sources.append({"url": base + name, "size": gz.stat().st_size, "sha256": sha256(gz)})
-        written[layer] = _write_layer(f"/vsigzip/{gz.as_posix()}", out / name[:-3], layer, ctx.bbox, base + name,
-                                      product="EOG VNL v2 annual")
+        fetched[layer] = gz
+    for layer, gz in fetched.items():
+        written[layer] = _write_layer(f"/vsigzip/{gz.as_posix()}", out / gz.name[:-3], layer, ctx.bbox,
+                                      base + gz.name, product="EOG VNL v2 annual")
     ctx.manifest.forget(product, label, ctx.data_dir, keep=written.values())
     for layer, path in written.items():
         ctx.manifest.record(path, ctx.data_dir, sources, product=product, month=label, layer=layer,
