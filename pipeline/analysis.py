@@ -10,6 +10,7 @@ Outputs
 
 from __future__ import annotations
 
+import logging
 from collections.abc import Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -36,6 +37,8 @@ from pipeline.sites import background_rings, with_radius
 from pipeline.sources import MonthlyRaster
 from pipeline.verdict import make_verdict
 from pipeline.zonal import zone_month_table
+
+log = logging.getLogger(__name__)
 
 SITE_MONTH_COLUMNS = ["site_id", "month", "mean_radiance", "sum_radiance", "valid_fraction", "is_valid",
                       "weight", "n_pixels", "mean_obs", "ring_mean_radiance", "ring_valid_fraction"]
@@ -175,6 +178,8 @@ class _Stage:
                 pixel_variances,
             )
 
+            if p.months != tuple(range(1, 13)):
+                log.warning("months %s ignored: an annual composite covers the whole year", list(p.months))
             years = (p.baseline_year, p.target_year)
             var = pixel_variances(rasters, self.zones, rules, years, p.epsilon, p.min_cf_cvg, p.bm_quality)
             zone_names = list(self.zones["zone"])
@@ -209,7 +214,7 @@ def load_results(out: Path) -> Results:
     import json
 
     from pipeline.errors import ConfigError, SourceError
-    from pipeline.sources import find_monthly_rasters
+    from pipeline.sources import find_annual_rasters, find_monthly_rasters
 
     need = ["verdict.json", "site_changes.csv", "sites_classified.geojson"]
     missing = [n for n in need if not (out / n).exists()]
@@ -235,6 +240,7 @@ def load_results(out: Path) -> Results:
         if not Path(folder).is_dir():
             raise SourceError(f"{folder}: raster folder named in {out / 'verdict.json'} not found; run from the "
                               "folder the run was made in, or re-run 'nightlights run'")
-        found = find_monthly_rasters(folder, eog_config=verdict["parameters"].get("eog_config", "vcmslcfg"))
+        find = find_annual_rasters if verdict.get("product") == "annual" else find_monthly_rasters
+        found = find(folder, eog_config=verdict["parameters"].get("eog_config", "vcmslcfg"))
         rasters += [r for r in found if r.radiance.name in wanted]
     return Results(sites, months, changes, verdict, sens, rasters=sorted(rasters, key=lambda r: r.month))

@@ -47,7 +47,7 @@ def both(tmp_path_factory):
 
 
 def test_annual_composites_recover_the_planted_classes(both):
-    sites, months, truth, folder, _ = both
+    sites, _, truth, folder, _ = both
     annual = find_annual_rasters(folder)
     assert [r.month for r in annual] == ["2023", "2024", "2025"]
     params = Params(product="annual")
@@ -66,7 +66,7 @@ def test_annual_composites_recover_the_planted_classes(both):
 
 @pytest.mark.slow
 def test_both_products_at_hand_add_a_product_dimension(both, capsys):
-    _, _, truth, folder, tmp = both
+    _, _, _, folder, tmp = both
     sites = tmp / "sites.geojson"
     out_a, out_m = tmp / "out_annual", tmp / "out_monthly"
     common = ["--source", "local", "--rasters", str(folder), "--sites", str(sites), "--no-figures", "-q"]
