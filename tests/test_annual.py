@@ -277,3 +277,47 @@ def test_year_range_is_checked():
         year_list("23", "2024")
     with pytest.raises(ConfigError, match="empty"):
         year_list("2025", "2024")
+
+
+def test_light_shared_between_neighbours_needs_the_footprint_inflation():
+    """Noise shared by 2x2 pixels (as a DNB footprint spans ~2 x 1.6 pixels at 40N): the
+    uninflated pixel variance is too small by about the pixels per footprint (4 here), which is
+    what the design effect restores; at 40N it is 3.4."""
+    from pipeline.annual import _linearised, footprint_deff
+    from pipeline.sources import Grid
+
+    rng = np.random.default_rng(1)
+    n, k = 10, 2
+    zone, w, ok = np.zeros(n * n, "int64"), np.ones(n * n), np.ones(n * n, bool)
+
+    def noise():
+        z = rng.standard_normal((n + k - 1, n + k - 1))
+        return (sum(z[i:i + n, j:j + n] for i in range(k) for j in range(k)) / k).ravel() * 0.4
+
+    ds, ses = [], []
+    for _ in range(2000):
+        b, t = 3.0 + noise(), 4.5 + noise()
+        var, _ = _linearised(zone, w, [(b, ok), (t, ok)], 1, 0.1, True)
+        ds.append(np.log((t.mean() + 0.1) / (b.mean() + 0.1)))
+        ses.append(np.sqrt(var[0]))
+    assert 3.0 < (np.std(ds) / np.mean(ses)) ** 2 < 4.6
+    from pyproj import CRS
+
+    grid = Grid(CRS.from_epsg(4326).to_wkt(), (1 / 240, 0, 120, 0, -1 / 240, 45), 10, 10)
+    assert footprint_deff(grid, np.array([40.0]))[0] == pytest.approx(3.44, abs=0.01)
+
+
+def test_the_other_products_cache_is_found_for_the_same_years(tmp_path):
+    from pipeline.acquire import _other_product
+
+    folder = tmp_path / "blackmarble_annual"
+    folder.mkdir()
+    for y in (2023, 2024):
+        write_tif(folder / f"VNP46A4_{y}.radiance.tif", np.ones((4, 4), "float32"), 125.0, 40.0)
+        write_tif(folder / f"VNP46A4_{y}.quality.tif", np.zeros((4, 4), "uint8"), 125.0, 40.0)
+    product, rasters = _other_product("blackmarble", "monthly", tmp_path / "blackmarble", tmp_path, "vcmslcfg",
+                                      (2022, 2023, 2024), (2023, 2024))
+    assert product == "annual" and [r.month for r in rasters] == ["2023", "2024"]
+    assert _other_product("blackmarble", "monthly", tmp_path / "blackmarble", tmp_path, "vcmslcfg",
+                          (2024, 2025), (2024, 2025)) is None  # 2025 missing: no product dimension
+    assert _other_product("eog", "monthly", tmp_path / "eog", tmp_path, "vcmslcfg", (2024,), (2024,)) is None
