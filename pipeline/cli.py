@@ -4,7 +4,8 @@
                     [--baseline-year Y] [--target-year Y] [--out DIR]
     nightlights extract --sites PATH... --rasters DIR --out FILE.csv
     nightlights sites validate PATH...
-    nightlights download --source eog|blackmarble --start YYYY-MM --end YYYY-MM [--bbox W S E N | --sites PATH...]
+    nightlights download --source eog|blackmarble [--product monthly|annual] --start YYYY-MM --end YYYY-MM
+                         [--bbox W S E N | --sites PATH...]
     nightlights figures [--out DIR] [--format png,svg,pdf] [--dpi 300] [--style paper|slide]
                         [--width-mm 183] [--lang en|ko]
 
@@ -38,6 +39,7 @@ from pipeline.config import (
     EOG_CONFIGS,
     LANGS,
     PIXEL_RULES,
+    PRODUCTS,
     SOURCES,
     STATISTICS,
     Params,
@@ -120,6 +122,8 @@ def _add_run(sub: argparse._SubParsersAction, common: argparse.ArgumentParser) -
                     help="site GeoJSON file(s) (repeatable; default: every aoi/*.geojson)")
     sp.add_argument("--source", choices=SOURCES, default="auto", help="where the monthly rasters come from")
     sp.add_argument("--rasters", type=Path, metavar="DIR", help="folder of monthly rasters (--source local)")
+    sp.add_argument("--product", choices=PRODUCTS,
+                    help="monthly composites (default) or annual ones (EOG VNL v2, Black Marble VNP46A4)")
     sp.add_argument("--out", type=Path, default=Path("outputs"), metavar="DIR", help="output folder (default outputs/)")
     sp.add_argument("--data-dir", type=Path, default=Path("data"), metavar="DIR",
                     help="where downloads and the demo are cached (default data/)")
@@ -184,9 +188,11 @@ def _add_download(sub: argparse._SubParsersAction, common: argparse.ArgumentPars
                "  nightlights download --source blackmarble --start 2024-01 --end 2024-12 "
                "--bbox 124 37.5 131 43\n  nightlights download --source eog --sites aoi/sites_2024.geojson "
                "--start 2025-01 --end 2025-06 --eog-config vcmcfg")
-    sp.add_argument("--source", choices=DOWNLOAD_SOURCES, required=True, help="which product")
-    sp.add_argument("--start", required=True, metavar="YYYY-MM", help="first month")
-    sp.add_argument("--end", required=True, metavar="YYYY-MM", help="last month (inclusive)")
+    sp.add_argument("--source", choices=DOWNLOAD_SOURCES, required=True, help="which provider")
+    sp.add_argument("--product", choices=PRODUCTS, default=PRODUCTS[0],
+                    help="monthly (EOG VNL v10, VNP46A3; default) or annual (EOG VNL v2, VNP46A4) composites")
+    sp.add_argument("--start", required=True, metavar="YYYY-MM", help="first month (annual: YYYY)")
+    sp.add_argument("--end", required=True, metavar="YYYY-MM", help="last month, inclusive (annual: YYYY)")
     area = sp.add_mutually_exclusive_group()
     area.add_argument("--bbox", nargs=4, type=float, metavar=("W", "S", "E", "N"),
                       help="area in degrees (default: the sites' box padded by 0.15 deg)")
@@ -253,7 +259,8 @@ def params_from_args(args: argparse.Namespace) -> Params:
         section = _section(data.get("analysis", data), f"{args.config}: 'analysis'")
         params = params_from_mapping(section, str(args.config), params)
     flags = {k: getattr(args, k, None) for k in ("baseline_year", "target_year", "threshold", "statistic",
-                                                  "default_radius_m", "pixel_rule", "min_cf_cvg", "eog_config")}
+                                                  "default_radius_m", "pixel_rule", "min_cf_cvg", "eog_config",
+                                                  "product")}
     return params_from_mapping({k: v for k, v in flags.items() if v is not None}, "command line", params)
 
 
@@ -387,7 +394,7 @@ def cmd_run(args: argparse.Namespace) -> int:
     with _scheduler(args.scheduler):
         results = analyse(sites, got.rasters, params, source=got.source, data_kind=got.data_kind,
                           sensitivity=not args.no_sensitivity, progress=not args.quiet,
-                          cube_dir=_cube_dir(_cache_dir(args)))
+                          cube_dir=_cube_dir(_cache_dir(args)), alternatives=got.alternatives)
     _write_run(results, args, got.data_kind)
     print(headline(results.verdict))
     print(f"outputs in {args.out}/")
@@ -410,13 +417,16 @@ def _write_run(results, args: argparse.Namespace, data_kind: str) -> None:
 
 
 def cmd_download(args: argparse.Namespace) -> int:
-    from pipeline.fetch import area, download_months, month_list
+    from pipeline.fetch import area, download_months, download_years, month_list, year_list
 
-    months = month_list(args.start, args.end)
+    annual = args.product == "annual"
+    periods = year_list(args.start, args.end) if annual else month_list(args.start, args.end)
     bbox, geoms = area(args.bbox, args.sites or default_site_files())
-    folder, outcome = download_months(args.source, months, bbox, args.data_dir, progress=not args.quiet,
-                                      eog_config=args.eog_config, geometries=geoms)
-    print(f"{args.source}: {len(outcome['downloaded'])} month(s) downloaded, {len(outcome['cached'])} already "
+    fetch = download_years if annual else download_months
+    folder, outcome = fetch(args.source, periods, bbox, args.data_dir, progress=not args.quiet,
+                            eog_config=args.eog_config, geometries=geoms)
+    unit = "year" if annual else "month"
+    print(f"{args.source}: {len(outcome['downloaded'])} {unit}(s) downloaded, {len(outcome['cached'])} already "
           f"cached, {len(outcome['not_published'])} not published; files in {folder}/")
     if outcome["not_published"]:
         print("not published (skipped): " + ", ".join(outcome["not_published"]))

@@ -25,6 +25,8 @@ PixelRule = Literal["exact", "centroid", "all_touched"]
 EogConfig = Literal["vcmslcfg", "vcmcfg"]
 Source = Literal["auto", "demo", "local", "eog", "blackmarble"]
 DownloadSource = Literal["eog", "blackmarble"]
+# Monthly composites (EOG VNL v10, VNP46A3) or annual ones (EOG VNL v2, VNP46A4).
+Product = Literal["monthly", "annual"]
 ChartFormat = Literal["png", "svg", "pdf"]
 ChartKind = Literal["paper", "slide"]
 Lang = Literal["en", "ko"]
@@ -33,6 +35,7 @@ PIXEL_RULES: tuple[str, ...] = get_args(PixelRule)
 EOG_CONFIGS: tuple[str, ...] = get_args(EogConfig)
 SOURCES: tuple[str, ...] = get_args(Source)
 DOWNLOAD_SOURCES: tuple[str, ...] = get_args(DownloadSource)
+PRODUCTS: tuple[str, ...] = get_args(Product)
 CHART_FORMATS: tuple[str, ...] = get_args(ChartFormat)
 CHART_KINDS: tuple[str, ...] = get_args(ChartKind)
 LANGS: tuple[str, ...] = get_args(Lang)
@@ -96,6 +99,11 @@ class Params:
     eog_config: EogConfig = field(
         default="vcmslcfg", metadata={"help": "EOG configuration used when a folder has both"}
     )
+    product: Product = field(
+        default="monthly",
+        metadata={"help": "monthly composites (yearly value: statistic of matched months) or annual ones "
+                          "(yearly value: the composite itself)"},
+    )
 
     def __post_init__(self) -> None:
         _check_params(self)
@@ -119,6 +127,8 @@ def _check_params(p: Params) -> None:
         raise bad("statistic", f"must be one of {', '.join(STATISTICS)}")
     if p.pixel_rule not in PIXEL_RULES:
         raise bad("pixel_rule", f"must be one of {', '.join(PIXEL_RULES)}")
+    if p.product not in PRODUCTS:
+        raise bad("product", f"must be {' or '.join(PRODUCTS)}")
     if p.eog_config not in EOG_CONFIGS:
         raise bad("eog_config", f"must be {' or '.join(EOG_CONFIGS)}")
     for name in ("default_radius_m", "epsilon", "n_boot"):

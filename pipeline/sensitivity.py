@@ -136,6 +136,12 @@ def robustness_summary(sens: pd.DataFrame, claim_scope: bool = True, claim: Clai
                          "radius_m": sorted({float(r) for r in sens.get("radius_m", RADII_M)}),
                          "statistic": list(STATISTICS), "month_window": list(WINDOWS),
                          "adjustment": ["absolute", "ring"], "pixel_rule": list(RULES)}
+    if "statistic" in sens and not set(sens["statistic"]) <= set(STATISTICS):  # annual composites' rows
+        out["dimensions"]["statistic"] = list(pd.unique(sens["statistic"]))
+        out["dimensions"]["month_window"] = list(pd.unique(sens["month_window"]))
+    if "product" in sens:  # more than one product for the same years (monthly and annual)
+        out["dimensions"]["product"] = list(pd.unique(sens["product"]))
+        out["by_product"] = {p: _shares(g, claim) for p, g in sens.groupby("product", sort=False)}
     return out
 
 
