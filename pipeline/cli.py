@@ -201,6 +201,9 @@ def _add_download(sub: argparse._SubParsersAction, common: argparse.ArgumentPars
     sp.add_argument("--data-dir", type=Path, default=Path("data"), metavar="DIR", help="cache folder (default data/)")
     sp.add_argument("--eog-config", choices=EOG_CONFIGS, default=EOG_CONFIGS[0],
                     help="EOG configuration (default vcmslcfg: stray-light corrected)")
+    sp.add_argument("--no-refresh", action="store_true",
+                    help="trust cached months without asking the archive whether they were republished "
+                         "(by default one listing request per cached month notices a reprocessed file)")
     sp.set_defaults(func=cmd_download)
 
 
@@ -424,7 +427,7 @@ def cmd_download(args: argparse.Namespace) -> int:
     bbox, geoms = area(args.bbox, args.sites or default_site_files())
     fetch = download_years if annual else download_months
     folder, outcome = fetch(args.source, periods, bbox, args.data_dir, progress=not args.quiet,
-                            eog_config=args.eog_config, geometries=geoms)
+                            eog_config=args.eog_config, geometries=geoms, refresh=not args.no_refresh)
     unit = "year" if annual else "month"
     print(f"{args.source}: {len(outcome['downloaded'])} {unit}(s) downloaded, {len(outcome['cached'])} already "
           f"cached, {len(outcome['not_published'])} not published; files in {folder}/")

@@ -66,9 +66,10 @@ def year_list(start: str, end: str) -> list[int]:
     return list(range(y0, y1 + 1))
 
 
-def _context(data_dir: Path, bbox: Bbox, progress: bool, geometries: Any, settings: DataSettings | None) -> Context:
+def _context(data_dir: Path, bbox: Bbox, progress: bool, geometries: Any, settings: DataSettings | None,
+             refresh: bool = False) -> Context:
     return Context(make_session(), settings or load_data_settings(), Path(data_dir), bbox,
-                   Manifest.load(Path(data_dir)), progress, geometries)
+                   Manifest.load(Path(data_dir)), progress, geometries, refresh)
 
 
 def _fetch_each(source: str, items: list[tuple[str, dt.date, Any]], progress: bool, unit: str
@@ -92,11 +93,11 @@ def _fetch_each(source: str, items: list[tuple[str, dt.date, Any]], progress: bo
 
 def download_years(source: str, years: list[int], bbox: Bbox, data_dir: Path, *, progress: bool = True,
                    eog_config: str = "vcmslcfg", geometries: Any = None,
-                   settings: DataSettings | None = None) -> tuple[Path, dict[str, list[str]]]:
+                   settings: DataSettings | None = None, refresh: bool = False) -> tuple[Path, dict[str, list[str]]]:
     """Annual composites (EOG VNL v2, VNP46A4): fetch what is missing; folder and years by outcome."""
     from pipeline.fetch import blackmarble, eog_annual
 
-    ctx = _context(data_dir, bbox, progress, geometries, settings)
+    ctx = _context(data_dir, bbox, progress, geometries, settings, refresh)
     if source == "eog":
         folder, fetch = eog_annual.cache_folder(ctx.data_dir, eog_config), eog_annual.ensure_year_fn(ctx, eog_config)
     elif source == "blackmarble":
@@ -113,11 +114,11 @@ def download_years(source: str, years: list[int], bbox: Bbox, data_dir: Path, *,
 
 def download_months(source: str, months: list[tuple[int, int]], bbox: Bbox, data_dir: Path, *,
                     progress: bool = True, eog_config: str = "vcmslcfg", geometries: Any = None,
-                    settings: DataSettings | None = None) -> tuple[Path, dict[str, list[str]]]:
+                    settings: DataSettings | None = None, refresh: bool = False) -> tuple[Path, dict[str, list[str]]]:
     """Fetch what is missing; return the cache folder and months by outcome."""
     from pipeline.fetch import blackmarble, eog
 
-    ctx = _context(data_dir, bbox, progress, geometries, settings)
+    ctx = _context(data_dir, bbox, progress, geometries, settings, refresh)
     if source == "eog":
         folder, fetch = eog.cache_folder(ctx.data_dir, eog_config), eog.ensure_month_fn(ctx, eog_config)
     elif source == "blackmarble":

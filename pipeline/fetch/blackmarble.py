@@ -267,18 +267,9 @@ def ensure_month(ctx: Context, auth: StaticToken, year: int, month: int) -> str:
                          cache_folder(ctx.data_dir))
 
 
-def ensure_period(ctx: Context, auth: StaticToken, product: str, year: int, doy: int, label: str,
-                  out: Path) -> str:
-    """One composite period (a month of VNP46A3, a year of VNP46A4): 'cached' or 'downloaded'.
-
-    Writes ``<product>_<label>.radiance.tif`` and ``.quality.tif`` under ``out``.
-    """
-    if ctx.manifest.complete(product, label, LAYERS, ctx.bbox, ctx.data_dir):
-        return "cached"
-    wanted = tiles_for(ctx.bbox, ctx.geometries)
-    if not wanted:
-        raise DownloadError(f"lon {ctx.bbox[0]}..{ctx.bbox[2]}, lat {ctx.bbox[1]}..{ctx.bbox[3]}: no Black Marble tile")
-    base = f"{ctx.settings.laads_url.rstrip('/')}/archive/allData/{COLLECTION}/{product}/{year}/{doy:03d}"
+def _listed_tiles(ctx: Context, auth: StaticToken, base: str, product: str, year: int, doy: int
+                  ) -> dict[tuple[int, int], dict[str, Any]]:
+    """The newest listed file of each tile for one period, from the LAADS ``<doy>.json`` listing."""
     listing = parse_listing(get_text(ctx.session, f"{base}.json", auth, expect="json"), f"{base}.json")
     found: dict[tuple[int, int], dict[str, Any]] = {}
     for item in listing:
@@ -287,9 +278,45 @@ def ensure_period(ctx: Context, auth: StaticToken, product: str, year: int, doy:
             key = (int(m["h"]), int(m["v"]))
             if key not in found or str(item["name"]) > str(found[key]["name"]):  # newest stamp
                 found[key] = item
+    return found
+
+
+def _same_file(item: dict[str, Any], cached: dict[str, int | None]) -> bool:
+    """A listed file is the one cached when its name matches and its listed size (if any) too."""
+    name, size = str(item["name"]), str(item.get("size", ""))
+    return name in cached and (not size.isdigit() or cached[name] is None or int(size) == cached[name])
+
+
+def ensure_period(ctx: Context, auth: StaticToken, product: str, year: int, doy: int, label: str,
+                  out: Path) -> str:
+    """One composite period (a month of VNP46A3, a year of VNP46A4): 'cached' or 'downloaded'.
+
+    Writes ``<product>_<label>.radiance.tif`` and ``.quality.tif`` under ``out``.
+    """
+    complete = ctx.manifest.complete(product, label, LAYERS, ctx.bbox, ctx.data_dir)
+    if complete and not ctx.refresh:
+        return "cached"
+    wanted = tiles_for(ctx.bbox, ctx.geometries)
+    if not wanted:
+        raise DownloadError(f"lon {ctx.bbox[0]}..{ctx.bbox[2]}, lat {ctx.bbox[1]}..{ctx.bbox[3]}: no Black Marble tile")
+    base = f"{ctx.settings.laads_url.rstrip('/')}/archive/allData/{COLLECTION}/{product}/{year}/{doy:03d}"
+    try:
+        found = _listed_tiles(ctx, auth, base, product, year, doy)
+    except DownloadError as e:  # includes NotPublished
+        if complete:  # refresh asked, archive not reachable: the cache stands
+            log.info("%s %s: cannot check for a changed file (%s); keeping the cached period", product, label, e)
+            return "cached"
+        raise
     missing = [f"h{h:02d}v{v:02d}" for h, v in wanted if (h, v) not in found]
     if missing:
         raise NotPublished(f"{public_url(base)}.json lists no {', '.join(missing)}")
+    if complete:
+        cached = ctx.manifest.source_files(product, label)
+        changed = [str(found[k]["name"]) for k in wanted if not _same_file(found[k], cached)]
+        if not changed:
+            return "cached"
+        log.warning("%s %s: %s changed on LAADS (new name or size); downloading it again", product, label,
+                    ", ".join(changed))
     raw = ctx.data_dir / "raw" / "blackmarble"
     tiles, sources, files = [], [], []
     for key in wanted:

@@ -227,7 +227,8 @@ def ensure_month(ctx: Context, auth: EogAuth, cfg: str, year: int, month: int) -
     """'cached' or 'downloaded'; NotPublished when EOG has no file for the month."""
     label = f"{year}-{month:02d}"
     product = f"eog-{cfg}"
-    if ctx.manifest.complete(product, label, LAYERS, ctx.bbox, ctx.data_dir):
+    if ctx.manifest.complete(product, label, LAYERS, ctx.bbox, ctx.data_dir) and not _republished(
+            ctx, auth, cfg, year, month):
         return "cached"
     tile = tile_for(ctx.bbox)
     if tile is not None:
@@ -238,6 +239,30 @@ def ensure_month(ctx: Context, auth: EogAuth, cfg: str, year: int, month: int) -
             log.info("%s: %s; trying the no-tile tree", label, e)
     _notile(ctx, auth, cfg, year, month)
     return "downloaded"
+
+
+def _republished(ctx: Context, auth: EogAuth, cfg: str, year: int, month: int) -> bool:
+    """With ``ctx.refresh``: whether EOG now lists a newer file (a reprocessed ``c`` stamp) for a cached month.
+
+    One listing request; a month that cannot be listed (offline, moved) counts as unchanged.
+    """
+    if not ctx.refresh:
+        return False
+    tile = tile_for(ctx.bbox)
+    tree, pattern = (("monthly", rf"{tile}_{cfg}_v10_c\d{{12,14}}\.tgz") if tile else
+                     ("monthly_notile", rf"[0-9A-Za-z]+_{cfg}_v10_c\d{{12,14}}\.avg_rade9h\.tif\.gz"))
+    try:
+        names = pick(listing_names(get_text(ctx.session, _month_url(ctx, tree, cfg, year, month), auth)),
+                     year, month, pattern)
+    except (NotPublished, DownloadError) as e:
+        log.info("%d-%02d: cannot check for a republished file (%s); keeping the cached month", year, month, e)
+        return False
+    cached = ctx.manifest.source_files(f"eog-{cfg}", f"{year}-{month:02d}")
+    if not names or names[0] in cached:
+        return False
+    log.warning("EOG %d-%02d: republished as %s (cached from %s); downloading it again", year, month,
+                names[0], ", ".join(sorted(cached)) or "an unknown file")
+    return True
 
 
 def _month_url(ctx: Context, tree: str, cfg: str, year: int, month: int) -> str:

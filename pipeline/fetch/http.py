@@ -225,8 +225,7 @@ def _transfer(session: requests.Session, url: str, part: Path, auth: Auth | None
                 _stream(r, part, offset, total or expected_size, url, auth, progress, label)
             except (requests.RequestException, OSError) as e:
                 if not isinstance(e, requests.RequestException | ConnectionError | TimeoutError):
-                    raise DownloadError(f"{part}: cannot write ({e.__class__.__name__}: {e}); "
-                                        "free disk space or choose another --data-dir") from e
+                    raise DownloadError(_write_failure(part, e, total or expected_size)) from e
                 log.warning("%s: connection lost at %s (%s); resuming (attempt %d of %d)", label,
                             human_size(part.stat().st_size if part.exists() else 0), e.__class__.__name__,
                             attempt, STREAM_ATTEMPTS)
@@ -270,3 +269,21 @@ def _stream(r: requests.Response, part: Path, offset: int, total: int | None, ur
                     raise _auth_error(url, "returned an HTML page (a login page?) instead of data", auth)
             f.write(chunk)
             bar.update(len(chunk))
+
+
+def _write_failure(part: Path, e: OSError, total: int | None) -> str:
+    """One line for a download that cannot be written: the folder, the space it needs, what to do.
+
+    The ``.part`` file stays (the next run resumes it) and is never used before it is complete
+    and verified, so a full disk leaves nothing a later run would trust.
+    """
+    import errno
+    import shutil
+
+    if e.errno in (errno.ENOSPC, errno.EDQUOT):
+        have = part.stat().st_size if part.exists() else 0
+        free = shutil.disk_usage(part.parent).free
+        need = f"about {human_size(total - have)} more" if total else "more space"
+        return (f"{part.parent}: disk full while downloading {part.name} ({human_size(free)} free, {need} "
+                "needed, plus room to unpack it); free space or choose another --data-dir, then run again to resume")
+    return f"{part}: cannot write ({e.__class__.__name__}: {e}); free disk space or choose another --data-dir"

@@ -76,6 +76,14 @@ class Manifest:
                 return False
         return True
 
+    def source_files(self, product: str, period: str) -> dict[str, int | None]:
+        """The archive files a cached period was made from: file name -> size (as downloaded)."""
+        out: dict[str, int | None] = {}
+        for v in self.entries(product, period).values():
+            for src in v.get("sources", []):
+                out[str(src.get("url", "")).rsplit("/", 1)[-1]] = src.get("size")
+        return out
+
     def forget(self, product: str, month: str, data_dir: Path, keep: Iterable[Path] = ()) -> None:
         """Drop a month's older cached files (e.g. a reprocessed EOG stamp) so each month has one."""
         keep_rel = {p.relative_to(data_dir).as_posix() for p in keep}
@@ -120,5 +128,6 @@ class Context:
     manifest: Manifest
     progress: bool
     geometries: Any = None  # site shapes, to skip tiles no site touches
+    refresh: bool = False  # ask the archive whether a cached period was republished (``download`` does)
 
 
