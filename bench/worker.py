@@ -93,7 +93,8 @@ def ours(files: list[Path], sites, cube_dir: str | None = None, threads: int | N
     from pipeline.zonal import zone_month_table
 
     months = {p.name for p in files}
-    rasters = [r for r in find_monthly_rasters(files[0].parent) if r.radiance.name in months]
+    years = tuple(sorted({int(p.stem.split("_")[1][:4]) for p in files}))  # open only these years' files
+    rasters = [r for r in find_monthly_rasters(files[0].parent, years) if r.radiance.name in months]
     zones = gpd.GeoDataFrame({"zone": sites["site_id"]}, geometry=sites.geometry.values, crs=sites.crs)
     with dask.config.set(num_workers=threads) if threads else dask.config.set({}):
         t = zone_month_table(rasters, zones, ("exact",), progress=False, cube_dir=cube_dir)

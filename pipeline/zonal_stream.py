@@ -29,10 +29,12 @@ from typing import TYPE_CHECKING
 
 import numpy as np
 import rasterio
+from rasterio.errors import RasterioError
 from rasterio.windows import Window
 
-from pipeline.cube import CHUNK, GDAL_ENV
-from pipeline.sources import MonthlyRaster, read_window, valid_mask
+from pipeline.cube import CHUNK, GDAL_ENV, clean
+from pipeline.errors import SourceError
+from pipeline.sources import MonthlyRaster, raster_error_reason, valid_mask
 
 if TYPE_CHECKING:
     from pipeline.zonal import GridWeights
@@ -79,12 +81,18 @@ def choose_stream(weights: GridWeights) -> tuple[bool, str]:
         return False, "no zone touches the grid"
     _, row, col, _ = _entries(weights)
     grid = weights.grid
-    used = np.unique(row * grid.width + col).size
+    r0, c0 = int(row.min()), int(col.min())
+    h, w = int(row.max()) - r0 + 1, int(col.max()) - c0 + 1
+    window_px = h * w
+    mark = np.zeros(window_px, dtype=bool)  # distinct pixels by marking (np.unique sorts: 10x slower)
+    mark[(row - r0) * w + (col - c0)] = True
+    used = int(np.count_nonzero(mark))
     n_cx = -(-grid.width // CHUNK)
-    cy, cx = np.divmod(np.unique(row // CHUNK * n_cx + col // CHUNK), n_cx)
+    touched = np.zeros(-(-grid.height // CHUNK) * n_cx, dtype=bool)
+    touched[row // CHUNK * n_cx + col // CHUNK] = True
+    cy, cx = np.divmod(np.flatnonzero(touched), n_cx)
     chunk_px = int(np.sum((np.minimum((cy + 1) * CHUNK, grid.height) - cy * CHUNK)
                           * (np.minimum((cx + 1) * CHUNK, grid.width) - cx * CHUNK)))
-    window_px = int((row.max() - row.min() + 1) * (col.max() - col.min() + 1))
     coverage, decode = used / chunk_px, window_px / used
     stream = coverage >= STREAM_MIN_COVERAGE and decode <= STREAM_MAX_DECODE
     why = (f"zones use {coverage:.0%} of the {cy.size} chunks they touch and their {window_px}-pixel window "
@@ -125,8 +133,8 @@ def stream_stats(
 ) -> np.ndarray:
     """Weighted sums for all zones, for ``rasters`` (months of one grid): array (rule, sum, zone, month).
 
-    The sums of :func:`pipeline.zonal.part_stats`; each month's window is read once with
-    :func:`pipeline.sources.read_window` (its cleaning and validity rules) and dropped.
+    The sums of :func:`pipeline.zonal.part_stats`, with its cleaning and validity rules;
+    each month's window is read once, reduced to sums per zone and dropped.
     """
     from pipeline.zonal import rule_weights
 
@@ -136,27 +144,53 @@ def stream_stats(
     for r, w in enumerate(edge_w):
         acc[r, 0] = (plan.n_inner + np.bincount(plan.edge_zone, w, n))[:, None]
         acc[r, 3] = (plan.n_inner + np.bincount(plan.edge_zone, w > 0, n))[:, None]
+    size = plan.window.width * plan.window.height
+    bufs = [np.zeros(size + 1) for _ in range(3)]  # one past the end: every run's stop is a valid index
     with rasterio.Env(**GDAL_ENV):
         for t, raster in enumerate(rasters):
-            rad, aux = read_window(raster, plan.window)
-            valid = valid_mask(aux, raster.aux_kind, min_cf_cvg, bm_quality)
-            obs = aux if raster.aux_kind == "cf_cvg" else valid
-            layers = (valid, rad * valid, obs)
-            del rad, aux
-            for k, layer in zip((1, 2, 4), layers, strict=True):
-                if k == 4 and layer is valid:
-                    acc[:, 4, :, t] = acc[:, 1, :, t]
-                    continue
-                inner, edge = _sums(layer, plan)
+            rad, aux = _read(raster, plan.window)
+            usable = ~np.isnan(rad)
+            layer = usable if raster.aux_kind == "none" or aux is None else aux
+            valid = valid_mask(layer, raster.aux_kind, min_cf_cvg, bm_quality)
+            np.copyto(bufs[0][:-1], valid.ravel())
+            np.multiply(np.where(usable, rad, 0.0).ravel(), bufs[0][:-1], out=bufs[1][:-1])
+            obs = raster.aux_kind == "cf_cvg"
+            if obs:
+                np.copyto(bufs[2][:-1], layer.ravel())
+            del rad, aux, usable, layer, valid
+            for k, buf in zip((1, 2, 4), bufs if obs else bufs[:2], strict=False):
+                inner, edge = _sums(buf, plan)
                 for r, w in enumerate(edge_w):
                     acc[r, k, :, t] = inner + np.bincount(plan.edge_zone, w * edge, n)
+            if not obs:  # observed means valid
+                acc[:, 4, :, t] = acc[:, 1, :, t]
     return acc
 
 
-def _sums(layer: np.ndarray, plan: StreamPlan) -> tuple[np.ndarray, np.ndarray]:
-    """Per zone, the sum of ``layer`` over its wholly covered pixels; and its values at the edge entries."""
-    flat = np.zeros(layer.size + 1)  # one past the end, so every run's stop is a valid index
-    flat[:-1] = layer.ravel()
+def _read(raster: MonthlyRaster, window: Window) -> tuple[np.ndarray, np.ndarray | None]:
+    """One month's window cleaned as the cube path cleans it (:func:`pipeline.cube.clean`).
+
+    Radiance is read in the file's float32 when nodata compares the same in it (what
+    :func:`pipeline.sources.read_window` gives, without its float64 copy of the window).
+    """
+    try:
+        with rasterio.open(raster.radiance) as ds:
+            nodata = raster.nodata
+            same = nodata is None or np.isnan(nodata) or float(np.float32(nodata)) == nodata
+            rad = ds.read(1, window=window, out_dtype="float32" if ds.dtypes[0] == "float32" and same else "float64")
+        aux = None
+        if raster.aux is not None:
+            with rasterio.open(raster.aux) as ds:
+                aux = ds.read(1, window=window)
+    except RasterioError as e:
+        raise SourceError(f"{raster.radiance}: cannot read month {raster.month} ({raster_error_reason(e)}); "
+                          "the file may be truncated: delete it and download again") from e
+    return clean(rad, aux, raster)
+
+
+def _sums(flat: np.ndarray, plan: StreamPlan) -> tuple[np.ndarray, np.ndarray]:
+    """Per zone, the sum of ``flat`` (the window, one 0 past its end) over its wholly covered pixels;
+    and its values at the edge entries."""
     if plan.run_bounds.size:
         runs = np.add.reduceat(flat, plan.run_bounds)[0::2]
         inner = np.bincount(plan.run_zone, runs, plan.n_zones)
