@@ -14,7 +14,10 @@ grid). The pixels zones touch are grouped into 64-pixel chunks holding all month
 (:mod:`pipeline.cube`), and chunks into parts of bounded memory; each part is one dask
 task that reads its chunks (from the study cube when given one, else from the monthly
 files, never the whole tile) and applies the sparse weights for all months at once.
-Parts are independent, so they run in parallel locally or on a cluster.
+Parts are independent, so they run in parallel locally or on a cluster. Zones that
+tile a window instead (counties) use nearly every pixel of it: they are streamed, one
+read of the window per month and task (:mod:`pipeline.zonal_stream`); the path is chosen
+per grid from how fully the zones use the chunks they touch.
 """
 
 from __future__ import annotations
@@ -314,6 +317,7 @@ def zone_month_table(
         log.debug("grid %s: %s path, %s", grid.describe(), "streaming" if stream else "chunked", why)
         if stream:
             plan = dask.delayed(plan_stream(weights), traverse=False)
+            del weights  # the plan holds what the months need; the entries would stay for the whole run
             for k in range(0, len(group), STREAM_MONTHS):
                 months = group[k:k + STREAM_MONTHS]
                 tasks.append(dask.delayed(stream_stats)(dask.delayed(months, traverse=False), plan, rules,

@@ -59,15 +59,21 @@ class StreamPlan:
     edge_coverage: np.ndarray
 
 
-def _entries(weights: GridWeights) -> tuple[np.ndarray, np.ndarray, np.ndarray, np.ndarray]:
-    """All entries as (zone, row, column on the grid, coverage)."""
-    rows, cols = [], []
+def _blocks(weights: GridWeights):
+    """Each block's entries as (zone, row, column on the grid, coverage): one block at a time,
+    so planning never holds a second copy of all entries."""
     for b in weights.blocks:
         r, c = np.divmod(b.pixel, b.window.width)
-        rows.append(r + b.window.row_off)
-        cols.append(c + b.window.col_off)
-    return (np.concatenate([b.zone for b in weights.blocks]), np.concatenate(rows), np.concatenate(cols),
-            np.concatenate([b.coverage for b in weights.blocks]))
+        yield b.zone, r + b.window.row_off, c + b.window.col_off, b.coverage
+
+
+def _union_window(weights: GridWeights) -> Window:
+    """The smallest window holding every entry."""
+    r0 = c0 = np.iinfo("int64").max
+    r1 = c1 = -1
+    for _, row, col, _ in _blocks(weights):
+        r0, r1, c0, c1 = min(r0, row.min()), max(r1, row.max()), min(c0, col.min()), max(c1, col.max())
+    return Window(int(c0), int(r0), int(c1 - c0 + 1), int(r1 - r0 + 1))
 
 
 def choose_stream(weights: GridWeights) -> tuple[bool, str]:
@@ -79,23 +85,20 @@ def choose_stream(weights: GridWeights) -> tuple[bool, str]:
     """
     if not weights.blocks:
         return False, "no zone touches the grid"
-    _, row, col, _ = _entries(weights)
-    grid = weights.grid
-    r0, c0 = int(row.min()), int(col.min())
-    h, w = int(row.max()) - r0 + 1, int(col.max()) - c0 + 1
-    window_px = h * w
-    mark = np.zeros(window_px, dtype=bool)  # distinct pixels by marking (np.unique sorts: 10x slower)
-    mark[(row - r0) * w + (col - c0)] = True
-    used = int(np.count_nonzero(mark))
+    grid, win = weights.grid, _union_window(weights)
     n_cx = -(-grid.width // CHUNK)
+    mark = np.zeros(win.width * win.height, dtype=bool)  # distinct pixels by marking (np.unique sorts: slower)
     touched = np.zeros(-(-grid.height // CHUNK) * n_cx, dtype=bool)
-    touched[row // CHUNK * n_cx + col // CHUNK] = True
+    for _, row, col, _ in _blocks(weights):
+        mark[(row - win.row_off) * win.width + (col - win.col_off)] = True
+        touched[row // CHUNK * n_cx + col // CHUNK] = True
+    used = int(np.count_nonzero(mark))
     cy, cx = np.divmod(np.flatnonzero(touched), n_cx)
     chunk_px = int(np.sum((np.minimum((cy + 1) * CHUNK, grid.height) - cy * CHUNK)
                           * (np.minimum((cx + 1) * CHUNK, grid.width) - cx * CHUNK)))
-    coverage, decode = used / chunk_px, window_px / used
+    coverage, decode = used / chunk_px, mark.size / used
     stream = coverage >= STREAM_MIN_COVERAGE and decode <= STREAM_MAX_DECODE
-    why = (f"zones use {coverage:.0%} of the {cy.size} chunks they touch and their {window_px}-pixel window "
+    why = (f"zones use {coverage:.0%} of the {cy.size} chunks they touch and their {mark.size}-pixel window "
            f"holds {decode:.2f} pixels per pixel used (stream when >= {STREAM_MIN_COVERAGE:.0%} and "
            f"<= {STREAM_MAX_DECODE:g})")
     return stream, why
@@ -103,25 +106,27 @@ def choose_stream(weights: GridWeights) -> tuple[bool, str]:
 
 def plan_stream(weights: GridWeights) -> StreamPlan:
     """Runs of wholly covered pixels and the partly covered edge entries, on the union window."""
-    zone, row, col, cov = _entries(weights)
-    r0, c0 = int(row.min()), int(col.min())
-    window = Window(c0, r0, int(col.max()) - c0 + 1, int(row.max()) - r0 + 1)
-    pixel = (row - r0) * window.width + (col - c0)
-    inner = cov >= 1.0
-    zi, pi = zone[inner], pixel[inner]
-    order = np.lexsort((pi, zi))
-    zi, pi = zi[order], pi[order]
-    new = np.r_[True, (zi[1:] != zi[:-1]) | (pi[1:] != pi[:-1] + 1)] if zi.size else np.zeros(0, bool)
-    starts = np.flatnonzero(new)
-    stops = np.r_[starts[1:], zi.size]
-    run_start, run_len, run_zone = pi[starts], stops - starts, zi[starts]
-    by_start = np.argsort(run_start, kind="stable")
-    run_start, run_len, run_zone = run_start[by_start], run_len[by_start], run_zone[by_start]
-    bounds = np.empty(2 * run_start.size, dtype="int64")
-    bounds[0::2], bounds[1::2] = run_start, run_start + run_len
-    n = weights.n_zones
-    return StreamPlan(window, n, bounds, run_zone.astype("int64"), np.bincount(zi, minlength=n).astype("float64"),
-                      zone[~inner].astype("int64"), pixel[~inner], cov[~inner])
+    window, n = _union_window(weights), weights.n_zones
+    runs, edges, n_inner = [], [], np.zeros(n)
+    for zone, row, col, cov in _blocks(weights):
+        pixel = (row - window.row_off) * window.width + (col - window.col_off)
+        inner = cov >= 1.0
+        zi, pi = zone[inner], pixel[inner]
+        # Runs of consecutive pixels of one zone, in the entries' order (zone by zone, row-major
+        # from exactextract); any order is correct, an unsorted one only makes more runs.
+        if zi.size:
+            starts = np.flatnonzero(np.r_[True, (zi[1:] != zi[:-1]) | (pi[1:] != pi[:-1] + 1)])
+            runs.append((pi[starts], pi[np.r_[starts[1:], zi.size] - 1] + 1, zi[starts]))
+        edges.append((zone[~inner], pixel[~inner], cov[~inner]))
+        n_inner += np.bincount(zi, minlength=n)
+    start, stop, run_zone = (np.concatenate(v) for v in zip(*runs, strict=True)) if runs else \
+        (np.zeros(0, "int64"),) * 3
+    by_start = np.argsort(start, kind="stable")  # reduceat then walks the window once
+    bounds = np.empty(2 * start.size, dtype="int64")
+    bounds[0::2], bounds[1::2] = start[by_start], stop[by_start]
+    edge_zone, edge_pixel, edge_cov = (np.concatenate(v) for v in zip(*edges, strict=True))
+    return StreamPlan(window, n, bounds, run_zone[by_start].astype("int64"), n_inner,
+                      edge_zone.astype("int64"), edge_pixel, edge_cov)
 
 
 def stream_stats(
@@ -144,27 +149,36 @@ def stream_stats(
     for r, w in enumerate(edge_w):
         acc[r, 0] = (plan.n_inner + np.bincount(plan.edge_zone, w, n))[:, None]
         acc[r, 3] = (plan.n_inner + np.bincount(plan.edge_zone, w > 0, n))[:, None]
-    size = plan.window.width * plan.window.height
-    bufs = [np.zeros(size + 1) for _ in range(3)]  # one past the end: every run's stop is a valid index
+    buf = np.zeros(plan.window.width * plan.window.height + 1)  # one past the end: every run stop is valid
+    view = buf[:-1]
     with rasterio.Env(**GDAL_ENV):
         for t, raster in enumerate(rasters):
             rad, aux = _read(raster, plan.window)
             usable = ~np.isnan(rad)
             layer = usable if raster.aux_kind == "none" or aux is None else aux
-            valid = valid_mask(layer, raster.aux_kind, min_cf_cvg, bm_quality)
-            np.copyto(bufs[0][:-1], valid.ravel())
-            np.multiply(np.where(usable, rad, 0.0).ravel(), bufs[0][:-1], out=bufs[1][:-1])
-            obs = raster.aux_kind == "cf_cvg"
-            if obs:
-                np.copyto(bufs[2][:-1], layer.ravel())
-            del rad, aux, usable, layer, valid
-            for k, buf in zip((1, 2, 4), bufs if obs else bufs[:2], strict=False):
-                inner, edge = _sums(buf, plan)
-                for r, w in enumerate(edge_w):
-                    acc[r, k, :, t] = inner + np.bincount(plan.edge_zone, w * edge, n)
-            if not obs:  # observed means valid
+            valid = valid_mask(layer, raster.aux_kind, min_cf_cvg, bm_quality).ravel()
+            np.copyto(view, valid)
+            _add(acc, 1, t, buf, plan, edge_w)
+            view[:] = 0.0
+            np.copyto(view, rad.ravel(), where=valid & usable.ravel())  # weight x radiance, observed only
+            _add(acc, 2, t, buf, plan, edge_w)
+            if raster.aux_kind == "cf_cvg":  # observation counts
+                np.copyto(view, layer.ravel())
+                _add(acc, 4, t, buf, plan, edge_w)
+            else:  # observed means valid
                 acc[:, 4, :, t] = acc[:, 1, :, t]
     return acc
+
+
+def _add(acc: np.ndarray, k: int, t: int, buf: np.ndarray, plan: StreamPlan, edge_w: list[np.ndarray]) -> None:
+    """Sum ``buf`` (the window, one 0 past its end) per zone into ``acc[:, k, :, t]``, each rule's weights."""
+    if plan.run_bounds.size:
+        inner = np.bincount(plan.run_zone, np.add.reduceat(buf, plan.run_bounds)[0::2], plan.n_zones)
+    else:
+        inner = np.zeros(plan.n_zones)
+    edge = buf[plan.edge_pixel]
+    for r, w in enumerate(edge_w):
+        acc[r, k, :, t] = inner + np.bincount(plan.edge_zone, w * edge, plan.n_zones)
 
 
 def _read(raster: MonthlyRaster, window: Window) -> tuple[np.ndarray, np.ndarray | None]:
@@ -186,14 +200,3 @@ def _read(raster: MonthlyRaster, window: Window) -> tuple[np.ndarray, np.ndarray
         raise SourceError(f"{raster.radiance}: cannot read month {raster.month} ({raster_error_reason(e)}); "
                           "the file may be truncated: delete it and download again") from e
     return clean(rad, aux, raster)
-
-
-def _sums(flat: np.ndarray, plan: StreamPlan) -> tuple[np.ndarray, np.ndarray]:
-    """Per zone, the sum of ``flat`` (the window, one 0 past its end) over its wholly covered pixels;
-    and its values at the edge entries."""
-    if plan.run_bounds.size:
-        runs = np.add.reduceat(flat, plan.run_bounds)[0::2]
-        inner = np.bincount(plan.run_zone, runs, plan.n_zones)
-    else:
-        inner = np.zeros(plan.n_zones)
-    return inner, flat[plan.edge_pixel]

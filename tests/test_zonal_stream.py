@@ -88,6 +88,19 @@ def test_streamed_counties_equal_the_chunked_path(tmp_path, rng, monkeypatch, ca
     assert inside["valid_fraction"].min() < 0.6  # zones partly off the shifted grid count that part unobserved
 
 
+def test_zones_without_wholly_covered_pixels(tmp_path, rng, monkeypatch):
+    """Half-pixel strips (every pixel shared by two zones) in one read block, a box in the next."""
+    rad = rng.gamma(2.0, 1.5, (6, 600)).astype("float32")
+    write_eog_month(tmp_path, 2024, 1, rad, rng.integers(0, 9, rad.shape), WEST, NORTH)
+    rasters = find_monthly_rasters(tmp_path)
+    strips = [box(WEST, NORTH - (k + 1) * RES / 2, WEST + 512 * RES, NORTH - k * RES / 2) for k in range(12)]
+    zones = _zones([*strips, box(WEST + 512 * RES, NORTH - 6 * RES, WEST + 600 * RES, NORTH)])
+    assert choose_stream(coverage_weights(zones.geometry, rasters[0].grid))[0]
+    streamed = zone_month_table(rasters, zones, RULES, progress=False)
+    _assert_close(streamed, _chunked(monkeypatch, rasters, zones, RULES, progress=False))
+    assert list(streamed.loc[streamed["pixel_rule"] == "exact", "weight"]) == pytest.approx([256.0] * 12 + [528.0])
+
+
 def test_planted_grid_units(tmp_path):
     """Four units tiling a window, each with its own radiance; a cloud over half of one."""
     rad = np.zeros((40, 60), "float32")
