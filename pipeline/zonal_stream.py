@@ -121,6 +121,13 @@ def plan_stream(weights: GridWeights) -> StreamPlan:
         n_inner += np.bincount(zi, minlength=n)
     start, stop, run_zone = (np.concatenate(v) for v in zip(*runs, strict=True)) if runs else \
         (np.zeros(0, "int64"),) * 3
+    last = stop == window.width * window.height
+    if last.any():  # reduceat cannot stop past the end: the window's last pixel becomes an edge entry
+        edges.append((run_zone[last], stop[last] - 1, np.ones(int(last.sum()))))
+        n_inner -= np.bincount(run_zone[last], minlength=n)
+        stop = np.where(last, stop - 1, stop)
+        keep = stop > start
+        start, stop, run_zone = start[keep], stop[keep], run_zone[keep]
     by_start = np.argsort(start, kind="stable")  # reduceat then walks the window once
     bounds = np.empty(2 * start.size, dtype="int64")
     bounds[0::2], bounds[1::2] = start[by_start], stop[by_start]
@@ -149,34 +156,30 @@ def stream_stats(
     for r, w in enumerate(edge_w):
         acc[r, 0] = (plan.n_inner + np.bincount(plan.edge_zone, w, n))[:, None]
         acc[r, 3] = (plan.n_inner + np.bincount(plan.edge_zone, w > 0, n))[:, None]
-    buf = np.zeros(plan.window.width * plan.window.height + 1)  # one past the end: every run stop is valid
-    view = buf[:-1]
     with rasterio.Env(**GDAL_ENV):
         for t, raster in enumerate(rasters):
             rad, aux = _read(raster, plan.window)
             usable = ~np.isnan(rad)
             layer = usable if raster.aux_kind == "none" or aux is None else aux
-            valid = valid_mask(layer, raster.aux_kind, min_cf_cvg, bm_quality).ravel()
-            np.copyto(view, valid)
-            _add(acc, 1, t, buf, plan, edge_w)
-            view[:] = 0.0
-            np.copyto(view, rad.ravel(), where=valid & usable.ravel())  # weight x radiance, observed only
-            _add(acc, 2, t, buf, plan, edge_w)
+            valid = valid_mask(layer, raster.aux_kind, min_cf_cvg, bm_quality)
+            _add(acc, 1, t, valid.view(np.uint8).ravel(), plan, edge_w)
+            keep = valid if layer is usable else valid & usable
+            _add(acc, 2, t, np.where(keep, rad, 0).ravel(), plan, edge_w)  # radiance where observed
             if raster.aux_kind == "cf_cvg":  # observation counts
-                np.copyto(view, layer.ravel())
-                _add(acc, 4, t, buf, plan, edge_w)
+                _add(acc, 4, t, layer.ravel(), plan, edge_w)
             else:  # observed means valid
                 acc[:, 4, :, t] = acc[:, 1, :, t]
     return acc
 
 
-def _add(acc: np.ndarray, k: int, t: int, buf: np.ndarray, plan: StreamPlan, edge_w: list[np.ndarray]) -> None:
-    """Sum ``buf`` (the window, one 0 past its end) per zone into ``acc[:, k, :, t]``, each rule's weights."""
+def _add(acc: np.ndarray, k: int, t: int, flat: np.ndarray, plan: StreamPlan, edge_w: list[np.ndarray]) -> None:
+    """Sum the window ``flat`` per zone (in float64) into ``acc[:, k, :, t]``, with each rule's weights."""
     if plan.run_bounds.size:
-        inner = np.bincount(plan.run_zone, np.add.reduceat(buf, plan.run_bounds)[0::2], plan.n_zones)
+        runs = np.add.reduceat(flat, plan.run_bounds, dtype=np.float64)[0::2]
+        inner = np.bincount(plan.run_zone, runs, plan.n_zones)
     else:
         inner = np.zeros(plan.n_zones)
-    edge = buf[plan.edge_pixel]
+    edge = flat[plan.edge_pixel].astype(np.float64)
     for r, w in enumerate(edge_w):
         acc[r, k, :, t] = inner + np.bincount(plan.edge_zone, w * edge, plan.n_zones)
 
