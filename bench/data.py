@@ -7,6 +7,10 @@ Two layouts of the same pixels, so their timings compare directly:
 * ``nk/``: the North Korea window (1680 x 1320 px, 15 arc-seconds, lon 124-131 E,
   lat 37.5-43 N), 120 months of noisy radiance (noise everywhere, so tiles decode at
   a realistic cost) with cloud gaps as nodata;
+* ``nk/`` also holds months 121-168 (same recipe), for the county and national-panel
+  cases, which need 14 years; the tile layout stops at 120;
+* ``county*.geojson`` / ``panel181.geojson``: Voronoi units (county-like polygons)
+  tiling a 960 x 800 px window of the Korea grid, or the whole Korea window;
 * ``tile/``: the same months embedded in a full-size 28800 x 18000 px tile shaped like
   EOG's ``75N060E`` (60-180 E, 0-75 N). Only the Korea tiles are written; the rest are
   sparse (absent blocks read as nodata), so the file is small and fast to make.
@@ -26,7 +30,7 @@ import geopandas as gpd
 import numpy as np
 import rasterio
 from rasterio.transform import from_origin
-from shapely.geometry import Point
+from shapely.geometry import Point, box
 from shapely.ops import transform as shp_transform
 
 RES = 1 / 240
@@ -34,6 +38,8 @@ NK_WEST, NK_NORTH, NK_W, NK_H = 124.0, 43.0, 1680, 1320
 TILE_WEST, TILE_NORTH, TILE_W, TILE_H = 60.0, 75.0, 28800, 18000
 NODATA = -999.0
 MAX_MONTHS = 120
+NK_MONTHS = 168  # the Korea window has 14 years (county and national-panel cases)
+COUNTY_WINDOW = (300, 200, 960, 800)  # column, row offsets and size (px) of the county window in nk
 MAX_SITES = 2000
 SEED = 6
 LAYOUT = "v1"  # bump to regenerate cached data after changing this module
@@ -56,6 +62,23 @@ def bench_sites(n: int = MAX_SITES, radius_m: float = 2000.0) -> gpd.GeoDataFram
         circle = Point(0, 0).buffer(1.0, 16)
         geoms.append(shp_transform(lambda a, b, x=x, y=y, kx=kx, ky=ky: (x + a * kx, y + b * ky), circle))
     return gpd.GeoDataFrame({"site_id": [f"s{i:04d}" for i in range(n)]}, geometry=geoms, crs="EPSG:4326")
+
+
+def voronoi_units(n: int, window: tuple[int, int, int, int] = COUNTY_WINDOW, seed: int = SEED) -> gpd.GeoDataFrame:
+    """``n`` Voronoi cells tiling a pixel window of the Korea grid: county-sized units."""
+    import shapely
+
+    c0, r0, w, h = window
+    frame = box(NK_WEST + c0 * RES, NK_NORTH - (r0 + h) * RES, NK_WEST + (c0 + w) * RES, NK_NORTH - r0 * RES)
+    rng = np.random.default_rng([seed, n])
+    seeds = shapely.multipoints(rng.uniform(frame.bounds[:2], frame.bounds[2:], (n, 2)))
+    cells = [c.intersection(frame) for c in shapely.get_parts(shapely.voronoi_polygons(seeds, extend_to=frame))]
+    cells.sort(key=lambda g: (-g.centroid.y, g.centroid.x))
+    return gpd.GeoDataFrame({"site_id": [f"u{i:03d}" for i in range(n)]}, geometry=cells, crs="EPSG:4326")
+
+
+UNIT_FILES = {"county120.geojson": (120, COUNTY_WINDOW), "county181.geojson": (181, COUNTY_WINDOW),
+              "panel181.geojson": (181, (0, 0, NK_W, NK_H))}
 
 
 def _static_fields(sites: gpd.GeoDataFrame) -> tuple[np.ndarray, np.ndarray]:
@@ -115,6 +138,7 @@ def ensure_data(root: Path, progress: bool = True) -> Path:
 
     out = Path(root) / LAYOUT
     if (out / MARKER).exists():
+        _ensure_extras(out, progress)
         return out
     for sub in ("nk", "tile"):
         (out / sub).mkdir(parents=True, exist_ok=True)
@@ -138,4 +162,27 @@ def ensure_data(root: Path, progress: bool = True) -> Path:
                   unit="month", disable=not progress, leave=False))
     (out / MARKER).write_text("SYNTHETIC rasters made by bench/data.py to time extraction; "
                               "not observations of any place.\n", encoding="utf-8")
+    _ensure_extras(out, progress)
     return out
+
+
+def _ensure_extras(out: Path, progress: bool) -> None:
+    """Months 121-168 of the Korea window and the county units, added to existing data if missing."""
+    from tqdm.auto import tqdm
+
+    for name, (n, window) in UNIT_FILES.items():
+        if not (out / name).exists():
+            voronoi_units(n, window).to_file(out / name, driver="GeoJSON")
+    names = month_names(NK_MONTHS)
+    todo = [i for i in range(MAX_MONTHS, NK_MONTHS) if not (out / "nk" / f"bench_{names[i]}.tif").exists()]
+    if not todo:
+        return
+    s_field, t_field = _static_fields(bench_sites())
+    nk = _profile(NK_W, NK_H, NK_WEST, NK_NORTH)
+
+    def one(i: int) -> None:
+        _write(out / "nk" / f"bench_{names[i]}.tif", nk, render(i, s_field, t_field), None)
+
+    with ThreadPoolExecutor(max_workers=os.cpu_count() or 2) as pool:
+        list(tqdm(pool.map(one, todo), total=len(todo), desc="generating months 121-168", unit="month",
+                  disable=not progress, leave=False))

@@ -34,19 +34,42 @@ import pandas as pd
 ROOT = Path(__file__).resolve().parents[1]
 
 
+TOOLS = ("floor", "ours", "floor-cube", "ours-warm", "ours-nocube", "ours-1thread", "ours-chunked", "exactextract",
+         "rasterstats", "rioxarray")
+SITE_TOOLS = tuple(t for t in TOOLS if t != "ours-chunked")
+# counties: the cube is never built (streaming path), so no warm or cube-floor runs; rasterstats and
+# rioxarray take minutes per case at this size and were compared on the site cases
+COUNTY_TOOLS = ("floor", "ours", "ours-1thread", "ours-chunked", "exactextract")
+PANEL_TOOLS = ("floor", "ours", "exactextract")
+
+
 @dataclass(frozen=True)
 class Scale:
     name: str
     layout: str  # "nk" (Korea window) or "tile" (full 28800 x 18000 tile)
     n_sites: int
     n_months: int
+    sites: str = "sites.geojson"  # zones: scattered sites, or county units (bench/data.py UNIT_FILES)
+    tools: tuple[str, ...] = SITE_TOOLS
+    kind: str = "sites"  # "sites", "county" or "panel"
+
+
+def _county(n: int, months: int) -> Scale:
+    return Scale(f"county {n}x{months}", "nk", n, months, f"county{n}.geojson", COUNTY_TOOLS, "county")
+
+
+def _panel(months: int) -> Scale:
+    return Scale(f"panel 181x{months}", "nk", 181, months, "panel181.geojson", PANEL_TOOLS, "panel")
 
 
 SCALES = (Scale("nk 20x36", "nk", 20, 36), Scale("nk 200x48", "nk", 200, 48),
-          Scale("tile 200x48", "tile", 200, 48), Scale("nk 2000x120", "nk", 2000, 120))
-QUICK = (Scale("nk 20x12", "nk", 20, 12), Scale("tile 20x12", "tile", 20, 12))
-TOOLS = ("floor", "ours", "floor-cube", "ours-warm", "ours-nocube", "ours-1thread", "exactextract", "rasterstats", "rioxarray")
+          Scale("tile 200x48", "tile", 200, 48), Scale("nk 2000x120", "nk", 2000, 120),
+          _county(120, 72), _county(181, 72), _county(120, 168), _county(181, 168),
+          _panel(12), _panel(60), _panel(168))
+QUICK = (Scale("nk 20x12", "nk", 20, 12), Scale("tile 20x12", "tile", 20, 12), _county(120, 12), _panel(6),
+         _panel(24))
 EXACT_TOL = 1e-6  # relative: exact-coverage tools differ only by summation order
+SAME_TOL = 1e-9  # relative: our two paths (streamed, chunked) on the same work
 CENTRE_TOL = 1e-5  # rasterstats vs rioxarray (same whole-pixel rule, float32 vs float64 sums)
 
 
@@ -54,9 +77,9 @@ def run_tool(tool: str, scale: Scale, data: Path, work: Path, timeout: float) ->
     """One tool in a fresh process; whole-process wall time and peak RSS measured here."""
     out = work / f"{tool}.npy"
     cube = work / "cube"
-    if tool in ("ours", "ours-1thread"):
+    if tool in ("ours", "ours-1thread", "ours-chunked"):
         shutil.rmtree(cube, ignore_errors=True)  # cold: the cube is built in this run
-    argv = [sys.executable, "-m", "bench.worker", tool, str(data / scale.layout), str(data / "sites.geojson"),
+    argv = [sys.executable, "-m", "bench.worker", tool, str(data / scale.layout), str(data / scale.sites),
             str(scale.n_sites), str(scale.n_months), str(out), str(cube)]
     log_out, log_err = work / f"{tool}.out", work / f"{tool}.err"
     t0 = time.perf_counter()
@@ -92,11 +115,14 @@ def agreement(results: dict[str, dict]) -> dict[str, str]:
 
     notes = {}
     ref = load("exactextract")
-    for tool in ("ours", "ours-warm", "ours-nocube", "ours-1thread"):
+    for tool in ("ours", "ours-warm", "ours-nocube", "ours-1thread", "ours-chunked"):
         a = load(tool)
         if a is None or ref is None:
             continue
         notes[tool] = _compare(a, ref, EXACT_TOL, "exactextract")
+    chunked, streamed = load("ours-chunked"), load("ours")
+    if chunked is not None and streamed is not None:  # the two paths: equal to 1e-9
+        notes["ours-chunked"] = _compare(chunked, streamed, SAME_TOL, "ours")
     rs, rx = load("rasterstats"), load("rioxarray")
     if rs is not None and rx is not None:
         notes["rioxarray"] = _compare(rx, rs, CENTRE_TOL, "rasterstats")
@@ -156,7 +182,7 @@ def bench_scale(scale: Scale, data: Path, timeout: float, skip: set[str], progre
     _warm_page_cache(data / scale.layout, scale.n_months)
     results: dict[str, dict] = {}
     with tempfile.TemporaryDirectory(prefix="nl-bench-", dir=data) as tmp:
-        for tool in TOOLS:
+        for tool in scale.tools:
             if tool in skip:
                 results[tool] = {"tool": tool, "status": "skipped: stopped at a smaller scale"}
                 continue
@@ -169,7 +195,7 @@ def bench_scale(scale: Scale, data: Path, timeout: float, skip: set[str], progre
     rows = []
     ee, fl, fc = results.get("exactextract", {}), results.get("floor", {}), results.get("floor-cube", {})
     for tool, r in results.items():
-        row = {"scale": scale.name, "sites": scale.n_sites, "months": scale.n_months, "tool": tool,
+        row = {"scale": scale.name, "kind": scale.kind, "sites": scale.n_sites, "months": scale.n_months, "tool": tool,
                "status": r["status"], "process_s": r.get("process_s"), "work_s": r.get("work_s"),
                "read_mb": r.get("read_mb"), "peak_mb": r.get("peak_mb"), "runs": r.get("runs", 1)}
         row["process_vs_exactextract"] = _ratio(r.get("process_s"), ee.get("process_s"))
@@ -212,8 +238,25 @@ def markdown(df: pd.DataFrame, cores: int) -> str:
             "bytes read while working; peak MB: the process's peak resident memory. floor: decode the source "
             "tiles the sites touch; cube floor: decode the cube chunks they touch (what ours-warm reads). "
             "ours: cold, builds the cube; ours-warm: cube already built; ours-nocube: reads the files "
-            "directly; ours-1thread: cold on one thread. Times are medians of the runs; a tool stopped at "
+            "directly; ours-1thread: cold on one thread; ours-chunked: cold, the streaming path for counties "
+            "disabled (the chunked cube path on the same work). county: Voronoi units tiling a 960 x 800 px "
+            "window; panel: 181 units tiling the whole Korea window. Times are medians of the runs; a tool stopped at "
             "one scale is skipped at the larger ones.\n\n" + "\n".join(lines) + "\n")
+
+
+def panel_markdown(df: pd.DataFrame) -> str:
+    """National panel: time and peak memory by months, and their growth from the fewest months."""
+    panel = df[(df["kind"] == "panel") & (df["status"] == "ok")]
+    if panel.empty:
+        return ""
+    lines = ["National panel (181 Voronoi units tiling the Korea window, 1680 x 1320 px), as months grow:", "",
+             "| months | tool | process s | work s | peak MB | read MB | time x | memory x |", "|---|---|---|---|---|---|---|---|"]
+    for tool, rows in panel.sort_values("months").groupby("tool", sort=False):
+        first = rows.iloc[0]
+        for r in rows.itertuples():
+            lines.append(f"| {r.months} | {tool} | {r.process_s:.2f} | {r.work_s:.2f} | {r.peak_mb:.0f} | "
+                         f"{r.read_mb:.0f} | {r.process_s / first.process_s:.2f} | {r.peak_mb / first.peak_mb:.2f} |")
+    return "\n".join(lines) + "\n"
 
 
 def memory_markdown(mem: pd.DataFrame) -> str:
@@ -232,7 +275,8 @@ def main(argv: list[str] | None = None) -> int:
     p.add_argument("--out", type=Path, default=ROOT / "outputs" / "bench", help="where bench.csv and bench.md go")
     p.add_argument("--data", type=Path, default=ROOT / "data" / "bench", help="cache of generated bench data")
     p.add_argument("--tools", nargs="+", choices=TOOLS, help="only these tools")
-    p.add_argument("--scales", nargs="+", metavar="NAME", help="only these scales, e.g. 'nk 200x48'")
+    p.add_argument("--scales", nargs="+", metavar="NAME",
+                   help="only these scales, e.g. 'nk 200x48' 'county 120x72' (skips the memory series)")
     p.add_argument("--repeat", type=int, default=3, help="runs per tool, median reported (default 3; 1 with --quick)")
     args = p.parse_args(argv)
     from bench.data import ensure_data
@@ -248,13 +292,14 @@ def main(argv: list[str] | None = None) -> int:
         rows += [r for r in bench_scale(scale, data, args.timeout, skip, True, repeat)
                  if not (args.tools and r["tool"] not in args.tools)]
     df = pd.DataFrame(rows)
-    mem = pd.DataFrame(memory_series(data, args.timeout, (12, 36) if args.quick else (12, 48, 120)))
+    mem = pd.DataFrame() if args.scales else \
+        pd.DataFrame(memory_series(data, args.timeout, (12, 36) if args.quick else (12, 48, 120)))
     cores = os.cpu_count() or 1
     args.out.mkdir(parents=True, exist_ok=True)
     name = "bench-quick" if args.quick else "bench"
     _write_atomic(args.out / f"{name}.csv", df.to_csv(index=False))
     _write_atomic(args.out / f"{name}-memory.csv", mem.to_csv(index=False))
-    md = markdown(df, cores) + "\n" + memory_markdown(mem)
+    md = markdown(df, cores) + "\n" + panel_markdown(df) + ("\n" + memory_markdown(mem) if len(mem) else "")
     _write_atomic(args.out / f"{name}.md", md)
     print(md)
     print(f"written: {args.out / (name + '.csv')}, {args.out / (name + '.md')}")

@@ -14,7 +14,10 @@ grid). The pixels zones touch are grouped into 64-pixel chunks holding all month
 (:mod:`pipeline.cube`), and chunks into parts of bounded memory; each part is one dask
 task that reads its chunks (from the study cube when given one, else from the monthly
 files, never the whole tile) and applies the sparse weights for all months at once.
-Parts are independent, so they run in parallel locally or on a cluster.
+Parts are independent, so they run in parallel locally or on a cluster. Zones that
+tile a window instead (counties) use nearly every pixel of it: they are streamed, one
+read of the window per month and task (:mod:`pipeline.zonal_stream`); the path is chosen
+per grid from how fully the zones use the chunks they touch.
 """
 
 from __future__ import annotations
@@ -36,6 +39,7 @@ from rasterio.windows import Window
 
 from pipeline.cube import CHUNK, READ_TILE, CubeRef, load_chunks, open_cube
 from pipeline.sources import Grid, MonthlyRaster, valid_mask
+from pipeline.zonal_stream import choose_stream, plan_stream, stream_stats
 
 log = logging.getLogger(__name__)
 
@@ -43,6 +47,7 @@ BLOCK = 512  # zones whose pixels start in the same 512x512 block share one read
 TASK_BYTES = 128 * 2**20  # memory a task aims at (all months of its chunks, and the arithmetic)
 SPLIT_BYTES = 512 * 2**20  # only past this is a source tile split between tasks (decoded twice)
 MIN_TASKS = 8  # split small jobs at least this much, so every core has work
+STREAM_MONTHS = 4  # months per task on the streaming path (one window read each, then dropped)
 STATS = ("mean_radiance", "sum_radiance", "valid_fraction", "weight", "n_pixels", "mean_obs")
 
 
@@ -294,7 +299,9 @@ def zone_month_table(
     With ``cube_dir``, pixels come from the study cube there (:mod:`pipeline.cube`), filled
     on first use and reused while the inputs are unchanged; without, from the monthly files.
     The scheduler is dask's current one: threads by default (GDAL releases the GIL), or
-    a ``distributed.Client`` the caller has made current.
+    a ``distributed.Client`` the caller has made current. Zones that tile a window
+    (counties) take the streaming path of :mod:`pipeline.zonal_stream` instead, chosen per
+    grid from how fully they use the pixels that would be decoded; it needs no cube.
     """
     rules = tuple(rules)
     by_grid: dict[Grid, list[int]] = {}
@@ -306,18 +313,30 @@ def zone_month_table(
         group = [rasters[i] for i in idx]
         weights = coverage_weights(zones.geometry, grid)
         inside.append(weights.inside)
+        stream, why = choose_stream(weights)
+        log.debug("grid %s: %s path, %s", grid.describe(), "streaming" if stream else "chunked", why)
+        if stream:
+            plan = dask.delayed(plan_stream(weights), traverse=False)
+            del weights  # the plan holds what the months need; the entries would stay for the whole run
+            for k in range(0, len(group), STREAM_MONTHS):
+                months = group[k:k + STREAM_MONTHS]
+                tasks.append(dask.delayed(stream_stats)(dask.delayed(months, traverse=False), plan, rules,
+                                                        min_cf_cvg, bm_quality,
+                                                        dask_key_name=f"stream_stats-{run}-{g}-{k}"))
+                owners.append((g, slice(None), slice(k, k + len(months))))
+            continue
         cube = open_cube(cube_dir, group)
         # shared arguments as one graph node each: dask would otherwise walk every raster per task
         shared = [dask.delayed(v, traverse=False) for v in (group, cube)]
         for k, part in enumerate(plan_parts(weights, len(group), np.dtype(cube.rad_dtype).itemsize + 2)):
             tasks.append(dask.delayed(part_stats)(*shared, dask.delayed(part, traverse=False), rules, min_cf_cvg,
                                                   bm_quality, dask_key_name=f"part_stats-{run}-{g}-{k}"))
-            owners.append((g, part.zones))
+            owners.append((g, part.zones, slice(None)))
     results = compute_with_progress(tasks, "extracting", progress)
     nz = len(zones)
     acc = [np.zeros((len(rules), 5, nz, len(idx))) for idx in by_grid.values()]
-    for (g, zone_idx), res in zip(owners, results, strict=True):
-        acc[g][:, :, zone_idx, :] += res
+    for (g, zone_idx, month_idx), res in zip(owners, results, strict=True):
+        acc[g][:, :, zone_idx, month_idx] += res
     out = np.empty((len(rasters), len(rules), nz, len(STATS)))
     for a, share, idx in zip(acc, inside, by_grid.values(), strict=True):
         out[idx] = finish_stats(a, share)
@@ -346,7 +365,7 @@ def compute_with_progress(tasks: list, label: str, progress: bool) -> list:
 
     class _Bar(Callback):
         def _posttask(self, key, result, dsk, state, id):
-            if isinstance(key, tuple) or str(key).startswith("part_stats"):
+            if isinstance(key, tuple) or str(key).startswith(("part_stats", "stream_stats")):
                 bar.update(1)
 
     with _Bar():
