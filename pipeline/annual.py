@@ -46,7 +46,7 @@ from pipeline.change import (
     log_ratio,
 )
 from pipeline.sources import MonthlyRaster, read_window, valid_mask
-from pipeline.zonal import coverage_weights, rule_weights
+from pipeline.weights import coverage_weights, rule_weights
 
 FOOTPRINT_M = 750.0  # VIIRS DNB ground footprint at nadir (data_sources.md S32)
 ANNUAL_STATISTIC = "annual"  # the sensitivity table's statistic for annual composites

@@ -32,129 +32,19 @@ import dask
 import geopandas as gpd
 import numpy as np
 import pandas as pd
-import shapely
-from exactextract import exact_extract
-from exactextract.raster import NumPyRasterSource
-from rasterio.windows import Window
 
 from pipeline.cube import CHUNK, READ_TILE, CubeRef, load_chunks, open_cube
 from pipeline.sources import Grid, MonthlyRaster, valid_mask
+from pipeline.weights import GridWeights, coverage_weights, rule_weights
 from pipeline.zonal_stream import choose_stream, plan_stream, stream_stats
 
 log = logging.getLogger(__name__)
 
-BLOCK = 512  # zones whose pixels start in the same 512x512 block share one read window
 TASK_BYTES = 128 * 2**20  # memory a task aims at (all months of its chunks, and the arithmetic)
 SPLIT_BYTES = 512 * 2**20  # only past this is a source tile split between tasks (decoded twice)
 MIN_TASKS = 8  # split small jobs at least this much, so every core has work
 STREAM_MONTHS = 4  # months per task on the streaming path (one window read each, then dropped)
 STATS = ("mean_radiance", "sum_radiance", "valid_fraction", "weight", "n_pixels", "mean_obs")
-
-
-@dataclass(frozen=True)
-class BlockWeights:
-    """Sparse exact coverage of zones on one read window of a grid."""
-
-    window: Window
-    zone: np.ndarray  # int32 zone index per entry
-    pixel: np.ndarray  # int64 flat index into the window
-    coverage: np.ndarray  # float64 exact covered fraction of the pixel, (0, 1]
-
-
-@dataclass(frozen=True)
-class GridWeights:
-    """All zones' weights on one grid, split into read blocks."""
-
-    grid: Grid
-    n_zones: int
-    blocks: tuple[BlockWeights, ...]
-    inside: np.ndarray  # per zone: share of its area inside the grid (0 outside, 1 wholly inside)
-
-    @property
-    def n_entries(self) -> int:
-        return sum(b.zone.size for b in self.blocks)
-
-
-def rule_weights(coverage: np.ndarray, rule: str) -> np.ndarray:
-    """Pixel-inclusion rule as weights, matching exactextract's options.
-
-    exact: the covered fraction (``mean``); centroid-like: 1 where at least half the
-    pixel is covered (``mean(min_coverage_frac=0.5, coverage_weight=none)``);
-    all-touched-like: 1 for any covered pixel (``mean(coverage_weight=none)``).
-    """
-    if rule == "exact":
-        return coverage
-    if rule == "centroid":
-        return (coverage >= 0.5).astype("float64")
-    if rule == "all_touched":
-        return (coverage > 0).astype("float64")
-    raise ValueError(f"pixel rule {rule!r} not valid; must be one of exact, centroid, all_touched")
-
-
-def coverage_weights(zones: gpd.GeoSeries, grid: Grid) -> GridWeights:
-    """Exact coverage fractions of every zone on ``grid`` (zones in any CRS).
-
-    Zones outside the grid get no entries (their statistics are missing, not zero); a
-    zone partly outside records the share inside, so the part that was never observed
-    lowers its ``valid_fraction`` instead of vanishing.
-    """
-    geoms = zones.to_crs(grid.crs) if zones.crs is not None else zones
-    windows = [_pixel_window(g.bounds, grid) if not g.is_empty else None for g in geoms]
-    groups: dict[tuple[int, int], list[int]] = {}
-    for i, w in enumerate(windows):
-        if w is not None:
-            groups.setdefault((w.row_off // BLOCK, w.col_off // BLOCK), []).append(i)
-    blocks = [
-        _block_weights(geoms.iloc[idx], np.asarray(idx, dtype="int32"),
-                       [windows[i] for i in idx], grid)
-        for idx in groups.values()
-    ]
-    blocks = [b for b in blocks if b.zone.size]
-    covered = np.zeros(len(zones))
-    for b in blocks:
-        covered += np.bincount(b.zone, b.coverage, len(zones))
-    area_px = shapely.area(geoms.values) / abs(grid.affine.a * grid.affine.e)  # planar, like exactextract
-    with np.errstate(invalid="ignore", divide="ignore"):
-        inside = np.clip(np.where(area_px > 0, covered / area_px, 0.0), 0.0, 1.0)
-    return GridWeights(grid, len(zones), tuple(blocks), inside)
-
-
-def _pixel_window(bounds: tuple[float, float, float, float], grid: Grid) -> Window | None:
-    """The pixel window covering ``bounds`` (padded by one pixel), clipped to the grid."""
-    inv = ~grid.affine
-    xmin, ymin, xmax, ymax = bounds
-    cols, rows = zip(*(inv @ (x, y) for x in (xmin, xmax) for y in (ymin, ymax)), strict=True)
-    c0, c1 = int(np.floor(min(cols))) - 1, int(np.ceil(max(cols))) + 1
-    r0, r1 = int(np.floor(min(rows))) - 1, int(np.ceil(max(rows))) + 1
-    c0, r0 = max(c0, 0), max(r0, 0)
-    c1, r1 = min(c1, grid.width), min(r1, grid.height)
-    if c0 >= c1 or r0 >= r1:
-        return None
-    return Window(c0, r0, c1 - c0, r1 - r0)
-
-
-def _block_weights(geoms: gpd.GeoSeries, zone_idx: np.ndarray, windows: list[Window], grid: Grid) -> BlockWeights:
-    r0 = min(w.row_off for w in windows)
-    c0 = min(w.col_off for w in windows)
-    r1 = max(w.row_off + w.height for w in windows)
-    c1 = max(w.col_off + w.width for w in windows)
-    window = Window(c0, r0, c1 - c0, r1 - r0)
-    a = grid.affine
-    # A dummy raster on the window's exact cells: exactextract only needs its geometry.
-    x0, y0 = a @ (c0, r0)
-    x1, y1 = a @ (c1, r1)
-    src = NumPyRasterSource(np.zeros((r1 - r0, c1 - c0), dtype="float32"),
-                            min(x0, x1), min(y0, y1), max(x0, x1), max(y0, y1), srs_wkt=grid.crs_wkt)
-    frame = gpd.GeoDataFrame({"zidx": zone_idx}, geometry=geoms.values, crs=geoms.crs)
-    df = exact_extract(src, frame, ["cell_id", "coverage"], include_cols=["zidx"], output="pandas")
-    zone = np.repeat(df["zidx"].to_numpy("int32"), df["cell_id"].map(len).to_numpy())
-    pixel = np.concatenate([np.asarray(c, dtype="int64") for c in df["cell_id"]]) if len(df) else np.zeros(0, "int64")
-    cov = np.concatenate([np.asarray(c, dtype="float64") for c in df["coverage"]]) if len(df) else np.zeros(0)
-    if a.e > 0:  # south-up grids: exactextract counts rows from the north
-        rows, cols = np.divmod(pixel, c1 - c0)
-        pixel = (r1 - r0 - 1 - rows) * (c1 - c0) + cols
-    keep = cov > 1e-9  # floating-point slivers along pixel edges are not touched pixels
-    return BlockWeights(window, zone[keep], pixel[keep], cov[keep])
 
 
 @dataclass(frozen=True)

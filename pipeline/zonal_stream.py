@@ -25,7 +25,6 @@ from __future__ import annotations
 import logging
 from collections.abc import Sequence
 from dataclasses import dataclass
-from typing import TYPE_CHECKING
 
 import numpy as np
 import rasterio
@@ -35,9 +34,7 @@ from rasterio.windows import Window
 from pipeline.cube import CHUNK, GDAL_ENV, clean
 from pipeline.errors import SourceError
 from pipeline.sources import MonthlyRaster, raster_error_reason, valid_mask
-
-if TYPE_CHECKING:
-    from pipeline.zonal import GridWeights
+from pipeline.weights import GridWeights, rule_weights
 
 log = logging.getLogger(__name__)
 
@@ -148,7 +145,6 @@ def stream_stats(
     The sums of :func:`pipeline.zonal.part_stats`, with its cleaning and validity rules;
     each month's window is read once, reduced to sums per zone and dropped.
     """
-    from pipeline.zonal import rule_weights
 
     n = plan.n_zones
     edge_w = [rule_weights(plan.edge_coverage, rule) for rule in rules]
