@@ -59,7 +59,7 @@ LABELS: dict[str, dict[str, str]] = {
         "brightened": "brightened", "unchanged": "unchanged", "dimmed": "dimmed",
         "insufficient_data": "insufficient data", "change_axis": "Change in night-time radiance, {b} to {t}",
         "threshold_band": "within {pct} (threshold)", "claim": "claim", "counts_title":
-            "{label}: {up} brightened, {rest} similar or dimmer (claim: 5 and 15)",
+            "{label}: {up} brightened, {rest} similar or dimmer (claim: {k} and {rest_k})",
         "sites": "sites", "radiance": "Radiance (nW/cm²/sr)", "baseline": "baseline {y}", "target": "target {y}",
         "groundbreaking": "groundbreaking", "inauguration": "inauguration", "invalid": "no valid observation",
         "map_title": "Sites over the {y} mean night-light composite", "composite": "Mean radiance {y}, valid months (nW/cm²/sr)",
@@ -74,7 +74,7 @@ LABELS: dict[str, dict[str, str]] = {
     "ko": {
         "brightened": "밝아짐", "unchanged": "변화 없음", "dimmed": "어두워짐", "insufficient_data": "자료 부족",
         "change_axis": "야간 복사휘도 변화, {b}년 대비 {t}년", "threshold_band": "{pct} 이내 (임계값)", "claim": "주장",
-        "counts_title": "{label}: {up}곳 밝아짐, {rest}곳 비슷하거나 어두워짐 (주장: 5곳과 15곳)", "sites": "지점",
+        "counts_title": "{label}: {up}곳 밝아짐, {rest}곳 비슷하거나 어두워짐 (주장: {k}곳과 {rest_k}곳)", "sites": "지점",
         "radiance": "복사휘도 (nW/cm²/sr)", "baseline": "기준 {y}년", "target": "비교 {y}년",
         "groundbreaking": "착공", "inauguration": "준공", "invalid": "유효 관측 없음",
         "map_title": "{y}년 평균 야간 조도 영상 위의 지점", "composite": "{y}년 유효 월 평균 복사휘도 (nW/cm²/sr)",
