@@ -174,7 +174,8 @@ def _annotate(changes: pd.DataFrame, sites: pd.DataFrame) -> pd.DataFrame:
     out = meta.merge(changes, on="site_id", how="right")
     first = ["site_id", "name", "baseline_value", "target_value", "change_pct", "ci_low", "ci_high", "class",
              "n_months"]
-    return out[first + [c for c in out.columns if c not in first]]
+    last = [c for c in ("county", "county_id") if c in out]  # added columns go after the existing ones
+    return out[first + [c for c in out.columns if c not in first + last] + last]
 
 
 def load_results(out: Path) -> Results:

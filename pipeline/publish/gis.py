@@ -19,6 +19,8 @@ def classified_sites(results: Any) -> gpd.GeoDataFrame:
                                   if c in results.changes and (c == "data_kind" or c in results.sites)])
     gdf = sites.merge(ch, on="site_id", how="left")
     gdf["data_kind"] = results.verdict["data_kind"]
+    added = [c for c in ("county", "county_id") if c in gdf]  # newer columns after the existing ones
+    gdf = gdf[[c for c in gdf.columns if c not in added and c != "geometry"] + added + ["geometry"]]
     return gpd.GeoDataFrame(gdf, geometry="geometry", crs=results.sites.crs)
 
 

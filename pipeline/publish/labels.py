@@ -96,12 +96,25 @@ def place_labels(xs: Sequence[float], ys: Sequence[float], sizes: Sequence[tuple
         rows = [b for k, b in boxes.items() if k != skip]
         return np.array(rows) if rows else np.zeros((0, 4))
 
-    for i in sorted(range(n), key=lambda k: (-crowd[k], k)):
-        boxes[i], costs[i] = _best(i, x, y, sizes[i], r, taken(i), markers, frame, margin)
-    for _ in range(passes):
-        bad = [i for i in sorted(boxes, key=lambda k: -costs[k]) if costs[i]]
-        if not bad:
-            break
-        for i in bad:
+    best: tuple[int, dict[int, Box], dict[int, int]] | None = None
+    orders = [sorted(range(n), key=lambda k: (-crowd[k], k)), sorted(range(n), key=lambda k: (crowd[k], k)),
+              sorted(range(n), key=lambda k: (x[k], y[k])), sorted(range(n), key=lambda k: (-y[k], x[k]))]
+    for order in orders:  # a few greedy orders; keep the placement breaking the fewest rules
+        boxes.clear()
+        costs.clear()
+        for i in order:
             boxes[i], costs[i] = _best(i, x, y, sizes[i], r, taken(i), markers, frame, margin)
+        for _ in range(passes):
+            bad = [i for i in sorted(boxes, key=lambda k: -costs[k]) if costs[i]]
+            if not bad:
+                break
+            for i in bad:
+                boxes[i], costs[i] = _best(i, x, y, sizes[i], r, taken(i), markers, frame, margin)
+        total = sum(costs.values())
+        if best is None or total < best[0]:
+            best = (total, dict(boxes), dict(costs))
+        if total == 0:
+            break
+    if best is not None:
+        boxes, costs = best[1], best[2]
     return [boxes[i] for i in range(n)], [costs[i] for i in range(n)]

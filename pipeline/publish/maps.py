@@ -182,7 +182,7 @@ def _map_base(comp: Composite, df: pd.DataFrame, verdict: dict[str, Any], style:
     if borders is not None:
         draw_borders(ax, borders, style)
     markers = batch_markers(df)
-    ms = style.scale(4.5 if style.width_mm < 120 else 5.5)
+    ms = style.scale(4.0 if style.width_mm < 120 else 5.5)
     _plot_sites(ax, df, markers, ms)
     ax.set_xlim(w, e)
     ax.set_ylim(s, n)
