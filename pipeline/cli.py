@@ -344,7 +344,7 @@ def cmd_sites_validate(args: argparse.Namespace) -> int:
         print(line)
     errors = sum(e for _, e in lines)
     if not errors:
-        print(f"ok: {len(args.paths)} file(s) usable" + (f", {len(problems)} warning(s)" if problems else ""))
+        print(f"ok: {len(args.paths)} file(s) usable" + (f", {len(lines)} warning(s)" if lines else ""))
     return 1 if errors else 0
 
 

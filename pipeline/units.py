@@ -139,7 +139,7 @@ def assign_units(sites: gpd.GeoDataFrame, units: gpd.GeoDataFrame, *, column: st
             log.warning("%s: warning: %s at %.5f, %.5f is outside every unit; its %s is left empty", source, label,
                         points[i].x, points[i].y, column)
             continue
-        if not name or normalise_name(name) == normalise_name(units["name"].iat[u]):
+        if not name or name == sid or normalise_name(name) == normalise_name(units["name"].iat[u]):
             continue
         others = [j for j in by_name.get(normalise_name(name), []) if j != u]
         elsewhere = "; " + ", ".join(
