@@ -142,14 +142,14 @@ def map_figure(comp: Composite, sites: pd.DataFrame, changes: pd.DataFrame, verd
     df = _site_frame(sites, changes)
     names = [site_label(r, style) for r in df.itertuples()]
     numbered: list[int] = []
-    for _ in range(3):
+    for attempt in range(3):
         fig, ax, ms = _map_base(comp, df, verdict, style, borders, _key(df, names, numbered))
         bad = label_sites(ax, df, _texts(df, names, numbered), style.small_size, ms)
-        if not bad or set(bad) <= set(numbered):
+        if not bad or set(bad) <= set(numbered) or attempt == 2:
             return fig
         plt.close(fig)
         numbered = sorted(set(numbered) | set(bad))
-    return fig
+    raise AssertionError("unreachable")
 
 
 def _numbers(df: pd.DataFrame, numbered: Sequence[int]) -> dict[int, int]:
@@ -221,8 +221,9 @@ def label_sites(ax: plt.Axes, df: pd.DataFrame, texts: Sequence[str], size: floa
     renderer = fig.canvas.get_renderer()
     xy = ax.transData.transform(np.column_stack([df["center_lon"], df["center_lat"]]).astype(float))
     sizes = []
-    for text in texts:
-        t = ax.text(0, 0, text, fontsize=size)
+    fonts = [size - 1 if text.isdigit() else size for text in texts]  # key numbers: smaller, to fit crowds
+    for text, font in zip(texts, fonts, strict=True):
+        t = ax.text(0, 0, text, fontsize=font)
         bb = t.get_window_extent(renderer)
         sizes.append((bb.width, bb.height))
         t.remove()
@@ -230,12 +231,13 @@ def label_sites(ax: plt.Axes, df: pd.DataFrame, texts: Sequence[str], size: floa
     boxes, costs = place_labels(xy[:, 0], xy[:, 1], sizes, ms / 2 * fig.dpi / 72,
                                 (frame.x0, frame.y0, frame.x1, frame.y1), margin=0.5 * fig.dpi / 72)
     to_data = ax.transData.inverted()
-    for (x, y), box, text, sid in zip(xy, boxes, texts, df["site_id"], strict=True):
+    lonlat = df[["center_lon", "center_lat"]].to_numpy(float)
+    for (x, y), (mx, my), box, text, font, sid in zip(xy, lonlat, boxes, texts, fonts, df["site_id"], strict=True):
         x0, y0, x1, y1 = box
         cx, cy = min(max(x, x0), x1), min(max(y, y0), y1)  # the box point nearest the marker
-        (lx, ly), (mx, my), (tx, ty) = to_data.transform([(cx, cy), (x, y), (x0, y0)])
+        (lx, ly), (tx, ty) = to_data.transform([(cx, cy), (x0, y0)])
         ax.plot([mx, lx], [my, ly], color="black", lw=0.35, zorder=4.5, solid_capstyle="butt", gid=f"leader-{sid}")
-        t = ax.text(tx, ty, text, fontsize=size, ha="left", va="bottom", zorder=6, path_effects=OUTLINE,
+        t = ax.text(tx, ty, text, fontsize=font, ha="left", va="bottom", zorder=6, path_effects=OUTLINE,
                     gid=f"label-{sid}")
         t.set_in_layout(False)
     return [i for i, c in enumerate(costs) if c]
