@@ -404,8 +404,8 @@ def cmd_run(args: argparse.Namespace) -> int:
     sites = _read_sites(site_files, params, args)
     # a claim file given on purpose must fit the sites; the default claim may meet a subset of them
     note = check_claim_sites(claim, sites, args.claim, strict=args.claim is not None)
-    if note:
-        log.warning("%s", note)
+    if note:  # a warning for the claim asked for; the default claim's note is information (-q hides it)
+        log.log(logging.WARNING if args.claim else logging.INFO, "%s", note)
     sites, counties = with_default_counties(sites)
     years = (params.baseline_year - 1, params.baseline_year, params.target_year)
     got = acquire(args.source, sites, params, years, rasters_dir=args.rasters, data_dir=args.data_dir,

@@ -109,7 +109,7 @@ def batch_markers(sites: pd.DataFrame) -> dict[int, str]:
 def _site_frame(sites: pd.DataFrame, changes: pd.DataFrame) -> pd.DataFrame:
     cls = changes.set_index("site_id")["class"]
     return pd.DataFrame(sites.drop(columns="geometry", errors="ignore")).assign(
-        klass=sites["site_id"].map(cls).fillna("insufficient_data").to_numpy(),
+        klass=sites["site_id"].map(cls).astype(object).fillna("insufficient_data").to_numpy(),
         batch_int=pd.to_numeric(sites["batch"], errors="coerce").to_numpy())
 
 
