@@ -74,7 +74,8 @@ def _best(i: int, x: np.ndarray, y: np.ndarray, size: tuple[float, float], r: fl
     apart = others[np.hypot(x[others] - x[i], y[others] - y[i]) >= 2 * r]
     own = _distances(boxes, x[i:i + 1], y[i:i + 1])[:, 0]
     near = (_distances(boxes, x[apart], y[apart]) <= own[:, None] + margin).sum(axis=1)
-    hits = _hits(boxes, taken) + _hits(boxes, markers[others])
+    padded = taken + np.array([-margin, -margin, margin, margin])  # labels never touch: '15' '7' is not '157'
+    hits = _hits(boxes, padded) + _hits(boxes, markers[others])
     outside = ~((frame[0] <= boxes[:, 0]) & (boxes[:, 2] <= frame[2]) & (frame[1] <= boxes[:, 1]) &
                 (boxes[:, 3] <= frame[3]))
     cost = 10 * near + hits + 10 * outside
