@@ -5,7 +5,8 @@ Inputs
     (:func:`pipeline.sources.find_monthly_rasters`), :class:`pipeline.config.Params`.
 Outputs
     :class:`Results`: the site-by-month table, per-site changes, the sensitivity
-    table and the verdict mapping. Nothing is written here (see :mod:`pipeline.outputs`).
+    table, each county's change (when counties are given) and the verdict mapping.
+    Nothing is written here (see :mod:`pipeline.outputs`).
 """
 
 from __future__ import annotations
@@ -35,11 +36,13 @@ from pipeline.sensitivity import (
 )
 from pipeline.sites import background_rings, with_radius
 from pipeline.sources import MonthlyRaster
+from pipeline.units import unit_log_changes
 from pipeline.verdict import make_verdict
 from pipeline.zonal import zone_month_table
 
 log = logging.getLogger(__name__)
 
+UNIT_ZONE = "@unit:"  # zone-name prefix of administrative units (counties) in the zone table
 SITE_MONTH_COLUMNS = ["site_id", "month", "mean_radiance", "sum_radiance", "valid_fraction", "is_valid",
                       "weight", "n_pixels", "mean_obs", "ring_mean_radiance", "ring_valid_fraction"]
 
@@ -53,6 +56,7 @@ class Results:
     sensitivity: pd.DataFrame | None = None
     zone_table: pd.DataFrame = field(default_factory=pd.DataFrame, repr=False)
     rasters: list[MonthlyRaster] = field(default_factory=list, repr=False)
+    unit_changes: pd.DataFrame | None = None  # unit_id, name, ..., log_change (see units.unit_log_changes)
 
     def classified(self) -> gpd.GeoDataFrame:
         """The sites with their class and change, one row per site (``sites_classified.*``)."""
@@ -124,7 +128,8 @@ def extract_sites(sites: gpd.GeoDataFrame, rasters: Sequence[MonthlyRaster], par
 def analyse(sites: gpd.GeoDataFrame, rasters: Sequence[MonthlyRaster], params: Params, *, source: str,
             data_kind: str, sensitivity: bool = True, progress: bool = True,
             cube_dir: Path | None = None, claim: Claim = DEFAULT_CLAIM,
-            alternatives: dict[str, Sequence[MonthlyRaster]] | None = None) -> Results:
+            alternatives: dict[str, Sequence[MonthlyRaster]] | None = None,
+            units: gpd.GeoDataFrame | None = None) -> Results:
     """The whole analysis on already-located inputs (see :mod:`pipeline.cli` for I/O).
 
     With ``sensitivity``, one extraction pass also covers the radius variants, every
@@ -134,14 +139,18 @@ def analyse(sites: gpd.GeoDataFrame, rasters: Sequence[MonthlyRaster], params: P
     Annual composites (:class:`~pipeline.sources.AnnualRaster`) are compared as composites
     (:mod:`pipeline.annual`). ``alternatives``: the other product's rasters for the same
     years (product -> rasters); their variants join the sensitivity table with a ``product`` column.
+    With ``units`` (e.g. the counties), the same pass also gives each unit's change in light.
     """
     radii = sorted({*RADII_M, params.default_radius_m}) if sensitivity else [params.default_radius_m]
     zones, names = build_zones(sites, params, radii)
     controls = control_zones(sites, params.default_radius_m, params.seed) if sensitivity else zones.iloc[:0]
-    zones = gpd.GeoDataFrame(pd.concat([zones, controls], ignore_index=True), geometry="geometry", crs=zones.crs)
+    zones = gpd.GeoDataFrame(pd.concat([zones, controls, _unit_zones(units, zones.crs)], ignore_index=True),
+                             geometry="geometry", crs=zones.crs)
     claim_mask = (pd.to_numeric(sites["batch"], errors="coerce") == claim.batch).to_numpy()
     stage = _Stage(sites, zones, names, controls, params, claim_mask, progress, cube_dir)
     table, changes, sens, calib = stage.run(rasters, sensitivity, calibrate=True)
+    is_unit = table["zone"].str.startswith(UNIT_ZONE)
+    unit_table, table = table[is_unit & (table["pixel_rule"] == params.pixel_rule)], table[~is_unit]
     changes = _annotate(changes, sites)
     products = {params.product: rasters, **{k: v for k, v in (alternatives or {}).items() if v}}
     if sens is not None and len(products) > 1:
@@ -158,7 +167,24 @@ def analyse(sites: gpd.GeoDataFrame, rasters: Sequence[MonthlyRaster], params: P
     verdict["product"] = params.product
     verdict["products"] = sorted({r.product for r in rasters})
     months = site_month_view(table, sites, params.pixel_rule, params.min_valid_fraction)
-    return Results(sites, months, changes, verdict, sens, table, list(rasters))
+    unit_changes = unit_change_table(unit_table, units, params) if units is not None and len(units) else None
+    return Results(sites, months, changes, verdict, sens, table, list(rasters), unit_changes)
+
+
+def _unit_zones(units: gpd.GeoDataFrame | None, crs: Any) -> gpd.GeoDataFrame:
+    if units is None or not len(units):
+        return gpd.GeoDataFrame({"zone": []}, geometry=[], crs=crs)
+    return gpd.GeoDataFrame({"zone": UNIT_ZONE + units["unit_id"].astype(str)},
+                            geometry=units.to_crs(crs).geometry.values, crs=crs)
+
+
+def unit_change_table(table: pd.DataFrame, units: pd.DataFrame, params: Params) -> pd.DataFrame:
+    """Each unit's change (:func:`pipeline.units.unit_log_changes`) with its names, from the zone table."""
+    t = table[table["zone"].str.startswith(UNIT_ZONE)]
+    t = t.assign(unit_id=t["zone"].str[len(UNIT_ZONE):])
+    ch = unit_log_changes(t, params.baseline_year, params.target_year, params.min_valid_fraction)
+    meta = pd.DataFrame(units[[c for c in ("unit_id", "name", "name_ko", "province") if c in units]])
+    return meta.assign(unit_id=meta["unit_id"].astype(str)).merge(ch, on="unit_id", how="left")
 
 
 @dataclass
@@ -218,11 +244,14 @@ class _Stage:
 
 
 def _annotate(changes: pd.DataFrame, sites: pd.DataFrame) -> pd.DataFrame:
-    meta = sites[["site_id", "name", "name_ko", "province", "batch", "location_confidence", "radius_m"]]
+    cols = ["site_id", "name", "name_ko", "province", "batch", "location_confidence", "radius_m", "county",
+            "county_id"]
+    meta = sites[[c for c in cols if c in sites]]
     out = meta.merge(changes, on="site_id", how="right")
     first = ["site_id", "name", "baseline_value", "target_value", "change_pct", "ci_low", "ci_high", "class",
              "n_months"]
-    return out[first + [c for c in out.columns if c not in first]]
+    last = [c for c in ("county", "county_id") if c in out]  # added columns go after the existing ones
+    return out[first + [c for c in out.columns if c not in first + last] + last]
 
 
 def load_results(out: Path) -> Results:
@@ -240,8 +269,8 @@ def load_results(out: Path) -> Results:
     changes = pd.read_csv(out / "site_changes.csv").drop(columns=["data_kind"], errors="ignore")
     gdf = gpd.read_file(out / "sites_classified.geojson")
     keep = [c for c in ("site_id", "name", "name_ko", "province", "batch", "location_confidence", "source",
-                        "groundbreaking", "inauguration", "radius_m", "center_lon", "center_lat", "from_point")
-            if c in gdf]
+                        "groundbreaking", "inauguration", "radius_m", "center_lon", "center_lat", "from_point",
+                        "county", "county_id") if c in gdf]
     sites = gpd.GeoDataFrame(gdf[keep], geometry=gdf.geometry, crs=gdf.crs)
     if (out / "site_months.parquet").exists():
         months = pd.read_parquet(out / "site_months.parquet")
@@ -259,14 +288,20 @@ def load_results(out: Path) -> Results:
         find = find_annual_rasters if verdict.get("product") == "annual" else find_monthly_rasters
         found = find(folder, eog_config=verdict["parameters"].get("eog_config", "vcmslcfg"))
         rasters += [r for r in found if r.radiance.name in wanted]
-    return Results(sites, months, changes, verdict, sens, rasters=sorted(rasters, key=lambda r: r.month))
+    units = pd.read_csv(out / "county_changes.csv", dtype={"unit_id": str}).drop(
+        columns=["data_kind"], errors="ignore") if (out / "county_changes.csv").exists() else None
+    return Results(sites, months, changes, verdict, sens, rasters=sorted(rasters, key=lambda r: r.month),
+                   unit_changes=units)
 
 
 def classified_sites(results: Results) -> gpd.GeoDataFrame:
     """Sites with their class and change, one row per site, for GIS users."""
     sites = results.sites.drop(columns=[c for c in ("source_file",) if c in results.sites])
     ch = results.changes.drop(columns=[c for c in ("name", "name_ko", "province", "batch", "location_confidence",
-                                                   "data_kind") if c in results.changes])
+                                                   "county", "county_id", "data_kind")
+                                  if c in results.changes and (c == "data_kind" or c in results.sites)])
     gdf = sites.merge(ch, on="site_id", how="left")
     gdf["data_kind"] = results.verdict["data_kind"]
+    added = [c for c in ("county", "county_id") if c in gdf]  # newer columns after the existing ones
+    gdf = gdf[[c for c in gdf.columns if c not in added and c != "geometry"] + added + ["geometry"]]
     return gpd.GeoDataFrame(gdf, geometry="geometry", crs=results.sites.crs)

@@ -1,9 +1,9 @@
 """Command line: parse options, call one function, report. No analysis here.
 
     nightlights run [--sites PATH]... [--source auto|demo|local|eog|blackmarble] [--rasters DIR]
-                    [--baseline-year Y] [--target-year Y] [--out DIR]
+                    [--claim FILE.yaml] [--baseline-year Y] [--target-year Y] [--out DIR]
     nightlights extract --sites PATH... --rasters DIR --out FILE.csv
-    nightlights sites validate PATH...
+    nightlights sites validate PATH...  (site .geojson files and claim .yaml files)
     nightlights download --source eog|blackmarble [--product monthly|annual] --start YYYY-MM --end YYYY-MM
                          [--bbox W S E N | --sites PATH...]
     nightlights figures [--out DIR] [--format png,svg,pdf] [--dpi 300] [--style paper|slide]
@@ -124,6 +124,9 @@ def _add_run(sub: argparse._SubParsersAction, common: argparse.ArgumentParser) -
     sp.add_argument("--rasters", type=Path, metavar="DIR", help="folder of monthly rasters (--source local)")
     sp.add_argument("--product", choices=PRODUCTS,
                     help="monthly composites (default) or annual ones (EOG VNL v2, Black Marble VNP46A4)")
+    sp.add_argument("--claim", type=Path, metavar="FILE.yaml",
+                    help="claim to judge (README 'The claim'; default: claims/joongang-2026-02-03.yaml); its "
+                         "n_sites must match the run's sites of its batch")
     sp.add_argument("--out", type=Path, default=Path("outputs"), metavar="DIR", help="output folder (default outputs/)")
     sp.add_argument("--data-dir", type=Path, default=Path("data"), metavar="DIR",
                     help="where downloads and the demo are cached (default data/)")
@@ -161,10 +164,13 @@ def _add_sites(sub: argparse._SubParsersAction, common: argparse.ArgumentParser)
     ssub = sp.add_subparsers(dest="sites_command", metavar="ACTION")
     ssub.required = True
     v = ssub.add_parser(
-        "validate", parents=[common], formatter_class=_formatter, help="check site files, explain every problem",
-        description="Check site GeoJSON files and print one line per problem (file, feature, what to do). "
-                    "Exit 0 when usable (warnings allowed), 1 when any error.",
-        epilog="Example:\n  nightlights sites validate aoi/sites_2024.geojson my_sites.geojson")
+        "validate", parents=[common], formatter_class=_formatter,
+        help="check site and claim files, explain every problem",
+        description="Check site GeoJSON files and claim .yaml files and print one line per problem (file, "
+                    "feature, what to do); a claim given with site files is also checked against their sites "
+                    "of its batch. Exit 0 when usable (warnings allowed), 1 when any error.",
+        epilog="Example:\n  nightlights sites validate aoi/sites_2024.geojson my_sites.geojson\n"
+               "  nightlights sites validate aoi/*.geojson claims/my_claim.yaml")
     v.add_argument("paths", nargs="+", type=Path, metavar="PATH")
     v.add_argument("--radius", type=float, default=Params().default_radius_m, dest="default_radius_m",
                    metavar="M", help="buffer in metres for point sites")
@@ -349,17 +355,48 @@ def _cube_dir(cache_dir: Path | None) -> Path | None:
 # --------------------------------------------------------------------------- commands
 
 
+CLAIM_SUFFIXES = (".yaml", ".yml")
+
+
 def cmd_sites_validate(args: argparse.Namespace) -> int:
     from pipeline.sites import validate_site_files
 
     radius = Params(default_radius_m=args.default_radius_m).default_radius_m  # checked like run's
-    problems = validate_site_files(args.paths, radius)
-    for p in problems:
-        print(p)
-    errors = sum(p.severity == "error" for p in problems)
+    claim_files = [p for p in args.paths if p.suffix.lower() in CLAIM_SUFFIXES]
+    site_files = [p for p in args.paths if p not in claim_files]
+    problems = validate_site_files(site_files, radius) if site_files else []
+    lines = [(str(p), p.severity == "error") for p in problems]
+    lines += _claim_problems(claim_files, site_files, radius, usable=not any(e for _, e in lines))
+    for line, _ in lines:
+        print(line)
+    errors = sum(e for _, e in lines)
     if not errors:
-        print(f"ok: {len(args.paths)} file(s) usable" + (f", {len(problems)} warning(s)" if problems else ""))
+        print(f"ok: {len(args.paths)} file(s) usable" + (f", {len(lines)} warning(s)" if lines else ""))
     return 1 if errors else 0
+
+
+def _claim_problems(claim_files: Sequence[Path], site_files: Sequence[Path], radius: float,
+                    usable: bool) -> list[tuple[str, bool]]:
+    """(line, is_error) per claim file; with usable site files, the claim's n_sites is checked against them."""
+    from pipeline.claims import check_claim_sites, load_claim
+    from pipeline.errors import ClaimError
+
+    out: list[tuple[str, bool]] = []
+    sites = None
+    if claim_files and site_files and usable:
+        from pipeline.sites import read_sites
+
+        sites = read_sites(site_files, radius)
+    for path in claim_files:
+        try:
+            claim = load_claim(path)
+            note = check_claim_sites(claim, sites, path, strict=True) if sites is not None else None
+        except ClaimError as e:
+            out.append((str(e), True))
+            continue
+        if note:
+            out.append((note.replace(": not judged:", ": warning: not judged:", 1), False))
+    return out
 
 
 def cmd_extract(args: argparse.Namespace) -> int:
@@ -383,12 +420,20 @@ def cmd_extract(args: argparse.Namespace) -> int:
 def cmd_run(args: argparse.Namespace) -> int:
     from pipeline.acquire import acquire
     from pipeline.analysis import analyse
+    from pipeline.claims import check_claim_sites, default_claim, load_claim
+    from pipeline.units import with_default_counties
     from pipeline.verdict import headline
 
     params = params_from_args(args)
     _check_out_dir(args.out)
+    claim = load_claim(args.claim) if args.claim else default_claim()
     site_files = args.sites or default_site_files()
     sites = _read_sites(site_files, params, args)
+    # a claim file given on purpose must fit the sites; the default claim may meet a subset of them
+    note = check_claim_sites(claim, sites, args.claim, strict=args.claim is not None)
+    if note:  # a warning for the claim asked for; the default claim's note is information (-q hides it)
+        log.log(logging.WARNING if args.claim else logging.INFO, "%s", note)
+    sites, counties = with_default_counties(sites)
     years = (params.baseline_year - 1, params.baseline_year, params.target_year)
     got = acquire(args.source, sites, params, years, rasters_dir=args.rasters, data_dir=args.data_dir,
                   progress=not args.quiet, required=(params.baseline_year, params.target_year))
@@ -397,7 +442,8 @@ def cmd_run(args: argparse.Namespace) -> int:
     with _scheduler(args.scheduler):
         results = analyse(sites, got.rasters, params, source=got.source, data_kind=got.data_kind,
                           sensitivity=not args.no_sensitivity, progress=not args.quiet,
-                          cube_dir=_cube_dir(_cache_dir(args)), alternatives=got.alternatives)
+                          cube_dir=_cube_dir(_cache_dir(args)), alternatives=got.alternatives,
+                          claim=claim, units=counties)
     _write_run(results, args, got.data_kind)
     print(headline(results.verdict))
     print(f"outputs in {args.out}/")
@@ -410,6 +456,8 @@ def _write_run(results, args: argparse.Namespace, data_kind: str) -> None:
     with staged(args.out, owns=("",)) as out:
         out.write_csv("site_months.csv", results.site_months, data_kind)
         out.write_csv("site_changes.csv", results.changes, data_kind)
+        if results.unit_changes is not None:
+            out.write_csv("county_changes.csv", results.unit_changes, data_kind)
         if results.sensitivity is not None:
             out.write_csv("sensitivity.csv", results.sensitivity, data_kind)
         out.write_json("verdict.json", results.verdict)

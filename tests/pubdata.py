@@ -15,6 +15,7 @@ from pipeline.publish import write_publication
 from pipeline.publish.style import Style
 from pipeline.sites import read_sites
 from pipeline.sources import find_monthly_rasters
+from pipeline.units import with_default_counties
 from tests.conftest import point_feature, write_sites
 
 BOUNDS = (125.0, 39.3, 125.9, 39.9)
@@ -26,7 +27,7 @@ SITES = [  # id, lon, lat, hangul name, groundbreaking, inauguration
     ("echo", 125.80, 39.40, "에코군", None, "2024-11-30"),
 ]
 EPOCH = "1767225600"  # 2026-01-01 00:00 UTC
-CHARTS = ("verdict", "small_multiples", "map", "before_after", "robustness")
+CHARTS = ("verdict", "small_multiples", "map", "county_change", "before_after", "robustness")
 
 
 def make_results(tmp: Path, data_kind: str = "synthetic") -> Results:
@@ -37,9 +38,9 @@ def make_results(tmp: Path, data_kind: str = "synthetic") -> Results:
     spec = DemoSpec(seed=5, bounds=BOUNDS, sites=tuple((s, lon, lat) for s, lon, lat, *_ in SITES),
                     n_other_towns=4)
     folder = build_demo(tmp / "rasters", spec, progress=False)
-    sites = read_sites([site_file], 2000.0)
+    sites, counties = with_default_counties(read_sites([site_file], 2000.0))
     return analyse(sites, find_monthly_rasters(folder), Params(), source="demo", data_kind=data_kind,
-                   sensitivity=True, progress=False)
+                   sensitivity=True, progress=False, units=counties)
 
 
 def publish(results: Results, out: Path, style: Style | None = None) -> Path:

@@ -330,3 +330,38 @@ def test_site_outside_the_rasters_is_insufficient_data(months: Path, tmp_path: P
     changes = pd.read_csv(out / "site_changes.csv").set_index("site_id")
     assert changes.loc["far-away", "class"] == "insufficient_data"
     assert changes.loc["inside", "class"] == "brightened"  # 3 -> 4 nW: ln(4.1 / 3.1) = 0.28 > 0.25
+
+
+# --------------------------------------------------------------------------- claim files through 'sites validate'
+
+CLAIM_CASES = EXPECTED["claims"]
+
+
+@pytest.mark.parametrize("case", list(CLAIM_CASES))
+def test_sites_validate_explains_a_bad_claim_file(case: str, capsys: pytest.CaptureFixture[str]) -> None:
+    path = CORPUS / "claims" / CLAIM_CASES[case]["file"]
+    code, out, _ = cli(capsys, "sites", "validate", path)
+    assert code == 1
+    assert out.splitlines() == [CLAIM_CASES[case]["line"].replace("{file}", str(path))]
+
+
+def test_sites_validate_checks_a_claim_against_the_site_files(tmp_path: Path,
+                                                              capsys: pytest.CaptureFixture[str]) -> None:
+    from tests.conftest import point_feature
+    from tests.conftest import write_sites as write_site_file
+
+    sites = write_site_file(tmp_path / "s.geojson", [point_feature(f"s{i}", 126 + i / 10, 40, batch=2025)
+                                                     for i in range(3)])
+    good, wrong, other = (tmp_path / f"{n}.yaml" for n in ("good", "wrong", "other"))
+    base = "text: 'Of 3 sites, 1 brightened.'\nsource: 'Test Daily'\nbaseline_year: 2024\ntarget_year: 2025\n"
+    good.write_text(base + "batch: 2025\nn_sites: 3\nbrightened: 1\n", encoding="utf-8")
+    wrong.write_text(base + "batch: 2025\nn_sites: 4\nbrightened: 1\n", encoding="utf-8")
+    other.write_text(base + "batch: 2030\nn_sites: 3\nbrightened: 1\n", encoding="utf-8")
+    assert cli(capsys, "sites", "validate", sites, good)[:2] == (0, "ok: 2 file(s) usable\n")
+    code, out, _ = cli(capsys, "sites", "validate", sites, wrong)
+    assert code == 1 and out.splitlines() == [
+        f"{wrong}: n_sites=4, but the run has 3 site(s) of batch 2025; correct n_sites or pass the site files "
+        "that hold the whole batch"]
+    code, out, _ = cli(capsys, "sites", "validate", sites, other)
+    assert code == 0 and out.splitlines()[0].startswith(f"{other}: warning: not judged: the claim is about batch 2030")
+    assert out.splitlines()[-1] == "ok: 2 file(s) usable, 1 warning(s)"

@@ -212,3 +212,43 @@ def test_pipeline_judges_a_planted_batch(tmp_path):
     assert results[k]["agrees_with_claim"] is True
     assert results[k + 1]["agrees_with_claim"] is False
     assert results[k + 1]["claim_status"].startswith(f"disagrees: {k} brightened")
+
+
+# --------------------------------------------------------------------------- which batches a year can speak for
+
+
+def test_a_batch_inaugurated_in_december_is_not_yet_observable_that_year():
+    from pipeline.verdict import batch_observability
+
+    sites = pd.DataFrame({
+        "site_id": ["a1", "a2", "b1", "b2", "c1", "d1"],
+        "batch": [2024, 2024, 2025, 2025, 2026, 2027],
+        "inauguration": ["2024-12-20", "2025-02-07", "2025-12-15", "2025-12-29", None, None],
+        "groundbreaking": [None, None, "2025-03-01", None, "2026-01-10", None],
+    })
+    by = {b["batch"]: b for b in batch_observability(sites, 2025, min_months=3)}
+    assert by[2025]["status"] == "not yet observable" and by[2025]["observable_months"] == 0
+    assert (by[2025]["inauguration_first"], by[2025]["inauguration_last"]) == ("2025-12-15", "2025-12-29")
+    assert by[2025]["note"] == ("Batch 2025 (2 sites, inaugurated 15–29 Dec 2025): not yet observable in 2025; 0 of "
+                                "12 months of 2025 fall after the last inauguration, so 2025 data cannot show these "
+                                "factories running.")
+    # opened by 7 Feb: March to December (10 months) show them running
+    assert (by[2024]["status"], by[2024]["observable_months"]) == ("partly observable", 10)
+    assert "20 Dec 2024 – 7 Feb 2025" in by[2024]["note"]
+    assert by[2026]["status"] == "not yet observable" and "groundbreaking from Jan 2026" in by[2026]["note"]
+    assert by[2027]["status"] == "unknown" and by[2027]["observable_months"] is None
+    # a year later, the December batch is observable all year
+    later = {b["batch"]: b for b in batch_observability(sites, 2026)}
+    assert (later[2025]["status"], later[2025]["observable_months"]) == ("observable", 12)
+
+
+def test_verdict_lists_every_batch_and_the_report_says_so():
+    from pipeline.publish.report import observability_sentences
+
+    changes, sites = tables({2024: ["brightened"] * 2, 2025: ["unchanged"] * 3})
+    sites["inauguration"] = ["2024-06-01", "2024-07-01", "2025-12-15", "2025-12-20", "2025-12-29"]
+    v = verdict_for(changes, sites, claim_about(2025, 3, 0))
+    assert [b["batch"] for b in v["batches"]] == [2024, 2025]
+    lines = observability_sentences(v)
+    assert lines[0].startswith("Batch 2024 (2 sites, inaugurated 1 Jun 2024 – 1 Jul 2024): observable in 2025")
+    assert "Batch 2025 (3 sites, inaugurated 15–29 Dec 2025): not yet observable in 2025" in lines[1]

@@ -11,6 +11,7 @@ import pandas as pd
 import pytest
 
 from pipeline.cli import main
+from pipeline.sites import read_sites
 from tests.conftest import point_feature, write_sites
 from tests.scenarios import grid_sites, planted
 
@@ -117,3 +118,79 @@ def test_bad_input_is_one_line_without_traceback(tmp_path, capsys):
     err = capsys.readouterr().err
     assert code != 0 and "Traceback" not in err
     assert err.strip() == f"nightlights: error: {tmp_path / 'nope'}: raster folder not found"
+
+
+def _two_batches(tmp_path):
+    """The scenario's 20 sites as two batches: 12 of 2024, 8 of 2025."""
+    points = grid_sites(20)
+    return write_sites(tmp_path / "two.geojson", [point_feature(s, x, y, batch=2024 if i < 12 else 2025)
+                                                  for i, (s, x, y) in enumerate(points)])
+
+
+def _claim_file(path, batch, n, k):
+    path.write_text(f"text: 'Of the {n} sites of {batch}, {k} brightened in 2025.'\nsource: 'Test Daily, 2026'\n"
+                    f"batch: {batch}\nbaseline_year: 2024\ntarget_year: 2025\nn_sites: {n}\nbrightened: {k}\n",
+                    encoding="utf-8")
+    return path
+
+
+def test_claim_about_another_batch_holds_or_not_with_no_code_change(scenario, tmp_path, capsys):
+    _, _, truth, folder = scenario
+    sites = _two_batches(tmp_path)
+    planted = truth.set_index("site_id")["planted_class"]
+    later = [s for s, *_ in grid_sites(20)[12:]]
+    k = int((planted[later] == "brightened").sum())
+    assert 0 < k < len(later)  # the scenario plants both kinds in batch 2025
+    for claimed, holds in ((k, True), (k + 1, False)):
+        out = tmp_path / f"out{claimed}"
+        claim = _claim_file(tmp_path / f"c{claimed}.yaml", 2025, len(later), claimed)
+        assert main(["run", "-q", "--source", "local", "--rasters", str(folder), "--sites", str(sites),
+                     "--claim", str(claim), "--out", str(out), "--no-figures", "--no-sensitivity",
+                     "--cache-dir", "none"]) == 0
+        v = json.loads((out / "verdict.json").read_text())
+        changes = pd.read_csv(out / "site_changes.csv").set_index("site_id")
+        assert (changes.loc[later, "class"] == planted[later]).all()  # classified as planted
+        assert v["claim"]["batch"] == 2025 and v["claim"]["brightened"] == claimed
+        assert v["claim_sites"]["n_sites"] == len(later) and v["claim_sites"]["counts"]["brightened"] == k
+        assert v["agrees_with_claim"] is holds
+        assert v["claim_status"] == ("agrees" if holds else
+                                     f"disagrees: {k} brightened, {len(later) - k} similar or dimmer")
+        assert f"batch-2025 sites: {k} brightened" in capsys.readouterr().out
+
+
+def test_claim_file_that_does_not_fit_the_sites_is_one_line(scenario, tmp_path, capsys):
+    sites = _two_batches(tmp_path)
+    claim = _claim_file(tmp_path / "c.yaml", 2025, 20, 5)
+    code = main(["run", "-q", "--source", "local", "--rasters", str(scenario[3]), "--sites", str(sites),
+                 "--claim", str(claim), "--out", str(tmp_path / "o"), "--no-figures"])
+    err = capsys.readouterr().err
+    assert code != 0 and not (tmp_path / "o").exists()
+    assert err.strip() == (f"nightlights: error: {claim}: n_sites=20, but the run has 8 site(s) of batch 2025; "
+                           "correct n_sites or pass the site files that hold the whole batch")
+    none = _claim_file(tmp_path / "none.yaml", 2031, 20, 5)
+    out = tmp_path / "o2"
+    assert main(["run", "-q", "--source", "local", "--rasters", str(scenario[3]), "--sites", str(sites),
+                 "--claim", str(none), "--out", str(out), "--no-figures", "--no-sensitivity",
+                 "--cache-dir", "none"]) == 0
+    assert f"{none}: not judged: the claim is about batch 2031" in capsys.readouterr().err
+    assert json.loads((out / "verdict.json").read_text())["claim_status"].startswith("not judged")
+
+
+def test_sites_get_their_county_as_added_columns(scenario, tmp_path):
+    from pipeline.units import assign_units, default_units_path, read_units
+
+    sites = _two_batches(tmp_path)
+    out = tmp_path / "out"
+    assert main(["run", "-q", "--source", "local", "--rasters", str(scenario[3]), "--sites", str(sites),
+                 "--out", str(out), "--no-sensitivity", "--cache-dir", "none", "--no-figures"]) == 0
+    changes = pd.read_csv(out / "site_changes.csv")  # sites_classified.*: tests/test_map.py
+    assert list(changes.columns)[-3:] == ["county", "county_id", "data_kind"]  # added after the existing ones
+    direct = assign_units(read_sites([sites], 2000.0), read_units(default_units_path()))
+    want = direct.set_index("site_id")
+    assert want["county_id"].notna().sum() >= 15  # a few grid points fall in the sea: no county
+    table = changes.set_index("site_id")
+    for col in ("county", "county_id"):
+        assert (table[col].fillna("-") == want.loc[table.index, col].fillna("-")).all()
+    counties = pd.read_csv(out / "county_changes.csv")
+    assert len(counties) == 181 and (counties["data_kind"] == "synthetic").all()
+    assert counties.set_index("unit_id").loc[want["county_id"].dropna().unique(), "log_change"].notna().all()

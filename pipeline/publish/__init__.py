@@ -19,7 +19,7 @@ import matplotlib.pyplot as plt
 
 from pipeline.provenance import HASH_CACHE_NAME, input_checksums
 from pipeline.publish import charts, maps
-from pipeline.publish.composites import site_composites
+from pipeline.publish.composites import boundaries, site_composites
 from pipeline.publish.gis import write_gis
 from pipeline.publish.report import report_html, report_md
 from pipeline.publish.style import Style, save, styled
@@ -64,15 +64,23 @@ def write_publication(results: Any, out: Any, style: Style | None = None,
 def _chart_builders(results: Any, style: Style) -> dict[str, Callable[[], plt.Figure | None]]:
     v, p = results.verdict, results.verdict["parameters"]
     comps: dict[str, Any] = {}
+    borders = boundaries(results.sites)
 
     def composites() -> dict[str, Any]:
         if not comps and results.rasters:
-            comps.update(site_composites(results.rasters, results.sites, results.changes, p))
+            extent = borders.bounds if borders is not None else None
+            comps.update(site_composites(results.rasters, results.sites, results.changes, p, extent))
         return comps
 
     def map_fig() -> plt.Figure | None:
         c = composites().get("map")
-        return maps.map_figure(c, results.sites, results.changes, v, style) if c is not None else None
+        return maps.map_figure(c, results.sites, results.changes, v, style, borders) if c is not None else None
+
+    def county_fig() -> plt.Figure | None:
+        units = getattr(results, "unit_changes", None)
+        if borders is None or units is None or not len(units):
+            return None
+        return maps.county_change_figure(borders, units, results.sites, v, style)
 
     def before_after() -> plt.Figure | None:
         pairs = composites().get("pairs")
@@ -83,6 +91,7 @@ def _chart_builders(results: Any, style: Style) -> dict[str, Callable[[], plt.Fi
         "small_multiples": lambda: charts.small_multiples_figure(results.site_months, results.changes, results.sites,
                                                             v, style),
         "map": map_fig,
+        "county_change": county_fig,
         "before_after": before_after,
     }
     if results.sensitivity is not None and len(results.sensitivity):

@@ -100,7 +100,7 @@ def verdict_figure(changes: pd.DataFrame, verdict: dict[str, Any], style: Style)
             ax.plot(0, i, ls="none", marker=CLASS_MARKERS[c], mfc=CLASS_COLORS[c], mec="black", mew=0.5, ms=style.scale(4))
             ax.annotate(style.label("insufficient_short"), (0, i), xytext=(6, 0), textcoords="offset points",
                         va="center", fontsize=style.small_size, color="#444444")
-    batch = verdict.get("claim", {}).get("batch", 2024)
+    batch = verdict["claim"]["batch"]
     other = _non_claim(df, verdict)
     labels = [site_label(r, style) + (" *" if r["site_id"] in other else "") for _, r in df.iterrows()]
     ax.set_yticks(range(n), labels)
@@ -113,8 +113,10 @@ def verdict_figure(changes: pd.DataFrame, verdict: dict[str, Any], style: Style)
     ax.set_xlabel(style.label("change_axis", b=verdict["baseline_year"], t=verdict["target_year"]) +
                   style.label("log_note"))
     cs = verdict["claim_sites"]
+    claim = verdict["claim"]
     ax.set_title(style.label("counts_title", label=style.label("batch_label", batch=batch),
-                             up=cs["counts"]["brightened"], rest=cs["similar_or_dimmer"]), weight="bold")
+                             up=cs["counts"]["brightened"], rest=cs["similar_or_dimmer"], k=claim["brightened"],
+                             rest_k=claim["similar_or_dimmer"]), weight="bold")
     counts = {k: int(v) for k, v in df["class"].value_counts().items()}
     handles = [*class_handles(style, counts),
                Patch(fc=BAND_COLOR, ec="none", label=style.label("threshold_band", pct=_band_pct(thr)))]
@@ -131,7 +133,7 @@ def _band_pct(thr: float) -> str:
 
 
 def _non_claim(df: pd.DataFrame, verdict: dict[str, Any]) -> set[str]:
-    batch = verdict.get("claim", {}).get("batch", 2024)
+    batch = verdict["claim"]["batch"]
     if "batch" not in df:
         return set()
     return set(df.loc[pd.to_numeric(df["batch"], errors="coerce") != batch, "site_id"])
@@ -207,8 +209,8 @@ DIMENSIONS = ("threshold", "radius_m", "statistic", "month_window", "adjustment"
 
 
 def robustness_figure(sens: pd.DataFrame, verdict: dict[str, Any], style: Style) -> plt.Figure:
-    """How many sites brighten under each method variant, with the claim's 5 and this run marked."""
-    claimed = int(verdict.get("claim", {}).get("brightened", 5))
+    """How many sites brighten under each method variant, with the claim's k and this run marked."""
+    claimed = int(verdict["claim"]["brightened"])
     n_sites = int(sens["n_sites"].max())
     here = int(verdict["claim_sites"]["counts"]["brightened"])
     stacked = style.width_mm < 120

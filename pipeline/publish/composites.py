@@ -1,11 +1,11 @@
-"""Composites: the one place publishing reads rasters, for the map and before/after charts.
+"""Composites: the one place publishing reads files, for the maps and before/after charts.
 
 Inputs
     Monthly rasters (:class:`pipeline.sources.MonthlyRaster`), the sites, the changes and
-    the run's parameters.
+    the run's parameters; the shipped boundaries (``aoi/boundaries/``, via :mod:`pipeline.units`).
 Outputs
     :class:`Composite` arrays (per-pixel mean of valid months in a year), decimated so a
-    country-wide map stays small; charts take them as plain arrays.
+    country-wide map stays small, and :class:`Boundaries`; charts take them as plain data.
 """
 
 from __future__ import annotations
@@ -14,13 +14,48 @@ from collections.abc import Sequence
 from dataclasses import dataclass
 from typing import Any
 
+import geopandas as gpd
 import numpy as np
 import pandas as pd
+import shapely
 from affine import Affine
 from rasterio.windows import Window, from_bounds
 
 from pipeline.publish.charts import ordered
 from pipeline.sources import MonthlyRaster, read_window, valid_mask
+from pipeline.units import default_units_path, read_units
+
+BOUNDARY_PAD_DEG = 0.1  # the map shows the whole country outline with this margin
+
+
+@dataclass(frozen=True)
+class Boundaries:
+    """County polygons (with ``unit_id``), province polygons and the country outline, in lon/lat."""
+
+    counties: gpd.GeoDataFrame
+    provinces: gpd.GeoDataFrame | None
+    country: Any
+
+    @property
+    def bounds(self) -> tuple[float, float, float, float]:
+        w, s, e, n = shapely.bounds(self.country)
+        return w - BOUNDARY_PAD_DEG, s - BOUNDARY_PAD_DEG, e + BOUNDARY_PAD_DEG, n + BOUNDARY_PAD_DEG
+
+
+def boundaries(sites: Any) -> Boundaries | None:
+    """The shipped county and province boundaries when they cover the sites (some centre inside), else None."""
+    path = default_units_path("county")
+    if path is None:
+        return None
+    counties = read_units(path)
+    w, s, e, n = counties.total_bounds
+    x, y = sites["center_lon"].to_numpy(float), sites["center_lat"].to_numpy(float)
+    if not ((x >= w) & (x <= e) & (y >= s) & (y <= n)).any():
+        return None
+    prov_path = default_units_path("province")
+    provinces = read_units(prov_path) if prov_path is not None else None
+    outline = shapely.unary_union(list((provinces if provinces is not None else counties).geometry.values))
+    return Boundaries(counties, provinces, outline)
 
 
 @dataclass(frozen=True)
@@ -93,8 +128,9 @@ def _read_decimated(r: MonthlyRaster, win: Window, step: int) -> tuple[np.ndarra
 
 
 def site_composites(rasters: Sequence[MonthlyRaster], sites: Any, changes: pd.DataFrame,
-                    p: dict[str, Any]) -> dict[str, Any]:
-    """Target-year composite for the map; per-site baseline/target windows for before/after."""
+                    p: dict[str, Any], extent: tuple[float, float, float, float] | None = None) -> dict[str, Any]:
+    """Target-year composite for the map (the sites' area, grown to ``extent``, e.g. the country,
+    within the rasters); per-site baseline/target windows for before/after."""
     b, t = int(p["baseline_year"]), int(p["target_year"])
     cvg, quality = int(p.get("min_cf_cvg", 3)), tuple(p.get("bm_quality", (0,)))
     w, s, e, n = (float(x) for x in sites.total_bounds)
@@ -103,6 +139,9 @@ def site_composites(rasters: Sequence[MonthlyRaster], sites: Any, changes: pd.Da
     half_lon = half_lat / np.cos(lat)
     margin = max(0.25, 0.06 * max(e - w, n - s))
     map_bounds = (w - margin / np.cos(lat), s - margin, e + margin / np.cos(lat), n + margin)
+    if extent is not None:
+        map_bounds = (min(map_bounds[0], extent[0]), min(map_bounds[1], extent[1]),
+                      max(map_bounds[2], extent[2]), max(map_bounds[3], extent[3]))
     res = abs(rasters[0].grid.affine.a)
     full = ((map_bounds[2] - map_bounds[0]) / res) * ((map_bounds[3] - map_bounds[1]) / res) <= 16e6
     big = {y: composite(rasters, map_bounds, y, cvg, quality, max_px=10**6 if full else 2000)

@@ -1,8 +1,10 @@
-"""Maps: the sites over the night-light composite itself, and before/after windows.
+"""Maps: the sites over the night-light composite and the borders, the county change, and
+before/after windows.
 
 Inputs
-    :class:`~pipeline.publish.composites.Composite` arrays (made by
-    :func:`pipeline.publish.composites.composites`), the site and change tables, the verdict.
+    :class:`~pipeline.publish.composites.Composite` arrays and
+    :class:`~pipeline.publish.composites.Boundaries` (both made in
+    :mod:`pipeline.publish.composites`), the site, change and county-change tables, the verdict.
 Outputs
     Figures. No web tiles (works offline, nothing to attribute but the data); nothing is
     read or written here.
@@ -16,16 +18,24 @@ from typing import Any
 import matplotlib.pyplot as plt
 import numpy as np
 import pandas as pd
-from matplotlib.colors import LogNorm
+from matplotlib.cm import ScalarMappable
+from matplotlib.collections import LineCollection, PathCollection
+from matplotlib.colors import LinearSegmentedColormap, LogNorm, Normalize
+from matplotlib.lines import Line2D
 from matplotlib.patches import Patch
+from matplotlib.path import Path as MplPath
 
 from pipeline.publish.charts import OUTLINE, class_handles, site_label
-from pipeline.publish.composites import Composite
+from pipeline.publish.composites import Boundaries, Composite
+from pipeline.publish.labels import place_labels
 from pipeline.publish.style import (
+    BATCH_MARKERS,
+    BORDER_COLORS,
     CLAIM_COLOR,
     CLASS_COLORS,
     CLASS_MARKERS,
     CLASS_ORDER,
+    DIVERGING,
     INVALID_HATCH_COLOR,
     Style,
     finish,
@@ -67,23 +77,113 @@ def _outline(ax: plt.Axes, geom: Any, color: str = CLAIM_COLOR, lw: float = 0.9)
 # --------------------------------------------------------------------------- 3. map
 
 
+def _rings(geom: Any) -> list[np.ndarray]:
+    """Every exterior and interior ring of a (multi)polygon as an (n, 2) array."""
+    out = []
+    for poly in getattr(geom, "geoms", [geom]):
+        out.append(np.asarray(poly.exterior.coords)[:, :2])
+        out += [np.asarray(r.coords)[:, :2] for r in poly.interiors]
+    return out
+
+
+def draw_borders(ax: plt.Axes, b: Boundaries, style: Style, zorder: float = 2) -> None:
+    """County lines, province borders and the country outline (line collections with gids)."""
+    lw = 0.6 if style.kind == "paper" else 1.0
+    layers = [("county", [r for g in b.counties.geometry for r in _rings(g)], 0.25 * lw),
+              ("province", [r for g in b.provinces.geometry for r in _rings(g)] if b.provinces is not None else [],
+               0.6 * lw),
+              ("country", _rings(b.country), 1.0 * lw)]
+    for k, (name, rings, width) in enumerate(layers):
+        if rings:
+            ax.add_collection(LineCollection(rings, colors=BORDER_COLORS[name], linewidths=width,
+                                             zorder=zorder + 0.1 * k, gid=f"{name}-borders", capstyle="round",
+                                             joinstyle="round"), autolim=False)
+
+
+def batch_markers(sites: pd.DataFrame) -> dict[int, str]:
+    """A marker per batch, in batch order (the same in the map and the county map)."""
+    batches = sorted({int(x) for x in pd.to_numeric(sites["batch"], errors="coerce").dropna()})
+    return {b: BATCH_MARKERS[i % len(BATCH_MARKERS)] for i, b in enumerate(batches)}
+
+
+def _site_frame(sites: pd.DataFrame, changes: pd.DataFrame) -> pd.DataFrame:
+    cls = changes.set_index("site_id")["class"]
+    return pd.DataFrame(sites.drop(columns="geometry", errors="ignore")).assign(
+        klass=sites["site_id"].map(cls).astype(object).fillna("insufficient_data").to_numpy(),
+        batch_int=pd.to_numeric(sites["batch"], errors="coerce").to_numpy())
+
+
+def _plot_sites(ax: plt.Axes, df: pd.DataFrame, markers: dict[int, str], ms: float, by_class: bool = True) -> None:
+    for b, m in markers.items():
+        d = df[df["batch_int"] == b]
+        for c in CLASS_ORDER:
+            dc = d[d["klass"] == c] if by_class else d
+            if len(dc):
+                ax.plot(dc["center_lon"], dc["center_lat"], ls="none", marker=m, mec="black", mew=0.6, ms=ms,
+                        mfc=CLASS_COLORS[c] if by_class else "white", zorder=5, gid=f"sites-{b}")
+            if not by_class:
+                break
+
+
+def _batch_handles(df: pd.DataFrame, markers: dict[int, str], style: Style) -> list[Line2D]:
+    return [Line2D([], [], ls="none", marker=m, mfc="#DDDDDD", mec="black", mew=0.5, ms=style.scale(5),
+                   label=style.label("batch_n", batch=b, n=int((df["batch_int"] == b).sum())))
+            for b, m in markers.items()]
+
+
 def map_figure(comp: Composite, sites: pd.DataFrame, changes: pd.DataFrame, verdict: dict[str, Any],
-               style: Style) -> plt.Figure:
-    """Sites, coloured and shaped by class and labelled, over the night-light composite itself."""
+               style: Style, borders: Boundaries | None = None) -> plt.Figure:
+    """Every site (marker: batch, colour: class) over the night-light composite and the borders,
+    each labelled with a leader line to its marker (:func:`pipeline.publish.labels.place_labels`).
+
+    Where a name cannot be placed beside its own marker without colliding (crowded areas on
+    a column-width map), the site is numbered instead and the number explained in a key.
+    """
+    df = _site_frame(sites, changes)
+    names = [site_label(r, style) for r in df.itertuples()]
+    numbered: list[int] = []
+    for attempt in range(3):
+        fig, ax, ms = _map_base(comp, df, verdict, style, borders, _key(df, names, numbered))
+        bad = label_sites(ax, df, _texts(df, names, numbered), style.small_size, ms)
+        if not bad or set(bad) <= set(numbered) or attempt == 2:
+            return fig
+        plt.close(fig)
+        numbered = sorted(set(numbered) | set(bad))
+    raise AssertionError("unreachable")
+
+
+def _numbers(df: pd.DataFrame, numbered: Sequence[int]) -> dict[int, int]:
+    """Key numbers: by batch, then north to south."""
+    order = sorted(numbered, key=lambda i: (df["batch_int"].iat[i], -df["center_lat"].iat[i], i))
+    return {i: k + 1 for k, i in enumerate(order)}
+
+
+def _texts(df: pd.DataFrame, names: Sequence[str], numbered: Sequence[int]) -> list[str]:
+    num = _numbers(df, numbered)
+    return [str(num[i]) if i in num else t for i, t in enumerate(names)]
+
+
+def _key(df: pd.DataFrame, names: Sequence[str], numbered: Sequence[int]) -> list[tuple[int, str]]:
+    """(row, 'number name') of the numbered sites, in number order."""
+    num = _numbers(df, numbered)
+    return [(i, f"{num[i]} {names[i]}") for i in sorted(num, key=num.get)]
+
+
+def _map_base(comp: Composite, df: pd.DataFrame, verdict: dict[str, Any], style: Style,
+              borders: Boundaries | None, key: list[tuple[int, str]]) -> tuple[plt.Figure, plt.Axes, float]:
+    """The map without labels, its layout fixed; ``key`` adds the numbered sites' legend."""
     w, e, s, n = comp.extent
     aspect = (n - s) / ((e - w) * np.cos(np.deg2rad((n + s) / 2)))
-    fig, ax = plt.subplots(figsize=(style.width_in, min(style.width_in * aspect * 0.9 + 1.1, 9.0)))
+    key_cols = max(1, int(style.width_mm // (28 if style.kind == "paper" else 42)))
+    key_h = -(-len(key) // key_cols) * style.small_size * 1.55 / 72 + (0.1 if key else 0)
+    fig, ax = plt.subplots(figsize=(style.width_in, min(style.width_in * aspect * 0.95 + 1.4, 10.0) + key_h))
     norm = _norm([comp.data])
     im = _image(ax, comp, norm)
-    cls = changes.set_index("site_id")["class"]
-    df = sites.assign(klass=sites["site_id"].map(cls).fillna("insufficient_data"))
-    for c in CLASS_ORDER:
-        d = df[df["klass"] == c]
-        ax.plot(d["center_lon"], d["center_lat"], ls="none", marker=CLASS_MARKERS[c], mfc=CLASS_COLORS[c],
-                mec="black", mew=0.6, ms=style.scale(6), zorder=5)
-    fig.canvas.draw()
-    _place_labels(ax, df["center_lon"].to_numpy(), df["center_lat"].to_numpy(),
-                  [site_label(r, style) for r in df.itertuples()], style.small_size)
+    if borders is not None:
+        draw_borders(ax, borders, style)
+    markers = batch_markers(df)
+    ms = style.scale(4.0 if style.width_mm < 120 else 5.5)
+    _plot_sites(ax, df, markers, ms)
     ax.set_xlim(w, e)
     ax.set_ylim(s, n)
     ax.set_xlabel(style.label("lon"))
@@ -92,47 +192,114 @@ def map_figure(comp: Composite, sites: pd.DataFrame, changes: pd.DataFrame, verd
     cb = fig.colorbar(im, ax=ax, orientation="horizontal", shrink=0.6, aspect=35, pad=0.02, location="bottom")
     _colorbar_ticks(cb, norm)
     cb.set_label(style.label("composite", y=comp.year))
-    handles = [*class_handles(style, verdict.get("counts")),
+    counts = verdict.get("counts")
+    handles = [*_batch_handles(df, markers, style),
+               *[Patch(fc=CLASS_COLORS[c], ec="black", lw=0.5, label=h.get_label())
+                 for c, h in zip([c for c in CLASS_ORDER if not counts or counts.get(c)],
+                                 class_handles(style, counts), strict=True)],
                Patch(fc="white", ec=INVALID_HATCH_COLOR, hatch="////", label=style.label("invalid"))]
-    ax.legend(handles=handles, loc="upper left", frameon=True, framealpha=0.9, edgecolor="none")
-    return finish(fig, verdict, style)
+    if borders is not None:
+        handles.append(Line2D([], [], color=BORDER_COLORS["province"], lw=0.8, label=style.label("borders")))
+    if key:
+        entries = [Line2D([], [], ls="none", marker=markers.get(int(df["batch_int"].iat[i]), "o"),
+                          mfc=CLASS_COLORS[df["klass"].iat[i]], mec="black", mew=0.4, ms=style.scale(3.5),
+                          label=text) for i, text in key]
+        # legends fill column by column, so the numbers run down each column
+        fig.legend(handles=entries, ncol=key_cols, handletextpad=0.2, columnspacing=0.8, handlelength=0.8,
+                   labelspacing=0.25, fontsize=style.small_size, borderaxespad=0.2).set_gid("site-key")
+    fig.legend(handles=handles, ncol=style.legend_columns(len(handles)), handletextpad=0.4, columnspacing=1.0)
+    finish(fig, verdict, style)
+    fig.canvas.draw()  # fix the layout, then place labels in its final coordinates
+    fig.set_layout_engine("none")
+    return fig, ax, ms
 
 
-def _place_labels(ax: plt.Axes, xs: np.ndarray, ys: np.ndarray, texts: Sequence[str], size: float) -> None:
-    """Greedy placement: the first of eight offsets that overlaps no label or marker placed so far."""
-    renderer = ax.figure.canvas.get_renderer()
-    taken = []
-    for x, y in zip(xs, ys, strict=True):
-        px, py = ax.transData.transform((x, y))
-        taken.append((px - 5, py - 5, px + 5, py + 5))
-    offsets = [(5, 4, "left", "bottom"), (5, -4, "left", "top"), (-5, 4, "right", "bottom"),
-               (-5, -4, "right", "top"), (0, 7, "center", "bottom"), (0, -7, "center", "top"),
-               (9, 0, "left", "center"), (-9, 0, "right", "center")]
+def label_sites(ax: plt.Axes, df: pd.DataFrame, texts: Sequence[str], size: float, ms: float) -> list[int]:
+    """Labels that collide with nothing, each nearer its own marker than any other, tied to it by a
+    line; returns the rows whose label breaks a rule anyway (crowded: number them instead)."""
+    fig = ax.figure
+    renderer = fig.canvas.get_renderer()
+    xy = ax.transData.transform(np.column_stack([df["center_lon"], df["center_lat"]]).astype(float))
+    sizes = []
+    fonts = [size - 1 if text.isdigit() else size for text in texts]  # key numbers: smaller, to fit crowds
+    for text, font in zip(texts, fonts, strict=True):
+        t = ax.text(0, 0, text, fontsize=font)
+        bb = t.get_window_extent(renderer)
+        sizes.append((bb.width, bb.height))
+        t.remove()
     frame = ax.get_window_extent(renderer)
-    for x, y, text in zip(xs, ys, texts, strict=True):
-        best = None
-        for dx, dy, ha, va in offsets:
-            t = ax.annotate(text, (x, y), xytext=(dx, dy), textcoords="offset points", ha=ha, va=va,
-                            fontsize=size, zorder=6, path_effects=OUTLINE, annotation_clip=False)
-            t.set_in_layout(False)
-            bb = t.get_window_extent(renderer)
-            box = (bb.x0, bb.y0, bb.x1, bb.y1)
-            inside = frame.x0 <= bb.x0 and bb.x1 <= frame.x1 and frame.y0 <= bb.y0 and bb.y1 <= frame.y1
-            if inside and not any(_overlap(box, o) for o in taken):
-                best = (t, box)
-                break
-            t.remove()
-        if best is None:
-            t = ax.annotate(text, (x, y), xytext=(5, 4), textcoords="offset points", fontsize=size, zorder=6,
-                            path_effects=OUTLINE)
-            t.set_in_layout(False)
-            bb = t.get_window_extent(renderer)
-            best = (t, (bb.x0, bb.y0, bb.x1, bb.y1))
-        taken.append(best[1])
+    boxes, costs = place_labels(xy[:, 0], xy[:, 1], sizes, ms / 2 * fig.dpi / 72,
+                                (frame.x0, frame.y0, frame.x1, frame.y1), margin=0.5 * fig.dpi / 72)
+    to_data = ax.transData.inverted()
+    lonlat = df[["center_lon", "center_lat"]].to_numpy(float)
+    for (x, y), (mx, my), box, text, font, sid in zip(xy, lonlat, boxes, texts, fonts, df["site_id"], strict=True):
+        x0, y0, x1, y1 = box
+        cx, cy = min(max(x, x0), x1), min(max(y, y0), y1)  # the box point nearest the marker
+        (lx, ly), (tx, ty) = to_data.transform([(cx, cy), (x0, y0)])
+        ax.plot([mx, lx], [my, ly], color="black", lw=0.35, zorder=4.5, solid_capstyle="butt", gid=f"leader-{sid}")
+        t = ax.text(tx, ty, text, fontsize=font, ha="left", va="bottom", zorder=6, path_effects=OUTLINE,
+                    gid=f"label-{sid}")
+        t.set_in_layout(False)
+    return [i for i, c in enumerate(costs) if c]
 
 
-def _overlap(a: tuple[float, ...], b: tuple[float, ...]) -> bool:
-    return a[0] < b[2] and b[0] < a[2] and a[1] < b[3] and b[1] < a[3]
+# --------------------------------------------------------------------------- 3b. county change
+
+
+def _polygon_path(geom: Any) -> MplPath:
+    return MplPath.make_compound_path(*[MplPath(r, closed=True) for r in _rings(geom)])
+
+
+def county_change_figure(borders: Boundaries, unit_changes: pd.DataFrame, sites: pd.DataFrame,
+                         verdict: dict[str, Any], style: Style) -> plt.Figure:
+    """Every county coloured by its change in light (``unit_changes``: unit_id, log_change), sites on top.
+
+    Symmetric diverging scale around no change, as wide as the largest county change (at
+    least the site threshold), labelled in percent; counties without a value hatched.
+    """
+    counties = borders.counties
+    change = unit_changes.assign(unit_id=unit_changes["unit_id"].astype(str)).set_index("unit_id")["log_change"]
+    values = counties["unit_id"].astype(str).map(change).to_numpy(dtype=float)
+    thr = float(verdict["parameters"]["threshold"])
+    finite = values[np.isfinite(values)]
+    lim = max(thr, float(np.nanpercentile(np.abs(finite), 98)) if finite.size else thr)
+    norm = Normalize(-lim, lim)
+    cmap = LinearSegmentedColormap.from_list("tol_burd", DIVERGING)
+    w, s, e, n = borders.bounds
+    aspect = (n - s) / ((e - w) * np.cos(np.deg2rad((n + s) / 2)))
+    fig, ax = plt.subplots(figsize=(style.width_in, min(style.width_in * aspect * 0.95 + 1.2, 10.0)))
+    ax.set_facecolor("white")
+    ok = np.isfinite(values)
+    paths = [_polygon_path(g) for g in counties.geometry]
+    filled = PathCollection([p for p, k in zip(paths, ok, strict=True) if k], cmap=cmap, norm=norm,
+                            edgecolors="none", zorder=1, gid="county-change")
+    filled.set_array(values[ok])
+    ax.add_collection(filled, autolim=False)
+    if (~ok).any():
+        ax.add_collection(PathCollection([p for p, k in zip(paths, ok, strict=True) if not k], facecolors="white",
+                                         edgecolors=INVALID_HATCH_COLOR, linewidths=0, hatch="////", zorder=1,
+                                         gid="county-no-data"), autolim=False)
+    draw_borders(ax, borders, style)
+    df = _site_frame(sites, pd.DataFrame({"site_id": [], "class": []}))
+    markers = batch_markers(df)
+    _plot_sites(ax, df, markers, style.scale(3.5), by_class=False)
+    ax.set_xlim(w, e)
+    ax.set_ylim(s, n)
+    ax.set_aspect(1 / np.cos(np.deg2rad((n + s) / 2)))
+    ax.set_xlabel(style.label("lon"))
+    ax.set_ylabel(style.label("lat"))
+    b, t = verdict["baseline_year"], verdict["target_year"]
+    ax.set_title(style.label("county_title", b=b, t=t), weight="bold")
+    cb = fig.colorbar(ScalarMappable(norm=norm, cmap=cmap), ax=ax, orientation="horizontal", shrink=0.6,
+                      aspect=35, pad=0.02, location="bottom")
+    ticks = [p for p in (-90, -75, -50, -20, -10, 0, 10, 25, 50, 100, 200, 400) if abs(np.log1p(p / 100)) <= lim]
+    cb.set_ticks([np.log1p(p / 100) for p in ticks], labels=[f"{p:+d}%" if p else "0%" for p in ticks])
+    cb.ax.minorticks_off()
+    cb.set_label(style.label("county_axis", b=b, t=t))
+    handles = [*_batch_handles(df, markers, style),
+               Patch(fc="white", ec=INVALID_HATCH_COLOR, hatch="////", label=style.label("no_county_data"))]
+    fig.legend(handles=handles, ncol=style.legend_columns(len(handles)), handletextpad=0.4, columnspacing=1.0)
+    return finish(fig, verdict, style)
 
 
 # --------------------------------------------------------------------------- 4. before / after

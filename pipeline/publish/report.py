@@ -30,18 +30,22 @@ from pipeline.publish.style import (
     korean_font_path,
     source_date,
 )
-from pipeline.verdict import CLAIM, SYNTHETIC_NOTE, headline
+from pipeline.verdict import SYNTHETIC_NOTE, headline
 
 CHARTS = {
     "verdict": "Change of each site from the baseline to the target year with its 95% interval, sorted; "
                "grey band: changes too small to count; markers and colours give the class.",
     "small_multiples": "Monthly radiance of each site; gaps and crosses are months without a valid "
                        "observation (clouds, stray light), never read as darkness.",
-    "map": "The sites over the target year's mean night-light composite (the data itself, no web map).",
+    "map": "The sites of every batch (marker shape) and their class (colour) over the target year's mean "
+           "night-light composite (the data itself, no web map), with country, province and county borders; "
+           "a thin line ties each label to its site.",
     "before_after": "Baseline-year and target-year mean of valid months around each site on one colour "
                     "scale; outline: the site polygon.",
     "robustness": "Number of claim sites classed brightened under every method variant; "
                   "hatched bar: the claim's count.",
+    "county_change": "Change in light of every county: ln ratio of its mean valid radiance, target against "
+                     "baseline year, on calendar months valid in both; hatched: no matched month; markers: sites.",
 }
 
 # --------------------------------------------------------------------------- text
@@ -84,10 +88,17 @@ def robustness_sentence(v: dict[str, Any]) -> str:
     text = (f"Across {r['n_variants']} method variants, between {r['brightened_min']} and {r['brightened_max']} "
             f"{'claim ' if r.get('scope', '').startswith('the claim') else ''}sites brightened "
             f"(median {r['brightened_median']:g})")
-    if r.get("share_exactly_5_of_20") is None:
-        return text + "; the claim's 20 sites are not all in this run, so no share of '5 of 20' is given."
-    return (text + f"; exactly {CLAIM['brightened']} of 20 in {100 * r['share_exactly_5_of_20']:.0f}% of variants, "
-            f"at most {CLAIM['brightened']} in {100 * r['share_at_most_5']:.0f}%.")
+    claim = v["claim"]
+    k, n = claim["brightened"], claim["n_sites"]
+    if r.get("share_exactly_k_of_n") is None:
+        return text + f"; the claim's {n} sites are not all in this run, so no share of '{k} of {n}' is given."
+    return (text + f"; exactly {k} of {n} in {100 * r['share_exactly_k_of_n']:.0f}% of variants, "
+            f"at most {k} in {100 * r['share_at_most_k']:.0f}%.")
+
+
+def observability_sentences(v: dict[str, Any]) -> list[str]:
+    """One sentence per batch: can the target year show its factories running (verdict ``batches``)?"""
+    return [b["note"] for b in v.get("batches", [])]
 
 
 def _fmt(x: Any, digits: int = 3) -> str:
@@ -109,7 +120,7 @@ def sites_rows(results: Any) -> list[dict[str, str]]:
         ci = "" if pd.isna(r.get("ci_low")) else f" [{r['ci_low']:+.0f}, {r['ci_high']:+.0f}]"
         rows.append({
             "Site": _text(r.get("name")) or str(r["site_id"]), "Hangul": _text(r.get("name_ko")),
-            "Province": _text(r.get("province")), "Batch": _fmt(r.get("batch")),
+            "Province": _text(r.get("province")), "County": _text(r.get("county")), "Batch": _fmt(r.get("batch")),
             "Baseline": _fmt(r.get("baseline_value")), "Target": _fmt(r.get("target_value")),
             "Change % [95% CI]": ("–" if pd.isna(r.get("change_pct")) else f"{r['change_pct']:+.0f}{ci}"),
             "Class": str(r["class"]).replace("_", " "),
@@ -133,7 +144,7 @@ def _provenance(results: Any, checksums: dict[str, str]) -> tuple[list[tuple[str
         ("Period", _period(v)), ("Source", str(v.get("source", ""))),
         ("Folder", ", ".join(sorted({str(i.get("folder", "")) for i in v.get("inputs", [])}))),
         ("Software", f"nightlights {v.get('nightlights_version', '')}"),
-        ("Claim", f"{CLAIM['text']} ({CLAIM['source']})"),
+        ("Claim", f"{v['claim']['text']} ({v['claim']['source']})"),
     ]
     if date:
         facts.append(("Built", date.strftime("%Y-%m-%d %H:%M UTC (SOURCE_DATE_EPOCH)")))
@@ -189,22 +200,26 @@ def report_html(results: Any, pngs: dict[str, bytes], checksums: dict[str, str],
         parts.append(f'<div class="synthetic" id="synthetic-warning" role="alert">{e(SYNTHETIC_NOTE)} '
                      "Every number, table and chart below is made from generated rasters, to show what the "
                      "pipeline produces.</div>")
-    c = v["claim_sites"]
+    c, claim = v["claim_sites"], v["claim"]
     parts += [
         f"<h1>Night lights at the sites, {v['baseline_year']} to {v['target_year']}</h1>",
         f'<p class="headline">{e(headline(v))}</p>',
-        f"<p>The claim: “{e(CLAIM['text'])}” ({e(CLAIM['source'])}).</p>",
+        f"<p>The claim: “{e(claim['text'])}” ({e(claim['source'])}).</p>",
         _table(["", "Brightened", "Similar or dimmer", "Insufficient data"], [
-            ["Claim", str(CLAIM["brightened"]), str(CLAIM["similar_or_dimmer"]), "–"],
-            [f"This run (batch {CLAIM['batch']}, {c['n_sites']} sites)", str(c["counts"]["brightened"]),
+            ["Claim", str(claim["brightened"]), str(claim["similar_or_dimmer"]), "–"],
+            [f"This run (batch {claim['batch']}, {c['n_sites']} sites)", str(c["counts"]["brightened"]),
              str(c["similar_or_dimmer"]), str(c["counts"]["insufficient_data"])]], num={1, 2, 3}),
         f"<p>{e(robustness_sentence(v))} {e(_calibration_sentence(v))}</p>",
+        "<h2>Which batches the target year can speak for</h2>",
+        "<ul>" + "".join(f"<li>{e(x)}</li>" for x in observability_sentences(v)) + "</ul>",
         "<h2>Method</h2>", f"<p>{e(method_paragraph(v, len(results.sensitivity) if results.sensitivity is not None else None))}</p>",
         "<h2>Sites</h2>",
     ]
     rows = sites_rows(results)
     if rows:
-        parts.append(_table(list(rows[0]), [list(r.values()) for r in rows], num={4, 5, 9}))
+        header = list(rows[0])
+        num = {header.index(h) for h in ("Baseline", "Target", "Months")}
+        parts.append(_table(header, [list(r.values()) for r in rows], num=num))
     parts.append("<p class=credit>Baseline and target: yearly statistic of matched months, nW/cm²/sr. "
                  "GIS files: sites_classified.geojson, sites_classified.parquet (GeoParquet), "
                  "site_months.parquet.</p><h2>Charts</h2>")
@@ -240,8 +255,10 @@ def report_md(results: Any, charts: list[str], checksums: dict[str, str], style:
     if is_synthetic(v):
         lines += [f"> **{SYNTHETIC_NOTE}**", ""]
     lines += [f"# Night lights at the sites, {v['baseline_year']} to {v['target_year']}", "",
-              f"**{headline(v)}**", "", f"Claim: “{CLAIM['text']}” ({CLAIM['source']})", "",
-              robustness_sentence(v) + " " + _calibration_sentence(v), "", "## Method", "",
+              f"**{headline(v)}**", "", f"Claim: “{v['claim']['text']}” ({v['claim']['source']})", "",
+              robustness_sentence(v) + " " + _calibration_sentence(v), "",
+              "## Which batches the target year can speak for", "",
+              *[f"- {x}" for x in observability_sentences(v)], "", "## Method", "",
               method_paragraph(v, len(results.sensitivity) if results.sensitivity is not None else None), "",
               "## Sites", ""]
     rows = sites_rows(results)

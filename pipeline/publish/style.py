@@ -50,6 +50,11 @@ CLAIM_COLOR = "#EE3377"  # Tol vibrant magenta
 BASELINE_SHADE = "#DDDDDD"
 TARGET_SHADE = "#FBE3D1"
 INVALID_HATCH_COLOR = "#999999"
+# Batches on maps: one marker each, in batch order (class is the colour there); none is a class marker.
+BATCH_MARKERS = ("o", "s", "D", "p", "h", "P", "X", "*")
+BORDER_COLORS = {"country": "#000000", "province": "#555555", "county": "#9A9A9A"}
+# Paul Tol's diverging "BuRd" (blue: dimmer, red: brighter), for the county change
+DIVERGING = ("#2166AC", "#4393C3", "#92C5DE", "#D1E5F0", "#F7F7F7", "#FDDBC7", "#F4A582", "#D6604D", "#B2182B")
 
 KO_FONT_PACKAGE = "pylopdf_fonts_ko"  # Noto Sans KR, SIL Open Font License 1.1
 KO_FONT_FILE = "NotoSansKR-Regular.otf"
@@ -59,7 +64,7 @@ LABELS: dict[str, dict[str, str]] = {
         "brightened": "brightened", "unchanged": "unchanged", "dimmed": "dimmed",
         "insufficient_data": "insufficient data", "change_axis": "Change in night-time radiance, {b} to {t}",
         "threshold_band": "within {pct} (threshold)", "claim": "claim", "counts_title":
-            "{label}: {up} brightened, {rest} similar or dimmer (claim: 5 and 15)",
+            "{label}: {up} brightened, {rest} similar or dimmer (claim: {k} and {rest_k})",
         "sites": "sites", "radiance": "Radiance (nW/cm²/sr)", "baseline": "baseline {y}", "target": "target {y}",
         "groundbreaking": "groundbreaking", "inauguration": "inauguration", "invalid": "no valid observation",
         "map_title": "Sites over the {y} mean night-light composite", "composite": "Mean radiance {y}, valid months (nW/cm²/sr)",
@@ -70,11 +75,15 @@ LABELS: dict[str, dict[str, str]] = {
         "synthetic": "SYNTHETIC DATA", "synthetic_note": "SYNTHETIC DEMO DATA: not evidence about North Korea",
         "months": "months", "log_note": " (log scale; bars: 95% interval)", "site": "site",
         "ring": "background ring", "dot_median": " (dot: median)", "not_claim": "* not in the claim's batch {batch}",
+        "batch_n": "batch {batch} ({n})", "borders": "country, province, county borders",
+        "county_title": "Change in light by county, {b} to {t}",
+        "county_axis": "Change of county mean radiance, {b} to {t} (valid months in both years)",
+        "no_county_data": "no matched valid month",
     },
     "ko": {
         "brightened": "밝아짐", "unchanged": "변화 없음", "dimmed": "어두워짐", "insufficient_data": "자료 부족",
         "change_axis": "야간 복사휘도 변화, {b}년 대비 {t}년", "threshold_band": "{pct} 이내 (임계값)", "claim": "주장",
-        "counts_title": "{label}: {up}곳 밝아짐, {rest}곳 비슷하거나 어두워짐 (주장: 5곳과 15곳)", "sites": "지점",
+        "counts_title": "{label}: {up}곳 밝아짐, {rest}곳 비슷하거나 어두워짐 (주장: {k}곳과 {rest_k}곳)", "sites": "지점",
         "radiance": "복사휘도 (nW/cm²/sr)", "baseline": "기준 {y}년", "target": "비교 {y}년",
         "groundbreaking": "착공", "inauguration": "준공", "invalid": "유효 관측 없음",
         "map_title": "{y}년 평균 야간 조도 영상 위의 지점", "composite": "{y}년 유효 월 평균 복사휘도 (nW/cm²/sr)",
@@ -85,6 +94,10 @@ LABELS: dict[str, dict[str, str]] = {
         "synthetic": "SYNTHETIC DATA 합성 데이터", "synthetic_note": "합성 데모 데이터 (SYNTHETIC): 북한에 대한 증거가 아님",
         "months": "월", "log_note": " (로그 눈금, 막대: 95% 구간)", "site": "지점", "ring": "주변 고리 (배경)",
         "dot_median": " (점: 중앙값)", "not_claim": "* 주장의 {batch}년 지정 지점이 아님",
+        "batch_n": "{batch}년 지정 ({n})", "borders": "국경, 도, 군 경계",
+        "county_title": "군별 야간 조도 변화, {b}년 대비 {t}년",
+        "county_axis": "군 평균 복사휘도 변화, {b}년 대비 {t}년 (두 해 모두 유효한 월)",
+        "no_county_data": "대응 유효 월 없음",
     },
 }
 
