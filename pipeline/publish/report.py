@@ -21,6 +21,7 @@ from typing import Any
 import numpy as np
 import pandas as pd
 
+from pipeline.publish import words as W
 from pipeline.publish.charts import ordered
 from pipeline.publish.style import (
     Style,
@@ -30,75 +31,24 @@ from pipeline.publish.style import (
     korean_font_path,
     source_date,
 )
-from pipeline.verdict import SYNTHETIC_NOTE, headline
+from pipeline.verdict import SYNTHETIC_NOTE
 
-CHARTS = {
-    "verdict": "Change of each site from the baseline to the target year with its 95% interval, sorted; "
-               "grey band: changes too small to count; markers and colours give the class.",
-    "small_multiples": "Monthly radiance of each site; gaps and crosses are months without a valid "
-                       "observation (clouds, stray light), never read as darkness.",
-    "map": "The sites of every batch (marker shape) and their class (colour) over the target year's mean "
-           "night-light composite (the data itself, no web map), with country, province and county borders; "
-           "a thin line ties each label to its site.",
-    "before_after": "Baseline-year and target-year mean of valid months around each site on one colour "
-                    "scale; outline: the site polygon.",
-    "robustness": "Number of claim sites classed brightened under every method variant; "
-                  "hatched bar: the claim's count.",
-    "county_change": "Change in light of every county: ln ratio of its mean valid radiance, target against "
-                     "baseline year, on calendar months valid in both; hatched: no matched month; markers: sites.",
-}
+CHARTS = W.CAPTIONS["en"]  # chart name -> English caption (Korean: pipeline.publish.words)
 
 # --------------------------------------------------------------------------- text
 
 
-def method_paragraph(v: dict[str, Any], sens_rows: int | None) -> str:
-    """The method in words a reader without remote-sensing training can follow."""
-    p = v["parameters"]
-    thr = float(p["threshold"])
-    up, down = 100 * np.expm1(thr), -100 * np.expm1(-thr)
-    months = p.get("months") or list(range(1, 13))
-    text = (
-        f"Satellites of the VIIRS series photograph the Earth at night; monthly composites average each "
-        f"month's cloud-free nights into one image of 15 arc-second pixels (about 500 m). For each site we "
-        f"took the pixels under its circle of {p['default_radius_m'] / 1000:g} km radius around the reported "
-        f"location (the sites are located only to about 1 to 2 km), weighting each pixel by the share of it "
-        f"inside the circle. A month counts only when at least {100 * p['min_valid_fraction']:.0f}% of the "
-        f"site's area was observed (at least {p['min_cf_cvg']} cloud-free nights for EOG data); a month "
-        f"without observations is missing, not dark. We compared {v['target_year']} with {v['baseline_year']} "
-        f"only on calendar months valid in both years (snow and moonlight differ by season; "
-        f"{len(months)} calendar months considered, at least {p['min_matched_months']} needed), took the "
-        f"{p['statistic']} month of each year and their ratio. A site is called brightened only when it rose "
-        f"by at least {up:.0f}% and a {100 * p['confidence']:.0f}% interval from its month-to-month variation "
-        f"(bootstrap) excludes no change; dimmed when it fell by at least {down:.0f}% under the same rule; "
-        f"otherwise similar (unchanged). A ring {p['ring_inner_m'] / 1000:g} to {p['ring_outer_m'] / 1000:g} km "
-        f"around each site measures region-wide change (power supply, sensor, weather); the ring-adjusted "
-        f"class is reported beside the headline class, which uses the site's own change because the claim "
-        f"speaks of luminosity.")
-    if sens_rows:
-        text += (f" Because the claim's method is unpublished, we repeated the classification for {sens_rows} "
-                 f"defensible variants (threshold, radius, yearly statistic, months, ring adjustment, pixel "
-                 f"rule) to show how much the count depends on such choices.")
-    return text
+def method_paragraph(v: dict[str, Any], sens_rows: int | None, lang: str = "en") -> str:
+    return W.method_paragraph(v, sens_rows, lang)
 
 
-def robustness_sentence(v: dict[str, Any]) -> str:
-    r = v.get("robustness")
-    if not r:
-        return "Method variants were not computed for this run (--no-sensitivity)."
-    text = (f"Across {r['n_variants']} method variants, between {r['brightened_min']} and {r['brightened_max']} "
-            f"{'claim ' if r.get('scope', '').startswith('the claim') else ''}sites brightened "
-            f"(median {r['brightened_median']:g})")
-    claim = v["claim"]
-    k, n = claim["brightened"], claim["n_sites"]
-    if r.get("share_exactly_k_of_n") is None:
-        return text + f"; the claim's {n} sites are not all in this run, so no share of '{k} of {n}' is given."
-    return (text + f"; exactly {k} of {n} in {100 * r['share_exactly_k_of_n']:.0f}% of variants, "
-            f"at most {k} in {100 * r['share_at_most_k']:.0f}%.")
+def robustness_sentence(v: dict[str, Any], lang: str = "en") -> str:
+    return W.robustness_sentence(v, lang)
 
 
-def observability_sentences(v: dict[str, Any]) -> list[str]:
+def observability_sentences(v: dict[str, Any], lang: str = "en") -> list[str]:
     """One sentence per batch: can the target year show its factories running (verdict ``batches``)?"""
-    return [b["note"] for b in v.get("batches", [])]
+    return W.observability_sentences(v, lang)
 
 
 def _fmt(x: Any, digits: int = 3) -> str:
@@ -114,45 +64,49 @@ def _text(value: Any) -> str:
     return "" if value is None or (isinstance(value, float) and np.isnan(value)) else str(value)
 
 
-def sites_rows(results: Any) -> list[dict[str, str]]:
+def sites_rows(results: Any, lang: str = "en") -> list[dict[str, str]]:
+    w = W.words(lang)
     rows = []
     for _, r in ordered(results.changes).iterrows():
         ci = "" if pd.isna(r.get("ci_low")) else f" [{r['ci_low']:+.0f}, {r['ci_high']:+.0f}]"
         rows.append({
-            "Site": _text(r.get("name")) or str(r["site_id"]), "Hangul": _text(r.get("name_ko")),
-            "Province": _text(r.get("province")), "County": _text(r.get("county")), "Batch": _fmt(r.get("batch")),
-            "Baseline": _fmt(r.get("baseline_value")), "Target": _fmt(r.get("target_value")),
-            "Change % [95% CI]": ("–" if pd.isna(r.get("change_pct")) else f"{r['change_pct']:+.0f}{ci}"),
-            "Class": str(r["class"]).replace("_", " "),
-            "Ring-adjusted": str(r.get("class_ring_adjusted", "")).replace("_", " "),
-            "Months": _fmt(r.get("n_months")),
+            w["Site"]: _text(r.get("name")) or str(r["site_id"]), w["Hangul"]: _text(r.get("name_ko")),
+            w["Province"]: _text(r.get("province")), w["County"]: _text(r.get("county")),
+            w["Batch"]: _fmt(r.get("batch")),
+            w["Baseline"]: _fmt(r.get("baseline_value")), w["Target"]: _fmt(r.get("target_value")),
+            w["Change"]: ("–" if pd.isna(r.get("change_pct")) else f"{r['change_pct']:+.0f}{ci}"),
+            w["Class"]: W.class_word(r["class"], lang),
+            w["Ring"]: W.class_word(r.get("class_ring_adjusted", ""), lang) if r.get("class_ring_adjusted") else "",
+            w["Months"]: _fmt(r.get("n_months")),
         })
     return rows
 
 
-def _period(v: dict[str, Any]) -> str:
+def _period(v: dict[str, Any], lang: str = "en") -> str:
+    w = W.words(lang)
     months = sorted(i["month"] for i in v.get("inputs", []))
-    return f"{months[0]} to {months[-1]}" if months else "unknown"
+    return w["period"].format(a=months[0], b=months[-1]) if months else w["unknown"]
 
 
-def _provenance(results: Any, checksums: dict[str, str]) -> tuple[list[tuple[str, str]], list[list[str]]]:
-    v = results.verdict
+def _provenance(results: Any, checksums: dict[str, str], lang: str = "en"
+                ) -> tuple[list[tuple[str, str]], list[list[str]]]:
+    v, w = results.verdict, W.words(lang)
     date = source_date()
     facts = [
-        ("Data", "SYNTHETIC (generated demo rasters)" if is_synthetic(v) else "real satellite data"),
-        ("Product", describe_products((i["product"] for i in v.get("inputs", [])), is_synthetic(v))),
-        ("Period", _period(v)), ("Source", str(v.get("source", ""))),
-        ("Folder", ", ".join(sorted({str(i.get("folder", "")) for i in v.get("inputs", [])}))),
-        ("Software", f"nightlights {v.get('nightlights_version', '')}"),
-        ("Claim", f"{v['claim']['text']} ({v['claim']['source']})"),
+        (w["Data"], w["synthetic_data"] if is_synthetic(v) else w["real_data"]),
+        (w["Product"], describe_products((i["product"] for i in v.get("inputs", [])), is_synthetic(v))),
+        (w["Period"], _period(v, lang)), (w["Source"], str(v.get("source", ""))),
+        (w["Folder"], ", ".join(sorted({str(i.get("folder", "")) for i in v.get("inputs", [])}))),
+        (w["Software"], f"nightlights {v.get('nightlights_version', '')}"),
+        (w["Claim"], f"{v['claim']['text']} ({v['claim']['source']})"),
     ]
     if date:
-        facts.append(("Built", date.strftime("%Y-%m-%d %H:%M UTC (SOURCE_DATE_EPOCH)")))
+        facts.append((w["Built"], date.strftime(w["built"])))
     files = []
     for i in v.get("inputs", []):
         for key in ("file", "aux"):
             if i.get(key):
-                files.append([i["month"], i[key], checksums.get(i[key], "not found")])
+                files.append([i["month"], i[key], checksums.get(i[key], w["not_found"])])
     return facts, files
 
 
@@ -186,94 +140,96 @@ def _table(header: list[str], rows: list[list[str]], num: set[int] | None = None
 
 
 def report_html(results: Any, pngs: dict[str, bytes], checksums: dict[str, str], style: Style) -> str:
-    """One HTML file with everything inline (CSP forbids any outside request)."""
-    v = results.verdict
-    e = html.escape
+    """One HTML file with everything inline (CSP forbids any outside request), in ``style.lang``."""
+    v, lang = results.verdict, style.lang
+    w, e = W.words(lang), html.escape
+    b, t = v["baseline_year"], v["target_year"]
     parts = [
-        "<!DOCTYPE html>", '<html lang="en"><head><meta charset="utf-8">',
+        "<!DOCTYPE html>", f'<html lang="{"ko" if lang == "ko" else "en"}"><head><meta charset="utf-8">',
         f'<meta http-equiv="Content-Security-Policy" content="{CSP}">',
         '<meta name="viewport" content="width=device-width, initial-scale=1">', '<link rel="icon" href="data:,">',
-        f"<title>{'[SYNTHETIC] ' if is_synthetic(v) else ''}nightlights report: "
-        f"{v['baseline_year']} to {v['target_year']}</title>", "<style>{CSS}</style></head><body>",
+        f"<title>{w['synthetic_title'] if is_synthetic(v) else ''}{e(w['title'].format(b=b, t=t))}</title>",
+        "<style>{CSS}</style></head><body>",
     ]
     if is_synthetic(v):
-        parts.append(f'<div class="synthetic" id="synthetic-warning" role="alert">{e(SYNTHETIC_NOTE)} '
-                     "Every number, table and chart below is made from generated rasters, to show what the "
-                     "pipeline produces.</div>")
+        parts.append(f'<div class="synthetic" id="synthetic-warning" role="alert">{e(_synthetic_note(lang))} '
+                     f"{e(w['synthetic_more'])}</div>")
     c, claim = v["claim_sites"], v["claim"]
+    sens_rows = len(results.sensitivity) if results.sensitivity is not None else None
     parts += [
-        f"<h1>Night lights at the sites, {v['baseline_year']} to {v['target_year']}</h1>",
-        f'<p class="headline">{e(headline(v))}</p>',
-        f"<p>The claim: “{e(claim['text'])}” ({e(claim['source'])}).</p>",
-        _table(["", "Brightened", "Similar or dimmer", "Insufficient data"], [
-            ["Claim", str(claim["brightened"]), str(claim["similar_or_dimmer"]), "–"],
-            [f"This run (batch {claim['batch']}, {c['n_sites']} sites)", str(c["counts"]["brightened"]),
+        f"<h1>{e(w['h1'].format(b=b, t=t))}</h1>",
+        f'<p class="headline">{e(W.headline(v, lang))}</p>',
+        f"<p>{e(w['claim_line'].format(text=claim['text'], source=claim['source']))}</p>",
+        _table(["", w["col_brightened"], w["col_similar"], w["col_insufficient"]], [
+            [w["row_claim"], str(claim["brightened"]), str(claim["similar_or_dimmer"]), "–"],
+            [w["row_run"].format(batch=claim["batch"], n=c["n_sites"]), str(c["counts"]["brightened"]),
              str(c["similar_or_dimmer"]), str(c["counts"]["insufficient_data"])]], num={1, 2, 3}),
-        f"<p>{e(robustness_sentence(v))} {e(_calibration_sentence(v))}</p>",
-        "<h2>Which batches the target year can speak for</h2>",
-        "<ul>" + "".join(f"<li>{e(x)}</li>" for x in observability_sentences(v)) + "</ul>",
-        "<h2>Method</h2>", f"<p>{e(method_paragraph(v, len(results.sensitivity) if results.sensitivity is not None else None))}</p>",
-        "<h2>Sites</h2>",
+        f"<p>{e(W.robustness_sentence(v, lang))} {e(W.calibration_sentence(v, lang))}</p>",
+        f"<h2>{e(w['h_batches'])}</h2>",
+        "<ul>" + "".join(f"<li>{e(x)}</li>" for x in W.observability_sentences(v, lang)) + "</ul>",
+        f"<h2>{e(w['h_method'])}</h2>", f"<p>{e(W.method_paragraph(v, sens_rows, lang))}</p>",
+        f"<h2>{e(w['h_sites'])}</h2>",
     ]
-    rows = sites_rows(results)
+    rows = sites_rows(results, lang)
     if rows:
         header = list(rows[0])
-        num = {header.index(h) for h in ("Baseline", "Target", "Months")}
+        num = {header.index(w[h]) for h in ("Baseline", "Target", "Months")}
         parts.append(_table(header, [list(r.values()) for r in rows], num=num))
-    parts.append("<p class=credit>Baseline and target: yearly statistic of matched months, nW/cm²/sr. "
-                 "GIS files: sites_classified.geojson, sites_classified.parquet (GeoParquet), "
-                 "site_months.parquet.</p><h2>Charts</h2>")
+    parts.append(f"<p class=credit>{e(w['sites_note'])}</p><h2>{e(w['h_charts'])}</h2>")
     for name, data in pngs.items():
         src = "data:image/png;base64," + base64.b64encode(data).decode("ascii")
         files = ", ".join(f"figures/{name}.{f}" for f in style.formats)
-        parts.append(f'<figure id="fig-{name}"><img src="{src}" alt="{e(CHARTS[name])}">'
-                     f"<figcaption><b>{e(name.replace('_', ' ').capitalize())}.</b> {e(CHARTS[name])} "
-                     f"Files: {e(files)}.</figcaption></figure>")
-    facts, files = _provenance(results, checksums)
-    parts += ["<h2>Provenance</h2>", _table(["", ""], [list(f) for f in facts]),
-              f"<p class=credit>{e(credit_line(v))}</p>", "<h3>Parameters</h3>",
-              _table(["Parameter", "Value"], [[k, json.dumps(val)] for k, val in v["parameters"].items()]),
-              "<h3>Input files (SHA-256)</h3>",
-              _table(["Month", "File", "SHA-256"], files).replace("<td>", "<td class=hash>"),
+        cap = W.caption(name, lang)
+        parts.append(f'<figure id="fig-{name}"><img src="{src}" alt="{e(cap)}">'
+                     f"<figcaption><b>{e(W.chart_name(name, lang))}.</b> {e(cap)} "
+                     f"{e(w['files'])}: {e(files)}.</figcaption></figure>")
+    facts, files = _provenance(results, checksums, lang)
+    parts += [f"<h2>{e(w['h_provenance'])}</h2>", _table(["", ""], [list(f) for f in facts]),
+              f"<p class=credit>{e(credit_line(v))}</p>", f"<h3>{e(w['h_parameters'])}</h3>",
+              _table([w["parameter"], w["value"]], [[k, json.dumps(val)] for k, val in v["parameters"].items()]),
+              f"<h3>{e(w['h_inputs'])}</h3>",
+              _table([w["month"], w["file"], "SHA-256"], files).replace("<td>", "<td class=hash>"),
               "</body></html>"]
     page = "\n".join(parts) + "\n"
     return page.replace("<style>{CSS}</style>", f"<style>{CSS}{korean_font_css(page)}</style>", 1)
 
 
-def _calibration_sentence(v: dict[str, Any]) -> str:
-    cal = v.get("calibration")
-    if not cal:
-        return ""
-    return (f"Stable control places ({cal['controls']}, n = {cal['n_controls']}) changed by |ln ratio| "
-            f"{cal['abs_log_ratio_p95']:.2f} or less in 95% of cases, against the threshold "
-            f"{cal['default_threshold']:g}.")
+def _synthetic_note(lang: str) -> str:
+    if lang == "ko":
+        return ("합성 데모 데이터: 이 수치는 위성 관측이 아니라 생성된 래스터에서 나왔다. 북한에 대한 어떤 증거도 "
+                "아니다. (SYNTHETIC DEMO DATA)")
+    return SYNTHETIC_NOTE
 
 
 def report_md(results: Any, charts: list[str], checksums: dict[str, str], style: Style) -> str:
-    v = results.verdict
+    v, lang = results.verdict, style.lang
+    w = W.words(lang)
+    claim = v["claim"]
+    sens_rows = len(results.sensitivity) if results.sensitivity is not None else None
     lines = []
     if is_synthetic(v):
-        lines += [f"> **{SYNTHETIC_NOTE}**", ""]
-    lines += [f"# Night lights at the sites, {v['baseline_year']} to {v['target_year']}", "",
-              f"**{headline(v)}**", "", f"Claim: “{v['claim']['text']}” ({v['claim']['source']})", "",
-              robustness_sentence(v) + " " + _calibration_sentence(v), "",
-              "## Which batches the target year can speak for", "",
-              *[f"- {x}" for x in observability_sentences(v)], "", "## Method", "",
-              method_paragraph(v, len(results.sensitivity) if results.sensitivity is not None else None), "",
-              "## Sites", ""]
-    rows = sites_rows(results)
+        lines += [f"> **{_synthetic_note(lang)}**", ""]
+    lines += [f"# {w['h1'].format(b=v['baseline_year'], t=v['target_year'])}", "",
+              f"**{W.headline(v, lang)}**", "", w["claim_md"].format(text=claim["text"], source=claim["source"]), "",
+              W.robustness_sentence(v, lang) + " " + W.calibration_sentence(v, lang), "",
+              f"## {w['h_batches']}", "",
+              *[f"- {x}" for x in W.observability_sentences(v, lang)], "", f"## {w['h_method']}", "",
+              W.method_paragraph(v, sens_rows, lang), "", f"## {w['h_sites']}", ""]
+    rows = sites_rows(results, lang)
     if rows:
         lines += ["| " + " | ".join(rows[0]) + " |", "|" + "---|" * len(rows[0])]
         lines += ["| " + " | ".join(x.replace("|", "/") for x in r.values()) + " |" for r in rows]
-    lines += ["", "## Charts", ""]
+    lines += ["", f"## {w['h_charts']}", ""]
     ext = "png" if "png" in style.formats else style.formats[0]
     for name in charts:
-        lines += [f"![{CHARTS[name]}](figures/{name}.{ext})", "", f"*{CHARTS[name]}*", ""]
-    facts, files = _provenance(results, checksums)
-    lines += ["## Provenance", ""] + [f"- **{k}**: {val}" for k, val in facts] + ["", credit_line(v), "",
-              "| Parameter | Value |", "|---|---|"] + [f"| {k} | `{json.dumps(x)}` |" for k, x in
-                                                    v["parameters"].items()]
-    lines += ["", "| Month | File | SHA-256 |", "|---|---|---|"] + [f"| {a} | {b} | `{c}` |" for a, b, c in files]
+        cap = W.caption(name, lang)
+        lines += [f"![{cap}](figures/{name}.{ext})", "", f"*{cap}*", ""]
+    facts, files = _provenance(results, checksums, lang)
+    lines += [f"## {w['h_provenance']}", ""] + [f"- **{k}**: {val}" for k, val in facts] + ["", credit_line(v), "",
+              f"| {w['parameter']} | {w['value']} |", "|---|---|"] + [f"| {k} | `{json.dumps(x)}` |" for k, x in
+                                                                     v["parameters"].items()]
+    lines += ["", f"| {w['month']} | {w['file']} | SHA-256 |", "|---|---|---|"] + [
+        f"| {a} | {b} | `{c}` |" for a, b, c in files]
     return "\n".join(lines) + "\n"
 
 
