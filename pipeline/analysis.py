@@ -13,7 +13,7 @@ from __future__ import annotations
 from collections.abc import Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import geopandas as gpd
 import numpy as np
@@ -37,6 +37,9 @@ from pipeline.sources import MonthlyRaster
 from pipeline.verdict import make_verdict
 from pipeline.zonal import zone_month_table
 
+if TYPE_CHECKING:
+    from pipeline.compare import Comparison
+
 SITE_MONTH_COLUMNS = ["site_id", "month", "mean_radiance", "sum_radiance", "valid_fraction", "is_valid",
                       "weight", "n_pixels", "mean_obs", "ring_mean_radiance", "ring_valid_fraction"]
 
@@ -50,6 +53,7 @@ class Results:
     sensitivity: pd.DataFrame | None = None
     zone_table: pd.DataFrame = field(default_factory=pd.DataFrame, repr=False)
     rasters: list[MonthlyRaster] = field(default_factory=list, repr=False)
+    comparison: Comparison | None = field(default=None, repr=False)  # the county comparison (compare)
 
 
 def build_zones(sites: gpd.GeoDataFrame, params: Params, radii: Sequence[float] = ()
@@ -152,6 +156,7 @@ def load_results(out: Path) -> Results:
     """Rebuild :class:`Results` from a run's output folder (``nightlights figures``; notebooks)."""
     import json
 
+    from pipeline.compare import load_comparison
     from pipeline.errors import ConfigError, SourceError
     from pipeline.sources import find_monthly_rasters
 
@@ -181,4 +186,5 @@ def load_results(out: Path) -> Results:
                               "folder the run was made in, or re-run 'nightlights run'")
         found = find_monthly_rasters(folder, eog_config=verdict["parameters"].get("eog_config", "vcmslcfg"))
         rasters += [r for r in found if r.radiance.name in wanted]
-    return Results(sites, months, changes, verdict, sens, rasters=sorted(rasters, key=lambda r: r.month))
+    return Results(sites, months, changes, verdict, sens, rasters=sorted(rasters, key=lambda r: r.month),
+                   comparison=load_comparison(out))

@@ -2,6 +2,8 @@
 
     nightlights run [--sites PATH]... [--source auto|demo|local|eog|blackmarble] [--rasters DIR]
                     [--baseline-year Y] [--target-year Y] [--out DIR]
+    nightlights compare [--units PATH] [--sites PATH...] [--batch B] [--source ...] [--rasters DIR]
+                        [--baseline-year Y] [--target-year Y] [--out DIR]
     nightlights extract --sites PATH... --rasters DIR --out FILE.csv
     nightlights sites validate PATH...
     nightlights download --source eog|blackmarble --start YYYY-MM --end YYYY-MM [--bbox W S E N | --sites PATH...]
@@ -79,7 +81,7 @@ def build_parser() -> argparse.ArgumentParser:
                         help="no progress bars, warnings only")
     sub = p.add_subparsers(dest="command", metavar="COMMAND")
     sub.required = True
-    for add in (_add_run, _add_extract, _add_sites, _add_download, _add_figures):
+    for add in (_add_run, _add_compare, _add_extract, _add_sites, _add_download, _add_figures):
         add(sub, common)
     return p
 
@@ -130,9 +132,55 @@ def _add_run(sub: argparse._SubParsersAction, common: argparse.ArgumentParser) -
     sp.add_argument("--no-sensitivity", action="store_true",
                     help="skip the method-variant grid and the calibration controls (faster)")
     sp.add_argument("--no-figures", action="store_true", help="tables and verdict only")
+    sp.add_argument("--no-compare", action="store_true",
+                    help="skip the county comparison (otherwise made whenever aoi/boundaries covers the sites)")
     sp.add_argument("--scheduler", metavar="ADDRESS", help="dask.distributed scheduler (e.g. tcp://host:8786)")
     _analysis_options(sp)
+    _compare_start_option(sp)
     sp.set_defaults(func=cmd_run)
+
+
+def _compare_start_option(sp: argparse.ArgumentParser) -> None:
+    sp.add_argument("--compare-start-year", type=int, metavar="Y",
+                    help="first year of the county panel, for pre-trend placebos (default baseline year - 4); "
+                         "each year before the baseline is 12 more monthly files to read, and to download "
+                         "with --source eog/blackmarble (about 1-2 GB a year for the DPRK window)")
+
+
+def _add_compare(sub: argparse._SubParsersAction, common: argparse.ArgumentParser) -> None:
+    sp = sub.add_parser(
+        "compare", parents=[common], formatter_class=_formatter, help="designated vs other counties",
+        description=textwrap.dedent("""\
+            Did the units (counties) holding a site of the batch change differently from the units
+            holding none? Writes unit_years.csv, unit_months.parquet, did.json (difference-in-differences
+            with randomization inference, without Pyongyang, pre-trend placebos, the site-level
+            "k of n brightened" placebo), spillover.csv (rings 0-5, 5-10, 10-20 km), event_study.csv
+            (months around each inauguration) and disparity.csv (Gini, Theil, top share by year),
+            with their charts, into --out. Same extraction as 'run'."""),
+        epilog=textwrap.dedent("""\
+            Examples:
+              nightlights compare
+              nightlights compare --units aoi/boundaries/prk_adm2.geojson --sites aoi/sites_2024.geojson --batch 2024
+              nightlights compare --source local --rasters ~/viirs/monthly --compare-start-year 2018"""))
+    sp.add_argument("--units", type=Path, metavar="PATH",
+                    help="unit polygons with unit_id (default: aoi/boundaries/prk_adm2.geojson, 181 DPRK counties)")
+    sp.add_argument("--sites", action="extend", nargs="+", type=Path, metavar="PATH",
+                    help="site GeoJSON file(s) (repeatable; default: every aoi/*.geojson)")
+    sp.add_argument("--batch", type=int, metavar="B", help="the designated batch (default: the claim's, 2024)")
+    sp.add_argument("--source", choices=SOURCES, default="auto", help="where the monthly rasters come from")
+    sp.add_argument("--rasters", type=Path, metavar="DIR", help="folder of monthly rasters (--source local)")
+    sp.add_argument("--out", type=Path, default=Path("outputs"), metavar="DIR", help="output folder (default outputs/)")
+    sp.add_argument("--data-dir", type=Path, default=Path("data"), metavar="DIR",
+                    help="where downloads and the demo are cached (default data/)")
+    sp.add_argument("--cache-dir", type=Path, metavar="DIR",
+                    help="study cube cache (default <data-dir>/cache); 'none' reads the monthly files directly")
+    sp.add_argument("--eog-config", choices=EOG_CONFIGS,
+                    help="EOG configuration to download and read (default vcmslcfg: stray-light corrected)")
+    sp.add_argument("--no-figures", action="store_true", help="tables only")
+    sp.add_argument("--scheduler", metavar="ADDRESS", help="dask.distributed scheduler (e.g. tcp://host:8786)")
+    _analysis_options(sp)
+    _compare_start_option(sp)
+    sp.set_defaults(func=cmd_compare)
 
 
 def _add_extract(sub: argparse._SubParsersAction, common: argparse.ArgumentParser) -> None:
@@ -236,7 +284,8 @@ def params_from_args(args: argparse.Namespace) -> Params:
         section = _section(data.get("analysis", data), f"{args.config}: 'analysis'")
         params = params_from_mapping(section, str(args.config), params)
     flags = {k: getattr(args, k, None) for k in ("baseline_year", "target_year", "threshold", "statistic",
-                                                  "default_radius_m", "pixel_rule", "min_cf_cvg", "eog_config")}
+                                                  "default_radius_m", "pixel_rule", "min_cf_cvg", "eog_config",
+                                                  "compare_start_year")}
     return params_from_mapping({k: v for k, v in flags.items() if v is not None}, "command line", params)
 
 
@@ -363,14 +412,22 @@ def cmd_run(args: argparse.Namespace) -> int:
     site_files = args.sites or default_site_files()
     sites = _read_sites(site_files, params, args)
     years = (params.baseline_year - 1, params.baseline_year, params.target_year)
-    got = acquire(args.source, sites, params, years, rasters_dir=args.rasters, data_dir=args.data_dir,
-                  progress=not args.quiet, required=(params.baseline_year, params.target_year))
+    plan = None if args.no_compare else _compare_plan(sites, None, None, quiet_fail=True)
+    got = acquire(args.source, sites, params, sorted({*years, *params.compare_years}) if plan else years,
+                  rasters_dir=args.rasters, data_dir=args.data_dir, progress=not args.quiet,
+                  required=(params.baseline_year, params.target_year),
+                  **({"units_file": plan[0], "treated_units": plan[3]} if plan else {}))
     log.info("%d sites from %s; %d months from %s (%s)", len(sites), ", ".join(p.name for p in site_files),
              len(got.rasters), got.folder, got.data_kind)
     with _scheduler(args.scheduler):
-        results = analyse(sites, got.rasters, params, source=got.source, data_kind=got.data_kind,
-                          sensitivity=not args.no_sensitivity, progress=not args.quiet,
+        results = analyse(sites, [r for r in got.rasters if r.year in years], params, source=got.source,
+                          data_kind=got.data_kind, sensitivity=not args.no_sensitivity, progress=not args.quiet,
                           cube_dir=_cube_dir(_cache_dir(args)))
+        if plan:
+            from pipeline.compare import compare
+
+            results.comparison = compare(sites, plan[1], got.rasters, params, batch=plan[2], data_kind=got.data_kind,
+                                         claim=plan[4], progress=not args.quiet, cube_dir=_cube_dir(_cache_dir(args)))
     _write_run(results, args, got.data_kind)
     print(headline(results.verdict))
     print(f"outputs in {args.out}/")
@@ -386,10 +443,74 @@ def _write_run(results, args: argparse.Namespace, data_kind: str) -> None:
         if results.sensitivity is not None:
             out.write_csv("sensitivity.csv", results.sensitivity, data_kind)
         out.write_json("verdict.json", results.verdict)
+        if results.comparison is not None:
+            from pipeline.compare import write_comparison
+
+            write_comparison(results.comparison, out)
         if not args.no_figures:
             from pipeline.publish import write_publication
 
             write_publication(results, out, cache_dir=_cache_dir(args))  # input checksums are cached there
+
+
+def _compare_plan(sites, units_path: Path | None, batch: int | None, quiet_fail: bool = False):
+    """(units file, units, batch, treated unit ids, claim) for the comparison; None when ``run``
+    cannot make it (no boundaries, or they do not cover the batch's sites: said in one line)."""
+    from pipeline.claims import default_claim
+    from pipeline.compare import treated_units
+    from pipeline.errors import ComparisonError
+    from pipeline.units import default_units_path, read_units
+
+    path = units_path or default_units_path()
+    if path is None:
+        if quiet_fail:
+            log.info("no aoi/boundaries/prk_adm2.geojson: the county comparison is skipped")
+            return None
+        raise ConfigError("no unit boundaries: pass --units PATH (a GeoJSON of polygons with unit_id)")
+    claim = default_claim()
+    batch = claim.batch if batch is None else batch
+    units = read_units(path)
+    try:
+        assigned = treated_units(sites, units, batch)
+    except ComparisonError as e:
+        if not quiet_fail:
+            raise
+        log.warning("county comparison skipped: %s", e)
+        return None
+    return path, units, batch, tuple(sorted(set(assigned["unit_id"].dropna()))), claim
+
+
+def cmd_compare(args: argparse.Namespace) -> int:
+    from pipeline.acquire import acquire
+    from pipeline.compare import compare, write_comparison
+    from pipeline.outputs import staged
+
+    params = params_from_args(args)
+    _check_out_dir(args.out)
+    site_files = args.sites or default_site_files()
+    sites = _read_sites(site_files, params, args)
+    path, units, batch, treated, claim = _compare_plan(sites, args.units, args.batch)
+    got = acquire(args.source, sites, params, params.compare_years, rasters_dir=args.rasters,
+                  data_dir=args.data_dir, progress=not args.quiet, required=(params.baseline_year, params.target_year),
+                  units_file=path, treated_units=treated)
+    log.info("%d units from %s (%d treated); %d months from %s (%s)", len(units), path, len(treated),
+             len(got.rasters), got.folder, got.data_kind)
+    with _scheduler(args.scheduler):
+        comp = compare(sites, units, got.rasters, params, batch=batch, data_kind=got.data_kind, claim=claim,
+                       progress=not args.quiet, cube_dir=_cube_dir(_cache_dir(args)))
+    with staged(args.out) as out:
+        write_comparison(comp, out)
+        if not args.no_figures:
+            from pipeline.publish.comparison import write_figures
+
+            write_figures(comp, out)
+    d = comp.did
+    print(f"{'[SYNTHETIC] ' if got.data_kind == 'synthetic' else ''}designated minus other units, "
+          f"{params.baseline_year} to {params.target_year}: {d['estimate_log']:+.3f} log "
+          f"[{d['ci_low']:+.3f}, {d['ci_high']:+.3f}], p = {d['p_value']:.3f} "
+          f"({d['n_treated']} treated, {d['n_control']} controls)")
+    print(f"outputs in {args.out}/")
+    return 0
 
 
 def cmd_download(args: argparse.Namespace) -> int:

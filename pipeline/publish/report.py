@@ -22,6 +22,7 @@ import numpy as np
 import pandas as pd
 
 from pipeline.publish.charts import ordered
+from pipeline.publish.comparison import section_html, section_md
 from pipeline.publish.style import (
     Style,
     credit_line,
@@ -209,11 +210,15 @@ def report_html(results: Any, pngs: dict[str, bytes], checksums: dict[str, str],
                  "GIS files: sites_classified.geojson, sites_classified.parquet (GeoParquet), "
                  "site_months.parquet.</p><h2>Charts</h2>")
     for name, data in pngs.items():
+        if name not in CHARTS:  # comparison charts go in their own section
+            continue
         src = "data:image/png;base64," + base64.b64encode(data).decode("ascii")
         files = ", ".join(f"figures/{name}.{f}" for f in style.formats)
         parts.append(f'<figure id="fig-{name}"><img src="{src}" alt="{e(CHARTS[name])}">'
                      f"<figcaption><b>{e(name.replace('_', ' ').capitalize())}.</b> {e(CHARTS[name])} "
                      f"Files: {e(files)}.</figcaption></figure>")
+    if getattr(results, "comparison", None) is not None:
+        parts.append(section_html(results.comparison, pngs))
     facts, files = _provenance(results, checksums)
     parts += ["<h2>Provenance</h2>", _table(["", ""], [list(f) for f in facts]),
               f"<p class=credit>{e(credit_line(v))}</p>", "<h3>Parameters</h3>",
@@ -250,8 +255,10 @@ def report_md(results: Any, charts: list[str], checksums: dict[str, str], style:
         lines += ["| " + " | ".join(x.replace("|", "/") for x in r.values()) + " |" for r in rows]
     lines += ["", "## Charts", ""]
     ext = "png" if "png" in style.formats else style.formats[0]
-    for name in charts:
+    for name in (c for c in charts if c in CHARTS):
         lines += [f"![{CHARTS[name]}](figures/{name}.{ext})", "", f"*{CHARTS[name]}*", ""]
+    if getattr(results, "comparison", None) is not None:
+        lines += section_md(results.comparison, charts, ext)
     facts, files = _provenance(results, checksums)
     lines += ["## Provenance", ""] + [f"- **{k}**: {val}" for k, val in facts] + ["", credit_line(v), "",
               "| Parameter | Value |", "|---|---|"] + [f"| {k} | `{json.dumps(x)}` |" for k, x in

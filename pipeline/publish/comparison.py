@@ -1,0 +1,273 @@
+"""Comparison charts and report section: the designated counties against the counties that got nothing.
+
+Inputs
+    The tables of :class:`pipeline.compare.Comparison` (event study, unit panel, DiD placebo
+    draws, ``did.json`` content), a verdict-like mapping (data kind, inputs, parameters: what
+    :func:`pipeline.publish.style.finish` prints) and a :class:`~pipeline.publish.style.Style`.
+Outputs
+    Figures (pure functions, nothing written) and the report section "Against the counties that
+    got nothing" as HTML and Markdown text, in words for journalists.
+"""
+
+from __future__ import annotations
+
+import base64
+import html
+import math
+from collections.abc import Callable
+from typing import Any
+
+import matplotlib.pyplot as plt
+import numpy as np
+import pandas as pd
+from matplotlib.ticker import FuncFormatter
+
+from pipeline.disparity import lorenz_curve
+from pipeline.publish.style import BAND_COLOR, CLAIM_COLOR, Style, finish
+
+EVENT_COLOR = "#0077BB"  # Tol vibrant blue
+YEAR_COLORS = ("#BBBBBB", "#EE7733")  # baseline grey, target orange (the class colours' scheme)
+CHARTS = {
+    "event_study": "Light at the designated sites in the months around each inauguration, relative to the mean "
+                   "of the counties without a site and to the sites' own 12 months before (0); band: 95% "
+                   "interval over sites; bottom: how many sites have data that month.",
+    "lorenz": "Lorenz curves of county light in the baseline and target year: the further a curve bends below "
+              "the diagonal, the more the light is concentrated in a few counties.",
+    "did_placebo": "The designated counties' difference in light change (line) against the same difference "
+                   "for random sets of other counties of the same size and provinces (bars).",
+}
+
+
+def _height(style: Style, ratio: float) -> float:
+    """Taller in one column (89 mm) so that labels still fit."""
+    return style.width_in * (ratio if style.width_mm > 120 else ratio * 1.35)
+
+
+def _pct(x: float) -> str:
+    return f"{100 * math.expm1(x):+.0f}%"
+
+
+def event_study_figure(events: pd.DataFrame, verdict: dict[str, Any], style: Style) -> plt.Figure | None:
+    """Pooled estimate by month from inauguration with its band; site counts underneath."""
+    if events is None or events.empty:
+        return None
+    e = events.sort_values("relative_month")
+    fig, (ax, an) = plt.subplots(2, 1, figsize=(style.width_in, _height(style, 0.55)), sharex=True,
+                                 gridspec_kw={"height_ratios": (4, 1)})
+    x = e["relative_month"].to_numpy(float)
+    ax.fill_between(x, e["ci_low"].to_numpy(float), e["ci_high"].to_numpy(float), color=BAND_COLOR, lw=0,
+                    label=style.label("event_band"), step=None)
+    ax.axhline(0, color="black", lw=0.6)
+    ax.axvline(0, color=CLAIM_COLOR, lw=0.8, ls="--", label=style.label("inauguration"))
+    ax.plot(x, e["estimate"], color=EVENT_COLOR, marker="o", ms=style.scale(2.5), label=style.label("event_est"))
+    ax.yaxis.set_major_formatter(FuncFormatter(lambda v, _: _pct(v) if abs(v) > 1e-9 else "0"))
+    ax.set_ylabel(style.label("event_y"))
+    ax.set_title(style.label("event_title"), weight="bold")
+    an.bar(x, e["n_sites"], color="#999999", width=0.7)
+    an.set_ylabel(style.label("n_sites"), rotation=0, ha="right", va="center", fontsize=style.small_size)
+    an.set_ylim(0, max(1, int(e["n_sites"].max())) * 1.15)
+    an.set_xlabel(style.label("event_x"))
+    an.set_xticks(np.arange(int(x.min()) // 3 * 3, int(x.max()) + 1, 3))
+    handles, labels = ax.get_legend_handles_labels()
+    fig.legend(handles, labels, ncol=style.legend_columns(len(handles)))
+    return finish(fig, verdict, style)
+
+
+def lorenz_figure(unit_years: pd.DataFrame, years: tuple[int, int], verdict: dict[str, Any], style: Style
+                  ) -> plt.Figure | None:
+    """Lorenz curves of unit ``sum_lights`` for the baseline and target year, Gini in the legend."""
+    from pipeline.disparity import gini
+
+    have = [y for y in years if (unit_years["year"] == y).any()]
+    if not have:
+        return None
+    side = min(style.width_in * 0.62, 4.2) if style.width_mm > 120 else style.width_in
+    fig, ax = plt.subplots(figsize=(style.width_in, side))
+    ax.plot([0, 1], [0, 1], color="black", lw=0.6, ls=":", label=style.label("equality"))
+    for y, color in zip(have, YEAR_COLORS[-len(have):], strict=True):
+        curve = lorenz_curve(unit_years, y)
+        g = gini(unit_years.loc[unit_years["year"] == y, "sum_lights"])
+        ax.plot(curve["unit_share"], curve["light_share"], color=color, lw=1.6 if style.kind == "paper" else 2.4,
+                label=style.label("lorenz_year", y=y, g=g))
+    ax.set_xlim(0, 1)
+    ax.set_ylim(0, 1)
+    ax.set_aspect("equal")
+    pct = FuncFormatter(lambda v, _: f"{100 * v:.0f}%")
+    ax.xaxis.set_major_formatter(pct)
+    ax.yaxis.set_major_formatter(pct)
+    ax.set_xlabel(style.label("lorenz_x"))
+    ax.set_ylabel(style.label("lorenz_y"))
+    n = int(unit_years.loc[unit_years["year"] == have[-1], "sum_lights"].notna().sum())
+    ax.set_title(style.label("lorenz_title", n=n), weight="bold")
+    ax.legend(loc="upper left")
+    return finish(fig, verdict, style)
+
+
+def did_placebo_figure(placebo: tuple[float, ...], did: dict[str, Any], verdict: dict[str, Any], style: Style
+                       ) -> plt.Figure | None:
+    """Histogram of the placebo estimates, the designated counties' estimate marked."""
+    if not placebo or did.get("estimate_log") is None:
+        return None
+    est = float(did["estimate_log"])
+    fig, ax = plt.subplots(figsize=(style.width_in, _height(style, 0.42)))
+    ax.hist(np.asarray(placebo, float), bins=40, color="#BBBBBB", edgecolor="white", lw=0.3)
+    ax.axvline(est, color=CLAIM_COLOR, lw=1.6, label=style.label("placebo_est", est=_pct(est),
+                                                                    p=float(did["p_value"])))
+    ax.axvline(0, color="black", lw=0.6)
+    ax.xaxis.set_major_formatter(FuncFormatter(lambda v, _: _pct(v) if abs(v) > 1e-9 else "0"))
+    ax.set_xlabel(style.label("placebo_x", b=did["baseline_year"], t=did["target_year"]))
+    ax.set_ylabel(style.label("placebo_y"))
+    ax.set_title(style.label("placebo_title", n=len(placebo)), weight="bold")
+    fig.legend(ncol=1)
+    return finish(fig, verdict, style)
+
+
+def chart_builders(comp: Any, verdict: dict[str, Any], style: Style) -> dict[str, Callable[[], plt.Figure | None]]:
+    """The comparison's charts by name (for ``publish._chart_builders`` and ``compare``)."""
+    years = (int(comp.did["baseline_year"]), int(comp.did["target_year"]))
+    return {
+        "event_study": lambda: event_study_figure(comp.event_study, verdict, style),
+        "lorenz": lambda: lorenz_figure(comp.unit_years, years, verdict, style),
+        "did_placebo": lambda: did_placebo_figure(comp.placebo, comp.did, verdict, style),
+    }
+
+
+def chart_verdict(comp: Any) -> dict[str, Any]:
+    """What :func:`finish` needs when there is no run verdict (``nightlights compare``)."""
+    d = comp.did
+    inputs = [{"month": m, "product": p} for m in d.get("period") or [] for p in d.get("products") or ["geotiff"]]
+    return {"data_kind": comp.data_kind, "inputs": inputs, "parameters": d.get("parameters", {})}
+
+
+# --------------------------------------------------------------------------- report text
+
+
+def _p_words(p: float) -> str:
+    if p < 0.01:
+        return "very unlikely to be chance"
+    if p < 0.05:
+        return "unlikely to be chance"
+    if p < 0.10:
+        return "only weakly distinguishable from chance"
+    return "well within what chance alone produces"
+
+
+def _event_sentence(events: pd.DataFrame) -> str:
+    if events is None or events.empty:
+        return ("There is no event study: no designated site has an inauguration date with a year of data "
+                "before it in this run.")
+    e = events.set_index("relative_month")
+    post = e.loc[(e.index >= 1) & (e.index <= 12)]
+    at0 = e.loc[0] if 0 in e.index else None
+    text = "Around each inauguration (chart), "
+    if at0 is not None:
+        text += (f"the sites' light relative to the control counties was {_pct(at0['estimate'])} in the month "
+                 f"of the ceremony (95% interval {_pct(at0['ci_low'])} to {_pct(at0['ci_high'])}, "
+                 f"{int(at0['n_sites'])} sites) compared with the year before. ")
+    if len(post):
+        low = int((post["ci_high"] < 0).sum())
+        high = int((post["ci_low"] > 0).sum())
+        mean = float(post["estimate"].mean())
+        text += (f"Over the {len(post)} months after it, the average was {_pct(mean)}; the interval lay wholly "
+                 f"below no change in {low} month(s) and wholly above it in {high}. ")
+        if low > len(post) / 2:
+            text += "That supports \u201cthe lights went out after the ceremony\u201d."
+        elif high > len(post) / 2:
+            text += "The lights stayed brighter after the ceremony; the data do not show them going out."
+        else:
+            text += ("Whether the lights went out after the ceremony cannot be told apart from month-to-month "
+                     "noise with these sites.")
+    return text
+
+
+def section_paragraphs(comp: Any) -> list[str]:
+    """The section's paragraphs, plain text (the HTML and Markdown versions wrap them)."""
+    d = comp.did
+    b, t = d["baseline_year"], d["target_year"]
+    paras = [
+        (f"We set the {d['n_treated']} counties holding a site of the {d['batch']} batch against the "
+         f"{d['n_control']} counties holding none, using the same satellite measurement for both. From {b} to "
+         f"{t}, the designated counties' light changed by {_pct(d['estimate_log'])} more than the other "
+         f"counties' (95% interval {_pct(d['ci_low'])} to {_pct(d['ci_high'])}; a difference of log changes). "
+         f"Drawing {d['n_placebo']} random sets of {d['n_treated']} other counties from the same provinces gave a "
+         f"difference at least as large in a share p = {d['p_value']:.3f} of them: {_p_words(d['p_value'])}.")]
+    w = d.get("without_pyongyang")
+    if w:
+        paras.append(f"Without {w['name']} (unit {w['unit_id']}), the difference is {_pct(w['estimate_log'])} "
+                     f"(interval {_pct(w['ci_low'])} to {_pct(w['ci_high'])}, p = {w['p_value']:.3f}).")
+    pre = d.get("pretrends") or []
+    if pre:
+        sig = sum(1 for r in pre if r["p_value"] is not None and r["p_value"] < 0.05)
+        span = ", ".join(f"{r['baseline_year']}\u2013{r['target_year']} {_pct(r['estimate_log'])}" for r in pre)
+        paras.append(f"Before designation the same comparison should show nothing: {span}; {sig} of {len(pre)} "
+                     "year pairs differ at p < 0.05.")
+    sp = d.get("site_placebo") or d.get("site_placebo_observed")
+    if sp and "k" in sp:
+        paras.append(f"Applying the site rule to {sp['n_control_sites']} comparable places in the control "
+                     f"counties, a random set of {sp['n']} has on average {sp['expected']:.1f} brightened; "
+                     f"{sp['k']} of {sp['n']} ({sp['of']}) sits at the {sp['percentile']:.0f}th percentile of that "
+                     f"count (chance of {sp['k']} or fewer: {sp['p_lower']:.2f}).")
+    paras.append(_event_sentence(comp.event_study))
+    disp = comp.disparity.set_index("year") if comp.disparity is not None and len(comp.disparity) else None
+    if disp is not None and b in disp.index and t in disp.index:
+        rb, rt = disp.loc[b], disp.loc[t]
+        top = rt.get("top_unit_name") if isinstance(rt.get("top_unit_name"), str) else rt["top_unit_id"]
+        paras.append(f"Across counties, the Gini index of light was {rb['gini']:.2f} in {b} and {rt['gini']:.2f} in "
+                     f"{t} ({rb['gini_without_top']:.2f} and {rt['gini_without_top']:.2f} without the brightest, "
+                     f"{top}, which holds {100 * rt['top_share']:.0f}% of all light). The designated counties held "
+                     f"{100 * rb['group_share']:.1f}% of the light in {b} and {100 * rt['group_share']:.1f}% in {t}; "
+                     f"the gap between designated and other counties is {100 * rt['between_share']:.1f}% of the "
+                     f"Theil index in {t}.")
+    paras.append("What this design cannot tell: " + str(d.get("limits", "")))
+    return paras
+
+
+def section_html(comp: Any, pngs: dict[str, bytes]) -> str:
+    """The report section as HTML, with its charts inline."""
+    e = html.escape
+    parts = ['<h2 id="comparison">Against the counties that got nothing</h2>']
+    if comp.data_kind == "synthetic":
+        parts.append(f'<p class="synthetic">{e(comp.did.get("WARNING", "SYNTHETIC DATA"))}</p>')
+    parts += [f"<p>{e(p)}</p>" for p in section_paragraphs(comp)]
+    for name in CHARTS:
+        if name in pngs:
+            src = "data:image/png;base64," + base64.b64encode(pngs[name]).decode("ascii")
+            parts.append(f'<figure id="fig-{name}"><img src="{src}" alt="{e(CHARTS[name])}"><figcaption>'
+                         f"{e(CHARTS[name])} Files: figures/{name}.*; tables: did.json, unit_years.csv, "
+                         "event_study.csv, disparity.csv, spillover.csv.</figcaption></figure>")
+    return "\n".join(parts)
+
+
+def section_md(comp: Any, charts: list[str], ext: str = "png") -> list[str]:
+    """The report section as Markdown lines."""
+    lines = ["## Against the counties that got nothing", ""]
+    if comp.data_kind == "synthetic":
+        lines += [f"> **{comp.did.get('WARNING', 'SYNTHETIC DATA')}**", ""]
+    for p in section_paragraphs(comp):
+        lines += [p, ""]
+    for name in CHARTS:
+        if name in charts:
+            lines += [f"![{CHARTS[name]}](figures/{name}.{ext})", "", f"*{CHARTS[name]}*", ""]
+    return lines
+
+
+def write_figures(comp: Any, out: Any, style: Style | None = None) -> list[str]:
+    """The comparison's charts into the staging folder ``out`` (``nightlights compare``)."""
+    import matplotlib
+
+    from pipeline.publish.style import save, styled
+
+    matplotlib.use("Agg")
+    style = style or Style()
+    verdict = chart_verdict(comp)
+    written = []
+    for name, build in chart_builders(comp, verdict, style).items():
+        with styled(style):
+            fig = build()
+            if fig is None:
+                continue
+            for fmt in style.formats:
+                out.path(f"figures/{name}.{fmt}")
+            save(fig, out.dir / "figures" / name, style, verdict, title=f"nightlights: {name.replace('_', ' ')}")
+            written.append(name)
+    return written
