@@ -424,10 +424,7 @@ def cmd_run(args: argparse.Namespace) -> int:
                           data_kind=got.data_kind, sensitivity=not args.no_sensitivity, progress=not args.quiet,
                           cube_dir=_cube_dir(_cache_dir(args)))
         if plan:
-            from pipeline.compare import compare
-
-            results.comparison = compare(sites, plan[1], got.rasters, params, batch=plan[2], data_kind=got.data_kind,
-                                         claim=plan[4], progress=not args.quiet, cube_dir=_cube_dir(_cache_dir(args)))
+            results.comparison = _compare_or_skip(plan, sites, got.rasters, params, got.data_kind, args)
     _write_run(results, args, got.data_kind)
     print(headline(results.verdict))
     print(f"outputs in {args.out}/")
@@ -477,27 +474,51 @@ def _compare_plan(sites, units_path: Path | None, batch: int | None, quiet_fail:
             raise
         log.warning("county comparison skipped: %s", e)
         return None
-    return path, units, batch, tuple(sorted(set(assigned["unit_id"].dropna()))), claim
+    return path, units, batch, tuple(sorted(set(assigned["unit_id"].dropna()))), claim, assigned
+
+
+def _compare_or_skip(plan, sites, rasters, params, data_kind: str, args: argparse.Namespace):
+    """``run``'s comparison: skipped with one warning line when the rasters miss most units or the
+    comparison cannot be made (the run's own results do not depend on it)."""
+    from pipeline.compare import compare, units_without_rasters
+    from pipeline.errors import ComparisonError
+
+    units = plan[1]
+    outside = units_without_rasters(units, rasters)
+    if outside > 0.1 * len(units):
+        log.warning("county comparison skipped: %d of the %d units lie outside the rasters (use "
+                    "'nightlights compare --units' with boundaries inside them)", outside, len(units))
+        return None
+    try:
+        return compare(sites, units, rasters, params, batch=plan[2], data_kind=data_kind, claim=plan[4],
+                       progress=not args.quiet, cube_dir=_cube_dir(_cache_dir(args)), assigned=plan[5])
+    except ComparisonError as e:
+        log.warning("county comparison skipped: %s", e)
+        return None
 
 
 def cmd_compare(args: argparse.Namespace) -> int:
     from pipeline.acquire import acquire
-    from pipeline.compare import compare, write_comparison
+    from pipeline.compare import compare, units_without_rasters, write_comparison
     from pipeline.outputs import staged
 
     params = params_from_args(args)
     _check_out_dir(args.out)
     site_files = args.sites or default_site_files()
     sites = _read_sites(site_files, params, args)
-    path, units, batch, treated, claim = _compare_plan(sites, args.units, args.batch)
+    path, units, batch, treated, claim, assigned = _compare_plan(sites, args.units, args.batch)
     got = acquire(args.source, sites, params, params.compare_years, rasters_dir=args.rasters,
                   data_dir=args.data_dir, progress=not args.quiet, required=(params.baseline_year, params.target_year),
                   units_file=path, treated_units=treated)
     log.info("%d units from %s (%d treated); %d months from %s (%s)", len(units), path, len(treated),
              len(got.rasters), got.folder, got.data_kind)
+    outside = units_without_rasters(units, got.rasters)
+    if outside:
+        log.warning("%s: %d of the %d units lie outside the rasters; they have no data and are left out",
+                    path, outside, len(units))
     with _scheduler(args.scheduler):
         comp = compare(sites, units, got.rasters, params, batch=batch, data_kind=got.data_kind, claim=claim,
-                       progress=not args.quiet, cube_dir=_cube_dir(_cache_dir(args)))
+                       progress=not args.quiet, cube_dir=_cube_dir(_cache_dir(args)), assigned=assigned)
     with staged(args.out) as out:
         write_comparison(comp, out)
         if not args.no_figures:

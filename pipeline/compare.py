@@ -127,6 +127,17 @@ def treated_units(sites: gpd.GeoDataFrame, units: gpd.GeoDataFrame, batch: int) 
     return assigned
 
 
+def units_without_rasters(units: gpd.GeoDataFrame, rasters: Sequence[MonthlyRaster]) -> int:
+    """How many units have their representative point outside every raster grid (no data there)."""
+    points = gpd.GeoSeries(units.geometry.representative_point().values, crs=units.crs)
+    inside = np.zeros(len(units), dtype=bool)
+    for grid in {r.grid for r in rasters}:
+        p = points.to_crs(grid.crs)
+        w, s, e, n = grid.bounds
+        inside |= ((p.x >= w) & (p.x <= e) & (p.y >= s) & (p.y <= n)).to_numpy()
+    return int((~inside).sum())
+
+
 def control_sites(units: gpd.GeoDataFrame, radius_m: float) -> gpd.GeoDataFrame:
     """One point "site" per unit at its representative point, buffered like a point site."""
     points = units.geometry.representative_point()
@@ -246,9 +257,12 @@ def _site_placebo(control_changes: pd.DataFrame, k: int, n: int, label: str) -> 
 
 def compare(sites: gpd.GeoDataFrame, units: gpd.GeoDataFrame, rasters: Sequence[MonthlyRaster], params: Params, *,
             batch: int, data_kind: str, claim: Claim | None = None, progress: bool = True,
-            cube_dir: Path | None = None) -> Comparison:
-    """The whole comparison of issue 12 on already-located inputs (nothing is written here)."""
-    assigned = treated_units(sites, units, batch)
+            cube_dir: Path | None = None, assigned: gpd.GeoDataFrame | None = None) -> Comparison:
+    """The whole comparison of issue 12 on already-located inputs (nothing is written here).
+
+    ``assigned``: the result of :func:`treated_units` when the caller already has it.
+    """
+    assigned = treated_units(sites, units, batch) if assigned is None else assigned
     treated = set(assigned["unit_id"].dropna().astype(str))
     controls = control_sites(units[~units["unit_id"].isin(treated)], params.default_radius_m)
     zones = build_zones(sites, units, controls, params)

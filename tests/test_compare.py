@@ -168,8 +168,9 @@ def demo_units(path: Path) -> Path:
     return path
 
 
-def demo_case(tmp: Path, spike_share: float):
-    units_path = demo_units(tmp / "units.geojson")
+def demo_inputs(tmp: Path, spike_share: float, units_path: Path | None = None):
+    """Units, site file, sites and the built demo folder of a small comparison demo."""
+    units_path = demo_units(units_path or tmp / "units.geojson")
     pts = [(f"d{i:02d}", round(DEMO_BOUNDS[0] + DEMO_UNIT_DEG * (1.5 + 3 * (i % 4)), 5),
             round(DEMO_BOUNDS[3] - DEMO_UNIT_DEG * (0.5 + 2 * (i // 4)), 5)) for i in range(16)]
     # each site named after its county, as real sites are (no name warnings)
@@ -184,6 +185,11 @@ def demo_case(tmp: Path, spike_share: float):
                     comparison=True, units_file=str(units_path), treated_units=treated,
                     inaugurations=tuple((s, "2024-06") for s, *_ in pts), spike_share=spike_share, near_share=0.5)
     folder = build_demo(tmp / "demo", spec, progress=False)
+    return units, site_file, sites, folder
+
+
+def demo_case(tmp: Path, spike_share: float):
+    units, _, sites, folder = demo_inputs(tmp, spike_share)
     comp = compare(sites, units, find_monthly_rasters(folder), Params(), batch=2024, data_kind="synthetic",
                    progress=False)
     return comp, pd.read_csv(folder / "truth.csv"), json.loads((folder / "truth.json").read_text())
@@ -289,3 +295,30 @@ def test_cli_compare_bad_batch_is_one_line(tmp_path, capsys):
                  str(folder), "--batch", "2030", "--out", str(tmp_path / "out")])
     err = capsys.readouterr().err.strip().splitlines()
     assert code == 2 and len(err) == 1 and "no site of batch 2030" in err[0]
+
+
+@pytest.mark.slow
+def test_run_makes_the_comparison_labelled_synthetic(tmp_path, capsys):
+    boundaries = Path("aoi/boundaries")  # the default units are found in the current folder first
+    boundaries.mkdir(parents=True)
+    _, site_file, _, folder = demo_inputs(tmp_path, 0.5, boundaries / "prk_adm2.geojson")
+    out = tmp_path / "out"
+    args = ["run", "-q", "--source", "local", "--rasters", str(folder), "--sites", str(site_file),
+            "--no-sensitivity", "--data-dir", str(tmp_path / "data")]
+    assert main([*args, "--out", str(out)]) == 0
+    for name in ("unit_years.csv", "did.json", "event_study.csv", "disparity.csv", "spillover.csv",
+                 "figures/event_study.png", "figures/lorenz.png", "figures/did_placebo.png"):
+        assert (out / name).exists(), name
+    did = json.loads((out / "did.json").read_text())
+    assert did["data_kind"] == "synthetic" and "SYNTHETIC" in did["WARNING"]
+    assert did["n_treated"] == 16 and did["n_control"] == 80
+    for name in ("unit_years.csv", "disparity.csv", "spillover.csv"):
+        assert pd.read_csv(out / name)["data_kind"].eq("synthetic").all()
+    report = (out / "report.md").read_text()
+    assert "## Against the counties that got nothing" in report and "figures/event_study.png" in report
+    assert 'id="fig-lorenz"' in (out / "report.html").read_text()
+    # the run's own outputs keep their names and columns; --no-compare retires the comparison's files
+    months = pd.read_csv(out / "site_months.csv")
+    assert sorted(months["month"].str[:4].unique()) == ["2023", "2024", "2025"]
+    assert main([*args, "--out", str(out), "--no-compare", "--no-figures"]) == 0
+    assert not (out / "did.json").exists() and (out / "verdict.json").exists()
