@@ -20,8 +20,9 @@ to confirm or refute any claim.
 
 For the county comparison (``comparison=True`` with a ``units_file``), the demo also gives
 every unit one to three lit towns (so county sums of light are not just background), and
-plants, from the seed: a log effect on all light inside the ``treated_units`` in the target
-year only; a spike at the inauguration month decaying over the next months at about half
+plants, from the seed: a yearly log shock per unit (sd ``unit_noise``, so that units differ
+from year to year as real counties do); a log effect on all light inside the ``treated_units``
+in the target year only; a spike at the inauguration month decaying over the next months at about half
 the sites with an inauguration; and a town 3.5 km from every site whose light changes in the
 target year at about 40% of the sites (a near-ring effect, 0-5 km). ``truth.json`` records them.
 """
@@ -88,7 +89,7 @@ class DemoSpec:
     towns: tuple[Town, ...] = field(default=(), compare=False)
     # the county comparison (see the module docstring); off: the rasters are those of earlier versions
     comparison: bool = False
-    units_file: str | None = None  # unit polygons (GeoJSON): towns per unit and the treated mask
+    units_file: str | None = None  # unit polygons (GeoJSON): towns, yearly shocks, treatment
     treated_units: tuple[str, ...] = ()
     inaugurations: tuple[tuple[str, str], ...] = ()  # (site_id, "YYYY-MM")
     treatment_range: tuple[float, float] = (0.2, 0.4)  # planted log effect on treated units' light
@@ -96,6 +97,7 @@ class DemoSpec:
     spike_share: float = 0.5
     near_share: float = 0.4
     near_range: tuple[float, float] = (0.5, 0.9)  # |log change| (a fall) of the near town
+    unit_noise: float = 0.05  # log sd of each unit's yearly shock (all its light)
 
     def key(self) -> str:
         d = asdict(self)
@@ -208,20 +210,36 @@ def treatment_effect(spec: DemoSpec) -> float:
     return float(np.random.default_rng([spec.seed, zlib.crc32(b"treatment")]).uniform(*spec.treatment_range))
 
 
-def treated_mask(spec: DemoSpec) -> np.ndarray | None:
-    """Pixels whose centre lies in a treated unit (None when nothing is treated)."""
+@dataclass(frozen=True)
+class UnitLayer:
+    """Which unit each pixel's centre lies in (-1: none), and which units are treated."""
+
+    index: np.ndarray  # int32 (rows, cols)
+    treated: np.ndarray  # bool per unit
+
+
+def unit_layer(spec: DemoSpec) -> UnitLayer | None:
+    """The units rasterised on the demo grid (None without a comparison)."""
     from rasterio.features import rasterize
 
     from pipeline.units import read_units
 
-    if not (spec.comparison and spec.units_file and spec.treated_units):
+    if not (spec.comparison and spec.units_file):
         return None
     units = read_units(spec.units_file)
-    chosen = units[units["unit_id"].isin(set(spec.treated_units))]
-    if chosen.empty:
-        return None
-    return rasterize(((g, 1) for g in chosen.geometry), out_shape=spec.shape, transform=spec.transform,
-                     fill=0, dtype="uint8").astype(bool)
+    index = rasterize(((g, i) for i, g in enumerate(units.geometry)), out_shape=spec.shape,
+                      transform=spec.transform, fill=-1, dtype="int32")
+    return UnitLayer(index, units["unit_id"].isin(set(spec.treated_units)).to_numpy())
+
+
+def unit_year_factor(spec: DemoSpec, layer: UnitLayer, year: int) -> np.ndarray:
+    """Per-pixel light factor of the year: each unit's own yearly shock (local economy, supply), and
+    the treatment effect on treated units in the target year."""
+    shock = np.random.default_rng([spec.seed, zlib.crc32(b"unit-year"), year]).normal(0, spec.unit_noise,
+                                                                                      len(layer.treated))
+    if year == spec.target_year:
+        shock = shock + treatment_effect(spec) * layer.treated
+    return np.where(layer.index >= 0, np.exp(shock[np.maximum(layer.index, 0)]), 1.0)
 
 
 def _smooth_field(rng: np.random.Generator, shape: tuple[int, int], coarse: int = 14) -> np.ndarray:
@@ -234,11 +252,10 @@ def _smooth_field(rng: np.random.Generator, shape: tuple[int, int], coarse: int 
 
 
 def render_month(spec: DemoSpec, towns: Sequence[Town], year: int, month: int,
-                 mask: np.ndarray | None = None) -> tuple[np.ndarray, np.ndarray]:
+                 units: UnitLayer | None = None) -> tuple[np.ndarray, np.ndarray]:
     """Radiance (float32, nW/cm2/sr) and cloud-free count (uint16) for one month.
 
-    ``mask`` (from :func:`treated_mask`): pixels whose light gets the treatment effect in the
-    target year.
+    ``units`` (from :func:`unit_layer`): the unit-year shocks and the treatment effect.
     """
     rng = np.random.default_rng([spec.seed, year, month])
     h, w = spec.shape
@@ -262,8 +279,8 @@ def render_month(spec: DemoSpec, towns: Sequence[Town], year: int, month: int,
         yy, xx = np.mgrid[r0:r1, c0:c1]
         d2 = (yy + 0.5 - row) ** 2 + (xx + 0.5 - col) ** 2
         light[r0:r1, c0:c1] += level * np.exp(-d2 / (2 * t.sigma_px**2))
-    if mask is not None and year == spec.target_year:
-        light[mask] *= np.exp(treatment_effect(spec))
+    if units is not None:
+        light *= unit_year_factor(spec, units, year)
     clouds = np.exp(0.7 * _smooth_field(rng, (h, w)))
     cut = 0.5 if (year, month) in ((2024, 7), (2025, 8)) else 0.3
     cvg = rng.poisson(MONTH_COVERAGE[month - 1] * clouds).astype("uint16")
@@ -328,11 +345,11 @@ def build_demo(folder: Path, spec: DemoSpec, progress: bool = True) -> Path:
         shutil.rmtree(old.parent, ignore_errors=True)
     out.mkdir(parents=True, exist_ok=True)
     towns = make_towns(spec)
-    mask = treated_mask(spec)
+    layer = unit_layer(spec)
     months = [(y, m) for y in spec.years for m in range(1, 13)]
 
     def one(ym: tuple[int, int]) -> None:
-        rad, cvg = render_month(spec, towns, *ym, mask=mask)
+        rad, cvg = render_month(spec, towns, *ym, units=layer)
         _write_tif(out / eog_name(*ym, "avg_rade9h"), rad, spec)
         _write_tif(out / eog_name(*ym, "cf_cvg"), cvg, spec)
 
