@@ -467,6 +467,10 @@ def _compare_plan(sites, units_path: Path | None, batch: int | None, quiet_fail:
     claim = default_claim()
     batch = claim.batch if batch is None else batch
     units = read_units(path)
+    units_log = logging.getLogger("pipeline.units")
+    level = units_log.level
+    if quiet_fail:  # run: name warnings only once the comparison is made (compare() assigns again)
+        units_log.setLevel(logging.ERROR)
     try:
         assigned = treated_units(sites, units, batch)
     except ComparisonError as e:
@@ -474,24 +478,27 @@ def _compare_plan(sites, units_path: Path | None, batch: int | None, quiet_fail:
             raise
         log.warning("county comparison skipped: %s", e)
         return None
+    finally:
+        units_log.setLevel(level)
     return path, units, batch, tuple(sorted(set(assigned["unit_id"].dropna()))), claim, assigned
 
 
 def _compare_or_skip(plan, sites, rasters, params, data_kind: str, args: argparse.Namespace):
-    """``run``'s comparison: skipped with one warning line when the rasters miss most units or the
-    comparison cannot be made (the run's own results do not depend on it)."""
+    """``run``'s comparison, skipped in one line when the rasters miss most units (info: a run on a
+    small local area is not a county study) or the comparison cannot be made (a warning); the
+    run's own results do not depend on it."""
     from pipeline.compare import compare, units_without_rasters
     from pipeline.errors import ComparisonError
 
     units = plan[1]
     outside = units_without_rasters(units, rasters)
     if outside > 0.1 * len(units):
-        log.warning("county comparison skipped: %d of the %d units lie outside the rasters (use "
+        log.info("county comparison skipped: %d of the %d units lie outside the rasters (use "
                     "'nightlights compare --units' with boundaries inside them)", outside, len(units))
         return None
     try:
         return compare(sites, units, rasters, params, batch=plan[2], data_kind=data_kind, claim=plan[4],
-                       progress=not args.quiet, cube_dir=_cube_dir(_cache_dir(args)), assigned=plan[5])
+                       progress=not args.quiet, cube_dir=_cube_dir(_cache_dir(args)))
     except ComparisonError as e:
         log.warning("county comparison skipped: %s", e)
         return None

@@ -47,12 +47,33 @@ def _pct(x: float) -> str:
     return f"{100 * math.expm1(x):+.0f}%"
 
 
+PCT_TICKS = (-75, -50, -40, -30, -20, -10, -5, 0, 5, 10, 20, 30, 40, 50, 100, 200)
+
+
+def _pct_axis(axis: Any) -> None:
+    """Log-scale values labelled as round percentages (ticks at ln(1 + p/100))."""
+    lo, hi = axis.get_view_interval()
+    ticks = [p for p in PCT_TICKS if lo <= math.log1p(p / 100) <= hi]
+    if len(ticks) > 7:
+        ticks = [p for p in ticks if p not in (-40, -5, 5, 40)]
+    axis.set_ticks([math.log1p(p / 100) for p in ticks], [f"{p:+d}%" if p else "0" for p in ticks])
+
+
+def p_text(p: float, n_draws: int | None = None) -> str:
+    """``= 0.123``, or ``< 0.001`` when no placebo reached the estimate (p is then 1 / (draws + 1))."""
+    if n_draws and p <= 1.0 / (n_draws + 1) + 1e-12:
+        return f"< {max(p, 1e-3):.3f}" if p >= 1e-3 else "< 0.001"
+    return f"= {p:.3f}"
+
+
 def event_study_figure(events: pd.DataFrame, verdict: dict[str, Any], style: Style) -> plt.Figure | None:
     """Pooled estimate by month from inauguration with its band; site counts underneath."""
     if events is None or events.empty:
         return None
     e = events.sort_values("relative_month")
-    fig, (ax, an) = plt.subplots(2, 1, figsize=(style.width_in, _height(style, 0.55)), sharex=True,
+    narrow = style.width_mm <= 120
+    fig, (ax, an) = plt.subplots(2, 1, figsize=(style.width_in, style.width_in * (0.95 if narrow else 0.55)),
+                                 sharex=True,
                                  gridspec_kw={"height_ratios": (4, 1)})
     x = e["relative_month"].to_numpy(float)
     ax.fill_between(x, e["ci_low"].to_numpy(float), e["ci_high"].to_numpy(float), color=BAND_COLOR, lw=0,
@@ -60,11 +81,17 @@ def event_study_figure(events: pd.DataFrame, verdict: dict[str, Any], style: Sty
     ax.axhline(0, color="black", lw=0.6)
     ax.axvline(0, color=CLAIM_COLOR, lw=0.8, ls="--", label=style.label("inauguration"))
     ax.plot(x, e["estimate"], color=EVENT_COLOR, marker="o", ms=style.scale(2.5), label=style.label("event_est"))
-    ax.yaxis.set_major_formatter(FuncFormatter(lambda v, _: _pct(v) if abs(v) > 1e-9 else "0"))
-    ax.set_ylabel(style.label("event_y"))
+    _pct_axis(ax.yaxis)
+    ax.set_ylabel(style.label("event_y_short" if narrow else "event_y"))
+    if narrow:
+        ax.annotate(style.label("event_ref"), (0.01, 0.98), xycoords="axes fraction", va="top",
+                    fontsize=style.small_size, color="#444444")
     ax.set_title(style.label("event_title"), weight="bold")
     an.bar(x, e["n_sites"], color="#999999", width=0.7)
-    an.set_ylabel(style.label("n_sites"), rotation=0, ha="right", va="center", fontsize=style.small_size)
+    if narrow:
+        an.set_ylabel(style.label("n_sites_short"), fontsize=style.small_size)
+    else:
+        an.set_ylabel(style.label("n_sites"), rotation=0, ha="right", va="center", fontsize=style.small_size)
     an.set_ylim(0, max(1, int(e["n_sites"].max())) * 1.15)
     an.set_xlabel(style.label("event_x"))
     an.set_xticks(np.arange(int(x.min()) // 3 * 3, int(x.max()) + 1, 3))
@@ -111,10 +138,12 @@ def did_placebo_figure(placebo: tuple[float, ...], did: dict[str, Any], verdict:
     est = float(did["estimate_log"])
     fig, ax = plt.subplots(figsize=(style.width_in, _height(style, 0.42)))
     ax.hist(np.asarray(placebo, float), bins=40, color="#BBBBBB", edgecolor="white", lw=0.3)
-    ax.axvline(est, color=CLAIM_COLOR, lw=1.6, label=style.label("placebo_est", est=_pct(est),
-                                                                    p=float(did["p_value"])))
+    ax.axvline(est, color=CLAIM_COLOR, lw=1.6, label=style.label(
+        "placebo_est", est=_pct(est), p=p_text(float(did["p_value"]), did.get("n_placebo"))))
     ax.axvline(0, color="black", lw=0.6)
-    ax.xaxis.set_major_formatter(FuncFormatter(lambda v, _: _pct(v) if abs(v) > 1e-9 else "0"))
+    lo, hi = ax.get_xlim()
+    ax.set_xlim(min(lo, -0.05), max(hi, 0.05))
+    _pct_axis(ax.xaxis)
     ax.set_xlabel(style.label("placebo_x", b=did["baseline_year"], t=did["target_year"]))
     ax.set_ylabel(style.label("placebo_y"))
     ax.set_title(style.label("placebo_title", n=len(placebo)), weight="bold")
@@ -125,11 +154,25 @@ def did_placebo_figure(placebo: tuple[float, ...], did: dict[str, Any], verdict:
 def chart_builders(comp: Any, verdict: dict[str, Any], style: Style) -> dict[str, Callable[[], plt.Figure | None]]:
     """The comparison's charts by name (for ``publish._chart_builders`` and ``compare``)."""
     years = (int(comp.did["baseline_year"]), int(comp.did["target_year"]))
+    verdict = {**verdict, "credit": credit(comp)}
     return {
         "event_study": lambda: event_study_figure(comp.event_study, verdict, style),
         "lorenz": lambda: lorenz_figure(comp.unit_years, years, verdict, style),
         "did_placebo": lambda: did_placebo_figure(comp.placebo, comp.did, verdict, style),
     }
+
+
+def credit(comp: Any) -> str:
+    """The credit line of the comparison charts: data, period and what was computed."""
+    from pipeline import __version__
+    from pipeline.publish.style import describe_products
+
+    d = comp.did
+    period = " to ".join(d.get("period") or []) or "period unknown"
+    return (f"Data: {describe_products(d.get('products') or [], comp.data_kind == 'synthetic')}, {period}. "
+            f"Processing: nightlights {__version__}, exact coverage-weighted county sums of light (mean of valid "
+            f"months), {d.get('n_treated')} designated vs {d.get('n_control')} other counties, randomization "
+            "inference; event study against the mean of the other counties.")
 
 
 def chart_verdict(comp: Any) -> dict[str, Any]:
@@ -180,6 +223,14 @@ def _event_sentence(events: pd.DataFrame) -> str:
     return text
 
 
+def _relative(est: float) -> str:
+    pct = 100 * math.expm1(est)
+    if abs(pct) < 0.5:
+        return "the designated counties' light changed as much as the other counties' light"
+    way = "rose" if pct > 0 else "fell"
+    return f"the designated counties' light {way} by about {abs(pct):.0f}% relative to the other counties' light"
+
+
 def section_paragraphs(comp: Any) -> list[str]:
     """The section's paragraphs, plain text (the HTML and Markdown versions wrap them)."""
     d = comp.did
@@ -187,14 +238,15 @@ def section_paragraphs(comp: Any) -> list[str]:
     paras = [
         (f"We set the {d['n_treated']} counties holding a site of the {d['batch']} batch against the "
          f"{d['n_control']} counties holding none, using the same satellite measurement for both. From {b} to "
-         f"{t}, the designated counties' light changed by {_pct(d['estimate_log'])} more than the other "
-         f"counties' (95% interval {_pct(d['ci_low'])} to {_pct(d['ci_high'])}; a difference of log changes). "
-         f"Drawing {d['n_placebo']} random sets of {d['n_treated']} other counties from the same provinces gave a "
-         f"difference at least as large in a share p = {d['p_value']:.3f} of them: {_p_words(d['p_value'])}.")]
+         f"{t}, {_relative(d['estimate_log'])} (95% interval {_pct(d['ci_low'])} to {_pct(d['ci_high'])}, as a "
+         "ratio of the designated counties' change to the others' change). "
+         f"Of {d['n_placebo']} random sets of {d['n_treated']} other counties from the same provinces, the share "
+         f"showing a difference at least as large is p {p_text(d['p_value'], d['n_placebo'])}: "
+         f"{_p_words(d['p_value'])}.")]
     w = d.get("without_pyongyang")
     if w:
         paras.append(f"Without {w['name']} (unit {w['unit_id']}), the difference is {_pct(w['estimate_log'])} "
-                     f"(interval {_pct(w['ci_low'])} to {_pct(w['ci_high'])}, p = {w['p_value']:.3f}).")
+                     f"(interval {_pct(w['ci_low'])} to {_pct(w['ci_high'])}, p {p_text(w['p_value'], w['n_placebo'])}).")
     pre = d.get("pretrends") or []
     if pre:
         sig = sum(1 for r in pre if r["p_value"] is not None and r["p_value"] < 0.05)
