@@ -535,7 +535,7 @@ def cmd_compare(args: argparse.Namespace) -> int:
     d = comp.did
     print(f"{'[SYNTHETIC] ' if got.data_kind == 'synthetic' else ''}designated minus other units, "
           f"{params.baseline_year} to {params.target_year}: {d['estimate_log']:+.3f} log "
-          f"[{d['ci_low']:+.3f}, {d['ci_high']:+.3f}], p = {d['p_value']:.3f} "
+          f"[{d['ci_low']:+.3f}, {d['ci_high']:+.3f}], p = {d['p_value']:.4f} "
           f"({d['n_treated']} treated, {d['n_control']} controls)")
     print(f"outputs in {args.out}/")
     return 0

@@ -317,6 +317,11 @@ def test_run_makes_the_comparison_labelled_synthetic(tmp_path, capsys):
     report = (out / "report.md").read_text()
     assert "## Against the counties that got nothing" in report and "figures/event_study.png" in report
     assert 'id="fig-lorenz"' in (out / "report.html").read_text()
+    # 'figures' reads the comparison back (Results.comparison) and re-makes its charts and section
+    (out / "figures" / "lorenz.png").unlink()
+    assert main(["figures", "-q", "--out", str(out), "--format", "png", "--width-mm", "89", "--lang", "ko"]) == 0
+    assert (out / "figures" / "lorenz.png").exists()
+    assert "## Against the counties that got nothing" in (out / "report.md").read_text()
     # the run's own outputs keep their names and columns; --no-compare retires the comparison's files
     months = pd.read_csv(out / "site_months.csv")
     assert sorted(months["month"].str[:4].unique()) == ["2023", "2024", "2025"]

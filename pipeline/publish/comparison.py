@@ -44,7 +44,8 @@ def _height(style: Style, ratio: float) -> float:
 
 
 def _pct(x: float) -> str:
-    return f"{100 * math.expm1(x):+.0f}%"
+    text = f"{100 * math.expm1(x):+.0f}%"
+    return "0%" if text in ("+0%", "-0%") else text
 
 
 PCT_TICKS = (-75, -50, -40, -30, -20, -10, -5, 0, 5, 10, 20, 30, 40, 50, 100, 200)
@@ -53,9 +54,12 @@ PCT_TICKS = (-75, -50, -40, -30, -20, -10, -5, 0, 5, 10, 20, 30, 40, 50, 100, 20
 def _pct_axis(axis: Any) -> None:
     """Log-scale values labelled as round percentages (ticks at ln(1 + p/100))."""
     lo, hi = axis.get_view_interval()
-    ticks = [p for p in PCT_TICKS if lo <= math.log1p(p / 100) <= hi]
-    if len(ticks) > 7:
-        ticks = [p for p in ticks if p not in (-40, -5, 5, 40)]
+    ticks: list[int] = []
+    for p in sorted(PCT_TICKS, key=abs):  # from 0 outwards, skipping ticks closer than 1/9 of the axis
+        pos = math.log1p(p / 100)
+        if lo <= pos <= hi and all(abs(pos - math.log1p(q / 100)) >= (hi - lo) / 9 for q in ticks):
+            ticks.append(p)
+    ticks.sort()
     axis.set_ticks([math.log1p(p / 100) for p in ticks], [f"{p:+d}%" if p else "0" for p in ticks])
 
 
@@ -71,6 +75,10 @@ def event_study_figure(events: pd.DataFrame, verdict: dict[str, Any], style: Sty
     if events is None or events.empty:
         return None
     e = events.sort_values("relative_month")
+    counts = e[["relative_month", "n_sites"]]
+    e = e[e["n_sites"] >= 2]  # a month with one site has no band: shown only in the counts
+    if e.empty:
+        return None
     narrow = style.width_mm <= 120
     fig, (ax, an) = plt.subplots(2, 1, figsize=(style.width_in, style.width_in * (0.95 if narrow else 0.55)),
                                  sharex=True,
@@ -87,14 +95,15 @@ def event_study_figure(events: pd.DataFrame, verdict: dict[str, Any], style: Sty
         ax.annotate(style.label("event_ref"), (0.01, 0.98), xycoords="axes fraction", va="top",
                     fontsize=style.small_size, color="#444444")
     ax.set_title(style.label("event_title"), weight="bold")
-    an.bar(x, e["n_sites"], color="#999999", width=0.7)
+    an.bar(counts["relative_month"], counts["n_sites"], color="#999999", width=0.7)
     if narrow:
         an.set_ylabel(style.label("n_sites_short"), fontsize=style.small_size)
     else:
         an.set_ylabel(style.label("n_sites"), rotation=0, ha="right", va="center", fontsize=style.small_size)
-    an.set_ylim(0, max(1, int(e["n_sites"].max())) * 1.15)
+    an.set_ylim(0, max(1, int(counts["n_sites"].max())) * 1.15)
     an.set_xlabel(style.label("event_x"))
-    an.set_xticks(np.arange(int(x.min()) // 3 * 3, int(x.max()) + 1, 3))
+    months = counts["relative_month"].to_numpy(int)
+    an.set_xticks(np.arange(months.min() // 3 * 3, months.max() + 1, 3))
     handles, labels = ax.get_legend_handles_labels()
     fig.legend(handles, labels, ncol=style.legend_columns(len(handles)))
     return finish(fig, verdict, style)
@@ -258,7 +267,8 @@ def section_paragraphs(comp: Any) -> list[str]:
         paras.append(f"Applying the site rule to {sp['n_control_sites']} comparable places in the control "
                      f"counties, a random set of {sp['n']} has on average {sp['expected']:.1f} brightened; "
                      f"{sp['k']} of {sp['n']} ({sp['of']}) sits at the {sp['percentile']:.0f}th percentile of that "
-                     f"count (chance of {sp['k']} or fewer: {sp['p_lower']:.2f}).")
+                     + (f"count (chance of {sp['k']} or fewer: {sp['p_lower']:.2f})." if sp["k"] <= sp["expected"]
+                        else f"count (chance of {sp['k']} or more: {sp['p_upper']:.2f})."))
     paras.append(_event_sentence(comp.event_study))
     disp = comp.disparity.set_index("year") if comp.disparity is not None and len(comp.disparity) else None
     if disp is not None and b in disp.index and t in disp.index:
