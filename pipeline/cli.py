@@ -143,8 +143,10 @@ def _add_run(sub: argparse._SubParsersAction, common: argparse.ArgumentParser) -
 def _compare_start_option(sp: argparse.ArgumentParser) -> None:
     sp.add_argument("--compare-start-year", type=int, metavar="Y",
                     help="first year of the county panel, for pre-trend placebos (default baseline year - 4); "
-                         "each year before the baseline is 12 more monthly files to read, and to download "
-                         "with --source eog/blackmarble (about 1-2 GB a year for the DPRK window)")
+                         "each year before the baseline is 12 more months to read and, with --source "
+                         "eog/blackmarble, to download: about 3.3-5.4 GB a year from EOG, 1.4-2.4 GB from "
+                         "Black Marble (the cropped cache keeps a few MB a month); 'run --no-compare' needs "
+                         "none of them")
 
 
 def _add_compare(sub: argparse._SubParsersAction, common: argparse.ArgumentParser) -> None:

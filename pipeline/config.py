@@ -99,7 +99,7 @@ class Params:
     compare_start_year: int | None = field(
         default=None,
         metadata={"help": "first year of the county comparison's panel, for pre-trend placebos "
-                          "(default baseline_year - 4; each extra year is 12 more monthly files to download)"},
+                          "(default baseline_year - 4; each extra year is 12 more months to download, ~3-5 GB from EOG)"},
     )
 
     @property

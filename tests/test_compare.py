@@ -327,3 +327,12 @@ def test_run_makes_the_comparison_labelled_synthetic(tmp_path, capsys):
     assert sorted(months["month"].str[:4].unique()) == ["2023", "2024", "2025"]
     assert main([*args, "--out", str(out), "--no-compare", "--no-figures"]) == 0
     assert not (out / "did.json").exists() and (out / "verdict.json").exists()
+
+
+def test_compare_years_default_and_checks():
+    from pipeline.errors import ConfigError
+
+    assert Params().compare_years == tuple(range(2020, 2026))
+    assert Params(baseline_year=2023, target_year=2024, compare_start_year=2022).compare_years == (2022, 2023, 2024)
+    with pytest.raises(ConfigError, match="compare_start_year=2025: must be a year from 1992 to baseline_year=2024"):
+        Params(compare_start_year=2025)
