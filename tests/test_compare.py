@@ -274,6 +274,7 @@ def test_fewer_than_five_controls_is_refused(tmp_path):
 # --------------------------------------------------------------------------- command line
 
 
+@pytest.mark.slow
 def test_cli_compare_end_to_end(tmp_path, capsys):
     units, sites, folder, _, _ = planted_scenario(tmp_path, effect=0.3)
     out = tmp_path / "out"
