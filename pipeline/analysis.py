@@ -10,6 +10,7 @@ Outputs
 
 from __future__ import annotations
 
+import logging
 from collections.abc import Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -20,7 +21,7 @@ import numpy as np
 import pandas as pd
 
 from pipeline import __version__
-from pipeline.change import ChangeSettings, site_changes
+from pipeline.change import ChangeSettings, ZoneSeries, site_changes
 from pipeline.claims import DEFAULT_CLAIM, Claim
 from pipeline.config import Params
 from pipeline.sensitivity import (
@@ -40,6 +41,8 @@ from pipeline.zonal import zone_month_table
 if TYPE_CHECKING:
     from pipeline.compare import Comparison
 
+log = logging.getLogger(__name__)
+
 SITE_MONTH_COLUMNS = ["site_id", "month", "mean_radiance", "sum_radiance", "valid_fraction", "is_valid",
                       "weight", "n_pixels", "mean_obs", "ring_mean_radiance", "ring_valid_fraction"]
 
@@ -54,6 +57,22 @@ class Results:
     zone_table: pd.DataFrame = field(default_factory=pd.DataFrame, repr=False)
     rasters: list[MonthlyRaster] = field(default_factory=list, repr=False)
     comparison: Comparison | None = field(default=None, repr=False)  # the county comparison (compare)
+
+    def classified(self) -> gpd.GeoDataFrame:
+        """The sites with their class and change, one row per site (``sites_classified.*``)."""
+        return classified_sites(self)
+
+    def open_pixels(self, bounds: tuple[float, float, float, float] | None = None) -> Any:
+        """The monthly pixels read by this run as a lazy ``xarray.Dataset`` (see :func:`pipeline.pixels.open_pixels`)."""
+        from pipeline.pixels import open_pixels
+
+        return open_pixels(self.rasters, bounds or _padded_bounds(self.sites), self.verdict.get("data_kind", ""),
+                           min_cf_cvg=int(self.verdict["parameters"].get("min_cf_cvg", 3)))
+
+
+def _padded_bounds(sites: gpd.GeoDataFrame, pad: float = 0.1) -> tuple[float, float, float, float]:
+    w, s, e, n = (float(v) for v in sites.to_crs("EPSG:4326").total_bounds)
+    return w - pad, s - pad, e + pad, n + pad
 
 
 def build_zones(sites: gpd.GeoDataFrame, params: Params, radii: Sequence[float] = ()
@@ -108,40 +127,98 @@ def extract_sites(sites: gpd.GeoDataFrame, rasters: Sequence[MonthlyRaster], par
 
 def analyse(sites: gpd.GeoDataFrame, rasters: Sequence[MonthlyRaster], params: Params, *, source: str,
             data_kind: str, sensitivity: bool = True, progress: bool = True,
-            cube_dir: Path | None = None, claim: Claim = DEFAULT_CLAIM) -> Results:
+            cube_dir: Path | None = None, claim: Claim = DEFAULT_CLAIM,
+            alternatives: dict[str, Sequence[MonthlyRaster]] | None = None) -> Results:
     """The whole analysis on already-located inputs (see :mod:`pipeline.cli` for I/O).
 
     With ``sensitivity``, one extraction pass also covers the radius variants, every
     pixel rule and the calibration controls, so variants cost no extra reading. With
     ``cube_dir`` pixels are read through the study cube there (:mod:`pipeline.cube`).
     ``claim`` is judged on the sites of its batch (variants count over them too).
+    Annual composites (:class:`~pipeline.sources.AnnualRaster`) are compared as composites
+    (:mod:`pipeline.annual`). ``alternatives``: the other product's rasters for the same
+    years (product -> rasters); their variants join the sensitivity table with a ``product`` column.
     """
     radii = sorted({*RADII_M, params.default_radius_m}) if sensitivity else [params.default_radius_m]
     zones, names = build_zones(sites, params, radii)
     controls = control_zones(sites, params.default_radius_m, params.seed) if sensitivity else zones.iloc[:0]
     zones = gpd.GeoDataFrame(pd.concat([zones, controls], ignore_index=True), geometry="geometry", crs=zones.crs)
-    rules = RULES if sensitivity else (params.pixel_rule,)
-    if params.pixel_rule not in rules:
-        rules = (*rules, params.pixel_rule)
-    table = zone_month_table(rasters, zones, rules, params.min_cf_cvg, params.bm_quality, progress,
-                             cube_dir=cube_dir)
-    settings = ChangeSettings.from_params(params)
-    headline_table = table[table["pixel_rule"] == params.pixel_rule]
-    changes = site_changes(headline_table, sites, list(sites["site_id"]), names.ring, settings)
-    changes = _annotate(changes, sites)
     claim_mask = (pd.to_numeric(sites["batch"], errors="coerce") == claim.batch).to_numpy()
-    sens = robust = None
-    if sensitivity:
-        sens = sensitivity_table(table, sites, names, settings, claim_mask,
-                                 headline=(params.default_radius_m, params.pixel_rule))
-        robust = robustness_summary(sens, claim_scope=bool(claim_mask.any()), claim=claim)
-    calib = calibration(headline_table, list(controls["zone"]), settings)
+    stage = _Stage(sites, zones, names, controls, params, claim_mask, progress, cube_dir)
+    table, changes, sens, calib = stage.run(rasters, sensitivity, calibrate=True)
+    changes = _annotate(changes, sites)
+    products = {params.product: rasters, **{k: v for k, v in (alternatives or {}).items() if v}}
+    if sens is not None and len(products) > 1:
+        parts = [sens.assign(product=params.product)]
+        for product, alt in products.items():
+            if product != params.product:
+                parts.append(stage.run(alt, True, calibrate=False)[2].assign(product=product))
+        sens = pd.concat(parts, ignore_index=True)
+    robust = robustness_summary(sens, claim_scope=bool(claim_mask.any()), claim=claim) if sens is not None else None
     inputs = [{"month": r.month, "file": r.radiance.name, "aux": r.aux.name if r.aux else None,
                "product": r.product, "folder": str(r.radiance.parent)} for r in rasters]
     verdict = make_verdict(changes, sites, params.to_dict(), data_kind=data_kind, source=source, inputs=inputs,
                            robustness=robust, calibration=calib, version=__version__, claim=claim)
+    verdict["product"] = params.product
+    verdict["products"] = sorted({r.product for r in rasters})
     months = site_month_view(table, sites, params.pixel_rule, params.min_valid_fraction)
     return Results(sites, months, changes, verdict, sens, table, list(rasters))
+
+
+@dataclass
+class _Stage:
+    """Extraction, change, variants and calibration of one product on the run's zones."""
+
+    sites: gpd.GeoDataFrame
+    zones: gpd.GeoDataFrame
+    names: ZoneNames
+    controls: gpd.GeoDataFrame
+    params: Params
+    claim_mask: np.ndarray
+    progress: bool
+    cube_dir: Path | None
+
+    def run(self, rasters: Sequence[MonthlyRaster], sensitivity: bool, calibrate: bool
+            ) -> tuple[pd.DataFrame, pd.DataFrame, pd.DataFrame | None, dict[str, Any] | None]:
+        p, sites, names = self.params, self.sites, self.names
+        rules = RULES if sensitivity else (p.pixel_rule,)
+        if p.pixel_rule not in rules:
+            rules = (*rules, p.pixel_rule)
+        table = zone_month_table(rasters, self.zones, rules, p.min_cf_cvg, p.bm_quality, self.progress,
+                                 cube_dir=self.cube_dir)
+        settings = ChangeSettings.from_params(p)
+        headline_table = table[table["pixel_rule"] == p.pixel_rule]
+        ids = list(sites["site_id"])
+        sens = calib = None
+        if any(r.period == "year" for r in rasters):
+            from pipeline.annual import (
+                annual_calibration,
+                annual_sensitivity_table,
+                annual_site_changes,
+                pixel_variances,
+            )
+
+            if p.months != tuple(range(1, 13)):
+                log.warning("months %s ignored: an annual composite covers the whole year", list(p.months))
+            years = (p.baseline_year, p.target_year)
+            var = pixel_variances(rasters, self.zones, rules, years, p.epsilon, p.min_cf_cvg, p.bm_quality)
+            zone_names = list(self.zones["zone"])
+            changes = annual_site_changes(ZoneSeries.from_table(headline_table), var[p.pixel_rule], zone_names,
+                                          sites, ids, names.ring, settings)
+            if sensitivity:
+                sens = annual_sensitivity_table(table, var, zone_names, sites, names.by_radius, names.ring,
+                                                settings, self.claim_mask)
+            if calibrate:
+                calib = annual_calibration(headline_table, rasters, self.controls, settings, p.min_cf_cvg,
+                                           p.bm_quality)
+            return table, changes, sens, calib
+        changes = site_changes(headline_table, sites, ids, names.ring, settings)
+        if sensitivity:
+            sens = sensitivity_table(table, sites, names, settings, self.claim_mask,
+                                     headline=(p.default_radius_m, p.pixel_rule))
+        if calibrate:
+            calib = calibration(headline_table, list(self.controls["zone"]), settings)
+        return table, changes, sens, calib
 
 
 def _annotate(changes: pd.DataFrame, sites: pd.DataFrame) -> pd.DataFrame:
@@ -158,7 +235,7 @@ def load_results(out: Path) -> Results:
 
     from pipeline.compare import load_comparison
     from pipeline.errors import ConfigError, SourceError
-    from pipeline.sources import find_monthly_rasters
+    from pipeline.sources import find_annual_rasters, find_monthly_rasters
 
     need = ["verdict.json", "site_changes.csv", "sites_classified.geojson"]
     missing = [n for n in need if not (out / n).exists()]
@@ -184,7 +261,18 @@ def load_results(out: Path) -> Results:
         if not Path(folder).is_dir():
             raise SourceError(f"{folder}: raster folder named in {out / 'verdict.json'} not found; run from the "
                               "folder the run was made in, or re-run 'nightlights run'")
-        found = find_monthly_rasters(folder, eog_config=verdict["parameters"].get("eog_config", "vcmslcfg"))
+        find = find_annual_rasters if verdict.get("product") == "annual" else find_monthly_rasters
+        found = find(folder, eog_config=verdict["parameters"].get("eog_config", "vcmslcfg"))
         rasters += [r for r in found if r.radiance.name in wanted]
     return Results(sites, months, changes, verdict, sens, rasters=sorted(rasters, key=lambda r: r.month),
                    comparison=load_comparison(out))
+
+
+def classified_sites(results: Results) -> gpd.GeoDataFrame:
+    """Sites with their class and change, one row per site, for GIS users."""
+    sites = results.sites.drop(columns=[c for c in ("source_file",) if c in results.sites])
+    ch = results.changes.drop(columns=[c for c in ("name", "name_ko", "province", "batch", "location_confidence",
+                                                   "data_kind") if c in results.changes])
+    gdf = sites.merge(ch, on="site_id", how="left")
+    gdf["data_kind"] = results.verdict["data_kind"]
+    return gpd.GeoDataFrame(gdf, geometry="geometry", crs=results.sites.crs)

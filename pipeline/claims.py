@@ -23,9 +23,9 @@ from pathlib import Path
 from typing import Any
 
 import pandas as pd
-import yaml
 
 import pipeline
+from pipeline.config import parse_yaml
 from pipeline.errors import ClaimError
 
 DEFAULT_CLAIM_FILE = "joongang-2026-02-03.yaml"
@@ -146,12 +146,7 @@ def load_claim(path: Path | str) -> Claim:
         raise ClaimError(f"{path}: not UTF-8 text; re-save the claim file as UTF-8") from e
     except OSError as e:
         raise ClaimError(f"{path}: cannot read claim file ({e.strerror or e.__class__.__name__})") from e
-    try:
-        data = yaml.safe_load(text)
-    except yaml.YAMLError as e:
-        mark = getattr(e, "problem_mark", None)
-        where = f" at line {mark.line + 1}" if mark else ""
-        raise ClaimError(f"{path}: not valid YAML{where}; a claim file is 'key: value' lines") from e
+    data = parse_yaml(text, path, ClaimError, hint="; a claim file is 'key: value' lines")
     return claim_from_mapping(data, str(path))
 
 

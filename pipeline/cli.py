@@ -6,7 +6,8 @@
                         [--baseline-year Y] [--target-year Y] [--out DIR]
     nightlights extract --sites PATH... --rasters DIR --out FILE.csv
     nightlights sites validate PATH...
-    nightlights download --source eog|blackmarble --start YYYY-MM --end YYYY-MM [--bbox W S E N | --sites PATH...]
+    nightlights download --source eog|blackmarble [--product monthly|annual] --start YYYY-MM --end YYYY-MM
+                         [--bbox W S E N | --sites PATH...]
     nightlights figures [--out DIR] [--format png,svg,pdf] [--dpi 300] [--style paper|slide]
                         [--width-mm 183] [--lang en|ko]
 
@@ -40,6 +41,7 @@ from pipeline.config import (
     EOG_CONFIGS,
     LANGS,
     PIXEL_RULES,
+    PRODUCTS,
     SOURCES,
     STATISTICS,
     Params,
@@ -81,7 +83,7 @@ def build_parser() -> argparse.ArgumentParser:
                         help="no progress bars, warnings only")
     sub = p.add_subparsers(dest="command", metavar="COMMAND")
     sub.required = True
-    for add in (_add_run, _add_compare, _add_extract, _add_sites, _add_download, _add_figures):
+    for add in (_add_run, _add_compare, _add_extract, _add_sites, _add_download, _add_figures, _add_cache):
         add(sub, common)
     return p
 
@@ -122,6 +124,8 @@ def _add_run(sub: argparse._SubParsersAction, common: argparse.ArgumentParser) -
                     help="site GeoJSON file(s) (repeatable; default: every aoi/*.geojson)")
     sp.add_argument("--source", choices=SOURCES, default="auto", help="where the monthly rasters come from")
     sp.add_argument("--rasters", type=Path, metavar="DIR", help="folder of monthly rasters (--source local)")
+    sp.add_argument("--product", choices=PRODUCTS,
+                    help="monthly composites (default) or annual ones (EOG VNL v2, Black Marble VNP46A4)")
     sp.add_argument("--out", type=Path, default=Path("outputs"), metavar="DIR", help="output folder (default outputs/)")
     sp.add_argument("--data-dir", type=Path, default=Path("data"), metavar="DIR",
                     help="where downloads and the demo are cached (default data/)")
@@ -234,9 +238,11 @@ def _add_download(sub: argparse._SubParsersAction, common: argparse.ArgumentPars
                "  nightlights download --source blackmarble --start 2024-01 --end 2024-12 "
                "--bbox 124 37.5 131 43\n  nightlights download --source eog --sites aoi/sites_2024.geojson "
                "--start 2025-01 --end 2025-06 --eog-config vcmcfg")
-    sp.add_argument("--source", choices=DOWNLOAD_SOURCES, required=True, help="which product")
-    sp.add_argument("--start", required=True, metavar="YYYY-MM", help="first month")
-    sp.add_argument("--end", required=True, metavar="YYYY-MM", help="last month (inclusive)")
+    sp.add_argument("--source", choices=DOWNLOAD_SOURCES, required=True, help="which provider")
+    sp.add_argument("--product", choices=PRODUCTS, default=PRODUCTS[0],
+                    help="monthly (EOG VNL v10, VNP46A3; default) or annual (EOG VNL v2, VNP46A4) composites")
+    sp.add_argument("--start", required=True, metavar="YYYY-MM", help="first month (annual: YYYY)")
+    sp.add_argument("--end", required=True, metavar="YYYY-MM", help="last month, inclusive (annual: YYYY)")
     area = sp.add_mutually_exclusive_group()
     area.add_argument("--bbox", nargs=4, type=float, metavar=("W", "S", "E", "N"),
                       help="area in degrees (default: the sites' box padded by 0.15 deg)")
@@ -272,6 +278,23 @@ def _add_figures(sub: argparse._SubParsersAction, common: argparse.ArgumentParse
     sp.set_defaults(func=cmd_figures)
 
 
+def _add_cache(sub: argparse._SubParsersAction, common: argparse.ArgumentParser) -> None:
+    sp = sub.add_parser("cache", parents=[common], formatter_class=_formatter, help="cache housekeeping",
+                        description="Cache housekeeping.",
+                        epilog="Example:\n  nightlights cache prune --data-dir data")
+    ssub = sp.add_subparsers(dest="cache_command", metavar="ACTION")
+    ssub.required = True
+    pr = ssub.add_parser(
+        "prune", parents=[common], formatter_class=_formatter, help="remove study cubes no run can use again",
+        description="Remove the study cubes whose input rasters no longer exist or have changed, and cubes "
+                    "of an older layout; print how much space that freed. Cubes in use are kept.",
+        epilog="Examples:\n  nightlights cache prune\n  nightlights cache prune --cache-dir /shared/nightlights-cache")
+    pr.add_argument("--data-dir", type=Path, default=Path("data"), metavar="DIR",
+                    help="data folder whose cache to prune (default data/)")
+    pr.add_argument("--cache-dir", type=Path, metavar="DIR", help="cache folder (default <data-dir>/cache)")
+    pr.set_defaults(func=cmd_cache_prune)
+
+
 # --------------------------------------------------------------------------- helpers
 
 
@@ -287,7 +310,7 @@ def params_from_args(args: argparse.Namespace) -> Params:
         params = params_from_mapping(section, str(args.config), params)
     flags = {k: getattr(args, k, None) for k in ("baseline_year", "target_year", "threshold", "statistic",
                                                   "default_radius_m", "pixel_rule", "min_cf_cvg", "eog_config",
-                                                  "compare_start_year")}
+                                                  "product", "compare_start_year")}
     return params_from_mapping({k: v for k, v in flags.items() if v is not None}, "command line", params)
 
 
@@ -414,7 +437,9 @@ def cmd_run(args: argparse.Namespace) -> int:
     site_files = args.sites or default_site_files()
     sites = _read_sites(site_files, params, args)
     years = (params.baseline_year - 1, params.baseline_year, params.target_year)
-    plan = None if args.no_compare else _compare_plan(sites, None, None, quiet_fail=True)
+    # the comparison reads monthly composites (valid months, the event study): not with --product annual
+    plan = None if args.no_compare or params.product == "annual" else _compare_plan(sites, None, None,
+                                                                                      quiet_fail=True)
     got = acquire(args.source, sites, params, sorted({*years, *params.compare_years}) if plan else years,
                   rasters_dir=args.rasters, data_dir=args.data_dir, progress=not args.quiet,
                   required=(params.baseline_year, params.target_year),
@@ -424,7 +449,7 @@ def cmd_run(args: argparse.Namespace) -> int:
     with _scheduler(args.scheduler):
         results = analyse(sites, [r for r in got.rasters if r.year in years], params, source=got.source,
                           data_kind=got.data_kind, sensitivity=not args.no_sensitivity, progress=not args.quiet,
-                          cube_dir=_cube_dir(_cache_dir(args)))
+                          cube_dir=_cube_dir(_cache_dir(args)), alternatives=got.alternatives)
         if plan:
             results.comparison = _compare_or_skip(plan, sites, got.rasters, params, got.data_kind, args)
     _write_run(results, args, got.data_kind)
@@ -512,6 +537,8 @@ def cmd_compare(args: argparse.Namespace) -> int:
     from pipeline.outputs import staged
 
     params = params_from_args(args)
+    if params.product == "annual":
+        raise ConfigError("compare reads monthly composites (valid months, the event study); drop --product annual")
     _check_out_dir(args.out)
     site_files = args.sites or default_site_files()
     sites = _read_sites(site_files, params, args)
@@ -544,13 +571,16 @@ def cmd_compare(args: argparse.Namespace) -> int:
 
 
 def cmd_download(args: argparse.Namespace) -> int:
-    from pipeline.fetch import area, download_months, month_list
+    from pipeline.fetch import area, download_months, download_years, month_list, year_list
 
-    months = month_list(args.start, args.end)
+    annual = args.product == "annual"
+    periods = year_list(args.start, args.end) if annual else month_list(args.start, args.end)
     bbox, geoms = area(args.bbox, args.sites or default_site_files())
-    folder, outcome = download_months(args.source, months, bbox, args.data_dir, progress=not args.quiet,
-                                      eog_config=args.eog_config, geometries=geoms)
-    print(f"{args.source}: {len(outcome['downloaded'])} month(s) downloaded, {len(outcome['cached'])} already "
+    fetch = download_years if annual else download_months
+    folder, outcome = fetch(args.source, periods, bbox, args.data_dir, progress=not args.quiet,
+                            eog_config=args.eog_config, geometries=geoms)
+    unit = "year" if annual else "month"
+    print(f"{args.source}: {len(outcome['downloaded'])} {unit}(s) downloaded, {len(outcome['cached'])} already "
           f"cached, {len(outcome['not_published'])} not published; files in {folder}/")
     if outcome["not_published"]:
         print("not published (skipped): " + ", ".join(outcome["not_published"]))
@@ -569,6 +599,18 @@ def cmd_figures(args: argparse.Namespace) -> int:
         cache = args.data_dir / "cache" if args.data_dir.is_dir() else None
         written = write_publication(results, out, style, cache_dir=cache)
     print(f"{len(written)} charts ({', '.join(style.formats)}), report.html, report.md and GIS files in {args.out}/")
+    return 0
+
+
+def cmd_cache_prune(args: argparse.Namespace) -> int:
+    from pipeline.cache import human_size, prune_cubes
+
+    cache = _cache_dir(args)
+    if cache is None:
+        print("no cache folder ('none'): nothing to prune")
+        return 0
+    n, freed = prune_cubes(cache / "cube")
+    print(f"{cache / 'cube'}: removed {n} cube(s) whose inputs are gone or changed, freed {human_size(freed)}")
     return 0
 
 

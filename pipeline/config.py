@@ -25,6 +25,8 @@ PixelRule = Literal["exact", "centroid", "all_touched"]
 EogConfig = Literal["vcmslcfg", "vcmcfg"]
 Source = Literal["auto", "demo", "local", "eog", "blackmarble"]
 DownloadSource = Literal["eog", "blackmarble"]
+# Monthly composites (EOG VNL v10, VNP46A3) or annual ones (EOG VNL v2, VNP46A4).
+Product = Literal["monthly", "annual"]
 ChartFormat = Literal["png", "svg", "pdf"]
 ChartKind = Literal["paper", "slide"]
 Lang = Literal["en", "ko"]
@@ -33,6 +35,7 @@ PIXEL_RULES: tuple[str, ...] = get_args(PixelRule)
 EOG_CONFIGS: tuple[str, ...] = get_args(EogConfig)
 SOURCES: tuple[str, ...] = get_args(Source)
 DOWNLOAD_SOURCES: tuple[str, ...] = get_args(DownloadSource)
+PRODUCTS: tuple[str, ...] = get_args(Product)
 CHART_FORMATS: tuple[str, ...] = get_args(ChartFormat)
 CHART_KINDS: tuple[str, ...] = get_args(ChartKind)
 LANGS: tuple[str, ...] = get_args(Lang)
@@ -96,6 +99,11 @@ class Params:
     eog_config: EogConfig = field(
         default="vcmslcfg", metadata={"help": "EOG configuration used when a folder has both"}
     )
+    product: Product = field(
+        default="monthly",
+        metadata={"help": "monthly composites (yearly value: statistic of matched months) or annual ones "
+                          "(yearly value: the composite itself)"},
+    )
     compare_start_year: int | None = field(
         default=None,
         metadata={"help": "first year of the county comparison's panel, for pre-trend placebos "
@@ -130,6 +138,8 @@ def _check_params(p: Params) -> None:
         raise bad("statistic", f"must be one of {', '.join(STATISTICS)}")
     if p.pixel_rule not in PIXEL_RULES:
         raise bad("pixel_rule", f"must be one of {', '.join(PIXEL_RULES)}")
+    if p.product not in PRODUCTS:
+        raise bad("product", f"must be {' or '.join(PRODUCTS)}")
     if p.eog_config not in EOG_CONFIGS:
         raise bad("eog_config", f"must be {' or '.join(EOG_CONFIGS)}")
     for name in ("default_radius_m", "epsilon", "n_boot"):
@@ -246,6 +256,16 @@ def user_config_path(env: dict[str, str] | None = None) -> Path:
     return base / "nightlights" / "config.yaml"
 
 
+def parse_yaml(text: str, path: Path | str, error: type[Exception], hint: str = "") -> Any:
+    """YAML with the safe loader; a syntax error is one ``error`` line naming the file and the line."""
+    try:
+        return yaml.safe_load(text)
+    except yaml.YAMLError as e:
+        mark = getattr(e, "problem_mark", None)
+        where = f" at line {mark.line + 1}" if mark else ""
+        raise error(f"{path}: not valid YAML{where}{hint}") from e
+
+
 def read_yaml(path: Path) -> dict[str, Any]:
     """Read a YAML mapping with the safe loader; errors name the file."""
     try:
@@ -254,12 +274,7 @@ def read_yaml(path: Path) -> dict[str, Any]:
         raise ConfigError(f"{path}: config file not found") from e
     except (OSError, UnicodeDecodeError) as e:
         raise ConfigError(f"{path}: cannot read config file ({e.__class__.__name__})") from e
-    try:
-        data = yaml.safe_load(text)
-    except yaml.YAMLError as e:
-        mark = getattr(e, "problem_mark", None)
-        where = f" at line {mark.line + 1}" if mark else ""
-        raise ConfigError(f"{path}: not valid YAML{where}") from e
+    data = parse_yaml(text, path, ConfigError)
     if data is None:
         return {}
     if not isinstance(data, dict):

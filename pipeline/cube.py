@@ -24,10 +24,24 @@ Checksummed: the cube's folder name is a hash of the inputs' names, sizes and
 modification times, the grid and this layout, so changed inputs give a new cube and an
 unchanged set reuses the old. A chunk counts as built only once its marker file exists
 (written after its data), so an interrupted build is resumed, never trusted half-done.
+Each stored chunk ends with its CRC-32C (zarr's ``crc32c`` codec, after blosc), checked
+on every read before blosc sees the bytes: a chunk damaged on disk (bit flips, a cut-off
+copy) is named in a warning and refilled from the monthly files, never read as data.
+
+Concurrent writers (several runs on one cache, dask workers in other processes): a chunk
+is filled only by the writer holding its lock file (``flock``, released by the kernel if
+the writer dies); others fill the chunks they could lock, then wait for the rest and read
+them. Zarr writes each chunk file through a temporary name and a rename, so a reader
+never sees half a chunk. :func:`prune_cubes` removes cubes whose inputs are gone.
+
+Longer than most modules because filling, locking, checking and repairing chunks must
+stay together: a chunk's lifecycle split over files would hide the invariants between them.
 """
 
 from __future__ import annotations
 
+import errno
+import fcntl
 import hashlib
 import json
 import logging
@@ -44,13 +58,15 @@ from rasterio.errors import RasterioError
 from rasterio.windows import Window
 
 from pipeline.errors import SourceError
+from pipeline.outputs import atomic_write
 from pipeline.sources import Grid, MonthlyRaster, clean_pixels, raster_error_reason
 
 log = logging.getLogger(__name__)
 
 CHUNK = 64  # pixels per chunk side: a site (plus ring) spans one to four chunks
 READ_TILE = 256  # chunks in the same 256-px source tile are read with one window per month
-LAYOUT = 1  # bump when the on-disk layout changes: old cubes are then ignored
+LAYOUT = 2  # 2: crc32c after blosc, input paths in attrs. Bump when the on-disk layout changes: old cubes are then ignored
+TMP_PREFIX = ".cube-"  # a cube being created: .cube-<pid>-<random>
 GDAL_ENV = {"GDAL_DISABLE_READDIR_ON_OPEN": "EMPTY_DIR"}  # no directory listing per open
 
 
@@ -86,9 +102,10 @@ def open_cube(cache_dir: Path | str | None, rasters: Sequence[MonthlyRaster]) ->
     """The cube for these rasters (all on one grid) under ``cache_dir``, created empty if new.
 
     ``cache_dir`` None gives a reference without storage: chunks are read from the files.
+    A cube whose metadata cannot be read is set aside (with a warning) and built anew.
     """
     import zarr
-    from zarr.codecs import BloscCodec
+    from zarr.codecs import BloscCodec, Crc32cCodec
 
     grid = _one_grid(rasters)
     rad_dtype, aux_dtype = _dtypes(rasters)
@@ -98,21 +115,26 @@ def open_cube(cache_dir: Path | str | None, rasters: Sequence[MonthlyRaster]) ->
     path = Path(cache_dir) / f"cube-{key[:20]}.zarr"
     ref = CubeRef(str(path), rad_dtype, aux_dtype, len(rasters), grid.height, grid.width)
     if (path / "zarr.json").exists():
-        return ref
+        if _readable(path, key):
+            return ref
+        log.warning("%s: cube metadata is damaged; building the cube again from the monthly files", path)
+        _remove(path)
     path.parent.mkdir(parents=True, exist_ok=True)
-    tmp = Path(tempfile.mkdtemp(prefix=".cube-", dir=path.parent))
+    tmp = Path(tempfile.mkdtemp(prefix=f"{TMP_PREFIX}{os.getpid()}-", dir=path.parent))
     try:
         root = zarr.open_group(tmp, mode="w")
-        codec = BloscCodec(cname="lz4", clevel=5, shuffle="shuffle")
+        codecs = [BloscCodec(cname="lz4", clevel=5, shuffle="shuffle"), Crc32cCodec()]  # crc of the stored bytes
         shape, chunks = (len(rasters), grid.height, grid.width), (len(rasters), CHUNK, CHUNK)
         layers = [("radiance", rad_dtype), *([("aux", aux_dtype)] if aux_dtype else [])]
         for name, dtype in layers:
             root.create_array(name, shape=shape, chunks=chunks, dtype=dtype, fill_value=0,
-                              compressors=codec, config={"write_empty_chunks": True})
+                              compressors=codecs, config={"write_empty_chunks": True})
         root.attrs.update({"key": key, "layout": LAYOUT, "chunk": CHUNK, "months": [r.month for r in rasters],
                            "aux_kinds": [r.aux_kind for r in rasters],
-                           "inputs": [r.radiance.name for r in rasters], "grid": grid.describe()})
+                           "inputs": [r.radiance.name for r in rasters], "sources": _sources(rasters),
+                           "grid": grid.describe()})
         (tmp / "filled").mkdir()
+        (tmp / "locks").mkdir()
         os.replace(tmp, path)
     except OSError:
         if not (path / "zarr.json").exists():  # lost a race to another process: theirs is as good
@@ -123,6 +145,20 @@ def open_cube(cache_dir: Path | str | None, rasters: Sequence[MonthlyRaster]) ->
     return ref
 
 
+def _sources(rasters: Sequence[MonthlyRaster]) -> list[list]:
+    """Every input file as [absolute path, size, mtime_ns]: what :func:`prune_cubes` checks."""
+    files = [p for r in rasters for p in (r.radiance, *([r.aux] if r.aux is not None else []))]
+    return [[str(p.resolve()), p.stat().st_size, p.stat().st_mtime_ns] for p in files]
+
+
+def _readable(path: Path, key: str) -> bool:
+    try:
+        meta = json.loads((path / "zarr.json").read_text(encoding="utf-8"))
+        return meta["attributes"]["key"] == key and all((path / n / "zarr.json").is_file() for n in ("radiance",))
+    except (OSError, ValueError, KeyError, TypeError):
+        return False
+
+
 def load_chunks(rasters: Sequence[MonthlyRaster], chunks: np.ndarray,
                 cube: CubeRef) -> tuple[np.ndarray, np.ndarray | None]:
     """Radiance and aux of ``chunks`` (array of chunk row, column), all months.
@@ -130,9 +166,9 @@ def load_chunks(rasters: Sequence[MonthlyRaster], chunks: np.ndarray,
     Radiance is cleaned as :func:`pipeline.sources.read_window` does, except that
     unusable pixels (non-finite, nodata) are NaN rather than 0, so files without an
     auxiliary layer need none stored. Aux is the cleaned auxiliary layer, or None when
-    no month has one. Chunks already in the cube are decoded from it; the rest are read
-    from the monthly files (one window per month per source tile) and, with a cube,
-    stored for next time.
+    no month has one. Chunks already in the cube are decoded from it (a chunk failing its
+    checksum is refilled); the rest are read from the monthly files (one window per month
+    per source tile) and, with a cube, stored for next time by whichever writer locks them.
     """
     grid = _one_grid(rasters)
     n, t = len(chunks), len(rasters)
@@ -146,22 +182,122 @@ def load_chunks(rasters: Sequence[MonthlyRaster], chunks: np.ndarray,
     import zarr
 
     root = zarr.open_group(cube.path, mode="r+")
-    layers = [(root["radiance"], rad), *([(root["aux"], aux)] if aux is not None else [])]
-    filled_dir = Path(cube.path) / "filled"
-    have = np.array([(filled_dir / f"{cy}_{cx}").exists() for cy, cx in chunks])
-    missing = np.flatnonzero(~have)
-    if missing.size:
-        _read_sources(rasters, grid, chunks[missing], missing, rad, aux)
+    store = _Store(Path(cube.path), [(root["radiance"], rad), *([(root["aux"], aux)] if aux is not None else [])],
+                   chunks, grid)
+    have = np.array([store.built(k) for k in range(n)])
+    bad: set[int] = set()
     for members, ys, xs in _runs(chunks, have, grid):
         if have[members[0]]:
-            for array, buf in layers:
-                _split(array[:, ys, xs], buf, members)
-        else:
-            for array, buf in layers:
-                array[:, ys, xs] = _join(buf, members, ys.stop - ys.start, xs.stop - xs.start)
-            for k in members:
-                _touch(filled_dir / f"{chunks[k, 0]}_{chunks[k, 1]}")
+            try:
+                for array, buf in store.layers:
+                    _split(array[:, ys, xs], buf, members)
+            except Exception:  # a damaged chunk in the run: find which, one by one
+                bad.update(k for k in members if not store.read(k))
+    need = sorted(set(np.flatnonzero(~have).tolist()) | bad, key=lambda k: (chunks[k, 0], chunks[k, 1]))
+    if need:
+        _fill(rasters, grid, store, need, bad, rad, aux)
     return rad, aux
+
+
+class _Store:
+    """One cube's chunks for one call: markers, lock files, single-chunk reads and writes."""
+
+    def __init__(self, path: Path, layers: list, chunks: np.ndarray, grid: Grid):
+        self.path, self.layers, self.chunks, self.grid = path, layers, chunks, grid
+
+    def name(self, k: int) -> str:
+        return f"{self.chunks[k, 0]}_{self.chunks[k, 1]}"
+
+    def marker(self, k: int) -> Path:
+        return self.path / "filled" / self.name(k)
+
+    def built(self, k: int, quiet: bool = False) -> bool:
+        """Marker present and every layer's chunk file too (a half-copied cube may lack some)."""
+        if not self.marker(k).exists():
+            return False
+        cy, cx = self.chunks[k]
+        lost = [a.basename for a, _ in self.layers if not (self.path / a.basename / "c" / "0" / str(cy) / str(cx)).exists()]
+        if lost and not quiet:
+            log.warning("%s: chunk %s of %s is missing; refilling it from the monthly files", self.path,
+                        self.name(k), "/".join(lost))
+        return not lost
+
+    def window(self, k: int) -> tuple[slice, slice]:
+        cy, cx = int(self.chunks[k, 0]), int(self.chunks[k, 1])
+        return (slice(cy * CHUNK, min((cy + 1) * CHUNK, self.grid.height)),
+                slice(cx * CHUNK, min((cx + 1) * CHUNK, self.grid.width)))
+
+    def read(self, k: int, quiet: bool = False) -> bool:
+        """Decode chunk ``k`` into the buffers; False (with a warning naming it) when damaged."""
+        ys, xs = self.window(k)
+        try:
+            for array, buf in self.layers:
+                _split(array[:, ys, xs], buf, [k])
+        except Exception as e:  # checksum mismatch, blosc error: the chunk is unusable
+            if not quiet:
+                log.warning("%s: chunk %s failed its check (%s); refilling it from the monthly files",
+                            self.path, self.name(k), str(e).split(". ")[0][:120])
+            return False
+        return True
+
+    def write(self, members: list[int]) -> None:
+        """Store chunks (the caller holds their locks), then their markers."""
+        for k in members:
+            self.marker(k).unlink(missing_ok=True)  # a damaged chunk being rewritten is not built
+        sub = self.chunks[members]
+        for run, ys, xs in _runs(sub, np.zeros(len(members), dtype=bool), self.grid):
+            ks = [members[i] for i in run]
+            for array, buf in self.layers:
+                array[:, ys, xs] = _join(buf, ks, ys.stop - ys.start, xs.stop - xs.start)
+        for k in members:
+            _touch(self.marker(k))
+
+    def lock(self, k: int, wait: bool) -> int | None:
+        """An exclusive lock on chunk ``k`` (an open fd), or None when another writer holds it."""
+        folder = self.path / "locks"
+        folder.mkdir(exist_ok=True)
+        fd = os.open(folder / self.name(k), os.O_RDWR | os.O_CREAT, 0o666)
+        try:
+            fcntl.flock(fd, fcntl.LOCK_EX | (0 if wait else fcntl.LOCK_NB))
+        except OSError as e:
+            os.close(fd)
+            if e.errno in (errno.EWOULDBLOCK, errno.EAGAIN):
+                return None
+            raise
+        return fd
+
+
+def _fill(rasters: Sequence[MonthlyRaster], grid: Grid, store: _Store, need: list[int], bad: set[int],
+          rad: np.ndarray, aux: np.ndarray | None) -> None:
+    """Chunks ``need`` from the sources into the buffers and the cube, one writer per chunk.
+
+    Lock what is free (in a fixed order) and fill it; then wait for each chunk another
+    writer holds, and read it once that writer is done (or fill it if it gave up).
+    """
+    held = {k: fd for k in need if (fd := store.lock(k, wait=False)) is not None}
+    try:
+        # another writer may have finished a chunk between our look and our lock
+        todo = [k for k in held if k in bad or not store.built(k, quiet=True) or not store.read(k, quiet=True)]
+        if todo:
+            _read_sources(rasters, grid, store.chunks[todo], np.array(todo), rad, aux)
+            store.write(todo)
+    finally:
+        for fd in held.values():
+            os.close(fd)
+    filled = len(todo)
+    for k in need:
+        if k in held:
+            continue
+        fd = store.lock(k, wait=True)
+        try:
+            if not (store.built(k, quiet=True) and store.read(k)):
+                _read_sources(rasters, grid, store.chunks[[k]], np.array([k]), rad, aux)
+                store.write([k])
+                filled += 1
+        finally:
+            os.close(fd)
+    log.debug("cube %s: filled %d chunk(s), %d read from other writers", store.path.name, filled,
+              len(need) - filled)
 
 
 def _runs(chunks: np.ndarray, have: np.ndarray, grid: Grid) -> list[tuple[list[int], slice, slice]]:
@@ -251,9 +387,8 @@ class _NoAux:
 
 
 def _touch(path: Path) -> None:
-    tmp = path.with_name(f".{path.name}.{os.getpid()}.part")
-    tmp.touch()
-    os.replace(tmp, path)
+    with atomic_write(path) as tmp:
+        tmp.touch()
 
 
 def _one_grid(rasters: Sequence[MonthlyRaster]) -> Grid:
@@ -281,3 +416,13 @@ def _dtypes(rasters: Sequence[MonthlyRaster]) -> tuple[str, str | None]:
         rad_t = np.dtype("float64")
     aux_t = np.result_type(np.uint8, *aux_types).name if aux_types else None
     return rad_t.name, aux_t
+
+
+def _remove(cube: Path) -> None:
+    """Rename aside first, so no reader ever opens a half-deleted cube under its real name."""
+    aside = cube.with_name(f"{TMP_PREFIX}{os.getpid()}-gone-{cube.name}")
+    try:
+        os.replace(cube, aside)
+    except OSError:
+        aside = cube
+    shutil.rmtree(aside, ignore_errors=True)

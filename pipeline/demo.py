@@ -47,6 +47,8 @@ import rasterio
 import shapely
 from rasterio.transform import from_origin
 
+from pipeline.outputs import atomic_write
+
 DEMO_BOUNDS = (124.0, 37.5, 131.0, 43.0)
 RES = 1 / 240  # 15 arc-seconds, the EOG VNL grid
 PYONGYANG = (125.7625, 39.0392)
@@ -300,14 +302,12 @@ def eog_name(year: int, month: int, layer: str) -> str:
 
 
 def _write_tif(path: Path, array: np.ndarray, spec: DemoSpec) -> None:
-    tmp = path.with_name(path.name + ".part")
     profile = dict(driver="GTiff", width=array.shape[1], height=array.shape[0], count=1,
                    dtype=array.dtype, crs="EPSG:4326", transform=spec.transform, tiled=True,
                    blockxsize=256, blockysize=256, compress="deflate", zlevel=1)
-    with rasterio.open(tmp, "w", **profile) as ds:
+    with atomic_write(path) as tmp, rasterio.open(tmp, "w", **profile) as ds:
         ds.write(array, 1)
         ds.update_tags(SYNTHETIC="true", GENERATOR="nightlights.demo", SEED=str(spec.seed))
-    os.replace(tmp, path)
 
 
 def truth_table(spec: DemoSpec, towns: Sequence[Town]) -> pd.DataFrame:

@@ -22,6 +22,15 @@ BLOCK = 1 << 20  # bytes read at a time
 HASH_CACHE_NAME = "sha256.json"
 
 
+def human_size(n: float) -> str:
+    """Bytes for people: ``512 B``, ``3.4 MB`` (powers of 1024), in logs and messages."""
+    for unit in ("B", "KB", "MB", "GB"):
+        if n < 1024 or unit == "GB":
+            return f"{n:.0f} {unit}" if unit == "B" else f"{n:.1f} {unit}"
+        n /= 1024
+    return f"{n:.1f} GB"
+
+
 def sha256(path: Path) -> str:
     """Hex SHA-256 of a file's bytes."""
     h = hashlib.sha256()

@@ -22,8 +22,6 @@ from typing import Any
 import geopandas as gpd
 import numpy as np
 import pandas as pd
-import shapely
-import shapely.affinity
 
 from pipeline.change import (
     ChangeSettings,
@@ -36,6 +34,7 @@ from pipeline.change import (
 )
 from pipeline.claims import DEFAULT_CLAIM, Claim
 from pipeline.config import PIXEL_RULES
+from pipeline.sites import geodesic_circles
 
 THRESHOLDS = (0.10, 0.18, 0.25, 0.35)
 RADII_M = (1000.0, 2000.0, 3000.0)
@@ -137,6 +136,12 @@ def robustness_summary(sens: pd.DataFrame, claim_scope: bool = True, claim: Clai
                          "radius_m": sorted({float(r) for r in sens.get("radius_m", RADII_M)}),
                          "statistic": list(STATISTICS), "month_window": list(WINDOWS),
                          "adjustment": ["absolute", "ring"], "pixel_rule": list(RULES)}
+    if "statistic" in sens and not set(sens["statistic"]) <= set(STATISTICS):  # annual composites' rows
+        out["dimensions"]["statistic"] = list(pd.unique(sens["statistic"]))
+        out["dimensions"]["month_window"] = list(pd.unique(sens["month_window"]))
+    if "product" in sens:  # more than one product for the same years (monthly and annual)
+        out["dimensions"]["product"] = list(pd.unique(sens["product"]))
+        out["by_product"] = {p: _shares(g, claim) for p, g in sens.groupby("product", sort=False)}
     return out
 
 
@@ -144,9 +149,8 @@ def control_zones(sites: gpd.GeoDataFrame, radius_m: float, seed: int = 0) -> gp
     """Candidate control places: lattice points 10-40 km from a site and 10 km from all.
 
     At most :data:`MAX_CONTROLS`, drawn with a fixed seed, so a run over sites spread
-    across continents stays cheap. Circles are drawn with a local metres-per-degree scale
-    (error well under 1% at a few km), which is ample for controls. Which candidates are
-    lit is decided from the data by :func:`calibration`.
+    across continents stays cheap. Circles are the sites' own (:func:`pipeline.sites.geodesic_circles`).
+    Which candidates are lit is decided from the data by :func:`calibration`.
     """
     centres = np.column_stack([sites["center_lon"].to_numpy(float), sites["center_lat"].to_numpy(float)])
     centres = centres[np.isfinite(centres).all(axis=1)]
@@ -167,10 +171,7 @@ def control_zones(sites: gpd.GeoDataFrame, radius_m: float, seed: int = 0) -> gp
     cells = cells[(nearest >= CONTROL_EXCLUSION_M) & (nearest <= CONTROL_REACH_M) & (abs(cells[:, 1]) < 85)]
     if len(cells) > MAX_CONTROLS:
         cells = cells[np.sort(np.random.default_rng(seed).choice(len(cells), MAX_CONTROLS, replace=False))]
-    circle = shapely.Point(0, 0).buffer(1.0, quad_segs=8)
-    geoms = [shapely.affinity.scale(circle, radius_m / (111_320 * np.cos(np.radians(y))), radius_m / 110_574,
-                                    origin=(0, 0)) for _, y in cells]
-    geoms = [shapely.affinity.translate(g, x, y) for g, (x, y) in zip(geoms, cells, strict=True)]
+    geoms = geodesic_circles(cells[:, 0], cells[:, 1], radius_m)
     return gpd.GeoDataFrame({"zone": [f"@control{i:05d}" for i in range(len(cells))]}, geometry=geoms,
                             crs="EPSG:4326")
 

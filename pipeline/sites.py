@@ -111,9 +111,16 @@ def geodesic_circle(lon: float, lat: float, radius_m: float) -> shapely.Polygon:
     Equal to buffering in the point's azimuthal equidistant projection, without building
     a projection per site (thousands of sites take milliseconds, not minutes).
     """
-    x, y, _ = _GEOD.fwd(np.full(_AZIMUTHS.size, lon), np.full(_AZIMUTHS.size, lat), _AZIMUTHS[::-1],
-                        np.full(_AZIMUTHS.size, radius_m))
-    return shapely.Polygon(np.column_stack([x, y]))
+    return geodesic_circles([lon], [lat], radius_m)[0]
+
+
+def geodesic_circles(lons: Sequence[float] | np.ndarray, lats: Sequence[float] | np.ndarray,
+                     radius_m: float) -> list[shapely.Polygon]:
+    """:func:`geodesic_circle` for many centres in one vectorised call (sites, controls, rings)."""
+    lons, lats = np.asarray(lons, float), np.asarray(lats, float)
+    n, k = lons.size, _AZIMUTHS.size
+    x, y, _ = _GEOD.fwd(np.repeat(lons, k), np.repeat(lats, k), np.tile(_AZIMUTHS[::-1], n), np.full(n * k, radius_m))
+    return list(shapely.polygons(np.stack([np.reshape(x, (n, k)), np.reshape(y, (n, k))], axis=-1)))
 
 
 def buffer_metres(geom: BaseGeometry, distance_m: float, center: tuple[float, float]) -> BaseGeometry:

@@ -8,13 +8,18 @@ Inputs
       with the matching ``.cf_cvg.tif`` (cloud-free observation count) when present;
     * Black Marble months cached by ``nightlights download``:
       ``VNP46A3_YYYY-MM.radiance.tif`` with ``VNP46A3_YYYY-MM.quality.tif``;
-    * any GeoTIFF whose name carries the month as ``YYYY-MM`` or ``YYYYMM``.
+    * any GeoTIFF whose name carries the month as ``YYYY-MM`` or ``YYYYMM``;
+    * annual composites (:func:`find_annual_rasters`): EOG VNL v2 as distributed (gunzipped),
+      ``VNL_v2*_npp_YYYY_global_<cfg>_c<stamp>.average_masked.dat.tif`` or
+      ``VNL_npp_YYYY_global_<cfg>_v2_c<stamp>.average_masked.dat.tif`` with ``.cf_cvg.dat.tif``,
+      and ``VNP46A4_YYYY.radiance.tif`` / ``.quality.tif`` cached by ``nightlights download``.
 
     The month comes from the name, the georeferencing from the file (tile names are
     never trusted for bounds). Hidden files and folders (``.*``, e.g. macOS ``._`` copies
     or a downloader's partial files) are ignored.
 Outputs
-    A list of :class:`MonthlyRaster`, one per month, sorted by month.
+    A list of :class:`MonthlyRaster`, one per month, sorted by month (or of
+    :class:`AnnualRaster`, one per year).
 
 Damaged files stop the run, naming the file: a raster that cannot be opened, has no
 CRS, or is shorter than its own block table says (a cut-off download) raises
@@ -53,6 +58,17 @@ EOG_RE = re.compile(
     r"\.tif$"
 )
 BM_RE = re.compile(r"^(?P<product>VNP46A3|VJ146A3)_(?P<month>\d{4}-\d{2})\.(?P<layer>radiance|quality)\.tif$")
+# Annual composites. EOG has named VNL v2 files both ways: VNL_v21_npp_2021_..., VNL_v22_npp-j01_2023_...
+# and (2024 on) VNL_npp_2024_global_vcmslcfg_v2_c202502261200.average_masked.dat.tif.
+EOG_ANNUAL_RE = re.compile(
+    r"^VNL_(?:v2\d?_)?(?P<sat>npp|j01|j02|npp-j01)_(?P<year>\d{4})_(?P<tile>global|[0-9A-Z]+)_"
+    r"(?P<cfg>vcmcfg|vcmslcfg)(?:_v2\d?)?_c(?P<stamp>\d{12,14})\."
+    r"(?P<layer>average_masked|average|median_masked|median|cf_cvg|cvg|maximum|minimum|lit_mask)(?:\.dat)?\.tif$"
+)
+# Radiance layers of an EOG annual composite, preferred first: average_masked is the outlier-removed
+# average with the background zeroed (Elvidge et al. 2021), the layer methods_policy.md names.
+EOG_ANNUAL_RADIANCE = ("average_masked", "average", "median_masked", "median")
+BM_ANNUAL_RE = re.compile(r"^(?P<product>VNP46A4|VJ146A4)_(?P<year>\d{4})\.(?P<layer>radiance|quality)\.tif$")
 PLAIN_RE = re.compile(r"(?<!\d)(?P<year>(?:19|20)\d{2})-?(?P<month>0[1-9]|1[0-2])(?!\d)")
 RASTER_SUFFIXES = (".tif", ".tiff")
 
@@ -101,6 +117,20 @@ class MonthlyRaster:
     @property
     def year(self) -> int:
         return int(self.month[:4])
+
+    @property
+    def period(self) -> str:
+        return "month"
+
+
+@dataclass(frozen=True)
+class AnnualRaster(MonthlyRaster):
+    """One year's composite. ``month`` holds the year (``YYYY``): it labels the period in the
+    zone table, so the zonal stage reads annual composites exactly as it reads months."""
+
+    @property
+    def period(self) -> str:
+        return "year"
 
 
 def grid_of(path: Path) -> tuple[Grid, float | None]:
@@ -192,17 +222,71 @@ def find_monthly_rasters(
         if not chosen:
             raise SourceError(f"{folder}: no monthly rasters for {', '.join(map(str, years))} "
                               f"(found {found[0]} to {found[-1]})")
-    out = []
-    for month in sorted(chosen):
-        radiance, aux, aux_kind, product = chosen[month]
-        grid, nodata = grid_of(radiance)
-        if aux is not None:
-            aux_grid, _ = grid_of(aux)
-            if aux_grid != grid:
-                raise SourceError(f"{aux}: grid ({aux_grid.describe()}) differs from its radiance file "
-                                  f"{radiance.name} ({grid.describe()}); download both again")
-        out.append(MonthlyRaster(month, radiance, aux, aux_kind, product, grid, nodata))
-    return out
+    return [_located(MonthlyRaster, month, *chosen[month]) for month in sorted(chosen)]
+
+
+def _located(cls: type[MonthlyRaster], label: str, radiance: Path, aux: Path | None, aux_kind: AuxKind,
+             product: str) -> MonthlyRaster:
+    grid, nodata = grid_of(radiance)
+    if aux is not None:
+        aux_grid, _ = grid_of(aux)
+        if aux_grid != grid:
+            raise SourceError(f"{aux}: grid ({aux_grid.describe()}) differs from its radiance file "
+                              f"{radiance.name} ({grid.describe()}); download both again")
+    return cls(label, radiance, aux, aux_kind, product, grid, nodata)
+
+
+def find_annual_rasters(folder: Path | str, years: tuple[int, ...] | None = None,
+                        eog_config: str = "vcmslcfg") -> list[AnnualRaster]:
+    """Discover one annual composite per year under ``folder`` (recursively).
+
+    EOG: the first radiance layer of :data:`EOG_ANNUAL_RADIANCE` present for the year, with its
+    ``cf_cvg`` (cloud-free coverage, the validity layer); ``eog_config`` wins when both
+    configurations are there. Black Marble: ``VNP46A4_YYYY.radiance.tif`` with its quality.
+    Two composites for one year are an error naming both, as for months.
+    """
+    folder = Path(folder)
+    if not folder.is_dir():
+        raise SourceError(f"{folder}: raster folder not found" if not folder.exists() else
+                          f"{folder}: not a folder; --rasters takes the folder holding the annual files")
+    files = sorted(p for p in folder.rglob("*") if p.name.lower().endswith(RASTER_SUFFIXES)
+                   and not _hidden(p, folder) and p.is_file())
+    by_name = {p.name: p for p in files}
+    years_found: dict[str, list[_Candidate]] = defaultdict(list)
+    for p in files:
+        m = EOG_ANNUAL_RE.match(p.name)
+        if m and m["layer"] in EOG_ANNUAL_RADIANCE:
+            stem = p.name[: m.start("layer")]
+            others = [lyr for lyr in EOG_ANNUAL_RADIANCE[:EOG_ANNUAL_RADIANCE.index(m["layer"])]
+                      if any(n.startswith(stem + lyr + ".") for n in by_name)]
+            if others:
+                continue  # a preferred radiance layer of the same composite is there
+            cvg = next((by_name[n] for n in (stem + "cf_cvg.dat.tif", stem + "cf_cvg.tif") if n in by_name), None)
+            years_found[m["year"]].append((p, cvg, "cf_cvg" if cvg else "none", f"eog-annual-{m['cfg']}"))
+            continue
+        b = BM_ANNUAL_RE.match(p.name)
+        if b and b["layer"] == "radiance":
+            q = by_name.get(p.name.replace(".radiance.tif", ".quality.tif"))
+            years_found[b["year"]].append((p, q, "bm_quality" if q else "none", b["product"]))
+    chosen = {}
+    for year, cands in years_found.items():
+        preferred = [c for c in cands if c[3] == f"eog-annual-{eog_config}"]
+        if len(cands) > 1 and len(preferred) == 1:
+            cands = preferred
+        if len(cands) > 1:
+            raise SourceError(f"year {year} has {len(cands)} annual composites ({', '.join(str(c[0]) for c in cands)}); "
+                              "keep one per year")
+        chosen[year] = cands[0]
+    if not chosen:
+        raise SourceError(f"{folder}: no annual composites (VNL_..._global_<cfg>_..._c<stamp>.average_masked.dat.tif "
+                          "or VNP46A4_YYYY.radiance.tif); for monthly files use --product monthly")
+    if years is not None:
+        found = sorted(chosen)
+        chosen = {y: c for y, c in chosen.items() if int(y) in years}
+        if not chosen:
+            raise SourceError(f"{folder}: no annual composites for {', '.join(map(str, years))} "
+                              f"(found {found[0]} to {found[-1]})")
+    return [_located(AnnualRaster, year, *chosen[year]) for year in sorted(chosen)]  # type: ignore[misc]
 
 
 def _hidden(path: Path, folder: Path) -> bool:
@@ -230,8 +314,9 @@ def _candidates(files: list[Path]) -> dict[str, list[_Candidate]]:
                 q = by_name.get(p.name.replace(".radiance.tif", ".quality.tif"))
                 months[b["month"]].append((p, q, "bm_quality" if q else "none", b["product"]))
             continue
-        if p.name.startswith("SVDNB_") or ".cf_cvg." in p.name or p.name.endswith(".quality.tif"):
-            continue
+        if p.name.startswith(("SVDNB_", "VNL_")) or ".cf_cvg." in p.name or p.name.endswith(".quality.tif") \
+                or BM_ANNUAL_RE.match(p.name):
+            continue  # companions, and annual composites (find_annual_rasters)
         found = {(y, mo) for y, mo in PLAIN_RE.findall(p.stem)}
         if len(found) == 1:
             y, mo = found.pop()

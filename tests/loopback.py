@@ -8,8 +8,10 @@ Misbehaviour is queued per path: ``"500"``, ``"drop"`` (connection closed mid-fi
 ``"html"`` (a login page with HTTP 200), ``"401"``, ``"slow"`` (trickles the body).
 
 Fixture builders make tiny stand-ins with the real names and layouts: EOG GeoTIFFs on the
-15 arc-second grid inside a ``.tgz``, and VNP46A3 HDF5 files with the real group and
-variable names in both fill/scale conventions. SYNTHETIC: test data only.
+15 arc-second grid inside a ``.tgz``, VNP46A3 HDF5 files with the real group and variable
+names in both fill/scale conventions; the annual products' builders are in
+:mod:`tests.loopback_annual`. Listings show sub-folders too (EOG's ``annual/`` index of
+version folders). SYNTHETIC: test data only.
 """
 
 from __future__ import annotations
@@ -142,7 +144,9 @@ class Loopback:
         else:
             return None
         names = sorted(p[len(folder):] for p in self.state.files if p.startswith(folder) and "/" not in p[len(folder):])
-        if not names:
+        subdirs = sorted({p[len(folder):].split("/")[0] + "/" for p in self.state.files
+                          if p.startswith(folder) and "/" in p[len(folder):]})
+        if not names and not (subdirs and not path.endswith(".json")):
             return None
         if path.endswith(".json"):
             return json.dumps({"content": [{"name": n, "size": len(self.state.files[folder + n]),
@@ -151,6 +155,8 @@ class Loopback:
         rows = "".join(f'<tr class="{"odd" if i % 2 else "even"}"><td><a href="{n}">{n}</a></td>'
                        f'<td align="right">2025-02-03 10:11</td><td align="right">{len(self.state.files[folder + n])}</td></tr>\n'
                        for i, n in enumerate(names))
+        rows = "".join(f'<tr><td><a href="{d}">{d}</a></td><td align="right">2025-02-03 10:11</td>'
+                       f'<td align="right">-</td></tr>\n' for d in subdirs) + rows
         return (f"<!DOCTYPE HTML PUBLIC \"-//W3C//DTD HTML 3.2 Final//EN\"><html><head><title>Index of {folder}"
                 f"</title></head><body><h1>Index of {folder}</h1><table><tr><th>Name</th><th>Last modified</th>"
                 f"<th>Size</th></tr><tr><td><a href=\"../\">Parent Directory</a></td></tr>\n{rows}</table>"
@@ -314,7 +320,8 @@ def eog_month_dir(year: int, month: int, cfg: str = "vcmslcfg", tree: str = "mon
     return f"/nighttime_light/{tree}/v10/{year}/{year}{month:02d}/{cfg}/"
 
 
-def bm_h5(h: int, v: int, radiance: np.ndarray, quality: np.ndarray, convention: str) -> bytes:
+def bm_h5(h: int, v: int, radiance: np.ndarray, quality: np.ndarray, convention: str,
+          product: str = "VNP46A3") -> bytes:
     """A VNP46A3-like HDF5 tile. convention 'c1': uint16, fill 65535, scale 0.1;
     'c2': float32, fill -999.9, scale 1. NaN in ``radiance`` becomes the fill value."""
     import h5py
@@ -324,7 +331,7 @@ def bm_h5(h: int, v: int, radiance: np.ndarray, quality: np.ndarray, convention:
     with h5py.File(buf, "w") as f:
         f.attrs["HorizontalTileNumber"] = np.bytes_(f"{h:02d}")
         f.attrs["VerticalTileNumber"] = np.bytes_(f"{v:02d}")
-        f.attrs["ProductID"] = np.bytes_("VNP46A3")
+        f.attrs["ProductID"] = np.bytes_(product)
         g = f.create_group("HDFEOS/GRIDS/VIIRS_Grid_DNB_2d/Data Fields")
         var = "NearNadir_Composite_Snow_Free"
         if convention == "c1":
@@ -417,3 +424,4 @@ def populate_bm(lb: Loopback, years: tuple[int, ...], n: int = 240,
                 lb.add(folder + bm_name(year, month, h, v), data)
                 served[folder + bm_name(year, month, h, v)] = data
     return served
+

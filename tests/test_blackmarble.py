@@ -157,6 +157,7 @@ def test_group_name_is_the_real_one():
     assert GROUP == "HDFEOS/GRIDS/VIIRS_Grid_DNB_2d/Data Fields" and VARIABLE == "NearNadir_Composite_Snow_Free"
 
 
+@pytest.mark.slow
 def test_download_then_run_gives_a_real_verdict_without_leaking_the_token(lb, tmp_path, capsys, caplog):
     populate_bm(lb, (2020, 2021, 2022), n=240)
     sites = tmp_path / "sites.geojson"

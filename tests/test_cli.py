@@ -85,6 +85,7 @@ def test_site_outside_rasters_is_insufficient_data(scenario, tmp_path):
     assert changes.loc["far-away", "class"] == "insufficient_data"
 
 
+@pytest.mark.slow
 def test_demo_run_is_labelled_synthetic(tmp_path, capsys):
     out = tmp_path / "out"
     code = main(["run", "--quiet", "--source", "demo", "--sites", str(ROOT / "aoi" / "sites_2024.geojson"),

@@ -77,3 +77,24 @@ def test_extract_with_scheduler_flag_equals_local(cluster, rasters_and_sites, tm
     local, remote = pd.read_csv(tmp_path / "local.csv"), pd.read_csv(tmp_path / "cluster.csv")
     assert len(local) == 12 * 6
     pd.testing.assert_frame_equal(local, remote, check_exact=True)
+
+
+def test_two_workers_filling_the_same_chunks_of_one_cube(cluster, rasters_and_sites):
+    """Each worker process loads the same chunks into one new cube at once: both get the files' values."""
+    from pipeline.cube import load_chunks, open_cube
+
+    tmp, _, _ = rasters_and_sites
+    rasters = find_monthly_rasters(tmp / "r")
+    chunks = np.array([[r, c] for r in range(4) for c in range(6)])
+    cube = open_cube(tmp / "shared-cube", rasters)
+    want = load_chunks(rasters, chunks, open_cube(None, rasters))
+    with distributed.Client(cluster.scheduler_address) as client:
+        workers = list(client.scheduler_info()["workers"])
+        assert len(workers) == 2
+        futures = [client.submit(load_chunks, rasters, chunks, cube, workers=[w], allow_other_workers=False,
+                                 pure=False) for w in workers]
+        results = client.gather(futures)
+    again = load_chunks(rasters, chunks, cube)  # and what they left in the cube reads back the same
+    for rad, aux in [*results, again]:
+        assert np.array_equal(rad, want[0], equal_nan=True) and np.array_equal(aux, want[1])
+    assert len(list((tmp / "shared-cube").glob("cube-*.zarr/filled/*"))) == len(chunks)

@@ -21,7 +21,7 @@ from pathlib import Path
 import pytest
 
 from pipeline.cli import main
-from pipeline.outputs import MANIFEST, STAGING_PREFIX, Staging
+from pipeline.outputs import MANIFEST, SIBLING_MARK, Staging
 from tests.bad_inputs.rasters import write_months, write_sites
 
 CHILD = """
@@ -125,8 +125,8 @@ def test_sigkill_mid_write_leaves_earlier_outputs_intact(inputs, earlier, tmp_pa
     proc.wait(timeout=30)
     assert proc.returncode == -signal.SIGKILL
     assert visible(out) == earlier  # byte for byte, no new or half-written file in sight
-    assert [p.name for p in out.iterdir() if p.name.startswith(".")] == [staging.name]
-    assert staging.name.startswith(f"{STAGING_PREFIX}{proc.pid}-")
+    assert [p.name for p in out.iterdir() if p.name.startswith(".")] == []  # staged beside --out
+    assert staging.parent == out.parent and staging.name.startswith(f".out{SIBLING_MARK}{proc.pid}-")
     # The next run into the same folder clears the dead run's staging folder and publishes.
     code, _, err = finish(spawn(run_args(inputs, out, "--threshold", "0.1"), tmp_path))
     assert code == 0, err
@@ -219,6 +219,7 @@ def full_run(inputs, tmp_path_factory: pytest.TempPathFactory) -> dict:
             "after": tree(work), "home_before": home_before, "home_after": tree(home)}
 
 
+@pytest.mark.slow
 def test_nothing_written_outside_out_and_data(full_run: dict) -> None:
     before, after = full_run["before"], full_run["after"]
     assert {k: v for k, v in after.items() if k in before} == before  # nothing touched

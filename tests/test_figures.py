@@ -21,6 +21,7 @@ def run(tmp_path_factory):
     return published(tmp_path_factory)
 
 
+@pytest.mark.slow
 def test_every_chart_in_every_format(run):
     _, out = run
     for name in CHARTS:
@@ -77,6 +78,7 @@ def test_classes_differ_by_marker_not_only_colour():
     assert len(set(CLASS_COLORS.values())) == len(CLASS_COLORS)
 
 
+@pytest.mark.slow
 def test_same_bytes_twice_with_source_date_epoch(run, tmp_path, monkeypatch):
     results, _ = run
     monkeypatch.setenv("SOURCE_DATE_EPOCH", EPOCH)
@@ -92,6 +94,7 @@ def test_same_bytes_twice_with_source_date_epoch(run, tmp_path, monkeypatch):
     assert b"2026" in (a / "figures/verdict.pdf").read_bytes()  # the date is SOURCE_DATE_EPOCH's
 
 
+@pytest.mark.slow
 def test_figures_command_remakes_with_options(run, tmp_path, capsys):
     _, src = run
     out = tmp_path / "out"

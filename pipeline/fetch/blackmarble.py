@@ -1,4 +1,4 @@
-"""NASA Black Marble VNP46A3 (collection 5200): list, fetch, read, mosaic, crop, cache.
+"""NASA Black Marble VNP46A3 / VNP46A4 (collection 5200): list, fetch, read, mosaic, crop, cache.
 
 Inputs
     LAADS archive listings ``{laads}/archive/allData/5200/VNP46A3/{YYYY}/{DOY}.json``
@@ -8,7 +8,9 @@ Inputs
 Outputs
     ``VNP46A3_YYYY-MM.radiance.tif`` (float32 nW/cm2/sr, scale applied, NaN = fill) and
     ``VNP46A3_YYYY-MM.quality.tif`` (uint8 ``_Quality``: 0 good, 1 poor, 2 gap-filled,
-    255 fill) under ``data/blackmarble/``, mosaicked from the tiles touching the sites.
+    255 fill) under ``data/blackmarble/``, mosaicked from the tiles touching the sites. The annual
+    VNP46A4 (``{YYYY}/001.json``, the same HDF5 group, layers and fill/scale handling) is cached
+    as ``VNP46A4_YYYY.{radiance,quality}.tif`` under ``data/blackmarble_annual/``.
 
 Fill value, scale factor and offset are read from each dataset's attributes: collection 1
 stored uint16 with fill 65535 and scale 0.1, collection 2 files are reported with float
@@ -46,7 +48,7 @@ VARIABLE = "NearNadir_Composite_Snow_Free"
 LAYERS = ("radiance", "quality")
 QUALITY_FILL = 255
 H5_SIGNATURE = b"\x89HDF\r\n\x1a\n"
-NAME_RE = re.compile(r"^(?P<product>VNP46A3|VJ146A3)\.A(?P<year>\d{4})(?P<doy>\d{3})\.h(?P<h>\d{2})v(?P<v>\d{2})"
+NAME_RE = re.compile(r"^(?P<product>VNP46A[34]|VJ146A[34])\.A(?P<year>\d{4})(?P<doy>\d{3})\.h(?P<h>\d{2})v(?P<v>\d{2})"
                      r"\.(?P<coll>\d{3})\.(?P<stamp>\d{13})\.h5$")
 # Used only when a dataset has no _FillValue attribute (Black Marble User Guide v1.2, Table 9).
 FALLBACK_FILL = {"uint16": 65535, "uint8": 255, "float32": -999.9, "float64": -999.9}
@@ -55,8 +57,15 @@ TOKEN_HINT = ("EARTHDATA_TOKEN is missing, wrong or expired: generate a new one 
               "filled in), README 'Real data'")
 
 
+ANNUAL_PRODUCT = "VNP46A4"
+
+
 def cache_folder(data_dir: Path) -> Path:
     return Path(data_dir) / "blackmarble"
+
+
+def annual_folder(data_dir: Path) -> Path:
+    return Path(data_dir) / "blackmarble_annual"
 
 
 def tile_bounds(h: int, v: int) -> Bbox:
@@ -119,7 +128,7 @@ def verify_h5(path: Path) -> None:
     try:
         with h5py.File(path, "r") as h5:
             if GROUP not in h5 or VARIABLE not in h5[GROUP]:
-                raise DownloadError(f"{path.name}: no {GROUP}/{VARIABLE}; not a VNP46A3 collection-2 file")
+                raise DownloadError(f"{path.name}: no {GROUP}/{VARIABLE}; not a VNP46A3/A4 collection-2 file")
     except OSError as e:
         raise DownloadError(f"{path.name}: HDF5 file cannot be read ({str(e)[:80]}); truncated?") from None
 
@@ -244,20 +253,37 @@ def ensure_month_fn(ctx: Context) -> Callable[[int, int], str]:
     return lambda year, month: ensure_month(ctx, auth, year, month)
 
 
+def ensure_year_fn(ctx: Context) -> Callable[[int], str]:
+    """VNP46A4: one file per tile and year, dated ``A{YYYY}001``."""
+    token = ctx.settings.earthdata_token
+    auth = StaticToken(str(token) if token else None, TOKEN_HINT)
+    if not token:
+        log.warning("Black Marble: EARTHDATA_TOKEN not set; trying without (works only for an open mirror)")
+    return lambda year: ensure_period(ctx, auth, ANNUAL_PRODUCT, year, 1, str(year), annual_folder(ctx.data_dir))
+
+
 def ensure_month(ctx: Context, auth: StaticToken, year: int, month: int) -> str:
-    label = f"{year}-{month:02d}"
-    if ctx.manifest.complete(PRODUCT, label, LAYERS, ctx.bbox, ctx.data_dir):
+    return ensure_period(ctx, auth, PRODUCT, year, first_doy(year, month), f"{year}-{month:02d}",
+                         cache_folder(ctx.data_dir))
+
+
+def ensure_period(ctx: Context, auth: StaticToken, product: str, year: int, doy: int, label: str,
+                  out: Path) -> str:
+    """One composite period (a month of VNP46A3, a year of VNP46A4): 'cached' or 'downloaded'.
+
+    Writes ``<product>_<label>.radiance.tif`` and ``.quality.tif`` under ``out``.
+    """
+    if ctx.manifest.complete(product, label, LAYERS, ctx.bbox, ctx.data_dir):
         return "cached"
     wanted = tiles_for(ctx.bbox, ctx.geometries)
     if not wanted:
         raise DownloadError(f"lon {ctx.bbox[0]}..{ctx.bbox[2]}, lat {ctx.bbox[1]}..{ctx.bbox[3]}: no Black Marble tile")
-    doy = first_doy(year, month)
-    base = f"{ctx.settings.laads_url.rstrip('/')}/archive/allData/{COLLECTION}/{PRODUCT}/{year}/{doy:03d}"
+    base = f"{ctx.settings.laads_url.rstrip('/')}/archive/allData/{COLLECTION}/{product}/{year}/{doy:03d}"
     listing = parse_listing(get_text(ctx.session, f"{base}.json", auth, expect="json"), f"{base}.json")
     found: dict[tuple[int, int], dict[str, Any]] = {}
     for item in listing:
         m = NAME_RE.match(str(item["name"]))
-        if m and m["product"] == PRODUCT and int(m["year"]) == year and int(m["doy"]) == doy:
+        if m and m["product"] == product and int(m["year"]) == year and int(m["doy"]) == doy:
             key = (int(m["h"]), int(m["v"]))
             if key not in found or str(item["name"]) > str(found[key]["name"]):  # newest stamp
                 found[key] = item
@@ -276,19 +302,18 @@ def ensure_month(ctx: Context, auth: StaticToken, year: int, month: int) -> str:
         sources.append({"url": url, "size": path.stat().st_size, "sha256": sha256(path)})
         files.append(path)
     rad, qual, transform = mosaic(tiles, ctx.bbox)
-    out = cache_folder(ctx.data_dir)
     out.mkdir(parents=True, exist_ok=True)
-    tags = {"PRODUCT": f"{PRODUCT} collection {COLLECTION}", "VARIABLE": VARIABLE,
+    tags = {"PRODUCT": f"{product} collection {COLLECTION}", "VARIABLE": VARIABLE,
             "SOURCE": " ".join(public_url(s["url"]) for s in sources)}
-    qpath = out / f"{PRODUCT}_{label}.quality.tif"
-    rpath = out / f"{PRODUCT}_{label}.radiance.tif"
+    qpath = out / f"{product}_{label}.quality.tif"
+    rpath = out / f"{product}_{label}.radiance.tif"
     write_cog(qpath, qual, transform, QUALITY_FILL, {**tags, "LAYER": f"{VARIABLE}_Quality",
                                                      "VALUES": "0 good, 1 poor, 2 gap-filled, 255 fill"})
     write_cog(rpath, rad, transform, float("nan"), {**tags, "LAYER": VARIABLE, "UNITS": "nW/cm2/sr",
                                                     "SCALING": "fill masked, scale_factor and offset applied"})
-    ctx.manifest.forget(PRODUCT, label, ctx.data_dir, keep=(qpath, rpath))
+    ctx.manifest.forget(product, label, ctx.data_dir, keep=(qpath, rpath))
     for layer, path in (("radiance", rpath), ("quality", qpath)):
-        ctx.manifest.record(path, ctx.data_dir, sources, product=PRODUCT, month=label, layer=layer,
+        ctx.manifest.record(path, ctx.data_dir, sources, product=product, month=label, layer=layer,
                             bbox=list(ctx.bbox), tiles=[f"h{h:02d}v{v:02d}" for h, v in wanted])
     ctx.manifest.save()
     for f in files:

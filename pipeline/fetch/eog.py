@@ -298,11 +298,12 @@ def _notile(ctx: Context, auth: EogAuth, cfg: str, year: int, month: int) -> Non
         (_raw_dir(ctx, cfg) / s["url"].rsplit("/", 1)[-1]).unlink(missing_ok=True)
 
 
-def _write_layer(src: str, dest: Path, layer: str, bbox: Bbox, url: str) -> Path:
+def _write_layer(src: str, dest: Path, layer: str, bbox: Bbox, url: str,
+                 product: str = "EOG VNL monthly v10") -> Path:
     array, transform, nodata, crs, tags = crop(src, bbox)
     keep = {k: v for k, v in tags.items() if k in ("AREA_OR_POINT",)}
     write_cog(dest, array, transform, nodata, {**keep, "SOURCE": public_url(url), "LAYER": layer,
-                                               "PRODUCT": "EOG VNL monthly v10"}, crs=crs)
+                                               "PRODUCT": product}, crs=crs)
     return dest
 
 

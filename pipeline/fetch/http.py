@@ -24,6 +24,7 @@ from tqdm import tqdm
 from urllib3.util.retry import Retry
 
 from pipeline.errors import AuthError, DownloadError
+from pipeline.provenance import human_size
 
 log = logging.getLogger(__name__)
 
@@ -227,14 +228,14 @@ def _transfer(session: requests.Session, url: str, part: Path, auth: Auth | None
                     raise DownloadError(f"{part}: cannot write ({e.__class__.__name__}: {e}); "
                                         "free disk space or choose another --data-dir") from e
                 log.warning("%s: connection lost at %s (%s); resuming (attempt %d of %d)", label,
-                            _human(part.stat().st_size if part.exists() else 0), e.__class__.__name__,
+                            human_size(part.stat().st_size if part.exists() else 0), e.__class__.__name__,
                             attempt, STREAM_ATTEMPTS)
                 time.sleep(BACKOFF_FACTOR * 2 ** (attempt - 1))
                 continue
         size = part.stat().st_size
         want = total or expected_size
         if want and size != want:
-            log.warning("%s: got %s of %s; resuming", label, _human(size), _human(want))
+            log.warning("%s: got %s of %s; resuming", label, human_size(size), human_size(want))
             continue
         return
     raise DownloadError(f"{public_url(url)}: connection kept dropping ({STREAM_ATTEMPTS} attempts); "
@@ -269,11 +270,3 @@ def _stream(r: requests.Response, part: Path, offset: int, total: int | None, ur
                     raise _auth_error(url, "returned an HTML page (a login page?) instead of data", auth)
             f.write(chunk)
             bar.update(len(chunk))
-
-
-def _human(n: float) -> str:
-    for unit in ("B", "KB", "MB", "GB"):
-        if n < 1024 or unit == "GB":
-            return f"{n:.0f} {unit}" if unit == "B" else f"{n:.1f} {unit}"
-        n /= 1024
-    return f"{n:.1f} GB"

@@ -8,17 +8,7 @@ from __future__ import annotations
 
 from typing import Any
 
-import geopandas as gpd
-
-
-def classified_sites(results: Any) -> gpd.GeoDataFrame:
-    """Sites with their class and change, one row per site, for GIS users."""
-    sites = results.sites.drop(columns=[c for c in ("source_file",) if c in results.sites])
-    ch = results.changes.drop(columns=[c for c in ("name", "name_ko", "province", "batch", "location_confidence",
-                                                   "data_kind") if c in results.changes])
-    gdf = sites.merge(ch, on="site_id", how="left")
-    gdf["data_kind"] = results.verdict["data_kind"]
-    return gpd.GeoDataFrame(gdf, geometry="geometry", crs=results.sites.crs)
+from pipeline.analysis import classified_sites
 
 
 def write_gis(results: Any, out: Any) -> None:

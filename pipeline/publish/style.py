@@ -115,6 +115,10 @@ PRODUCTS = {
     "eog-vcmcfg": "EOG VIIRS DNB monthly composites VNL v10 (vcmcfg)",
     "VNP46A3": "NASA Black Marble VNP46A3 monthly (Suomi NPP)",
     "VJ146A3": "NASA Black Marble VJ146A3 monthly (NOAA-20)",
+    "eog-annual-vcmslcfg": "EOG VIIRS DNB annual composites VNL v2 (vcmslcfg, average_masked)",
+    "eog-annual-vcmcfg": "EOG VIIRS DNB annual composites VNL v2 (vcmcfg, average_masked)",
+    "VNP46A4": "NASA Black Marble VNP46A4 annual (Suomi NPP)",
+    "VJ146A4": "NASA Black Marble VJ146A4 annual (NOAA-20)",
     "geotiff": "user-supplied monthly GeoTIFFs",
 }
 
