@@ -438,12 +438,15 @@ def cmd_run(args: argparse.Namespace) -> int:
     sites = _read_sites(site_files, params, args)
     years = (params.baseline_year - 1, params.baseline_year, params.target_year)
     # the comparison reads monthly composites (valid months, the event study): not with --product annual
-    plan = None if args.no_compare or params.product == "annual" else _compare_plan(sites, None, None,
-                                                                                      quiet_fail=True)
+    plan = None
+    if not args.no_compare and params.product != "annual":
+        from pipeline.compare import plan_comparison
+
+        plan = plan_comparison(sites)
     got = acquire(args.source, sites, params, sorted({*years, *params.compare_years}) if plan else years,
                   rasters_dir=args.rasters, data_dir=args.data_dir, progress=not args.quiet,
                   required=(params.baseline_year, params.target_year),
-                  **({"units_file": plan[0], "treated_units": plan[3]} if plan else {}))
+                  **({"units_file": plan.units_file, "treated_units": plan.treated} if plan else {}))
     log.info("%d sites from %s; %d months from %s (%s)", len(sites), ", ".join(p.name for p in site_files),
              len(got.rasters), got.folder, got.data_kind)
     with _scheduler(args.scheduler):
@@ -451,7 +454,10 @@ def cmd_run(args: argparse.Namespace) -> int:
                           data_kind=got.data_kind, sensitivity=not args.no_sensitivity, progress=not args.quiet,
                           cube_dir=_cube_dir(_cache_dir(args)), alternatives=got.alternatives)
         if plan:
-            results.comparison = _compare_or_skip(plan, sites, got.rasters, params, got.data_kind, args)
+            from pipeline.compare import run_comparison
+
+            results.comparison = run_comparison(plan, sites, got.rasters, params, data_kind=got.data_kind,
+                                                progress=not args.quiet, cube_dir=_cube_dir(_cache_dir(args)))
     _write_run(results, args, got.data_kind)
     print(headline(results.verdict))
     print(f"outputs in {args.out}/")
@@ -477,63 +483,9 @@ def _write_run(results, args: argparse.Namespace, data_kind: str) -> None:
             write_publication(results, out, cache_dir=_cache_dir(args))  # input checksums are cached there
 
 
-def _compare_plan(sites, units_path: Path | None, batch: int | None, quiet_fail: bool = False):
-    """(units file, units, batch, treated unit ids, claim) for the comparison; None when ``run``
-    cannot make it (no boundaries, or they do not cover the batch's sites: said in one line)."""
-    from pipeline.claims import default_claim
-    from pipeline.compare import treated_units
-    from pipeline.errors import ComparisonError
-    from pipeline.units import default_units_path, read_units
-
-    path = units_path or default_units_path()
-    if path is None:
-        if quiet_fail:
-            log.info("no aoi/boundaries/prk_adm2.geojson: the county comparison is skipped")
-            return None
-        raise ConfigError("no unit boundaries: pass --units PATH (a GeoJSON of polygons with unit_id)")
-    claim = default_claim()
-    batch = claim.batch if batch is None else batch
-    units = read_units(path)
-    units_log = logging.getLogger("pipeline.units")
-    level = units_log.level
-    if quiet_fail:  # run: name warnings only once the comparison is made (compare() assigns again)
-        units_log.setLevel(logging.ERROR)
-    try:
-        assigned = treated_units(sites, units, batch)
-    except ComparisonError as e:
-        if not quiet_fail:
-            raise
-        log.warning("county comparison skipped: %s", e)
-        return None
-    finally:
-        units_log.setLevel(level)
-    return path, units, batch, tuple(sorted(set(assigned["unit_id"].dropna()))), claim, assigned
-
-
-def _compare_or_skip(plan, sites, rasters, params, data_kind: str, args: argparse.Namespace):
-    """``run``'s comparison, skipped in one line when the rasters miss most units (info: a run on a
-    small local area is not a county study) or the comparison cannot be made (a warning); the
-    run's own results do not depend on it."""
-    from pipeline.compare import compare, units_without_rasters
-    from pipeline.errors import ComparisonError
-
-    units = plan[1]
-    outside = units_without_rasters(units, rasters)
-    if outside > 0.1 * len(units):
-        log.info("county comparison skipped: %d of the %d units lie outside the rasters (use "
-                    "'nightlights compare --units' with boundaries inside them)", outside, len(units))
-        return None
-    try:
-        return compare(sites, units, rasters, params, batch=plan[2], data_kind=data_kind, claim=plan[4],
-                       progress=not args.quiet, cube_dir=_cube_dir(_cache_dir(args)))
-    except ComparisonError as e:
-        log.warning("county comparison skipped: %s", e)
-        return None
-
-
 def cmd_compare(args: argparse.Namespace) -> int:
     from pipeline.acquire import acquire
-    from pipeline.compare import compare, units_without_rasters, write_comparison
+    from pipeline.compare import compare, plan_comparison, units_without_rasters, write_comparison
     from pipeline.outputs import staged
 
     params = params_from_args(args)
@@ -542,7 +494,8 @@ def cmd_compare(args: argparse.Namespace) -> int:
     _check_out_dir(args.out)
     site_files = args.sites or default_site_files()
     sites = _read_sites(site_files, params, args)
-    path, units, batch, treated, claim, assigned = _compare_plan(sites, args.units, args.batch)
+    plan = plan_comparison(sites, args.units, args.batch, required=True)
+    path, units, treated = plan.units_file, plan.units, plan.treated
     got = acquire(args.source, sites, params, params.compare_years, rasters_dir=args.rasters,
                   data_dir=args.data_dir, progress=not args.quiet, required=(params.baseline_year, params.target_year),
                   units_file=path, treated_units=treated)
@@ -553,8 +506,8 @@ def cmd_compare(args: argparse.Namespace) -> int:
         log.warning("%s: %d of the %d units lie outside the rasters; they have no data and are left out",
                     path, outside, len(units))
     with _scheduler(args.scheduler):
-        comp = compare(sites, units, got.rasters, params, batch=batch, data_kind=got.data_kind, claim=claim,
-                       progress=not args.quiet, cube_dir=_cube_dir(_cache_dir(args)), assigned=assigned)
+        comp = compare(sites, units, got.rasters, params, batch=plan.batch, data_kind=got.data_kind,
+                       claim=plan.claim, progress=not args.quiet, cube_dir=_cube_dir(_cache_dir(args)))
     with staged(args.out) as out:
         write_comparison(comp, out)
         if not args.no_figures:

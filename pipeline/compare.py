@@ -37,6 +37,9 @@ Measurement choices (methods_policy.md §4.1-4.2, by item):
   moved, not made.
 * **Event study** control series: the mean over control units of their valid monthly mean
   radiance (each unit counting once, as in the DiD).
+
+Longer than most modules because it holds both the measurement and the plan that ``run``, the
+``compare`` command and the Python API share (:func:`plan_comparison`, :func:`run_comparison`).
 """
 
 from __future__ import annotations
@@ -52,7 +55,7 @@ import numpy as np
 import pandas as pd
 
 from pipeline.change import ChangeSettings, site_changes
-from pipeline.claims import Claim
+from pipeline.claims import Claim, default_claim
 from pipeline.config import Params
 from pipeline.did import (
     MIN_CONTROLS,
@@ -66,7 +69,7 @@ from pipeline.errors import ComparisonError
 from pipeline.event import EVENT_COLUMNS, event_study
 from pipeline.sites import background_rings, with_radius
 from pipeline.sources import MonthlyRaster
-from pipeline.units import assign_units, normalise_name
+from pipeline.units import assign_units, default_units_path, normalise_name, read_units
 from pipeline.zonal import zone_month_table
 
 log = logging.getLogger(__name__)
@@ -125,6 +128,65 @@ def treated_units(sites: gpd.GeoDataFrame, units: gpd.GeoDataFrame, batch: int) 
         raise ComparisonError(f"{source}: {n_control} control unit(s) without a batch-{batch} site; the comparison "
                               f"needs at least {MIN_CONTROLS} (use finer units or more of them)")
     return assigned
+
+
+@dataclass(frozen=True)
+class Plan:
+    """What the comparison needs before any raster is read (the demo plants from it)."""
+
+    units_file: Path
+    units: gpd.GeoDataFrame
+    batch: int
+    treated: tuple[str, ...]
+    claim: Claim
+
+
+def plan_comparison(sites: gpd.GeoDataFrame, units_path: Path | None = None, batch: int | None = None, *,
+                    required: bool = False) -> Plan | None:
+    """The units, batch (default: the claim's) and treated units; for ``run`` (``required`` False)
+    None with one line when there are no boundaries or they do not cover the batch's sites, name
+    warnings held back until :func:`run_comparison` assigns again."""
+    path = units_path or default_units_path()
+    if path is None:
+        if required:
+            raise ComparisonError("no unit boundaries: pass --units PATH (a GeoJSON of polygons with unit_id)")
+        log.info("no aoi/boundaries/prk_adm2.geojson: the county comparison is skipped")
+        return None
+    claim = default_claim()
+    batch = claim.batch if batch is None else batch
+    units = read_units(path)
+    units_log = logging.getLogger("pipeline.units")
+    level = units_log.level
+    if not required:
+        units_log.setLevel(logging.ERROR)
+    try:
+        assigned = treated_units(sites, units, batch)
+    except ComparisonError as e:
+        if required:
+            raise
+        log.warning("county comparison skipped: %s", e)
+        return None
+    finally:
+        units_log.setLevel(level)
+    return Plan(Path(path), units, batch, tuple(sorted(set(assigned["unit_id"].dropna()))), claim)
+
+
+def run_comparison(plan: Plan, sites: gpd.GeoDataFrame, rasters: Sequence[MonthlyRaster], params: Params, *,
+                   data_kind: str, progress: bool = True, cube_dir: Path | None = None) -> Comparison | None:
+    """``run``'s comparison, skipped in one line when the rasters miss most units (info: a run on a
+    small local area is not a county study) or it cannot be made (a warning); the run's own
+    results do not depend on it."""
+    outside = units_without_rasters(plan.units, rasters)
+    if outside > 0.1 * len(plan.units):
+        log.info("county comparison skipped: %d of the %d units lie outside the rasters (use "
+                 "'nightlights compare --units' with boundaries inside them)", outside, len(plan.units))
+        return None
+    try:
+        return compare(sites, plan.units, rasters, params, batch=plan.batch, data_kind=data_kind, claim=plan.claim,
+                       progress=progress, cube_dir=cube_dir)
+    except ComparisonError as e:
+        log.warning("county comparison skipped: %s", e)
+        return None
 
 
 def units_without_rasters(units: gpd.GeoDataFrame, rasters: Sequence[MonthlyRaster]) -> int:
