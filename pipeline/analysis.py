@@ -15,7 +15,7 @@ import logging
 from collections.abc import Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import geopandas as gpd
 import numpy as np
@@ -40,6 +40,9 @@ from pipeline.units import unit_log_changes
 from pipeline.verdict import make_verdict
 from pipeline.zonal import zone_month_table
 
+if TYPE_CHECKING:
+    from pipeline.compare import Comparison
+
 log = logging.getLogger(__name__)
 
 UNIT_ZONE = "@unit:"  # zone-name prefix of administrative units (counties) in the zone table
@@ -57,6 +60,7 @@ class Results:
     zone_table: pd.DataFrame = field(default_factory=pd.DataFrame, repr=False)
     rasters: list[MonthlyRaster] = field(default_factory=list, repr=False)
     unit_changes: pd.DataFrame | None = None  # unit_id, name, ..., log_change (see units.unit_log_changes)
+    comparison: Comparison | None = field(default=None, repr=False)  # the county comparison (compare)
 
     def classified(self) -> gpd.GeoDataFrame:
         """The sites with their class and change, one row per site (``sites_classified.*``)."""
@@ -258,6 +262,7 @@ def load_results(out: Path) -> Results:
     """Rebuild :class:`Results` from a run's output folder (``nightlights figures``; notebooks)."""
     import json
 
+    from pipeline.compare import load_comparison
     from pipeline.errors import ConfigError, SourceError
     from pipeline.sources import find_annual_rasters, find_monthly_rasters
 
@@ -291,7 +296,7 @@ def load_results(out: Path) -> Results:
     units = pd.read_csv(out / "county_changes.csv", dtype={"unit_id": str}).drop(
         columns=["data_kind"], errors="ignore") if (out / "county_changes.csv").exists() else None
     return Results(sites, months, changes, verdict, sens, rasters=sorted(rasters, key=lambda r: r.month),
-                   unit_changes=units)
+                   unit_changes=units, comparison=load_comparison(out))
 
 
 def classified_sites(results: Results) -> gpd.GeoDataFrame:

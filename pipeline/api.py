@@ -25,7 +25,7 @@ from pipeline.config import Params, Source
 def analyse(sites: str | Path | Sequence[str | Path] | Any = "aoi", *, source: Source = "auto",
             rasters: str | Path | None = None, claim: str | Path | Any | None = None,
             params: Params | None = None, data_dir: str | Path = "data", cache_dir: str | Path | None = None,
-            sensitivity: bool = True, progress: bool = False, **overrides: Any) -> Any:
+            sensitivity: bool = True, progress: bool = False, compare: bool = True, **overrides: Any) -> Any:
     """Run the analysis and return :class:`~pipeline.analysis.Results`.
 
     Parameters
@@ -43,6 +43,9 @@ def analyse(sites: str | Path | Sequence[str | Path] | Any = "aoi", *, source: S
         (``analyse(..., threshold=0.18, target_year=2025)``).
     cache_dir
         Study cube folder; default ``<data_dir>/cache``; ``"none"`` reads files directly.
+    compare
+        As ``run``: the county comparison (``Results.comparison``) whenever the shipped boundaries
+        cover the sites; it reads ``Params.compare_years`` (from 2020 by default). False: ``--no-compare``.
     """
     import geopandas as gpd
 
@@ -60,9 +63,23 @@ def analyse(sites: str | Path | Sequence[str | Path] | Any = "aoi", *, source: S
         site_table = read_sites(files, params.default_radius_m)
     the_claim = claim if isinstance(claim, Claim) else load_claim(claim) if claim is not None else default_claim()
     years = (params.baseline_year - 1, params.baseline_year, params.target_year)
-    got = acquire(source, site_table, params, years, rasters_dir=Path(rasters) if rasters else None,
-                  data_dir=Path(data_dir), progress=progress, required=(params.baseline_year, params.target_year))
+    plan = None
+    if compare and params.product != "annual":
+        from pipeline.compare import plan_comparison
+
+        plan = plan_comparison(site_table)
+    got = acquire(source, site_table, params, sorted({*years, *params.compare_years}) if plan else years,
+                  rasters_dir=Path(rasters) if rasters else None, data_dir=Path(data_dir), progress=progress,
+                  required=(params.baseline_year, params.target_year),
+                  **({"units_file": plan.units_file, "treated_units": plan.treated} if plan else {}))
     cache = Path(data_dir) / "cache" if cache_dir is None else Path(cache_dir)
     cube = None if str(cache).lower() == "none" else cache / "cube"
-    return analyse_stages(site_table, got.rasters, params, source=got.source, data_kind=got.data_kind,
-                          sensitivity=sensitivity, progress=progress, cube_dir=cube, claim=the_claim)
+    results = analyse_stages(site_table, [r for r in got.rasters if r.year in years], params, source=got.source,
+                             data_kind=got.data_kind, sensitivity=sensitivity, progress=progress, cube_dir=cube,
+                             claim=the_claim)
+    if plan:
+        from pipeline.compare import run_comparison
+
+        results.comparison = run_comparison(plan, site_table, got.rasters, params, data_kind=got.data_kind,
+                                            progress=progress, cube_dir=cube)
+    return results

@@ -2,6 +2,8 @@
 
     nightlights run [--sites PATH]... [--source auto|demo|local|eog|blackmarble] [--rasters DIR]
                     [--claim FILE.yaml] [--baseline-year Y] [--target-year Y] [--out DIR]
+    nightlights compare [--units PATH] [--sites PATH...] [--batch B] [--source ...] [--rasters DIR]
+                        [--baseline-year Y] [--target-year Y] [--out DIR]
     nightlights extract --sites PATH... --rasters DIR --out FILE.csv
     nightlights sites validate PATH...  (site .geojson files and claim .yaml files)
     nightlights download --source eog|blackmarble [--product monthly|annual] --start YYYY-MM --end YYYY-MM
@@ -81,7 +83,7 @@ def build_parser() -> argparse.ArgumentParser:
                         help="no progress bars, warnings only")
     sub = p.add_subparsers(dest="command", metavar="COMMAND")
     sub.required = True
-    for add in (_add_run, _add_extract, _add_sites, _add_download, _add_figures, _add_cache):
+    for add in (_add_run, _add_compare, _add_extract, _add_sites, _add_download, _add_figures, _add_cache):
         add(sub, common)
     return p
 
@@ -137,9 +139,57 @@ def _add_run(sub: argparse._SubParsersAction, common: argparse.ArgumentParser) -
     sp.add_argument("--no-sensitivity", action="store_true",
                     help="skip the method-variant grid and the calibration controls (faster)")
     sp.add_argument("--no-figures", action="store_true", help="tables and verdict only")
+    sp.add_argument("--no-compare", action="store_true",
+                    help="skip the county comparison (otherwise made whenever aoi/boundaries covers the sites)")
     sp.add_argument("--scheduler", metavar="ADDRESS", help="dask.distributed scheduler (e.g. tcp://host:8786)")
     _analysis_options(sp)
+    _compare_start_option(sp)
     sp.set_defaults(func=cmd_run)
+
+
+def _compare_start_option(sp: argparse.ArgumentParser) -> None:
+    sp.add_argument("--compare-start-year", type=int, metavar="Y",
+                    help="first year of the county panel, for pre-trend placebos (default baseline year - 4); "
+                         "each year before the baseline is 12 more months to read and, with --source "
+                         "eog/blackmarble, to download: about 3.3-5.4 GB a year from EOG, 1.4-2.4 GB from "
+                         "Black Marble (the cropped cache keeps a few MB a month); 'run --no-compare' needs "
+                         "none of them")
+
+
+def _add_compare(sub: argparse._SubParsersAction, common: argparse.ArgumentParser) -> None:
+    sp = sub.add_parser(
+        "compare", parents=[common], formatter_class=_formatter, help="designated vs other counties",
+        description=textwrap.dedent("""\
+            Did the units (counties) holding a site of the batch change differently from the units
+            holding none? Writes unit_years.csv, unit_months.parquet, did.json (difference-in-differences
+            with randomization inference, without Pyongyang, pre-trend placebos, the site-level
+            "k of n brightened" placebo), spillover.csv (rings 0-5, 5-10, 10-20 km), event_study.csv
+            (months around each inauguration) and disparity.csv (Gini, Theil, top share by year),
+            with their charts, into --out. Same extraction as 'run'."""),
+        epilog=textwrap.dedent("""\
+            Examples:
+              nightlights compare
+              nightlights compare --units aoi/boundaries/prk_adm2.geojson --sites aoi/sites_2024.geojson --batch 2024
+              nightlights compare --source local --rasters ~/viirs/monthly --compare-start-year 2018"""))
+    sp.add_argument("--units", type=Path, metavar="PATH",
+                    help="unit polygons with unit_id (default: aoi/boundaries/prk_adm2.geojson, 181 DPRK counties)")
+    sp.add_argument("--sites", action="extend", nargs="+", type=Path, metavar="PATH",
+                    help="site GeoJSON file(s) (repeatable; default: every aoi/*.geojson)")
+    sp.add_argument("--batch", type=int, metavar="B", help="the designated batch (default: the claim's, 2024)")
+    sp.add_argument("--source", choices=SOURCES, default="auto", help="where the monthly rasters come from")
+    sp.add_argument("--rasters", type=Path, metavar="DIR", help="folder of monthly rasters (--source local)")
+    sp.add_argument("--out", type=Path, default=Path("outputs"), metavar="DIR", help="output folder (default outputs/)")
+    sp.add_argument("--data-dir", type=Path, default=Path("data"), metavar="DIR",
+                    help="where downloads and the demo are cached (default data/)")
+    sp.add_argument("--cache-dir", type=Path, metavar="DIR",
+                    help="study cube cache (default <data-dir>/cache); 'none' reads the monthly files directly")
+    sp.add_argument("--eog-config", choices=EOG_CONFIGS,
+                    help="EOG configuration to download and read (default vcmslcfg: stray-light corrected)")
+    sp.add_argument("--no-figures", action="store_true", help="tables only")
+    sp.add_argument("--scheduler", metavar="ADDRESS", help="dask.distributed scheduler (e.g. tcp://host:8786)")
+    _analysis_options(sp)
+    _compare_start_option(sp)
+    sp.set_defaults(func=cmd_compare)
 
 
 def _add_extract(sub: argparse._SubParsersAction, common: argparse.ArgumentParser) -> None:
@@ -269,7 +319,7 @@ def params_from_args(args: argparse.Namespace) -> Params:
         params = params_from_mapping(section, str(args.config), params)
     flags = {k: getattr(args, k, None) for k in ("baseline_year", "target_year", "threshold", "statistic",
                                                   "default_radius_m", "pixel_rule", "min_cf_cvg", "eog_config",
-                                                  "product")}
+                                                  "product", "compare_start_year")}
     return params_from_mapping({k: v for k, v in flags.items() if v is not None}, "command line", params)
 
 
@@ -435,15 +485,28 @@ def cmd_run(args: argparse.Namespace) -> int:
         log.log(logging.WARNING if args.claim else logging.INFO, "%s", note)
     sites, counties = with_default_counties(sites)
     years = (params.baseline_year - 1, params.baseline_year, params.target_year)
-    got = acquire(args.source, sites, params, years, rasters_dir=args.rasters, data_dir=args.data_dir,
-                  progress=not args.quiet, required=(params.baseline_year, params.target_year))
+    # the comparison reads monthly composites (valid months, the event study): not with --product annual
+    plan = None
+    if not args.no_compare and params.product != "annual":
+        from pipeline.compare import plan_comparison
+
+        plan = plan_comparison(sites)
+    got = acquire(args.source, sites, params, sorted({*years, *params.compare_years}) if plan else years,
+                  rasters_dir=args.rasters, data_dir=args.data_dir, progress=not args.quiet,
+                  required=(params.baseline_year, params.target_year),
+                  **({"units_file": plan.units_file, "treated_units": plan.treated} if plan else {}))
     log.info("%d sites from %s; %d months from %s (%s)", len(sites), ", ".join(p.name for p in site_files),
              len(got.rasters), got.folder, got.data_kind)
     with _scheduler(args.scheduler):
-        results = analyse(sites, got.rasters, params, source=got.source, data_kind=got.data_kind,
-                          sensitivity=not args.no_sensitivity, progress=not args.quiet,
+        results = analyse(sites, [r for r in got.rasters if r.year in years], params, source=got.source,
+                          data_kind=got.data_kind, sensitivity=not args.no_sensitivity, progress=not args.quiet,
                           cube_dir=_cube_dir(_cache_dir(args)), alternatives=got.alternatives,
                           claim=claim, units=counties)
+        if plan:
+            from pipeline.compare import run_comparison
+
+            results.comparison = run_comparison(plan, sites, got.rasters, params, data_kind=got.data_kind,
+                                                progress=not args.quiet, cube_dir=_cube_dir(_cache_dir(args)))
     _write_run(results, args, got.data_kind)
     print(headline(results.verdict))
     print(f"outputs in {args.out}/")
@@ -461,10 +524,54 @@ def _write_run(results, args: argparse.Namespace, data_kind: str) -> None:
         if results.sensitivity is not None:
             out.write_csv("sensitivity.csv", results.sensitivity, data_kind)
         out.write_json("verdict.json", results.verdict)
+        if results.comparison is not None:
+            from pipeline.compare import write_comparison
+
+            write_comparison(results.comparison, out)
         if not args.no_figures:
             from pipeline.publish import write_publication
 
             write_publication(results, out, cache_dir=_cache_dir(args))  # input checksums are cached there
+
+
+def cmd_compare(args: argparse.Namespace) -> int:
+    from pipeline.acquire import acquire
+    from pipeline.compare import compare, plan_comparison, units_without_rasters, write_comparison
+    from pipeline.outputs import staged
+
+    params = params_from_args(args)
+    if params.product == "annual":
+        raise ConfigError("compare reads monthly composites (valid months, the event study); drop --product annual")
+    _check_out_dir(args.out)
+    site_files = args.sites or default_site_files()
+    sites = _read_sites(site_files, params, args)
+    plan = plan_comparison(sites, args.units, args.batch, required=True)
+    path, units, treated = plan.units_file, plan.units, plan.treated
+    got = acquire(args.source, sites, params, params.compare_years, rasters_dir=args.rasters,
+                  data_dir=args.data_dir, progress=not args.quiet, required=(params.baseline_year, params.target_year),
+                  units_file=path, treated_units=treated)
+    log.info("%d units from %s (%d treated); %d months from %s (%s)", len(units), path, len(treated),
+             len(got.rasters), got.folder, got.data_kind)
+    outside = units_without_rasters(units, got.rasters)
+    if outside:
+        log.warning("%s: %d of the %d units lie outside the rasters; they have no data and are left out",
+                    path, outside, len(units))
+    with _scheduler(args.scheduler):
+        comp = compare(sites, units, got.rasters, params, batch=plan.batch, data_kind=got.data_kind,
+                       claim=plan.claim, progress=not args.quiet, cube_dir=_cube_dir(_cache_dir(args)))
+    with staged(args.out) as out:
+        write_comparison(comp, out)
+        if not args.no_figures:
+            from pipeline.publish.comparison import write_figures
+
+            write_figures(comp, out)
+    d = comp.did
+    print(f"{'[SYNTHETIC] ' if got.data_kind == 'synthetic' else ''}designated minus other units, "
+          f"{params.baseline_year} to {params.target_year}: {d['estimate_log']:+.3f} log "
+          f"[{d['ci_low']:+.3f}, {d['ci_high']:+.3f}], p = {d['p_value']:.4f} "
+          f"({d['n_treated']} treated, {d['n_control']} controls)")
+    print(f"outputs in {args.out}/")
+    return 0
 
 
 def cmd_download(args: argparse.Namespace) -> int:

@@ -104,6 +104,17 @@ class Params:
         metadata={"help": "monthly composites (yearly value: statistic of matched months) or annual ones "
                           "(yearly value: the composite itself)"},
     )
+    compare_start_year: int | None = field(
+        default=None,
+        metadata={"help": "first year of the county comparison's panel, for pre-trend placebos "
+                          "(default baseline_year - 4; each extra year is 12 more months to download, ~3-5 GB from EOG)"},
+    )
+
+    @property
+    def compare_years(self) -> tuple[int, ...]:
+        """The years the comparison reads: ``compare_start_year`` (default baseline - 4) to the target."""
+        start = self.baseline_year - 4 if self.compare_start_year is None else self.compare_start_year
+        return tuple(range(start, self.target_year + 1))
 
     def __post_init__(self) -> None:
         _check_params(self)
@@ -150,6 +161,10 @@ def _check_params(p: Params) -> None:
         raise bad("bm_quality", "must list the Black Marble _Quality values to keep (0 = good, 1 = poor, 2 = gap-filled)")
     if not 0 <= p.ring_inner_m < p.ring_outer_m:
         raise bad("ring_outer_m", f"must exceed ring_inner_m={p.ring_inner_m}")
+    start = p.compare_start_year
+    if start is not None and (isinstance(start, bool) or not isinstance(start, int)
+                              or not 1992 <= start <= p.baseline_year):
+        raise bad("compare_start_year", f"must be a year from 1992 to baseline_year={p.baseline_year}")
 
 
 def params_from_mapping(values: dict[str, Any], origin: str, base: Params | None = None) -> Params:

@@ -4,9 +4,10 @@ SYNTHETIC DATA. Nothing made from these rasters is evidence about North Korea.
 
 Outputs
     ``SVDNB_npp_YYYYMMDD-YYYYMMDD_75N060E_vcmslcfg_v10_c<stamp>.{avg_rade9h,cf_cvg}.tif``
-    for every month 2023-01 to 2025-12 on the 15 arc-second EOG grid over lon 124-131 E,
-    lat 37.5-43 N, plus ``truth.csv`` with each site's planted change and
-    ``DEMO_DATA_IS_SYNTHETIC.txt``.
+    for every month of the spec's years (2023-01 to 2025-12 by default; the county comparison
+    asks for 2020-01 on) on the 15 arc-second EOG grid over lon 124-131 E, lat 37.5-43 N,
+    plus ``truth.csv`` with each site's planted change, ``truth.json`` with the planted
+    comparison effects, and ``DEMO_DATA_IS_SYNTHETIC.txt``.
 
 What it imitates, so the pipeline meets real-world structure: a dark rural background
 (tenths of nW/cm2/sr) with noise and occasional negative values; lit towns at every site
@@ -16,11 +17,20 @@ fall in the summer monsoon, with months and patches of zero coverage where radia
 0 (not observed, not dark). Each site's change from the baseline to the target year is
 drawn from the seed (a third brighten, a third stay, a third dim, on average), not chosen
 to confirm or refute any claim.
+
+For the county comparison (``comparison=True`` with a ``units_file``), the demo also gives
+every unit one to three lit towns (so county sums of light are not just background), and
+plants, from the seed: a yearly log shock per unit (sd ``unit_noise``, so that units differ
+from year to year as real counties do); a log effect on all light inside the ``treated_units``
+in the target year only; a spike at the inauguration month decaying over the next months at about half
+the sites with an inauguration; and a town 3.5 km from every site whose light changes in the
+target year at about 40% of the sites (a near-ring effect, 0-5 km). ``truth.json`` records them.
 """
 
 from __future__ import annotations
 
 import calendar
+import dataclasses
 import hashlib
 import json
 import os
@@ -34,6 +44,7 @@ from pathlib import Path
 import numpy as np
 import pandas as pd
 import rasterio
+import shapely
 from rasterio.transform import from_origin
 
 from pipeline.outputs import atomic_write
@@ -45,7 +56,7 @@ SNOW_MONTHS = (12, 1, 2)
 # Mean cloud-free observation counts by calendar month (low in the Jun-Aug monsoon).
 MONTH_COVERAGE = (14, 13, 12, 10, 8, 4, 3, 4, 8, 12, 14, 14)
 MARKER = "DEMO_DATA_IS_SYNTHETIC.txt"
-GENERATOR_VERSION = 3  # bump whenever the rasters for a given spec change
+GENERATOR_VERSION = 4  # bump whenever the rasters for a given spec change
 
 
 @dataclass(frozen=True)
@@ -57,6 +68,9 @@ class Town:
     sigma_px: float  # spread in pixels (blooming)
     log_change: float = 0.0  # applied from the target year on
     is_site: bool = False
+    spike: float = 0.0  # log jump at spike_month (months since year 0), decaying with spike_tau
+    spike_tau: float = 1.0
+    spike_month: int = -1
 
 
 @dataclass(frozen=True)
@@ -75,10 +89,23 @@ class DemoSpec:
     regional_change: float = 0.0  # log change of all light (towns and background) in the target year
     change_range: tuple[float, float] = (0.15, 1.2)  # |log change| of a site's own light when it changes
     towns: tuple[Town, ...] = field(default=(), compare=False)
+    # the county comparison (see the module docstring); off: the rasters are those of earlier versions
+    comparison: bool = False
+    units_file: str | None = None  # unit polygons (GeoJSON): towns, yearly shocks, treatment
+    treated_units: tuple[str, ...] = ()
+    inaugurations: tuple[tuple[str, str], ...] = ()  # (site_id, "YYYY-MM")
+    treatment_range: tuple[float, float] = (0.2, 0.4)  # planted log effect on treated units' light
+    spike_range: tuple[float, float] = (0.6, 1.0)  # log jump at the inauguration month
+    spike_share: float = 0.5
+    near_share: float = 0.4
+    near_range: tuple[float, float] = (0.5, 0.9)  # |log change| (a fall) of the near town
+    unit_noise: float = 0.05  # log sd of each unit's yearly shock (all its light)
 
     def key(self) -> str:
         d = asdict(self)
         d.pop("towns")
+        if self.units_file:  # the file's content, not its path, names the demo
+            d["units_file"] = hashlib.sha256(Path(self.units_file).read_bytes()).hexdigest()
         d["generator"] = GENERATOR_VERSION
         return hashlib.sha256(json.dumps(d, sort_keys=True).encode()).hexdigest()[:12]
 
@@ -115,7 +142,106 @@ def make_towns(spec: DemoSpec) -> tuple[Town, ...]:
                           float(rng.uniform(0.8, 1.5))))
     if w < PYONGYANG[0] < e and s < PYONGYANG[1] < n:
         towns.append(Town("pyongyang", *PYONGYANG, 60.0, 5.0))
+    if spec.comparison:
+        towns = _with_spikes(spec, towns) + near_towns(spec) + unit_towns(spec)
     return tuple(towns)
+
+
+def month_number(month: str) -> int:
+    """``"YYYY-MM"`` (or a longer date) as months since year 0."""
+    return int(month[:4]) * 12 + int(month[5:7]) - 1
+
+
+def _with_spikes(spec: DemoSpec, towns: list[Town]) -> list[Town]:
+    """Sites with an inauguration month get, with probability ``spike_share``, a decaying spike."""
+    inaug = dict(spec.inaugurations)
+    out = []
+    for t in towns:
+        if t.is_site and t.town_id in inaug:
+            rng = _town_rng(spec.seed, t.town_id, 1)
+            if rng.random() < spec.spike_share:
+                t = dataclasses.replace(t, spike=float(rng.uniform(*spec.spike_range)),
+                                        spike_tau=float(rng.uniform(1.5, 3.0)),
+                                        spike_month=month_number(inaug[t.town_id]))
+        out.append(t)
+    return out
+
+
+def near_towns(spec: DemoSpec) -> list[Town]:
+    """A town 3.5 km from each site; at ``near_share`` of them it dims in the target year."""
+    out = []
+    for site_id, lon, lat in spec.sites:
+        rng = _town_rng(spec.seed, site_id, 2)
+        planted = rng.random() < spec.near_share
+        bearing = rng.uniform(0, 2 * np.pi)
+        dlon = 3.5 * np.sin(bearing) / (111.32 * np.cos(np.radians(lat)))
+        dlat = 3.5 * np.cos(bearing) / 110.57
+        change = -float(rng.uniform(*spec.near_range)) if planted else 0.0
+        out.append(Town(f"{site_id}~near", lon + dlon, lat + dlat, 8.0, 1.0, change))
+    return out
+
+
+def unit_towns(spec: DemoSpec) -> list[Town]:
+    """One lit town at each unit's representative point, and up to two more inside it."""
+    from pipeline.units import read_units
+
+    if not spec.units_file:
+        return []
+    units = read_units(spec.units_file)
+    out = []
+    for uid, geom in zip(units["unit_id"], units.geometry, strict=True):
+        rng = _town_rng(spec.seed, f"unit:{uid}")
+        points = [geom.representative_point()]
+        x0, y0, x1, y1 = geom.bounds
+        for _ in range(int(rng.integers(0, 3))):
+            for _try in range(50):
+                p = shapely.Point(rng.uniform(x0, x1), rng.uniform(y0, y1))
+                if geom.contains(p):
+                    points.append(p)
+                    break
+        for j, p in enumerate(points):
+            peak = float(np.clip(rng.lognormal(np.log(2.0 if j else 4.0), 0.5), 0.5, 15.0))
+            out.append(Town(f"unit-{uid}-{j}", p.x, p.y, peak, float(rng.uniform(1.0, 2.0))))
+    return out
+
+
+def treatment_effect(spec: DemoSpec) -> float:
+    """The planted log effect on the treated units' light in the target year (0 without any)."""
+    if not (spec.comparison and spec.treated_units):
+        return 0.0
+    return float(np.random.default_rng([spec.seed, zlib.crc32(b"treatment")]).uniform(*spec.treatment_range))
+
+
+@dataclass(frozen=True)
+class UnitLayer:
+    """Which unit each pixel's centre lies in (-1: none), and which units are treated."""
+
+    index: np.ndarray  # int32 (rows, cols)
+    treated: np.ndarray  # bool per unit
+
+
+def unit_layer(spec: DemoSpec) -> UnitLayer | None:
+    """The units rasterised on the demo grid (None without a comparison)."""
+    from rasterio.features import rasterize
+
+    from pipeline.units import read_units
+
+    if not (spec.comparison and spec.units_file):
+        return None
+    units = read_units(spec.units_file)
+    index = rasterize(((g, i) for i, g in enumerate(units.geometry)), out_shape=spec.shape,
+                      transform=spec.transform, fill=-1, dtype="int32")
+    return UnitLayer(index, units["unit_id"].isin(set(spec.treated_units)).to_numpy())
+
+
+def unit_year_factor(spec: DemoSpec, layer: UnitLayer, year: int) -> np.ndarray:
+    """Per-pixel light factor of the year: each unit's own yearly shock (local economy, supply), and
+    the treatment effect on treated units in the target year."""
+    shock = np.random.default_rng([spec.seed, zlib.crc32(b"unit-year"), year]).normal(0, spec.unit_noise,
+                                                                                      len(layer.treated))
+    if year == spec.target_year:
+        shock = shock + treatment_effect(spec) * layer.treated
+    return np.where(layer.index >= 0, np.exp(shock[np.maximum(layer.index, 0)]), 1.0)
 
 
 def _smooth_field(rng: np.random.Generator, shape: tuple[int, int], coarse: int = 14) -> np.ndarray:
@@ -127,8 +253,12 @@ def _smooth_field(rng: np.random.Generator, shape: tuple[int, int], coarse: int 
     return np.stack([np.interp(rows, np.arange(coarse), c) for c in tmp.T]).T
 
 
-def render_month(spec: DemoSpec, towns: Sequence[Town], year: int, month: int) -> tuple[np.ndarray, np.ndarray]:
-    """Radiance (float32, nW/cm2/sr) and cloud-free count (uint16) for one month."""
+def render_month(spec: DemoSpec, towns: Sequence[Town], year: int, month: int,
+                 units: UnitLayer | None = None) -> tuple[np.ndarray, np.ndarray]:
+    """Radiance (float32, nW/cm2/sr) and cloud-free count (uint16) for one month.
+
+    ``units`` (from :func:`unit_layer`): the unit-year shocks and the treatment effect.
+    """
     rng = np.random.default_rng([spec.seed, year, month])
     h, w = spec.shape
     season = spec.snow_gain if month in SNOW_MONTHS else 1.0
@@ -140,6 +270,9 @@ def render_month(spec: DemoSpec, towns: Sequence[Town], year: int, month: int) -
         change = t.log_change if year >= spec.target_year else 0.0
         wobble = _town_rng(spec.seed, t.town_id, year, month).normal(0.0, spec.month_noise)
         level = t.peak * season * regional * np.exp(change + wobble)
+        since = year * 12 + month - 1 - t.spike_month
+        if t.spike and since >= 0:
+            level *= np.exp(t.spike * np.exp(-since / t.spike_tau))
         r = int(np.ceil(5 * t.sigma_px))
         r0, r1 = max(int(row) - r, 0), min(int(row) + r + 1, h)
         c0, c1 = max(int(col) - r, 0), min(int(col) + r + 1, w)
@@ -148,6 +281,8 @@ def render_month(spec: DemoSpec, towns: Sequence[Town], year: int, month: int) -
         yy, xx = np.mgrid[r0:r1, c0:c1]
         d2 = (yy + 0.5 - row) ** 2 + (xx + 0.5 - col) ** 2
         light[r0:r1, c0:c1] += level * np.exp(-d2 / (2 * t.sigma_px**2))
+    if units is not None:
+        light *= unit_year_factor(spec, units, year)
     clouds = np.exp(0.7 * _smooth_field(rng, (h, w)))
     cut = 0.5 if (year, month) in ((2024, 7), (2025, 8)) else 0.3
     cvg = rng.poisson(MONTH_COVERAGE[month - 1] * clouds).astype("uint16")
@@ -181,9 +316,22 @@ def truth_table(spec: DemoSpec, towns: Sequence[Town]) -> pd.DataFrame:
         if not t.is_site:
             continue
         cls = "brightened" if t.log_change > 0 else "dimmed" if t.log_change < 0 else "unchanged"
-        rows.append({"site_id": t.town_id, "planted_class": cls, "planted_log_change": round(t.log_change, 4),
-                     "peak_radiance": round(t.peak, 3), "sigma_px": round(t.sigma_px, 3)})
+        row = {"site_id": t.town_id, "planted_class": cls, "planted_log_change": round(t.log_change, 4),
+               "peak_radiance": round(t.peak, 3), "sigma_px": round(t.sigma_px, 3)}
+        if spec.comparison:
+            near = {n.town_id: n.log_change for n in towns if n.town_id.endswith("~near")}
+            row |= {"inauguration": dict(spec.inaugurations).get(t.town_id), "spike_log": round(t.spike, 4),
+                    "spike_tau_months": round(t.spike_tau, 3) if t.spike else None,
+                    "near_log_change": round(near.get(f"{t.town_id}~near", 0.0), 4)}
+        rows.append(row)
     return pd.DataFrame(rows)
+
+
+def truth_summary(spec: DemoSpec) -> dict[str, object]:
+    """The planted comparison effects (``truth.json``)."""
+    return {"synthetic": True, "seed": spec.seed, "target_year": spec.target_year,
+            "treatment_log_effect": round(treatment_effect(spec), 6), "treatment_years": [spec.target_year],
+            "treated_units": sorted(spec.treated_units), "near_ring_km": [0, 5], "near_town_distance_km": 3.5}
 
 
 def build_demo(folder: Path, spec: DemoSpec, progress: bool = True) -> Path:
@@ -197,10 +345,11 @@ def build_demo(folder: Path, spec: DemoSpec, progress: bool = True) -> Path:
         shutil.rmtree(old.parent, ignore_errors=True)
     out.mkdir(parents=True, exist_ok=True)
     towns = make_towns(spec)
+    layer = unit_layer(spec)
     months = [(y, m) for y in spec.years for m in range(1, 13)]
 
     def one(ym: tuple[int, int]) -> None:
-        rad, cvg = render_month(spec, towns, *ym)
+        rad, cvg = render_month(spec, towns, *ym, units=layer)
         _write_tif(out / eog_name(*ym, "avg_rade9h"), rad, spec)
         _write_tif(out / eog_name(*ym, "cf_cvg"), cvg, spec)
 
@@ -208,6 +357,8 @@ def build_demo(folder: Path, spec: DemoSpec, progress: bool = True) -> Path:
         list(tqdm(pool.map(one, months), total=len(months), desc="generating synthetic demo",
                   unit="month", disable=not progress, leave=False))
     truth_table(spec, towns).to_csv(out / "truth.csv", index=False)
+    if spec.comparison:
+        (out / "truth.json").write_text(json.dumps(truth_summary(spec), indent=2) + "\n", encoding="utf-8")
     (out / MARKER).write_text(
         "These rasters are SYNTHETIC, generated by nightlights.demo from seed "
         f"{spec.seed}. They imitate the EOG VNL monthly format; they are not observations "

@@ -55,6 +55,12 @@ def _month_index(values: object) -> np.ndarray:
     s = pd.Series(values)
     if isinstance(s.dtype, pd.PeriodDtype):
         p = s
+    elif len(s) and s.map(lambda v: isinstance(v, str)).all():
+        # dates of different precision ("2024-12-20", "2025-01") in one column: the month is enough
+        try:
+            p = pd.to_datetime(s.str.strip().str[:7], format="%Y-%m").dt.to_period("M")
+        except (ValueError, TypeError) as exc:
+            raise EventStudyError(f"event study: months must be Periods, Timestamps or 'YYYY-MM' ({exc})") from exc
     else:
         try:
             p = pd.to_datetime(s.astype(str) if s.dtype == object else s).dt.to_period("M")

@@ -91,7 +91,7 @@ def test_demo_run_is_labelled_synthetic(tmp_path, capsys):
     out = tmp_path / "out"
     code = main(["run", "--quiet", "--source", "demo", "--sites", str(ROOT / "aoi" / "sites_2024.geojson"),
                  "--data-dir", str(tmp_path / "data"), "--out", str(out), "--no-sensitivity",
-                 "--no-figures"])
+                 "--no-figures", "--no-compare"])  # the comparison: tests/test_compare.py
     assert code == 0
     verdict = json.loads((out / "verdict.json").read_text())
     assert verdict["data_kind"] == "synthetic" and "SYNTHETIC" in verdict["WARNING"]

@@ -122,3 +122,11 @@ def test_bad_inputs_raise_comparison_errors():
         event_study(sites.drop(columns="value"), inaug, control)
     with pytest.raises(ComparisonError, match="no site has an inauguration"):
         event_study(sites, pd.Series(dtype=object), control)
+
+
+def test_inauguration_dates_of_mixed_precision():
+    """Site files give days for some inaugurations and only months for others ("2025-01")."""
+    sites, inaug, control = scenario(4)
+    mixed = pd.Series({s: (f"{m}-15" if i % 2 else str(m)) for i, (s, m) in enumerate(inaug.items())})
+    months = sites.assign(month=sites["month"].astype(str))
+    pd.testing.assert_frame_equal(event_study(months, mixed, control), event_study(sites, inaug, control))

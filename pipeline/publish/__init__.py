@@ -18,7 +18,7 @@ import matplotlib
 import matplotlib.pyplot as plt
 
 from pipeline.provenance import HASH_CACHE_NAME, input_checksums
-from pipeline.publish import charts, maps
+from pipeline.publish import charts, comparison, maps
 from pipeline.publish.composites import boundaries, site_composites
 from pipeline.publish.gis import write_gis
 from pipeline.publish.report import report_html, report_md
@@ -96,4 +96,6 @@ def _chart_builders(results: Any, style: Style) -> dict[str, Callable[[], plt.Fi
     }
     if results.sensitivity is not None and len(results.sensitivity):
         builders["robustness"] = lambda: charts.robustness_figure(results.sensitivity, v, style)
+    if getattr(results, "comparison", None) is not None:
+        builders.update(comparison.chart_builders(results.comparison, v, style))
     return builders

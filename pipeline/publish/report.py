@@ -23,6 +23,7 @@ import pandas as pd
 
 from pipeline.publish import words as W
 from pipeline.publish.charts import ordered
+from pipeline.publish.comparison import section_html, section_md
 from pipeline.publish.style import (
     Style,
     credit_line,
@@ -177,12 +178,16 @@ def report_html(results: Any, pngs: dict[str, bytes], checksums: dict[str, str],
         parts.append(_table(header, [list(r.values()) for r in rows], num=num))
     parts.append(f"<p class=credit>{e(w['sites_note'])}</p><h2>{e(w['h_charts'])}</h2>")
     for name, data in pngs.items():
+        if name not in CHARTS:  # comparison charts go in their own section
+            continue
         src = "data:image/png;base64," + base64.b64encode(data).decode("ascii")
         files = ", ".join(f"figures/{name}.{f}" for f in style.formats)
         cap = W.caption(name, lang)
         parts.append(f'<figure id="fig-{name}"><img src="{src}" alt="{e(cap)}">'
                      f"<figcaption><b>{e(W.chart_name(name, lang))}.</b> {e(cap)} "
                      f"{e(w['files'])}: {e(files)}.</figcaption></figure>")
+    if getattr(results, "comparison", None) is not None:
+        parts.append(section_html(results.comparison, pngs, lang))
     facts, files = _provenance(results, checksums, lang)
     parts += [f"<h2>{e(w['h_provenance'])}</h2>", _table(["", ""], [list(f) for f in facts]),
               f"<p class=credit>{e(credit_line(v))}</p>", f"<h3>{e(w['h_parameters'])}</h3>",
@@ -221,9 +226,11 @@ def report_md(results: Any, charts: list[str], checksums: dict[str, str], style:
         lines += ["| " + " | ".join(x.replace("|", "/") for x in r.values()) + " |" for r in rows]
     lines += ["", f"## {w['h_charts']}", ""]
     ext = "png" if "png" in style.formats else style.formats[0]
-    for name in charts:
+    for name in (c for c in charts if c in CHARTS):
         cap = W.caption(name, lang)
         lines += [f"![{cap}](figures/{name}.{ext})", "", f"*{cap}*", ""]
+    if getattr(results, "comparison", None) is not None:
+        lines += section_md(results.comparison, charts, ext, lang)
     facts, files = _provenance(results, checksums, lang)
     lines += [f"## {w['h_provenance']}", ""] + [f"- **{k}**: {val}" for k, val in facts] + ["", credit_line(v), "",
               f"| {w['parameter']} | {w['value']} |", "|---|---|"] + [f"| {k} | `{json.dumps(x)}` |" for k, x in

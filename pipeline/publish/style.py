@@ -79,6 +79,17 @@ LABELS: dict[str, dict[str, str]] = {
         "county_title": "Change in light by county, {b} to {t}",
         "county_axis": "Change of county mean radiance, {b} to {t} (valid months in both years)",
         "no_county_data": "no matched valid month",
+        "event_title": "Site light around each inauguration, against counties without a site",
+        "event_x": "Months from the inauguration", "event_y": "Sites relative to control counties\n(0 = mean of the 12 months before)",
+        "event_band": "95% interval over sites", "event_est": "mean over sites", "n_sites": "sites with data",
+        "event_y_short": "Sites vs control counties", "n_sites_short": "sites",
+        "event_ref": "0 = the sites' mean of the 12 months before",
+        "lorenz_title": "How unequally light is spread over {n} counties",
+        "lorenz_x": "Share of counties, darkest first", "lorenz_y": "Share of all light",
+        "equality": "equal spread", "lorenz_year": "{y} (Gini {g:.2f})",
+        "placebo_title": "Designated counties against {n} random sets of other counties",
+        "placebo_x": "Change of light, designated minus others, {b} to {t}", "placebo_y": "random sets",
+        "placebo_est": "designated counties: {est} (p {p})",
     },
     "ko": {
         "brightened": "밝아짐", "unchanged": "변화 없음", "dimmed": "어두워짐", "insufficient_data": "자료 부족",
@@ -98,6 +109,17 @@ LABELS: dict[str, dict[str, str]] = {
         "county_title": "군별 야간 조도 변화, {b}년 대비 {t}년",
         "county_axis": "군 평균 복사휘도 변화, {b}년 대비 {t}년 (두 해 모두 유효한 월)",
         "no_county_data": "대응 유효 월 없음",
+        "event_title": "준공 전후 지점의 야간 조도, 지정 지점이 없는 군과 비교",
+        "event_x": "준공 후 개월 수", "event_y": "대조 군 대비 지점 조도\n(0 = 준공 전 12개월 평균)",
+        "event_band": "지점 간 95% 구간", "event_est": "지점 평균", "n_sites": "자료가 있는 지점 수",
+        "event_y_short": "대조 군 대비 지점 조도", "n_sites_short": "지점 수",
+        "event_ref": "0 = 준공 전 12개월 평균",
+        "lorenz_title": "{n}개 군에 걸친 야간 조도 분포의 불평등",
+        "lorenz_x": "군 누적 비율 (어두운 군부터)", "lorenz_y": "전체 조도 누적 비율",
+        "equality": "균등 분포", "lorenz_year": "{y}년 (지니 {g:.2f})",
+        "placebo_title": "지정 군과 다른 군 {n}개 무작위 조합의 비교",
+        "placebo_x": "조도 변화 차이 (지정 군 - 다른 군), {b}년 대비 {t}년", "placebo_y": "무작위 조합 수",
+        "placebo_est": "지정 군: {est} (p {p})",
     },
 }
 
@@ -222,7 +244,9 @@ def describe_products(products: Iterable[str], synthetic: bool) -> str:
 
 
 def credit_line(verdict: dict[str, Any]) -> str:
-    """Product, period and processing, printed under every chart."""
+    """Product, period and processing, printed under every chart (``verdict["credit"]`` replaces it)."""
+    if verdict.get("credit"):
+        return str(verdict["credit"])
     inputs = verdict.get("inputs") or []
     months = sorted(i["month"] for i in inputs)
     period = f"{months[0]} to {months[-1]}" if months else "period unknown"
