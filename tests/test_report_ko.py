@@ -6,7 +6,7 @@ import re
 
 import pytest
 
-from pipeline.publish import words as W
+import pipeline.publish.words as W
 from pipeline.publish.style import Style
 from tests.pubdata import CHARTS, SITES, make_results, publish
 from tests.test_report import _chromium, needs_chromium

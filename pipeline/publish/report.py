@@ -21,7 +21,7 @@ from typing import Any
 import numpy as np
 import pandas as pd
 
-from pipeline.publish import words as W
+import pipeline.publish.words as W
 from pipeline.publish.charts import ordered
 from pipeline.publish.comparison import section_html, section_md
 from pipeline.publish.style import (
