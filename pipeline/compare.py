@@ -10,7 +10,7 @@ Outputs
     (``disparity.csv``) and the spillover rings (``spillover.csv``); :func:`write_comparison`
     stages them. The statistics are in :mod:`pipeline.did`, :mod:`pipeline.event` and
     :mod:`pipeline.disparity`; this module measures and wires (estimator choices there, citing
-    ``/work/shared/research/methods_policy.md``).
+    ``docs/research/methods_policy.md``).
 
 Measurement choices (methods_policy.md §4.1-4.2, by item):
 

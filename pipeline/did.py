@@ -7,7 +7,7 @@ Outputs
     :class:`DidResult` (``to_dict()`` is the content of ``did.json``), a pre-trend table from
     :func:`pretrend_placebos`, and :class:`CountPlacebo` for a "k of n brightened" claim.
 
-Method (references are in ``/work/shared/research/methods_policy.md``, cited by section):
+Method (references are in ``docs/research/methods_policy.md``, cited by section):
 
 * **Estimate.** Each unit's log change ``d = ln((S_target + eps) / (S_base + eps))``; the
   effect is ``mean(d | treated) - mean(d | control)``, every unit counting once (a 2x2 DiD on

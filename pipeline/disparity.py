@@ -7,7 +7,7 @@ Outputs
     Index values, Lorenz points, and :func:`disparity_table` with one row per year and the
     columns of :data:`DISPARITY_COLUMNS`.
 
-Choices (references in ``/work/shared/research/methods_policy.md``, by section):
+Choices (references in ``docs/research/methods_policy.md``, by section):
 
 * **Unweighted**, each unit counting once, over the units with data (NaN dropped), as in
   PySAL ``inequality`` (§3.1); population weights would need a population layer the project

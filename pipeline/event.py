@@ -9,7 +9,7 @@ Outputs
     outcome. :func:`event_study`: one row per relative month with exactly the columns
     ``relative_month``, ``estimate``, ``ci_low``, ``ci_high``, ``n_sites`` (``event_study.csv``).
 
-Method (references in ``/work/shared/research/methods_policy.md``, by section):
+Method (references in ``docs/research/methods_policy.md``, by section):
 
 * **Outcome** ``y = ln(site + eps_site) - ln(control + eps_control)``: the site relative to the
   control mean that month, so national swings (power shortages, moonlight, snow, calibration)
