@@ -16,6 +16,7 @@ from collections.abc import Iterable
 from pathlib import Path
 
 from pipeline.cube import LAYOUT, TMP_PREFIX, _remove
+from pipeline.outputs import process_alive
 from pipeline.provenance import human_size
 
 log = logging.getLogger(__name__)
@@ -45,7 +46,7 @@ def prune_cubes(cache_dir: Path | str, keep: Iterable[str | Path] = ()) -> tuple
             removed, freed = removed + 1, freed + size
     for tmp in folder.glob(f"{TMP_PREFIX}*"):
         pid = tmp.name[len(TMP_PREFIX):].split("-", 1)[0]
-        if tmp.is_dir() and pid.isdigit() and not _alive(int(pid)):
+        if tmp.is_dir() and pid.isdigit() and not process_alive(int(pid)):
             freed += _size(tmp)
             shutil.rmtree(tmp, ignore_errors=True)
     return removed, freed
@@ -71,13 +72,3 @@ def _stale(cube: Path) -> str | None:
 
 def _size(folder: Path) -> int:
     return sum(p.stat().st_size for p in folder.rglob("*") if p.is_file())
-
-
-def _alive(pid: int) -> bool:
-    try:
-        os.kill(pid, 0)
-    except ProcessLookupError:
-        return False
-    except PermissionError:
-        return True
-    return True

@@ -290,7 +290,7 @@ def recover(out: Path | str) -> list[Path]:
     leftovers = [*out.glob(f"{STAGING_PREFIX}*"), *out.parent.glob(f".{out.name}{SIBLING_MARK}*")]
     for d in leftovers:
         pid = d.name.rsplit(SIBLING_MARK, 1)[-1].split("-", 1)[0]
-        if d.is_dir() and pid.isdigit() and not _alive(int(pid)):
+        if d.is_dir() and pid.isdigit() and not process_alive(int(pid)):
             shutil.rmtree(d, ignore_errors=True)
             log.warning("%s: removed the leftover staging folder of an interrupted run (process %s); "
                         "%s holds the last complete set", d, pid, out)
@@ -339,7 +339,8 @@ def _fsync_dir(folder: Path) -> None:
             os.close(fd)
 
 
-def _alive(pid: int) -> bool:
+def process_alive(pid: int) -> bool:
+    """Whether process ``pid`` still runs on this host (its leftovers are not to be removed)."""
     try:
         os.kill(pid, 0)
     except ProcessLookupError:
