@@ -148,13 +148,16 @@ def analyse(sites: gpd.GeoDataFrame, rasters: Sequence[MonthlyRaster], params: P
     radii = sorted({*RADII_M, params.default_radius_m}) if sensitivity else [params.default_radius_m]
     zones, names = build_zones(sites, params, radii)
     controls = control_zones(sites, params.default_radius_m, params.seed) if sensitivity else zones.iloc[:0]
-    zones = gpd.GeoDataFrame(pd.concat([zones, controls, _unit_zones(units, zones.crs)], ignore_index=True),
-                             geometry="geometry", crs=zones.crs)
+    zones = gpd.GeoDataFrame(pd.concat([zones, controls], ignore_index=True), geometry="geometry", crs=zones.crs)
     claim_mask = (pd.to_numeric(sites["batch"], errors="coerce") == claim.batch).to_numpy()
     stage = _Stage(sites, zones, names, controls, params, claim_mask, progress, cube_dir)
     table, changes, sens, calib = stage.run(rasters, sensitivity, calibrate=True)
-    is_unit = table["zone"].str.startswith(UNIT_ZONE)
-    unit_table, table = table[is_unit & (table["pixel_rule"] == params.pixel_rule)], table[~is_unit]
+    unit_table = None
+    if units is not None and len(units):
+        # a pass of its own: counties tile the window and take the streaming path, the sites keep
+        # the chunked path and the study cube (one mixed pass would stream everything)
+        unit_table = zone_month_table(rasters, _unit_zones(units, zones.crs), (params.pixel_rule,), params.min_cf_cvg,
+                                      params.bm_quality, progress, cube_dir=cube_dir)
     changes = _annotate(changes, sites)
     products = {params.product: rasters, **{k: v for k, v in (alternatives or {}).items() if v}}
     if sens is not None and len(products) > 1:
@@ -171,7 +174,7 @@ def analyse(sites: gpd.GeoDataFrame, rasters: Sequence[MonthlyRaster], params: P
     verdict["product"] = params.product
     verdict["products"] = sorted({r.product for r in rasters})
     months = site_month_view(table, sites, params.pixel_rule, params.min_valid_fraction)
-    unit_changes = unit_change_table(unit_table, units, params) if units is not None and len(units) else None
+    unit_changes = unit_change_table(unit_table, units, params) if unit_table is not None else None
     return Results(sites, months, changes, verdict, sens, table, list(rasters), unit_changes)
 
 

@@ -110,7 +110,7 @@ def overlap_problems(units: gpd.GeoDataFrame, path: Path | str = "units") -> lis
 
 
 def assign_units(sites: gpd.GeoDataFrame, units: gpd.GeoDataFrame, *, column: str = "county",
-                 source: str | None = None) -> gpd.GeoDataFrame:
+                 source: str | None = None, outside_level: int = logging.WARNING) -> gpd.GeoDataFrame:
     """The sites with ``<column>`` (unit name) and ``<column>_id`` (unit id) of the unit holding
     each site's centre (``center_lon``/``center_lat``, else a representative point).
 
@@ -136,8 +136,8 @@ def assign_units(sites: gpd.GeoDataFrame, units: gpd.GeoDataFrame, *, column: st
         sid, name = sites["site_id"].iat[i], _text(sites["name"].iat[i]) if "name" in sites else None
         label = f"site {sid}" + (f" ({name})" if name and name != sid else "")
         if u is None:
-            log.warning("%s: warning: %s at %.5f, %.5f is outside every unit; its %s is left empty", source, label,
-                        points[i].x, points[i].y, column)
+            log.log(outside_level, "%s: warning: %s at %.5f, %.5f is outside every unit; its %s is left empty",
+                    source, label, points[i].x, points[i].y, column)
             continue
         if not name or name == sid or normalise_name(name) == normalise_name(units["name"].iat[u]):
             continue
@@ -167,7 +167,9 @@ def with_default_counties(sites: gpd.GeoDataFrame) -> tuple[gpd.GeoDataFrame, gp
     if not ((x >= w) & (x <= e) & (y >= s) & (y <= n)).any():
         log.info("%s: the sites lie outside these counties; no county is given", path)
         return sites, None
-    return assign_units(sites, units, source=str(path)), units
+    # the county column is a convenience here: a site off the polygons (a coast) is said, not warned
+    # about; `compare`, where treatment depends on it, warns
+    return assign_units(sites, units, source=str(path), outside_level=logging.INFO), units
 
 
 def unit_log_changes(unit_months: pd.DataFrame, baseline_year: int, target_year: int,

@@ -322,7 +322,7 @@ def test_run_makes_the_comparison_labelled_synthetic(tmp_path, capsys):
     (out / "figures" / "lorenz.png").unlink()
     assert main(["figures", "-q", "--out", str(out), "--format", "png", "--width-mm", "89", "--lang", "ko"]) == 0
     assert (out / "figures" / "lorenz.png").exists()
-    assert "## Against the counties that got nothing" in (out / "report.md").read_text()
+    assert "## 지정받지 못한 시·군과의 비교" in (out / "report.md").read_text()  # --lang ko: the section in Korean
     # the run's own outputs keep their names and columns; --no-compare retires the comparison's files
     months = pd.read_csv(out / "site_months.csv")
     assert sorted(months["month"].str[:4].unique()) == ["2023", "2024", "2025"]
