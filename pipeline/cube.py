@@ -20,19 +20,27 @@ new sites add chunks without rebuilding), and a GeoTIFF would need one band per 
 fixed at creation, decoded together per tile anyway. Blosc-lz4 with byte shuffle
 decodes at memory speed, several times faster than the sources' deflate.
 
+Read and written chunk by chunk without the zarr library: each chunk file is encoded as
+zarr's codec chain (bytes, blosc, crc32c) would encode it, with numcodecs' Blosc and
+google-crc32c directly, and the metadata documents are zarr v3's own, so ``zarr.open`` and
+``xarray.open_zarr`` read the cube (tests/test_cube.py checks both ways). Measured: zarr's
+import alone takes 0.23 s and each call about 1 ms through its event loop, more than
+decoding a warm cube of 200 sites x 48 months (0.06 s).
+
 Checksummed: the cube's folder name is a hash of the inputs' names, sizes and
 modification times, the grid and this layout, so changed inputs give a new cube and an
 unchanged set reuses the old. A chunk counts as built only once its marker file exists
 (written after its data), so an interrupted build is resumed, never trusted half-done.
 Each stored chunk ends with its CRC-32C (zarr's ``crc32c`` codec, after blosc), checked
-on every read before blosc sees the bytes: a chunk damaged on disk (bit flips, a cut-off
+on every read before blosc sees the bytes (so nothing is fsynced: a chunk lost in a crash
+fails its check and is refilled): a chunk damaged on disk (bit flips, a cut-off
 copy) is named in a warning and refilled from the monthly files, never read as data.
 
 Concurrent writers (several runs on one cache, dask workers in other processes): a chunk
 is filled only by the writer holding its lock file (``flock``, released by the kernel if
 the writer dies); others fill the chunks they could lock, then wait for the rest and read
-them. Zarr writes each chunk file through a temporary name and a rename, so a reader
-never sees half a chunk. :func:`prune_cubes` removes cubes whose inputs are gone.
+them. Each chunk file is written under a temporary name and renamed, so a reader never
+sees half a chunk. :func:`prune_cubes` removes cubes whose inputs are gone.
 
 Longer than most modules because filling, locking, checking and repairing chunks must
 stay together: a chunk's lifecycle split over files would hide the invariants between them.
@@ -42,23 +50,25 @@ from __future__ import annotations
 
 import errno
 import fcntl
+import functools
 import hashlib
 import json
 import logging
 import os
 import shutil
+import struct
 import tempfile
 from collections.abc import Sequence
 from dataclasses import dataclass
 from pathlib import Path
 
+import google_crc32c
 import numpy as np
 import rasterio
 from rasterio.errors import RasterioError
 from rasterio.windows import Window
 
 from pipeline.errors import SourceError
-from pipeline.outputs import atomic_write
 from pipeline.sources import Grid, MonthlyRaster, clean_pixels, raster_error_reason
 
 log = logging.getLogger(__name__)
@@ -104,9 +114,6 @@ def open_cube(cache_dir: Path | str | None, rasters: Sequence[MonthlyRaster]) ->
     ``cache_dir`` None gives a reference without storage: chunks are read from the files.
     A cube whose metadata cannot be read is set aside (with a warning) and built anew.
     """
-    import zarr
-    from zarr.codecs import BloscCodec, Crc32cCodec
-
     grid = _one_grid(rasters)
     rad_dtype, aux_dtype = _dtypes(rasters)
     if cache_dir is None:
@@ -122,17 +129,14 @@ def open_cube(cache_dir: Path | str | None, rasters: Sequence[MonthlyRaster]) ->
     path.parent.mkdir(parents=True, exist_ok=True)
     tmp = Path(tempfile.mkdtemp(prefix=f"{TMP_PREFIX}{os.getpid()}-", dir=path.parent))
     try:
-        root = zarr.open_group(tmp, mode="w")
-        codecs = [BloscCodec(cname="lz4", clevel=5, shuffle="shuffle"), Crc32cCodec()]  # crc of the stored bytes
-        shape, chunks = (len(rasters), grid.height, grid.width), (len(rasters), CHUNK, CHUNK)
-        layers = [("radiance", rad_dtype), *([("aux", aux_dtype)] if aux_dtype else [])]
-        for name, dtype in layers:
-            root.create_array(name, shape=shape, chunks=chunks, dtype=dtype, fill_value=0,
-                              compressors=codecs, config={"write_empty_chunks": True})
-        root.attrs.update({"key": key, "layout": LAYOUT, "chunk": CHUNK, "months": [r.month for r in rasters],
-                           "aux_kinds": [r.aux_kind for r in rasters],
-                           "inputs": [r.radiance.name for r in rasters], "sources": _sources(rasters),
-                           "grid": grid.describe()})
+        shape, chunks = [len(rasters), grid.height, grid.width], [len(rasters), CHUNK, CHUNK]
+        for name, dtype in [("radiance", rad_dtype), *([("aux", aux_dtype)] if aux_dtype else [])]:
+            (tmp / name).mkdir()
+            _write_json(tmp / name / "zarr.json", _array_meta(shape, chunks, dtype))
+        _write_json(tmp / "zarr.json", {"attributes": {
+            "key": key, "layout": LAYOUT, "chunk": CHUNK, "months": [r.month for r in rasters],
+            "aux_kinds": [r.aux_kind for r in rasters], "inputs": [r.radiance.name for r in rasters],
+            "sources": _sources(rasters), "grid": grid.describe()}, "zarr_format": 3, "node_type": "group"})
         (tmp / "filled").mkdir()
         (tmp / "locks").mkdir()
         os.replace(tmp, path)
@@ -149,6 +153,23 @@ def _sources(rasters: Sequence[MonthlyRaster]) -> list[list]:
     """Every input file as [absolute path, size, mtime_ns]: what :func:`prune_cubes` checks."""
     files = [p for r in rasters for p in (r.radiance, *([r.aux] if r.aux is not None else []))]
     return [[str(p.resolve()), p.stat().st_size, p.stat().st_mtime_ns] for p in files]
+
+
+def _array_meta(shape: list[int], chunks: list[int], dtype: str) -> dict:
+    """Zarr v3 array metadata for a layer: the codec chain :func:`_encode` implements."""
+    return {"shape": shape, "data_type": dtype,
+            "chunk_grid": {"name": "regular", "configuration": {"chunk_shape": chunks}},
+            "chunk_key_encoding": {"name": "default", "configuration": {"separator": "/"}},
+            "fill_value": 0 if np.dtype(dtype).kind in "iu" else 0.0,
+            "codecs": [{"name": "bytes", "configuration": {"endian": "little"}},
+                       {"name": "blosc", "configuration": {"typesize": np.dtype(dtype).itemsize, "cname": "lz4",
+                                                           "clevel": 5, "shuffle": "shuffle", "blocksize": 0}},
+                       {"name": "crc32c"}],
+            "attributes": {}, "zarr_format": 3, "node_type": "array", "storage_transformers": []}
+
+
+def _write_json(path: Path, doc: dict) -> None:
+    path.write_text(json.dumps(doc, indent=2), encoding="utf-8")
 
 
 def _readable(path: Path, key: str) -> bool:
@@ -179,20 +200,9 @@ def load_chunks(rasters: Sequence[MonthlyRaster], chunks: np.ndarray,
     if cube.path is None:
         _read_sources(rasters, grid, chunks, np.arange(n), rad, aux)
         return rad, aux
-    import zarr
-
-    root = zarr.open_group(cube.path, mode="r+")
-    store = _Store(Path(cube.path), [(root["radiance"], rad), *([(root["aux"], aux)] if aux is not None else [])],
-                   chunks, grid)
+    store = _Store(Path(cube.path), [("radiance", rad), *([("aux", aux)] if aux is not None else [])], chunks, grid)
     have = np.array([store.built(k) for k in range(n)])
-    bad: set[int] = set()
-    for members, ys, xs in _runs(chunks, have, grid):
-        if have[members[0]]:
-            try:
-                for array, buf in store.layers:
-                    _split(array[:, ys, xs], buf, members)
-            except Exception:  # a damaged chunk in the run: find which, one by one
-                bad.update(k for k in members if not store.read(k))
+    bad = {k for k in np.flatnonzero(have).tolist() if not store.read(k)}
     need = sorted(set(np.flatnonzero(~have).tolist()) | bad, key=lambda k: (chunks[k, 0], chunks[k, 1]))
     if need:
         _fill(rasters, grid, store, need, bad, rad, aux)
@@ -200,9 +210,12 @@ def load_chunks(rasters: Sequence[MonthlyRaster], chunks: np.ndarray,
 
 
 class _Store:
-    """One cube's chunks for one call: markers, lock files, single-chunk reads and writes."""
+    """One cube's chunks for one call: markers, lock files, single-chunk reads and writes.
 
-    def __init__(self, path: Path, layers: list, chunks: np.ndarray, grid: Grid):
+    ``layers``: (layer name, buffer of shape (chunk, month, CHUNK, CHUNK)) pairs.
+    """
+
+    def __init__(self, path: Path, layers: list[tuple[str, np.ndarray]], chunks: np.ndarray, grid: Grid):
         self.path, self.layers, self.chunks, self.grid = path, layers, chunks, grid
 
     def name(self, k: int) -> str:
@@ -211,29 +224,27 @@ class _Store:
     def marker(self, k: int) -> Path:
         return self.path / "filled" / self.name(k)
 
+    def file(self, layer: str, k: int) -> Path:
+        """Where zarr's default chunk key encoding puts chunk ``k`` of ``layer``: c/0/row/column."""
+        cy, cx = self.chunks[k]
+        return self.path / layer / "c" / "0" / str(cy) / str(cx)
+
     def built(self, k: int, quiet: bool = False) -> bool:
         """Marker present and every layer's chunk file too (a half-copied cube may lack some)."""
         if not self.marker(k).exists():
             return False
-        cy, cx = self.chunks[k]
-        lost = [a.basename for a, _ in self.layers if not (self.path / a.basename / "c" / "0" / str(cy) / str(cx)).exists()]
+        lost = [name for name, _ in self.layers if not self.file(name, k).exists()]
         if lost and not quiet:
             log.warning("%s: chunk %s of %s is missing; refilling it from the monthly files", self.path,
                         self.name(k), "/".join(lost))
         return not lost
 
-    def window(self, k: int) -> tuple[slice, slice]:
-        cy, cx = int(self.chunks[k, 0]), int(self.chunks[k, 1])
-        return (slice(cy * CHUNK, min((cy + 1) * CHUNK, self.grid.height)),
-                slice(cx * CHUNK, min((cx + 1) * CHUNK, self.grid.width)))
-
     def read(self, k: int, quiet: bool = False) -> bool:
         """Decode chunk ``k`` into the buffers; False (with a warning naming it) when damaged."""
-        ys, xs = self.window(k)
         try:
-            for array, buf in self.layers:
-                _split(array[:, ys, xs], buf, [k])
-        except Exception as e:  # checksum mismatch, blosc error: the chunk is unusable
+            for name, buf in self.layers:
+                _decode(self.file(name, k).read_bytes(), buf[k])
+        except (OSError, ValueError, RuntimeError) as e:  # checksum mismatch, blosc error, vanished file
             if not quiet:
                 log.warning("%s: chunk %s failed its check (%s); refilling it from the monthly files",
                             self.path, self.name(k), str(e).split(". ")[0][:120])
@@ -244,13 +255,16 @@ class _Store:
         """Store chunks (the caller holds their locks), then their markers."""
         for k in members:
             self.marker(k).unlink(missing_ok=True)  # a damaged chunk being rewritten is not built
-        sub = self.chunks[members]
-        for run, ys, xs in _runs(sub, np.zeros(len(members), dtype=bool), self.grid):
-            ks = [members[i] for i in run]
-            for array, buf in self.layers:
-                array[:, ys, xs] = _join(buf, ks, ys.stop - ys.start, xs.stop - xs.start)
-        for k in members:
-            _touch(self.marker(k))
+            for name, buf in self.layers:
+                path = self.file(name, k)
+                path.parent.mkdir(parents=True, exist_ok=True)
+                tmp = path.with_name(f"{path.name}.{os.getpid()}.{os.urandom(4).hex()}.partial")
+                try:
+                    tmp.write_bytes(_encode(buf[k]))
+                    os.replace(tmp, path)
+                finally:
+                    tmp.unlink(missing_ok=True)
+            os.close(os.open(self.marker(k), os.O_WRONLY | os.O_CREAT, 0o666))  # empty: nothing to tear
 
     def lock(self, k: int, wait: bool) -> int | None:
         """An exclusive lock on chunk ``k`` (an open fd), or None when another writer holds it."""
@@ -300,34 +314,33 @@ def _fill(rasters: Sequence[MonthlyRaster], grid: Grid, store: _Store, need: lis
               len(need) - filled)
 
 
-def _runs(chunks: np.ndarray, have: np.ndarray, grid: Grid) -> list[tuple[list[int], slice, slice]]:
-    """Chunks side by side in a row, all built or all not: one zarr call each (calls cost ~ms)."""
-    order = np.lexsort((chunks[:, 1], chunks[:, 0]))
-    runs: list[list[int]] = []
-    for k in order:
-        last = runs[-1][-1] if runs else None
-        if (last is not None and chunks[k, 0] == chunks[last, 0] and chunks[k, 1] == chunks[last, 1] + 1
-                and have[k] == have[last]):
-            runs[-1].append(int(k))
-        else:
-            runs.append([int(k)])
-    out = []
-    for members in runs:
-        cy, cx0, cx1 = int(chunks[members[0], 0]), int(chunks[members[0], 1]), int(chunks[members[-1], 1])
-        out.append((members, slice(cy * CHUNK, min((cy + 1) * CHUNK, grid.height)),
-                    slice(cx0 * CHUNK, min((cx1 + 1) * CHUNK, grid.width))))
-    return out
+@functools.cache
+def _blosc():  # numcodecs takes 0.1 s to import: only runs that use a cube pay it
+    import numcodecs.blosc
+
+    numcodecs.blosc.use_threads = False  # as zarr sets it: blosc's own threads are unsafe under ours
+    return numcodecs.blosc.Blosc(cname="lz4", clevel=5, shuffle=numcodecs.blosc.Blosc.SHUFFLE)
 
 
-def _split(block: np.ndarray, buf: np.ndarray, members: list[int]) -> None:
-    h = block.shape[1]
-    for i, k in enumerate(members):
-        part = block[:, :, i * CHUNK:(i + 1) * CHUNK]
-        buf[k, :, :h, :part.shape[2]] = part
+def _encode(chunk: np.ndarray) -> bytes:
+    """Zarr's chain for this cube: raw little-endian bytes, blosc (lz4, byte shuffle), CRC-32C appended."""
+    data = _blosc().encode(np.ascontiguousarray(chunk, dtype=chunk.dtype.newbyteorder("<")))
+    return data + struct.pack("<I", google_crc32c.value(data))
 
 
-def _join(buf: np.ndarray, members: list[int], h: int, w: int) -> np.ndarray:
-    return np.concatenate([buf[k] for k in members], axis=2)[:, :h, :w]
+def _decode(data: bytes, out: np.ndarray) -> None:
+    """Check the CRC-32C, then blosc-decode into ``out`` (a contiguous chunk buffer) directly."""
+    body = np.frombuffer(data, dtype=np.uint8, count=max(len(data) - 4, 0))  # read-only view, no copy
+    if len(data) < 4 or struct.pack("<I", google_crc32c.value(body)) != data[-4:]:
+        raise ValueError("stored and computed checksum do not match")
+    if _blosc_nbytes(body) != out.nbytes:
+        raise ValueError(f"chunk holds {_blosc_nbytes(body)} bytes, expected {out.nbytes}")
+    _blosc().decode(body, out=out)
+
+
+def _blosc_nbytes(body: np.ndarray) -> int:
+    """Uncompressed size from the blosc header (bytes 4-7), so a wrong-sized chunk is refused, not overrun."""
+    return int(body[4:8].view("<u4")[0]) if body.size >= 16 else -1
 
 
 def _read_sources(rasters: Sequence[MonthlyRaster], grid: Grid, chunks: np.ndarray, slots: np.ndarray,
@@ -384,11 +397,6 @@ class _NoAux:
 
     def __exit__(self, *exc: object) -> None:
         return None
-
-
-def _touch(path: Path) -> None:
-    with atomic_write(path) as tmp:
-        tmp.touch()
 
 
 def _one_grid(rasters: Sequence[MonthlyRaster]) -> Grid:

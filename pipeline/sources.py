@@ -376,15 +376,17 @@ def clean_pixels(rad: np.ndarray, aux: np.ndarray | None, raster: MonthlyRaster,
     Non-finite or nodata radiance is unusable: it becomes ``fill`` and its auxiliary value
     "not observed" (cf_cvg 0, quality 255; without an auxiliary layer, the returned 0/1
     validity is 0); usable radiance is clipped at 0 (negative values are noise around dark).
+    ``rad`` is cleaned in place (callers pass the array they just read: two passes over
+    it, no copies, which matters when every pixel of a window is read each month).
     """
-    finite = np.isfinite(rad)
+    usable = np.isfinite(rad)
     if raster.nodata is not None and not np.isnan(raster.nodata):
-        finite &= rad != raster.nodata
+        usable &= rad != raster.nodata
+    np.maximum(rad, 0.0, out=rad)
+    np.putmask(rad, ~usable, fill)
     if aux is None:
-        aux = finite.astype("uint8")
-    else:
-        aux = np.where(finite, aux, 0 if raster.aux_kind == "cf_cvg" else 255)
-    return np.where(finite, np.maximum(rad, 0.0), fill), aux
+        return rad, usable.view(np.uint8)
+    return rad, np.where(usable, aux, 0 if raster.aux_kind == "cf_cvg" else 255)
 
 
 def valid_mask(aux: np.ndarray, aux_kind: AuxKind, min_cf_cvg: int, bm_quality: tuple[int, ...]) -> np.ndarray:

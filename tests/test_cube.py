@@ -75,6 +75,30 @@ def test_chunks_hold_what_read_window_gives(tmp_path, rng):
         assert not usable.all()  # the NaN pixels of the source are marked unusable, not dark
 
 
+def test_zarr_reads_our_chunks_and_we_read_chunks_zarr_wrote(tmp_path, rng):
+    """The cube is written without the zarr library (its import and per-call costs), in zarr's format:
+    zarr must read every chunk as we wrote it, and we must read chunks zarr writes, partial edges included."""
+    import zarr
+
+    rasters = _eog_months(tmp_path / "r", rng, n=2)
+    cube = open_cube(tmp_path / "cache", rasters)
+    chunks = np.array([[0, 0], [3, 4], [1, 2]])  # (3, 4): the partial corner chunk
+    rad, aux = load_chunks(rasters, chunks, cube)  # built by us
+    root = zarr.open_group(cube.path, mode="r+")
+    assert root["radiance"].shape == (2, H, W) and root.attrs["months"] == ["2024-01", "2024-02"]
+    for i, (cy, cx) in enumerate(chunks):
+        ys, xs = slice(cy * CHUNK, min((cy + 1) * CHUNK, H)), slice(cx * CHUNK, min((cx + 1) * CHUNK, W))
+        h, w = ys.stop - ys.start, xs.stop - xs.start
+        assert np.array_equal(root["radiance"][:, ys, xs], rad[i, :, :h, :w], equal_nan=True)
+        assert np.array_equal(root["aux"][:, ys, xs], aux[i, :, :h, :w])
+    planted = rng.uniform(0, 9, (2, H - 3 * CHUNK, W - 4 * CHUNK)).astype("float32")
+    root["radiance"][:, 3 * CHUNK:, 4 * CHUNK:] = planted  # zarr rewrites the corner chunk
+    root["aux"][:, 3 * CHUNK:, 4 * CHUNK:] = 7
+    again, again_aux = load_chunks(rasters, chunks[1:2], cube)
+    assert np.array_equal(again[0, :, :planted.shape[1], :planted.shape[2]], planted)
+    assert (again_aux[0, :, :planted.shape[1], :planted.shape[2]] == 7).all()
+
+
 def test_only_chunks_that_zones_touch_are_built_and_new_zones_add_chunks(tmp_path, rng):
     rasters = _eog_months(tmp_path / "r", rng, n=2)
     cache = tmp_path / "cache"

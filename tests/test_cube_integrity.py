@@ -115,14 +115,11 @@ def test_a_chunk_locked_by_another_writer_is_waited_for_and_read_not_refilled(tm
     chunks = np.array([[0, 0], [0, 1]])
     other = open_cube(tmp_path / "elsewhere", rasters)  # reference values for 0_0, filled elsewhere
     want, _ = load_chunks(rasters, chunks, other)
-    import zarr
-
     from pipeline.cube import _Store
 
-    root = zarr.open_group(cube.path, mode="r+")
     rad = np.zeros((2, 2, CHUNK, CHUNK), dtype=cube.rad_dtype)
     aux = np.zeros((2, 2, CHUNK, CHUNK), dtype=cube.aux_dtype)
-    store = _Store(Path(cube.path), [(root["radiance"], rad), (root["aux"], aux)], chunks, rasters[0].grid)
+    store = _Store(Path(cube.path), [("radiance", rad), ("aux", aux)], chunks, rasters[0].grid)
     fd = store.lock(0, wait=False)
     assert fd is not None and store.lock(0, wait=False) is None  # a second lock on the same chunk fails
     result: dict = {}
