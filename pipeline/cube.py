@@ -361,8 +361,9 @@ def _read_sources(rasters: Sequence[MonthlyRaster], grid: Grid, chunks: np.ndarr
         for t, r in enumerate(rasters):
             try:
                 with rasterio.open(r.radiance) as rds, (rasterio.open(r.aux) if r.aux else _NoAux()) as ads:
+                    dtype = _read_dtype(r, rad.dtype)
                     for window, members in windows:
-                        values = rds.read(1, window=window, out_dtype=_read_dtype(r, rad.dtype))
+                        values = rds.read(1, window=window, out_dtype=dtype)
                         extra = ads.read(1, window=window) if r.aux else None
                         values, extra = clean(values, extra, r)
                         for i in members:

@@ -23,6 +23,7 @@ per grid from how fully the zones use the chunks they touch.
 from __future__ import annotations
 
 import logging
+import sys
 import uuid
 from collections.abc import Sequence
 from dataclasses import dataclass
@@ -42,7 +43,6 @@ log = logging.getLogger(__name__)
 
 TASK_BYTES = 128 * 2**20  # memory a task aims at (all months of its chunks, and the arithmetic)
 SPLIT_BYTES = 512 * 2**20  # only past this is a source tile split between tasks (decoded twice)
-MIN_TASKS = 8  # split small jobs at least this much, so every core has work
 STREAM_MONTHS = 4  # months per task on the streaming path (one window read each, then dropped)
 STATS = ("mean_radiance", "sum_radiance", "valid_fraction", "weight", "n_pixels", "mean_obs")
 
@@ -59,12 +59,13 @@ class Part:
     coverage: np.ndarray  # entry -> exact covered fraction
 
 
-def plan_parts(weights: GridWeights, n_months: int, itemsize: int = 10) -> list[Part]:
+def plan_parts(weights: GridWeights, n_months: int, itemsize: int = 10, n_tasks: int = 8) -> list[Part]:
     """Split the chunks zones touch into tasks of bounded memory, keeping source tiles whole.
 
     A task holds all months of its chunks, so its size is capped in bytes
     (:data:`TASK_BYTES`, or :data:`SPLIT_BYTES` within one source tile): memory stays
-    flat however many months there are.
+    flat however many months there are. Small jobs are split into about ``n_tasks``
+    parts so that every thread has work; no more, since each part opens every month's file.
     """
     if not weights.blocks:
         return []
@@ -88,7 +89,7 @@ def plan_parts(weights: GridWeights, n_months: int, itemsize: int = 10) -> list[
     tile_of_key = uniq // (per_tile * per_tile)
     entries_per = np.bincount(inverse, minlength=uniq.size)
     cost = CHUNK * CHUNK * n_months * itemsize + entries_per * n_months * 48
-    budget = min(TASK_BYTES, max(int(cost.sum() // MIN_TASKS), 1))
+    budget = min(TASK_BYTES, max(int(cost.sum() // n_tasks), 1))
     groups, current, used = [], [], 0
     for k in range(uniq.size):
         new_tile = k == 0 or tile_of_key[k] != tile_of_key[k - 1]
@@ -218,7 +219,8 @@ def zone_month_table(
         cube = open_cube(cube_dir, group)
         # shared arguments as one graph node each: dask would otherwise walk every raster per task
         shared = [dask.delayed(v, traverse=False) for v in (group, cube)]
-        for k, part in enumerate(plan_parts(weights, len(group), np.dtype(cube.rad_dtype).itemsize + 2)):
+        parts = plan_parts(weights, len(group), np.dtype(cube.rad_dtype).itemsize + 2, min_tasks())
+        for k, part in enumerate(parts):
             tasks.append(dask.delayed(part_stats)(*shared, dask.delayed(part, traverse=False), rules, min_cf_cvg,
                                                   bm_quality, dask_key_name=f"part_stats-{run}-{g}-{k}"))
             owners.append((g, part.zones, slice(None)))
@@ -237,13 +239,10 @@ def compute_with_progress(tasks: list, label: str, progress: bool) -> list:
     """``dask.compute`` with a tqdm bar on the local scheduler, or futures on a cluster."""
     from tqdm.auto import tqdm
 
-    try:
-        from distributed import as_completed, get_client
-
-        client = get_client()
-    except (ImportError, ValueError):
-        client = None
+    client = _client()
     if client is not None:
+        from distributed import as_completed
+
         futures = client.compute(tasks)
         for _ in tqdm(as_completed(futures), total=len(futures), desc=label, unit="part",
                       disable=not progress, leave=False):
@@ -262,6 +261,29 @@ def compute_with_progress(tasks: list, label: str, progress: bool) -> list:
         results = dask.compute(*tasks, scheduler="threads")
     bar.close()
     return list(results)
+
+
+def _client():
+    """The current ``distributed`` client, or None. A client exists only once ``distributed`` has been
+    imported, so a local run never imports it (0.17 s on every run otherwise)."""
+    if "distributed" not in sys.modules:
+        return None
+    from distributed import get_client
+
+    try:
+        return get_client()
+    except ValueError:
+        return None
+
+
+def min_tasks() -> int:
+    """Parts a small job is split into: two per thread that will run them (cluster or local pool)."""
+    client = _client()
+    if client is not None:
+        return max(2 * sum(client.nthreads().values()), 2)
+    from dask.system import CPU_COUNT
+
+    return max(2 * int(dask.config.get("num_workers", None) or CPU_COUNT), 2)
 
 
 def _to_frame(results: list[np.ndarray], months: list[str], zones: list[str], rules: list[str]) -> pd.DataFrame:

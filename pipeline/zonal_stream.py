@@ -31,9 +31,9 @@ import rasterio
 from rasterio.errors import RasterioError
 from rasterio.windows import Window
 
-from pipeline.cube import CHUNK, GDAL_ENV, clean
+from pipeline.cube import CHUNK, GDAL_ENV
 from pipeline.errors import SourceError
-from pipeline.sources import MonthlyRaster, raster_error_reason, valid_mask
+from pipeline.sources import MonthlyRaster, clean_pixels, raster_error_reason, valid_mask
 from pipeline.weights import GridWeights, rule_weights
 
 log = logging.getLogger(__name__)
@@ -154,14 +154,13 @@ def stream_stats(
         acc[r, 3] = (plan.n_inner + np.bincount(plan.edge_zone, w > 0, n))[:, None]
     with rasterio.Env(**GDAL_ENV):
         for t, raster in enumerate(rasters):
-            rad, aux = _read(raster, plan.window)
-            usable = ~np.isnan(rad)
-            layer = usable if raster.aux_kind == "none" or aux is None else aux
-            valid = valid_mask(layer, raster.aux_kind, min_cf_cvg, bm_quality)
+            rad, layer = _read(raster, plan.window)  # unusable radiance is 0, and unobserved in ``layer``
+            kind = raster.aux_kind
+            valid = valid_mask(layer, kind, min_cf_cvg, bm_quality)
             _add(acc, 1, t, valid.view(np.uint8).ravel(), plan, edge_w)
-            keep = valid if layer is usable else valid & usable
-            _add(acc, 2, t, np.where(keep, rad, 0).ravel(), plan, edge_w)  # radiance where observed
-            if raster.aux_kind == "cf_cvg":  # observation counts
+            observed = rad if kind == "none" else np.where(valid, rad, 0)  # "none": valid is usable, rad 0 elsewhere
+            _add(acc, 2, t, observed.ravel(), plan, edge_w)  # radiance where observed
+            if kind == "cf_cvg":  # observation counts
                 _add(acc, 4, t, layer.ravel(), plan, edge_w)
             else:  # observed means valid
                 acc[:, 4, :, t] = acc[:, 1, :, t]
@@ -180,8 +179,9 @@ def _add(acc: np.ndarray, k: int, t: int, flat: np.ndarray, plan: StreamPlan, ed
         acc[r, k, :, t] = inner + np.bincount(plan.edge_zone, w * edge, plan.n_zones)
 
 
-def _read(raster: MonthlyRaster, window: Window) -> tuple[np.ndarray, np.ndarray | None]:
-    """One month's window cleaned as the cube path cleans it (:func:`pipeline.cube.clean`).
+def _read(raster: MonthlyRaster, window: Window) -> tuple[np.ndarray, np.ndarray]:
+    """One month's window, cleaned by :func:`pipeline.sources.clean_pixels`: radiance with
+    unusable pixels 0, and the auxiliary layer with them unobserved (or the 0/1 usable mask).
 
     Radiance is read in the file's float32 when nodata compares the same in it (what
     :func:`pipeline.sources.read_window` gives, without its float64 copy of the window).
@@ -198,4 +198,4 @@ def _read(raster: MonthlyRaster, window: Window) -> tuple[np.ndarray, np.ndarray
     except RasterioError as e:
         raise SourceError(f"{raster.radiance}: cannot read month {raster.month} ({raster_error_reason(e)}); "
                           "the file may be truncated: delete it and download again") from e
-    return clean(rad, aux, raster)
+    return clean_pixels(rad, aux, raster, fill=0.0)
