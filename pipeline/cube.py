@@ -29,8 +29,9 @@ decoding a warm cube of 200 sites x 48 months (0.06 s).
 
 Checksummed: the cube's folder name is a hash of the inputs' names, sizes and
 modification times, the grid and this layout, so changed inputs give a new cube and an
-unchanged set reuses the old. A chunk counts as built only once its marker file exists
-(written after its data), so an interrupted build is resumed, never trusted half-done.
+unchanged set reuses the old. A chunk counts as built once its radiance file exists: that
+file is written last, after the chunk's other layers, so an interrupted build is resumed,
+never trusted half-done, and needs no marker files.
 Each stored chunk ends with its CRC-32C (zarr's ``crc32c`` codec, after blosc), checked
 on every read before blosc sees the bytes (so nothing is fsynced: a chunk lost in a crash
 fails its check and is refilled): a chunk damaged on disk (bit flips, a cut-off
@@ -137,7 +138,6 @@ def open_cube(cache_dir: Path | str | None, rasters: Sequence[MonthlyRaster]) ->
             "key": key, "layout": LAYOUT, "chunk": CHUNK, "months": [r.month for r in rasters],
             "aux_kinds": [r.aux_kind for r in rasters], "inputs": [r.radiance.name for r in rasters],
             "sources": _sources(rasters), "grid": grid.describe()}, "zarr_format": 3, "node_type": "group"})
-        (tmp / "filled").mkdir()
         (tmp / "locks").mkdir()
         os.replace(tmp, path)
     except OSError:
@@ -210,9 +210,9 @@ def load_chunks(rasters: Sequence[MonthlyRaster], chunks: np.ndarray,
 
 
 class _Store:
-    """One cube's chunks for one call: markers, lock files, single-chunk reads and writes.
+    """One cube's chunks for one call: lock files, single-chunk reads and writes.
 
-    ``layers``: (layer name, buffer of shape (chunk, month, CHUNK, CHUNK)) pairs.
+    ``layers``: (layer name, buffer of shape (chunk, month, CHUNK, CHUNK)) pairs, radiance first.
     """
 
     def __init__(self, path: Path, layers: list[tuple[str, np.ndarray]], chunks: np.ndarray, grid: Grid):
@@ -221,19 +221,16 @@ class _Store:
     def name(self, k: int) -> str:
         return f"{self.chunks[k, 0]}_{self.chunks[k, 1]}"
 
-    def marker(self, k: int) -> Path:
-        return self.path / "filled" / self.name(k)
-
     def file(self, layer: str, k: int) -> Path:
         """Where zarr's default chunk key encoding puts chunk ``k`` of ``layer``: c/0/row/column."""
         cy, cx = self.chunks[k]
         return self.path / layer / "c" / "0" / str(cy) / str(cx)
 
     def built(self, k: int, quiet: bool = False) -> bool:
-        """Marker present and every layer's chunk file too (a half-copied cube may lack some)."""
-        if not self.marker(k).exists():
+        """The radiance file (written last) is there, and so is every other layer's."""
+        if not self.file("radiance", k).exists():
             return False
-        lost = [name for name, _ in self.layers if not self.file(name, k).exists()]
+        lost = [name for name, _ in self.layers[1:] if not self.file(name, k).exists()]
         if lost and not quiet:
             log.warning("%s: chunk %s of %s is missing; refilling it from the monthly files", self.path,
                         self.name(k), "/".join(lost))
@@ -252,10 +249,10 @@ class _Store:
         return True
 
     def write(self, members: list[int]) -> None:
-        """Store chunks (the caller holds their locks), then their markers."""
+        """Store chunks (the caller holds their locks): each file under a temporary name, then renamed;
+        radiance last, so a chunk is built only once all its layers are."""
         for k in members:
-            self.marker(k).unlink(missing_ok=True)  # a damaged chunk being rewritten is not built
-            for name, buf in self.layers:
+            for name, buf in self.layers[::-1]:
                 path = self.file(name, k)
                 path.parent.mkdir(parents=True, exist_ok=True)
                 tmp = path.with_name(f"{path.name}.{os.getpid()}.{os.urandom(4).hex()}.partial")
@@ -264,7 +261,6 @@ class _Store:
                     os.replace(tmp, path)
                 finally:
                     tmp.unlink(missing_ok=True)
-            os.close(os.open(self.marker(k), os.O_WRONLY | os.O_CREAT, 0o666))  # empty: nothing to tear
 
     def lock(self, k: int, wait: bool) -> int | None:
         """An exclusive lock on chunk ``k`` (an open fd), or None when another writer holds it."""

@@ -30,6 +30,7 @@ from dataclasses import dataclass
 from pathlib import Path
 
 import dask
+import dask.threaded
 import geopandas as gpd
 import numpy as np
 import pandas as pd
@@ -258,7 +259,8 @@ def compute_with_progress(tasks: list, label: str, progress: bool) -> list:
                 bar.update(1)
 
     with _Bar():
-        results = dask.compute(*tasks, scheduler="threads")
+        # the threaded scheduler as a function: named "threads", dask would import distributed (0.2 s) to look for a client
+        results = dask.compute(*tasks, scheduler=dask.threaded.get)
     bar.close()
     return list(results)
 

@@ -42,8 +42,10 @@ def _equal(a, b):
 
 
 def _filled(cache):
+    """Chunks built: those whose radiance file (written last) exists."""
     (cube,) = cache.glob("cube-*.zarr")
-    return {tuple(int(v) for v in p.name.split("_")) for p in (cube / "filled").iterdir()}
+    return {(int(p.parent.name), int(p.name)) for p in (cube / "radiance" / "c" / "0").glob("*/*")
+            if p.name.isdigit()}
 
 
 def test_cube_answers_equal_reading_the_files(tmp_path, rng):
@@ -141,7 +143,8 @@ def test_unchanged_inputs_reuse_the_cube_changed_inputs_rebuild(tmp_path, rng):
     assert jan["mean_radiance"].iloc[0] == pytest.approx(50.0)
 
 
-def test_chunk_without_marker_is_rebuilt_not_trusted(tmp_path, rng):
+def test_chunk_cut_off_before_its_radiance_file_is_rebuilt_not_trusted(tmp_path, rng):
+    """Radiance is written last: a chunk whose write stopped after its aux file is not built."""
     rasters = _eog_months(tmp_path / "r", rng, n=2)
     cache = tmp_path / "cache"
     zones = _zones([(40, 40)])
@@ -149,9 +152,10 @@ def test_chunk_without_marker_is_rebuilt_not_trusted(tmp_path, rng):
     cube = open_cube(cache, rasters)
     import zarr
 
-    zarr.open_group(cube.path, mode="r+")["radiance"][:, 0:CHUNK, 0:CHUNK] = 1e6  # as if a write was cut off
-    (next(cache.glob("cube-*.zarr")) / "filled" / "0_0").unlink()
+    zarr.open_group(cube.path, mode="r+")["aux"][:, 0:CHUNK, 0:CHUNK] = 0  # a stale aux layer, checksum valid
+    (next(cache.glob("cube-*.zarr")) / "radiance" / "c" / "0" / "0" / "0").unlink()
     _equal(want, zone_month_table(rasters, zones, progress=False, cube_dir=cache))
+    assert _filled(cache) == {(0, 0)}
 
 
 def test_plain_files_with_nodata_and_no_aux(tmp_path):

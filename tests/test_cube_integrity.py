@@ -86,13 +86,13 @@ def test_damaged_chunks_are_named_refilled_and_answers_equal_a_clean_cache(built
     assert _chunk_warnings(caplog) == []
 
 
-def test_a_chunk_file_lost_behind_its_marker_is_refilled(built, caplog):
+def test_a_layer_file_lost_behind_its_radiance_file_is_named_and_refilled(built, caplog):
     rasters, zones, direct, cache = built
-    _chunk_file(cache, "radiance", 1, 2).unlink()  # zarr alone would read the fill value 0 as data
+    _chunk_file(cache, "aux", 1, 2).unlink()  # zarr alone would read the fill value 0 as data
     with caplog.at_level(logging.WARNING):
         _equal(direct, zone_month_table(rasters, zones, progress=False, cube_dir=cache))
     assert ["1_2" in m and "missing" in m for m in _chunk_warnings(caplog)] == [True]
-    assert _chunk_file(cache, "radiance", 1, 2).exists()
+    assert _chunk_file(cache, "aux", 1, 2).exists()
 
 
 def test_damaged_cube_metadata_builds_the_cube_again(built, caplog):
@@ -125,10 +125,10 @@ def test_a_chunk_locked_by_another_writer_is_waited_for_and_read_not_refilled(tm
     result: dict = {}
     worker = threading.Thread(target=lambda: result.update(got=load_chunks(rasters, chunks, cube)))
     worker.start()
-    while not store.marker(1).exists():  # the free chunk is filled while 0_0 is held
+    while not store.built(1, quiet=True):  # the free chunk is filled while 0_0 is held
         assert worker.is_alive()
         worker.join(0.01)
-    assert worker.is_alive() and not store.marker(0).exists()
+    assert worker.is_alive() and not store.built(0, quiet=True)
     rad[0] = 7.0  # the other writer's own values: proof that the waiting one reads, not refills
     aux[0] = 3
     store.write([0])
@@ -155,7 +155,7 @@ def test_a_writer_that_gave_up_leaves_the_chunk_to_the_next(tmp_path, rng):
     os.close(fd)  # released without filling (a writer that died): the waiting one fills it itself
     worker.join()
     assert np.array_equal(result["got"][0], want, equal_nan=True)
-    assert (Path(cube.path) / "filled" / "2_2").exists()
+    assert (Path(cube.path) / "radiance" / "c" / "0" / "2" / "2").exists()
 
 
 # --------------------------------------------------------------------------- pruning
@@ -272,8 +272,8 @@ def test_three_runs_at_once_on_one_cache_equal_a_solo_run(scenario, solo, tmp_pa
     for i in range(3):
         assert _files(tmp_path / f"out{i}") == solo
     (cube,) = (cache / "cube").glob("cube-*.zarr")
-    markers = len(list((cube / "filled").iterdir()))
-    assert markers > 4 and filled == markers  # every chunk filled by exactly one writer of the three
+    built = len(list((cube / "radiance" / "c" / "0").glob("*/*")))
+    assert built > 4 and filled == built  # every chunk filled by exactly one writer of the three
     assert not list(cube.rglob("*.partial"))
 
 

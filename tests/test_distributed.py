@@ -60,7 +60,7 @@ def test_zone_month_table_on_a_cluster_equals_local(cluster, rasters_and_sites):
         remote = zone_month_table(rasters, zones, rules, progress=False)
         cubed = zone_month_table(rasters, zones, rules, progress=False, cube_dir=tmp / "cache")
     assert _computed_on(cluster) > before  # the work ran on the cluster's workers
-    assert any((tmp / "cache").glob("cube-*.zarr/filled/*"))  # workers built the cube
+    assert any((tmp / "cache").glob("cube-*.zarr/radiance/c/0/*/*"))  # workers built the cube
     for other in (remote, cubed):
         pd.testing.assert_frame_equal(local, other, check_exact=True)
     assert local["mean_radiance"].notna().all() and set(local["pixel_rule"]) == set(rules)
@@ -97,4 +97,4 @@ def test_two_workers_filling_the_same_chunks_of_one_cube(cluster, rasters_and_si
     again = load_chunks(rasters, chunks, cube)  # and what they left in the cube reads back the same
     for rad, aux in [*results, again]:
         assert np.array_equal(rad, want[0], equal_nan=True) and np.array_equal(aux, want[1])
-    assert len(list((tmp / "shared-cube").glob("cube-*.zarr/filled/*"))) == len(chunks)
+    assert len(list((tmp / "shared-cube").glob("cube-*.zarr/radiance/c/0/*/*"))) == len(chunks)
