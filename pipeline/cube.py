@@ -253,14 +253,7 @@ class _Store:
         radiance last, so a chunk is built only once all its layers are."""
         for k in members:
             for name, buf in self.layers[::-1]:
-                path = self.file(name, k)
-                path.parent.mkdir(parents=True, exist_ok=True)
-                tmp = path.with_name(f"{path.name}.{os.getpid()}.{os.urandom(4).hex()}.partial")
-                try:
-                    tmp.write_bytes(_encode(buf[k]))
-                    os.replace(tmp, path)
-                finally:
-                    tmp.unlink(missing_ok=True)
+                _put(self.file(name, k), _encode(buf[k]))
 
     def lock(self, k: int, wait: bool) -> int | None:
         """An exclusive lock on chunk ``k`` (an open fd), or None when another writer holds it."""
@@ -322,6 +315,17 @@ def _encode(chunk: np.ndarray) -> bytes:
     """Zarr's chain for this cube: raw little-endian bytes, blosc (lz4, byte shuffle), CRC-32C appended."""
     data = _blosc().encode(np.ascontiguousarray(chunk, dtype=chunk.dtype.newbyteorder("<")))
     return data + struct.pack("<I", google_crc32c.value(data))
+
+
+def _put(path: Path, data: bytes) -> None:
+    """Write a chunk file under a temporary name, then rename it: readers see all of it or none."""
+    path.parent.mkdir(parents=True, exist_ok=True)
+    tmp = path.with_name(f"{path.name}.{os.getpid()}.{os.urandom(4).hex()}.partial")
+    try:
+        tmp.write_bytes(data)
+        os.replace(tmp, path)
+    finally:
+        tmp.unlink(missing_ok=True)
 
 
 def _decode(data: bytes, out: np.ndarray) -> None:
