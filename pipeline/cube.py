@@ -357,15 +357,18 @@ def _read_sources(rasters: Sequence[MonthlyRaster], grid: Grid, chunks: np.ndarr
         r1 = min((int(cys.max()) + 1) * CHUNK, grid.height)
         c1 = min((int(cxs.max()) + 1) * CHUNK, grid.width)
         windows.append((Window(c0, r0, c1 - c0, r1 - r0), members))
+    later = []  # months cleaned in the chunk buffers once all are read: only the pixels kept, one call per chunk
     with rasterio.Env(**GDAL_ENV):
         for t, r in enumerate(rasters):
             try:
                 with rasterio.open(r.radiance) as rds, (rasterio.open(r.aux) if r.aux else _NoAux()) as ads:
                     dtype = _read_dtype(r, rad.dtype)
+                    now = dtype != rad.dtype.name  # nodata compares differently in the buffer's type: clean as read
                     for window, members in windows:
                         values = rds.read(1, window=window, out_dtype=dtype)
                         extra = ads.read(1, window=window) if r.aux else None
-                        values, extra = clean(values, extra, r)
+                        if now:
+                            values, extra = clean(values, extra, r)
                         for i in members:
                             y = int(chunks[i, 0]) * CHUNK - window.row_off
                             x = int(chunks[i, 1]) * CHUNK - window.col_off
@@ -373,9 +376,32 @@ def _read_sources(rasters: Sequence[MonthlyRaster], grid: Grid, chunks: np.ndarr
                             rad[slots[i], t, :h, :w] = values[y:y + h, x:x + w]
                             if aux is not None and extra is not None:
                                 aux[slots[i], t, :h, :w] = extra[y:y + h, x:x + w]
+                    if not now:
+                        later.append(t)
             except RasterioError as e:
                 raise SourceError(f"{r.radiance}: cannot read month {r.month} ({raster_error_reason(e)}); "
                                   "the file may be truncated: delete it and download again") from e
+    for t0, t1 in _same_rule_runs(rasters, later):
+        r = rasters[t0]
+        for k in slots:  # (month, y, x) views of one chunk: cleaned in place
+            _, validity = clean(rad[k, t0:t1], aux[k, t0:t1] if aux is not None and r.aux else None, r)
+            if validity is not None:
+                aux[k, t0:t1] = validity
+
+
+def _same_rule_runs(rasters: Sequence[MonthlyRaster], months: list[int]) -> list[tuple[int, int]]:
+    """Consecutive months (of ``months``) that the nodata rule treats alike: one cleaning call each."""
+    def rule(t: int) -> tuple:
+        r = rasters[t]
+        return r.nodata, r.aux_kind, r.aux is None
+
+    runs: list[list[int]] = []
+    for t in months:
+        if runs and t == runs[-1][1] and rule(t) == rule(runs[-1][0]):
+            runs[-1][1] = t + 1
+        else:
+            runs.append([t, t + 1])
+    return [(a, b) for a, b in runs]
 
 
 def _read_dtype(raster: MonthlyRaster, store: np.dtype) -> str:
