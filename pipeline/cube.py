@@ -131,13 +131,17 @@ def open_cube(cache_dir: Path | str | None, rasters: Sequence[MonthlyRaster]) ->
     tmp = Path(tempfile.mkdtemp(prefix=f"{TMP_PREFIX}{os.getpid()}-", dir=path.parent))
     try:
         shape, chunks = [len(rasters), grid.height, grid.width], [len(rasters), CHUNK, CHUNK]
-        for name, dtype in [("radiance", rad_dtype), *([("aux", aux_dtype)] if aux_dtype else [])]:
+        arrays = {name: _array_meta(shape, chunks, dtype)
+                  for name, dtype in [("radiance", rad_dtype), *([("aux", aux_dtype)] if aux_dtype else [])]}
+        for name, meta in arrays.items():
             (tmp / name).mkdir()
-            _write_json(tmp / name / "zarr.json", _array_meta(shape, chunks, dtype))
+            _write_json(tmp / name / "zarr.json", meta)
+        # consolidated, so zarr and xarray readers need not list the folder (its locks/ is not zarr's)
         _write_json(tmp / "zarr.json", {"attributes": {
             "key": key, "layout": LAYOUT, "chunk": CHUNK, "months": [r.month for r in rasters],
             "aux_kinds": [r.aux_kind for r in rasters], "inputs": [r.radiance.name for r in rasters],
-            "sources": _sources(rasters), "grid": grid.describe()}, "zarr_format": 3, "node_type": "group"})
+            "sources": _sources(rasters), "grid": grid.describe()}, "zarr_format": 3, "node_type": "group",
+            "consolidated_metadata": {"kind": "inline", "must_understand": False, "metadata": arrays}})
         (tmp / "locks").mkdir()
         os.replace(tmp, path)
     except OSError:
@@ -165,7 +169,8 @@ def _array_meta(shape: list[int], chunks: list[int], dtype: str) -> dict:
                        {"name": "blosc", "configuration": {"typesize": np.dtype(dtype).itemsize, "cname": "lz4",
                                                            "clevel": 5, "shuffle": "shuffle", "blocksize": 0}},
                        {"name": "crc32c"}],
-            "attributes": {}, "zarr_format": 3, "node_type": "array", "storage_transformers": []}
+            "attributes": {}, "dimension_names": ["month", "y", "x"], "zarr_format": 3, "node_type": "array",
+            "storage_transformers": []}
 
 
 def _write_json(path: Path, doc: dict) -> None:
@@ -241,7 +246,7 @@ class _Store:
         try:
             for name, buf in self.layers:
                 _decode(self.file(name, k).read_bytes(), buf[k])
-        except (OSError, ValueError, RuntimeError) as e:  # checksum mismatch, blosc error, vanished file
+        except Exception as e:  # checksum mismatch, blosc error, vanished file: never stop the run for a cache
             if not quiet:
                 log.warning("%s: chunk %s failed its check (%s); refilling it from the monthly files",
                             self.path, self.name(k), str(e).split(". ")[0][:120])
@@ -383,7 +388,7 @@ def _read_sources(rasters: Sequence[MonthlyRaster], grid: Grid, chunks: np.ndarr
                                   "the file may be truncated: delete it and download again") from e
     for t0, t1 in _same_rule_runs(rasters, later):
         r = rasters[t0]
-        for k in slots:  # (month, y, x) views of one chunk: cleaned in place
+        for k in slots:  # (month, y, x) views of one chunk, cleaned in place (its padding past the grid too: never read)
             _, validity = clean(rad[k, t0:t1], aux[k, t0:t1] if aux is not None and r.aux else None, r)
             if validity is not None:
                 aux[k, t0:t1] = validity
@@ -393,7 +398,8 @@ def _same_rule_runs(rasters: Sequence[MonthlyRaster], months: list[int]) -> list
     """Consecutive months (of ``months``) that the nodata rule treats alike: one cleaning call each."""
     def rule(t: int) -> tuple:
         r = rasters[t]
-        return r.nodata, r.aux_kind, r.aux is None
+        nodata = None if r.nodata is None or np.isnan(r.nodata) else r.nodata  # NaN != NaN: NaN means none
+        return nodata, r.aux_kind, r.aux is None
 
     runs: list[list[int]] = []
     for t in months:

@@ -45,6 +45,7 @@ log = logging.getLogger(__name__)
 TASK_BYTES = 128 * 2**20  # memory a task aims at (all months of its chunks, and the arithmetic)
 SPLIT_BYTES = 512 * 2**20  # only past this is a source tile split between tasks (decoded twice)
 STREAM_MONTHS = 4  # months per task on the streaming path (one window read each, then dropped)
+MIN_TASKS = 8  # parts a small job is split into (fixed: the same answers, to the bit, on any machine)
 STATS = ("mean_radiance", "sum_radiance", "valid_fraction", "weight", "n_pixels", "mean_obs")
 
 
@@ -60,13 +61,16 @@ class Part:
     coverage: np.ndarray  # entry -> exact covered fraction
 
 
-def plan_parts(weights: GridWeights, n_months: int, itemsize: int = 10, n_tasks: int = 8) -> list[Part]:
+def plan_parts(weights: GridWeights, n_months: int, itemsize: int = 10, n_tasks: int = MIN_TASKS) -> list[Part]:
     """Split the chunks zones touch into tasks of bounded memory, keeping source tiles whole.
 
     A task holds all months of its chunks, so its size is capped in bytes
     (:data:`TASK_BYTES`, or :data:`SPLIT_BYTES` within one source tile): memory stays
     flat however many months there are. Small jobs are split into about ``n_tasks``
-    parts so that every thread has work; no more, since each part opens every month's file.
+    parts so that every thread has work. The split never depends on the machine: a zone
+    whose chunks fall in two parts is summed per part, so another split would change the
+    order of additions, and answers would differ in their last bits between a laptop and
+    a cluster.
     """
     if not weights.blocks:
         return []
@@ -220,7 +224,7 @@ def zone_month_table(
         cube = open_cube(cube_dir, group)
         # shared arguments as one graph node each: dask would otherwise walk every raster per task
         shared = [dask.delayed(v, traverse=False) for v in (group, cube)]
-        parts = plan_parts(weights, len(group), np.dtype(cube.rad_dtype).itemsize + 2, min_tasks())
+        parts = plan_parts(weights, len(group), np.dtype(cube.rad_dtype).itemsize + 2)
         for k, part in enumerate(parts):
             tasks.append(dask.delayed(part_stats)(*shared, dask.delayed(part, traverse=False), rules, min_cf_cvg,
                                                   bm_quality, dask_key_name=f"part_stats-{run}-{g}-{k}"))
@@ -276,16 +280,6 @@ def _client():
         return get_client()
     except ValueError:
         return None
-
-
-def min_tasks() -> int:
-    """Parts a small job is split into: two per thread that will run them (cluster or local pool)."""
-    client = _client()
-    if client is not None:
-        return max(2 * sum(client.nthreads().values()), 2)
-    from dask.system import CPU_COUNT
-
-    return max(2 * int(dask.config.get("num_workers", None) or CPU_COUNT), 2)
 
 
 def _to_frame(results: list[np.ndarray], months: list[str], zones: list[str], rules: list[str]) -> pd.DataFrame:

@@ -2,7 +2,9 @@
 
 from __future__ import annotations
 
+import dataclasses
 import os
+import warnings
 
 import geopandas as gpd
 import numpy as np
@@ -77,9 +79,43 @@ def test_chunks_hold_what_read_window_gives(tmp_path, rng):
         assert not usable.all()  # the NaN pixels of the source are marked unusable, not dark
 
 
+def test_months_with_and_without_aux_and_a_nodata_float32_cannot_hold(tmp_path, rng):
+    """Two EOG months (with cf_cvg) beside a plain month whose nodata (1e-50) is 0 in float32: the
+    plain month is cleaned as read in float64 (its true zeros stay dark, not nodata), the others
+    in the chunk buffers; each pixel equals what read_window gives."""
+    folder = tmp_path / "r"
+    _eog_months(folder, rng, n=2)
+    plain = rng.gamma(2.0, 1.5, (H, W)).astype("float32")
+    plain[:40, :70] = 0.0  # dark, observed
+    plain[100:120, 200:260] = np.nan  # unusable
+    write_tif(folder / "lights_2024-03.tif", plain, WEST, NORTH)
+    rasters = find_monthly_rasters(folder)
+    # GDAL rounds a float32 band's nodata when it writes one; a tag written by another tool need not be
+    rasters[2] = dataclasses.replace(rasters[2], nodata=1e-50)
+    assert [r.aux_kind for r in rasters] == ["cf_cvg", "cf_cvg", "none"]
+    cube = open_cube(tmp_path / "cache", rasters)
+    chunks = np.array([[0, 0], [1, 3], [3, 4]])
+    built, built_aux = load_chunks(rasters, chunks, cube)
+    rad, aux = load_chunks(rasters, chunks, cube)  # decoded from the cube
+    assert np.array_equal(rad, built, equal_nan=True) and np.array_equal(aux, built_aux)
+    for i, (cy, cx) in enumerate(chunks):
+        h, w = min(CHUNK, H - cy * CHUNK), min(CHUNK, W - cx * CHUNK)
+        for t, r in enumerate(rasters):
+            want_rad, want_aux = read_window(r, Window(cx * CHUNK, cy * CHUNK, w, h))
+            got = rad[i, t, :h, :w]
+            usable = ~np.isnan(got)
+            assert np.array_equal(np.where(usable, got, 0.0), want_rad)
+            if r.aux is None:
+                assert np.array_equal(usable, want_aux.astype(bool))
+            else:
+                assert np.array_equal(aux[i, t, :h, :w], want_aux)
+    assert (rad[0, 2, :40, :64] == 0).all()  # true zeros of the plain month: observed dark pixels
+
+
 def test_zarr_reads_our_chunks_and_we_read_chunks_zarr_wrote(tmp_path, rng):
     """The cube is written without the zarr library (its import and per-call costs), in zarr's format:
-    zarr must read every chunk as we wrote it, and we must read chunks zarr writes, partial edges included."""
+    zarr (and xarray) must read every chunk as we wrote it, and we must read chunks zarr writes, partial
+    edges included."""
     import zarr
 
     rasters = _eog_months(tmp_path / "r", rng, n=2)
@@ -99,6 +135,13 @@ def test_zarr_reads_our_chunks_and_we_read_chunks_zarr_wrote(tmp_path, rng):
     again, again_aux = load_chunks(rasters, chunks[1:2], cube)
     assert np.array_equal(again[0, :, :planted.shape[1], :planted.shape[2]], planted)
     assert (again_aux[0, :, :planted.shape[1], :planted.shape[2]] == 7).all()
+    import xarray as xr
+
+    with warnings.catch_warnings():
+        warnings.simplefilter("error")  # consolidated metadata: nothing is listed, nothing is unrecognised
+        ds = xr.open_zarr(cube.path)  # the cube is a zarr store xarray opens too
+    assert ds["radiance"].dims == ("month", "y", "x")
+    assert np.array_equal(ds["radiance"][:, 3 * CHUNK:, 4 * CHUNK:].values, planted)
 
 
 def test_only_chunks_that_zones_touch_are_built_and_new_zones_add_chunks(tmp_path, rng):
