@@ -12,6 +12,7 @@ Outputs
 from __future__ import annotations
 
 import logging
+import os
 from collections.abc import Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -34,7 +35,7 @@ from pipeline.sensitivity import (
     robustness_summary,
     sensitivity_table,
 )
-from pipeline.sites import background_rings, with_radius
+from pipeline.sites import background_rings, batch_labels, in_batch, with_radius
 from pipeline.sources import MonthlyRaster
 from pipeline.units import unit_log_changes
 from pipeline.verdict import make_verdict
@@ -149,7 +150,7 @@ def analyse(sites: gpd.GeoDataFrame, rasters: Sequence[MonthlyRaster], params: P
     zones, names = build_zones(sites, params, radii)
     controls = control_zones(sites, params.default_radius_m, params.seed) if sensitivity else zones.iloc[:0]
     zones = gpd.GeoDataFrame(pd.concat([zones, controls], ignore_index=True), geometry="geometry", crs=zones.crs)
-    claim_mask = (pd.to_numeric(sites["batch"], errors="coerce") == claim.batch).to_numpy()
+    claim_mask = in_batch(sites, claim.batch)
     stage = _Stage(sites, zones, names, controls, params, claim_mask, progress, cube_dir)
     table, changes, sens, calib = stage.run(rasters, sensitivity, calibrate=True)
     unit_table = None
@@ -261,10 +262,11 @@ def _annotate(changes: pd.DataFrame, sites: pd.DataFrame) -> pd.DataFrame:
     return out[first + [c for c in out.columns if c not in first + last] + last]
 
 
-def load_results(out: Path) -> Results:
+def load_results(out: str | os.PathLike[str]) -> Results:
     """Rebuild :class:`Results` from a run's output folder (``nightlights figures``; notebooks)."""
     import json
 
+    out = Path(out)
     from pipeline.compare import load_comparison
     from pipeline.errors import ConfigError, SourceError
     from pipeline.sources import find_annual_rasters, find_monthly_rasters
@@ -274,10 +276,15 @@ def load_results(out: Path) -> Results:
     if missing:
         raise ConfigError(f"{out}: no {', '.join(missing)}; run 'nightlights run --out {out}' first")
     verdict = json.loads((out / "verdict.json").read_text(encoding="utf-8"))
-    changes = pd.read_csv(out / "site_changes.csv").drop(columns=["data_kind"], errors="ignore")
+    changes = pd.read_csv(out / "site_changes.csv", dtype={"batch": str}).drop(columns=["data_kind"],
+                                                                                  errors="ignore")
+    if "batch" in changes:
+        changes["batch"] = batch_labels(changes)
     gdf = gpd.read_file(out / "sites_classified.geojson")
+    if "batch" in gdf:
+        gdf["batch"] = batch_labels(gdf)
     keep = [c for c in ("site_id", "name", "name_ko", "province", "batch", "location_confidence", "source",
-                        "groundbreaking", "inauguration", "radius_m", "center_lon", "center_lat", "from_point",
+                        "groundbreaking", "inauguration", "inauguration_by", "radius_m", "center_lon", "center_lat", "from_point",
                         "county", "county_id") if c in gdf]
     sites = gpd.GeoDataFrame(gdf[keep], geometry=gdf.geometry, crs=gdf.crs)
     if (out / "site_months.parquet").exists():

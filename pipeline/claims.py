@@ -27,6 +27,7 @@ import pandas as pd
 import pipeline
 from pipeline.config import parse_yaml
 from pipeline.errors import ClaimError
+from pipeline.sites import MAX_BATCH_CHARS, batch_label, batch_labels, batch_order, in_batch
 
 DEFAULT_CLAIM_FILE = "joongang-2026-02-03.yaml"
 MIN_YEAR, MAX_YEAR = 1992, 2100  # DMSP began in 1992; anything outside is a typo
@@ -36,7 +37,7 @@ _DATE_RE = re.compile(r"^\d{4}-\d{2}(-\d{2})?$")
 
 def _consistency_problem(v: dict[str, Any]) -> str | None:
     """What is wrong with the numbers, in words (None when they are consistent)."""
-    for key in ("batch", "baseline_year", "target_year"):
+    for key in ("baseline_year", "target_year"):
         if not MIN_YEAR <= v[key] <= MAX_YEAR:
             return f"{key}={v[key]} is not a year between {MIN_YEAR} and {MAX_YEAR}"
     if v["baseline_year"] >= v["target_year"]:
@@ -67,7 +68,7 @@ class Claim:
 
     text: str
     source: str
-    batch: int
+    batch: str  # a label: a year is a label too (``"2024"``, ``"pilot"``)
     baseline_year: int
     target_year: int
     n_sites: int
@@ -78,6 +79,10 @@ class Claim:
     notes: str | None = None
 
     def __post_init__(self) -> None:
+        label = batch_label(self.batch)
+        if label is None:
+            raise ClaimError("claim: batch must be a label (text or a year)")
+        object.__setattr__(self, "batch", label)
         if self.similar_or_dimmer is None:
             object.__setattr__(self, "similar_or_dimmer", self.n_sites - self.brightened)
         problem = _consistency_problem(dataclasses.asdict(self))
@@ -102,7 +107,7 @@ DEFAULT_CLAIM = Claim(
     text="Of the 20 sites designated in 2024, only five showed increased night-time luminosity in 2025; "
          "the other fifteen were similar or dimmer than in 2024.",
     source="JoongAng Ilbo, 3 Feb 2026, cited by the EAI commentary of 20 Feb 2026",
-    batch=2024, baseline_year=2024, target_year=2025, n_sites=20, brightened=5, similar_or_dimmer=15,
+    batch="2024", baseline_year=2024, target_year=2025, n_sites=20, brightened=5, similar_or_dimmer=15,
     url="https://www.koreadaily.com/article/20260203120039065", date="2026-02-03",
     notes="Korea Daily mirror of the JoongAng Ilbo article; its night-light passage (product, months, threshold, "
           "the names of the five sites) was not accessible. Repeated by Seung-ho Jung, \"The Economic Limits of "
@@ -113,7 +118,7 @@ DEFAULT_CLAIM = Claim(
 
 _FIELDS = {f.name: f for f in dataclasses.fields(Claim)}
 _REQUIRED = [n for n, f in _FIELDS.items() if f.default is dataclasses.MISSING]
-_INTS = ("batch", "baseline_year", "target_year", "n_sites", "brightened", "similar_or_dimmer")
+_INTS = ("baseline_year", "target_year", "n_sites", "brightened", "similar_or_dimmer")
 _TEXTS = ("text", "source", "url", "notes")
 
 
@@ -176,6 +181,13 @@ def claim_from_mapping(data: Any, origin: str) -> Claim:
                                  "yes/no/on/off as true/false); write the number")
             if not isinstance(value, int):
                 raise ClaimError(f"{origin}: {key} must be a whole number, found {_kind(value)} {value!r}")
+        elif key == "batch":
+            if isinstance(value, bool) or not isinstance(value, str | int) or batch_label(value) is None:
+                raise ClaimError(f"{origin}: batch must be a label (text or a year, as in the site files' "
+                                 f"'batch'), found {_kind(value)} {value!r}")
+            if len(batch_label(value) or "") > MAX_BATCH_CHARS:
+                raise ClaimError(f"{origin}: batch label is longer than {MAX_BATCH_CHARS} characters")
+            value = batch_label(value)
         elif key in _TEXTS:
             if not isinstance(value, str) or not value.strip():
                 raise ClaimError(f"{origin}: {key} must be non-empty text (quote it), found {_kind(value)} {value!r}")
@@ -194,7 +206,7 @@ def claim_from_mapping(data: Any, origin: str) -> Claim:
 
 def batch_site_count(claim: Claim, sites: pd.DataFrame) -> int:
     """How many sites of the claim's batch the run has."""
-    return int((pd.to_numeric(sites["batch"], errors="coerce") == claim.batch).sum())
+    return int(in_batch(sites, claim.batch).sum())
 
 
 def check_claim_sites(claim: Claim, sites: pd.DataFrame, path: Path | str | None = None, *,
@@ -210,8 +222,8 @@ def check_claim_sites(claim: Claim, sites: pd.DataFrame, path: Path | str | None
     where = f"{path}: " if path is not None else "claim: "
     n = batch_site_count(claim, sites)
     if n == 0:
-        batches = sorted({int(b) for b in pd.to_numeric(sites["batch"], errors="coerce").dropna()})
-        have = f"the run's sites are of batch {', '.join(map(str, batches))}" if batches else \
+        batches = batch_order(batch_labels(sites))
+        have = f"the run's sites are of batch {', '.join(batches)}" if batches else \
             "the run's sites have no batch"
         return (f"{where}not judged: the claim is about batch {claim.batch} and no site of that batch is in "
                 f"this run ({have}); add its site file with --sites")

@@ -175,7 +175,9 @@ def _add_compare(sub: argparse._SubParsersAction, common: argparse.ArgumentParse
                     help="unit polygons with unit_id (default: aoi/boundaries/prk_adm2.geojson, 181 DPRK counties)")
     sp.add_argument("--sites", action="extend", nargs="+", type=Path, metavar="PATH",
                     help="site GeoJSON file(s) (repeatable; default: every aoi/*.geojson)")
-    sp.add_argument("--batch", type=int, metavar="B", help="the designated batch (default: the claim's, 2024)")
+    sp.add_argument("--batch", metavar="LABEL",
+                    help="the designated batch: a label as in the site files' 'batch' (a year such as 2024, or "
+                         "any text such as pilot); default: the claim's batch (2024)")
     sp.add_argument("--source", choices=SOURCES, default="auto", help="where the monthly rasters come from")
     sp.add_argument("--rasters", type=Path, metavar="DIR", help="folder of monthly rasters (--source local)")
     sp.add_argument("--out", type=Path, default=Path("outputs"), metavar="DIR", help="output folder (default outputs/)")

@@ -67,7 +67,15 @@ from pipeline.did import (
 from pipeline.disparity import between_group_pvalue, disparity_table
 from pipeline.errors import ComparisonError
 from pipeline.event import EVENT_COLUMNS, event_study
-from pipeline.sites import background_rings, with_radius
+from pipeline.sites import (
+    background_rings,
+    batch_label,
+    batch_labels,
+    batch_order,
+    in_batch,
+    inauguration_month,
+    with_radius,
+)
 from pipeline.sources import MonthlyRaster
 from pipeline.units import assign_units, default_units_path, normalise_name, read_units
 from pipeline.zonal import zone_month_table
@@ -105,19 +113,18 @@ class Comparison:
     placebo: tuple[float, ...] = field(default=(), repr=False)
 
 
-def treated_units(sites: gpd.GeoDataFrame, units: gpd.GeoDataFrame, batch: int) -> gpd.GeoDataFrame:
+def treated_units(sites: gpd.GeoDataFrame, units: gpd.GeoDataFrame, batch: str) -> gpd.GeoDataFrame:
     """The batch's sites with ``unit``/``unit_id`` of the unit holding each centre.
 
     Raises :class:`ComparisonError` (one line) when the batch has no site, no site in a unit,
     or fewer than :data:`~pipeline.did.MIN_CONTROLS` units would remain as controls.
     """
     source = units.attrs.get("source_file", "units")
-    batches = pd.to_numeric(sites["batch"], errors="coerce")
-    chosen = sites[(batches == batch).to_numpy()]
+    chosen = sites[in_batch(sites, batch)]
     if chosen.empty:
-        have = sorted({int(b) for b in batches.dropna()})
+        have = batch_order(batch_labels(sites))
         raise ComparisonError(f"no site of batch {batch} in the site files (batches present: "
-                              f"{', '.join(map(str, have)) or 'none'}); choose --batch among them")
+                              f"{', '.join(have) or 'none'}); choose --batch among them")
     assigned = assign_units(chosen, units, column="unit", source=source)
     inside = assigned["unit_id"].dropna()
     if inside.empty:
@@ -136,12 +143,12 @@ class Plan:
 
     units_file: Path
     units: gpd.GeoDataFrame
-    batch: int
+    batch: str
     treated: tuple[str, ...]
     claim: Claim
 
 
-def plan_comparison(sites: gpd.GeoDataFrame, units_path: Path | None = None, batch: int | None = None, *,
+def plan_comparison(sites: gpd.GeoDataFrame, units_path: Path | None = None, batch: str | None = None, *,
                     required: bool = False) -> Plan | None:
     """The units, batch (default: the claim's) and treated units; for ``run`` (``required`` False)
     None with one line when there are no boundaries or they do not cover the batch's sites, name
@@ -153,7 +160,7 @@ def plan_comparison(sites: gpd.GeoDataFrame, units_path: Path | None = None, bat
         log.info("no aoi/boundaries/prk_adm2.geojson: the county comparison is skipped")
         return None
     claim = default_claim()
-    batch = claim.batch if batch is None else batch
+    batch = claim.batch if batch is None else (batch_label(batch) or claim.batch)
     units = read_units(path)
     units_log = logging.getLogger("pipeline.units")
     level = units_log.level
@@ -284,7 +291,7 @@ def spillover_table(table: pd.DataFrame, sites: pd.DataFrame, own: pd.DataFrame,
         rows.append(ch)
     out = pd.concat(rows, ignore_index=True)
     meta = pd.DataFrame({"site_id": sites["site_id"].to_numpy(), "name": sites["name"].to_numpy(),
-                         "batch": sites["batch"].to_numpy()})
+                         "batch": batch_labels(sites).to_numpy()})
     mine = own[["site_id", "class", "log_ratio"]].rename(columns={"class": "site_class",
                                                                   "log_ratio": "site_log_ratio"})
     out = out.merge(meta, on="site_id", how="left").merge(mine, on="site_id", how="left")
@@ -293,8 +300,8 @@ def spillover_table(table: pd.DataFrame, sites: pd.DataFrame, own: pd.DataFrame,
 
 def _event(table: pd.DataFrame, sites: pd.DataFrame, unit_months: pd.DataFrame, params: Params
            ) -> tuple[pd.DataFrame, str | None]:
-    inaug = {str(s): str(d) for s, d in zip(sites["site_id"], sites["inauguration"], strict=True)
-             if isinstance(d, str) and d.strip()}
+    inaug = {str(s): m for s, d in zip(sites["site_id"], sites["inauguration"], strict=True)
+             if (m := inauguration_month(d)) is not None}
     own = table[table["zone"].isin(set(inaug))]
     values = own["mean_radiance"].where(own["valid_fraction"] >= params.min_valid_fraction)
     site_months = pd.DataFrame({"site_id": own["zone"].to_numpy(), "month": own["month"].to_numpy(),
@@ -318,7 +325,7 @@ def _site_placebo(control_changes: pd.DataFrame, k: int, n: int, label: str) -> 
 
 
 def compare(sites: gpd.GeoDataFrame, units: gpd.GeoDataFrame, rasters: Sequence[MonthlyRaster], params: Params, *,
-            batch: int, data_kind: str, claim: Claim | None = None, progress: bool = True,
+            batch: str, data_kind: str, claim: Claim | None = None, progress: bool = True,
             cube_dir: Path | None = None, assigned: gpd.GeoDataFrame | None = None) -> Comparison:
     """The whole comparison of issue 12 on already-located inputs (nothing is written here).
 
@@ -346,8 +353,8 @@ def compare(sites: gpd.GeoDataFrame, units: gpd.GeoDataFrame, rasters: Sequence[
         without = {"unit_id": capital[0], "name": capital[1], **r.to_dict()}
     pretrends = pretrend_placebos(panel, params.baseline_year, seed=params.seed)
 
-    in_batch = own[own["site_id"].isin(set(assigned["site_id"]))]
-    classed = in_batch[in_batch["class"] != "insufficient_data"]
+    batch_rows = own[own["site_id"].isin(set(assigned["site_id"]))]
+    classed = batch_rows[batch_rows["class"] != "insufficient_data"]
     placebo_obs = _site_placebo(ctrl_changes, int((classed["class"] == "brightened").sum()), len(classed),
                                 "this comparison's classified batch sites")
     placebo_claim = None

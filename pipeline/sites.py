@@ -20,6 +20,7 @@ import functools
 import json
 import logging
 import math
+import os
 import re
 from collections.abc import Iterable, Sequence
 from dataclasses import dataclass
@@ -28,6 +29,7 @@ from typing import Any
 
 import geopandas as gpd
 import numpy as np
+import pandas as pd
 import shapely
 from pyproj import CRS, Geod, Transformer
 from pyproj.exceptions import CRSError
@@ -44,11 +46,13 @@ MIN_AREA_DEG2 = 1e-10  # about 1 m2: smaller "polygons" are drawing mistakes, no
 SITE_ID_RE = re.compile(r"^[A-Za-z0-9][A-Za-z0-9._-]{0,79}$")
 SITE_COLUMNS = [
     "site_id", "name", "name_ko", "province", "batch", "location_confidence", "source",
-    "groundbreaking", "inauguration", "radius_m", "center_lon", "center_lat", "from_point",
+    "groundbreaking", "inauguration", "inauguration_by", "radius_m", "center_lon", "center_lat", "from_point",
     "source_file", "geometry",
 ]
 _OPTIONAL_TEXT = ("name", "name_ko", "province", "location_confidence", "source",
-                  "groundbreaking", "inauguration")
+                  "groundbreaking", "inauguration", "inauguration_by")
+DATE_KEYS = ("groundbreaking", "inauguration", "inauguration_by")
+_SITE_DATE_RE = re.compile(r"^(\d{4})-(\d{2})(?:-(\d{2}))?$")
 _OTHER_FORMATS = {".shp": "shapefile", ".kml": "KML file", ".kmz": "KMZ file", ".gpkg": "GeoPackage",
                   ".csv": "CSV file", ".xlsx": "spreadsheet", ".zip": "zip archive", ".gpx": "GPX file"}
 _WGS84_NAMES = {"EPSG:4326", "OGC:CRS84", "CRS84", "WGS84", "OGC:1.3:CRS84"}
@@ -132,12 +136,15 @@ def buffer_metres(geom: BaseGeometry, distance_m: float, center: tuple[float, fl
     return _reproject(inv, metric.buffer(distance_m, quad_segs=16))
 
 
-def read_sites(paths: Iterable[Path | str], default_radius_m: float) -> gpd.GeoDataFrame:
-    """Read site files into one table; raise :class:`SiteFileError` listing every error.
+def read_sites(paths: str | os.PathLike[str] | Iterable[str | os.PathLike[str]],
+               default_radius_m: float = 2000.0) -> gpd.GeoDataFrame:
+    """Read site files (one path or several) into one table; raise :class:`SiteFileError`
+    listing every error.
 
-    Warnings (repairs, reprojection, derived ids) are logged, one line each.
+    Warnings (repairs, reprojection, derived ids) are logged, one line each. ``batch`` is an
+    object column of labels (None without one), so a user may set a label of any kind.
     """
-    paths = [Path(p) for p in paths]
+    paths = [Path(paths)] if isinstance(paths, str | os.PathLike) else [Path(p) for p in paths]
     if not paths:
         raise SiteError("no site files given (and no aoi/*.geojson found); pass --sites PATH")
     rows, problems = _collect(paths, default_radius_m)
@@ -146,7 +153,9 @@ def read_sites(paths: Iterable[Path | str], default_radius_m: float) -> gpd.GeoD
         raise SiteFileError(errors)
     for p in problems:
         log.warning("%s", p)
-    return gpd.GeoDataFrame(rows, columns=SITE_COLUMNS, geometry="geometry", crs="EPSG:4326")
+    out = gpd.GeoDataFrame(rows, columns=SITE_COLUMNS, geometry="geometry", crs="EPSG:4326")
+    out["batch"] = pd.Series(list(out["batch"]), index=out.index, dtype=object)
+    return out
 
 
 def validate_site_files(paths: Iterable[Path | str], default_radius_m: float) -> list[Problem]:
@@ -302,6 +311,9 @@ def _read_feature(
     def err(msg: str) -> tuple[None, list[Problem]]:
         return None, [*problems, Problem(f, label, msg)]
 
+    batch, batch_problem = _batch(props.get("batch"))
+    if batch_problem:
+        problems.append(Problem(f, label, batch_problem, "warning"))
     site_id, id_problem = _site_id(props, path, i)
     if id_problem:
         if id_problem.severity == "error":
@@ -364,7 +376,7 @@ def _read_feature(
     row = {
         "_index": i,
         "site_id": site_id,
-        "batch": _batch(props.get("batch")),
+        "batch": batch,
         "radius_m": radius if from_point or geom.geom_type == "MultiPoint" else math.nan,
         "center_lon": round(center.x, 6),
         "center_lat": round(center.y, 6),
@@ -377,6 +389,11 @@ def _read_feature(
         row[key] = str(value).strip() if value not in (None, "") else None
     if row["name"] is None:
         row["name"] = site_id
+    for key in DATE_KEYS:
+        if row[key] is not None and site_date(row[key]) is None:
+            problems.append(Problem(f, label, f"{key}={row[key][:40]!r} is not a date (YYYY-MM-DD, or YYYY-MM when "
+                                              "only the month is known); ignored", "warning"))
+            row[key] = None
     return row, problems
 
 
@@ -445,12 +462,83 @@ def _declared_center(props: dict[str, Any]) -> Point | None:
     return None
 
 
-def _batch(value: Any) -> int | None:
-    if _is_number(value) and float(value).is_integer():
-        return int(value)
-    if isinstance(value, str) and value.strip().isdigit():
-        return int(value.strip())
-    return None
+def _batch(value: Any) -> tuple[str | None, str | None]:
+    """A batch label and, when the value cannot be one, why (the label is then None)."""
+    if value is None or (isinstance(value, str) and not value.strip()):
+        return None, None
+    if isinstance(value, bool) or not isinstance(value, str | int | float):
+        return None, f"batch must be a label (text or a year), found {_json_kind(value)}; ignored"
+    label = batch_label(value)
+    if label is not None and len(label) > MAX_BATCH_CHARS:
+        return None, f"batch label is {len(label)} characters, more than {MAX_BATCH_CHARS}; ignored"
+    return label, None
+
+
+MAX_BATCH_CHARS = 40
+
+
+def batch_label(value: Any) -> str | None:
+    """The one spelling of a batch label: text with its white space folded; a whole number
+    (``2024``, ``2024.0``, as JSON, YAML, CSV or pandas may give it) as its digits; nothing
+    (None, NaN, blank) as None. A year is a label like any other: nothing parses it."""
+    if value is None or isinstance(value, bool):
+        return None
+    if isinstance(value, float | np.floating):
+        if not math.isfinite(value):
+            return None
+        return str(int(value)) if float(value).is_integer() else str(value)
+    if isinstance(value, int | np.integer):
+        return str(int(value))
+    text = " ".join(str(value).split())
+    return text or None
+
+
+def batch_labels(sites: Any) -> pd.Series:
+    """Each site's batch label (None without one), whatever type the column arrived as."""
+    if "batch" not in sites:
+        return pd.Series([None] * len(sites), index=sites.index, dtype=object)
+    return pd.Series([batch_label(v) for v in sites["batch"]], index=sites.index, dtype=object)
+
+
+def in_batch(sites: Any, label: Any) -> np.ndarray:
+    """Which sites carry the batch ``label`` (compared as labels: ``2024`` and ``"2024"`` agree)."""
+    want = batch_label(label)
+    return (batch_labels(sites) == want).to_numpy(bool) if want is not None else np.zeros(len(sites), bool)
+
+
+def batch_order(labels: Iterable[Any]) -> list[str]:
+    """Distinct labels in reading order: numbers by value (years in time order), then text."""
+
+    def key(label: str) -> tuple[int, float, str]:
+        try:
+            return 0, float(label), label
+        except ValueError:
+            return 1, 0.0, label.casefold()
+
+    return sorted({x for v in labels if (x := batch_label(v)) is not None}, key=key)
+
+
+def site_date(value: Any) -> tuple[pd.Timestamp, pd.Timestamp] | None:
+    """The first and last day a site date can mean: ``2025-01-14`` that day, ``2025-01`` the
+    whole month; None for anything else (the one parser of site dates, so every count agrees)."""
+    if not isinstance(value, str):
+        return None
+    m = _SITE_DATE_RE.match(value.strip())
+    if not m:
+        return None
+    try:
+        first = pd.Timestamp(int(m[1]), int(m[2]), int(m[3] or 1))
+    except ValueError:  # 2026-02-30, month 13
+        return None
+    if not 1900 <= first.year <= 2100:
+        return None
+    return first, (first if m[3] else first + pd.offsets.MonthEnd(0))
+
+
+def inauguration_month(value: Any) -> str | None:
+    """``YYYY-MM`` of an inauguration date (the event study's month), None when not a date."""
+    d = site_date(value)
+    return f"{d[0]:%Y-%m}" if d else None
 
 
 # --------------------------------------------------------------------------- derived geometry

@@ -20,6 +20,7 @@ import pandas as pd
 
 from pipeline.change import count_classes
 from pipeline.claims import DEFAULT_CLAIM, Claim
+from pipeline.sites import batch_labels, batch_order, in_batch, site_date
 
 SYNTHETIC_NOTE = ("SYNTHETIC DEMO DATA: these numbers come from generated rasters, not satellite "
                   "observations. They are no evidence about North Korea.")
@@ -37,30 +38,48 @@ def _date_range(first: pd.Timestamp, last: pd.Timestamp) -> str:
     return f"{first.day} {first:%b %Y} – {last.day} {last:%b %Y}"
 
 
+def _dates(rows: pd.DataFrame, key: str) -> list[tuple[pd.Timestamp, pd.Timestamp]]:
+    return [d for v in rows.get(key, []) if (d := site_date(v)) is not None]
+
+
+def batch_groups(sites: pd.DataFrame) -> list[tuple[str | None, pd.DataFrame]]:
+    """The sites by batch label in batch order, sites without a batch last (label None)."""
+    labels = batch_labels(sites)
+    groups: list[tuple[str | None, pd.DataFrame]] = [(b, sites[(labels == b).to_numpy()])
+                                                     for b in batch_order(labels)]
+    if labels.isna().any():
+        groups.append((None, sites[labels.isna().to_numpy()]))
+    return groups
+
+
 def batch_observability(sites: pd.DataFrame, target_year: int, min_months: int = 1) -> list[dict[str, Any]]:
-    """Per batch: can the target year's data show its sites running?
+    """Per batch (and for the sites without one): can the target year's data show its sites running?
 
     A calendar month of the target year speaks for a batch only when it begins after the
-    batch's last known inauguration (a factory opened on 20 December is not running in
-    December's composite, let alone the year's). ``observable`` when all twelve months do,
-    ``partly observable`` when at least ``min_months`` do (enough for a change), else
-    ``not yet observable``; a batch without any inauguration date is ``unknown`` (or
-    ``not yet observable`` when its groundbreaking is after the target year).
+    batch's last inauguration (a factory opened on 20 December is not running in December's
+    composite, let alone the year's); a month-only date counts as the month's last day, and an
+    ``inauguration_by`` date (opened by then, day unknown) as that day. ``observable`` when all
+    twelve months do, ``partly observable`` when at least ``min_months`` do, else ``not yet
+    observable``; a batch without any date is ``unknown`` (or ``not yet observable`` when its
+    groundbreaking is after the target year). Dates are read by :func:`pipeline.sites.site_date`,
+    the parser every count uses.
     """
     out = []
-    batch = pd.to_numeric(sites["batch"], errors="coerce")
-    for b in sorted(batch.dropna().unique()):
-        rows = sites[batch == b]
+    for b, rows in batch_groups(sites):
         n = len(rows)
-        inaug = pd.to_datetime(rows.get("inauguration", pd.Series(index=rows.index, dtype=object)),
-                               errors="coerce").dropna()
-        ground = pd.to_datetime(rows.get("groundbreaking", pd.Series(index=rows.index, dtype=object)),
-                                errors="coerce").dropna()
-        label = f"Batch {int(b)} ({n} site{'s' if n != 1 else ''}"
-        entry: dict[str, Any] = {"batch": int(b), "n_sites": n, "n_inauguration_known": len(inaug),
+        dated = _dates(rows, "inauguration")
+        by = [d for v, i in zip(rows.get("inauguration_by", pd.Series(index=rows.index, dtype=object)),
+                                rows.get("inauguration", pd.Series(index=rows.index, dtype=object)), strict=True)
+              if site_date(i) is None and (d := site_date(v)) is not None]
+        ground = _dates(rows, "groundbreaking")
+        name = f"Batch {b}" if b is not None else "Sites without a batch"
+        label = f"{name} ({n} site{'s' if n != 1 else ''}"
+        entry: dict[str, Any] = {"batch": b, "n_sites": n, "n_inauguration_known": len(dated),
+                                 "n_inauguration_by": len(by), "n_inauguration_unknown": n - len(dated) - len(by),
                                  "inauguration_first": None, "inauguration_last": None, "target_year": target_year}
-        if len(inaug):
-            first, last = inaug.min(), inaug.max()
+        if dated or by:
+            first = min(d[0] for d in dated) if dated else None
+            last = max(d[1] for d in dated + by)
             if last.year < target_year:
                 months = MONTHS
             elif last.year == target_year:
@@ -69,19 +88,26 @@ def batch_observability(sites: pd.DataFrame, target_year: int, min_months: int =
                 months = 0
             status = ("observable" if months == MONTHS else "partly observable" if months >= min_months
                       else "not yet observable")
-            unknown = f"; {n - len(inaug)} without a date" if len(inaug) < n else ""
-            label += f", inaugurated {_date_range(first, last)}{unknown})"
+            extra = []
+            if by:
+                extra.append(f"{len(by)} only known to be by {_date_range(*(2 * [max(d[1] for d in by)]))}")
+            if n - len(dated) - len(by):
+                extra.append(f"{n - len(dated) - len(by)} without a date")
+            span = _date_range(first, max(d[1] for d in dated)) if dated else "dates unknown"
+            label += f", inaugurated {span}{'; ' + '; '.join(extra) if extra else ''})"
             why = {"observable": f"all {MONTHS} months of {target_year} fall after the last inauguration, so "
                                  f"{target_year} data can show these factories running all year",
                    "partly observable": f"only {months} of {MONTHS} months of {target_year} fall after the last "
-                                        "inauguration, so the year mixes months before and after opening",
+                                        f"inauguration ({last.day} {last:%b %Y}), so the year mixes months before "
+                                        "and after opening",
                    "not yet observable": f"{months} of {MONTHS} months of {target_year} fall after the last "
-                                         f"inauguration, so {target_year} data cannot show these factories "
-                                         "running"}[status]
-            entry |= {"inauguration_first": first.date().isoformat(), "inauguration_last": last.date().isoformat()}
-        elif len(ground) and ground.min().year > target_year:
+                                         f"inauguration ({last.day} {last:%b %Y}), so {target_year} data cannot "
+                                         "show these factories running"}[status]
+            entry |= {"inauguration_first": first.date().isoformat() if first is not None else None,
+                      "inauguration_last": last.date().isoformat()}
+        elif ground and min(d[0] for d in ground).year > target_year:
             months, status = 0, "not yet observable"
-            label += f", groundbreaking from {ground.min():%b %Y})"
+            label += f", groundbreaking from {min(d[0] for d in ground):%b %Y})"
             why = f"building began after {target_year}, so {target_year} data cannot show these factories running"
         else:
             months, status = None, "unknown"
@@ -95,8 +121,8 @@ def batch_observability(sites: pd.DataFrame, target_year: int, min_months: int =
 
 def claim_sites(changes: pd.DataFrame, sites: pd.DataFrame, claim: Claim = DEFAULT_CLAIM) -> pd.DataFrame:
     """The rows of ``changes`` for the claim's batch."""
-    batch = pd.to_numeric(sites.set_index("site_id")["batch"], errors="coerce")
-    return changes[changes["site_id"].map(batch) == claim.batch]
+    chosen = set(sites.loc[in_batch(sites, claim.batch), "site_id"])
+    return changes[changes["site_id"].isin(chosen)]
 
 
 def judge_claim(classes: pd.Series, claim: Claim = DEFAULT_CLAIM,
@@ -148,6 +174,7 @@ def make_verdict(changes: pd.DataFrame, sites: pd.DataFrame, params: dict[str, A
         "claim": claim.to_dict(),
         "claim_text": claim.text,
         "claim_sites": judged,
+        "claim_site_ids": list(claim_rows["site_id"]),
         "agrees_with_claim": judged["agrees_with_claim"],
         "claim_status": judged["status"],
         "batches": batch_observability(sites, int(params["target_year"]), int(params.get("min_matched_months", 1))),

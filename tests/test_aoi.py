@@ -23,7 +23,7 @@ def test_every_shipped_site_file_validates_without_warnings():
     assert validate_site_files(FILES, 2000.0) == []
     sites = read_sites(FILES, 2000.0)
     assert sites["site_id"].is_unique
-    assert sites.groupby("batch").size().to_dict() == {2024: 20, 2025: 20, 2026: 12}
+    assert sites.groupby("batch").size().to_dict() == {"2024": 20, "2025": 20, "2026": 12}
 
 
 @pytest.mark.parametrize("name", ["sites_2025.geojson", "sites_2026.geojson"])

@@ -38,7 +38,7 @@ def tables(classes_by_batch: dict[int, list[str]]) -> tuple[pd.DataFrame, pd.Dat
     """A change table and a site table with planted classes per batch."""
     rows = [(f"b{batch}-{i:02d}", batch, cls) for batch, classes in classes_by_batch.items()
             for i, cls in enumerate(classes)]
-    sites = pd.DataFrame({"site_id": [r[0] for r in rows], "batch": [r[1] for r in rows]})
+    sites = pd.DataFrame({"site_id": [r[0] for r in rows], "batch": pd.Series([r[1] for r in rows], dtype=object)})
     changes = pd.DataFrame({"site_id": [r[0] for r in rows], "class": [r[2] for r in rows]})
     return changes, sites
 
@@ -55,7 +55,7 @@ def test_shipped_file_is_the_default_claim():
     path = default_claim_path()
     assert path == REPO / "claims" / "joongang-2026-02-03.yaml"  # found next to the package from a scratch cwd
     assert load_claim(path) == DEFAULT_CLAIM == default_claim()
-    assert (DEFAULT_CLAIM.batch, DEFAULT_CLAIM.years, DEFAULT_CLAIM.n_sites) == (2024, (2024, 2025), 20)
+    assert (DEFAULT_CLAIM.batch, DEFAULT_CLAIM.years, DEFAULT_CLAIM.n_sites) == ("2024", (2024, 2025), 20)
     assert (DEFAULT_CLAIM.brightened, DEFAULT_CLAIM.similar_or_dimmer) == (5, 15)
 
 
@@ -143,7 +143,7 @@ def test_claim_about_another_batch_that_holds():
     v = verdict_for(changes, sites, claim_about(2025, 6, 3))
     assert v["agrees_with_claim"] is True and v["claim_status"] == "agrees"
     assert v["claim_sites"]["counts"]["brightened"] == 3 and v["claim_sites"]["n_sites"] == 6
-    assert v["claim"]["batch"] == 2025 and v["claim"]["similar_or_dimmer"] == 3
+    assert v["claim"]["batch"] == "2025" and v["claim"]["similar_or_dimmer"] == 3
     assert v["counts"]["brightened"] == 5  # all sites, both batches
     assert "batch-2025 sites: 3 brightened" in headline(v) and "Claim (3 brightened, 3 similar or dimmer)" in headline(v)
 
@@ -226,11 +226,12 @@ def test_a_batch_inaugurated_in_december_is_not_yet_observable_that_year():
         "inauguration": ["2024-12-20", "2025-02-07", "2025-12-15", "2025-12-29", None, None],
         "groundbreaking": [None, None, "2025-03-01", None, "2026-01-10", None],
     })
-    by = {b["batch"]: b for b in batch_observability(sites, 2025, min_months=3)}
+    by = {int(b["batch"]): b for b in batch_observability(sites, 2025, min_months=3)}
     assert by[2025]["status"] == "not yet observable" and by[2025]["observable_months"] == 0
     assert (by[2025]["inauguration_first"], by[2025]["inauguration_last"]) == ("2025-12-15", "2025-12-29")
     assert by[2025]["note"] == ("Batch 2025 (2 sites, inaugurated 15–29 Dec 2025): not yet observable in 2025; 0 of "
-                                "12 months of 2025 fall after the last inauguration, so 2025 data cannot show these "
+                                "12 months of 2025 fall after the last inauguration (29 Dec 2025), so 2025 data "
+                                "cannot show these "
                                 "factories running.")
     # opened by 7 Feb: March to December (10 months) show them running
     assert (by[2024]["status"], by[2024]["observable_months"]) == ("partly observable", 10)
@@ -238,7 +239,7 @@ def test_a_batch_inaugurated_in_december_is_not_yet_observable_that_year():
     assert by[2026]["status"] == "not yet observable" and "groundbreaking from Jan 2026" in by[2026]["note"]
     assert by[2027]["status"] == "unknown" and by[2027]["observable_months"] is None
     # a year later, the December batch is observable all year
-    later = {b["batch"]: b for b in batch_observability(sites, 2026)}
+    later = {int(b["batch"]): b for b in batch_observability(sites, 2026)}
     assert (later[2025]["status"], later[2025]["observable_months"]) == ("observable", 12)
 
 
@@ -248,7 +249,7 @@ def test_verdict_lists_every_batch_and_the_report_says_so():
     changes, sites = tables({2024: ["brightened"] * 2, 2025: ["unchanged"] * 3})
     sites["inauguration"] = ["2024-06-01", "2024-07-01", "2025-12-15", "2025-12-20", "2025-12-29"]
     v = verdict_for(changes, sites, claim_about(2025, 3, 0))
-    assert [b["batch"] for b in v["batches"]] == [2024, 2025]
+    assert [b["batch"] for b in v["batches"]] == ["2024", "2025"]
     lines = observability_sentences(v)
     assert lines[0].startswith("Batch 2024 (2 sites, inaugurated 1 Jun 2024 – 1 Jul 2024): observable in 2025")
     assert "Batch 2025 (3 sites, inaugurated 15–29 Dec 2025): not yet observable in 2025" in lines[1]

@@ -139,11 +139,15 @@ def test_verdict_chart_shows_missing_and_other_batch_sites(run, tmp_path):
     for col in ("change_pct", "ci_low", "ci_high", "log_ratio", "log_ci_low", "log_ci_high"):
         changes.loc[gone, col] = float("nan")
     changes.loc[gone, "class"] = "insufficient_data"
-    changes.loc[changes.index[1], "batch"] = 2025
+    moved = changes.loc[changes.index[1], "site_id"]
+    verdict = {**results.verdict, "claim_site_ids": [s for s in results.verdict["claim_site_ids"] if s != moved]}
     style = Style(formats=("svg",), dpi=100)
     with styled(style):
-        save(verdict_figure(changes, results.verdict, style), tmp_path / "v", style, results.verdict, "t")
+        fig = verdict_figure(changes, verdict, style)
+        # two panels: the claim's sites, then the other one with its own heading and count
+        assert len(fig.axes) == 2
+        assert [t.get_text() for t in fig.axes[1].get_yticklabels()] == [changes.loc[changes.index[1], "name"]]
+        save(fig, tmp_path / "v", style, verdict, "t")
     svg = (tmp_path / "v.svg").read_text(encoding="utf-8")
-    assert "insufficient data (1)" in svg and ">insufficient data<" in svg
-    assert f"{changes.loc[changes.index[1], 'name']} *" in svg
-    assert "* not in the claim's batch 2024" in svg
+    assert ">insufficient data<" in svg
+    assert "Other sites, not in the claim’s batch 2024 (1): 1 " in svg.replace("&#8217;", "’").replace("'", "’")

@@ -37,7 +37,7 @@ def test_counts_only_the_claims_batch():
     assert v["claim_sites"]["counts"] == {"brightened": 1, "unchanged": 2, "dimmed": 1, "insufficient_data": 0}
     assert v["counts"]["brightened"] == 3  # all sites
     assert v["agrees_with_claim"] is True and v["claim_status"] == "agrees"
-    assert v["claim"]["batch"] == 2024 and v["claim"]["n_sites"] == 4
+    assert v["claim"]["batch"] == "2024" and v["claim"]["n_sites"] == 4
 
 
 def test_disagreement_names_the_counts():

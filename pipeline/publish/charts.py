@@ -36,6 +36,7 @@ from pipeline.publish.style import (
     Style,
     finish,
 )
+from pipeline.sites import in_batch
 
 PCT_TICKS = (-90, -75, -50, -25, 0, 25, 50, 100, 200, 400, 900)
 OUTLINE = [patheffects.withStroke(linewidth=2.2, foreground="white")]
@@ -77,18 +78,59 @@ def class_handles(style: Style, counts: dict[str, int] | None = None) -> list[Li
 
 
 def verdict_figure(changes: pd.DataFrame, verdict: dict[str, Any], style: Style) -> plt.Figure:
-    """Dot-and-whisker of each site's change (log scale, % labels), threshold band, claim counts."""
-    df = ordered(changes).iloc[::-1].reset_index(drop=True)  # largest change at the top
+    """Dot-and-whisker of each site's change (log scale, % labels), threshold band, claim counts.
+
+    The claim's batch gets the top panel, every other site (other batches, no batch) the one
+    below, so the title's counts and the top panel's legend speak of the same sites; the
+    lower panel's heading counts its own."""
     thr = float(verdict["parameters"]["threshold"])
-    n = len(df)
-    fig, ax = plt.subplots(figsize=(style.width_in, 0.14 * n * style.base_size / 7 + 1.5))
+    mine = set(verdict.get("claim_site_ids") or _claim_ids(changes, verdict))
+    parts = [p for p in (changes[changes["site_id"].isin(mine)], changes[~changes["site_id"].isin(mine)]) if len(p)]
+    parts = [ordered(p).iloc[::-1].reset_index(drop=True) for p in parts]  # largest change at the top
+    rows = [len(p) for p in parts]
+    gap = 0.55 if len(parts) > 1 else 0.0  # inches for the second panel's heading
+    height = 0.14 * sum(rows) * style.base_size / 7 + 1.5 + gap
+    fig, axes = plt.subplots(len(parts), 1, figsize=(style.width_in, height), sharex=True, squeeze=False,
+                             gridspec_kw={"height_ratios": [max(r, 1) + 0.6 for r in rows]})
+    axs = list(axes[:, 0])
+    finite = changes["log_ratio"].notna()
+    lo = np.nanmin(changes["log_ci_low"].where(finite, np.nan).to_numpy(dtype=float), initial=-thr)
+    hi = np.nanmax(changes["log_ci_high"].where(finite, np.nan).to_numpy(dtype=float), initial=thr)
+    pad = 0.08 * (hi - lo)
+    for ax, df in zip(axs, parts, strict=True):
+        _site_dots(ax, df, thr, style)
+    axs[0].set_xlim(min(lo, -thr) - pad, max(hi, thr) + pad)
+    xmin, xmax = axs[0].get_xlim()
+    ticks = [p for p in PCT_TICKS if xmin <= np.log1p(p / 100) <= xmax]
+    axs[-1].set_xticks([np.log1p(p / 100) for p in ticks], [_pct(p) for p in ticks])
+    axs[-1].set_xlabel(style.label("change_axis", b=verdict["baseline_year"], t=verdict["target_year"]) +
+                       style.label("log_note"))
+    cs, claim = verdict["claim_sites"], verdict["claim"]
+    name = style.batch_name(claim["batch"])
+    if mine & set(changes["site_id"]):
+        axs[0].set_title(style.label("counts_title", label=style.label("batch_label", name=name),
+                                     up=cs["counts"]["brightened"], rest=cs["similar_or_dimmer"],
+                                     k=claim["brightened"], rest_k=claim["similar_or_dimmer"]), weight="bold")
+    if len(parts) > 1 or not mine & set(changes["site_id"]):
+        other = parts[-1]
+        counts = {k: int(v) for k, v in other["class"].value_counts().items()}
+        axs[-1].set_title(style.label("other_title", n=len(other), name=name,
+                                      counts=", ".join(f"{counts[c]} {style.label(c)}" for c in CLASS_ORDER
+                                                       if counts.get(c))),
+                          fontsize=style.base_size, loc="left")
+    # the legend names the classes drawn; the counts are in the panel titles (one count, one place)
+    present = set(changes["class"])
+    handles = [h for c, h in zip(CLASS_ORDER, class_handles(style), strict=True) if c in present]
+    handles.append(Patch(fc=BAND_COLOR, ec="none", label=style.label("threshold_band", pct=_band_pct(thr))))
+    fig.legend(handles=handles, ncol=style.legend_columns(len(handles)), handletextpad=0.3,
+               columnspacing=1.0)
+    return finish(fig, verdict, style)
+
+
+def _site_dots(ax: plt.Axes, df: pd.DataFrame, thr: float, style: Style) -> None:
+    """One row per site: its change, interval and class marker over the threshold band."""
     ax.axvspan(-thr, thr, color=BAND_COLOR, zorder=0, lw=0)
     ax.axvline(0, color="black", lw=0.6, zorder=1)
-    finite = df["log_ratio"].notna()
-    lo = np.nanmin(df["log_ci_low"].where(finite, np.nan).to_numpy(dtype=float), initial=-thr)
-    hi = np.nanmax(df["log_ci_high"].where(finite, np.nan).to_numpy(dtype=float), initial=thr)
-    pad = 0.08 * (hi - lo)
-    ax.set_xlim(min(lo, -thr) - pad, max(hi, thr) + pad)
     for i, r in df.iterrows():
         c = r["class"]
         if pd.notna(r["log_ratio"]):
@@ -97,46 +139,25 @@ def verdict_figure(changes: pd.DataFrame, verdict: dict[str, Any], style: Style)
             ax.plot(r["log_ratio"], i, ls="none", marker=CLASS_MARKERS[c], mfc=CLASS_COLORS[c], mec="black",
                     mew=0.5, ms=style.scale(5), zorder=3)
         else:
-            ax.plot(0, i, ls="none", marker=CLASS_MARKERS[c], mfc=CLASS_COLORS[c], mec="black", mew=0.5, ms=style.scale(4))
+            ax.plot(0, i, ls="none", marker=CLASS_MARKERS[c], mfc=CLASS_COLORS[c], mec="black", mew=0.5,
+                    ms=style.scale(4))
             ax.annotate(style.label("insufficient_short"), (0, i), xytext=(6, 0), textcoords="offset points",
                         va="center", fontsize=style.small_size, color="#444444")
-    batch = verdict["claim"]["batch"]
-    other = _non_claim(df, verdict)
-    labels = [site_label(r, style) + (" *" if r["site_id"] in other else "") for _, r in df.iterrows()]
-    ax.set_yticks(range(n), labels)
-    ax.set_ylim(-0.7, n - 0.3)
+    ax.set_yticks(range(len(df)), [site_label(r, style) for _, r in df.iterrows()])
+    ax.set_ylim(-0.7, len(df) - 0.3)
     ax.tick_params(axis="y", length=0)
     ax.spines["left"].set_visible(False)
-    xmin, xmax = ax.get_xlim()
-    ticks = [p for p in PCT_TICKS if xmin <= np.log1p(p / 100) <= xmax]
-    ax.set_xticks([np.log1p(p / 100) for p in ticks], [_pct(p) for p in ticks])
-    ax.set_xlabel(style.label("change_axis", b=verdict["baseline_year"], t=verdict["target_year"]) +
-                  style.label("log_note"))
-    cs = verdict["claim_sites"]
-    claim = verdict["claim"]
-    ax.set_title(style.label("counts_title", label=style.label("batch_label", batch=batch),
-                             up=cs["counts"]["brightened"], rest=cs["similar_or_dimmer"], k=claim["brightened"],
-                             rest_k=claim["similar_or_dimmer"]), weight="bold")
-    counts = {k: int(v) for k, v in df["class"].value_counts().items()}
-    handles = [*class_handles(style, counts),
-               Patch(fc=BAND_COLOR, ec="none", label=style.label("threshold_band", pct=_band_pct(thr)))]
-    fig.legend(handles=handles, ncol=style.legend_columns(len(handles)), handletextpad=0.3,
-               columnspacing=1.0)
-    if other:
-        ax.annotate(style.label("not_claim", batch=batch), (1, 1), xycoords="axes fraction", ha="right",
-                    va="bottom", fontsize=style.small_size)
-    return finish(fig, verdict, style)
 
 
 def _band_pct(thr: float) -> str:
     return f"{100 * np.expm1(-thr):.0f}% / +{100 * np.expm1(thr):.0f}%"
 
 
-def _non_claim(df: pd.DataFrame, verdict: dict[str, Any]) -> set[str]:
-    batch = verdict["claim"]["batch"]
+def _claim_ids(df: pd.DataFrame, verdict: dict[str, Any]) -> set[str]:
+    """The claim's sites when the verdict does not list them (older output folders)."""
     if "batch" not in df:
         return set()
-    return set(df.loc[pd.to_numeric(df["batch"], errors="coerce") != batch, "site_id"])
+    return set(df.loc[in_batch(df, verdict["claim"]["batch"]), "site_id"])
 
 
 # --------------------------------------------------------------------------- 2. small multiples

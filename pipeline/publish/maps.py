@@ -37,9 +37,11 @@ from pipeline.publish.style import (
     CLASS_ORDER,
     DIVERGING,
     INVALID_HATCH_COLOR,
+    NO_BATCH_MARKER,
     Style,
     finish,
 )
+from pipeline.sites import batch_labels, batch_order
 
 
 def _norm(arrays: Sequence[np.ndarray]) -> LogNorm:
@@ -100,34 +102,46 @@ def draw_borders(ax: plt.Axes, b: Boundaries, style: Style, zorder: float = 2) -
                                              joinstyle="round"), autolim=False)
 
 
-def batch_markers(sites: pd.DataFrame) -> dict[int, str]:
-    """A marker per batch, in batch order (the same in the map and the county map)."""
-    batches = sorted({int(x) for x in pd.to_numeric(sites["batch"], errors="coerce").dropna()})
-    return {b: BATCH_MARKERS[i % len(BATCH_MARKERS)] for i, b in enumerate(batches)}
+def batch_markers(sites: pd.DataFrame) -> dict[str | None, str]:
+    """A marker per batch label, in batch order (the same in the map and the county map); sites
+    without a batch (None) get the plain circle."""
+    labels = batch_labels(sites)
+    markers: dict[str | None, str] = {b: BATCH_MARKERS[i % len(BATCH_MARKERS)]
+                                      for i, b in enumerate(batch_order(labels))}
+    if labels.isna().any():
+        markers[None] = NO_BATCH_MARKER
+    return markers
 
 
 def _site_frame(sites: pd.DataFrame, changes: pd.DataFrame) -> pd.DataFrame:
     cls = changes.set_index("site_id")["class"]
     return pd.DataFrame(sites.drop(columns="geometry", errors="ignore")).assign(
         klass=sites["site_id"].map(cls).astype(object).fillna("insufficient_data").to_numpy(),
-        batch_int=pd.to_numeric(sites["batch"], errors="coerce").to_numpy())
+        batch_label=batch_labels(sites).to_numpy())
 
 
-def _plot_sites(ax: plt.Axes, df: pd.DataFrame, markers: dict[int, str], ms: float, by_class: bool = True) -> None:
+def _plot_sites(ax: plt.Axes, df: pd.DataFrame, markers: dict[str | None, str], ms: float,
+                by_class: bool = True) -> None:
     for b, m in markers.items():
-        d = df[df["batch_int"] == b]
+        d = df[_of_batch(df, b)]
         for c in CLASS_ORDER:
             dc = d[d["klass"] == c] if by_class else d
             if len(dc):
                 ax.plot(dc["center_lon"], dc["center_lat"], ls="none", marker=m, mec="black", mew=0.6, ms=ms,
-                        mfc=CLASS_COLORS[c] if by_class else "white", zorder=5, gid=f"sites-{b}")
+                        mfc=CLASS_COLORS[c] if by_class else "white", zorder=5,
+                        gid=f"sites-{'none' if b is None else b}")
             if not by_class:
                 break
 
 
-def _batch_handles(df: pd.DataFrame, markers: dict[int, str], style: Style) -> list[Line2D]:
+def _of_batch(df: pd.DataFrame, label: str | None) -> np.ndarray:
+    labels = df["batch_label"]
+    return (labels.isna() if label is None else labels == label).to_numpy(bool)
+
+
+def _batch_handles(df: pd.DataFrame, markers: dict[str | None, str], style: Style) -> list[Line2D]:
     return [Line2D([], [], ls="none", marker=m, mfc="#DDDDDD", mec="black", mew=0.5, ms=style.scale(5),
-                   label=style.label("batch_n", batch=b, n=int((df["batch_int"] == b).sum())))
+                   label=style.label("batch_n", name=style.batch_name(b), n=int(_of_batch(df, b).sum())))
             for b, m in markers.items()]
 
 
@@ -154,7 +168,9 @@ def map_figure(comp: Composite, sites: pd.DataFrame, changes: pd.DataFrame, verd
 
 def _numbers(df: pd.DataFrame, numbered: Sequence[int]) -> dict[int, int]:
     """Key numbers: by batch, then north to south."""
-    order = sorted(numbered, key=lambda i: (df["batch_int"].iat[i], -df["center_lat"].iat[i], i))
+    rank = {b: k for k, b in enumerate(batch_order(df["batch_label"]))}
+    order = sorted(numbered, key=lambda i: (rank.get(df["batch_label"].iat[i], len(rank)),
+                                            -df["center_lat"].iat[i], i))
     return {i: k + 1 for k, i in enumerate(order)}
 
 
@@ -201,7 +217,7 @@ def _map_base(comp: Composite, df: pd.DataFrame, verdict: dict[str, Any], style:
     if borders is not None:
         handles.append(Line2D([], [], color=BORDER_COLORS["province"], lw=0.8, label=style.label("borders")))
     if key:
-        entries = [Line2D([], [], ls="none", marker=markers.get(int(df["batch_int"].iat[i]), "o"),
+        entries = [Line2D([], [], ls="none", marker=markers.get(df["batch_label"].iat[i], NO_BATCH_MARKER),
                           mfc=CLASS_COLORS[df["klass"].iat[i]], mec="black", mew=0.4, ms=style.scale(3.5),
                           label=text) for i, text in key]
         # legends fill column by column, so the numbers run down each column

@@ -51,7 +51,9 @@ BASELINE_SHADE = "#DDDDDD"
 TARGET_SHADE = "#FBE3D1"
 INVALID_HATCH_COLOR = "#999999"
 # Batches on maps: one marker each, in batch order (class is the colour there); none is a class marker.
-BATCH_MARKERS = ("o", "s", "D", "p", "h", "P", "X", "*")
+# Sites without a batch get the plain circle, which no batch uses.
+BATCH_MARKERS = ("s", "D", "p", "h", "P", "X", "*", "d")
+NO_BATCH_MARKER = "o"
 BORDER_COLORS = {"country": "#000000", "province": "#555555", "county": "#9A9A9A"}
 # Paul Tol's diverging "BuRd" (blue: dimmer, red: brighter), for the county change
 DIVERGING = ("#2166AC", "#4393C3", "#92C5DE", "#D1E5F0", "#F7F7F7", "#FDDBC7", "#F4A582", "#D6604D", "#B2182B")
@@ -71,11 +73,13 @@ LABELS: dict[str, dict[str, str]] = {
         "lon": "Longitude (°E)", "lat": "Latitude (°N)", "before_after": "Mean of valid months, {b} and {t}",
         "variants": "Method variants", "n_brightened": "Sites brightened (of {n})", "headline": "this run",
         "robust_title": "Brightened count over {n} method variants", "by_choice": "Range over the other choices",
-        "batch_label": "batch-{batch} sites", "insufficient_short": "insufficient data",
+        "batch_label": "{name} sites", "insufficient_short": "insufficient data",
         "synthetic": "SYNTHETIC DATA", "synthetic_note": "SYNTHETIC DEMO DATA: not evidence about North Korea",
         "months": "months", "log_note": " (log scale; bars: 95% interval)", "site": "site",
-        "ring": "background ring", "dot_median": " (dot: median)", "not_claim": "* not in the claim's batch {batch}",
-        "batch_n": "batch {batch} ({n})", "borders": "country, province, county borders",
+        "ring": "background ring", "dot_median": " (dot: median)",
+        "batch_n": "{name} ({n})", "batch_year": "batch {batch}", "batch_text": "batch “{batch}”",
+        "batch_none": "no batch", "other_sites": "other sites",
+        "other_title": "Other sites, not in the claim's {name} ({n}): {counts}", "borders": "country, province, county borders",
         "county_title": "Change in light by county, {b} to {t}",
         "county_axis": "Change of county mean radiance, {b} to {t} (valid months in both years)",
         "no_county_data": "no matched valid month",
@@ -101,11 +105,13 @@ LABELS: dict[str, dict[str, str]] = {
         "lon": "경도 (°E)", "lat": "위도 (°N)", "before_after": "{b}년과 {t}년 유효 월 평균",
         "variants": "방법 변형 수", "n_brightened": "밝아진 지점 수 ({n}곳 중)", "headline": "이번 분석",
         "robust_title": "방법 변형 {n}가지에 따른 밝아진 지점 수", "by_choice": "다른 선택에 대한 범위",
-        "batch_label": "{batch}년 지정 지점", "insufficient_short": "자료 부족",
+        "batch_label": "{name} 지점", "insufficient_short": "자료 부족",
         "synthetic": "SYNTHETIC DATA 합성 데이터", "synthetic_note": "합성 데모 데이터 (SYNTHETIC): 북한에 대한 증거가 아님",
         "months": "월", "log_note": " (로그 눈금, 막대: 95% 구간)", "site": "지점", "ring": "주변 고리 (배경)",
-        "dot_median": " (점: 중앙값)", "not_claim": "* 주장의 {batch}년 지정 지점이 아님",
-        "batch_n": "{batch}년 지정 ({n})", "borders": "국경, 도, 군 경계",
+        "dot_median": " (점: 중앙값)",
+        "batch_n": "{name} ({n})", "batch_year": "{batch}년 지정", "batch_text": "‘{batch}’ 묶음",
+        "batch_none": "묶음 없음", "other_sites": "다른 지점",
+        "other_title": "주장의 {name} 밖의 다른 지점 ({n}곳): {counts}", "borders": "국경, 도, 군 경계",
         "county_title": "군별 야간 조도 변화, {b}년 대비 {t}년",
         "county_axis": "군 평균 복사휘도 변화, {b}년 대비 {t}년 (두 해 모두 유효한 월)",
         "no_county_data": "대응 유효 월 없음",
@@ -164,6 +170,14 @@ class Style:
 
     def label(self, key: str, **kw: Any) -> str:
         return LABELS[self.lang][key].format(**kw)
+
+    def batch_name(self, label: str | None) -> str:
+        """A batch label in words: 'batch 2024' / '2024년 지정', 'batch “pilot”', 'no batch'.
+        (Only the wording looks at whether the label is a year; no analysis does.)"""
+        if label is None:
+            return self.label("batch_none")
+        return self.label("batch_year" if str(label).isdigit() and len(str(label)) == 4 else "batch_text",
+                          batch=label)
 
     def legend_columns(self, n: int) -> int:
         """As many legend columns as fit the width (about 30 mm each on paper)."""

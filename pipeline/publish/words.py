@@ -118,6 +118,17 @@ def chart_name(name: str, lang: str) -> str:
     return CHART_NAMES.get(lang, {}).get(name) or name.replace("_", " ").capitalize()
 
 
+def batch_name(label: Any, lang: str) -> str:
+    """A batch label in words: 'batch 2024' / '2024년 지정', 'batch “pilot”' / '‘pilot’ 묶음'.
+    Only the wording looks at whether the label is a year."""
+    if label is None or (isinstance(label, float) and label != label):
+        return "묶음 없음" if lang == "ko" else "no batch"
+    text = str(label)
+    if len(text) == 4 and text.isdigit():
+        return f"{text}년 지정" if lang == "ko" else f"batch {text}"
+    return f"‘{text}’ 묶음" if lang == "ko" else f"batch “{text}”"
+
+
 def class_word(value: Any, lang: str) -> str:
     key = str(value)
     return words(lang).get(key, key.replace("_", " "))
@@ -131,7 +142,7 @@ def headline(v: dict[str, Any], lang: str) -> str:
         return english(v)
     c, claim = v["claim_sites"]["counts"], v["claim"]
     prefix = "[합성 데모] " if v["data_kind"] == "synthetic" else ""
-    return (f"{prefix}{v['baseline_year']}년 대비 {v['target_year']}년, {claim['batch']}년 지정 지점: 밝아짐 "
+    return (f"{prefix}{v['baseline_year']}년 대비 {v['target_year']}년, {batch_name(claim['batch'], 'ko')} 지점: 밝아짐 "
             f"{c['brightened']}곳, 변화 없음 {c['unchanged']}곳, 어두워짐 {c['dimmed']}곳, 자료 부족 "
             f"{c['insufficient_data']}곳. 주장(밝아짐 {claim['brightened']}곳, 비슷하거나 어두워짐 "
             f"{claim['similar_or_dimmer']}곳)에 대한 판정: {status(v, lang)}.")
@@ -154,7 +165,7 @@ def status(v: dict[str, Any], lang: str) -> str:
     if (claim.get("baseline_year"), claim.get("target_year")) != (v["baseline_year"], v["target_year"]):
         return (f"판정하지 않음 (주장은 {claim.get('baseline_year')}년과 {claim.get('target_year')}년을 비교하는데, "
                 f"이번 분석은 {v['baseline_year']}년과 {v['target_year']}년을 비교함)")
-    return (f"판정하지 않음 (이번 분석에 {claim['batch']}년 지정 지점이 {c['n_sites']}곳 있으나 주장은 "
+    return (f"판정하지 않음 (이번 분석에 {batch_name(claim['batch'], 'ko')} 지점이 {c['n_sites']}곳 있으나 주장은 "
             f"{claim['n_sites']}곳에 관한 것)")
 
 
@@ -269,7 +280,7 @@ def observability_sentences(v: dict[str, Any], lang: str) -> list[str]:
     for b in v.get("batches", []):
         t, m = b.get("target_year", v["target_year"]), b.get("observable_months")
         when = _ko_date_range(b.get("inauguration_first"), b.get("inauguration_last"))
-        head = f"{b['batch']}년 지정 {b['n_sites']}곳" + (f"(준공 {when})" if when else "")
+        head = f"{batch_name(b['batch'], 'ko')} {b['n_sites']}곳" + (f"(준공 {when})" if when else "")
         if b["status"] == "observable":
             out.append(f"{head}: {t}년 12개월 모두 마지막 준공 이후라 {t}년 자료로 공장 가동 여부를 볼 수 있다.")
         elif b["status"] == "partly observable":
