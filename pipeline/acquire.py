@@ -70,13 +70,11 @@ def is_synthetic(rasters: Sequence[MonthlyRaster]) -> bool:
 
 
 def acquire(requested: str, sites: Any, params: Params, years: Sequence[int], *, rasters_dir: Path | None,
-            data_dir: Path, progress: bool = True, required: Sequence[int] = (),
-            units_file: Path | None = None, treated_units: Sequence[str] = ()) -> Acquired:
-    """The monthly rasters of ``years`` for ``sites``: built (demo), found (local) or downloaded.
+            data_dir: Path, progress: bool = True, required: Sequence[int] = ()) -> Acquired:
+    """The monthly rasters of ``years`` for ``sites``: read from the demo world, found (local) or
+    downloaded (the sites give the download area).
 
     ``required`` years must have data, else a :class:`SourceError` says what the folder holds.
-    ``units_file`` and ``treated_units`` (the county comparison) make the demo plant its
-    comparison effects (:mod:`pipeline.demo`); other sources ignore them.
     """
     source = resolve_source(requested, rasters_dir)
     if rasters_dir is not None and source != "local":
@@ -89,8 +87,7 @@ def acquire(requested: str, sites: Any, params: Params, years: Sequence[int], *,
         why = "no data credentials configured, so this run uses" if requested == "auto" else "this run uses"
         log.warning("SYNTHETIC DEMO DATA: %s generated rasters; its results are no evidence about North Korea "
                     "(see README 'Real data').", why)
-        folder = demo_folder(data_dir, sites, years, params.target_year, progress=progress,
-                             units_file=units_file, treated_units=treated_units)
+        folder = demo_folder(data_dir, years, progress=progress)
     elif source == "local":
         if rasters_dir is None:
             raise ConfigError("--source local needs --rasters DIR (the folder of monthly rasters)")
@@ -154,17 +151,10 @@ def _other_product(source: str, product: str, folder: Path, data_dir: Path, eog_
     return other, found
 
 
-def demo_folder(data_dir: Path, sites: Any, years: Sequence[int], target_year: int, progress: bool = True,
-                units_file: Path | None = None, treated_units: Sequence[str] = ()) -> Path:
-    """The synthetic demo for these sites and years, generated once under ``<data_dir>/demo``."""
-    from pipeline.demo import DemoSpec, build_demo
+def demo_folder(data_dir: Path, years: Sequence[int], progress: bool = True) -> Path:
+    """The synthetic demo world's folder under ``<data_dir>/demo``, with the months of ``years``
+    generated (once; later runs add the months they need). The same world whatever the run's sites,
+    claim or flags (:func:`pipeline.demo.load_world`)."""
+    from pipeline.demo import build_demo, load_world
 
-    extra: dict[str, Any] = {}
-    if units_file is not None:
-        inaug = [(str(r.site_id), str(r.inauguration)[:7]) for r in sites.itertuples()
-                 if isinstance(getattr(r, "inauguration", None), str) and len(r.inauguration) >= 7]
-        extra = {"comparison": True, "units_file": str(units_file), "treated_units": tuple(sorted(treated_units)),
-                 "inaugurations": tuple(inaug)}
-    spec = DemoSpec(sites=tuple((r.site_id, float(r.center_lon), float(r.center_lat)) for r in sites.itertuples()),
-                    years=tuple(years), target_year=target_year, **extra)
-    return build_demo(data_dir / "demo", spec, progress=progress)
+    return build_demo(data_dir / "demo", load_world().spec_for(years), progress=progress)

@@ -70,8 +70,7 @@ def analyse(sites: str | Path | Sequence[str | Path] | Any = "aoi", *, source: S
         plan = plan_comparison(site_table)
     got = acquire(source, site_table, params, sorted({*years, *params.compare_years}) if plan else years,
                   rasters_dir=Path(rasters) if rasters else None, data_dir=Path(data_dir), progress=progress,
-                  required=(params.baseline_year, params.target_year),
-                  **({"units_file": plan.units_file, "treated_units": plan.treated} if plan else {}))
+                  required=(params.baseline_year, params.target_year))
     cache = Path(data_dir) / "cache" if cache_dir is None else Path(cache_dir)
     cube = None if str(cache).lower() == "none" else cache / "cube"
     results = analyse_stages(site_table, [r for r in got.rasters if r.year in years], params, source=got.source,

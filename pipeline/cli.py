@@ -495,8 +495,7 @@ def cmd_run(args: argparse.Namespace) -> int:
         plan = plan_comparison(sites)
     got = acquire(args.source, sites, params, sorted({*years, *params.compare_years}) if plan else years,
                   rasters_dir=args.rasters, data_dir=args.data_dir, progress=not args.quiet,
-                  required=(params.baseline_year, params.target_year),
-                  **({"units_file": plan.units_file, "treated_units": plan.treated} if plan else {}))
+                  required=(params.baseline_year, params.target_year))
     log.info("%d sites from %s; %d months from %s (%s)", len(sites), ", ".join(p.name for p in site_files),
              len(got.rasters), got.folder, got.data_kind)
     with _scheduler(args.scheduler):
@@ -550,8 +549,7 @@ def cmd_compare(args: argparse.Namespace) -> int:
     plan = plan_comparison(sites, args.units, args.batch, required=True)
     path, units, treated = plan.units_file, plan.units, plan.treated
     got = acquire(args.source, sites, params, params.compare_years, rasters_dir=args.rasters,
-                  data_dir=args.data_dir, progress=not args.quiet, required=(params.baseline_year, params.target_year),
-                  units_file=path, treated_units=treated)
+                  data_dir=args.data_dir, progress=not args.quiet, required=(params.baseline_year, params.target_year))
     log.info("%d units from %s (%d treated); %d months from %s (%s)", len(units), path, len(treated),
              len(got.rasters), got.folder, got.data_kind)
     outside = units_without_rasters(units, got.rasters)

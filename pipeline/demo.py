@@ -31,9 +31,12 @@ from __future__ import annotations
 
 import calendar
 import dataclasses
+import functools
 import hashlib
 import json
+import logging
 import os
+import re
 import shutil
 import zlib
 from collections.abc import Sequence
@@ -41,6 +44,7 @@ from concurrent.futures import ThreadPoolExecutor
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
 
+import geopandas as gpd
 import numpy as np
 import pandas as pd
 import rasterio
@@ -49,6 +53,8 @@ from rasterio.transform import from_origin
 
 from pipeline.outputs import atomic_write
 
+log = logging.getLogger(__name__)
+
 DEMO_BOUNDS = (124.0, 37.5, 131.0, 43.0)
 RES = 1 / 240  # 15 arc-seconds, the EOG VNL grid
 PYONGYANG = (125.7625, 39.0392)
@@ -56,7 +62,7 @@ SNOW_MONTHS = (12, 1, 2)
 # Mean cloud-free observation counts by calendar month (low in the Jun-Aug monsoon).
 MONTH_COVERAGE = (14, 13, 12, 10, 8, 4, 3, 4, 8, 12, 14, 14)
 MARKER = "DEMO_DATA_IS_SYNTHETIC.txt"
-GENERATOR_VERSION = 4  # bump whenever the rasters for a given spec change
+GENERATOR_VERSION = 5  # bump whenever the rasters for a given spec change
 
 
 @dataclass(frozen=True)
@@ -66,11 +72,12 @@ class Town:
     lat: float
     peak: float  # nW/cm2/sr at the centre
     sigma_px: float  # spread in pixels (blooming)
-    log_change: float = 0.0  # applied from the target year on
+    log_change: float = 0.0  # applied from change_from on (months since year 0; None: the target year's January)
     is_site: bool = False
     spike: float = 0.0  # log jump at spike_month (months since year 0), decaying with spike_tau
     spike_tau: float = 1.0
     spike_month: int = -1
+    change_from: int | None = None
 
 
 @dataclass(frozen=True)
@@ -100,10 +107,17 @@ class DemoSpec:
     near_share: float = 0.4
     near_range: tuple[float, float] = (0.5, 0.9)  # |log change| (a fall) of the near town
     unit_noise: float = 0.05  # log sd of each unit's yearly shock (all its light)
+    # the world's time line (see load_world): each site's change from its own month, and per cohort
+    # (label, first month, units holding its sites) a treatment effect from that month on
+    change_from: tuple[tuple[str, int], ...] = ()  # (site_id, months since year 0)
+    cohorts: tuple[tuple[str, int, tuple[str, ...]], ...] = ()
 
     def key(self) -> str:
+        """Names the folder: everything that shapes a month's rasters, not which months are built
+        (``years``), so one folder holds any months of one synthetic world."""
         d = asdict(self)
         d.pop("towns")
+        d.pop("years")
         if self.units_file:  # the file's content, not its path, names the demo
             d["units_file"] = hashlib.sha256(Path(self.units_file).read_bytes()).hexdigest()
         d["generator"] = GENERATOR_VERSION
@@ -127,13 +141,15 @@ def _town_rng(seed: int, town_id: str, *more: int) -> np.random.Generator:
 def make_towns(spec: DemoSpec) -> tuple[Town, ...]:
     """Sites, other towns and Pyongyang, with brightness and planted change from the seed."""
     towns = []
+    start = dict(spec.change_from)
     for site_id, lon, lat in spec.sites:
         rng = _town_rng(spec.seed, site_id)
         kind = rng.choice(["brightened", "unchanged", "dimmed"])
         magnitude = rng.uniform(*spec.change_range)
         change = {"brightened": magnitude, "unchanged": 0.0, "dimmed": -magnitude}[kind]
         peak = float(np.clip(rng.lognormal(np.log(6.0), 0.4), 3.0, 20.0))
-        towns.append(Town(site_id, lon, lat, peak, float(rng.uniform(1.0, 1.6)), change, True))
+        towns.append(Town(site_id, lon, lat, peak, float(rng.uniform(1.0, 1.6)), change, True,
+                          change_from=start.get(site_id)))
     w, s, e, n = spec.bounds
     rng = np.random.default_rng(spec.seed)
     for i in range(spec.n_other_towns):
@@ -170,6 +186,7 @@ def _with_spikes(spec: DemoSpec, towns: list[Town]) -> list[Town]:
 def near_towns(spec: DemoSpec) -> list[Town]:
     """A town 3.5 km from each site; at ``near_share`` of them it dims in the target year."""
     out = []
+    start = dict(spec.change_from)
     for site_id, lon, lat in spec.sites:
         rng = _town_rng(spec.seed, site_id, 2)
         planted = rng.random() < spec.near_share
@@ -177,17 +194,30 @@ def near_towns(spec: DemoSpec) -> list[Town]:
         dlon = 3.5 * np.sin(bearing) / (111.32 * np.cos(np.radians(lat)))
         dlat = 3.5 * np.cos(bearing) / 110.57
         change = -float(rng.uniform(*spec.near_range)) if planted else 0.0
-        out.append(Town(f"{site_id}~near", lon + dlon, lat + dlat, 8.0, 1.0, change))
+        out.append(Town(f"{site_id}~near", lon + dlon, lat + dlat, 8.0, 1.0, change, change_from=start.get(site_id)))
     return out
+
+
+@functools.cache
+def _units(path: str) -> gpd.GeoDataFrame:
+    """The demo's unit polygons, read once; their overlap warnings are the boundary file's business,
+    not the run's (a user's own units file gets them when the run reads it)."""
+    from pipeline.units import read_units
+
+    logger = logging.getLogger("pipeline.units")
+    level = logger.level
+    logger.setLevel(logging.ERROR)
+    try:
+        return read_units(path)
+    finally:
+        logger.setLevel(level)
 
 
 def unit_towns(spec: DemoSpec) -> list[Town]:
     """One lit town at each unit's representative point, and up to two more inside it."""
-    from pipeline.units import read_units
-
     if not spec.units_file:
         return []
-    units = read_units(spec.units_file)
+    units = _units(spec.units_file)
     out = []
     for uid, geom in zip(units["unit_id"], units.geometry, strict=True):
         rng = _town_rng(spec.seed, f"unit:{uid}")
@@ -212,35 +242,45 @@ def treatment_effect(spec: DemoSpec) -> float:
     return float(np.random.default_rng([spec.seed, zlib.crc32(b"treatment")]).uniform(*spec.treatment_range))
 
 
+def cohort_effect(spec: DemoSpec, label: str) -> float:
+    """The planted log effect on the units holding a cohort's sites, from the cohort's first month on."""
+    rng = np.random.default_rng([spec.seed, zlib.crc32(b"treatment"), zlib.crc32(label.encode())])
+    return float(rng.uniform(*spec.treatment_range))
+
+
 @dataclass(frozen=True)
 class UnitLayer:
     """Which unit each pixel's centre lies in (-1: none), and which units are treated."""
 
     index: np.ndarray  # int32 (rows, cols)
     treated: np.ndarray  # bool per unit
+    cohorts: tuple[tuple[int, float, np.ndarray], ...] = ()  # (first month, log effect, bool per unit)
 
 
 def unit_layer(spec: DemoSpec) -> UnitLayer | None:
     """The units rasterised on the demo grid (None without a comparison)."""
     from rasterio.features import rasterize
 
-    from pipeline.units import read_units
-
     if not (spec.comparison and spec.units_file):
         return None
-    units = read_units(spec.units_file)
+    units = _units(spec.units_file)
     index = rasterize(((g, i) for i, g in enumerate(units.geometry)), out_shape=spec.shape,
                       transform=spec.transform, fill=-1, dtype="int32")
-    return UnitLayer(index, units["unit_id"].isin(set(spec.treated_units)).to_numpy())
+    cohorts = tuple((start, cohort_effect(spec, label), units["unit_id"].isin(set(ids)).to_numpy())
+                    for label, start, ids in spec.cohorts)
+    return UnitLayer(index, units["unit_id"].isin(set(spec.treated_units)).to_numpy(), cohorts)
 
 
-def unit_year_factor(spec: DemoSpec, layer: UnitLayer, year: int) -> np.ndarray:
-    """Per-pixel light factor of the year: each unit's own yearly shock (local economy, supply), and
-    the treatment effect on treated units in the target year."""
+def unit_year_factor(spec: DemoSpec, layer: UnitLayer, year: int, month: int = 1) -> np.ndarray:
+    """Per-pixel light factor of the month: each unit's own yearly shock (local economy, supply), the
+    treatment effect on treated units in the target year, and each cohort's effect from its first month."""
     shock = np.random.default_rng([spec.seed, zlib.crc32(b"unit-year"), year]).normal(0, spec.unit_noise,
                                                                                       len(layer.treated))
     if year == spec.target_year:
         shock = shock + treatment_effect(spec) * layer.treated
+    for start, effect, treated in layer.cohorts:
+        if year * 12 + month - 1 >= start:
+            shock = shock + effect * treated
     return np.where(layer.index >= 0, np.exp(shock[np.maximum(layer.index, 0)]), 1.0)
 
 
@@ -267,7 +307,8 @@ def render_month(spec: DemoSpec, towns: Sequence[Town], year: int, month: int,
     inv = ~spec.transform
     for t in towns:
         col, row = inv @ (t.lon, t.lat)
-        change = t.log_change if year >= spec.target_year else 0.0
+        since_change = year * 12 + month - 1 - (spec.target_year * 12 if t.change_from is None else t.change_from)
+        change = t.log_change if since_change >= 0 else 0.0
         wobble = _town_rng(spec.seed, t.town_id, year, month).normal(0.0, spec.month_noise)
         level = t.peak * season * regional * np.exp(change + wobble)
         since = year * 12 + month - 1 - t.spike_month
@@ -282,7 +323,7 @@ def render_month(spec: DemoSpec, towns: Sequence[Town], year: int, month: int,
         d2 = (yy + 0.5 - row) ** 2 + (xx + 0.5 - col) ** 2
         light[r0:r1, c0:c1] += level * np.exp(-d2 / (2 * t.sigma_px**2))
     if units is not None:
-        light *= unit_year_factor(spec, units, year)
+        light *= unit_year_factor(spec, units, year, month)
     clouds = np.exp(0.7 * _smooth_field(rng, (h, w)))
     cut = 0.5 if (year, month) in ((2024, 7), (2025, 8)) else 0.3
     cvg = rng.poisson(MONTH_COVERAGE[month - 1] * clouds).astype("uint16")
@@ -310,6 +351,10 @@ def _write_tif(path: Path, array: np.ndarray, spec: DemoSpec) -> None:
         ds.update_tags(SYNTHETIC="true", GENERATOR="nightlights.demo", SEED=str(spec.seed))
 
 
+def _month_text(month: int | None) -> str | None:
+    return None if month is None else f"{month // 12}-{month % 12 + 1:02d}"
+
+
 def truth_table(spec: DemoSpec, towns: Sequence[Town]) -> pd.DataFrame:
     rows = []
     for t in towns:
@@ -318,6 +363,8 @@ def truth_table(spec: DemoSpec, towns: Sequence[Town]) -> pd.DataFrame:
         cls = "brightened" if t.log_change > 0 else "dimmed" if t.log_change < 0 else "unchanged"
         row = {"site_id": t.town_id, "planted_class": cls, "planted_log_change": round(t.log_change, 4),
                "peak_radiance": round(t.peak, 3), "sigma_px": round(t.sigma_px, 3)}
+        if spec.change_from:
+            row["change_from"] = _month_text(t.change_from if t.change_from is not None else spec.target_year * 12)
         if spec.comparison:
             near = {n.town_id: n.log_change for n in towns if n.town_id.endswith("~near")}
             row |= {"inauguration": dict(spec.inaugurations).get(t.town_id), "spike_log": round(t.spike, 4),
@@ -329,43 +376,180 @@ def truth_table(spec: DemoSpec, towns: Sequence[Town]) -> pd.DataFrame:
 
 def truth_summary(spec: DemoSpec) -> dict[str, object]:
     """The planted comparison effects (``truth.json``)."""
-    return {"synthetic": True, "seed": spec.seed, "target_year": spec.target_year,
-            "treatment_log_effect": round(treatment_effect(spec), 6), "treatment_years": [spec.target_year],
-            "treated_units": sorted(spec.treated_units), "near_ring_km": [0, 5], "near_town_distance_km": 3.5}
+    out: dict[str, object] = {
+        "synthetic": True, "seed": spec.seed, "target_year": spec.target_year,
+        "treatment_log_effect": round(treatment_effect(spec), 6), "treatment_years": [spec.target_year],
+        "treated_units": sorted(spec.treated_units), "near_ring_km": [0, 5], "near_town_distance_km": 3.5}
+    if spec.cohorts:
+        out["cohorts"] = [{"batch": label, "from_month": _month_text(start), "log_effect": round(cohort_effect(spec, label), 6),
+                           "units": sorted(ids)} for label, start, ids in spec.cohorts]
+        out["construction_effect"] = 0.0
+    return out
+
+
+def _marker_text(spec: DemoSpec) -> str:
+    return ("These rasters are SYNTHETIC, generated by nightlights.demo from seed "
+            f"{spec.seed} (generator {GENERATOR_VERSION}). They imitate the EOG VNL monthly format; they are "
+            "not observations and are no evidence about North Korea or any place.\n")
+
+
+def _month_done(out: Path, ym: tuple[int, int]) -> bool:
+    return all((out / eog_name(*ym, layer)).exists() for layer in ("avg_rade9h", "cf_cvg"))
 
 
 def build_demo(folder: Path, spec: DemoSpec, progress: bool = True) -> Path:
-    """Write (or reuse) the demo rasters for ``spec`` under ``folder/<hash>``; return that folder."""
+    """Write the months of ``spec.years`` still missing under ``folder/<key>``; return that folder.
+
+    A month's rasters depend only on the spec and the month, so months are added as runs ask for
+    them and never rebuilt; nothing another run or an output folder reads is deleted. A folder made
+    by an older generator is replaced once, with a warning. Ctrl-C or SIGTERM stop the generation
+    within a month's time: queued months are cancelled, finished ones kept (each written atomically).
+    """
     from tqdm.auto import tqdm
 
     out = Path(folder) / spec.key()
-    if (out / MARKER).exists():
-        return out
-    for old in Path(folder).glob("*/" + MARKER):  # one demo at a time: each is ~300 MB
-        shutil.rmtree(old.parent, ignore_errors=True)
-    out.mkdir(parents=True, exist_ok=True)
-    towns = make_towns(spec)
-    layer = unit_layer(spec)
+    _retire_older(Path(folder), out)
     months = [(y, m) for y in spec.years for m in range(1, 13)]
+    todo = [ym for ym in months if not _month_done(out, ym)]
+    if not todo and (out / MARKER).exists():
+        return out
+    out.mkdir(parents=True, exist_ok=True)
+    (out / MARKER).write_text(_marker_text(spec), encoding="utf-8")  # first: a half-built folder is synthetic too
+    towns = make_towns(spec)
+    if not (out / "truth.csv").exists():
+        with atomic_write(out / "truth.csv") as tmp:
+            truth_table(spec, towns).to_csv(tmp, index=False)
+    if spec.comparison and not (out / "truth.json").exists():
+        with atomic_write(out / "truth.json") as tmp:
+            tmp.write_text(json.dumps(truth_summary(spec), indent=2) + "\n", encoding="utf-8")
+    if not todo:
+        return out
+    layer = unit_layer(spec)
 
     def one(ym: tuple[int, int]) -> None:
         rad, cvg = render_month(spec, towns, *ym, units=layer)
-        _write_tif(out / eog_name(*ym, "avg_rade9h"), rad, spec)
         _write_tif(out / eog_name(*ym, "cf_cvg"), cvg, spec)
+        _write_tif(out / eog_name(*ym, "avg_rade9h"), rad, spec)
 
-    with ThreadPoolExecutor(max_workers=os.cpu_count() or 2) as pool:
-        list(tqdm(pool.map(one, months), total=len(months), desc="generating synthetic demo",
-                  unit="month", disable=not progress, leave=False))
-    truth_table(spec, towns).to_csv(out / "truth.csv", index=False)
-    if spec.comparison:
-        (out / "truth.json").write_text(json.dumps(truth_summary(spec), indent=2) + "\n", encoding="utf-8")
-    (out / MARKER).write_text(
-        "These rasters are SYNTHETIC, generated by nightlights.demo from seed "
-        f"{spec.seed}. They imitate the EOG VNL monthly format; they are not observations "
-        "and are no evidence about North Korea or any place.\n", encoding="utf-8")
+    pool = ThreadPoolExecutor(max_workers=os.cpu_count() or 2)
+    try:
+        list(tqdm(pool.map(one, todo), total=len(todo), desc="generating synthetic demo", unit="month",
+                  disable=not progress, leave=False))
+    except BaseException:
+        pool.shutdown(wait=True, cancel_futures=True)  # interrupted: drop the queue, finish the months under way
+        raise
+    pool.shutdown(wait=True)
     return out
+
+
+def _retire_older(folder: Path, keep: Path) -> None:
+    """Remove demo folders an older generator made here (their marker names no current generator)."""
+    if not folder.is_dir():
+        return
+    for marker in folder.glob("*/" + MARKER):
+        old = marker.parent
+        if old == keep or not re.fullmatch(r"[0-9a-f]{12}", old.name) or old.is_symlink():
+            continue
+        text = marker.read_text(encoding="utf-8", errors="replace")
+        if f"(generator {GENERATOR_VERSION})" in text:
+            continue  # another world of this version (other tests, other seeds): not ours to remove
+        size = sum(f.stat().st_size for f in old.iterdir() if f.is_file())
+        log.warning("replacing the synthetic demo made by an older version of nightlights (%s, %.0f MB)",
+                    old, size / 1e6)
+        shutil.rmtree(old, ignore_errors=True)
 
 
 def is_synthetic_folder(folder: Path) -> bool:
     """True for a folder made by :func:`build_demo` (or any file in it tagged SYNTHETIC)."""
     return (Path(folder) / MARKER).exists()
+
+
+# --------------------------------------------------------------------------- the world
+
+
+WORLD_FILE = Path(__file__).with_name("demo_world.json")
+WORLD_UNITS = Path(__file__).with_name("demo_counties.geojson")
+
+
+@dataclass(frozen=True)
+class World:
+    """The one synthetic world the demo source reads: fixed sites, counties and time line."""
+
+    spec: DemoSpec
+    first_year: int
+    last_year: int
+
+    def check_years(self, years: Sequence[int]) -> None:
+        from pipeline.errors import ConfigError
+
+        bad = [y for y in years if not self.first_year <= y <= self.last_year]
+        if bad:
+            raise ConfigError(f"the synthetic demo covers {self.first_year} to {self.last_year}; "
+                              f"{', '.join(map(str, sorted(set(bad))))} asked for (choose years within it, or use "
+                              "real data: README 'Real data')")
+
+    def spec_for(self, years: Sequence[int]) -> DemoSpec:
+        self.check_years(years)
+        return dataclasses.replace(self.spec, years=tuple(sorted(set(years))))
+
+
+@functools.cache
+def load_world() -> World:
+    """The world of :data:`WORLD_FILE`: the sites shipped in ``aoi/`` when it was frozen
+    (:func:`freeze_world`), the shipped counties, each site's change from the month after its
+    inauguration and each cohort's effect from the month after its last one. Independent of the
+    site files, claim, flags or command of a run: a site added later reads what the world holds."""
+    w = json.loads(WORLD_FILE.read_text(encoding="utf-8"))
+    sites = w["sites"]
+    spec = DemoSpec(
+        seed=int(w["seed"]), bounds=tuple(w["bounds"]), target_year=int(w["target_year"]),
+        sites=tuple((s["site_id"], float(s["lon"]), float(s["lat"])) for s in sites),
+        comparison=True, units_file=str(WORLD_UNITS),
+        inaugurations=tuple((s["site_id"], s["inauguration"]) for s in sites if s.get("inauguration")),
+        change_from=tuple((s["site_id"], month_number(s["change_from"])) for s in sites),
+        cohorts=tuple((c["batch"], month_number(c["from_month"]), tuple(c["units"])) for c in w["cohorts"]))
+    return World(spec, int(w["first_year"]), int(w["last_year"]))
+
+
+def freeze_world(root: Path, first_year: int = 2013, last_year: int = 2027) -> dict[str, object]:
+    """Write :data:`WORLD_FILE` and :data:`WORLD_UNITS` from the project's shipped files (a
+    maintainer's step when the shipped sites or counties change; bump ``GENERATOR_VERSION`` too).
+
+    A site's change starts the month after its inauguration (or ``inauguration_by``); a site with
+    neither starts in January of the year after its groundbreaking (the 2025 batch
+    opened ten months after breaking ground), else in January of ``last_year``. A cohort (a batch
+    label) is treated from the month after its last site's start."""
+    from pipeline.sites import batch_labels, read_sites, site_date
+    from pipeline.units import assign_units, read_units
+
+    sites = read_sites(sorted((root / "aoi").glob("sites_*.geojson")), 2000.0)
+    counties = read_units(root / "aoi" / "boundaries" / "prk_adm2.geojson")
+    sites = assign_units(sites, counties)
+    rows = []
+    for r, label in zip(sites.itertuples(), batch_labels(sites), strict=True):
+        opened = site_date(r.inauguration) or site_date(getattr(r, "inauguration_by", None))
+        ground = site_date(r.groundbreaking)
+        if opened:
+            start = month_number(f"{opened[1]:%Y-%m}") + 1
+        elif ground:
+            start = (ground[0].year + 1) * 12
+        else:
+            start = last_year * 12
+        rows.append({"site_id": r.site_id, "lon": float(r.center_lon), "lat": float(r.center_lat), "batch": label,
+                     "inauguration": f"{site_date(r.inauguration)[0]:%Y-%m}" if site_date(r.inauguration) else None,
+                     "change_from": _month_text(start), "county_id": r.county_id})
+    cohorts = []
+    for label in sorted({r["batch"] for r in rows if r["batch"]}):
+        mine = [r for r in rows if r["batch"] == label]
+        cohorts.append({"batch": label, "from_month": max(r["change_from"] for r in mine),
+                        "units": sorted({r["county_id"] for r in mine if isinstance(r["county_id"], str)})})
+    world = {"note": "SYNTHETIC demo world (pipeline.demo.freeze_world); not observations",
+             "generator": GENERATOR_VERSION, "seed": 2024, "bounds": [123.8, 37.4, 131.0, 43.3], "target_year": 2025,
+             "first_year": first_year, "last_year": last_year,
+             "sites": [{k: v for k, v in r.items() if k != "county_id"} for r in rows], "cohorts": cohorts}
+    WORLD_FILE.write_text(json.dumps(world, indent=1, ensure_ascii=False) + "\n", encoding="utf-8")
+    simple = counties[["unit_id", "name", "geometry"]].copy()
+    simple["geometry"] = simple.geometry.simplify(0.002)
+    WORLD_UNITS.write_text(re.sub(r"(\d+\.\d{4})\d+", r"\1", simple.to_json(drop_id=True)) + "\n",
+                           encoding="utf-8")
+    return world
