@@ -7,14 +7,15 @@
     results.verdict            # the verdict.json mapping
     results.open_pixels()      # lazy xarray.Dataset (time, y, x) of the pixels read
 
-The same stages as ``nightlights run`` (:func:`pipeline.acquire.acquire` for the rasters,
-:func:`pipeline.analysis.analyse` for the science), with the same defaults; nothing is
-written except the demo or download caches under ``data_dir``. Save outputs with
+The same study as ``nightlights run`` (:func:`pipeline.study.run_study`: claim, counties,
+rasters, analysis, comparison), with the same defaults; nothing is written except the demo
+or download caches under ``data_dir``. Save outputs with
 ``nightlights figures``-compatible files by calling the CLI, or use the DataFrames directly.
 """
 
 from __future__ import annotations
 
+import os
 from collections.abc import Sequence
 from pathlib import Path
 from typing import Any
@@ -22,9 +23,10 @@ from typing import Any
 from pipeline.config import Params, Source
 
 
-def analyse(sites: str | Path | Sequence[str | Path] | Any = "aoi", *, source: Source = "auto",
-            rasters: str | Path | None = None, claim: str | Path | Any | None = None,
-            params: Params | None = None, data_dir: str | Path = "data", cache_dir: str | Path | None = None,
+def analyse(sites: str | os.PathLike[str] | Sequence[str | os.PathLike[str]] | Any = "aoi", *,
+            source: Source = "auto", rasters: str | os.PathLike[str] | None = None,
+            claim: str | os.PathLike[str] | Any | None = None, params: Params | None = None,
+            data_dir: str | os.PathLike[str] = "data", cache_dir: str | os.PathLike[str] | None = None,
             sensitivity: bool = True, progress: bool = False, compare: bool = True, **overrides: Any) -> Any:
     """Run the analysis and return :class:`~pipeline.analysis.Results`.
 
@@ -49,36 +51,24 @@ def analyse(sites: str | Path | Sequence[str | Path] | Any = "aoi", *, source: S
     """
     import geopandas as gpd
 
-    from pipeline.acquire import acquire
-    from pipeline.analysis import analyse as analyse_stages
     from pipeline.claims import Claim, default_claim, load_claim
     from pipeline.sites import read_sites
+    from pipeline.study import StudySpec, claim_years, run_study
 
-    params = (params or Params()).replace(**overrides) if overrides else (params or Params())
+    the_claim = claim if isinstance(claim, Claim) else load_claim(claim) if claim is not None else default_claim()
+    # the claim's years are the run's unless given (in params or as keywords), as on the command line
+    base = params or claim_years(the_claim)
+    params = base.replace(**overrides) if overrides else base
     if isinstance(sites, gpd.GeoDataFrame):
-        site_table = sites
+        site_table, files = sites, []
     else:
-        paths = [Path(sites)] if isinstance(sites, str | Path) else [Path(p) for p in sites]
+        paths = [Path(sites)] if isinstance(sites, str | os.PathLike) else [Path(p) for p in sites]
         files = [f for p in paths for f in (sorted(p.glob("*.geojson")) if p.is_dir() else [p])]
         site_table = read_sites(files, params.default_radius_m)
-    the_claim = claim if isinstance(claim, Claim) else load_claim(claim) if claim is not None else default_claim()
-    years = (params.baseline_year - 1, params.baseline_year, params.target_year)
-    plan = None
-    if compare and params.product != "annual":
-        from pipeline.compare import plan_comparison
-
-        plan = plan_comparison(site_table)
-    got = acquire(source, site_table, params, sorted({*years, *params.compare_years}) if plan else years,
-                  rasters_dir=Path(rasters) if rasters else None, data_dir=Path(data_dir), progress=progress,
-                  required=(params.baseline_year, params.target_year))
     cache = Path(data_dir) / "cache" if cache_dir is None else Path(cache_dir)
-    cube = None if str(cache).lower() == "none" else cache / "cube"
-    results = analyse_stages(site_table, [r for r in got.rasters if r.year in years], params, source=got.source,
-                             data_kind=got.data_kind, sensitivity=sensitivity, progress=progress, cube_dir=cube,
-                             claim=the_claim)
-    if plan:
-        from pipeline.compare import run_comparison
-
-        results.comparison = run_comparison(plan, site_table, got.rasters, params, data_kind=got.data_kind,
-                                            progress=progress, cube_dir=cube)
-    return results
+    spec = StudySpec(sites=site_table, params=params, claim=the_claim,
+                     claim_path=None if claim is None or isinstance(claim, Claim) else Path(claim),
+                     source=source, rasters_dir=Path(rasters) if rasters else None, data_dir=Path(data_dir),
+                     cube_dir=None if str(cache).lower() == "none" else cache / "cube", sensitivity=sensitivity,
+                     compare=compare, progress=progress, site_files=files)
+    return run_study(spec)

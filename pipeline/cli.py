@@ -175,6 +175,9 @@ def _add_compare(sub: argparse._SubParsersAction, common: argparse.ArgumentParse
                     help="unit polygons with unit_id (default: aoi/boundaries/prk_adm2.geojson, 181 DPRK counties)")
     sp.add_argument("--sites", action="extend", nargs="+", type=Path, metavar="PATH",
                     help="site GeoJSON file(s) (repeatable; default: every aoi/*.geojson)")
+    sp.add_argument("--claim", type=Path, metavar="FILE.yaml",
+                    help="claim whose batch and years the comparison takes (default: "
+                         "claims/joongang-2026-02-03.yaml); --batch and the year flags override it")
     sp.add_argument("--batch", metavar="LABEL",
                     help="the designated batch: a label as in the site files' 'batch' (a year such as 2024, or "
                          "any text such as pilot); default: the claim's batch (2024)")
@@ -309,9 +312,14 @@ def _add_cache(sub: argparse._SubParsersAction, common: argparse.ArgumentParser)
 # --------------------------------------------------------------------------- helpers
 
 
-def params_from_args(args: argparse.Namespace) -> Params:
-    """Defaults < user config 'analysis:' < --config file < flags."""
+def params_from_args(args: argparse.Namespace, claim=None) -> Params:
+    """Defaults < the claim's years < user config 'analysis:' < --config file < flags: the claim's
+    two years are the run's unless the user gives years."""
     params = Params()
+    if claim is not None:
+        from pipeline.study import claim_years
+
+        params = claim_years(claim, params)
     analysis = _section(load_user_config().get("analysis"), "user config 'analysis'")
     if analysis:
         params = params_from_mapping(analysis, "user config 'analysis'", params)
@@ -470,45 +478,21 @@ def cmd_extract(args: argparse.Namespace) -> int:
 
 
 def cmd_run(args: argparse.Namespace) -> int:
-    from pipeline.acquire import acquire
-    from pipeline.analysis import analyse
-    from pipeline.claims import check_claim_sites, default_claim, load_claim
-    from pipeline.units import with_default_counties
+    from pipeline.claims import default_claim, load_claim
+    from pipeline.study import StudySpec, run_study
     from pipeline.verdict import headline
 
-    params = params_from_args(args)
-    _check_out_dir(args.out)
     claim = load_claim(args.claim) if args.claim else default_claim()
+    params = params_from_args(args, claim)
+    _check_out_dir(args.out)
     site_files = args.sites or default_site_files()
-    sites = _read_sites(site_files, params, args)
-    # a claim file given on purpose must fit the sites; the default claim may meet a subset of them
-    note = check_claim_sites(claim, sites, args.claim, strict=args.claim is not None)
-    if note:  # a warning for the claim asked for; the default claim's note is information (-q hides it)
-        log.log(logging.WARNING if args.claim else logging.INFO, "%s", note)
-    sites, counties = with_default_counties(sites)
-    years = (params.baseline_year - 1, params.baseline_year, params.target_year)
-    # the comparison reads monthly composites (valid months, the event study): not with --product annual
-    plan = None
-    if not args.no_compare and params.product != "annual":
-        from pipeline.compare import plan_comparison
-
-        plan = plan_comparison(sites)
-    got = acquire(args.source, sites, params, sorted({*years, *params.compare_years}) if plan else years,
-                  rasters_dir=args.rasters, data_dir=args.data_dir, progress=not args.quiet,
-                  required=(params.baseline_year, params.target_year))
-    log.info("%d sites from %s; %d months from %s (%s)", len(sites), ", ".join(p.name for p in site_files),
-             len(got.rasters), got.folder, got.data_kind)
+    spec = StudySpec(sites=_read_sites(site_files, params, args), params=params, claim=claim, claim_path=args.claim,
+                     source=args.source, rasters_dir=args.rasters, data_dir=args.data_dir,
+                     cube_dir=_cube_dir(_cache_dir(args)), sensitivity=not args.no_sensitivity,
+                     compare=not args.no_compare, progress=not args.quiet, site_files=site_files)
     with _scheduler(args.scheduler):
-        results = analyse(sites, [r for r in got.rasters if r.year in years], params, source=got.source,
-                          data_kind=got.data_kind, sensitivity=not args.no_sensitivity, progress=not args.quiet,
-                          cube_dir=_cube_dir(_cache_dir(args)), alternatives=got.alternatives,
-                          claim=claim, units=counties)
-        if plan:
-            from pipeline.compare import run_comparison
-
-            results.comparison = run_comparison(plan, sites, got.rasters, params, data_kind=got.data_kind,
-                                                progress=not args.quiet, cube_dir=_cube_dir(_cache_dir(args)))
-    _write_run(results, args, got.data_kind)
+        results = run_study(spec)
+    _write_run(results, args, results.verdict["data_kind"])
     print(headline(results.verdict))
     print(f"outputs in {args.out}/")
     return 0
@@ -536,29 +520,24 @@ def _write_run(results, args: argparse.Namespace, data_kind: str) -> None:
 
 
 def cmd_compare(args: argparse.Namespace) -> int:
-    from pipeline.acquire import acquire
-    from pipeline.compare import compare, plan_comparison, units_without_rasters, write_comparison
+    from pipeline.claims import default_claim, load_claim
+    from pipeline.compare import write_comparison
     from pipeline.outputs import staged
+    from pipeline.study import StudySpec, run_study
 
-    params = params_from_args(args)
+    claim = load_claim(args.claim) if args.claim else default_claim()
+    params = params_from_args(args, claim)
     if params.product == "annual":
         raise ConfigError("compare reads monthly composites (valid months, the event study); drop --product annual")
     _check_out_dir(args.out)
     site_files = args.sites or default_site_files()
-    sites = _read_sites(site_files, params, args)
-    plan = plan_comparison(sites, args.units, args.batch, required=True)
-    path, units, treated = plan.units_file, plan.units, plan.treated
-    got = acquire(args.source, sites, params, params.compare_years, rasters_dir=args.rasters,
-                  data_dir=args.data_dir, progress=not args.quiet, required=(params.baseline_year, params.target_year))
-    log.info("%d units from %s (%d treated); %d months from %s (%s)", len(units), path, len(treated),
-             len(got.rasters), got.folder, got.data_kind)
-    outside = units_without_rasters(units, got.rasters)
-    if outside:
-        log.warning("%s: %d of the %d units lie outside the rasters; they have no data and are left out",
-                    path, outside, len(units))
+    spec = StudySpec(sites=_read_sites(site_files, params, args), params=params, claim=claim, source=args.source,
+                     rasters_dir=args.rasters, data_dir=args.data_dir, cube_dir=_cube_dir(_cache_dir(args)),
+                     analysis=False, compare=True, compare_required=True, units_path=args.units, batch=args.batch,
+                     progress=not args.quiet, site_files=site_files)
     with _scheduler(args.scheduler):
-        comp = compare(sites, units, got.rasters, params, batch=plan.batch, data_kind=got.data_kind,
-                       claim=plan.claim, progress=not args.quiet, cube_dir=_cube_dir(_cache_dir(args)))
+        comp = run_study(spec).comparison
+    got_kind = comp.did["data_kind"]
     with staged(args.out) as out:
         write_comparison(comp, out)
         if not args.no_figures:
@@ -566,7 +545,7 @@ def cmd_compare(args: argparse.Namespace) -> int:
 
             write_figures(comp, out)
     d = comp.did
-    print(f"{'[SYNTHETIC] ' if got.data_kind == 'synthetic' else ''}designated minus other units, "
+    print(f"{'[SYNTHETIC] ' if got_kind == 'synthetic' else ''}designated minus other units, "
           f"{params.baseline_year} to {params.target_year}: {d['estimate_log']:+.3f} log "
           f"[{d['ci_low']:+.3f}, {d['ci_high']:+.3f}], p = {d['p_value']:.4f} "
           f"({d['n_treated']} treated, {d['n_control']} controls)")

@@ -149,7 +149,7 @@ class Plan:
 
 
 def plan_comparison(sites: gpd.GeoDataFrame, units_path: Path | None = None, batch: str | None = None, *,
-                    required: bool = False) -> Plan | None:
+                    required: bool = False, claim: Claim | None = None) -> Plan | None:
     """The units, batch (default: the claim's) and treated units; for ``run`` (``required`` False)
     None with one line when there are no boundaries or they do not cover the batch's sites, name
     warnings held back until :func:`run_comparison` assigns again."""
@@ -159,7 +159,7 @@ def plan_comparison(sites: gpd.GeoDataFrame, units_path: Path | None = None, bat
             raise ComparisonError("no unit boundaries: pass --units PATH (a GeoJSON of polygons with unit_id)")
         log.info("no aoi/boundaries/prk_adm2.geojson: the county comparison is skipped")
         return None
-    claim = default_claim()
+    claim = default_claim() if claim is None else claim
     batch = claim.batch if batch is None else (batch_label(batch) or claim.batch)
     units = read_units(path)
     units_log = logging.getLogger("pipeline.units")

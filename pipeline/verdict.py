@@ -179,6 +179,7 @@ def make_verdict(changes: pd.DataFrame, sites: pd.DataFrame, params: dict[str, A
         "claim_status": judged["status"],
         "batches": batch_observability(sites, int(params["target_year"]), int(params.get("min_matched_months", 1))),
     }
+    verdict["claim_caveat"] = claim_caveat(verdict)
     if "class_ring_adjusted" in changes:
         verdict["counts_ring_adjusted"] = count_classes(changes["class_ring_adjusted"])
         verdict["claim_sites_ring_adjusted"] = judge_claim(claim_rows["class_ring_adjusted"], claim, years)["counts"]
@@ -194,6 +195,24 @@ def make_verdict(changes: pd.DataFrame, sites: pd.DataFrame, params: dict[str, A
     return verdict
 
 
+def claim_caveat(verdict: dict[str, Any]) -> dict[str, Any] | None:
+    """Why a judged claim says little about the factories: its batch cannot be seen running in the
+    target year (``not yet observable``). The claim is still judged, because its sentence is about
+    the light of the places, which the data do show; the caveat travels with the verdict, the
+    headline and the report, so no reader takes the counts for the factories' output."""
+    label = verdict["claim"]["batch"]
+    entry = next((b for b in verdict.get("batches", []) if b["batch"] == label), None)
+    if entry is None or entry["status"] != "not yet observable" or verdict["claim_sites"]["n_sites"] == 0:
+        return None
+    t = verdict["target_year"]
+    last = entry.get("inauguration_last")
+    when = f" (last inauguration {last})" if last else ""
+    return {"status": entry["status"], "observable_months": entry.get("observable_months"), "inauguration_last": last,
+            "text": f"batch {label} cannot be seen running in {t}{when}: {entry.get('observable_months') or 0} of 12 "
+                    f"months of {t} follow its opening, so the counts describe the places' light, not the "
+                    "new factories"}
+
+
 def headline(verdict: dict[str, Any]) -> str:
     """One sentence for the terminal and the report."""
     c = verdict["claim_sites"]["counts"]
@@ -202,4 +221,5 @@ def headline(verdict: dict[str, Any]) -> str:
     return (f"{prefix}{verdict['baseline_year']}->{verdict['target_year']}, batch-{claim['batch']} sites: "
             f"{c['brightened']} brightened, {c['unchanged']} unchanged, {c['dimmed']} dimmed, "
             f"{c['insufficient_data']} insufficient data. Claim ({claim['brightened']} brightened, "
-            f"{claim['similar_or_dimmer']} similar or dimmer): {verdict['claim_status']}.")
+            f"{claim['similar_or_dimmer']} similar or dimmer): {verdict['claim_status']}."
+            + (f" Caveat: {verdict['claim_caveat']['text']}." if verdict.get("claim_caveat") else ""))

@@ -50,7 +50,7 @@ def test_run_local_on_union_of_two_site_files(scenario, tmp_path, capsys):
     verdict = json.loads((out / "verdict.json").read_text())
     assert verdict["data_kind"] == "synthetic"  # the scenario's files are tagged synthetic
     assert verdict["n_sites"] == 20 and sum(verdict["counts"].values()) == 20
-    claim = {"brightened": 5, "similar_or_dimmer": 15, "n_sites": 20, "batch": 2024, "baseline_year": 2024,
+    claim = {"brightened": 5, "similar_or_dimmer": 15, "n_sites": 20, "batch": "2024", "baseline_year": 2024,
              "target_year": 2025, "source": "JoongAng Ilbo, 3 Feb 2026, cited by the EAI commentary of 20 Feb 2026"}
     assert claim.items() <= verdict["claim"].items()
     assert isinstance(verdict["agrees_with_claim"], bool)
@@ -98,8 +98,9 @@ def test_demo_run_is_labelled_synthetic(tmp_path, capsys):
     assert verdict["n_sites"] == 20 and verdict["claim_sites"]["n_sites"] == 20
     assert "SYNTHETIC" in capsys.readouterr().out
     demo = next((tmp_path / "data" / "demo").iterdir())
-    truth = pd.read_csv(demo / "truth.csv")
-    assert len(truth) == 20 and set(truth["planted_class"]) <= {"brightened", "unchanged", "dimmed"}
+    truth = pd.read_csv(demo / "truth.csv")  # the world's planted truth: every shipped site, these 20 among them
+    assert len(truth) == 52 and set(truth["planted_class"]) <= {"brightened", "unchanged", "dimmed"}
+    assert set(pd.read_csv(out / "site_changes.csv")["site_id"]) <= set(truth["site_id"])
 
 
 def test_sites_validate_exit_codes(tmp_path, capsys):
@@ -150,7 +151,7 @@ def test_claim_about_another_batch_holds_or_not_with_no_code_change(scenario, tm
         v = json.loads((out / "verdict.json").read_text())
         changes = pd.read_csv(out / "site_changes.csv").set_index("site_id")
         assert (changes.loc[later, "class"] == planted[later]).all()  # classified as planted
-        assert v["claim"]["batch"] == 2025 and v["claim"]["brightened"] == claimed
+        assert v["claim"]["batch"] == "2025" and v["claim"]["brightened"] == claimed
         assert v["claim_sites"]["n_sites"] == len(later) and v["claim_sites"]["counts"]["brightened"] == k
         assert v["agrees_with_claim"] is holds
         assert v["claim_status"] == ("agrees" if holds else

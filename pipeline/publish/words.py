@@ -145,7 +145,19 @@ def headline(v: dict[str, Any], lang: str) -> str:
     return (f"{prefix}{v['baseline_year']}년 대비 {v['target_year']}년, {batch_name(claim['batch'], 'ko')} 지점: 밝아짐 "
             f"{c['brightened']}곳, 변화 없음 {c['unchanged']}곳, 어두워짐 {c['dimmed']}곳, 자료 부족 "
             f"{c['insufficient_data']}곳. 주장(밝아짐 {claim['brightened']}곳, 비슷하거나 어두워짐 "
-            f"{claim['similar_or_dimmer']}곳)에 대한 판정: {status(v, lang)}.")
+            f"{claim['similar_or_dimmer']}곳)에 대한 판정: {status(v, lang)}." + caveat_ko(v))
+
+
+def caveat_ko(v: dict[str, Any]) -> str:
+    """The claim's caveat (:func:`pipeline.verdict.claim_caveat`) in Korean, from its numbers."""
+    c = v.get("claim_caveat")
+    if not c:
+        return ""
+    t, last = v["target_year"], c.get("inauguration_last")
+    when = f"(마지막 준공 {last})" if last else ""
+    return (f" 단서: {batch_name(v['claim']['batch'], 'ko')} 공장은 {t}년 자료로 가동 여부를 볼 수 없다{when}. "
+            f"{t}년 12개월 중 준공 이후는 {c.get('observable_months') or 0}개월뿐이어서, 이 수는 새 공장이 아니라 "
+            "지역의 불빛을 말한다.")
 
 
 def status(v: dict[str, Any], lang: str) -> str:
