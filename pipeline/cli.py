@@ -492,27 +492,18 @@ def cmd_run(args: argparse.Namespace) -> int:
                      compare=not args.no_compare, progress=not args.quiet, site_files=site_files)
     with _scheduler(args.scheduler):
         results = run_study(spec)
-    _write_run(results, args, results.verdict["data_kind"])
+    _write_run(results, args)
     print(headline(results.verdict))
     print(f"outputs in {args.out}/")
     return 0
 
 
-def _write_run(results, args: argparse.Namespace, data_kind: str) -> None:
+def _write_run(results, args: argparse.Namespace) -> None:
     from pipeline.outputs import staged
+    from pipeline.study import write_tables
 
     with staged(args.out, owns=("",)) as out:
-        out.write_csv("site_months.csv", results.site_months, data_kind)
-        out.write_csv("site_changes.csv", results.changes, data_kind)
-        if results.unit_changes is not None:
-            out.write_csv("county_changes.csv", results.unit_changes, data_kind)
-        if results.sensitivity is not None:
-            out.write_csv("sensitivity.csv", results.sensitivity, data_kind)
-        out.write_json("verdict.json", results.verdict)
-        if results.comparison is not None:
-            from pipeline.compare import write_comparison
-
-            write_comparison(results.comparison, out)
+        write_tables(results, out)
         if not args.no_figures:
             from pipeline.publish import write_publication
 

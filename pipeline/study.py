@@ -95,6 +95,24 @@ def run_study(spec: StudySpec) -> Results:
     return results
 
 
+def write_tables(results: Results, out: Any) -> None:
+    """Stage a study's tables in ``out`` (a :class:`pipeline.outputs.Staging`): the one writer of the
+    tables, so ``run`` and a notebook that saves :func:`pipeline.analyse`'s results write the same bytes."""
+    kind = results.verdict["data_kind"]
+    if len(results.changes):
+        out.write_csv("site_months.csv", results.site_months, kind)
+        out.write_csv("site_changes.csv", results.changes, kind)
+        if results.unit_changes is not None:
+            out.write_csv("county_changes.csv", results.unit_changes, kind)
+        if results.sensitivity is not None:
+            out.write_csv("sensitivity.csv", results.sensitivity, kind)
+        out.write_json("verdict.json", results.verdict)
+    if results.comparison is not None:
+        from pipeline.compare import write_comparison
+
+        write_comparison(results.comparison, out)
+
+
 def _plan(spec: StudySpec, sites: gpd.GeoDataFrame) -> Any:
     if not spec.compare or spec.params.product == "annual":
         return None
