@@ -1,0 +1,299 @@
+"""Hostile inputs (issue 24, part A): nothing outside its own folders, no input that eats the machine.
+
+Each case was first reproduced here as a failing test. Output folders hold data, never
+instructions: a planted journal or list of outputs, a mount point or a symlink inside
+``--out`` never makes the tool delete or move anything outside ``--out`` (and its own
+staging folders), nor a file in ``--out`` that it did not write.
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+import os
+import shutil
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+
+import pipeline.outputs as outputs
+from pipeline.errors import NightlightsError
+from pipeline.outputs import JOURNAL, MANIFEST, SIBLING_MARK, STAGING_PREFIX, recover, staged
+
+
+def _journal_mode(monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setattr(outputs, "_exchange", lambda a, b: False)  # a file system without the swap
+
+
+def _publish(out: Path, **files: str) -> None:
+    with staged(out, owns=("",)) as s:
+        for name, text in files.items():
+            s.write_text(name.replace("__", "/"), text)
+
+
+@pytest.fixture
+def world(tmp_path: Path) -> dict[str, Path]:
+    """A working folder with the user's things beside and inside ``out``."""
+    work = tmp_path / "work"
+    out = work / "out"
+    elsewhere = work / "elsewhere"
+    elsewhere.mkdir(parents=True)
+    (elsewhere / "precious.txt").write_text("keep me")
+    (elsewhere / "retire.txt").write_text("keep me too")
+    _publish(out, **{"a.csv": "1"})
+    (out / "my_notes.txt").write_text("mine")
+    return {"work": work, "out": out, "elsewhere": elsewhere}
+
+
+# --------------------------------------------------------------------------- a planted journal
+
+
+@pytest.mark.parametrize("staging", ["elsewhere", "parent", "work"])
+def test_planted_journal_never_deletes_outside_out(world, caplog, staging):
+    out, elsewhere, work = world["out"], world["elsewhere"], world["work"]
+    target = {"elsewhere": elsewhere, "parent": work, "work": work.parent}[staging]
+    (out / JOURNAL).write_text(json.dumps({"staging": str(target), "moves": ["precious.txt"],
+                                           "retire": ["../elsewhere/retire.txt", str(elsewhere / "retire.txt"),
+                                                      "my_notes.txt"],
+                                           "manifest": ["a.csv", "my_notes.txt"]}))
+    with caplog.at_level(logging.WARNING):
+        recover(out)
+    assert (elsewhere / "precious.txt").read_text() == "keep me"  # neither deleted nor moved into out
+    assert (elsewhere / "retire.txt").read_text() == "keep me too"
+    assert not (out / "precious.txt").exists()
+    assert (out / "my_notes.txt").read_text() == "mine" and (out / "a.csv").read_text() == "1"
+    assert any("not the journal of an interrupted nightlights publish" in r.getMessage() for r in caplog.records)
+    # and the next publish still works, keeping the user's file
+    _publish(out, **{"a.csv": "2"})
+    assert (out / "a.csv").read_text() == "2" and (out / "my_notes.txt").read_text() == "mine"
+    assert (elsewhere / "precious.txt").exists() and (elsewhere / "retire.txt").exists()
+
+
+def test_planted_journal_naming_a_staging_like_folder_elsewhere_is_ignored(world, caplog):
+    out, elsewhere = world["out"], world["elsewhere"]
+    fake = world["work"] / f".other{SIBLING_MARK}1-abcdefgh"  # our naming scheme, but not beside this out
+    fake.mkdir()
+    (fake / "x.csv").write_text("theirs")
+    (out / JOURNAL).write_text(json.dumps({"version": 2, "staging": str(fake), "moves": {}, "retire": {},
+                                           "manifest": {}}))
+    with caplog.at_level(logging.WARNING):
+        recover(out)
+    assert (fake / "x.csv").read_text() == "theirs" and (elsewhere / "precious.txt").exists()
+
+
+def test_a_real_interrupted_journal_is_still_finished(tmp_path, monkeypatch):
+    """The guarantee the trust rules must keep: our own journal is rolled forward."""
+    out = tmp_path / "out"
+    _publish(out, **{"a.csv": "old", "b.csv": "old", "gone.csv": "old"})
+    _journal_mode(monkeypatch)
+
+    class Died(BaseException):
+        pass
+
+    def die(label: str) -> None:
+        if label == "move b.csv":
+            raise Died
+
+    monkeypatch.setattr(outputs, "_step", die)
+    with pytest.raises(Died), staged(out, owns=("",)) as s:
+        s.write_text("a.csv", "new")
+        s.write_text("b.csv", "new")
+    monkeypatch.setattr(outputs, "_step", lambda label: None)
+    recover(out)
+    assert [(out / n).read_text() for n in ("a.csv", "b.csv")] == ["new", "new"]
+    assert not (out / "gone.csv").exists() and not (out / JOURNAL).exists()
+
+
+# --------------------------------------------------------------------------- a planted list of outputs
+
+
+@pytest.mark.parametrize("mode", ["swap", "journal"])
+def test_planted_manifest_deletes_nothing_it_did_not_write(world, monkeypatch, mode):
+    out, elsewhere = world["out"], world["elsewhere"]
+    if mode == "journal":
+        _journal_mode(monkeypatch)
+    (out / "sub").mkdir()
+    (out / "sub" / "draft.txt").write_text("draft")
+    (out / "link").symlink_to(elsewhere, target_is_directory=True)
+    (out / MANIFEST).write_text(json.dumps(["a.csv", "my_notes.txt", str(elsewhere / "precious.txt"),
+                                            "../elsewhere/retire.txt", "sub/draft.txt", "link/retire.txt"]))
+    _publish(out, **{"b.csv": "new"})
+    assert (out / "my_notes.txt").read_text() == "mine"
+    assert (out / "sub" / "draft.txt").read_text() == "draft"
+    assert (elsewhere / "precious.txt").read_text() == "keep me"
+    assert (elsewhere / "retire.txt").read_text() == "keep me too"
+    assert (out / "b.csv").read_text() == "new"
+
+
+@pytest.mark.parametrize("mode", ["swap", "journal"])
+def test_our_own_outputs_are_still_retired(tmp_path, monkeypatch, mode):
+    out = tmp_path / "out"
+    if mode == "journal":
+        _journal_mode(monkeypatch)
+    _publish(out, **{"a.csv": "1", "figures__chart.png": "png"})
+    _publish(out, **{"a.csv": "2"})
+    assert not (out / "figures" / "chart.png").exists() and (out / "a.csv").read_text() == "2"
+    listed = json.loads((out / MANIFEST).read_text())
+    assert sorted(listed["files"]) == ["a.csv"]
+
+
+def test_an_output_changed_by_the_user_is_kept(tmp_path, caplog):
+    out = tmp_path / "out"
+    _publish(out, **{"a.csv": "1", "b.csv": "1"})
+    (out / "b.csv").write_text("edited by hand, longer")
+    with caplog.at_level(logging.WARNING):
+        _publish(out, **{"a.csv": "2"})
+    assert (out / "b.csv").read_text() == "edited by hand, longer"
+    assert any("b.csv: kept" in r.getMessage() for r in caplog.records)
+
+
+# --------------------------------------------------------------------------- mounts and symlinks inside --out
+
+
+def test_symlinked_folder_inside_out_is_never_followed_for_deletion(tmp_path, monkeypatch):
+    out, share = tmp_path / "out", tmp_path / "share"
+    share.mkdir()
+    (share / "a.csv").write_text("on the share")
+    _publish(out, **{"a.csv": "1"})
+    (out / "figures").symlink_to(share, target_is_directory=True)
+    for mode in ("swap", "journal"):
+        if mode == "journal":
+            _journal_mode(monkeypatch)
+        _publish(out, **{"a.csv": "2"})
+        assert (share / "a.csv").read_text() == "on the share"
+        assert (out / "figures").is_symlink()
+
+
+def test_mount_point_inside_out_is_left_in_place(tmp_path, monkeypatch):
+    """A folder reported as a mount point is not carried into a new set (its files copied, the
+    share emptied with the previous set): the publish goes file by file around it."""
+    out = tmp_path / "out"
+    _publish(out, **{"a.csv": "1"})
+    share = out / "share"
+    share.mkdir()
+    (share / "data.bin").write_text("on the share")
+    inode = share.stat().st_ino
+    real = os.path.ismount
+    monkeypatch.setattr(outputs.os.path, "ismount", lambda p: os.fspath(p) == os.fspath(share) or real(p))
+    _publish(out, **{"a.csv": "2"})
+    assert (out / "a.csv").read_text() == "2"
+    assert share.stat().st_ino == inode  # the very same folder: the mount never moved
+    assert (share / "data.bin").read_text() == "on the share"
+    assert not [p for p in tmp_path.iterdir() if SIBLING_MARK in p.name]
+
+
+def test_remove_tree_does_not_cross_mounts_or_symlinks(tmp_path, monkeypatch):
+    top = tmp_path / "top"
+    (top / "inner").mkdir(parents=True)
+    (top / "inner" / "f").write_text("x")
+    mounted = top / "mnt"
+    mounted.mkdir()
+    (mounted / "g").write_text("on the share")
+    outside = tmp_path / "outside"
+    outside.mkdir()
+    (outside / "h").write_text("outside")
+    (top / "link").symlink_to(outside, target_is_directory=True)
+    real = os.path.ismount
+    monkeypatch.setattr(outputs.os.path, "ismount", lambda p: os.fspath(p) == os.fspath(mounted) or real(p))
+    outputs._remove_tree(top)
+    assert (mounted / "g").read_text() == "on the share" and (outside / "h").read_text() == "outside"
+    assert not (top / "inner").exists() and not (top / "link").exists()
+
+
+def _mounts_under(folder: Path) -> list[str]:
+    with open("/proc/self/mountinfo", encoding="utf-8") as f:
+        points = [line.split()[4] for line in f]
+    return [p for p in points if p.startswith(f"{folder}/")]
+
+
+@pytest.mark.skipif(os.geteuid() != 0 or not shutil.which("mount"), reason="a bind mount needs root")
+def test_real_bind_mount_inside_out_survives(tmp_path):
+    out, share = tmp_path / "out", tmp_path / "share"
+    share.mkdir()
+    (share / "data.bin").write_text("on the share")
+    _publish(out, **{"a.csv": "1"})
+    (out / "mnt").mkdir()
+    if subprocess.run(["mount", "--bind", str(share), str(out / "mnt")], capture_output=True).returncode:
+        pytest.skip("mount --bind not permitted here")
+    try:
+        _publish(out, **{"a.csv": "2"})
+        _publish(out, **{"a.csv": "3"})
+        assert (out / "a.csv").read_text() == "3"
+        assert (share / "data.bin").read_text() == "on the share"
+        assert os.path.ismount(out / "mnt") or (out / "mnt" / "data.bin").exists()
+    finally:
+        for point in _mounts_under(tmp_path):  # wherever it ended up
+            subprocess.run(["umount", "-l", point], capture_output=True)
+    assert (share / "data.bin").read_text() == "on the share"
+    assert not [p for p in tmp_path.iterdir() if SIBLING_MARK in p.name]
+
+
+# --------------------------------------------------------------------------- leftovers
+
+
+def test_leftover_lookalike_that_is_a_symlink_is_not_followed(tmp_path):
+    out, elsewhere = tmp_path / "out", tmp_path / "elsewhere"
+    elsewhere.mkdir()
+    (elsewhere / "f").write_text("x")
+    _publish(out, **{"a.csv": "1"})
+    dead = subprocess.run([sys.executable, "-c", "import os; print(os.getpid())"], capture_output=True, text=True)
+    (out / f"{STAGING_PREFIX}{int(dead.stdout)}-abcdefgh").symlink_to(elsewhere, target_is_directory=True)
+    (tmp_path / f".out{SIBLING_MARK}{int(dead.stdout)}-abcdefgh").symlink_to(elsewhere, target_is_directory=True)
+    recover(out)
+    assert (elsewhere / "f").read_text() == "x"
+
+
+# --------------------------------------------------------------------------- one command per output folder
+
+
+def test_second_command_on_the_same_out_is_refused(tmp_path):
+    out = tmp_path / "out"
+    _publish(out, **{"a.csv": "1"})
+    with outputs.hold(out):
+        child = subprocess.run([sys.executable, "-c", "import sys, pipeline.outputs as o\n"
+                                "try:\n  o.hold(sys.argv[1]).__enter__()\n"
+                                "except Exception as e:\n  print(e); sys.exit(3)", str(out)],
+                               capture_output=True, text=True, env={**os.environ, "PYTHONPATH": str(Path.cwd())},
+                               cwd=Path(__file__).parents[1])
+        assert child.returncode == 3, child.stderr
+        assert "another nightlights command is using this output folder" in child.stdout
+        with staged(out, owns=("",)) as s:  # the holder itself publishes
+            s.write_text("a.csv", "2")
+    assert (out / "a.csv").read_text() == "2"
+    with outputs.hold(out):  # released
+        pass
+
+
+def test_hold_refuses_in_process_too(tmp_path):
+    out = tmp_path / "out"
+    out.mkdir()
+    fd = os.open(out, os.O_RDONLY)
+    try:
+        import fcntl
+
+        fcntl.flock(fd, fcntl.LOCK_EX)  # another open file description: as another process would
+        with pytest.raises(NightlightsError, match="another nightlights command"), outputs.hold(out):
+            pass
+    finally:
+        os.close(fd)
+
+
+# --------------------------------------------------------------------------- --out targets
+
+
+def test_run_out_root_is_refused(tmp_path):
+    with pytest.raises(NightlightsError, match="file system root"), staged(Path("/")):
+        pass
+
+
+def test_atomic_write_never_replaces_a_device_or_fifo(tmp_path):
+    fifo = tmp_path / "pipe"
+    os.mkfifo(fifo)
+    with pytest.raises(NightlightsError, match="not a regular file"), outputs.atomic_write(fifo) as tmp:
+        tmp.write_text("x")
+    assert fifo.exists() and not fifo.is_file()
+    with pytest.raises(NightlightsError, match="not a regular file"), outputs.atomic_write("/dev/null") as tmp:
+        tmp.write_text("x")
+    assert Path("/dev/null").is_char_device()
