@@ -401,3 +401,106 @@ def test_logging_strips_control_characters(caplog):
 
     record = logging.LogRecord("x", logging.WARNING, __file__, 1, "site %s: \x1b[31mred\x1b[0m\r", ("a\x07b",), None)
     assert _InertFormatter("%(message)s").format(record) == "site ab: red"
+
+
+# --------------------------------------------------------------------------- the command line
+
+
+def test_extract_out_never_replaces_a_fifo_or_folder(tmp_path, capsys):
+    from pipeline.cli import main
+
+    fifo = tmp_path / "pipe.csv"
+    os.mkfifo(fifo)
+    for target in (fifo, Path("/"), tmp_path):
+        assert main(["extract", "--sites", "none.geojson", "--rasters", str(tmp_path), "--out", str(target)]) == 2
+        err = capsys.readouterr().err
+        assert err.startswith(f"nightlights: error: {target}: ") and len(err.strip().splitlines()) == 1, err
+    assert fifo.exists() and not fifo.is_file()
+    assert "not a regular file" in (main(["extract", "--sites", "x", "--rasters", "x", "--out", "/dev/null"]) == 2
+                                    and capsys.readouterr().err)
+    assert Path("/dev/null").is_char_device()
+
+
+def test_run_out_root_is_refused_in_one_line(tmp_path, capsys):
+    from pipeline.cli import main
+
+    for command in ("run", "compare", "figures"):
+        assert main([command, "--out", "/", "-q"]) == 2
+        err = capsys.readouterr().err
+        assert err == "nightlights: error: /: is the file system root; --out takes a folder of its own for the " \
+                      "results, such as outputs/\n"
+
+
+def test_figures_refuses_while_another_command_holds_the_folder(tmp_path, capsys):
+    from pipeline.cli import main
+
+    out = tmp_path / "out"
+    out.mkdir()
+    (out / "verdict.json").write_text("{}")
+    fd = os.open(out, os.O_RDONLY)
+    try:
+        import fcntl
+
+        fcntl.flock(fd, fcntl.LOCK_EX)  # as a 'run' in another process holds it
+        assert main(["figures", "--out", str(out)]) == 2
+        err = capsys.readouterr().err
+        assert err.startswith(f"nightlights: error: {out}: another nightlights command is using this output folder")
+    finally:
+        os.close(fd)
+
+
+@pytest.mark.slow
+def test_figures_racing_a_run_never_mixes_the_sets(tmp_path):
+    """A run holds --out from start to end; figures started meanwhile refuses in one line."""
+    from tests.bad_inputs.rasters import write_months, write_sites
+    from tests.test_faults import CHILD, clean_env, wait_for
+
+    rasters, sites = write_months(tmp_path / "rasters")[0].parent, write_sites(tmp_path / "sites.geojson")
+    out, flag = tmp_path / "out", tmp_path / "flag"
+    base = ["run", "--source", "local", "--rasters", str(rasters), "--sites", str(sites), "--out", str(out),
+            "--no-sensitivity", "-q"]
+    env = clean_env(tmp_path)
+    first = subprocess.run([sys.executable, "-c", CHILD, "-", *base], env=env, cwd=tmp_path, capture_output=True,
+                           text=True, timeout=300)
+    assert first.returncode == 0, first.stderr
+    slow = subprocess.Popen([sys.executable, "-c", CHILD, str(flag), *base, "--threshold", "0.5"], env=env,
+                            cwd=tmp_path, text=True, stdout=subprocess.PIPE, stderr=subprocess.PIPE)
+    try:
+        wait_for(flag, slow)  # the run is writing its set
+        figures = subprocess.run([sys.executable, "-c", CHILD, "-", "figures", "--out", str(out), "--format", "png"],
+                                 env=env, cwd=tmp_path, capture_output=True, text=True, timeout=300)
+        assert figures.returncode == 2
+        assert figures.stderr.startswith(f"nightlights: error: {out}: another nightlights command is using")
+        assert len(figures.stderr.strip().splitlines()) == 1
+    finally:
+        slow.kill()
+        slow.communicate()
+
+
+def test_figures_reads_only_the_files_verdict_json_names(tmp_path, capsys, monkeypatch):
+    """verdict.json naming "/" as a raster folder: no scan of the file system, one error line."""
+    from pipeline.cli import main
+
+    out = tmp_path / "out"
+    out.mkdir()
+    verdict = {"inputs": [{"month": "2024-01", "file": "nightlights_2024-01.tif", "aux": None, "product": "x",
+                           "folder": "/"}], "parameters": {}}
+    (out / "verdict.json").write_text(json.dumps(verdict))
+    (out / "site_changes.csv").write_text("site_id\na\n")
+    import geopandas as gpd
+    from shapely.geometry import Point
+
+    gpd.GeoDataFrame({"site_id": ["a"]}, geometry=[Point(125, 39)], crs="EPSG:4326").to_file(
+        out / "sites_classified.geojson")
+    (out / "site_months.csv").write_text("site_id,month\na,2024-01\n")
+    scanned = []
+
+    def no_scan(self: Path, pattern: str) -> None:
+        scanned.append(self)
+        raise RuntimeError(f"scanned {self}")  # (before the fix: the whole file system)
+
+    monkeypatch.setattr(Path, "rglob", no_scan)
+    assert main(["figures", "--out", str(out)]) == 2
+    err = capsys.readouterr().err
+    assert err.startswith("nightlights: error: /: raster folder named in") and "does not hold" in err
+    assert not scanned
