@@ -109,22 +109,30 @@ def test_a_real_interrupted_journal_is_still_finished(tmp_path, monkeypatch):
 # --------------------------------------------------------------------------- a planted list of outputs
 
 
-@pytest.mark.parametrize("mode", ["swap", "journal"])
+@pytest.mark.parametrize("mode", ["swap", "journal", "cwd"])
 def test_planted_manifest_deletes_nothing_it_did_not_write(world, monkeypatch, mode):
     out, elsewhere = world["out"], world["elsewhere"]
     if mode == "journal":
         _journal_mode(monkeypatch)
+    if mode == "cwd":  # cd out && nightlights run --out . : the journal, chosen by the tool itself
+        monkeypatch.chdir(out)
+        out = Path(".")
     (out / "sub").mkdir()
     (out / "sub" / "draft.txt").write_text("draft")
     (out / "link").symlink_to(elsewhere, target_is_directory=True)
     (out / MANIFEST).write_text(json.dumps(["a.csv", "my_notes.txt", str(elsewhere / "precious.txt"),
                                             "../elsewhere/retire.txt", "sub/draft.txt", "link/retire.txt"]))
     _publish(out, **{"b.csv": "new"})
+    forged = {"version": 2, "files": {"my_notes.txt": [1, 4, 1], str(elsewhere / "precious.txt"): [1, 7, 1],
+                                      "link/retire.txt": list(outputs._stamp(elsewhere / "retire.txt",
+                                                                             os.stat(elsewhere).st_dev))}}
+    (out / MANIFEST).write_text(json.dumps(forged))  # the new format, stamps guessed or taken through a link
+    _publish(out, **{"b.csv": "newer"})
     assert (out / "my_notes.txt").read_text() == "mine"
     assert (out / "sub" / "draft.txt").read_text() == "draft"
     assert (elsewhere / "precious.txt").read_text() == "keep me"
     assert (elsewhere / "retire.txt").read_text() == "keep me too"
-    assert (out / "b.csv").read_text() == "new"
+    assert (out / "b.csv").read_text() == "newer"
 
 
 @pytest.mark.parametrize("mode", ["swap", "journal"])
