@@ -26,6 +26,9 @@ staging folders is ever deleted or moved, nor a file in ``--out`` the tool did n
 A mount point inside ``--out`` makes the publish go file by file around it, and no
 deletion crosses a mount point or follows a symlink. One command at a time uses an output
 folder (:func:`hold`, a lock on the folder held from start to end).
+
+Longer than most modules because publishing and what may be trusted in an output folder
+must be read together: a guarantee kept in one function is easily broken in another.
 """
 
 from __future__ import annotations
