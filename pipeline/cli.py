@@ -79,7 +79,7 @@ class _Parser(argparse.ArgumentParser):
     """Usage mistakes are one line too, pointing at --help instead of printing the usage block."""
 
     def error(self, message: str) -> NoReturn:
-        self.exit(2, f"{self.prog}: error: {message} (see '{self.prog} --help')\n")
+        self.exit(2, inert(f"{self.prog}: error: {message} (see '{self.prog} --help')") + "\n")
 
 
 def build_parser() -> argparse.ArgumentParser:

@@ -512,3 +512,13 @@ def test_figures_reads_only_the_files_verdict_json_names(tmp_path, capsys, monke
     err = capsys.readouterr().err
     assert err.startswith("nightlights: error: /: raster folder named in") and "does not hold" in err
     assert not scanned
+
+
+def test_usage_errors_strip_control_characters(capsys):
+    from pipeline.cli import main
+
+    with pytest.raises(SystemExit) as e:
+        main(["run", "--source", "lo\x1b[2Jcal"])
+    assert e.value.code == 2
+    err = capsys.readouterr().err
+    assert "\x1b" not in err and err.startswith("nightlights run: error: argument --source: invalid choice")
