@@ -681,28 +681,39 @@ def inert_csv(df: pd.DataFrame) -> pd.DataFrame:
     spreadsheets expect, so that a site name or claim text from an input cannot become a formula.
     Only text columns are touched (numbers stay numbers, negative ones too), and text that is
     itself a plain number (``-3.5``) is left as it is."""
-    text = [c for c in df.columns if df[c].dtype == object or pd.api.types.is_string_dtype(df[c].dtype)
+    return _recast(df, _text_columns(df), lambda v: isinstance(v, str) and v.startswith(FORMULA_START)
+                   and not _NUMBER.fullmatch(v), lambda v: "'" + v)
+
+
+def _text_columns(df: pd.DataFrame) -> list[Any]:
+    return [c for c in df.columns if df[c].dtype == object or pd.api.types.is_string_dtype(df[c].dtype)
             or isinstance(df[c].dtype, pd.CategoricalDtype)]
+
+
+def _recast(df: pd.DataFrame, columns: list[Any], hit: Callable[[Any], bool], fix: Callable[[str], str]
+            ) -> pd.DataFrame:
+    """``df`` with ``fix`` applied to the cells of ``columns`` that ``hit`` (by position: any index)."""
     fixed = {}
-    for c in text:
-        col = df[c].astype(object)
-        hit = col.map(lambda v: isinstance(v, str) and v.startswith(FORMULA_START) and not _NUMBER.fullmatch(v))
-        if hit.any():
-            fixed[c] = col.where(~hit, "'" + col[hit].astype(str))
-    return df.assign(**fixed) if fixed else df
+    for c in columns:
+        values = df[c].to_numpy(dtype=object, copy=True)
+        rows = [i for i, v in enumerate(values) if hit(v)]
+        for i in rows:
+            values[i] = fix(values[i])
+        if rows:
+            fixed[c] = pd.Series(values, index=df.index, name=c)
+    if not fixed:
+        return df
+    out = df.copy(deep=False)
+    for c, col in fixed.items():
+        out[c] = col
+    return out
 
 
 def uninert_csv(df: pd.DataFrame) -> pd.DataFrame:
     """Undo :func:`inert_csv` on a table read back (``nightlights figures``)."""
-    fixed = {}
-    for c in df.columns:
-        if df[c].dtype == object:
-            col = df[c]
-            hit = col.map(lambda v: isinstance(v, str) and v[:1] == "'" and v[1:2] != "" and v[1:].startswith(
-                FORMULA_START) and not _NUMBER.fullmatch(v[1:]))
-            if hit.any():
-                fixed[c] = col.where(~hit, col[hit].str[1:])
-    return df.assign(**fixed) if fixed else df
+    return _recast(df, _text_columns(df),
+                   lambda v: isinstance(v, str) and v[:1] == "'" and v[1:].startswith(FORMULA_START)
+                   and not _NUMBER.fullmatch(v[1:]), lambda v: v[1:])
 
 
 def _jsonable(x: Any) -> Any:

@@ -522,3 +522,17 @@ def test_usage_errors_strip_control_characters(capsys):
     assert e.value.code == 2
     err = capsys.readouterr().err
     assert "\x1b" not in err and err.startswith("nightlights run: error: argument --source: invalid choice")
+
+
+def test_figures_reads_names_back_as_they_were(hostile, tmp_path, tmp_path_factory):
+    """The leading quote is for spreadsheets only: 'figures' gets the names of the run back."""
+    from pipeline.analysis import load_results
+    from tests.pubdata import published
+
+    _, done = published(tmp_path_factory)
+    out = tmp_path / "out"
+    shutil.copytree(done, out)
+    with staged(out, owns=()) as s:
+        s.write_csv("site_changes.csv", hostile.changes, "synthetic")
+    assert "'=HYPERLINK(" in (out / "site_changes.csv").read_text(encoding="utf-8")
+    assert sorted(load_results(out).changes["name"]) == sorted(HOSTILE_NAMES)
