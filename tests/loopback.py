@@ -30,6 +30,7 @@ from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from urllib.parse import parse_qs, urlsplit
 
 import numpy as np
+import pytest
 
 LOGIN_PAGE = (b"<!DOCTYPE html><html><head><title>Sign in to eog</title></head><body>"
               b"<form id=\"kc-form-login\" action=\"/realms/eog/login-actions/authenticate\" method=\"post\">"
@@ -63,6 +64,22 @@ class State:
     slow_bytes_per_s: int = 64 * 1024
     log: list[Request] = field(default_factory=list)
     lock: threading.Lock = field(default_factory=threading.Lock)
+
+
+def can_bind(host: str) -> bool:
+    """Whether a test server can listen on ``host`` (127.0.0.2 is loopback on Linux, not on every system)."""
+    import socket
+
+    try:
+        with socket.socket() as sock:
+            sock.bind((host, 0))
+        return True
+    except OSError:
+        return False
+
+
+OTHER_HOST = "127.0.0.2"  # "another host" for redirect tests
+needs_other_host = pytest.mark.skipif(not can_bind(OTHER_HOST), reason=f"cannot listen on {OTHER_HOST}")
 
 
 class Loopback:

@@ -26,7 +26,17 @@ from pipeline.fetch.blackmarble import (
     tiles_for,
 )
 from pipeline.sources import find_monthly_rasters
-from tests.loopback import BM_SITES, Loopback, bm_dir, bm_h5, bm_name, populate_bm, sites_geojson
+from tests.loopback import (
+    BM_SITES,
+    OTHER_HOST,
+    Loopback,
+    bm_dir,
+    bm_h5,
+    bm_name,
+    needs_other_host,
+    populate_bm,
+    sites_geojson,
+)
 
 TOKEN = "edl-DISTINCTIVE-77aa"
 
@@ -182,9 +192,10 @@ def test_download_then_run_gives_a_real_verdict_without_leaking_the_token(lb, tm
     assert leaked == [] and TOKEN not in captured.out + captured.err + caplog.text
 
 
+@needs_other_host
 def test_earthdata_token_never_follows_a_redirect_to_another_host(tmp_path, monkeypatch):
     """LAADS redirecting a file to a stranger (127.0.0.2): the file is asked for without the token."""
-    with Loopback(cdn_host="127.0.0.2") as server:
+    with Loopback(cdn_host=OTHER_HOST) as server:
         server.protect("/archive/allData/5200/VNP46A3/2", "401")
         server.allow_token("tok-bm-zq55")
         server.state.redirect_prefixes.append("/archive/")

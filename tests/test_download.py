@@ -19,7 +19,14 @@ from pipeline.fetch import http as download
 from pipeline.fetch import month_list
 from pipeline.fetch.http import StaticToken, fetch_file, make_session
 from pipeline.fetch.manifest import Manifest
-from tests.loopback import Loopback, eog_month_dir, eog_name, populate_eog
+from tests.loopback import (
+    OTHER_HOST,
+    Loopback,
+    eog_month_dir,
+    eog_name,
+    needs_other_host,
+    populate_eog,
+)
 
 BLOB = os.urandom(3 * 1024 * 1024 + 17)
 
@@ -207,8 +214,9 @@ def test_token_follows_redirects_only_to_trusted_hosts():
     assert not _keeps_token(laads, "https://data.laadsdaac.earthdatacloud.nasa.gov/x")  # no provider: same host only
 
 
+@needs_other_host
 def test_bearer_token_is_not_sent_to_another_loopback_host(tmp_path):
-    with Loopback(cdn_host="127.0.0.2") as other:
+    with Loopback(cdn_host=OTHER_HOST) as other:
         other.add("/data/blob.bin", BLOB)
         other.state.redirect_prefixes.append("/data/")
         other.protect("/data/")

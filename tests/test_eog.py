@@ -21,12 +21,14 @@ from pipeline.sources import find_monthly_rasters
 from tests.loopback import (
     EOG_RES,
     EOG_SITES,
+    OTHER_HOST,
     TOKEN_PATH,
     Loopback,
     eog_month_dir,
     eog_name,
     eog_window,
     geotiff_bytes,
+    needs_other_host,
     populate_eog,
     radiance_field,
     sites_geojson,
@@ -204,10 +206,11 @@ def test_download_then_run_gives_a_real_verdict_without_leaking_the_token(lb, tm
 # --------------------------------------------------------------------------- credentials go only where meant
 
 
+@needs_other_host
 @pytest.mark.parametrize("code", ["307", "308", "302"])
 def test_password_grant_never_follows_a_redirect_to_another_host(monkeypatch, code):
     """The token endpoint answering 307 to another host: nothing is sent there, no token from it is used."""
-    with Loopback(cdn_host="127.0.0.2") as lb:
+    with Loopback(cdn_host=OTHER_HOST) as lb:
         lb.state.oidc.update(OIDC)
         monkeypatch.setenv("NIGHTLIGHTS_EOG_TOKEN_URL", lb.url + TOKEN_PATH)
         _login(monkeypatch)
@@ -229,8 +232,9 @@ def test_password_grant_follows_a_same_origin_307(lb, monkeypatch):
     assert [r.method for r in lb.requests(TOKEN_PATH)] == ["POST", "POST"] and lb.state.grants == ["password"]
 
 
+@needs_other_host
 def test_eog_token_never_follows_a_redirect_to_another_host(monkeypatch, tmp_path):
-    with Loopback(cdn_host="127.0.0.2") as lb:
+    with Loopback(cdn_host=OTHER_HOST) as lb:
         monkeypatch.setenv("NIGHTLIGHTS_EOG_URL", lb.url + "/nighttime_light")
         monkeypatch.setenv("EOG_TOKEN", "tok-eog-zq77")
         lb.allow_token("tok-eog-zq77")
