@@ -269,6 +269,7 @@ def load_results(out: str | os.PathLike[str]) -> Results:
     out = Path(out)
     from pipeline.compare import load_comparison
     from pipeline.errors import ConfigError, SourceError
+    from pipeline.outputs import uninert_csv
     from pipeline.sources import find_annual_rasters, find_monthly_rasters
 
     need = ["verdict.json", "site_changes.csv", "sites_classified.geojson"]
@@ -276,8 +277,8 @@ def load_results(out: str | os.PathLike[str]) -> Results:
     if missing:
         raise ConfigError(f"{out}: no {', '.join(missing)}; run 'nightlights run --out {out}' first")
     verdict = json.loads((out / "verdict.json").read_text(encoding="utf-8"))
-    changes = pd.read_csv(out / "site_changes.csv", dtype={"batch": str}).drop(columns=["data_kind"],
-                                                                                  errors="ignore")
+    changes = uninert_csv(pd.read_csv(out / "site_changes.csv", dtype={"batch": str})).drop(
+        columns=["data_kind"], errors="ignore")
     if "batch" in changes:
         changes["batch"] = batch_labels(changes)
     gdf = gpd.read_file(out / "sites_classified.geojson")
@@ -290,18 +291,28 @@ def load_results(out: str | os.PathLike[str]) -> Results:
     if (out / "site_months.parquet").exists():
         months = pd.read_parquet(out / "site_months.parquet")
     else:
-        months = pd.read_csv(out / "site_months.csv")
+        months = uninert_csv(pd.read_csv(out / "site_months.csv"))
     months = months.drop(columns=["data_kind"], errors="ignore")
     sens = pd.read_csv(out / "sensitivity.csv").drop(columns=["data_kind"], errors="ignore") \
         if (out / "sensitivity.csv").exists() else None
     rasters = []
-    wanted = {i["file"] for i in verdict.get("inputs", [])}
-    for folder in sorted({i["folder"] for i in verdict.get("inputs", [])}):
+    inputs = [i for i in verdict.get("inputs", []) if isinstance(i, dict)]
+    wanted = {i.get("file") for i in inputs}
+    for folder in sorted({str(i.get("folder")) for i in inputs}):
+        # only the files verdict.json names are read, never a scan of a folder it names ("/")
+        mine = [i for i in inputs if str(i.get("folder")) == folder]
+        names = sorted({str(i.get("file")) for i in mine})
         if not Path(folder).is_dir():
             raise SourceError(f"{folder}: raster folder named in {out / 'verdict.json'} not found; run from the "
                               "folder the run was made in, or re-run 'nightlights run'")
+        bad = [n for n in names if Path(n).name != n or n.startswith(".") or not (Path(folder) / n).is_file()]
+        if bad:
+            raise SourceError(f"{folder}: raster folder named in {out / 'verdict.json'} does not hold {bad[0]} "
+                              f"({len(bad)} of the {len(names)} files it names missing); re-run 'nightlights run'")
+        aux = {str(i["aux"]) for i in mine if i.get("aux") and Path(str(i["aux"])).name == str(i["aux"])}
+        files = [Path(folder) / n for n in sorted({*names, *aux})]
         find = find_annual_rasters if verdict.get("product") == "annual" else find_monthly_rasters
-        found = find(folder, eog_config=verdict["parameters"].get("eog_config", "vcmslcfg"))
+        found = find(folder, eog_config=verdict["parameters"].get("eog_config", "vcmslcfg"), files=files)
         rasters += [r for r in found if r.radiance.name in wanted]
     units = pd.read_csv(out / "county_changes.csv", dtype={"unit_id": str}).drop(
         columns=["data_kind"], errors="ignore") if (out / "county_changes.csv").exists() else None

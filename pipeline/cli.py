@@ -23,6 +23,7 @@ from __future__ import annotations
 import argparse
 import logging
 import os
+import re
 import signal
 import sys
 import textwrap
@@ -52,6 +53,22 @@ from pipeline.config import (
 from pipeline.errors import ConfigError, NightlightsError
 
 log = logging.getLogger("nightlights")
+# ANSI escape sequences, then any other control character (C0 but tab and newline, DEL, C1) and the
+# bidirectional overrides: names from input files never move the cursor, recolour or retitle a terminal
+_ANSI = re.compile(r"\x1b(?:\[[0-?]*[ -/]*[@-~]|\][^\x07\x1b]*(?:\x07|\x1b\\)?|[@-Z\\-_])")
+_CONTROL = re.compile(r"[\x00-\x08\x0b-\x1f\x7f-\x9f\u202a-\u202e\u2066-\u2069]")
+
+
+def inert(text: str) -> str:
+    """``text`` without terminal control sequences (what a file or site name may carry)."""
+    return _CONTROL.sub("", _ANSI.sub("", text))
+
+
+class _InertFormatter(logging.Formatter):
+    """Every log line reaches the terminal without control characters (they come from inputs)."""
+
+    def format(self, record: logging.LogRecord) -> str:
+        return inert(super().format(record))
 
 
 def _formatter(prog: str) -> argparse.HelpFormatter:
@@ -62,7 +79,7 @@ class _Parser(argparse.ArgumentParser):
     """Usage mistakes are one line too, pointing at --help instead of printing the usage block."""
 
     def error(self, message: str) -> NoReturn:
-        self.exit(2, f"{self.prog}: error: {message} (see '{self.prog} --help')\n")
+        self.exit(2, inert(f"{self.prog}: error: {message} (see '{self.prog} --help')") + "\n")
 
 
 def build_parser() -> argparse.ArgumentParser:
@@ -348,7 +365,9 @@ def default_site_files() -> list[Path]:
 
 def _setup_logging(args: argparse.Namespace) -> None:
     level = logging.DEBUG if args.debug else logging.WARNING if args.quiet else logging.INFO
-    logging.basicConfig(level=level, format="%(message)s", stream=sys.stderr, force=True)
+    handler = logging.StreamHandler(sys.stderr)
+    handler.setFormatter(_InertFormatter("%(message)s"))
+    logging.basicConfig(level=level, handlers=[handler], force=True)
     for noisy in ("fiona", "pyogrio", "distributed", "matplotlib", "PIL", "fontTools"):
         logging.getLogger(noisy).setLevel(max(level, logging.WARNING))
     # urllib3's retry warnings print request URLs, and signed redirect URLs carry credentials
@@ -387,12 +406,19 @@ def _read_sites(paths: Sequence[Path], params: Params, args: argparse.Namespace)
 def _check_out_file(out: Path) -> None:
     if out.is_dir():
         raise ConfigError(f"{out}: is a folder; extract --out takes a file name such as {out / 'site_months.csv'}")
+    if out.exists() and not out.is_file():
+        raise ConfigError(f"{out}: is not a regular file (a device, pipe or socket) and is never replaced; extract "
+                          "--out takes the name of a CSV file to write, such as site_months.csv")
     if not out.parent.exists():
         raise ConfigError(f"{out.parent}: folder not found for --out; create it first")
 
 
 def _check_out_dir(out: Path) -> None:
     """Fail before the work, not after it, when the results could not be written."""
+    real = Path(os.path.realpath(out))
+    if real == real.parent:
+        raise ConfigError(f"{out}: is the file system root; --out takes a folder of its own for the results, "
+                          "such as outputs/")
     if out.exists() and not out.is_dir():
         raise ConfigError(f"{out}: is a file; --out takes a folder for the results")
     existing = next((p for p in (out, *out.parents) if p.exists()), None)
@@ -428,7 +454,7 @@ def cmd_sites_validate(args: argparse.Namespace) -> int:
     lines = [(str(p), p.severity == "error") for p in problems]
     lines += _claim_problems(claim_files, site_files, radius, usable=not any(e for _, e in lines))
     for line, _ in lines:
-        print(line)
+        print(inert(line))
     errors = sum(e for _, e in lines)
     if not errors:
         print(f"ok: {len(args.paths)} file(s) usable" + (f", {len(lines)} warning(s)" if lines else ""))
@@ -614,14 +640,27 @@ def main(argv: Sequence[str] | None = None) -> int:
             signal.signal(signal.SIGTERM, previous)
 
 
+def _holding(args: argparse.Namespace):
+    """run, compare and figures hold their output folder from start to end (one command per folder)."""
+    if args.command not in ("run", "compare", "figures"):
+        from contextlib import nullcontext
+
+        return nullcontext()
+    from pipeline.outputs import hold
+
+    _check_out_dir(args.out)
+    return hold(args.out)
+
+
 def _run(args: argparse.Namespace) -> int:
     """Run the command; expected failures become one line on stderr and an exit code."""
     try:
-        return int(args.func(args) or 0)
+        with _holding(args):
+            return int(args.func(args) or 0)
     except NightlightsError as e:
         if args.debug:
             raise
-        for line in str(e).splitlines() or [e.__class__.__name__]:
+        for line in inert(str(e)).splitlines() or [e.__class__.__name__]:
             print(f"nightlights: error: {line}", file=sys.stderr)
         return e.exit_code
     except KeyboardInterrupt:
@@ -638,19 +677,19 @@ def _run(args: argparse.Namespace) -> int:
         if args.debug:
             raise
         print(f"nightlights: error: '{args.command}' needs the Python package '{e.name or e}', which failed to "
-              f"import ({str(e)[:200]}); reinstall with 'make install' (or pip install -e .)", file=sys.stderr)
+              f"import ({inert(str(e))[:200]}); reinstall with 'make install' (or pip install -e .)", file=sys.stderr)
         return 2
     except OSError as e:
         if args.debug:
             raise
         where = f"{e.filename}: " if e.filename else ""
-        print(f"nightlights: error: {where}{e.strerror or e} (earlier outputs were left untouched)",
+        print(inert(f"nightlights: error: {where}{e.strerror or e} (earlier outputs were left untouched)"),
               file=sys.stderr)
         return 1
     except Exception as e:
         if args.debug:
             raise
-        print(f"nightlights: unexpected error: {e.__class__.__name__}: {str(e)[:300]} "
+        print(f"nightlights: unexpected error: {e.__class__.__name__}: {inert(str(e))[:300]} "
               "(run again with --debug for the traceback, and please report it)", file=sys.stderr)
         return 1
 

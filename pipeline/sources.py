@@ -196,19 +196,21 @@ def find_monthly_rasters(
     folder: Path | str,
     years: tuple[int, ...] | None = None,
     eog_config: str = "vcmslcfg",
+    files: list[Path] | None = None,
 ) -> list[MonthlyRaster]:
-    """Discover one raster per month under ``folder`` (recursively).
+    """Discover one raster per month under ``folder`` (recursively), or among ``files`` only.
 
     Files whose name carries no month are skipped with a warning. When a month has
     both EOG configurations, ``eog_config`` wins; any other clash is an error naming
-    both files, since silently picking one would change the result.
+    both files, since silently picking one would change the result. ``files`` (the files
+    a verdict.json names) means the folder is not scanned at all.
     """
     folder = Path(folder)
     if not folder.exists():
         raise SourceError(f"{folder}: raster folder not found")
     if not folder.is_dir():
         raise SourceError(f"{folder}: not a folder; --rasters takes the folder holding the monthly files")
-    files = sorted(p for p in folder.rglob("*")
+    files = sorted(p for p in (folder.rglob("*") if files is None else files)
                    if p.name.lower().endswith(RASTER_SUFFIXES) and not _hidden(p, folder) and p.is_file())
     if not files:
         raise SourceError(f"{folder}: no GeoTIFF files (.tif) found")
@@ -237,7 +239,7 @@ def _located(cls: type[MonthlyRaster], label: str, radiance: Path, aux: Path | N
 
 
 def find_annual_rasters(folder: Path | str, years: tuple[int, ...] | None = None,
-                        eog_config: str = "vcmslcfg") -> list[AnnualRaster]:
+                        eog_config: str = "vcmslcfg", files: list[Path] | None = None) -> list[AnnualRaster]:
     """Discover one annual composite per year under ``folder`` (recursively).
 
     EOG: the first radiance layer of :data:`EOG_ANNUAL_RADIANCE` present for the year, with its
@@ -249,8 +251,8 @@ def find_annual_rasters(folder: Path | str, years: tuple[int, ...] | None = None
     if not folder.is_dir():
         raise SourceError(f"{folder}: raster folder not found" if not folder.exists() else
                           f"{folder}: not a folder; --rasters takes the folder holding the annual files")
-    files = sorted(p for p in folder.rglob("*") if p.name.lower().endswith(RASTER_SUFFIXES)
-                   and not _hidden(p, folder) and p.is_file())
+    files = sorted(p for p in (folder.rglob("*") if files is None else files)
+                   if p.name.lower().endswith(RASTER_SUFFIXES) and not _hidden(p, folder) and p.is_file())
     by_name = {p.name: p for p in files}
     years_found: dict[str, list[_Candidate]] = defaultdict(list)
     for p in files:

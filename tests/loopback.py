@@ -5,7 +5,9 @@ Two listening sockets share one state: ``main`` serves Apache-style directory in
 an OpenID Connect token endpoint; ``cdn`` is where ``main`` redirects data requests
 (like LAADS's 302 to a signed URL on another host) and it checks the bearer token too.
 Misbehaviour is queued per path: ``"500"``, ``"drop"`` (connection closed mid-file),
-``"html"`` (a login page with HTTP 200), ``"401"``, ``"slow"`` (trickles the body).
+``"html"`` (a login page with HTTP 200), ``"401"``, ``"slow"`` (trickles the body); for POST
+(the token endpoint) ``"307"``/``"302"``/``"308"`` redirect to the same path on ``cdn`` and
+``"307-self"`` to the same URL.
 
 Fixture builders make tiny stand-ins with the real names and layouts: EOG GeoTIFFs on the
 15 arc-second grid inside a ``.tgz``, VNP46A3 HDF5 files with the real group and variable
@@ -28,6 +30,7 @@ from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from urllib.parse import parse_qs, urlsplit
 
 import numpy as np
+import pytest
 
 LOGIN_PAGE = (b"<!DOCTYPE html><html><head><title>Sign in to eog</title></head><body>"
               b"<form id=\"kc-form-login\" action=\"/realms/eog/login-actions/authenticate\" method=\"post\">"
@@ -63,23 +66,44 @@ class State:
     lock: threading.Lock = field(default_factory=threading.Lock)
 
 
-class Loopback:
-    """Start with ``with Loopback() as lb:``; ``lb.url`` is the main server's base URL."""
+def can_bind(host: str) -> bool:
+    """Whether a test server can listen on ``host`` (127.0.0.2 is loopback on Linux, not on every system)."""
+    import socket
 
-    def __init__(self) -> None:
+    try:
+        with socket.socket() as sock:
+            sock.bind((host, 0))
+        return True
+    except OSError:
+        return False
+
+
+OTHER_HOST = "127.0.0.2"  # "another host" for redirect tests
+needs_other_host = pytest.mark.skipif(not can_bind(OTHER_HOST), reason=f"cannot listen on {OTHER_HOST}")
+
+
+class Loopback:
+    """Start with ``with Loopback() as lb:``; ``lb.url`` is the main server's base URL.
+
+    ``cdn_host``: the address the ``cdn`` server listens on; ``"127.0.0.2"`` makes it
+    another host than ``main`` (a stranger a redirect may point at), 127.0.0.1 the same host.
+    """
+
+    def __init__(self, cdn_host: str = "127.0.0.1") -> None:
         self.state = State()
         self._servers: list[ThreadingHTTPServer] = []
         self.url = self.cdn_url = ""
+        self.cdn_host = cdn_host
 
     # ---------------------------------------------------------------- lifecycle
     def __enter__(self) -> Loopback:
-        for name in ("main", "cdn"):
-            srv = ThreadingHTTPServer(("127.0.0.1", 0), _handler(self, name))
+        for name, host in (("main", "127.0.0.1"), ("cdn", self.cdn_host)):
+            srv = ThreadingHTTPServer((host, 0), _handler(self, name))
             srv.daemon_threads = True
             threading.Thread(target=srv.serve_forever, kwargs={"poll_interval": 0.02}, daemon=True).start()
             self._servers.append(srv)
         self.url = f"http://127.0.0.1:{self._servers[0].server_address[1]}"
-        self.cdn_url = f"http://127.0.0.1:{self._servers[1].server_address[1]}"
+        self.cdn_url = f"http://{self.cdn_host}:{self._servers[1].server_address[1]}"
         return self
 
     def __exit__(self, *exc: object) -> None:
@@ -193,6 +217,10 @@ def _handler(lb: Loopback, server: str) -> type[BaseHTTPRequestHandler]:
             fault = _pop(lb, path)
             if fault == "500":
                 return self._send(500, b"busy", "text/plain")
+            if fault in ("307", "302", "308"):  # the token endpoint sends the client elsewhere
+                return self._send(int(fault), b"", "text/plain", {"Location": f"{lb.cdn_url}{path}"})
+            if fault == "307-self":  # ... or to itself, on the same origin
+                return self._send(307, b"", "text/plain", {"Location": f"{lb.url}{path}"})
             if path != TOKEN_PATH:
                 return self._send(404, b"not found", "text/plain")
             code, doc = lb.token(form)

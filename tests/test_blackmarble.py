@@ -26,7 +26,17 @@ from pipeline.fetch.blackmarble import (
     tiles_for,
 )
 from pipeline.sources import find_monthly_rasters
-from tests.loopback import BM_SITES, Loopback, bm_dir, bm_h5, bm_name, populate_bm, sites_geojson
+from tests.loopback import (
+    BM_SITES,
+    OTHER_HOST,
+    Loopback,
+    bm_dir,
+    bm_h5,
+    bm_name,
+    needs_other_host,
+    populate_bm,
+    sites_geojson,
+)
 
 TOKEN = "edl-DISTINCTIVE-77aa"
 
@@ -180,3 +190,22 @@ def test_download_then_run_gives_a_real_verdict_without_leaking_the_token(lb, tm
     assert "0 month(s) downloaded, 12 already cached" in captured.out
     leaked = [p for p in tmp_path.rglob("*") if p.is_file() and TOKEN.encode() in p.read_bytes()]
     assert leaked == [] and TOKEN not in captured.out + captured.err + caplog.text
+
+
+@needs_other_host
+def test_earthdata_token_never_follows_a_redirect_to_another_host(tmp_path, monkeypatch):
+    """LAADS redirecting a file to a stranger (127.0.0.2): the file is asked for without the token."""
+    with Loopback(cdn_host=OTHER_HOST) as server:
+        server.protect("/archive/allData/5200/VNP46A3/2", "401")
+        server.allow_token("tok-bm-zq55")
+        server.state.redirect_prefixes.append("/archive/")
+        populate_bm(server, (2021,), n=24)
+        monkeypatch.setenv("NIGHTLIGHTS_LAADS_URL", server.url)
+        monkeypatch.setenv("EARTHDATA_TOKEN", "tok-bm-zq55")
+        geoms = [Point(lon, lat).buffer(0.15) for _, lon, lat in BM_SITES]
+        with pytest.raises(AuthError):
+            download_months("blackmarble", [(2021, 2)], (129.4, 39.5, 130.6, 40.6), tmp_path, progress=False,
+                            geometries=geoms)
+        cdn = server.requests(server="cdn")
+        assert cdn and all(r.authorization is None for r in cdn)
+        assert all(r.authorization == "Bearer tok-bm-zq55" for r in server.requests("/archive/", server="main"))

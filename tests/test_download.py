@@ -19,7 +19,14 @@ from pipeline.fetch import http as download
 from pipeline.fetch import month_list
 from pipeline.fetch.http import StaticToken, fetch_file, make_session
 from pipeline.fetch.manifest import Manifest
-from tests.loopback import Loopback, eog_month_dir, eog_name, populate_eog
+from tests.loopback import (
+    OTHER_HOST,
+    Loopback,
+    eog_month_dir,
+    eog_name,
+    needs_other_host,
+    populate_eog,
+)
 
 BLOB = os.urandom(3 * 1024 * 1024 + 17)
 
@@ -197,9 +204,25 @@ def test_token_follows_redirects_only_to_trusted_hosts():
     from pipeline.fetch.http import _keeps_token
 
     laads = "https://ladsweb.modaps.eosdis.nasa.gov/archive/allData/5200/VNP46A3/2024/001/x.h5"
-    assert _keeps_token(laads, "https://data.laadsdaac.earthdatacloud.nasa.gov/prod-lads/x.h5?sig=1")
-    assert _keeps_token(laads, "https://ladsweb.modaps.eosdis.nasa.gov/other")
-    assert not _keeps_token(laads, "https://evil.example.com/x.h5")
-    assert not _keeps_token(laads, "http://data.laadsdaac.earthdatacloud.nasa.gov/x.h5")  # downgrade
-    assert not _keeps_token("http://mirror.example.org/x", "http://elsewhere.example.org/x")
-    assert _keeps_token("http://127.0.0.1:8001/data/x", "http://127.0.0.1:8002/data/x")
+    hosts = download.PROVIDER_HOSTS["blackmarble"]
+    assert _keeps_token(laads, "https://data.laadsdaac.earthdatacloud.nasa.gov/prod-lads/x.h5?sig=1", hosts)
+    assert _keeps_token(laads, "https://ladsweb.modaps.eosdis.nasa.gov/other", hosts)
+    assert not _keeps_token(laads, "https://evil.example.com/x.h5", hosts)
+    assert not _keeps_token(laads, "http://data.laadsdaac.earthdatacloud.nasa.gov/x.h5", hosts)  # downgrade
+    assert not _keeps_token("http://mirror.example.org/x", "http://elsewhere.example.org/x", hosts)
+    assert _keeps_token("http://127.0.0.1:8001/data/x", "http://127.0.0.1:8002/data/x", hosts)
+    assert not _keeps_token(laads, "https://data.laadsdaac.earthdatacloud.nasa.gov/x")  # no provider: same host only
+
+
+@needs_other_host
+def test_bearer_token_is_not_sent_to_another_loopback_host(tmp_path):
+    with Loopback(cdn_host=OTHER_HOST) as other:
+        other.add("/data/blob.bin", BLOB)
+        other.state.redirect_prefixes.append("/data/")
+        other.protect("/data/")
+        other.allow_token("tok-123")
+        with pytest.raises(AuthError):
+            fetch_file(make_session(download.PROVIDER_HOSTS["blackmarble"]), other.url + "/data/blob.bin",
+                       tmp_path / "b", StaticToken("tok-123", ""), verify=_exact(BLOB), progress=False)
+        cdn = other.requests("/data/blob.bin", server="cdn")
+        assert cdn and all(r.authorization is None for r in cdn)

@@ -21,12 +21,14 @@ from pipeline.sources import find_monthly_rasters
 from tests.loopback import (
     EOG_RES,
     EOG_SITES,
+    OTHER_HOST,
     TOKEN_PATH,
     Loopback,
     eog_month_dir,
     eog_name,
     eog_window,
     geotiff_bytes,
+    needs_other_host,
     populate_eog,
     radiance_field,
     sites_geojson,
@@ -199,3 +201,64 @@ def test_download_then_run_gives_a_real_verdict_without_leaking_the_token(lb, tm
     captured = capsys.readouterr()
     leaked = [p for p in tmp_path.rglob("*") if p.is_file() and token.encode() in p.read_bytes()]
     assert leaked == [] and token not in captured.out + captured.err + caplog.text
+
+
+# --------------------------------------------------------------------------- credentials go only where meant
+
+
+@needs_other_host
+@pytest.mark.parametrize("code", ["307", "308", "302"])
+def test_password_grant_never_follows_a_redirect_to_another_host(monkeypatch, code):
+    """The token endpoint answering 307 to another host: nothing is sent there, no token from it is used."""
+    with Loopback(cdn_host=OTHER_HOST) as lb:
+        lb.state.oidc.update(OIDC)
+        monkeypatch.setenv("NIGHTLIGHTS_EOG_TOKEN_URL", lb.url + TOKEN_PATH)
+        _login(monkeypatch)
+        lb.fault(TOKEN_PATH, code)
+        auth = EogAuth(load_data_settings(), make_session())
+        with pytest.raises(AuthError, match=r"redirected \(HTTP \d+\) to http://127\.0\.0\.2:\d+/realms.*nothing "
+                                            r"was sent there") as e:
+            auth.headers()
+        assert not lb.requests(server="cdn")  # no request at all reached the other host
+        assert lb.state.grants == []  # and no token was issued to us there
+        assert all(v not in str(e.value) for v in ("pw-zq4242", "cs-zq4242"))
+
+
+def test_password_grant_follows_a_same_origin_307(lb, monkeypatch):
+    _login(monkeypatch)
+    lb.fault(TOKEN_PATH, "307-self")
+    auth = EogAuth(load_data_settings(), make_session())
+    assert auth.headers()["Authorization"].startswith("Bearer acc-")
+    assert [r.method for r in lb.requests(TOKEN_PATH)] == ["POST", "POST"] and lb.state.grants == ["password"]
+
+
+@needs_other_host
+def test_eog_token_never_follows_a_redirect_to_another_host(monkeypatch, tmp_path):
+    with Loopback(cdn_host=OTHER_HOST) as lb:
+        monkeypatch.setenv("NIGHTLIGHTS_EOG_URL", lb.url + "/nighttime_light")
+        monkeypatch.setenv("EOG_TOKEN", "tok-eog-zq77")
+        lb.allow_token("tok-eog-zq77")
+        lb.protect("/nighttime_light/", "401")
+        populate_eog(lb, (2021,))
+        lb.state.redirect_prefixes.append("/nighttime_light/")  # files: 302 to 127.0.0.2
+        with pytest.raises(AuthError):
+            download_months("eog", [(2021, 1)], BBOX, tmp_path, progress=False)
+        cdn = lb.requests(server="cdn")
+        assert cdn and all(r.authorization is None for r in cdn)
+
+
+def test_each_provider_token_stays_with_its_provider():
+    from pipeline.fetch.http import PROVIDER_HOSTS, _keeps_token
+
+    eog, nasa = PROVIDER_HOSTS["eog"], PROVIDER_HOSTS["blackmarble"]
+    data = "https://eogdata.mines.edu/nighttime_light/monthly/v10/2024/202401/vcmslcfg/x.tgz"
+    laads = "https://ladsweb.modaps.eosdis.nasa.gov/archive/allData/5200/VNP46A3/2024/001/x.h5"
+    assert _keeps_token(data, "https://eogdata.mines.edu/other.tgz", eog)
+    assert not _keeps_token(data, "https://ladsweb.modaps.eosdis.nasa.gov/x", eog)  # an EOG token to NASA: never
+    assert not _keeps_token(data, "https://evil.mines.edu/x", eog)  # no suffix wildcard
+    assert _keeps_token(laads, "https://data.laadsdaac.earthdatacloud.nasa.gov/prod-lads/VNP46A3/x.h5", nasa)
+    assert not _keeps_token(laads, "https://eogdata.mines.edu/x", nasa)  # an Earthdata token to EOG: never
+    assert not _keeps_token(laads, "https://attacker.nasa.gov/x", nasa)
+    assert not _keeps_token("http://127.0.0.1:8001/x", "http://127.0.0.2:8001/x", nasa)
+    assert not _keeps_token("http://127.0.0.1:8001/x", "http://localhost:8001/x", nasa)
+    assert _keeps_token("http://127.0.0.1:8001/data/x", "http://127.0.0.1:8002/data/x", nasa)  # same host

@@ -1,8 +1,8 @@
 """All-or-nothing output sets: a kill at any moment leaves the previous set or the new one, never a mix.
 
 Unit tests drive :mod:`pipeline.outputs` directly; the kill loop runs real ``nightlights run``
-processes that SIGKILL themselves at the Nth publishing step (``NIGHTLIGHTS_TEST_KILL_AT``), in
-both publishing modes: the folder swap (the default) and the journal (used when ``--out`` is
+processes that SIGKILL themselves at the Nth publishing step (a child script replaces
+``pipeline.outputs._step``: no test hook in the package itself), in both publishing modes: the folder swap (the default) and the journal (used when ``--out`` is
 the working folder, among other cases).
 """
 
@@ -19,7 +19,7 @@ from pathlib import Path
 import pytest
 
 import pipeline.outputs as outputs
-from pipeline.outputs import JOURNAL, KILL_AT, MANIFEST, SIBLING_MARK, atomic_write, recover, staged
+from pipeline.outputs import JOURNAL, MANIFEST, SIBLING_MARK, atomic_write, recover, staged
 from tests.bad_inputs.rasters import write_months, write_sites
 from tests.test_faults import clean_env, visible
 
@@ -60,7 +60,7 @@ def test_swap_keeps_foreign_files_and_the_folder_mode(tmp_path):
     assert (out / "notes.txt").stat().st_ino == inode  # the very same file, linked across
     assert (out / "drafts" / "d.txt").read_text() == "draft"
     assert oct(out.stat().st_mode & 0o777) == oct(0o750)
-    assert json.loads((out / MANIFEST).read_text()) == ["a.csv"]
+    assert list(json.loads((out / MANIFEST).read_text())["files"]) == ["a.csv"]
     assert sorted(p.name for p in tmp_path.iterdir()) == ["out"]  # nothing left beside it
 
 
@@ -142,14 +142,28 @@ def inputs(tmp_path_factory):
     return write_months(root / "rasters")[0].parent, write_sites(root / "sites.geojson")
 
 
+KILLER = """
+import os, signal, sys
+import pipeline.outputs as o
+at, steps = int(sys.argv[1]), [0]
+def step(label):
+    steps[0] += 1
+    if steps[0] == at:
+        os.kill(os.getpid(), signal.SIGKILL)
+o._step = step
+from pipeline.cli import main
+sys.exit(main(sys.argv[2:]))
+"""
+
+
 def _run(inputs, out: Path, cache: Path, cwd: Path, *more: str, kill_at: int | None = None,
          env_dir: Path) -> subprocess.CompletedProcess[str]:
+    """A real run; with ``kill_at``, SIGKILLed at its Nth publishing step."""
     rasters, sites = inputs
-    env = clean_env(env_dir, **({KILL_AT: str(kill_at)} if kill_at else {}))
     args = ["run", "--source", "local", "--rasters", str(rasters), "--sites", str(sites), "--out", str(out),
             "--cache-dir", str(cache), "--no-figures", "-q", *more]
-    return subprocess.run([sys.executable, "-m", "pipeline", *args], cwd=cwd, env=env, text=True,
-                          capture_output=True, timeout=120)
+    return subprocess.run([sys.executable, "-c", KILLER, str(kill_at or 0), *args], cwd=cwd, env=clean_env(env_dir),
+                          text=True, capture_output=True, timeout=120)
 
 
 SET_A = ()  # with the sensitivity table

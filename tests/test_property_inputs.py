@@ -99,7 +99,7 @@ def label_of(value: object) -> str | None:
     is ignored."""
     if isinstance(value, bool) or value is None:
         return None
-    if isinstance(value, float) and value.is_integer() or isinstance(value, int):
+    if (isinstance(value, float) and value.is_integer()) or isinstance(value, int):
         return str(int(value))
     if isinstance(value, str):
         text = " ".join(value.split())

@@ -25,7 +25,7 @@ from tqdm import tqdm
 
 from pipeline.config import DataSettings, load_data_settings
 from pipeline.errors import ConfigError
-from pipeline.fetch.http import NotPublished, make_session
+from pipeline.fetch.http import PROVIDER_HOSTS, NotPublished, make_session
 from pipeline.fetch.manifest import Bbox, Context, Manifest
 
 log = logging.getLogger(__name__)
@@ -67,8 +67,9 @@ def year_list(start: str, end: str) -> list[int]:
 
 
 def _context(data_dir: Path, bbox: Bbox, progress: bool, geometries: Any, settings: DataSettings | None,
-             refresh: bool = False) -> Context:
-    return Context(make_session(), settings or load_data_settings(), Path(data_dir), bbox,
+             refresh: bool = False, source: str = "") -> Context:
+    """The job context; its session lets the token follow redirects only to ``source``'s own hosts."""
+    return Context(make_session(PROVIDER_HOSTS.get(source, ())), settings or load_data_settings(), Path(data_dir), bbox,
                    Manifest.load(Path(data_dir)), progress, geometries, refresh)
 
 
@@ -97,7 +98,7 @@ def download_years(source: str, years: list[int], bbox: Bbox, data_dir: Path, *,
     """Annual composites (EOG VNL v2, VNP46A4): fetch what is missing; folder and years by outcome."""
     from pipeline.fetch import blackmarble, eog_annual
 
-    ctx = _context(data_dir, bbox, progress, geometries, settings, refresh)
+    ctx = _context(data_dir, bbox, progress, geometries, settings, refresh, source)
     if source == "eog":
         folder, fetch = eog_annual.cache_folder(ctx.data_dir, eog_config), eog_annual.ensure_year_fn(ctx, eog_config)
     elif source == "blackmarble":
@@ -118,7 +119,7 @@ def download_months(source: str, months: list[tuple[int, int]], bbox: Bbox, data
     """Fetch what is missing; return the cache folder and months by outcome."""
     from pipeline.fetch import blackmarble, eog
 
-    ctx = _context(data_dir, bbox, progress, geometries, settings, refresh)
+    ctx = _context(data_dir, bbox, progress, geometries, settings, refresh, source)
     if source == "eog":
         folder, fetch = eog.cache_folder(ctx.data_dir, eog_config), eog.ensure_month_fn(ctx, eog_config)
     elif source == "blackmarble":

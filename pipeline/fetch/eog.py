@@ -27,6 +27,7 @@ import time
 from collections.abc import Callable
 from html.parser import HTMLParser
 from pathlib import Path
+from urllib.parse import urljoin, urlsplit
 
 import numpy as np
 import requests
@@ -47,6 +48,7 @@ TILES: dict[str, Bbox] = {
     "00N060W": (-60.0, -65.0, 60.0, 0.0), "00N060E": (60.0, -65.0, 180.0, 0.0),
 }
 TOKEN_MARGIN_S = 30  # renew this long before the announced expiry
+MAX_TOKEN_REDIRECTS = 3  # same-origin 307/308 only (see EogAuth._post)
 
 
 def cache_folder(data_dir: Path, cfg: str) -> Path:
@@ -142,11 +144,7 @@ class EogAuth:
 
     def _token_request(self, data: dict[str, str]) -> None:
         url = self.settings.eog_token_url
-        try:
-            r = self.session.post(url, data=data, timeout=TIMEOUT)
-        except requests.RequestException as e:
-            raise DownloadError(f"EOG token endpoint {public_url(url)}: unreachable ({e.__class__.__name__}); "
-                                "check NIGHTLIGHTS_EOG_TOKEN_URL and the network") from None
+        r = self._post(url, data)
         if r.status_code in (400, 401, 403):
             try:
                 why = str(r.json().get("error_description") or r.json().get("error") or "")[:120]
@@ -167,6 +165,33 @@ class EogAuth:
         self._refresh = doc.get("refresh_token")
         self._refresh_expires = now + float(doc.get("refresh_expires_in") or 1800)
         log.debug("EOG token obtained, valid %ss", doc.get("expires_in"))
+
+    def _post(self, url: str, data: dict[str, str]) -> requests.Response:
+        """POST the credentials to the token endpoint, and nowhere else: a redirect is followed
+        only to the same origin (scheme, host, port) with the method kept (307, 308); any other
+        redirect is an error, so username, password and client secret never reach another host."""
+        origin = _origin(url)
+        for _ in range(MAX_TOKEN_REDIRECTS + 1):
+            try:
+                r = self.session.post(url, data=data, timeout=TIMEOUT, allow_redirects=False)
+            except requests.RequestException as e:
+                raise DownloadError(f"EOG token endpoint {public_url(url)}: unreachable ({e.__class__.__name__}); "
+                                    "check NIGHTLIGHTS_EOG_TOKEN_URL and the network") from None
+            if not r.is_redirect:
+                return r
+            target = urljoin(url, r.headers.get("Location", ""))
+            r.close()
+            if r.status_code not in (307, 308) or _origin(target) != origin:
+                raise AuthError(f"EOG token endpoint {public_url(url)} redirected (HTTP {r.status_code}) to "
+                                f"{public_url(target)}; credentials are sent only to the configured endpoint, so "
+                                "nothing was sent there: if that address is EOG's, set NIGHTLIGHTS_EOG_TOKEN_URL to it")
+            url = target
+        raise DownloadError(f"EOG token endpoint {public_url(url)}: too many redirects; check NIGHTLIGHTS_EOG_TOKEN_URL")
+
+
+def _origin(url: str) -> tuple[str, str, int | None]:
+    p = urlsplit(url)
+    return p.scheme.lower(), (p.hostname or "").lower(), p.port or {"http": 80, "https": 443}.get(p.scheme.lower())
 
 
 # --------------------------------------------------------------------------- verification and cropping

@@ -61,25 +61,30 @@ class StaticToken:
         return False
 
 
-TRUSTED_REDIRECT_SUFFIXES = (".nasa.gov", ".mines.edu")  # LAADS signs URLs on other NASA hosts
-_LOOPBACK = {"127.0.0.1", "localhost", "::1"}
+# Where each provider's bearer token may follow a redirect: its own hosts, by exact name, and no
+# other provider's (docs/data.md). LAADS answers a download with a 302 to its cloud archive host;
+# EOG serves files from eogdata.mines.edu only (its login pages are on eogauth*.mines.edu, which
+# need no token: a login page there is reported as an auth error).
+PROVIDER_HOSTS: dict[str, tuple[str, ...]] = {
+    "eog": ("eogdata.mines.edu",),
+    "blackmarble": ("ladsweb.modaps.eosdis.nasa.gov", "data.laadsdaac.earthdatacloud.nasa.gov",
+                    "urs.earthdata.nasa.gov"),
+}
 
 
-def _keeps_token(old: str, new: str) -> bool:
+def _keeps_token(old: str, new: str, hosts: tuple[str, ...] = ()) -> bool:
     """Whether a redirect from ``old`` to ``new`` may carry the bearer token.
 
-    Only to the same host, to a provider host over https, or between loopback addresses
-    (a local mirror or the test server); never on a downgrade from https to http.
+    Only to the same host (any port: a local mirror, the test server), or over https to one of
+    ``hosts``, the token's own provider; never on a downgrade from https to http.
     """
     a, b = urlsplit(old), urlsplit(new)
     if a.scheme == "https" and b.scheme != "https":
         return False
     host = (b.hostname or "").lower()
-    if host == (a.hostname or "").lower():
+    if host and host == (a.hostname or "").lower():
         return True
-    if host in _LOOPBACK and (a.hostname or "").lower() in _LOOPBACK:
-        return True
-    return b.scheme == "https" and host.endswith(TRUSTED_REDIRECT_SUFFIXES)
+    return b.scheme == "https" and host in hosts
 
 
 class KeepAuthSession(requests.Session):
@@ -87,17 +92,22 @@ class KeepAuthSession(requests.Session):
     download with a 302 to a signed URL on another NASA host that still wants the bearer
     token, so keep it there (see :func:`_keeps_token`), and nowhere else."""
 
+    def __init__(self, token_hosts: tuple[str, ...] = ()) -> None:
+        super().__init__()
+        self.token_hosts = tuple(h.lower() for h in token_hosts)
+
     def rebuild_auth(self, prepared_request: requests.PreparedRequest, response: requests.Response) -> None:
-        if not _keeps_token(response.request.url or "", prepared_request.url or ""):
+        if not _keeps_token(response.request.url or "", prepared_request.url or "", self.token_hosts):
             prepared_request.headers.pop("Authorization", None)
 
 
-def make_session() -> requests.Session:
-    """A session retrying 5xx, 429 and connection errors with exponential backoff."""
+def make_session(token_hosts: tuple[str, ...] = ()) -> requests.Session:
+    """A session retrying 5xx, 429 and connection errors with exponential backoff, whose bearer
+    token follows redirects only to the same host or to ``token_hosts`` (:data:`PROVIDER_HOSTS`)."""
     retry = Retry(total=5, connect=5, read=3, status=4, backoff_factor=BACKOFF_FACTOR, backoff_max=60,
                   status_forcelist=(429, 500, 502, 503, 504), allowed_methods=None,
                   raise_on_status=False, respect_retry_after_header=True)
-    s = KeepAuthSession()
+    s = KeepAuthSession(token_hosts)
     adapter = HTTPAdapter(max_retries=retry)
     s.mount("http://", adapter)
     s.mount("https://", adapter)

@@ -24,6 +24,7 @@ from matplotlib.ticker import FuncFormatter
 
 from pipeline.disparity import lorenz_curve
 from pipeline.publish.style import BAND_COLOR, CLAIM_COLOR, Style, finish
+from pipeline.publish.words import md_inline
 
 EVENT_COLOR = "#0077BB"  # Tol vibrant blue
 YEAR_COLORS = ("#BBBBBB", "#EE7733")  # baseline grey, target orange (the class colours' scheme)
@@ -363,7 +364,7 @@ def section_md(comp: Any, charts: list[str], ext: str = "png", lang: str = "en")
         warning = "합성 데모 데이터: 북한에 대한 증거가 아니다." if ko else comp.did.get("WARNING", "SYNTHETIC DATA")
         lines += [f"> **{warning}**", ""]
     for p in (section_paragraphs_ko(comp) if ko else section_paragraphs(comp)):
-        lines += [p, ""]
+        lines += [md_inline(p), ""]  # unit names come from the boundary file
     for name in CHARTS:
         if name in charts:
             cap = CHARTS_KO.get(name, CHARTS[name]) if ko else CHARTS[name]

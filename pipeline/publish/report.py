@@ -32,6 +32,7 @@ from pipeline.publish.style import (
     korean_font_path,
     source_date,
 )
+from pipeline.publish.words import md_inline
 from pipeline.verdict import SYNTHETIC_NOTE
 
 CHARTS = W.CAPTIONS["en"]  # chart name -> English caption (Korean: pipeline.publish.words)
@@ -215,15 +216,16 @@ def report_md(results: Any, charts: list[str], checksums: dict[str, str], style:
     if is_synthetic(v):
         lines += [f"> **{_synthetic_note(lang)}**", ""]
     lines += [f"# {w['h1'].format(b=v['baseline_year'], t=v['target_year'])}", "",
-              f"**{W.headline(v, lang)}**", "", w["claim_md"].format(text=claim["text"], source=claim["source"]), "",
+              f"**{W.headline(v, lang)}**", "",
+              w["claim_md"].format(text=md_inline(claim["text"]), source=md_inline(claim["source"])), "",
               W.robustness_sentence(v, lang) + " " + W.calibration_sentence(v, lang), "",
               f"## {w['h_batches']}", "",
-              *[f"- {x}" for x in W.observability_sentences(v, lang)], "", f"## {w['h_method']}", "",
+              *[f"- {md_inline(x)}" for x in W.observability_sentences(v, lang)], "", f"## {w['h_method']}", "",
               W.method_paragraph(v, sens_rows, lang), "", f"## {w['h_sites']}", ""]
     rows = sites_rows(results, lang)
     if rows:
         lines += ["| " + " | ".join(rows[0]) + " |", "|" + "---|" * len(rows[0])]
-        lines += ["| " + " | ".join(x.replace("|", "/") for x in r.values()) + " |" for r in rows]
+        lines += ["| " + " | ".join(md_inline(x).replace("|", "/") for x in r.values()) + " |" for r in rows]
     lines += ["", f"## {w['h_charts']}", ""]
     ext = "png" if "png" in style.formats else style.formats[0]
     for name in (c for c in charts if c in CHARTS):
@@ -232,11 +234,12 @@ def report_md(results: Any, charts: list[str], checksums: dict[str, str], style:
     if getattr(results, "comparison", None) is not None:
         lines += section_md(results.comparison, charts, ext, lang)
     facts, files = _provenance(results, checksums, lang)
-    lines += [f"## {w['h_provenance']}", ""] + [f"- **{k}**: {val}" for k, val in facts] + ["", credit_line(v), "",
+    lines += [f"## {w['h_provenance']}", ""] + [f"- **{k}**: {md_inline(val)}" for k, val in facts] + [
+              "", credit_line(v), "",
               f"| {w['parameter']} | {w['value']} |", "|---|---|"] + [f"| {k} | `{json.dumps(x)}` |" for k, x in
                                                                      v["parameters"].items()]
     lines += ["", f"| {w['month']} | {w['file']} | SHA-256 |", "|---|---|---|"] + [
-        f"| {a} | {b} | `{c}` |" for a, b, c in files]
+        f"| {md_inline(a)} | {md_inline(b).replace('|', '/')} | `{c}` |" for a, b, c in files]
     return "\n".join(lines) + "\n"
 
 

@@ -14,6 +14,7 @@ claim's own text and source are quoted as the claim file gives them, never trans
 
 from __future__ import annotations
 
+import re
 from typing import Any
 
 import numpy as np
@@ -303,3 +304,16 @@ def observability_sentences(v: dict[str, Any], lang: str) -> list[str]:
         else:
             out.append(f"{head}: 준공일을 몰라 {t}년 자료가 가동을 보여주는지 알 수 없다.")
     return out
+
+
+_MD_SCHEME = re.compile(r"(?i)\b(javascript|vbscript|data|file)\s*:")
+
+
+def md_inline(text: Any) -> str:
+    """Text from an input (site name, claim) as inert Markdown: it shows as typed, but no HTML tag,
+    link, image or autolink can be made of it (``<>&`` become entities, ``[ ]`` are escaped,
+    ``javascript:`` and the like lose their colon), and it stays on its line."""
+    s = re.sub(r"[\r\n]+", " ", str(text))
+    s = s.replace("&", "&amp;").replace("<", "&lt;").replace(">", "&gt;")
+    s = s.replace("\\", "\\\\").replace("[", "\\[").replace("]", "\\]").replace("`", "\\`")
+    return _MD_SCHEME.sub(lambda m: f"{m[1]}&#58;", s)
