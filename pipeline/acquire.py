@@ -154,7 +154,8 @@ def _other_product(source: str, product: str, folder: Path, data_dir: Path, eog_
 def demo_folder(data_dir: Path, years: Sequence[int], progress: bool = True) -> Path:
     """The synthetic demo world's folder under ``<data_dir>/demo``, with the months of ``years``
     generated (once; later runs add the months they need). The same world whatever the run's sites,
-    claim or flags (:func:`pipeline.demo.load_world`)."""
-    from pipeline.demo import build_demo, load_world
+    claim or flags (:func:`pipeline.world.load_world`)."""
+    from pipeline.demo import build_demo
+    from pipeline.world import load_world
 
     return build_demo(data_dir / "demo", load_world().spec_for(years), progress=progress)

@@ -25,6 +25,11 @@ from year to year as real counties do); a log effect on all light inside the ``t
 in the target year only; a spike at the inauguration month decaying over the next months at about half
 the sites with an inauguration; and a town 3.5 km from every site whose light changes in the
 target year at about 40% of the sites (a near-ring effect, 0-5 km). ``truth.json`` records them.
+
+The world that ``--source demo`` reads (every shipped site, its own time line) is a spec built
+by :mod:`pipeline.world`; tests build small specs of their own. Longer than most modules because
+each real-world structure it imitates (blooming, snow, clouds, unit shocks, cohorts, spikes,
+near towns) has its own seeded draw here, so that adding one never changes another's numbers.
 """
 
 from __future__ import annotations
@@ -107,7 +112,7 @@ class DemoSpec:
     near_share: float = 0.4
     near_range: tuple[float, float] = (0.5, 0.9)  # |log change| (a fall) of the near town
     unit_noise: float = 0.05  # log sd of each unit's yearly shock (all its light)
-    # the world's time line (see load_world): each site's change from its own month, and per cohort
+    # the world's time line (see pipeline.world.load_world): each site's change from its own month, and per cohort
     # (label, first month, units holding its sites) a treatment effect from that month on
     change_from: tuple[tuple[str, int], ...] = ()  # (site_id, months since year 0)
     cohorts: tuple[tuple[str, int, tuple[str, ...]], ...] = ()
@@ -351,7 +356,7 @@ def _write_tif(path: Path, array: np.ndarray, spec: DemoSpec) -> None:
         ds.update_tags(SYNTHETIC="true", GENERATOR="nightlights.demo", SEED=str(spec.seed))
 
 
-def _month_text(month: int | None) -> str | None:
+def month_text(month: int | None) -> str | None:
     return None if month is None else f"{month // 12}-{month % 12 + 1:02d}"
 
 
@@ -364,7 +369,7 @@ def truth_table(spec: DemoSpec, towns: Sequence[Town]) -> pd.DataFrame:
         row = {"site_id": t.town_id, "planted_class": cls, "planted_log_change": round(t.log_change, 4),
                "peak_radiance": round(t.peak, 3), "sigma_px": round(t.sigma_px, 3)}
         if spec.change_from:
-            row["change_from"] = _month_text(t.change_from if t.change_from is not None else spec.target_year * 12)
+            row["change_from"] = month_text(t.change_from if t.change_from is not None else spec.target_year * 12)
         if spec.comparison:
             near = {n.town_id: n.log_change for n in towns if n.town_id.endswith("~near")}
             row |= {"inauguration": dict(spec.inaugurations).get(t.town_id), "spike_log": round(t.spike, 4),
@@ -381,7 +386,7 @@ def truth_summary(spec: DemoSpec) -> dict[str, object]:
         "treatment_log_effect": round(treatment_effect(spec), 6), "treatment_years": [spec.target_year],
         "treated_units": sorted(spec.treated_units), "near_ring_km": [0, 5], "near_town_distance_km": 3.5}
     if spec.cohorts:
-        out["cohorts"] = [{"batch": label, "from_month": _month_text(start), "log_effect": round(cohort_effect(spec, label), 6),
+        out["cohorts"] = [{"batch": label, "from_month": month_text(start), "log_effect": round(cohort_effect(spec, label), 6),
                            "units": sorted(ids)} for label, start, ids in spec.cohorts]
         out["construction_effect"] = 0.0
     return out
@@ -462,94 +467,3 @@ def _retire_older(folder: Path, keep: Path) -> None:
 def is_synthetic_folder(folder: Path) -> bool:
     """True for a folder made by :func:`build_demo` (or any file in it tagged SYNTHETIC)."""
     return (Path(folder) / MARKER).exists()
-
-
-# --------------------------------------------------------------------------- the world
-
-
-WORLD_FILE = Path(__file__).with_name("demo_world.json")
-WORLD_UNITS = Path(__file__).with_name("demo_counties.geojson")
-
-
-@dataclass(frozen=True)
-class World:
-    """The one synthetic world the demo source reads: fixed sites, counties and time line."""
-
-    spec: DemoSpec
-    first_year: int
-    last_year: int
-
-    def check_years(self, years: Sequence[int]) -> None:
-        from pipeline.errors import ConfigError
-
-        bad = [y for y in years if not self.first_year <= y <= self.last_year]
-        if bad:
-            raise ConfigError(f"the synthetic demo covers {self.first_year} to {self.last_year}; "
-                              f"{', '.join(map(str, sorted(set(bad))))} asked for (choose years within it, or use "
-                              "real data: README 'Real data')")
-
-    def spec_for(self, years: Sequence[int]) -> DemoSpec:
-        self.check_years(years)
-        return dataclasses.replace(self.spec, years=tuple(sorted(set(years))))
-
-
-@functools.cache
-def load_world() -> World:
-    """The world of :data:`WORLD_FILE`: the sites shipped in ``aoi/`` when it was frozen
-    (:func:`freeze_world`), the shipped counties, each site's change from the month after its
-    inauguration and each cohort's effect from the month after its last one. Independent of the
-    site files, claim, flags or command of a run: a site added later reads what the world holds."""
-    w = json.loads(WORLD_FILE.read_text(encoding="utf-8"))
-    sites = w["sites"]
-    spec = DemoSpec(
-        seed=int(w["seed"]), bounds=tuple(w["bounds"]), target_year=int(w["target_year"]),
-        sites=tuple((s["site_id"], float(s["lon"]), float(s["lat"])) for s in sites),
-        comparison=True, units_file=str(WORLD_UNITS),
-        inaugurations=tuple((s["site_id"], s["inauguration"]) for s in sites if s.get("inauguration")),
-        change_from=tuple((s["site_id"], month_number(s["change_from"])) for s in sites),
-        cohorts=tuple((c["batch"], month_number(c["from_month"]), tuple(c["units"])) for c in w["cohorts"]))
-    return World(spec, int(w["first_year"]), int(w["last_year"]))
-
-
-def freeze_world(root: Path, first_year: int = 2013, last_year: int = 2027) -> dict[str, object]:
-    """Write :data:`WORLD_FILE` and :data:`WORLD_UNITS` from the project's shipped files (a
-    maintainer's step when the shipped sites or counties change; bump ``GENERATOR_VERSION`` too).
-
-    A site's change starts the month after its inauguration (or ``inauguration_by``); a site with
-    neither starts in January of the year after its groundbreaking (the 2025 batch
-    opened ten months after breaking ground), else in January of ``last_year``. A cohort (a batch
-    label) is treated from the month after its last site's start."""
-    from pipeline.sites import batch_labels, read_sites, site_date
-    from pipeline.units import assign_units, read_units
-
-    sites = read_sites(sorted((root / "aoi").glob("sites_*.geojson")), 2000.0)
-    counties = read_units(root / "aoi" / "boundaries" / "prk_adm2.geojson")
-    sites = assign_units(sites, counties)
-    rows = []
-    for r, label in zip(sites.itertuples(), batch_labels(sites), strict=True):
-        opened = site_date(r.inauguration) or site_date(getattr(r, "inauguration_by", None))
-        ground = site_date(r.groundbreaking)
-        if opened:
-            start = month_number(f"{opened[1]:%Y-%m}") + 1
-        elif ground:
-            start = (ground[0].year + 1) * 12
-        else:
-            start = last_year * 12
-        rows.append({"site_id": r.site_id, "lon": float(r.center_lon), "lat": float(r.center_lat), "batch": label,
-                     "inauguration": f"{site_date(r.inauguration)[0]:%Y-%m}" if site_date(r.inauguration) else None,
-                     "change_from": _month_text(start), "county_id": r.county_id})
-    cohorts = []
-    for label in sorted({r["batch"] for r in rows if r["batch"]}):
-        mine = [r for r in rows if r["batch"] == label]
-        cohorts.append({"batch": label, "from_month": max(r["change_from"] for r in mine),
-                        "units": sorted({r["county_id"] for r in mine if isinstance(r["county_id"], str)})})
-    world = {"note": "SYNTHETIC demo world (pipeline.demo.freeze_world); not observations",
-             "generator": GENERATOR_VERSION, "seed": 2024, "bounds": [123.8, 37.4, 131.0, 43.3], "target_year": 2025,
-             "first_year": first_year, "last_year": last_year,
-             "sites": [{k: v for k, v in r.items() if k != "county_id"} for r in rows], "cohorts": cohorts}
-    WORLD_FILE.write_text(json.dumps(world, indent=1, ensure_ascii=False) + "\n", encoding="utf-8")
-    simple = counties[["unit_id", "name", "geometry"]].copy()
-    simple["geometry"] = simple.geometry.simplify(0.002)
-    WORLD_UNITS.write_text(re.sub(r"(\d+\.\d{4})\d+", r"\1", simple.to_json(drop_id=True)) + "\n",
-                           encoding="utf-8")
-    return world

@@ -1,7 +1,7 @@
 """What users bring, end to end on the demo world: a plain site file, a batch called "pilot", a claim
 about it, other flags, the other commands and the Python API beside the command line.
 
-The demo is one synthetic world (pipeline.demo.load_world), so the shipped sites' numbers must not
+The demo is one synthetic world (pipeline.world.load_world), so the shipped sites' numbers must not
 move whatever else a run holds or however it was started; these tests compare the files byte for byte.
 """
 
