@@ -115,8 +115,8 @@ def verdict_figure(changes: pd.DataFrame, verdict: dict[str, Any], style: Style)
         other = parts[-1]
         counts = {k: int(v) for k, v in other["class"].value_counts().items()}
         axs[-1].set_title(style.label("other_title", n=len(other), name=name,
-                                      counts=", ".join(f"{counts[c]} {style.label(c)}" for c in CLASS_ORDER
-                                                       if counts.get(c))),
+                                      counts=", ".join(style.label("n_class", n=counts[c], cls=style.label(c))
+                                                       for c in CLASS_ORDER if counts.get(c))),
                           fontsize=style.base_size, loc="left")
     # the legend names the classes drawn; the counts are in the panel titles (one count, one place)
     present = set(changes["class"])
