@@ -94,7 +94,7 @@ def batch_observability(sites: pd.DataFrame, target_year: int, min_months: int =
             if n - len(dated) - len(by):
                 extra.append(f"{n - len(dated) - len(by)} without a date")
             span = _date_range(first, max(d[1] for d in dated)) if dated else "dates unknown"
-            label += f", inaugurated {span}{'; ' + '; '.join(extra) if extra else ''})"
+            label += f", inaugurated {span}" + (f" ({len(dated)} dated; {'; '.join(extra)})" if extra else "") + ")"
             why = {"observable": f"all {MONTHS} months of {target_year} fall after the last inauguration, so "
                                  f"{target_year} data can show these factories running all year",
                    "partly observable": f"only {months} of {MONTHS} months of {target_year} fall after the last "

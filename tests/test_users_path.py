@@ -136,3 +136,22 @@ def test_an_earlier_output_folder_still_remakes_its_figures(runs, home, capsys):
                  "--data-dir", str(home / "data")]) == 0
     assert (runs["users"] / "figures" / "verdict.png").exists()
     assert "error" not in capsys.readouterr().err
+
+
+def test_a_claim_brings_its_years_and_a_caveat_when_its_batch_cannot_be_seen(home):
+    """A claim about the 2025 batch: 2025 -> 2026 is judged on 2026 data (its years become the run's);
+    the same claim about 2024 -> 2025 is judged too, with the caveat that 2025 cannot show the batch."""
+    site_file = str(ROOT / "aoi" / "sites_2025.geojson")
+    for years, caveat in (((2025, 2026), False), ((2024, 2025), True)):
+        claim = home / f"c{years[1]}.yaml"
+        claim.write_text(f"text: 'Of the 20 sites of 2025, 4 brightened.'\nsource: test\nbatch: 2025\n"
+                         f"baseline_year: {years[0]}\ntarget_year: {years[1]}\nn_sites: 20\nbrightened: 4\n",
+                         encoding="utf-8")
+        out = _run(home, f"claim-{years[1]}", "--sites", site_file, "--claim", str(claim), "--no-figures",
+                   "--no-compare")
+        v = json.loads((out / "verdict.json").read_text(encoding="utf-8"))
+        assert (v["baseline_year"], v["target_year"]) == years
+        assert v["claim_status"].split(":")[0] in ("agrees", "disagrees")
+        assert (v["claim_caveat"] is not None) is caveat
+        if caveat:
+            assert "batch 2025 cannot be seen running in 2025" in v["claim_caveat"]["text"]
