@@ -127,6 +127,7 @@ def _other_product(source: str, product: str, folder: Path, data_dir: Path, eog_
     from pipeline.config import PRODUCTS
 
     other = next(p for p in PRODUCTS if p != product)
+    where: Path | None
     if source == "local":
         where = folder
     else:

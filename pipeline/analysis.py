@@ -13,7 +13,7 @@ from __future__ import annotations
 
 import logging
 import os
-from collections.abc import Sequence
+from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
@@ -133,7 +133,7 @@ def extract_sites(sites: gpd.GeoDataFrame, rasters: Sequence[MonthlyRaster], par
 def analyse(sites: gpd.GeoDataFrame, rasters: Sequence[MonthlyRaster], params: Params, *, source: str,
             data_kind: str, sensitivity: bool = True, progress: bool = True,
             cube_dir: Path | None = None, claim: Claim = DEFAULT_CLAIM,
-            alternatives: dict[str, Sequence[MonthlyRaster]] | None = None,
+            alternatives: Mapping[str, Sequence[MonthlyRaster]] | None = None,
             units: gpd.GeoDataFrame | None = None) -> Results:
     """The whole analysis on already-located inputs (see :mod:`pipeline.cli` for I/O).
 
@@ -164,8 +164,9 @@ def analyse(sites: gpd.GeoDataFrame, rasters: Sequence[MonthlyRaster], params: P
     if sens is not None and len(products) > 1:
         parts = [sens.assign(product=params.product)]
         for product, alt in products.items():
-            if product != params.product:
-                parts.append(stage.run(alt, True, calibrate=False)[2].assign(product=product))
+            alt_sens = stage.run(alt, True, calibrate=False)[2] if product != params.product else None
+            if alt_sens is not None:
+                parts.append(alt_sens.assign(product=product))
         sens = pd.concat(parts, ignore_index=True)
     robust = robustness_summary(sens, claim_scope=bool(claim_mask.any()), claim=claim) if sens is not None else None
     inputs = [{"month": r.month, "file": r.radiance.name, "aux": r.aux.name if r.aux else None,

@@ -101,7 +101,9 @@ def _pixels(rb: MonthlyRaster, rt: MonthlyRaster, zones: gpd.GeoDataFrame, min_c
     out = []
     for grids in ([rb, rt],) if paired else ([rb], [rt]):
         weights = coverage_weights(zones.geometry, grids[0].grid)
-        zone, cov, per_year = [], [], [[], []] if paired else [[]]
+        zone: list[np.ndarray] = []
+        cov: list[np.ndarray] = []
+        per_year: list[list[Any]] = [[], []] if paired else [[]]
         for b in weights.blocks:
             zone.append(b.zone)
             cov.append(b.coverage)
@@ -216,9 +218,9 @@ def annual_sensitivity_table(table: pd.DataFrame, variances: dict[str, tuple[np.
         for threshold, adjust in itertools.product((0.10, 0.18, 0.25, 0.35), ("absolute", "ring")):
             p = "adjusted_" if adjust == "ring" else ""
             n_col = "n_months_adjusted" if adjust == "ring" else "n_months"
-            classes = classify_arrays(*(ch[f"{p}{c}"].to_numpy(float) for c in ("log_ratio", "log_ci_low",
-                                                                                 "log_ci_high")),
-                                      ch[n_col].to_numpy(), threshold, base.min_matched_months)
+            classes = classify_arrays(ch[f"{p}log_ratio"].to_numpy(float), ch[f"{p}log_ci_low"].to_numpy(float),
+                                      ch[f"{p}log_ci_high"].to_numpy(float), ch[n_col].to_numpy(), threshold,
+                                      base.min_matched_months)
             rows.append({"threshold": threshold, "radius_m": radius, "statistic": ANNUAL_STATISTIC,
                          "month_window": "all", "adjustment": adjust, "pixel_rule": rule,
                          "n_sites": int(scope.sum()), **count_classes(pd.Series(classes, dtype=object))})

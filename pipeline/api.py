@@ -55,7 +55,7 @@ def analyse(sites: str | os.PathLike[str] | Sequence[str | os.PathLike[str]] | A
     from pipeline.sites import read_sites
     from pipeline.study import StudySpec, claim_years, run_study
 
-    the_claim = claim if isinstance(claim, Claim) else load_claim(claim) if claim is not None else default_claim()
+    the_claim = claim if isinstance(claim, Claim) else load_claim(Path(claim)) if claim is not None else default_claim()
     # the claim's years are the run's unless given (in params or as keywords), as on the command line
     base = params or claim_years(the_claim)
     params = base.replace(**overrides) if overrides else base

@@ -159,7 +159,8 @@ def paired_change(base: np.ndarray, targ: np.ndarray, settings: ChangeSettings, 
 
     With ring arrays, the change is ``d_site - d_ring`` on the same resampled months.
     """
-    ring = None if ring_base is None else (ring_base[None], ring_targ[None], np.array([ring_weight]))
+    ring = None if ring_base is None or ring_targ is None else (ring_base[None], ring_targ[None],
+                                                                 np.array([ring_weight]))
     d, lo, hi = paired_changes(base[None], targ[None], settings, [key], np.array([weight]), ring)
     return {"log_ratio": float(d[0]), "log_ci_low": float(lo[0]), "log_ci_high": float(hi[0])}
 

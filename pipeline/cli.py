@@ -554,6 +554,8 @@ def cmd_compare(args: argparse.Namespace) -> int:
                      progress=not args.quiet, site_files=site_files)
     with _scheduler(args.scheduler):
         comp = run_study(spec).comparison
+    if comp is None:  # compare_required: the study raises rather than skip; this is a guard
+        raise ConfigError("no comparison was made")
     got_kind = comp.did["data_kind"]
     with staged(args.out) as out:
         write_comparison(comp, out)
@@ -574,11 +576,14 @@ def cmd_download(args: argparse.Namespace) -> int:
     from pipeline.fetch import area, download_months, download_years, month_list, year_list
 
     annual = args.product == "annual"
-    periods = year_list(args.start, args.end) if annual else month_list(args.start, args.end)
     bbox, geoms = area(args.bbox, args.sites or default_site_files())
-    fetch = download_years if annual else download_months
-    folder, outcome = fetch(args.source, periods, bbox, args.data_dir, progress=not args.quiet,
-                            eog_config=args.eog_config, geometries=geoms, refresh=not args.no_refresh)
+    options = {"progress": not args.quiet, "eog_config": args.eog_config, "geometries": geoms,
+               "refresh": not args.no_refresh}
+    if annual:
+        folder, outcome = download_years(args.source, year_list(args.start, args.end), bbox, args.data_dir, **options)
+    else:
+        folder, outcome = download_months(args.source, month_list(args.start, args.end), bbox, args.data_dir,
+                                          **options)
     unit = "year" if annual else "month"
     print(f"{args.source}: {len(outcome['downloaded'])} {unit}(s) downloaded, {len(outcome['cached'])} already "
           f"cached, {len(outcome['not_published'])} not published; files in {folder}/")

@@ -297,6 +297,7 @@ def _fill(rasters: Sequence[MonthlyRaster], grid: Grid, store: _Store, need: lis
         if k in held:
             continue
         fd = store.lock(k, wait=True)
+        assert fd is not None  # a waiting lock is always granted
         try:
             if not (store.built(k, quiet=True) and store.read(k)):
                 _read_sources(rasters, grid, store.chunks[[k]], np.array([k]), rad, aux)
@@ -390,7 +391,7 @@ def _read_sources(rasters: Sequence[MonthlyRaster], grid: Grid, chunks: np.ndarr
         r = rasters[t0]
         for k in slots:  # (month, y, x) views of one chunk, cleaned in place (its padding past the grid too: never read)
             _, validity = clean(rad[k, t0:t1], aux[k, t0:t1] if aux is not None and r.aux else None, r)
-            if validity is not None:
+            if validity is not None and aux is not None:
                 aux[k, t0:t1] = validity
 
 
@@ -425,8 +426,13 @@ def clean(rad: np.ndarray, aux: np.ndarray | None, raster: MonthlyRaster) -> tup
 
 
 class _NoAux:
+    """Stands in for the aux dataset of a month without one (never read: guarded by ``r.aux``)."""
+
     def __enter__(self) -> _NoAux:
         return self
+
+    def read(self, *args: object, **kwargs: object) -> None:
+        raise AssertionError("a month without an aux layer has nothing to read")
 
     def __exit__(self, *exc: object) -> None:
         return None

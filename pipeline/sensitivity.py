@@ -82,9 +82,9 @@ def sensitivity_table(table: pd.DataFrame, sites: pd.DataFrame, zones: ZoneNames
         for threshold, adjust in itertools.product(THRESHOLDS, ("absolute", "ring")):
             prefix = "adjusted_" if adjust == "ring" else ""
             n_col = "n_months_adjusted" if adjust == "ring" else "n_months"
-            classes = classify_arrays(*(ch[f"{prefix}{c}"].to_numpy(float) for c in ("log_ratio", "log_ci_low",
-                                                                                        "log_ci_high")),
-                                      ch[n_col].to_numpy(), threshold, base.min_matched_months)
+            classes = classify_arrays(ch[f"{prefix}log_ratio"].to_numpy(float), ch[f"{prefix}log_ci_low"].to_numpy(float),
+                                      ch[f"{prefix}log_ci_high"].to_numpy(float), ch[n_col].to_numpy(), threshold,
+                                      base.min_matched_months)
             rows.append({"threshold": threshold, "radius_m": radius, "statistic": statistic,
                          "month_window": window, "adjustment": adjust, "pixel_rule": rule,
                          "n_sites": int(scope.sum()), **count_classes(pd.Series(classes, dtype=object))})
@@ -207,7 +207,7 @@ def calibration(table: pd.DataFrame, control_names: Sequence[str], base: ChangeS
         m = np.isfinite(b[i]) & np.isfinite(t[i])
         if m.sum() < base.min_matched_months:
             continue
-        r = paired_change(b[i, m], t[i, m], base, control_names[i], weight[i])
+        r = paired_change(b[i, m], t[i, m], base, control_names[int(i)], weight[i])
         ds.append(r["log_ratio"])
         called += classify(r["log_ratio"], r["log_ci_low"], r["log_ci_high"], int(m.sum()),
                            base.threshold, base.min_matched_months) in ("brightened", "dimmed")

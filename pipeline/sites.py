@@ -144,10 +144,10 @@ def read_sites(paths: str | os.PathLike[str] | Iterable[str | os.PathLike[str]],
     Warnings (repairs, reprojection, derived ids) are logged, one line each. ``batch`` is an
     object column of labels (None without one), so a user may set a label of any kind.
     """
-    paths = [Path(paths)] if isinstance(paths, str | os.PathLike) else [Path(p) for p in paths]
-    if not paths:
+    files: list[Path] = [Path(paths)] if isinstance(paths, str | os.PathLike) else [Path(p) for p in paths]
+    if not files:
         raise SiteError("no site files given (and no aoi/*.geojson found); pass --sites PATH")
-    rows, problems = _collect(paths, default_radius_m)
+    rows, problems = _collect(files, default_radius_m)
     errors = [p for p in problems if p.severity == "error"]
     if errors:
         raise SiteFileError(errors)
@@ -457,7 +457,7 @@ def _radius(props: dict[str, Any], default: float) -> tuple[float, str | None]:
 
 def _declared_center(props: dict[str, Any]) -> Point | None:
     lon, lat = props.get("center_lon"), props.get("center_lat")
-    if _is_number(lon) and _is_number(lat) and abs(lon) <= 180 and abs(lat) <= 90:
+    if _is_number(lon) and _is_number(lat) and abs(float(lon)) <= 180 and abs(float(lat)) <= 90:
         return Point(lon, lat)
     return None
 

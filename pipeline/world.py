@@ -96,7 +96,8 @@ def world_from_project(root: Path, first_year: int = 2013, last_year: int = 2027
     sites = assign_units(sites, counties)
     rows = []
     for r, label in zip(sites.itertuples(), batch_labels(sites), strict=True):
-        opened = site_date(r.inauguration) or site_date(getattr(r, "inauguration_by", None))
+        dated = site_date(r.inauguration)
+        opened = dated or site_date(getattr(r, "inauguration_by", None))
         ground = site_date(r.groundbreaking)
         if opened:
             start = month_number(f"{opened[1]:%Y-%m}") + 1
@@ -105,7 +106,7 @@ def world_from_project(root: Path, first_year: int = 2013, last_year: int = 2027
         else:
             start = last_year * 12
         rows.append({"site_id": r.site_id, "lon": float(r.center_lon), "lat": float(r.center_lat), "batch": label,
-                     "inauguration": f"{site_date(r.inauguration)[0]:%Y-%m}" if site_date(r.inauguration) else None,
+                     "inauguration": f"{dated[0]:%Y-%m}" if dated else None,
                      "change_from": month_text(start), "county_id": r.county_id})
     cohorts = []
     for label in sorted({r["batch"] for r in rows if r["batch"]}):

@@ -28,6 +28,7 @@ import uuid
 from collections.abc import Sequence
 from dataclasses import dataclass
 from pathlib import Path
+from typing import Any
 
 import dask
 import dask.threaded
@@ -95,7 +96,9 @@ def plan_parts(weights: GridWeights, n_months: int, itemsize: int = 10, n_tasks:
     entries_per = np.bincount(inverse, minlength=uniq.size)
     cost = CHUNK * CHUNK * n_months * itemsize + entries_per * n_months * 48
     budget = min(TASK_BYTES, max(int(cost.sum() // n_tasks), 1))
-    groups, current, used = [], [], 0
+    groups: list[list[int]] = []
+    current: list[int] = []
+    used = 0
     for k in range(uniq.size):
         new_tile = k == 0 or tile_of_key[k] != tile_of_key[k - 1]
         if current and used + cost[k] > budget and (new_tile or used > SPLIT_BYTES):
@@ -105,8 +108,8 @@ def plan_parts(weights: GridWeights, n_months: int, itemsize: int = 10, n_tasks:
         used += int(cost[k])
     groups.append(current)
     parts = []
-    for g in groups:
-        g = np.asarray(g)
+    for members in groups:
+        g = np.asarray(members)
         sel = np.flatnonzero(np.isin(inverse, g))
         local = np.searchsorted(g, inverse[sel])
         order = np.lexsort((col[sel], row[sel], zone[sel]))
@@ -203,7 +206,9 @@ def zone_month_table(
     by_grid: dict[Grid, list[int]] = {}
     for i, r in enumerate(rasters):
         by_grid.setdefault(r.grid, []).append(i)
-    tasks, owners, inside = [], [], []
+    tasks: list[Any] = []
+    owners: list[tuple[int, Any, slice]] = []  # (grid, zone rows or all, month columns) of each task
+    inside: list[Any] = []
     run = uuid.uuid4().hex
     for g, (grid, idx) in enumerate(by_grid.items()):
         group = [rasters[i] for i in idx]

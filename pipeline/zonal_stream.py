@@ -171,7 +171,7 @@ def _add(acc: np.ndarray, k: int, t: int, flat: np.ndarray, plan: StreamPlan, ed
     """Sum the window ``flat`` per zone (in float64) into ``acc[:, k, :, t]``, with each rule's weights."""
     if plan.run_bounds.size:
         runs = np.add.reduceat(flat, plan.run_bounds, dtype=np.float64)[0::2]
-        inner = np.bincount(plan.run_zone, runs, plan.n_zones)
+        inner: np.ndarray = np.bincount(plan.run_zone, runs, plan.n_zones)
     else:
         inner = np.zeros(plan.n_zones)
     edge = flat[plan.edge_pixel].astype(np.float64)

@@ -21,6 +21,7 @@ import matplotlib.pyplot as plt
 import numpy as np
 import pandas as pd
 from matplotlib import patheffects
+from matplotlib.artist import Artist
 from matplotlib.lines import Line2D
 from matplotlib.patches import Patch
 
@@ -120,7 +121,7 @@ def verdict_figure(changes: pd.DataFrame, verdict: dict[str, Any], style: Style)
                           fontsize=style.base_size, loc="left")
     # the legend names the classes drawn; the counts are in the panel titles (one count, one place)
     present = set(changes["class"])
-    handles = [h for c, h in zip(CLASS_ORDER, class_handles(style), strict=True) if c in present]
+    handles: list[Artist] = [h for c, h in zip(CLASS_ORDER, class_handles(style), strict=True) if c in present]
     handles.append(Patch(fc=BAND_COLOR, ec="none", label=style.label("threshold_band", pct=_band_pct(thr))))
     fig.legend(handles=handles, ncol=style.legend_columns(len(handles)), handletextpad=0.3,
                columnspacing=1.0)

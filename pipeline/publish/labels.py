@@ -80,7 +80,8 @@ def _best(i: int, x: np.ndarray, y: np.ndarray, size: tuple[float, float], r: fl
                 (boxes[:, 3] <= frame[3]))
     cost = 10 * near + hits + 10 * outside
     k = int(np.argmin(cost))  # first minimum: the closest, best-ranked angle
-    return tuple(float(v) for v in boxes[k]), int(cost[k])
+    x0, y0, x1, y1 = (float(v) for v in boxes[k])
+    return (x0, y0, x1, y1), int(cost[k])
 
 
 def place_labels(xs: Sequence[float], ys: Sequence[float], sizes: Sequence[tuple[float, float]],

@@ -21,6 +21,7 @@ import pandas as pd
 from matplotlib.cm import ScalarMappable
 from matplotlib.collections import LineCollection, PathCollection
 from matplotlib.colors import LinearSegmentedColormap, LogNorm, Normalize
+from matplotlib.layout_engine import ConstrainedLayoutEngine
 from matplotlib.lines import Line2D
 from matplotlib.patches import Patch
 from matplotlib.path import Path as MplPath
@@ -53,7 +54,8 @@ def _norm(arrays: Sequence[np.ndarray]) -> LogNorm:
 
 
 def _colorbar_ticks(cb: Any, norm: LogNorm) -> None:
-    ticks = [t for t in (0.05, 0.1, 0.2, 0.5, 1, 2, 5, 10, 20, 50, 100, 200, 500) if norm.vmin <= t <= norm.vmax]
+    lo, hi = float(norm.vmin or 0.0), float(norm.vmax or np.inf)
+    ticks = [t for t in (0.05, 0.1, 0.2, 0.5, 1, 2, 5, 10, 20, 50, 100, 200, 500) if lo <= t <= hi]
     cb.set_ticks(ticks, labels=[f"{t:g}" for t in ticks])
     cb.ax.minorticks_off()
 
@@ -182,7 +184,7 @@ def _texts(df: pd.DataFrame, names: Sequence[str], numbered: Sequence[int]) -> l
 def _key(df: pd.DataFrame, names: Sequence[str], numbered: Sequence[int]) -> list[tuple[int, str]]:
     """(row, 'number name') of the numbered sites, in number order."""
     num = _numbers(df, numbered)
-    return [(i, f"{num[i]} {names[i]}") for i in sorted(num, key=num.get)]
+    return [(i, f"{num[i]} {names[i]}") for i in sorted(num, key=lambda i: num[i])]
 
 
 def _map_base(comp: Composite, df: pd.DataFrame, verdict: dict[str, Any], style: Style,
@@ -234,7 +236,7 @@ def label_sites(ax: plt.Axes, df: pd.DataFrame, texts: Sequence[str], size: floa
     """Labels that collide with nothing, each nearer its own marker than any other, tied to it by a
     line; returns the rows whose label breaks a rule anyway (crowded: number them instead)."""
     fig = ax.figure
-    renderer = fig.canvas.get_renderer()
+    renderer = fig.canvas.get_renderer()  # type: ignore[attr-defined]  # Agg canvases have it (files only)
     xy = ax.transData.transform(np.column_stack([df["center_lon"], df["center_lat"]]).astype(float))
     sizes = []
     fonts = [size - 1 if text.isdigit() else size for text in texts]  # key numbers: smaller, to fit crowds
@@ -244,7 +246,7 @@ def label_sites(ax: plt.Axes, df: pd.DataFrame, texts: Sequence[str], size: floa
         sizes.append((bb.width, bb.height))
         t.remove()
     frame = ax.get_window_extent(renderer)
-    boxes, costs = place_labels(xy[:, 0], xy[:, 1], sizes, ms / 2 * fig.dpi / 72,
+    boxes, costs = place_labels(list(xy[:, 0]), list(xy[:, 1]), sizes, ms / 2 * fig.dpi / 72,
                                 (frame.x0, frame.y0, frame.x1, frame.y1), margin=0.5 * fig.dpi / 72)
     to_data = ax.transData.inverted()
     lonlat = df[["center_lon", "center_lat"]].to_numpy(float)
@@ -335,7 +337,9 @@ def before_after_figure(pairs: Sequence[tuple[Any, Composite, Composite]], verdi
     gs = fig.add_gridspec(nrows, len(ratios), width_ratios=ratios)
     axes = np.array([[fig.add_subplot(gs[r, 3 * k + j]) for k in range(per_row) for j in (0, 1)]
                      for r in range(nrows)])
-    fig.get_layout_engine().set(w_pad=0.005, wspace=0.0, hspace=0.05)
+    engine = fig.get_layout_engine()
+    assert isinstance(engine, ConstrainedLayoutEngine)  # the style turns constrained layout on
+    engine.set(w_pad=0.005, wspace=0.0, hspace=0.05)
     norm = _norm([c.data for _, b, t in pairs for c in (b, t)])
     lat = float(np.mean([np.mean(b.extent[2:]) for _, b, _ in pairs]))  # one aspect: panels line up
     im = None

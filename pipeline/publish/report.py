@@ -182,11 +182,11 @@ def report_html(results: Any, pngs: dict[str, bytes], checksums: dict[str, str],
         if name not in CHARTS:  # comparison charts go in their own section
             continue
         src = "data:image/png;base64," + base64.b64encode(data).decode("ascii")
-        files = ", ".join(f"figures/{name}.{f}" for f in style.formats)
+        names = ", ".join(f"figures/{name}.{f}" for f in style.formats)
         cap = W.caption(name, lang)
         parts.append(f'<figure id="fig-{name}"><img src="{src}" alt="{e(cap)}">'
                      f"<figcaption><b>{e(W.chart_name(name, lang))}.</b> {e(cap)} "
-                     f"{e(w['files'])}: {e(files)}.</figcaption></figure>")
+                     f"{e(w['files'])}: {e(names)}.</figcaption></figure>")
     if getattr(results, "comparison", None) is not None:
         parts.append(section_html(results.comparison, pngs, lang))
     facts, files = _provenance(results, checksums, lang)

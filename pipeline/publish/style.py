@@ -29,6 +29,7 @@ from typing import Any
 import matplotlib
 import matplotlib.pyplot as plt
 from matplotlib import font_manager
+from matplotlib.layout_engine import ConstrainedLayoutEngine
 
 from pipeline import __version__
 from pipeline.change import CLASSES
@@ -227,12 +228,13 @@ def rc_params(style: Style) -> dict[str, Any]:
 @cache
 def _fixed_rc() -> dict[str, Any]:
     """The settings of the shipped ``nightlights.mplstyle`` (the part that no Style option changes)."""
-    return dict(matplotlib.rc_params_from_file(str(MPLSTYLE), use_default_template=False))
+    params = matplotlib.rc_params_from_file(str(MPLSTYLE), use_default_template=False)
+    return {str(k): params[k] for k in params}
 
 
 @contextmanager
 def styled(style: Style) -> Iterator[None]:
-    with plt.rc_context(rc_params(style)):
+    with plt.rc_context(rc_params(style)):  # type: ignore[arg-type]  # stubs list literal keys only
         yield
 
 
@@ -277,7 +279,7 @@ def finish(fig: plt.Figure, verdict: dict[str, Any], style: Style) -> plt.Figure
     The credit line sits at the bottom, the figure legend (if any) just above it, the
     synthetic note at the top; the layout's rectangle leaves their measured heights free.
     """
-    renderer = fig.canvas.get_renderer()
+    renderer = fig.canvas.get_renderer()  # type: ignore[attr-defined]  # Agg canvases have it (files only)
     h = fig.get_figheight()
     pad = 3 / 72
     credit = fig.text(0.005, pad / h, credit_line(verdict), fontsize=style.small_size - 1, color="#444444",
@@ -299,7 +301,7 @@ def finish(fig: plt.Figure, verdict: dict[str, Any], style: Style) -> plt.Figure
                         bbox={"boxstyle": "square,pad=0.25", "fc": SYNTHETIC_COLOR, "ec": "none"})
         top = note.get_window_extent(renderer).height / fig.dpi + 2 * pad
     engine = fig.get_layout_engine()
-    if engine is not None and hasattr(engine, "set"):
+    if isinstance(engine, ConstrainedLayoutEngine):
         engine.set(rect=(0, bottom / h, 1, 1 - (bottom + top) / h))
     return fig
 
