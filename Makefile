@@ -30,10 +30,21 @@ $(STAMP): pyproject.toml
 all: $(STAMP)
 	$(BIN)/nightlights run --source $(SOURCE) --out $(OUT)
 
-## Run the test suite and the linter
+## Run the test suite, the linter and the type checker (about 12 minutes on 2 cores)
 test: $(STAMP)
 	$(BIN)/python -m pytest -q
 	$(BIN)/ruff check pipeline tests bench
+	$(BIN)/mypy
+
+## Everything but the slow end-to-end tests, with the linter and the type checker (a few minutes)
+test-fast: $(STAMP)
+	$(BIN)/python -m pytest -q -m "not slow"
+	$(BIN)/ruff check pipeline tests bench
+	$(BIN)/mypy
+
+## Type-check the package (mypy, settings in pyproject.toml)
+typecheck: $(STAMP)
+	$(BIN)/mypy
 
 ## Lint only
 lint: $(STAMP)
@@ -59,4 +70,4 @@ help:
 	@if [ -t 1 ]; then c='\033[36m'; r='\033[0m'; else c=''; r=''; fi; \
 	awk -v c="$$c" -v r="$$r" '/^## /{doc=substr($$0,4); next} /^[a-zA-Z_-]+:/{ if (doc) { split($$0,t,":"); printf "  %s%-10s%s %s\n", c, t[1], r, doc }; doc="" }' $(MAKEFILE_LIST)
 
-.PHONY: install all test lint bench browser clean help
+.PHONY: install all test test-fast typecheck lint bench browser clean help

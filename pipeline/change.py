@@ -56,7 +56,7 @@ class ChangeSettings:
     def from_params(cls, p: object, **overrides: object) -> ChangeSettings:
         values = {f: getattr(p, f) for f in cls.__dataclass_fields__}
         values.update(overrides)
-        return cls(**values)  # type: ignore[arg-type]
+        return cls(**values)
 
 
 @dataclass(frozen=True)

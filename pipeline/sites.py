@@ -457,7 +457,8 @@ def _radius(props: dict[str, Any], default: float) -> tuple[float, str | None]:
 
 def _declared_center(props: dict[str, Any]) -> Point | None:
     lon, lat = props.get("center_lon"), props.get("center_lat")
-    if _is_number(lon) and _is_number(lat) and abs(float(lon)) <= 180 and abs(float(lat)) <= 90:
+    if isinstance(lon, int | float) and isinstance(lat, int | float) and _is_number(lon) and _is_number(lat) \
+            and abs(lon) <= 180 and abs(lat) <= 90:
         return Point(lon, lat)
     return None
 
