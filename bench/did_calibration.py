@@ -3,7 +3,8 @@
 Usage: ``python -m bench.did_calibration [--reps 500] [--draws 999]``. Prints one table row per
 scenario and design: the mean bias of the estimate, the rejection rate at 5% (the size when
 nothing is planted on the batch under test, the power when +0.3 is), the 95% interval's
-coverage of the truth and the mean minimum detectable effect (80% power).
+coverage of the truth, the mean minimum detectable effect (80% power) and the rejection rate of
+the wild cluster bootstrap by province (the unequal-variance check beside the main result).
 
 Panels are pure numpy (no rasters): 180 units in 12 provinces, 2020-2025, log light = unit level
 + a national and a province shock per year + unit noise (sd 0.10). Batch 2024 (20 units, broke
@@ -12,7 +13,7 @@ ground 2024-03, inaugurated 2025-01) is the batch under test, compared 2024 -> 2
 
 Scenarios: ``null`` (nothing planted), ``contaminated`` (batch 2025 brightens +0.3 in 2025 while
 building), ``planted`` (contaminated, and +0.3 on batch 2024 in 2025), ``noisy`` (nothing
-planted; batch 2024's units twice as noisy, sd 0.20). Designs: ``before`` (every unit outside
+planted; batch 2024's units three times as noisy, sd 0.30). Designs: ``before`` (every unit outside
 batch 2024 is a control, the design before issue 23) and ``after``
 (:func:`pipeline.cohorts.clean_did`: units building by the target year left out).
 """
@@ -25,15 +26,15 @@ from dataclasses import dataclass
 import numpy as np
 import pandas as pd
 
-from pipeline.cohorts import clean_did, unit_schedule
-from pipeline.did import estimate_did
+from pipeline.cohorts import clean_did, unit_schedule, wild_cluster_bootstrap
+from pipeline.did import _units, estimate_did
 
 YEARS = tuple(range(2020, 2026))
 SCENARIOS = {  # effect on batch 2024, contamination by batch 2025, noise sd of batch 2024
     "null": (0.0, 0.0, 0.10),
     "contaminated": (0.0, 0.3, 0.10),
     "planted": (0.3, 0.3, 0.10),
-    "noisy": (0.0, 0.0, 0.20),
+    "noisy": (0.0, 0.0, 0.30),
 }
 BATCHES = (("2024", "2024-03", "2025-01"), ("2025", "2025-02", "2025-12"), ("2026", "2026-02", None))
 
@@ -76,12 +77,13 @@ class Row:
     coverage: float
     mean_mde: float
     mean_controls: float
+    wcb_reject: float  # rejection rate of the wild cluster bootstrap by province (unequal variances)
 
 
-def calibrate(scenario: str, design: str, reps: int, draws: int, seed0: int = 0) -> Row:
+def calibrate(scenario: str, design: str, reps: int, draws: int, seed0: int = 0, wcb_boot: int = 499) -> Row:
     """Replicate one scenario under one design (seeds ``seed0..seed0 + reps - 1``)."""
     effect, contamination, treated_noise = SCENARIOS[scenario]
-    est, rej, cov, mde, nc = [], [], [], [], []
+    est, rej, cov, mde, nc, wcb = [], [], [], [], [], []
     for s in range(seed0, seed0 + reps):
         panel, schedule = cohort_panel(s, effect=effect, contamination=contamination, treated_noise=treated_noise)
         if design == "after":
@@ -93,8 +95,10 @@ def calibrate(scenario: str, design: str, reps: int, draws: int, seed0: int = 0)
         cov.append(r.ci_low <= effect <= r.ci_high)
         mde.append(np.nan if r.mde_log is None else r.mde_log)
         nc.append(r.n_control)
+        u = _units(panel, 2024, 2025, r.eps, r.excluded)
+        wcb.append(wild_cluster_bootstrap(u.d, u.treated, u.strata, n_boot=wcb_boot, seed=s).p_value < 0.05)
     return Row(scenario, design, reps, effect, float(np.mean(est)) - effect, float(np.mean(rej)), float(np.mean(cov)),
-               float(np.nanmean(mde)), float(np.mean(nc)))
+               float(np.nanmean(mde)), float(np.mean(nc)), float(np.mean(wcb)))
 
 
 def table(reps: int, draws: int) -> pd.DataFrame:

@@ -58,7 +58,15 @@ import pandas as pd
 
 from pipeline.change import ChangeSettings, site_changes
 from pipeline.claims import Claim, default_claim
-from pipeline.cohorts import CONTROL_RULE, clean_did, cohort_summary, exclusions_for, site_schedule
+from pipeline.cohorts import (
+    CONTROL_RULE,
+    clean_did,
+    cohort_summary,
+    exclusions_for,
+    near_units,
+    robustness,
+    site_schedule,
+)
 from pipeline.config import Params
 from pipeline.did import (
     MIN_CONTROLS,
@@ -352,6 +360,7 @@ def compare(sites: gpd.GeoDataFrame, units: gpd.GeoDataFrame, rasters: Sequence[
     pretrends = pretrend_placebos(panel, params.baseline_year, seed=params.seed,
                                   exclude_for=exclusions_for(panel, schedule))
     cohort_extra = cohort_summary(panel, schedule, params.baseline_year, params.target_year, seed=params.seed)
+    cohort_extra["robustness"] = robustness(panel, schedule, main, near=near_units(units, treated))
     # --- end issue 23
 
     in_batch = own[own["site_id"].isin(set(assigned["site_id"]))]

@@ -192,3 +192,79 @@ def test_cohort_summary_has_the_event_times_and_an_early_baseline(cohorts):
 def test_calibration_table_before_and_after():
     before, after = (calibrate("contaminated", d, 60, 199) for d in ("before", "after"))
     assert before.mean_bias < -0.025 and abs(after.mean_bias) < 0.015
+
+
+# --------------------------------------------------------------------------- robustness (issue 23 item 5)
+
+
+def test_cluster_t_matches_a_direct_sandwich():
+    rng = np.random.default_rng(3)
+    d, treated = rng.normal(0, 1, 40), np.arange(40) % 4 == 0
+    clusters = np.arange(40) % 5
+    from pipeline.cohorts import _cluster_t
+
+    b, t = _cluster_t(d[None, :], treated, np.eye(5)[clusters])
+    x = np.column_stack([np.ones(40), treated])
+    beta = np.linalg.lstsq(x, d, rcond=None)[0]
+    u = d - x @ beta
+    bread = np.linalg.inv(x.T @ x)
+    meat = sum(np.outer(x[clusters == g].T @ u[clusters == g], x[clusters == g].T @ u[clusters == g]) for g in range(5))
+    v = 5 / 4 * 39 / 38 * (bread @ meat @ bread)
+    assert b[0] == pytest.approx(beta[1]) and t[0] == pytest.approx(beta[1] / np.sqrt(v[1, 1]))
+
+
+def test_wild_cluster_bootstrap_sees_a_planted_effect_and_not_a_null():
+    from pipeline.cohorts import wild_cluster_bootstrap
+    from pipeline.did import _units
+
+    for effect, significant in ((0.3, True), (0.0, False)):
+        panel, _ = cohort_panel(8, effect=effect, contamination=0.0)
+        u = _units(panel, 2024, 2025, None, ())
+        w = wild_cluster_bootstrap(u.d, u.treated, u.strata, n_boot=1999)
+        assert (w.p_value < 0.05) == significant and w.n_clusters == 12
+        assert w.estimate_log == pytest.approx(u.d[u.treated].mean() - u.d[~u.treated].mean())
+
+
+@pytest.mark.slow
+def test_wild_cluster_bootstrap_holds_its_size_when_treated_units_are_noisier():
+    from pipeline.cohorts import wild_cluster_bootstrap
+    from pipeline.did import _units
+
+    rej = []
+    for s in range(200):
+        panel, _ = cohort_panel(s, contamination=0.0, treated_noise=0.3)
+        u = _units(panel, 2024, 2025, None, ())
+        rej.append(wild_cluster_bootstrap(u.d, u.treated, u.strata, n_boot=499, seed=s).p_value < 0.05)
+    assert np.mean(rej) <= 0.08, np.mean(rej)
+
+
+def test_near_units_are_the_neighbours_within_10_km():
+    import geopandas as gpd
+    from shapely.geometry import box
+
+    from pipeline.cohorts import near_units
+
+    side = 0.2  # about 17 x 22 km at 40 N: neighbours touch (0 km), the next ring is > 10 km away
+    cells = [(c, r) for r in range(5) for c in range(5)]
+    units = gpd.GeoDataFrame({"unit_id": [f"u{c}{r}" for c, r in cells]},
+                             geometry=[box(125 + c * side, 40 + r * side, 125 + (c + 1) * side, 40 + (r + 1) * side)
+                                       for c, r in cells], crs="EPSG:4326")
+    assert near_units(units, ["u22"]) == tuple(sorted(f"u{c}{r}" for c in (1, 2, 3) for r in (1, 2, 3) if (c, r) != (2, 2)))
+    assert near_units(units, ["u00"]) == ("u01", "u10", "u11")
+
+
+def test_robustness_beside_the_main_result():
+    from pipeline.cohorts import robustness
+
+    panel, schedule = cohort_panel(6, effect=0.3, contamination=0.3)
+    main, _ = clean_did(panel, schedule, 2024, 2025, n_draws=499)
+    near = tuple(f"u{i:03d}" for i in range(0, 180, 7) if f"u{i:03d}" not in main.excluded and
+                 not panel.loc[panel["unit_id"] == f"u{i:03d}", "treated"].iloc[0])
+    r = robustness(panel, schedule, main, near=near, n_boot=999)
+    assert [f["factor"] for f in r["log_floor"]] == [0.1, 1.0, 10.0]
+    assert r["log_floor"][1]["estimate_log"] == pytest.approx(main.estimate_log)
+    assert r["log_floor"][2]["eps"] == pytest.approx(10 * main.eps)
+    assert r["far_controls"]["n_near_left_out"] == len(near)
+    assert r["far_controls"]["n_control"] == main.n_control - len(near)
+    assert r["unequal_variance"]["p_value"] < 0.01
+    assert r["unequal_variance"]["estimate_log"] == pytest.approx(main.estimate_log)

@@ -151,6 +151,13 @@ def test_planted_report_has_no_power_caveat_and_gives_cohort_effects(planted):
     assert abs(cells[("2024", 2025)]["estimate_log"] - 0.3) < 0.08
     assert d["baseline_before_groundbreaking"]["baseline_year"] == 2023
     assert any("before its groundbreaking" in p for p in paras)
+    # robustness beside it: unequal variances, far controls (units of ~2.8 km: 3 rings within 10 km), log floor
+    r = d["robustness"]
+    assert r["unequal_variance"]["p_value"] < 0.05 and r["unequal_variance"]["n_clusters"] == 3
+    assert r["far_controls"]["n_near_left_out"] > 0 or "skipped" in r["far_controls"]
+    assert [f["factor"] for f in r["log_floor"]] == [0.1, 1.0, 10.0]
+    assert r["log_floor"][1]["estimate_log"] == pytest.approx(d["estimate_log"])
+    assert any(p.startswith("Checks beside the main result: allowing the designated counties") for p in paras)
 
 
 def test_unit_panel_matches_the_planted_sums_and_gini(planted):

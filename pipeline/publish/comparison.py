@@ -303,7 +303,7 @@ def section_paragraphs(comp: Any) -> list[str]:
          f"Of {d['n_placebo']} random sets of {d['n_treated']} other counties from the same provinces, the share "
          f"showing a difference at least as large is p {p_text(d['p_value'], d['n_placebo'])}: "
          f"{_p_words(d['p_value'])}." + _power_words(d) + _controls_words(d))]
-    paras += _cohort_paragraphs(d)
+    paras += _cohort_paragraphs(d) + _robustness_paragraph(d)
     w = d.get("without_pyongyang")
     if w:
         paras.append(f"Without {w['name']} (unit {w['unit_id']}), the difference is {_pct(w['estimate_log'])} "
@@ -358,6 +358,43 @@ def _cohort_paragraphs(d: dict[str, Any]) -> list[str]:
     return out
 
 
+def _robustness_paragraph(d: dict[str, Any]) -> list[str]:
+    """Issue 23: the checks beside the main result, one sentence each."""
+    r = d.get("robustness") or {}
+    parts = []
+    u = r.get("unequal_variance") or {}
+    if "p_value" in u:
+        parts.append(f"allowing the designated counties to vary more than the others (wild bootstrap over "
+                     f"{u['n_clusters']} provinces) gives p = {u['p_value']:.3f}")
+    f = r.get("far_controls") or {}
+    if "estimate_log" in f:
+        parts.append(f"leaving out the {f['n_near_left_out']} counties bordering or within {f['km']:g} km of a "
+                     f"designated one gives {_pct(f['estimate_log'])} (p {p_text(f['p_value'], f['n_placebo'])})")
+    floors = r.get("log_floor") or []
+    if floors:
+        parts.append("the floor that keeps dark counties finite at " + ", ".join(f"{x['factor']:g}×" for x in floors)
+                     + " its default gives " + ", ".join(_pct(x["estimate_log"]) for x in floors))
+    return ["Checks beside the main result: " + "; ".join(parts) + "."] if parts else []
+
+
+def _robustness_paragraph_ko(d: dict[str, Any]) -> list[str]:
+    r = d.get("robustness") or {}
+    parts = []
+    u = r.get("unequal_variance") or {}
+    if "p_value" in u:
+        parts.append(f"지정 시·군의 변동이 더 클 수 있다고 보면(도 {u['n_clusters']}곳 단위 와일드 부트스트랩) "
+                     f"p = {u['p_value']:.3f}")
+    f = r.get("far_controls") or {}
+    if "estimate_log" in f:
+        parts.append(f"지정 시·군과 맞닿거나 {f['km']:g}km 안에 있는 {f['n_near_left_out']}곳을 빼면 "
+                     f"{_pct(f['estimate_log'])}(p {p_text(f['p_value'], f['n_placebo'])})")
+    floors = r.get("log_floor") or []
+    if floors:
+        parts.append("어두운 시·군을 위한 하한을 기본값의 " + ", ".join(f"{x['factor']:g}배" for x in floors)
+                     + "로 하면 " + ", ".join(_pct(x["estimate_log"]) for x in floors))
+    return ["주 결과 옆의 점검: " + "; ".join(parts) + "."] if parts else []
+
+
 def section_paragraphs_ko(comp: Any) -> list[str]:
     """:func:`section_paragraphs` in Korean, from the same numbers."""
     d = comp.did
@@ -373,6 +410,7 @@ def section_paragraphs_ko(comp: Any) -> list[str]:
          f"{_pct(d['ci_low'])}~{_pct(d['ci_high'])}). 같은 도에서 무작위로 뽑은 다른 시·군 {d['n_treated']}곳의 조합 "
          f"{d['n_placebo']}개 가운데 이만큼 큰 차이를 보인 비율은 p {p_text(p, d['n_placebo'])}로, {chance}."
          + _power_words_ko(d) + _controls_words_ko(d))]
+    paras += _robustness_paragraph_ko(d)
     w = d.get("without_pyongyang")
     if w:
         paras.append(f"{w['name']}(단위 {w['unit_id']})을 빼면 차이는 {_pct(w['estimate_log'])}"
