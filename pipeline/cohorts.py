@@ -39,7 +39,8 @@ Method (``docs/research/methods_policy.md``, by section):
   recomputes every cell and the weighted mean, so the cells' shared controls are accounted for
   (§4.2 item 6: stratified by province). The interval inverts that test on the coefficient.
 * **Joint pre-trend test.** Cells with ``t < s_g - 1`` should show nothing; their sum of squared
-  cell t-statistics is compared with the same sum in the same placebo worlds (Roth 2022,
+  cell t-statistics (over all batches, and per batch in ``pretrend_by_batch``: each batch's event
+  study before groundbreaking) is compared with the same sum in the same placebo worlds (Roth 2022,
   "pretest with caution", §2.6: a pass is not proof of parallel trends).
 """
 
@@ -250,10 +251,11 @@ class CohortEffects:
     n_pool: int  # units clean in every cell, the placebo pool of the joint tests
     method: str
     skipped: tuple[str, ...] = field(default=())
+    pretrend_by_batch: tuple[dict[str, Any], ...] = ()  # batch, n_cells, stat, p_value: each batch's joint test
 
     def to_dict(self) -> dict[str, object]:
         out = asdict(self)
-        for k in ("cells", "weights", "skipped"):
+        for k in ("cells", "weights", "skipped", "pretrend_by_batch"):
             out[k] = list(out[k])
         return out
 
@@ -324,6 +326,7 @@ def group_time_effects(panel: pd.DataFrame, schedule: pd.DataFrame, *, n_draws: 
               f"batches drawn {'by province ' if stratify else ''}from the {{pool}} units clean in every cell, "
               f"{n_draws} draws")
     agg = lo = hi = p_agg = stat = p_pre = None
+    by_batch: tuple[dict[str, Any], ...] = ()
     pool: list[str] = []
     if specs:
         used = [i for i in range(len(cells)) if i in post or i in pre]
@@ -333,9 +336,9 @@ def group_time_effects(panel: pd.DataFrame, schedule: pd.DataFrame, *, n_draws: 
             skipped.append(f"joint tests: {len(pool)} units are clean controls in every cell, too few for "
                            "placebo batches of the batches' sizes")
         else:
-            agg, lo, hi, p_agg, stat, p_pre = joint
+            agg, lo, hi, p_agg, stat, p_pre, by_batch = joint
     return CohortEffects(tuple(cells), agg, lo, hi, p_agg, weights, stat, p_pre, len(pre), n_draws, len(pool),
-                         method.replace("{pool}", str(len(pool))), tuple(skipped))
+                         method.replace("{pool}", str(len(pool))), tuple(skipped), by_batch)
 
 
 def _log_change(p: pd.DataFrame, base: int, t: int, eps: float) -> pd.Series:
@@ -375,7 +378,7 @@ def disjoint_placebo_sets(strata: np.ndarray, wanted: list[np.ndarray], n_draws:
 
 def _joint(p: pd.DataFrame, specs: list, cells: list[dict[str, Any]], post: list[int], pre: list[int],
            weights: tuple[dict[str, Any], ...], pool: list[str], eps: float, n_draws: int, seed: int,
-           alpha: float, stratify: bool) -> tuple[float | None, ...] | None:
+           alpha: float, stratify: bool) -> tuple[Any, ...] | None:
     """Aggregate and pre-trend statistics with their joint placebo distributions.
 
     In a placebo world each batch's units are replaced by a placebo batch from ``pool`` (units
@@ -394,7 +397,14 @@ def _joint(p: pd.DataFrame, specs: list, cells: list[dict[str, Any]], post: list
                                                    np.random.default_rng(seed)), strict=True))
     in_pool = set(pool)
 
+    memo: dict[int, tuple[np.ndarray, np.ndarray]] = {}
+
     def stats(i: int) -> tuple[np.ndarray, np.ndarray]:
+        if i not in memo:
+            memo[i] = _stats(i)
+        return memo[i]
+
+    def _stats(i: int) -> tuple[np.ndarray, np.ndarray]:
         batch, _, controls, base, t = specs[i]
         last = max(t, base)
         d = _log_change(p, base, t, eps)
@@ -421,11 +431,20 @@ def _joint(p: pd.DataFrame, specs: list, cells: list[dict[str, Any]], post: list
         placebo = np.asarray(sum(w * stats(i)[0] for w, i in zip(wts, post, strict=True)))
         half = _critical(np.abs(placebo), alpha)
         agg, lo, hi, p_agg = obs, obs - half, obs + half, _p_value(np.abs(placebo), obs)
+    def pretrend(cells_i: list[int]) -> tuple[float, float]:
+        obs_stat = float(sum((cells[i]["estimate_log"] / max(cells[i]["se"], 1e-300)) ** 2 for i in cells_i))
+        return obs_stat, _p_value(np.asarray(sum(stats(i)[1] ** 2 for i in cells_i)), obs_stat)
+
     stat = p_pre = None
+    by_batch = []
     if pre:
-        stat = float(sum((cells[i]["estimate_log"] / max(cells[i]["se"], 1e-300)) ** 2 for i in pre))
-        p_pre = _p_value(np.asarray(sum(stats(i)[1] ** 2 for i in pre)), stat)
-    return agg, lo, hi, p_agg, stat, p_pre
+        stat, p_pre = pretrend(pre)
+        for b in names:
+            mine = [i for i in pre if cells[i]["batch"] == b]
+            if mine:
+                sb, pb = pretrend(mine)
+                by_batch.append({"batch": b, "n_cells": len(mine), "stat": sb, "p_value": pb})
+    return agg, lo, hi, p_agg, stat, p_pre, tuple(by_batch)
 
 
 def event_table(effects: CohortEffects, events: Mapping[str, int] | None = None) -> pd.DataFrame:

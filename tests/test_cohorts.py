@@ -170,6 +170,10 @@ def test_group_time_effects_recover_each_batch(cohorts):
     assert eff.aggregate_log == pytest.approx((0.0 + 0.3 + 0.3) / 3, abs=0.05)
     assert eff.aggregate_ci_low < eff.aggregate_log < eff.aggregate_ci_high and eff.aggregate_p_value < 0.01
     assert eff.pretrend_p_value > 0.05 and eff.n_pretrend_cells == 12
+    by = {r["batch"]: r for r in eff.pretrend_by_batch}
+    assert {b: r["n_cells"] for b, r in by.items()} == {"2024": 3, "2025": 4, "2026": 5}
+    assert sum(r["stat"] for r in by.values()) == pytest.approx(eff.pretrend_stat)
+    assert all(0 < r["p_value"] <= 1 for r in by.values())
 
 
 def test_group_time_null_is_not_significant():
@@ -268,3 +272,14 @@ def test_robustness_beside_the_main_result():
     assert r["far_controls"]["n_control"] == main.n_control - len(near)
     assert r["unequal_variance"]["p_value"] < 0.01
     assert r["unequal_variance"]["estimate_log"] == pytest.approx(main.estimate_log)
+
+
+def test_joint_pretrend_test_sees_a_planted_trend_before_groundbreaking():
+    panel, schedule = cohort_panel(9, contamination=0.0)
+    mine = set(schedule.loc[schedule["batch"] == "2024", "unit_id"])
+    drift = np.where(panel["unit_id"].isin(mine), 0.08 * (panel["year"] - 2023), 0.0)  # every year, so base 2023 = 0
+    eff = group_time_effects(panel.assign(sum_lights=panel["sum_lights"] * np.exp(drift)), schedule, n_draws=999)
+    by = {r["batch"]: r["p_value"] for r in eff.pretrend_by_batch}
+    assert by["2024"] < 0.01 and eff.pretrend_p_value < 0.01
+    clean = {r["batch"]: r["p_value"] for r in group_time_effects(panel, schedule, n_draws=999).pretrend_by_batch}
+    assert clean["2024"] > 0.05

@@ -353,7 +353,10 @@ def _cohort_paragraphs(d: dict[str, Any]) -> list[str]:
                 f"{p_text(c['aggregate_p_value'], c['n_placebo'])}; weights {parts}).")
         if c.get("pretrend_p_value") is not None:
             text += (f" Before groundbreaking, the {c['n_pretrend_cells']} earlier batch-years together give p "
-                     f"{p_text(c['pretrend_p_value'], c['n_placebo'])} against parallel trends.")
+                     f"{p_text(c['pretrend_p_value'], c['n_placebo'])} against parallel trends")
+            per = c.get("pretrend_by_batch") or []
+            text += (" (" + ", ".join(f"batch {r['batch']} p {p_text(r['p_value'], c['n_placebo'])}" for r in per)
+                     + ")." if per else ".")
         out.append(text)
     return out
 
