@@ -368,7 +368,7 @@ def _robustness_paragraph(d: dict[str, Any]) -> list[str]:
     u = r.get("unequal_variance") or {}
     if "p_value" in u:
         parts.append(f"allowing the designated counties to vary more than the others (wild bootstrap over "
-                     f"{u['n_clusters']} provinces) gives p = {u['p_value']:.3f}")
+                     f"{u['n_clusters']} provinces) gives p {p_text(u['p_value'], u['n_boot'])}")
     f = r.get("far_controls") or {}
     if "estimate_log" in f:
         parts.append(f"leaving out the {f['n_near_left_out']} counties bordering or within {f['km']:g} km of a "
@@ -386,7 +386,7 @@ def _robustness_paragraph_ko(d: dict[str, Any]) -> list[str]:
     u = r.get("unequal_variance") or {}
     if "p_value" in u:
         parts.append(f"지정 시·군의 변동이 더 클 수 있다고 보면(도 {u['n_clusters']}곳 단위 와일드 부트스트랩) "
-                     f"p = {u['p_value']:.3f}")
+                     f"p {p_text(u['p_value'], u['n_boot'])}")
     f = r.get("far_controls") or {}
     if "estimate_log" in f:
         parts.append(f"지정 시·군과 맞닿거나 {f['km']:g}km 안에 있는 {f['n_near_left_out']}곳을 빼면 "
