@@ -42,6 +42,9 @@ Method (``docs/research/methods_policy.md``, by section):
   cell t-statistics (over all batches, and per batch in ``pretrend_by_batch``: each batch's event
   study before groundbreaking) is compared with the same sum in the same placebo worlds (Roth 2022,
   "pretest with caution", §2.6: a pass is not proof of parallel trends).
+
+Longer than most modules because the control rule, the group-time effects with their joint
+placebo worlds and the robustness checks beside the main result share the same panel helpers.
 """
 
 from __future__ import annotations

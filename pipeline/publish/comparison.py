@@ -7,6 +7,9 @@ Inputs
 Outputs
     Figures (pure functions, nothing written) and the report section "Against the counties that
     got nothing" as HTML and Markdown text, in words for journalists.
+
+Longer than most modules because every sentence of the section is here twice, in English and in
+Korean, beside the charts they describe.
 """
 
 from __future__ import annotations
