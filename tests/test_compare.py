@@ -328,6 +328,18 @@ def test_cli_compare_end_to_end(tmp_path, capsys):
     assert pd.read_csv(out / "unit_years.csv")["data_kind"].eq("real").all()  # hand-made rasters, not tagged
 
 
+@pytest.mark.slow
+def test_cli_compare_null_says_what_it_cannot_rule_out(tmp_path, capsys):
+    units, sites, folder, _, _ = planted_scenario(tmp_path, effect=0.0)
+    out = tmp_path / "out"
+    assert main(["compare", "-q", "--units", str(units), "--sites", str(sites), "--source", "local", "--rasters",
+                 str(folder), "--radius", "500", "--out", str(out), "--no-figures"]) == 0
+    printed = capsys.readouterr().out
+    d = json.loads((out / "did.json").read_text())
+    assert "1 units of later batches already building left out" in printed
+    assert f"effects below {d['mde_log']:+.3f} log" in printed and "less than 4 times in 5" in printed
+
+
 def test_cli_compare_bad_batch_is_one_line(tmp_path, capsys):
     units, sites, folder, _, _ = planted_scenario(tmp_path, effect=0.0)
     code = main(["compare", "-q", "--units", str(units), "--sites", str(sites), "--source", "local", "--rasters",
