@@ -22,6 +22,7 @@ from __future__ import annotations
 
 import argparse
 import logging
+import math
 import os
 import re
 import signal
@@ -567,7 +568,12 @@ def cmd_compare(args: argparse.Namespace) -> int:
     print(f"{'[SYNTHETIC] ' if got_kind == 'synthetic' else ''}designated minus other units, "
           f"{params.baseline_year} to {params.target_year}: {d['estimate_log']:+.3f} log "
           f"[{d['ci_low']:+.3f}, {d['ci_high']:+.3f}], p = {d['p_value']:.4f} "
-          f"({d['n_treated']} treated, {d['n_control']} controls)")
+          f"({d['n_treated']} treated, {d['n_control']} controls"
+          + (f"; {d['n_excluded_controls']} units of later batches already building left out" if d.get(
+              "n_excluded_controls") else "") + ")")
+    if d.get("p_value", 0) >= 0.05 and d.get("mde_log") is not None:  # issue 23: the power of a null
+        print(f"not significant, and no proof of no effect: effects below {d['mde_log']:+.3f} log "
+              f"({100 * math.expm1(d['mde_log']):+.0f}%) are detected less than 4 times in 5")
     print(f"outputs in {args.out}/")
     return 0
 

@@ -18,9 +18,11 @@ Measurement choices (methods_policy.md §4.1-4.2, by item):
   sites are zones of one :func:`pipeline.zonal.zone_month_table` call with the run's pixel rule,
   cloud-free/quality rules and cube, so a unit and a site are measured identically.
 * **Treated** = a unit holding the centre point of a site of the batch (the gazetteer located the
-  centre, :func:`pipeline.units.assign_units`); all other units are controls. Sites outside every
-  unit are warned about and treat nothing. Contamination by later cohorts and border blooming
-  (§4.2 item 2) are not modelled: ``did.json`` says so.
+  centre, :func:`pipeline.units.assign_units`); the controls are the other units except those
+  holding a site of another batch that is building by the target year (issue 23,
+  :func:`pipeline.cohorts.clean_did`; ``did.json`` ``excluded_controls`` says which and why). Sites
+  outside every unit are warned about and treat nothing. Border blooming (§4.2 item 2) is not
+  modelled: ``did.json`` says so.
 * **Unit value.** A unit-month's ``sum_lights`` is the coverage-weighted sum of radiance
   (nW/cm²/sr x pixels), unobserved pixels at the observed mean (zonal's ``sum_radiance``); the
   month counts when at least ``min_valid_fraction`` of the unit was observed (clouds are missing,
@@ -56,12 +58,19 @@ import pandas as pd
 
 from pipeline.change import ChangeSettings, site_changes
 from pipeline.claims import Claim, default_claim
+from pipeline.cohorts import (
+    CONTROL_RULE,
+    clean_did,
+    cohort_summary,
+    exclusions_for,
+    near_units,
+    robustness,
+    site_schedule,
+)
 from pipeline.config import Params
 from pipeline.did import (
     MIN_CONTROLS,
     count_placebo,
-    estimate_did,
-    estimate_did_excluding,
     pretrend_placebos,
 )
 from pipeline.disparity import between_group_pvalue, disparity_table
@@ -94,9 +103,10 @@ FILES = ("unit_years.csv", "unit_months.parquet", "did.json", "event_study.csv",
 SYNTHETIC_WARNING = ("SYNTHETIC DEMO DATA: generated rasters with planted effects; no number here is evidence "
                      "about North Korea or any place.")
 LIMITS = ("Designation was not random: the designated counties may differ from the others in ways that also "
-          "change their light. Later cohorts (2025, 2026) are among the controls, border blooming (Sinuiju, "
-          "Kaesong) is not masked, and light moved from neighbouring counties would count as an effect. "
-          "Night light measures lit activity, not output or welfare.")
+          "change their light. Counties of later batches count as controls only before their construction starts "
+          "(counties already building are left out), border blooming (Sinuiju, Kaesong) is not masked, and light "
+          "moved from neighbouring counties would count as an effect. Night light measures lit activity, not "
+          "output or welfare.")
 
 
 @dataclass
@@ -345,13 +355,20 @@ def compare(sites: gpd.GeoDataFrame, units: gpd.GeoDataFrame, rasters: Sequence[
     cids = list(controls["site_id"])
     ctrl_changes = site_changes(table, controls, cids, [f"{c}@ring" for c in cids], settings)
 
-    main = estimate_did(panel, params.baseline_year, params.target_year, seed=params.seed)
+    # --- issue 23: controls that are controls (pipeline.cohorts); units building in the years compared are left out
+    schedule = site_schedule(sites, units)
+    main, building = clean_did(panel, schedule, params.baseline_year, params.target_year, seed=params.seed)
     capital = capital_unit(units)
     without = None
     if capital is not None:
-        r = estimate_did_excluding(panel, params.baseline_year, params.target_year, [capital[0]], seed=params.seed)
+        r, _ = clean_did(panel, schedule, params.baseline_year, params.target_year, exclude=[capital[0]],
+                         seed=params.seed)
         without = {"unit_id": capital[0], "name": capital[1], **r.to_dict()}
-    pretrends = pretrend_placebos(panel, params.baseline_year, seed=params.seed)
+    pretrends = pretrend_placebos(panel, params.baseline_year, seed=params.seed,
+                                  exclude_for=exclusions_for(panel, schedule))
+    cohort_extra = cohort_summary(panel, schedule, params.baseline_year, params.target_year, seed=params.seed)
+    cohort_extra["robustness"] = robustness(panel, schedule, main, near=near_units(units, treated))
+    # --- end issue 23
 
     batch_rows = own[own["site_id"].isin(set(assigned["site_id"]))]
     classed = batch_rows[batch_rows["class"] != "insufficient_data"]
@@ -383,6 +400,8 @@ def compare(sites: gpd.GeoDataFrame, units: gpd.GeoDataFrame, rasters: Sequence[
                                                            f"{params.default_radius_m:g} m buffer, classified like sites",
         "spillover": _spill_summary(spill[spill["site_id"].isin(set(assigned["site_id"]))]),
         "event_study_note": event_note, "limits": LIMITS, "parameters": params.to_dict(),
+        "control_rule": CONTROL_RULE, "n_excluded_controls": len(building),
+        "excluded_controls": [e.to_dict() for e in building], **cohort_extra,
         "period": [rasters[0].month, rasters[-1].month] if rasters else [],
         "products": sorted({r.product for r in rasters}),
     }

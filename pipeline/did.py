@@ -38,12 +38,18 @@ Method (references are in ``docs/research/methods_policy.md``, cited by section)
   placebo distribution untouched, so the set of ``tau`` not rejected at 5% is exactly
   ``est ± q·se`` with ``q`` the critical |placebo| value; no grid is needed and the interval
   excludes 0 exactly when ``p <= 0.05``.
+* **Power.** The same inversion gives the power against a constant effect ``tau`` from the
+  placebo draws themselves: a placebo set plus ``tau`` is rejected when
+  ``|coef + tau| / se > q``, so the power at ``tau`` is the share of placebo sets for which that
+  holds, and ``mde_log`` is the smallest ``tau > 0`` (``mde_log_negative`` the largest
+  ``tau < 0``) reaching 80% at the test's 5% level (§2.6: with few treated units only the
+  panel's own placebo distribution is trustworthy, so no normal approximation is used).
 """
 
 from __future__ import annotations
 
 import math
-from collections.abc import Iterable, Sequence
+from collections.abc import Callable, Iterable, Sequence
 from dataclasses import asdict, dataclass, field
 from typing import Literal
 
@@ -56,6 +62,7 @@ MIN_CONTROLS = 5
 DEFAULT_DRAWS = 2000
 DEFAULT_SEED = 20240228
 EPS_FRACTION = 0.01
+MDE_POWER = 0.8
 PANEL_COLUMNS = ("unit_id", "province", "year", "sum_lights", "treated")
 Statistic = Literal["t", "coef"]
 
@@ -85,6 +92,9 @@ class DidResult:
     excluded: tuple[str, ...]
     n_dropped: int  # units without a value in one of the two years
     placebo: tuple[float, ...] = field(default=(), repr=False, compare=False)  # coefficient scale
+    mde_log: float | None = None  # smallest log effect > 0 detected with MDE_POWER (None: too few draws)
+    mde_log_negative: float | None = None  # the same for dimming (< 0)
+    mde_power: float = 0.8
 
     def to_dict(self) -> dict[str, object]:
         """Everything but the placebo draws, JSON-ready (``did.json``)."""
@@ -222,6 +232,28 @@ def _p_value(abs_placebo: np.ndarray, observed: float) -> float:
     return float((1 + hits) / (1 + len(abs_placebo)))
 
 
+def minimum_detectable_effect(coef: np.ndarray, se: np.ndarray, critical: float,
+                              power: float = MDE_POWER) -> float | None:
+    """Smallest ``tau > 0`` whose share of rejected placebo sets ``|coef + tau| / se > critical`` reaches ``power``.
+
+    ``coef``/``se`` are the placebo sets' coefficients and standard errors (``se = 1`` for the
+    coefficient statistic). A placebo set is rejected for ``tau > a = critical·se − coef`` or
+    ``tau < b = −critical·se − coef`` (disjoint when ``se > 0``), so the power just above each
+    ``a`` is exact; None when the test can never reject (``critical`` infinite, too few draws).
+    For the negative side pass ``-coef`` and negate the result.
+    """
+    coef, se = np.asarray(coef, float), np.asarray(se, float)
+    if not math.isfinite(critical) or len(coef) == 0:
+        return None
+    a, b = np.sort(critical * se - coef), np.sort(-critical * se - coef)
+    n = len(a)
+    cand = np.concatenate([[0.0], a[a > 0]])
+    above_a = np.searchsorted(a, cand, side="right")  # a < tau (tau just above the candidate)
+    below_b = n - np.searchsorted(b, cand, side="right")  # b > tau
+    ok = np.flatnonzero((above_a + below_b) >= power * n - 1e-9)
+    return float(cand[ok[0]]) if len(ok) else None
+
+
 def _estimate(u: _Units, baseline_year: int, target_year: int, *, n_draws: int, seed: int,
               stratify: bool, statistic: Statistic, confidence: float,
               excluded: tuple[str, ...]) -> DidResult:
@@ -252,12 +284,16 @@ def _estimate(u: _Units, baseline_year: int, target_year: int, *, n_draws: int, 
     alpha = 1 - confidence
     p_coef = _p_value(np.abs(coef), est)
     if statistic == "t":
-        t_pl, _ = _welch(mean_p, s2 - n_t * mean_p ** 2, n_t, mean_r, r2 - n_r * mean_r ** 2, n_r)
+        t_pl, se_pl = _welch(mean_p, s2 - n_t * mean_p ** 2, n_t, mean_r, r2 - n_r * mean_r ** 2, n_r)
         p = _p_value(np.abs(t_pl), float(t_obs))
-        half = _critical(np.abs(t_pl), alpha) * float(se)
+        crit = _critical(np.abs(t_pl), alpha)
+        half = crit * float(se)
     else:
         p = p_coef
-        half = _critical(np.abs(coef), alpha)
+        crit = half = _critical(np.abs(coef), alpha)
+        se_pl = np.ones_like(coef)
+    mde = minimum_detectable_effect(coef, se_pl, crit)
+    mde_neg = minimum_detectable_effect(-coef, se_pl, crit)
     strat = ("stratified by province" + (f", {fallback} drawn from the pooled controls" if fallback else "")
              if stratify else "unstratified")
     method = (f"difference of mean log changes ln((S{target_year}+eps)/(S{baseline_year}+eps)), treated "
@@ -269,7 +305,8 @@ def _estimate(u: _Units, baseline_year: int, target_year: int, *, n_draws: int, 
                      baseline_year=int(baseline_year), target_year=int(target_year), eps=u.eps,
                      statistic=statistic, p_value_coef=p_coef, se=float(se), confidence=confidence,
                      seed=seed, stratify=stratify, n_fallback=fallback, excluded=excluded,
-                     n_dropped=u.n_dropped, placebo=tuple(coef.tolist()))
+                     n_dropped=u.n_dropped, placebo=tuple(coef.tolist()), mde_log=mde,
+                     mde_log_negative=None if mde_neg is None else -mde_neg)
 
 
 def estimate_did(panel: pd.DataFrame, baseline_year: int, target_year: int, *,
@@ -296,7 +333,7 @@ def estimate_did_excluding(panel: pd.DataFrame, baseline_year: int, target_year:
 
 
 PRETREND_COLUMNS = ("baseline_year", "target_year", "estimate_log", "ci_low", "ci_high",
-                    "p_value", "n_treated", "n_control")
+                    "p_value", "n_treated", "n_control", "mde_log")
 
 
 def pretrend_pairs(years: Iterable[int], baseline_year: int, gap: int = 1) -> list[tuple[int, int]]:
@@ -307,6 +344,7 @@ def pretrend_pairs(years: Iterable[int], baseline_year: int, gap: int = 1) -> li
 
 def pretrend_placebos(panel: pd.DataFrame, baseline_year: int, *, gap: int = 1,
                       pairs: Sequence[tuple[int, int]] | None = None,
+                      exclude_for: Callable[[int, int], Iterable[str]] | None = None,
                       **kwargs: object) -> pd.DataFrame:
     """The same estimator on earlier year pairs, which should show nothing before treatment.
 
@@ -314,6 +352,8 @@ def pretrend_placebos(panel: pd.DataFrame, baseline_year: int, *, gap: int = 1,
     Every pair uses the main comparison's floor (``eps`` from ``baseline_year``, unless given),
     so only the years differ. Extra keyword arguments go to :func:`estimate_did`. One row per
     pair, columns ``PRETREND_COLUMNS``; an empty table when the panel has no earlier pair.
+    ``exclude_for(baseline, target)``: more units to leave out of that pair (units already
+    building then, :func:`pipeline.cohorts.building_exclusions`), beside ``exclude``.
     """
     _check_panel(panel)
     if kwargs.get("eps") is None:
@@ -323,7 +363,10 @@ def pretrend_placebos(panel: pd.DataFrame, baseline_year: int, *, gap: int = 1,
         pairs = pretrend_pairs(panel["year"].unique(), baseline_year, gap)
     rows = []
     for b, t in pairs:
-        r = estimate_did(panel, b, t, **kwargs)  # type: ignore[arg-type]
+        extra = {}
+        if exclude_for is not None:
+            extra["exclude"] = (*tuple(kwargs.get("exclude", ())), *exclude_for(b, t))  # type: ignore[arg-type]
+        r = estimate_did(panel, b, t, **{**kwargs, **extra})  # type: ignore[arg-type]
         rows.append({c: getattr(r, c) for c in PRETREND_COLUMNS})
     return pd.DataFrame(rows, columns=list(PRETREND_COLUMNS))
 

@@ -107,9 +107,17 @@ def test_planted_effect_is_recovered_through_the_extraction(planted):
     d = comp.did
     assert abs(d["estimate_log"] - 0.3) < 0.08
     assert d["p_value"] < 0.05 and d["ci_low"] > 0
-    assert d["n_treated"] == N_TREATED and d["n_control"] == len(CELLS) - N_TREATED
+    # the batch-2025 site (no dates) is building in 2025 by its batch year: its unit is no control (issue 23)
+    later = CELLS.index((0, 5))
+    assert not treated[later]
+    assert d["n_treated"] == N_TREATED and d["n_control"] == len(CELLS) - N_TREATED - 1
+    assert d["n_excluded_controls"] == 1 and d["excluded"] == [f"u{later:02d}"]
+    assert d["excluded_controls"] == [{"unit_id": f"u{later:02d}", "batch": "2025", "start_year": 2025, "reason":
+                                       "batch 2025 has no groundbreaking date; taken as building from its batch "
+                                       "year 2025: building by 2025, so not a control for 2024–2025"}]
     assert d["data_kind"] == "synthetic" and "SYNTHETIC" in d["WARNING"]
-    # the batch-2025 site's unit is a control, and the pre-trend pairs show nothing
+    # the batch-2025 unit is a control before 2025, and the pre-trend pairs show nothing
+    assert all(r["n_control"] == len(CELLS) - N_TREATED for r in d["pretrends"])
     assert {u["unit_id"] for u in d["treated_units"]} == {f"u{i:02d}" for i in np.flatnonzero(treated)}
     assert [(r["baseline_year"], r["target_year"]) for r in d["pretrends"]] == [(2022, 2023), (2023, 2024)]
     assert all(abs(r["estimate_log"]) < 0.08 for r in d["pretrends"])
@@ -120,6 +128,36 @@ def test_null_twin_is_not_significant(null):
     assert d["p_value"] > 0.05
     assert d["ci_low"] < 0 < d["ci_high"]
     assert abs(d["estimate_log"]) < 0.08
+    # issue 23: what the null can rule out, in did.json and in the report's words (English and Korean)
+    assert 0 < d["mde_log"] < 0.3 and d["mde_log_negative"] < 0
+    from pipeline.publish.comparison import _pct, section_paragraphs, section_paragraphs_ko
+
+    lead = section_paragraphs(null[0])[0]
+    assert f"picks up a brightening of {_pct(d['mde_log'])} or more only 4 times in 5" in lead
+    assert "1 counties of later batches (2025) were left out" in lead
+    ko = section_paragraphs_ko(null[0])[0]
+    assert f"{_pct(d['mde_log'])} 이상 밝아진 효과" in ko and "시·군 1곳은 비교에서 뺐다" in ko
+
+
+def test_planted_report_has_no_power_caveat_and_gives_cohort_effects(planted):
+    from pipeline.publish.comparison import section_paragraphs
+
+    d = planted[0].did
+    paras = section_paragraphs(planted[0])
+    assert "4 times in 5" not in paras[0]
+    cells = {(c["batch"], c["year"]): c for c in d["cohort_effects"]["cells"]}
+    # batch 2024 has no groundbreaking date in this scenario: it builds from 2024, base year 2023
+    assert cells[("2024", 2025)]["base_year"] == 2023
+    assert abs(cells[("2024", 2025)]["estimate_log"] - 0.3) < 0.08
+    assert d["baseline_before_groundbreaking"]["baseline_year"] == 2023
+    assert any("before its groundbreaking" in p for p in paras)
+    # robustness beside it: unequal variances, far controls (units of ~2.8 km: 3 rings within 10 km), log floor
+    r = d["robustness"]
+    assert r["unequal_variance"]["p_value"] < 0.05 and r["unequal_variance"]["n_clusters"] == 3
+    assert r["far_controls"]["n_near_left_out"] > 0 or "skipped" in r["far_controls"]
+    assert [f["factor"] for f in r["log_floor"]] == [0.1, 1.0, 10.0]
+    assert r["log_floor"][1]["estimate_log"] == pytest.approx(d["estimate_log"])
+    assert any(p.startswith("Checks beside the main result: allowing the designated counties") for p in paras)
 
 
 def test_unit_panel_matches_the_planted_sums_and_gini(planted):
@@ -288,6 +326,18 @@ def test_cli_compare_end_to_end(tmp_path, capsys):
     d = json.loads((out / "did.json").read_text())
     assert abs(d["estimate_log"] - 0.3) < 0.08
     assert pd.read_csv(out / "unit_years.csv")["data_kind"].eq("real").all()  # hand-made rasters, not tagged
+
+
+@pytest.mark.slow
+def test_cli_compare_null_says_what_it_cannot_rule_out(tmp_path, capsys):
+    units, sites, folder, _, _ = planted_scenario(tmp_path, effect=0.0)
+    out = tmp_path / "out"
+    assert main(["compare", "-q", "--units", str(units), "--sites", str(sites), "--source", "local", "--rasters",
+                 str(folder), "--radius", "500", "--out", str(out), "--no-figures"]) == 0
+    printed = capsys.readouterr().out
+    d = json.loads((out / "did.json").read_text())
+    assert "1 units of later batches already building left out" in printed
+    assert f"effects below {d['mde_log']:+.3f} log" in printed and "less than 4 times in 5" in printed
 
 
 def test_cli_compare_bad_batch_is_one_line(tmp_path, capsys):

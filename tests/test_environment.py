@@ -12,7 +12,7 @@ ROOT = Path(__file__).resolve().parents[1]
 # PyPI name -> conda-forge name where they differ.
 CONDA_NAMES = {"dask[array]": "dask"}
 # Not on conda-forge: these belong in environment.yml's pip: section (checked on anaconda.org, 2026-12).
-PIP_ONLY = {"pylopdf-fonts-ko"}
+PIP_ONLY = {"pylopdf-fonts-ko", "pyfixest"}  # pyfixest: conda-forge not checked (pyfixest#549), pip is
 
 
 def _split(req: str) -> tuple[str, str]:

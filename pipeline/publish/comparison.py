@@ -7,6 +7,9 @@ Inputs
 Outputs
     Figures (pure functions, nothing written) and the report section "Against the counties that
     got nothing" as HTML and Markdown text, in words for journalists.
+
+Longer than most modules because every sentence of the section is here twice, in English and in
+Korean, beside the charts they describe.
 """
 
 from __future__ import annotations
@@ -247,18 +250,64 @@ def _relative(est: float) -> str:
     return f"the designated counties' light {way} by about {abs(pct):.0f}% relative to the other counties' light"
 
 
+def _power_words(d: dict[str, Any]) -> str:
+    """Issue 23: what a non-significant result can and cannot rule out, for readers."""
+    mde, neg = d.get("mde_log"), d.get("mde_log_negative")
+    if d.get("p_value") is None or d["p_value"] < 0.05:
+        return ""
+    if mde is None:
+        return " With so few placebo sets the test cannot reject at 5%; the result says nothing about an effect."
+    text = (f" Not significant is not the same as no effect: this comparison picks up a brightening of "
+            f"{_pct(mde)} or more only 4 times in 5 (80% power at the 5% level, from the placebo sets)")
+    text += f", and a dimming of {_pct(neg)} or more as often" if neg is not None else ""
+    return text + (f"; smaller effects can go unseen. Effects beyond {_pct(d['ci_low'])} to {_pct(d['ci_high'])} "
+                   "are ruled out by the interval.")
+
+
+def _controls_words(d: dict[str, Any]) -> str:
+    n = d.get("n_excluded_controls")
+    if not n:
+        return ""
+    batches = sorted({str(e.get("batch")) for e in d.get("excluded_controls") or []})
+    return (f" {n} counties of later batches ({', '.join(batches)}) were left out of the comparison because their "
+            f"factories were already being built by {d['target_year']} (did.json lists them and why).")
+
+
+def _controls_words_ko(d: dict[str, Any]) -> str:
+    n = d.get("n_excluded_controls")
+    if not n:
+        return ""
+    batches = "·".join(sorted({str(e.get("batch")) for e in d.get("excluded_controls") or []}))
+    return (f" {d['target_year']}년까지 공장 건설이 시작된 다음 차수({batches}년) 시·군 {n}곳은 비교에서 뺐다"
+            "(목록과 이유는 did.json).")
+
+
+def _power_words_ko(d: dict[str, Any]) -> str:
+    mde, neg = d.get("mde_log"), d.get("mde_log_negative")
+    if d.get("p_value") is None or d["p_value"] < 0.05:
+        return ""
+    if mde is None:
+        return " 위약 조합이 너무 적어 5% 수준에서 기각할 수 없으므로, 이 결과는 효과에 대해 아무것도 말하지 않는다."
+    dim = f", {_pct(neg)} 이상 어두워진 경우도 같은 빈도로" if neg is not None else ""
+    return (f" 유의하지 않다는 것이 효과가 없다는 뜻은 아니다: 이 비교는 {_pct(mde)} 이상 밝아진 효과{dim} 5번 중 4번만 "
+            f"잡아낸다(5% 수준 검정력 80%, 위약 조합으로 계산). 그보다 작은 효과는 놓칠 수 있다. 구간 "
+            f"{_pct(d['ci_low'])}~{_pct(d['ci_high'])} 밖의 효과는 배제된다.")
+
+
 def section_paragraphs(comp: Any) -> list[str]:
     """The section's paragraphs, plain text (the HTML and Markdown versions wrap them)."""
     d = comp.did
     b, t = d["baseline_year"], d["target_year"]
     paras = [
         (f"We set the {d['n_treated']} counties holding a site of the {d['batch']} batch against the "
-         f"{d['n_control']} counties holding none, using the same satellite measurement for both. From {b} to "
+         f"{d['n_control']} counties without a factory built or being built in those years, using the same "
+         f"satellite measurement for both. From {b} to "
          f"{t}, {_relative(d['estimate_log'])} (95% interval {_pct(d['ci_low'])} to {_pct(d['ci_high'])}, as a "
          "ratio of the designated counties' change to the others' change). "
          f"Of {d['n_placebo']} random sets of {d['n_treated']} other counties from the same provinces, the share "
          f"showing a difference at least as large is p {p_text(d['p_value'], d['n_placebo'])}: "
-         f"{_p_words(d['p_value'])}.")]
+         f"{_p_words(d['p_value'])}." + _power_words(d) + _controls_words(d))]
+    paras += _cohort_paragraphs(d) + _robustness_paragraph(d)
     w = d.get("without_pyongyang")
     if w:
         paras.append(f"Without {w['name']} (unit {w['unit_id']}), the difference is {_pct(w['estimate_log'])} "
@@ -291,6 +340,68 @@ def section_paragraphs(comp: Any) -> list[str]:
     return paras
 
 
+def _cohort_paragraphs(d: dict[str, Any]) -> list[str]:
+    """Issue 23: the batch from a baseline before groundbreaking, and every batch's effect."""
+    out = []
+    e = d.get("baseline_before_groundbreaking") or {}
+    if "estimate_log" in e:
+        out.append(f"{d['baseline_year']} was already a construction year for this batch. From {e['baseline_year']}, "
+                   f"before its groundbreaking, to {e['target_year']}, the difference is {_pct(e['estimate_log'])} "
+                   f"(interval {_pct(e['ci_low'])} to {_pct(e['ci_high'])}, p {p_text(e['p_value'], e['n_placebo'])}).")
+    c = d.get("cohort_effects") or {}
+    if c.get("aggregate_log") is not None:
+        parts = ", ".join(f"batch {w['batch']} in {w['year']} ({100 * w['weight']:.0f}%)" for w in c["weights"])
+        text = (f"Taking every batch against counties not yet building, from the year before each batch broke ground, "
+                f"the average effect from groundbreaking on is {_pct(c['aggregate_log'])} (interval "
+                f"{_pct(c['aggregate_ci_low'])} to {_pct(c['aggregate_ci_high'])}, p "
+                f"{p_text(c['aggregate_p_value'], c['n_placebo'])}; weights {parts}).")
+        if c.get("pretrend_p_value") is not None:
+            text += (f" Before groundbreaking, the {c['n_pretrend_cells']} earlier batch-years together give p "
+                     f"{p_text(c['pretrend_p_value'], c['n_placebo'])} against parallel trends")
+            per = c.get("pretrend_by_batch") or []
+            text += (" (" + ", ".join(f"batch {r['batch']} p {p_text(r['p_value'], c['n_placebo'])}" for r in per)
+                     + ")." if per else ".")
+        out.append(text)
+    return out
+
+
+def _robustness_paragraph(d: dict[str, Any]) -> list[str]:
+    """Issue 23: the checks beside the main result, one sentence each."""
+    r = d.get("robustness") or {}
+    parts = []
+    u = r.get("unequal_variance") or {}
+    if "p_value" in u:
+        parts.append(f"allowing the designated counties to vary more than the others (wild bootstrap over "
+                     f"{u['n_clusters']} provinces) gives p {p_text(u['p_value'], u['n_boot'])}")
+    f = r.get("far_controls") or {}
+    if "estimate_log" in f:
+        parts.append(f"leaving out the {f['n_near_left_out']} counties bordering or within {f['km']:g} km of a "
+                     f"designated one gives {_pct(f['estimate_log'])} (p {p_text(f['p_value'], f['n_placebo'])})")
+    floors = r.get("log_floor") or []
+    if floors:
+        parts.append("the floor that keeps dark counties finite at " + ", ".join(f"{x['factor']:g}×" for x in floors)
+                     + " its default gives " + ", ".join(_pct(x["estimate_log"]) for x in floors))
+    return ["Checks beside the main result: " + "; ".join(parts) + "."] if parts else []
+
+
+def _robustness_paragraph_ko(d: dict[str, Any]) -> list[str]:
+    r = d.get("robustness") or {}
+    parts = []
+    u = r.get("unequal_variance") or {}
+    if "p_value" in u:
+        parts.append(f"지정 시·군의 변동이 더 클 수 있다고 보면(도 {u['n_clusters']}곳 단위 와일드 부트스트랩) "
+                     f"p {p_text(u['p_value'], u['n_boot'])}")
+    f = r.get("far_controls") or {}
+    if "estimate_log" in f:
+        parts.append(f"지정 시·군과 맞닿거나 {f['km']:g}km 안에 있는 {f['n_near_left_out']}곳을 빼면 "
+                     f"{_pct(f['estimate_log'])}(p {p_text(f['p_value'], f['n_placebo'])})")
+    floors = r.get("log_floor") or []
+    if floors:
+        parts.append("어두운 시·군을 위한 하한을 기본값의 " + ", ".join(f"{x['factor']:g}배" for x in floors)
+                     + "로 하면 " + ", ".join(_pct(x["estimate_log"]) for x in floors))
+    return ["주 결과 옆의 점검: " + "; ".join(parts) + "."] if parts else []
+
+
 def section_paragraphs_ko(comp: Any) -> list[str]:
     """:func:`section_paragraphs` in Korean, from the same numbers."""
     d = comp.did
@@ -304,7 +415,9 @@ def section_paragraphs_ko(comp: Any) -> list[str]:
         (f"{d['batch']}년 지정 지점이 있는 {d['n_treated']}개 시·군을 지점이 없는 {d['n_control']}개 시·군과 같은 위성 "
          f"측정으로 비교했다. {b}년에서 {t}년 사이 지정 시·군의 불빛은 다른 시·군보다 {way}(95% 구간 "
          f"{_pct(d['ci_low'])}~{_pct(d['ci_high'])}). 같은 도에서 무작위로 뽑은 다른 시·군 {d['n_treated']}곳의 조합 "
-         f"{d['n_placebo']}개 가운데 이만큼 큰 차이를 보인 비율은 p {p_text(p, d['n_placebo'])}로, {chance}.")]
+         f"{d['n_placebo']}개 가운데 이만큼 큰 차이를 보인 비율은 p {p_text(p, d['n_placebo'])}로, {chance}."
+         + _power_words_ko(d) + _controls_words_ko(d))]
+    paras += _robustness_paragraph_ko(d)
     w = d.get("without_pyongyang")
     if w:
         paras.append(f"{w['name']}(단위 {w['unit_id']})을 빼면 차이는 {_pct(w['estimate_log'])}"
@@ -330,8 +443,9 @@ def section_paragraphs_ko(comp: Any) -> list[str]:
         paras.append(f"시·군별 불빛의 지니계수는 {b}년 {rb['gini']:.2f}, {t}년 {rt['gini']:.2f}였다(가장 밝은 곳을 빼면 "
                      f"{rb['gini_without_top']:.2f}, {rt['gini_without_top']:.2f}). 지정 시·군의 불빛 비중은 {b}년 "
                      f"{100 * rb['group_share']:.1f}%, {t}년 {100 * rt['group_share']:.1f}%였다.")
-    paras.append("이 설계가 말해주지 못하는 것: 지정 지역은 무작위로 고른 곳이 아니고, 2025·2026년 지정 지역과 인접 "
-                 "시·군이 대조군에 섞여 있으며, 불빛은 전력 공급과 공장 가동을 간접적으로만 보여준다.")
+    paras.append("이 설계가 말해주지 못하는 것: 지정 지역은 무작위로 고른 곳이 아니고, 다음 차수 지정 지역은 건설이 "
+                 "시작되기 전까지만 대조군에 들어가며, 인접 시·군이 대조군에 섞여 있고, 불빛은 전력 공급과 공장 가동을 "
+                 "간접적으로만 보여준다.")
     return paras
 
 
