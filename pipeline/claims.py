@@ -161,7 +161,7 @@ def claim_from_mapping(data: Any, origin: str) -> Claim:
     if unknown:
         near = difflib.get_close_matches(str(unknown[0]), _FIELDS, n=1)
         hint = f" (did you mean {near[0]!r}?)" if near else ""
-        raise ClaimError(f"{origin}: unknown key {str(unknown[0])!r}{hint}; valid keys are {', '.join(_FIELDS)}")
+        raise ClaimError(f"{origin}: unknown key {str(unknown[0])[:40]!r}{hint}; valid keys are {', '.join(_FIELDS)}")
     missing = [k for k in _REQUIRED if data.get(k) is None]
     if missing:
         raise ClaimError(f"{origin}: missing {', '.join(missing)}; add "
@@ -175,16 +175,21 @@ def claim_from_mapping(data: Any, origin: str) -> Claim:
                 raise ClaimError(f"{origin}: {key} must be a whole number, found {str(value).lower()} (YAML reads "
                                  "yes/no/on/off as true/false); write the number")
             if not isinstance(value, int):
-                raise ClaimError(f"{origin}: {key} must be a whole number, found {_kind(value)} {value!r}")
+                raise ClaimError(f"{origin}: {key} must be a whole number, found {_kind(value)} {_short(value)}")
         elif key in _TEXTS:
             if not isinstance(value, str) or not value.strip():
-                raise ClaimError(f"{origin}: {key} must be non-empty text (quote it), found {_kind(value)} {value!r}")
+                raise ClaimError(f"{origin}: {key} must be non-empty text (quote it), found {_kind(value)} {_short(value)}")
             value = " ".join(value.split())
         elif key == "date":
             if isinstance(value, dt.date):
                 value = value.isoformat()
             if not isinstance(value, str) or not _DATE_RE.match(value):
-                raise ClaimError(f"{origin}: date must be YYYY-MM-DD (or YYYY-MM), found {value!r}")
+                raise ClaimError(f"{origin}: date must be YYYY-MM-DD (or YYYY-MM), found {_short(value)}")
+            try:  # the YAML loader keeps dates as text: 2026-02-30 is caught here, naming the key
+                dt.date.fromisoformat(value if len(value) == 10 else f"{value}-01")
+            except ValueError:
+                raise ClaimError(f"{origin}: date {value} is not a calendar date; write YYYY-MM-DD "
+                                 "(or YYYY-MM)") from None
         values[key] = value
     problem = _consistency_problem(values)
     if problem:
@@ -222,6 +227,12 @@ def check_claim_sites(claim: Claim, sites: pd.DataFrame, path: Path | str | None
             raise ClaimError(line)
         return line
     return None
+
+
+def _short(value: Any) -> str:
+    """A value as it may appear in a one-line message: its repr, cut at 60 characters."""
+    text = repr(value)
+    return text if len(text) <= 60 else text[:57] + "..."
 
 
 def _kind(value: Any) -> str:

@@ -9,6 +9,7 @@ printed (their ``repr`` is masked).
 from __future__ import annotations
 
 import dataclasses
+import datetime as dt
 import math
 import os
 from dataclasses import dataclass, field
@@ -39,6 +40,12 @@ PRODUCTS: tuple[str, ...] = get_args(Product)
 CHART_FORMATS: tuple[str, ...] = get_args(ChartFormat)
 CHART_KINDS: tuple[str, ...] = get_args(ChartKind)
 LANGS: tuple[str, ...] = get_args(Lang)
+# VIIRS night-light products begin in 2012: EOG monthly v10 in 2012-04, Black Marble VNP46A3 in
+# 2012-01, annual VNL v2 and VNP46A4 in 2012. Years are checked before any work (a typo such as
+# 20255 would otherwise start generating or downloading 200,000 months).
+FIRST_YEAR = 2012
+FIRST_YEAR_WHY = "VIIRS composites begin in 2012: EOG monthly 2012-04, Black Marble 2012-01, annual 2012"
+MAX_N_BOOT = 100_000
 CHART_WIDTH_MM = 183.0  # two journal columns; 89 is one
 CHART_DPI = 300
 
@@ -128,8 +135,13 @@ class Params:
 
 def _check_params(p: Params) -> None:
     def bad(name: str, why: str) -> ConfigError:
-        return ConfigError(f"parameter {name}={getattr(p, name)!r}: {why}")
+        return ConfigError(f"parameter {name}={_short(getattr(p, name))}: {why}")
 
+    last = dt.date.today().year + 1  # a composite of next year is the latest anyone can mean
+    for name in ("baseline_year", "target_year"):
+        year = getattr(p, name)
+        if isinstance(year, bool) or not isinstance(year, int) or not FIRST_YEAR <= year <= last:
+            raise bad(name, f"must be a year from {FIRST_YEAR} to {last} ({FIRST_YEAR_WHY})")
     if p.target_year <= p.baseline_year:
         raise bad("target_year", f"must be after baseline_year={p.baseline_year}")
     if not p.months or any(not 1 <= m <= 12 for m in p.months):
@@ -145,6 +157,10 @@ def _check_params(p: Params) -> None:
     for name in ("default_radius_m", "epsilon", "n_boot"):
         if not getattr(p, name) > 0:
             raise bad(name, "must be positive")
+    if not p.n_boot <= MAX_N_BOOT:
+        raise bad("n_boot", f"must be at most {MAX_N_BOOT} (the default is 2000)")
+    if isinstance(p.seed, bool) or not isinstance(p.seed, int) or not 0 <= p.seed < 2**63:
+        raise bad("seed", "must be a whole number from 0 to 2**63 - 1")
     if not p.default_radius_m <= 50_000:
         raise bad("default_radius_m", "must be at most 50000 m (a site, not a region)")
     if not 0 <= p.threshold < 5:
@@ -163,8 +179,14 @@ def _check_params(p: Params) -> None:
         raise bad("ring_outer_m", f"must exceed ring_inner_m={p.ring_inner_m}")
     start = p.compare_start_year
     if start is not None and (isinstance(start, bool) or not isinstance(start, int)
-                              or not 1992 <= start <= p.baseline_year):
-        raise bad("compare_start_year", f"must be a year from 1992 to baseline_year={p.baseline_year}")
+                              or not FIRST_YEAR <= start <= p.baseline_year):
+        raise bad("compare_start_year", f"must be a year from {FIRST_YEAR} to baseline_year={p.baseline_year}")
+
+
+def _short(value: Any) -> str:
+    """A value as it may appear in a one-line message: its repr, cut at 60 characters."""
+    text = repr(value)
+    return text if len(text) <= 60 else text[:57] + "..."
 
 
 def params_from_mapping(values: dict[str, Any], origin: str, base: Params | None = None) -> Params:
@@ -175,7 +197,7 @@ def params_from_mapping(values: dict[str, Any], origin: str, base: Params | None
     for key, value in values.items():
         if key not in known:
             raise ConfigError(
-                f"{origin}: unknown parameter {key!r}; valid ones are {', '.join(sorted(known))}"
+                f"{origin}: unknown parameter {str(key)[:40]!r}; valid ones are {', '.join(sorted(known))}"
             )
         default = getattr(base, key)
         try:
@@ -194,7 +216,7 @@ def params_from_mapping(values: dict[str, Any], origin: str, base: Params | None
                 if not math.isfinite(value):
                     raise ValueError("not finite")
         except (TypeError, ValueError) as e:
-            raise ConfigError(f"{origin}: parameter {key}={value!r} is not valid ({e})") from e
+            raise ConfigError(f"{origin}: parameter {key}={_short(value)} is not valid ({str(e)[:100]})") from e
         changes[key] = value
     try:
         return dataclasses.replace(base, **changes)
@@ -256,14 +278,117 @@ def user_config_path(env: dict[str, str] | None = None) -> Path:
     return base / "nightlights" / "config.yaml"
 
 
-def parse_yaml(text: str, path: Path | str, error: type[Exception], hint: str = "") -> Any:
-    """YAML with the safe loader; a syntax error is one ``error`` line naming the file and the line."""
+MAX_YAML_DEPTH = 32  # nesting levels; our files use two
+MAX_YAML_NODES = 10_000  # values once aliases are expanded; a config or claim file has a few dozen
+MAX_YAML_DIGITS = 30  # digits of one integer; Python refuses > 4300, and no setting needs 30
+
+
+class YamlProblem(Exception):
+    """What is wrong with a YAML document that parses, in words, with the key it concerns."""
+
+
+class _BoundedLoader(yaml.SafeLoader):
+    """The safe loader, bounded: nesting depth is counted while composing (deep nesting is
+    refused before Python's recursion limit), and dates stay text (the reader checks them:
+    a YAML timestamp like 2026-02-30 would otherwise fail inside the parser, naming no key)."""
+
+    depth = 0
+    keys: list[str]
+
+    def compose_node(self, parent, index):  # type: ignore[no-untyped-def]
+        # ``index`` is the key node when composing a mapping's value: keep the path for messages
+        keyed = isinstance(index, yaml.ScalarNode)
+        if self.depth == 0:
+            self.keys = []
+        if keyed:
+            self.keys.append(str(index.value)[:40])
+        self.depth += 1
+        try:
+            if self.depth > MAX_YAML_DEPTH:
+                where = f"{self.keys[0]}: " if self.keys else ""
+                raise YamlProblem(f"{where}values nested more than {MAX_YAML_DEPTH} levels deep")
+            return super().compose_node(parent, index)
+        finally:
+            self.depth -= 1
+            if keyed:
+                self.keys.pop()
+
+
+_BoundedLoader.yaml_implicit_resolvers = {
+    first: [(tag, rx) for tag, rx in resolvers if tag != "tag:yaml.org,2002:timestamp"]
+    for first, resolvers in yaml.SafeLoader.yaml_implicit_resolvers.items()
+}
+
+
+def _check_nodes(root: yaml.Node) -> None:
+    """Refuse what would eat the machine or break later, naming the key, before anything is built.
+
+    Aliases are counted as expanded (a "billion laughs" file of 400 bytes expands to 10**9
+    values: its size is computed once per shared node, not by expanding it).
+    """
+    sizes: dict[int, int] = {}
+    # iterative post-order walk; ``key`` is the dotted path of mapping keys for messages
+    stack: list[tuple[yaml.Node, str, bool]] = [(root, "", False)]
+    while stack:
+        node, key, done = stack.pop()
+        if id(node) in sizes:
+            continue
+        children: list[tuple[yaml.Node, str]] = []
+        if isinstance(node, yaml.MappingNode):
+            for k, v in node.value:
+                name = str(k.value)[:40] if isinstance(k, yaml.ScalarNode) else "?"
+                children += [(k, key), (v, f"{key}.{name}" if key else name)]
+        elif isinstance(node, yaml.SequenceNode):
+            children = [(v, key) for v in node.value]
+        if not done:
+            if isinstance(node, yaml.ScalarNode):
+                _check_scalar(node, key)
+                sizes[id(node)] = 1
+                continue
+            stack.append((node, key, True))
+            stack.extend((c, k, False) for c, k in children if id(c) not in sizes)
+            continue
+        sizes[id(node)] = 1 + sum(sizes[id(c)] for c, _ in children)
+        if sizes[id(node)] > MAX_YAML_NODES:
+            where = f" under {key!r}" if key else ""
+            raise YamlProblem(f"more than {MAX_YAML_NODES} values{where} once its aliases (*name) are "
+                              "expanded; write the values out")
+
+
+def _check_scalar(node: yaml.ScalarNode, key: str) -> None:
+    where = f"{key}: " if key else ""
+    text = node.value
+    if node.tag == "tag:yaml.org,2002:int":
+        digits = sum(ch.isdigit() for ch in text)
+        if digits > MAX_YAML_DIGITS:
+            raise YamlProblem(f"{where}a whole number of {digits} digits is too large for any setting")
     try:
-        return yaml.safe_load(text)
+        text.encode("utf-8")
+    except UnicodeEncodeError:
+        raise YamlProblem(f"{where}text holds a lone surrogate (a \\uD800-\\uDFFF escape, which is no "
+                          "character); remove it") from None
+
+
+def parse_yaml(text: str, path: Path | str, error: type[Exception], hint: str = "") -> Any:
+    """YAML with the bounded safe loader; any problem is one ``error`` line naming the file
+    (and the line, or the key)."""
+    loader = _BoundedLoader(text)
+    try:
+        root = loader.get_single_node()
+        if root is None:
+            return None
+        _check_nodes(root)
+        return loader.construct_document(root)
     except yaml.YAMLError as e:
         mark = getattr(e, "problem_mark", None)
         where = f" at line {mark.line + 1}" if mark else ""
         raise error(f"{path}: not valid YAML{where}{hint}") from e
+    except YamlProblem as e:
+        raise error(f"{path}: {e}") from None
+    except (ValueError, OverflowError, RecursionError) as e:  # a value the constructors cannot build
+        raise error(f"{path}: not valid YAML ({e.__class__.__name__}: {str(e)[:100]}){hint}") from None
+    finally:
+        loader.dispose()
 
 
 def read_yaml(path: Path) -> dict[str, Any]:

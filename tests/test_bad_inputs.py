@@ -7,7 +7,10 @@ Everything runs through ``pipeline.cli.main`` exactly as the command line does.
 
 from __future__ import annotations
 
+import datetime as dt
 import shutil
+import subprocess
+import sys
 from pathlib import Path
 
 import numpy as np
@@ -161,7 +164,28 @@ def test_bad_config(case: str, months: Path, tmp_path: Path, capsys: pytest.Capt
     code, _, err = cli(capsys, "run", "--config", path, "--sites", sites, "--source", "local",
                        "--rasters", months, "--out", tmp_path / "out")
     assert code == 2
-    assert error_lines(err) == [f"nightlights: error: {spec['line'].replace('{file}', str(path))}"]
+    line = spec["line"].replace("{file}", str(path)).replace("{next_year}", str(dt.date.today().year + 1))
+    assert error_lines(err) == [f"nightlights: error: {line}"]
+    assert not (tmp_path / "out").exists()
+
+
+HOSTILE_YAML = [("run", "--config", CORPUS / "config" / "billion_laughs.yaml"),
+                ("run", "--claim", CORPUS / "claims" / "billion_laughs.yaml"),
+                ("run", "--config", CORPUS / "config" / "deep_nesting.yaml"),
+                ("run", "--claim", CORPUS / "claims" / "deep_nesting.yaml")]
+
+
+@pytest.mark.parametrize("argv", HOSTILE_YAML, ids=lambda a: f"{a[1]}-{a[2].stem}")
+def test_hostile_yaml_is_refused_in_bounded_memory(argv: tuple, tmp_path: Path) -> None:
+    """Under a 1 GB address-space limit, at once: before the fix, 158 s, 5.5 GB and 2.1 GB of error text."""
+    code = ("import resource, sys; resource.setrlimit(resource.RLIMIT_AS, (1 << 30, 1 << 30)); "
+            "from pipeline.cli import main; sys.exit(main(sys.argv[1:]))")
+    done = subprocess.run([sys.executable, "-c", code, *map(str, argv), "--source", "demo",
+                           "--out", str(tmp_path / "out"), "-q"],
+                          capture_output=True, text=True, timeout=60, cwd=tmp_path)
+    assert done.returncode == 2, done.stderr[-500:]
+    assert done.stderr.startswith(f"nightlights: error: {argv[2]}: ")
+    assert len(done.stderr) < 300 and done.stderr.count("\n") == 1
     assert not (tmp_path / "out").exists()
 
 
