@@ -247,6 +247,11 @@ class DataSettings:
     eog_password: Secret | None = None
     laads_url: str = "https://ladsweb.modaps.eosdis.nasa.gov"
     earthdata_token: Secret | None = None
+    # A transfer is given up (and resumed by the next run) when fewer than download_min_rate_kbs
+    # KB/s arrive over download_rate_window_s, or nothing for download_read_timeout_s.
+    download_min_rate_kbs: float = 1.0
+    download_rate_window_s: float = 60.0
+    download_read_timeout_s: float = 120.0
 
     def has_eog(self) -> bool:
         return bool(self.eog_token or (self.eog_client_id and self.eog_username and self.eog_password))
@@ -265,7 +270,12 @@ ENV_VARS: dict[str, str] = {
     "eog_password": "EOG_PASSWORD",
     "laads_url": "NIGHTLIGHTS_LAADS_URL",
     "earthdata_token": "EARTHDATA_TOKEN",
+    "download_min_rate_kbs": "NIGHTLIGHTS_DOWNLOAD_MIN_RATE_KBS",
+    "download_rate_window_s": "NIGHTLIGHTS_DOWNLOAD_RATE_WINDOW_S",
+    "download_read_timeout_s": "NIGHTLIGHTS_DOWNLOAD_READ_TIMEOUT_S",
 }
+_NUMBERS = {"download_min_rate_kbs": (0.0, 1e6), "download_rate_window_s": (1.0, 3600.0),
+            "download_read_timeout_s": (1.0, 3600.0)}
 _SECRETS = {"eog_token", "eog_client_secret", "eog_password", "earthdata_token"}
 
 
@@ -424,5 +434,19 @@ def load_data_settings(env: dict[str, str] | None = None) -> DataSettings:
         if value in (None, ""):
             continue
         value = str(value).strip()
+        if name in _NUMBERS:
+            values[name] = _setting_number(name, value, var, user_config_path(env))
+            continue
         values[name] = Secret(value) if name in _SECRETS else value
     return DataSettings(**values)
+
+
+def _setting_number(name: str, value: str, var: str, path: Path) -> float:
+    low, high = _NUMBERS[name]
+    try:
+        number = float(value)
+    except ValueError:
+        number = math.nan
+    if not low <= number <= high:
+        raise ConfigError(f"{var} or {path} data.{name}={_short(value)}: must be a number from {low:g} to {high:g}")
+    return number

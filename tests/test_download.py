@@ -203,3 +203,64 @@ def test_token_follows_redirects_only_to_trusted_hosts():
     assert not _keeps_token(laads, "http://data.laadsdaac.earthdatacloud.nasa.gov/x.h5")  # downgrade
     assert not _keeps_token("http://mirror.example.org/x", "http://elsewhere.example.org/x")
     assert _keeps_token("http://127.0.0.1:8001/data/x", "http://127.0.0.1:8002/data/x")
+
+
+# --------------------------------------------------------------------------- hostile servers (issue 24)
+
+
+def test_trickling_server_is_given_up_with_one_line(lb, tmp_path):
+    """One byte per 0.1 s (the prober's server sent one per 20 s and hung the download for ever):
+    under the minimum rate over the window, the transfer ends with one line; the .part stays to resume."""
+    session = make_session()
+    session.nightlights_pace = download.Pace(read_timeout_s=5, min_rate_kbs=1.0, window_s=0.6)
+    lb.fault("/data/blob.bin", "trickle")
+    t0 = time.monotonic()
+    with pytest.raises(DownloadError) as caught:
+        fetch_file(session, lb.url + "/data/blob.bin", tmp_path / "blob.bin", None, verify=_exact(BLOB),
+                   progress=False)
+    took = time.monotonic() - t0
+    assert 0.6 <= took < 3
+    message = str(caught.value)
+    assert message.startswith(f"{lb.url}/data/blob.bin: download stalled (")
+    assert "under the minimum 1 KB/s" in message and "run the same command again later to resume" in message
+    assert "\n" not in message
+    assert len(lb.requests("/data/blob.bin")) == 1  # given up, not retried for ever
+    assert not (tmp_path / "blob.bin").exists()
+
+
+def test_silent_server_hits_the_read_timeout_and_stops(lb, tmp_path):
+    """Headers, then nothing: each attempt ends at the read timeout, then one line after the last."""
+    session = make_session()
+    session.nightlights_pace = download.Pace(read_timeout_s=0.2, min_rate_kbs=1.0, window_s=60)
+    lb.state.trickle_s = 30.0
+    lb.fault("/data/blob.bin", *["trickle"] * download.STREAM_ATTEMPTS)
+    t0 = time.monotonic()
+    with pytest.raises(DownloadError, match="connection kept dropping"):
+        fetch_file(session, lb.url + "/data/blob.bin", tmp_path / "blob.bin", None, verify=_exact(BLOB),
+                   progress=False)
+    assert time.monotonic() - t0 < 5
+
+
+def test_pace_settings_come_from_the_environment_and_are_checked(tmp_path):
+    from pipeline.config import load_data_settings
+
+    env = {"NIGHTLIGHTS_CONFIG": str(tmp_path / "none.yaml"), "NIGHTLIGHTS_DOWNLOAD_MIN_RATE_KBS": "4",
+           "NIGHTLIGHTS_DOWNLOAD_RATE_WINDOW_S": "30"}
+    s = load_data_settings(env)
+    assert (s.download_min_rate_kbs, s.download_rate_window_s, s.download_read_timeout_s) == (4.0, 30.0, 120.0)
+    env["NIGHTLIGHTS_DOWNLOAD_RATE_WINDOW_S"] = "soon"
+    with pytest.raises(ConfigError, match=r"NIGHTLIGHTS_DOWNLOAD_RATE_WINDOW_S or .*data\.download_rate_window_s="
+                                          r"'soon': must be a number from 1 to 3600"):
+        load_data_settings(env)
+
+
+def test_disk_full_message_never_shows_a_negative_size(tmp_path):
+    """A part file longer than the size the server announced gave '-67107864 B more needed'."""
+    import errno
+
+    part = tmp_path / "x.tgz.part"
+    part.write_bytes(b"x" * 5000)
+    line = download._write_failure(part, OSError(errno.ENOSPC, "No space left on device"), 1000)
+    assert "more space needed" in line and "-" not in line.split("(", 1)[1].split(")")[0]
+    line = download._write_failure(part, OSError(errno.ENOSPC, "No space left on device"), 5000 + 2048)
+    assert "about 2.0 KB more needed" in line

@@ -25,7 +25,7 @@ from tqdm import tqdm
 
 from pipeline.config import FIRST_YEAR, FIRST_YEAR_WHY, DataSettings, load_data_settings
 from pipeline.errors import ConfigError
-from pipeline.fetch.http import NotPublished, make_session
+from pipeline.fetch.http import NotPublished, Pace, make_session
 from pipeline.fetch.manifest import Bbox, Context, Manifest
 
 log = logging.getLogger(__name__)
@@ -77,7 +77,11 @@ def year_list(start: str, end: str) -> list[int]:
 
 def _context(data_dir: Path, bbox: Bbox, progress: bool, geometries: Any, settings: DataSettings | None,
              refresh: bool = False) -> Context:
-    return Context(make_session(), settings or load_data_settings(), Path(data_dir), bbox,
+    settings = settings or load_data_settings()
+    session = make_session()
+    session.nightlights_pace = Pace(settings.download_read_timeout_s,  # type: ignore[attr-defined]
+                                    settings.download_min_rate_kbs, settings.download_rate_window_s)
+    return Context(session, settings, Path(data_dir), bbox,
                    Manifest.load(Path(data_dir)), progress, geometries, refresh)
 
 

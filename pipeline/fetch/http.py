@@ -12,7 +12,7 @@ from __future__ import annotations
 import logging
 import os
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Protocol
@@ -33,6 +33,25 @@ STREAM_ATTEMPTS = 5  # resumptions after a connection dropped mid-file
 TIMEOUT = (15, 120)  # connect, read (s)
 CHUNK = 1 << 16  # 64 KB: what a dropped connection can cost, and the progress step
 USER_AGENT = "nightlights-downloader/0.1 (python-requests)"
+
+
+@dataclass(frozen=True)
+class Pace:
+    """How slow a transfer may be before it is given up (settings ``download_*``, README 'Real data').
+
+    A read timeout alone never fires on a server that sends one byte every 20 s; so the
+    bytes received over each ``window_s`` must also reach ``min_rate_kbs`` KB/s.
+    """
+
+    read_timeout_s: float = float(TIMEOUT[1])
+    min_rate_kbs: float = 1.0
+    window_s: float = 60.0
+
+
+def pace_of(session: requests.Session) -> Pace:
+    """The session's :class:`Pace` (set by the downloaders from the settings), else the defaults."""
+    pace = getattr(session, "nightlights_pace", None)
+    return pace if isinstance(pace, Pace) else Pace()
 
 
 class NotPublished(DownloadError):
@@ -130,7 +149,7 @@ def get(session: requests.Session, url: str, auth: Auth | None, *, stream: bool 
     for attempt in (1, 2):
         try:
             r = session.get(url, headers={**(auth.headers() if auth else {}), **(headers or {})},
-                            stream=stream, timeout=TIMEOUT)
+                            stream=stream, timeout=(TIMEOUT[0], pace_of(session).read_timeout_s))
         except requests.RequestException as e:
             raise DownloadError(f"{public_url(url)}: request failed after retries "
                                 f"({e.__class__.__name__}); check the network or the mirror URL") from None
@@ -222,7 +241,7 @@ def _transfer(session: requests.Session, url: str, part: Path, auth: Auth | None
                 raise DownloadError(f"{public_url(url)}: server announces {total} bytes, listing said "
                                     f"{expected_size}; try again later")
             try:
-                _stream(r, part, offset, total or expected_size, url, auth, progress, label)
+                _stream(r, part, offset, total or expected_size, url, auth, progress, label, pace_of(session))
             except (requests.RequestException, OSError) as e:
                 if not isinstance(e, requests.RequestException | ConnectionError | TimeoutError):
                     raise DownloadError(_write_failure(part, e, total or expected_size)) from e
@@ -253,13 +272,13 @@ def _total_size(r: requests.Response, offset: int) -> int | None:
 
 
 def _stream(r: requests.Response, part: Path, offset: int, total: int | None, url: str,
-            auth: Auth | None, progress: bool, label: str) -> None:
+            auth: Auth | None, progress: bool, label: str, pace: Pace | None = None) -> None:
     mode = "ab" if r.status_code == 206 else "wb"
     first = True
     with open(part, mode) as f, tqdm(total=total, initial=offset if mode == "ab" else 0, unit="B",
                                      unit_scale=True, unit_divisor=1024, desc=label[:40], leave=False,
                                      disable=not progress, dynamic_ncols=True) as bar:
-        for chunk in r.iter_content(CHUNK):
+        for chunk in _paced_chunks(r, url, pace or Pace()):
             if first:
                 first = False
                 if "text/html" in r.headers.get("Content-Type", "") or looks_like_html(chunk[:64]):
@@ -269,6 +288,37 @@ def _stream(r: requests.Response, part: Path, offset: int, total: int | None, ur
                     raise _auth_error(url, "returned an HTML page (a login page?) instead of data", auth)
             f.write(chunk)
             bar.update(len(chunk))
+
+
+def _paced_chunks(r: requests.Response, url: str, pace: Pace) -> Iterator[bytes]:
+    """The body as it arrives (``read1``: whatever one receive gives, so a trickle is seen at
+    once, where ``iter_content`` would wait for a whole chunk), ending the transfer with one
+    :class:`DownloadError` when fewer than ``pace.min_rate_kbs`` KB/s came over ``pace.window_s``.
+    urllib3's errors are turned into requests' as ``iter_content`` does (the caller resumes those)."""
+    from urllib3.exceptions import DecodeError, ProtocolError, ReadTimeoutError
+
+    start, got = time.monotonic(), 0
+    while True:
+        try:
+            chunk = r.raw.read1(CHUNK, decode_content=True)
+        except ProtocolError as e:
+            raise requests.exceptions.ChunkedEncodingError(e) from e
+        except ReadTimeoutError as e:
+            raise requests.exceptions.ConnectionError(e) from e
+        except DecodeError as e:
+            raise requests.exceptions.ContentDecodingError(e) from e
+        if not chunk:
+            return
+        yield chunk
+        got += len(chunk)
+        elapsed = time.monotonic() - start
+        if elapsed >= pace.window_s:
+            if got < pace.min_rate_kbs * 1024 * elapsed:
+                raise DownloadError(
+                    f"{public_url(url)}: download stalled ({human_size(got)} in the last {elapsed:.0f} s, under the "
+                    f"minimum {pace.min_rate_kbs:g} KB/s); the server is overloaded or the network too slow: run the "
+                    "same command again later to resume (or lower download_min_rate_kbs, README 'Real data')")
+            start, got = time.monotonic(), 0
 
 
 def _write_failure(part: Path, e: OSError, total: int | None) -> str:
@@ -283,7 +333,9 @@ def _write_failure(part: Path, e: OSError, total: int | None) -> str:
     if e.errno in (errno.ENOSPC, errno.EDQUOT):
         have = part.stat().st_size if part.exists() else 0
         free = shutil.disk_usage(part.parent).free
-        need = f"about {human_size(total - have)} more" if total else "more space"
+        # ``have`` can exceed ``total`` (a server announcing fewer bytes than it sends, a stale part):
+        # then how much more is needed is unknown, not negative
+        need = f"about {human_size(total - have)} more" if total and total > have else "more space"
         return (f"{part.parent}: disk full while downloading {part.name} ({human_size(free)} free, {need} "
                 "needed, plus room to unpack it); free space or choose another --data-dir, then run again to resume")
     return f"{part}: cannot write ({e.__class__.__name__}: {e}); free disk space or choose another --data-dir"
