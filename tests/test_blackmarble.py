@@ -180,3 +180,28 @@ def test_download_then_run_gives_a_real_verdict_without_leaking_the_token(lb, tm
     assert "0 month(s) downloaded, 12 already cached" in captured.out
     leaked = [p for p in tmp_path.rglob("*") if p.is_file() and TOKEN.encode() in p.read_bytes()]
     assert leaked == [] and TOKEN not in captured.out + captured.err + caplog.text
+
+
+@pytest.mark.parametrize("side", [20_000, 100_000])
+def test_hdf5_declaring_a_huge_layer_is_refused_in_bounded_memory(tmp_path, side):
+    """A 6 KB file declaring 20000^2 px used 3.7 GB, one declaring 100000^2 tried 37 GiB."""
+    import subprocess
+    import sys
+
+    import h5py
+
+    path = tmp_path / bm_name(2024, 1, 30, 5)
+    with h5py.File(path, "w") as f:
+        g = f.create_group(GROUP)
+        g.create_dataset(VARIABLE, shape=(side, side), dtype="uint16", chunks=(256, 256), fillvalue=65535)
+        g.create_dataset(f"{VARIABLE}_Quality", shape=(side, side), dtype="uint8", chunks=(256, 256))
+    assert path.stat().st_size < 20_000
+    code = ("import resource, sys; resource.setrlimit(resource.RLIMIT_AS, (1 << 30, 1 << 30)); "
+            "from pathlib import Path; from pipeline.errors import SourceError; "
+            "from pipeline.fetch.blackmarble import read_tile\n"
+            "try:\n    read_tile(Path(sys.argv[1]))\nexcept SourceError as e:\n    print(e); sys.exit(2)")
+    done = subprocess.run([sys.executable, "-c", code, str(path)], capture_output=True, text=True, timeout=60)
+    assert done.returncode == 2, done.stderr[-400:]
+    assert done.stdout.strip() == (
+        f"{path}: {VARIABLE} declares {side} x {side} px; a Black Marble tile is 2400 x 2400: the file is "
+        "damaged or not VNP46A3/A4 (refused before reading it); delete it and download it again")
