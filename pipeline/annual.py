@@ -100,7 +100,7 @@ def _pixels(rb: MonthlyRaster, rt: MonthlyRaster, zones: gpd.GeoDataFrame, min_c
     """Weight entries and their values: (grid, zone, coverage, [(B, valid), (T, valid)]) per grid."""
     out = []
     for grids in ([rb, rt],) if paired else ([rb], [rt]):
-        weights = coverage_weights(zones.geometry, grids[0].grid)
+        weights = coverage_weights(zones.geometry, grids[0].grid, grids[0].radiance)
         zone, cov, per_year = [], [], [[], []] if paired else [[]]
         for b in weights.blocks:
             zone.append(b.zone)

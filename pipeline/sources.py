@@ -133,18 +133,52 @@ class AnnualRaster(MonthlyRaster):
         return "year"
 
 
+# A global grid at VIIRS's 15 arc-seconds is 86400 x 33600 px (2.9 billion); a raster declaring
+# more, or far more pixels than its file could hold, is damaged or hostile (a 1e6 x 1e6 px GeoTIFF
+# of a few KB tried to allocate 39 GiB). Pixels are only ever read by window, so a real big tile is fine.
+MAX_RASTER_PIXELS = 10_000_000_000
+MAX_PIXELS_PER_BYTE = 10_000  # declared uncompressed bytes per byte of file, for rasters of > 1e8 px
+
+
 def grid_of(path: Path) -> tuple[Grid, float | None]:
     """The grid and nodata value of a raster file; errors name the file."""
+    grid, nodata, _ = _grid_nodata_dtype(path)
+    return grid, nodata
+
+
+def _grid_nodata_dtype(path: Path) -> tuple[Grid, float | None, str]:
     _check_not_page(path)
     try:
         with rasterio.open(path) as ds:
             _check_complete(ds, path)
             if ds.crs is None:
                 raise SourceError(f"{path}: raster has no CRS; georeference it (e.g. gdal_edit.py -a_srs EPSG:4326)")
+            _check_readable(ds, path)
             grid = Grid(ds.crs.to_wkt(), tuple(ds.transform)[:6], ds.width, ds.height)
-            return grid, ds.nodata
+            return grid, ds.nodata, ds.dtypes[0]
     except RasterioError as e:
         raise SourceError(f"{path}: cannot open raster ({raster_error_reason(e)}); the file may be truncated or not a GeoTIFF") from e
+
+
+def _check_readable(ds: rasterio.DatasetReader, path: Path) -> None:
+    """Refuse what would be read wrong (a rotated grid, a guessed band) or would eat the machine."""
+    t = ds.transform
+    if t.b != 0 or t.d != 0:
+        raise SourceError(f"{path}: rotated or sheared georeferencing (geotransform {tuple(round(v, 9) for v in t[:6])}); "
+                          "pixels would be placed wrongly: warp it north-up first, e.g. gdalwarp -t_srs EPSG:4326 "
+                          "in.tif out.tif")
+    if ds.count != 1:
+        raise SourceError(f"{path}: {ds.count} bands; a radiance or coverage file has one and the band is not "
+                          "guessed: extract it, e.g. gdal_translate -b 1 in.tif out.tif")
+    pixels = ds.width * ds.height
+    if pixels > MAX_RASTER_PIXELS:
+        raise SourceError(f"{path}: declares {ds.width} x {ds.height} px, more than a global VIIRS grid "
+                          "(86400 x 33600); the file is damaged or not a night-light raster")
+    size = path.stat().st_size
+    declared = pixels * np.dtype(ds.dtypes[0]).itemsize
+    if pixels > 100_000_000 and declared > MAX_PIXELS_PER_BYTE * size:
+        raise SourceError(f"{path}: declares {ds.width} x {ds.height} px ({declared / 2**30:.0f} GiB) in a file of "
+                          f"{size} bytes; the file is damaged or not a night-light raster")
 
 
 def _check_not_page(path: Path) -> None:
@@ -227,13 +261,25 @@ def find_monthly_rasters(
 
 def _located(cls: type[MonthlyRaster], label: str, radiance: Path, aux: Path | None, aux_kind: AuxKind,
              product: str) -> MonthlyRaster:
-    grid, nodata = grid_of(radiance)
+    grid, nodata, dtype = _grid_nodata_dtype(radiance)
+    if nodata is None and np.dtype(dtype).kind in "iu":
+        nodata = _assumed_fill(dtype)
+        log.warning("%s: integer raster (%s) without a nodata tag; assuming %s marks missing pixels (else they "
+                    "would count as radiance); tag the real fill, e.g. gdal_edit.py -a_nodata VALUE", radiance,
+                    dtype, nodata)
     if aux is not None:
         aux_grid, _ = grid_of(aux)
         if aux_grid != grid:
             raise SourceError(f"{aux}: grid ({aux_grid.describe()}) differs from its radiance file "
                               f"{radiance.name} ({grid.describe()}); download both again")
     return cls(label, radiance, aux, aux_kind, product, grid, nodata)
+
+
+def _assumed_fill(dtype: str) -> float:
+    """The conventional fill of an integer type: its minimum when signed (-32768 for int16), its
+    maximum when unsigned (65535 for uint16, 255 for uint8, Black Marble's fills)."""
+    info = np.iinfo(np.dtype(dtype))
+    return float(info.min if np.dtype(dtype).kind == "i" else info.max)
 
 
 def find_annual_rasters(folder: Path | str, years: tuple[int, ...] | None = None,
