@@ -477,15 +477,45 @@ def background_rings(sites: gpd.GeoDataFrame, inner_m: float, outer_m: float) ->
     Radii are from the centre for point-derived sites and from the edge for drawn
     polygons. The ring measures region-wide change (supply, calibration, weather)
     near the site without the site's own light.
+
+    Near-linear in the number of sites: the union of the site polygons is built once per
+    cell of a grid (cells at least as large as any ring, found with an STRtree), and each
+    ring subtracts the few cells it overlaps. Uniting the sites near each ring anew made
+    the step quadratic for many close sites (2,000 sites: 95 s, 10,000: past 600 s). The
+    result is the same region as subtracting the union of the sites that reach the ring.
     """
     polygons = sites.geometry.values
-    tree = shapely.STRtree(polygons)
-    rings = []
+    annuli = []
     for row in sites.itertuples():
         c = (row.center_lon, row.center_lat)
         base = Point(c) if row.from_point else row.geometry
         outer = buffer_metres(base, outer_m, c)
         inner = buffer_metres(base, inner_m, c) if inner_m > 0 else shapely.Polygon()
-        near = shapely.unary_union(polygons[tree.query(outer)])  # only sites that reach the ring
-        rings.append(outer.difference(inner).difference(near))
+        annuli.append((outer, inner))
+    if not annuli:
+        return gpd.GeoSeries([], index=sites.index, crs=sites.crs)
+    bounds = shapely.bounds(np.array([o for o, _ in annuli]))
+    x0, y0 = float(bounds[:, 0].min()), float(bounds[:, 1].min())
+    size = float(max((bounds[:, 2] - bounds[:, 0]).max(), (bounds[:, 3] - bounds[:, 1]).max())) * 2 or 1.0
+    tree = shapely.STRtree(polygons)
+    cells: dict[tuple[int, int], BaseGeometry] = {}
+
+    def cell(i: int, j: int) -> BaseGeometry:
+        """The union of the site polygons clipped to cell (i, j); built once."""
+        if (i, j) not in cells:
+            box = shapely.box(x0 + i * size, y0 + j * size, x0 + (i + 1) * size, y0 + (j + 1) * size)
+            near = polygons[tree.query(box)]
+            cells[i, j] = (shapely.intersection(shapely.unary_union(near), box) if len(near)
+                           else shapely.Polygon())
+        return cells[i, j]
+
+    rings = []
+    for (outer, inner), (w, s, e, n) in zip(annuli, bounds, strict=True):
+        pieces = [cell(i, j) for i in range(int((w - x0) // size), int((e - x0) // size) + 1)
+                  for j in range(int((s - y0) // size), int((n - y0) // size) + 1)]
+        ring = outer.difference(inner)
+        for piece in pieces:
+            if shapely.intersects(piece, outer):
+                ring = ring.difference(piece)
+        rings.append(ring)
     return gpd.GeoSeries(rings, index=sites.index, crs=sites.crs)
