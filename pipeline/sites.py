@@ -361,6 +361,14 @@ def _read_feature(
         center = _declared_center(props) or geom.centroid
         from_point = _declared_center(props) is not None and _is_number(props.get("radius_m"))
         poly = geom
+    if _wraps(poly):
+        w, _, e, _ = poly.bounds
+        if geom.geom_type in ("Point", "MultiPoint"):
+            what, fix = f"its {radius:g} m circle", "give a smaller radius_m or move the point off 180°"
+        else:
+            what, fix = "it", "split it into two sites, one each side"
+        return err(f"crosses the antimeridian (180° longitude): {what} would span longitudes {w:.3f} to {e:.3f}, "
+                   f"round the globe; sites across 180° are not supported: {fix}")
     row = {
         "_index": i,
         "site_id": site_id,
@@ -456,6 +464,21 @@ def _batch(value: Any) -> int | None:
 # --------------------------------------------------------------------------- derived geometry
 
 
+def _wraps(geom: BaseGeometry) -> bool:
+    """Whether a lon/lat polygon crosses the antimeridian: a part reaching both sides of 180°
+    (a circle round a point at 179.99° E has vertices at -179.99°, and as drawn spans the globe)."""
+    parts = getattr(geom, "geoms", [geom])
+    return any(not p.is_empty and p.bounds[2] - p.bounds[0] > 180 for p in parts)
+
+
+def _refuse_wrap(geom: BaseGeometry, row: Any, what: str) -> BaseGeometry:
+    if _wraps(geom):
+        where = getattr(row, "source_file", "sites")
+        raise SiteError(f"{where}: site {row.site_id}: {what} crosses the antimeridian (180° longitude); sites "
+                        "within that distance of 180° are not supported: use a smaller radius or move the site")
+    return geom
+
+
 def with_radius(sites: gpd.GeoDataFrame, radius_m: float) -> gpd.GeoDataFrame:
     """Sites re-buffered to ``radius_m`` (point-derived sites only; drawn polygons kept)."""
     out = sites.copy()
@@ -463,7 +486,7 @@ def with_radius(sites: gpd.GeoDataFrame, radius_m: float) -> gpd.GeoDataFrame:
     for row in sites.itertuples():
         if row.from_point:
             c = (row.center_lon, row.center_lat)
-            geoms.append(buffer_metres(Point(c), radius_m, c))
+            geoms.append(_refuse_wrap(buffer_metres(Point(c), radius_m, c), row, f"its {radius_m:g} m circle"))
         else:
             geoms.append(row.geometry)
     out["geometry"] = geoms
@@ -489,7 +512,7 @@ def background_rings(sites: gpd.GeoDataFrame, inner_m: float, outer_m: float) ->
     for row in sites.itertuples():
         c = (row.center_lon, row.center_lat)
         base = Point(c) if row.from_point else row.geometry
-        outer = buffer_metres(base, outer_m, c)
+        outer = _refuse_wrap(buffer_metres(base, outer_m, c), row, f"its background ring ({outer_m:g} m)")
         inner = buffer_metres(base, inner_m, c) if inner_m > 0 else shapely.Polygon()
         annuli.append((outer, inner))
     if not annuli:

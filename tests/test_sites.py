@@ -164,3 +164,17 @@ def test_rings_of_ten_thousand_close_sites_take_seconds():
     rings = background_rings(sites, 4000.0, 8000.0)
     assert time.perf_counter() - t0 < 60
     assert len(rings) == 10_000
+
+
+def test_ring_across_the_antimeridian_is_one_line_naming_the_site(tmp_path):
+    """A point 5 km from 180°: its 2 km circle is fine, its 8 km ring would wrap round the globe."""
+    from pipeline.errors import SiteError
+
+    f = write_sites(tmp_path / "fiji.geojson", [point_feature("near-180", 179.95, -16.8)])
+    sites = read_sites([f], 2000.0)
+    assert sites.geometry.iloc[0].bounds[2] - sites.geometry.iloc[0].bounds[0] < 0.1
+    with pytest.raises(SiteError, match=r"^fiji\.geojson: site near-180: its background ring \(8000 m\) crosses the "
+                                        r"antimeridian \(180° longitude\); .*use a smaller radius or move the site$"):
+        background_rings(sites, 4000.0, 8000.0)
+    with pytest.raises(SiteError, match=r"^fiji\.geojson: site near-180: its 20000 m circle crosses"):
+        with_radius(sites, 20000.0)
