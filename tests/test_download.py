@@ -264,3 +264,38 @@ def test_disk_full_message_never_shows_a_negative_size(tmp_path):
     assert "more space needed" in line and "-" not in line.split("(", 1)[1].split(")")[0]
     line = download._write_failure(part, OSError(errno.ENOSPC, "No space left on device"), 5000 + 2048)
     assert "about 2.0 KB more needed" in line
+
+
+@pytest.mark.parametrize(("sig", "code", "message"), [
+    (signal.SIGINT, 130, "nightlights: interrupted; earlier outputs were left untouched"),
+    (signal.SIGTERM, 143, "nightlights: terminated; earlier outputs were left untouched"),
+])
+def test_signal_ends_a_stuck_download_within_seconds(sig, code, message, tmp_path):
+    """A server trickling one byte at a time (a blocking read): Ctrl-C or SIGTERM ends the process
+    at once with its one line, and the .part stays for the next run to resume."""
+    with Loopback() as lb:
+        lb.protect("/nighttime_light/")
+        lb.allow_token("tok-kill-test")
+        served = populate_eog(lb, (2021,))
+        stuck = eog_month_dir(2021, 1) + eog_name(2021, 1) + ".tgz"
+        lb.state.trickle_s = 0.5
+        lb.fault(stuck, "trickle")
+        assert stuck in served
+        data = tmp_path / "data"
+        args = ["-m", "pipeline", "download", "--source", "eog", "--start", "2021-01", "--end", "2021-01",
+                "--bbox", "125.1", "39.1", "125.6", "39.6", "--data-dir", str(data), "-q"]
+        proc = subprocess.Popen([sys.executable, *args], env=_env(lb, tmp_path), cwd=tmp_path,
+                                stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+        part = data / "raw" / "eog" / "vcmslcfg" / (eog_name(2021, 1) + ".tgz.part")
+        deadline = time.monotonic() + 60
+        while not part.exists() and proc.poll() is None and time.monotonic() < deadline:
+            time.sleep(0.05)
+        time.sleep(0.5)  # in the blocking read of the trickle (its bytes sit in the file's buffer)
+        assert proc.poll() is None, proc.communicate()
+        t0 = time.monotonic()
+        proc.send_signal(sig)
+        _, err = proc.communicate(timeout=30)
+        assert time.monotonic() - t0 < 5
+        assert proc.returncode == code
+        assert err.strip().splitlines() == [message]
+        assert part.exists()  # resumed next time
