@@ -37,7 +37,7 @@ USER_AGENT = "nightlights-downloader/0.1 (python-requests)"
 
 @dataclass(frozen=True)
 class Pace:
-    """How slow a transfer may be before it is given up (settings ``download_*``, README 'Real data').
+    """How slow a transfer may be before it is given up (settings ``download_*``, docs/data.md).
 
     A read timeout alone never fires on a server that sends one byte every 20 s; so the
     bytes received over each ``window_s`` must also reach ``min_rate_kbs`` KB/s.
@@ -317,7 +317,7 @@ def _paced_chunks(r: requests.Response, url: str, pace: Pace) -> Iterator[bytes]
                 raise DownloadError(
                     f"{public_url(url)}: download stalled ({human_size(got)} in the last {elapsed:.0f} s, under the "
                     f"minimum {pace.min_rate_kbs:g} KB/s); the server is overloaded or the network too slow: run the "
-                    "same command again later to resume (or lower download_min_rate_kbs, README 'Real data')")
+                    "same command again later to resume (or lower download_min_rate_kbs, docs/data.md)")
             start, got = time.monotonic(), 0
 
 
