@@ -299,3 +299,20 @@ def test_signal_ends_a_stuck_download_within_seconds(sig, code, message, tmp_pat
         assert proc.returncode == code
         assert err.strip().splitlines() == [message]
         assert part.exists()  # resumed next time
+
+
+def test_body_longer_than_any_file_is_cut_off(tmp_path, monkeypatch):
+    """A body without a length that never ends would fill the disk: it stops at the cap, one line."""
+    class Endless:
+        def read1(self, n, decode_content=True):
+            return b"\0" * n
+
+    class Response:
+        status_code, headers, raw = 200, {"Content-Type": "application/octet-stream"}, Endless()
+
+    monkeypatch.setattr(download, "MAX_UNANNOUNCED_BYTES", 1 << 20)
+    part = tmp_path / "x.tgz.part"
+    with pytest.raises(DownloadError, match=r"^http://127\.0\.0\.1/x\.tgz: the server sent more than the 1\.0 MB it "
+                                            r"announced \(or than any night-light file\)"):
+        download._stream(Response(), part, 0, None, "http://127.0.0.1/x.tgz", None, False, "x", download.Pace())
+    assert part.stat().st_size <= 1 << 20

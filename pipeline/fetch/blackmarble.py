@@ -131,6 +131,10 @@ def verify_h5(path: Path) -> None:
         with h5py.File(path, "r") as h5:
             if GROUP not in h5 or VARIABLE not in h5[GROUP]:
                 raise DownloadError(f"{path.name}: no {GROUP}/{VARIABLE}; not a VNP46A3/A4 collection-2 file")
+            try:
+                _check_declared_shape(path, h5[GROUP], VARIABLE)
+            except SourceError as e:  # a download failing its check is fetched once more, then refused
+                raise DownloadError(str(e)) from None
     except OSError as e:
         raise DownloadError(f"{path.name}: HDF5 file cannot be read ({str(e)[:80]}); truncated?") from None
 

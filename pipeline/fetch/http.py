@@ -31,6 +31,7 @@ log = logging.getLogger(__name__)
 BACKOFF_FACTOR = 0.5  # urllib3 sleeps factor * 2**(n-1) s between retries (first one immediate)
 STREAM_ATTEMPTS = 5  # resumptions after a connection dropped mid-file
 TIMEOUT = (15, 120)  # connect, read (s)
+MAX_UNANNOUNCED_BYTES = 32 << 30  # a body without a length: the largest real file (a global annual) is a few GB
 CHUNK = 1 << 16  # 64 KB: what a dropped connection can cost, and the progress step
 USER_AGENT = "nightlights-downloader/0.1 (python-requests)"
 
@@ -237,6 +238,9 @@ def _transfer(session: requests.Session, url: str, part: Path, auth: Auth | None
             if "text/html" in r.headers.get("Content-Type", ""):
                 raise _auth_error(url, "returned an HTML page (a login page?) instead of data", auth)
             total = _total_size(r, offset)
+            if total and r.status_code == 206 and offset > total:  # a stale part longer than the file
+                part.unlink(missing_ok=True)
+                continue
             if expected_size and total and total != expected_size:
                 raise DownloadError(f"{public_url(url)}: server announces {total} bytes, listing said "
                                     f"{expected_size}; try again later")
@@ -278,7 +282,8 @@ def _stream(r: requests.Response, part: Path, offset: int, total: int | None, ur
     with open(part, mode) as f, tqdm(total=total, initial=offset if mode == "ab" else 0, unit="B",
                                      unit_scale=True, unit_divisor=1024, desc=label[:40], leave=False,
                                      disable=not progress, dynamic_ncols=True) as bar:
-        for chunk in _paced_chunks(r, url, pace or Pace()):
+        limit = (total or MAX_UNANNOUNCED_BYTES) - (offset if mode == "ab" else 0)
+        for chunk in _paced_chunks(r, url, pace or Pace(), limit):
             if first:
                 first = False
                 if "text/html" in r.headers.get("Content-Type", "") or looks_like_html(chunk[:64]):
@@ -290,14 +295,15 @@ def _stream(r: requests.Response, part: Path, offset: int, total: int | None, ur
             bar.update(len(chunk))
 
 
-def _paced_chunks(r: requests.Response, url: str, pace: Pace) -> Iterator[bytes]:
+def _paced_chunks(r: requests.Response, url: str, pace: Pace, limit: int | None = None) -> Iterator[bytes]:
     """The body as it arrives (``read1``: whatever one receive gives, so a trickle is seen at
     once, where ``iter_content`` would wait for a whole chunk), ending the transfer with one
-    :class:`DownloadError` when fewer than ``pace.min_rate_kbs`` KB/s came over ``pace.window_s``.
+    :class:`DownloadError` when fewer than ``pace.min_rate_kbs`` KB/s came over ``pace.window_s``,
+    or more than ``limit`` bytes (what the server announced, else :data:`MAX_UNANNOUNCED_BYTES`).
     urllib3's errors are turned into requests' as ``iter_content`` does (the caller resumes those)."""
     from urllib3.exceptions import DecodeError, ProtocolError, ReadTimeoutError
 
-    start, got = time.monotonic(), 0
+    start, got, received = time.monotonic(), 0, 0
     while True:
         try:
             chunk = r.raw.read1(CHUNK, decode_content=True)
@@ -309,6 +315,10 @@ def _paced_chunks(r: requests.Response, url: str, pace: Pace) -> Iterator[bytes]
             raise requests.exceptions.ContentDecodingError(e) from e
         if not chunk:
             return
+        received += len(chunk)
+        if limit is not None and received > limit:
+            raise DownloadError(f"{public_url(url)}: the server sent more than the {human_size(limit)} it announced "
+                                "(or than any night-light file); try again later or use another mirror")
         yield chunk
         got += len(chunk)
         elapsed = time.monotonic() - start
