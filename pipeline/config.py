@@ -337,12 +337,17 @@ def _check_nodes(root: yaml.Node) -> None:
     values: its size is computed once per shared node, not by expanding it).
     """
     sizes: dict[int, int] = {}
+    visiting: set[int] = set()  # nodes whose values are being counted: met again, they contain themselves
     # iterative post-order walk; ``key`` is the dotted path of mapping keys for messages
     stack: list[tuple[yaml.Node, str, bool]] = [(root, "", False)]
     while stack:
         node, key, done = stack.pop()
         if id(node) in sizes:
             continue
+        if not done and id(node) in visiting:
+            where = f"{key}: " if key else ""
+            raise YamlProblem(f"{where}a value contains itself (an alias *name inside its own &name); "
+                              "write the values out")
         children: list[tuple[yaml.Node, str]] = []
         if isinstance(node, yaml.MappingNode):
             for k, v in node.value:
@@ -355,6 +360,7 @@ def _check_nodes(root: yaml.Node) -> None:
                 _check_scalar(node, key)
                 sizes[id(node)] = 1
                 continue
+            visiting.add(id(node))
             stack.append((node, key, True))
             stack.extend((c, k, False) for c, k in children if id(c) not in sizes)
             continue

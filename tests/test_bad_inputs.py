@@ -184,7 +184,8 @@ def test_bad_config(case: str, months: Path, tmp_path: Path, capsys: pytest.Capt
 HOSTILE_YAML = [("run", "--config", CORPUS / "config" / "billion_laughs.yaml"),
                 ("run", "--claim", CORPUS / "claims" / "billion_laughs.yaml"),
                 ("run", "--config", CORPUS / "config" / "deep_nesting.yaml"),
-                ("run", "--claim", CORPUS / "claims" / "deep_nesting.yaml")]
+                ("run", "--claim", CORPUS / "claims" / "deep_nesting.yaml"),
+                ("run", "--config", CORPUS / "config" / "recursive_alias.yaml")]
 
 
 @pytest.mark.parametrize("argv", HOSTILE_YAML, ids=lambda a: f"{a[1]}-{a[2].stem}")
