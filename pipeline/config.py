@@ -177,6 +177,8 @@ def _check_params(p: Params) -> None:
         raise bad("bm_quality", "must list the Black Marble _Quality values to keep (0 = good, 1 = poor, 2 = gap-filled)")
     if not 0 <= p.ring_inner_m < p.ring_outer_m:
         raise bad("ring_outer_m", f"must exceed ring_inner_m={p.ring_inner_m}")
+    if not p.ring_outer_m <= 100_000:
+        raise bad("ring_outer_m", "must be at most 100000 m (the background near a site, not a region)")
     start = p.compare_start_year
     if start is not None and (isinstance(start, bool) or not isinstance(start, int)
                               or not FIRST_YEAR <= start <= p.baseline_year):
