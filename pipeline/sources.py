@@ -26,8 +26,13 @@ CRS, or is shorter than its own block table says (a cut-off download) raises
 :class:`~pipeline.errors.SourceError` at discovery, and a block that cannot be decoded
 raises it when read. We stop rather than skip because a skipped month silently changes
 which calendar months are matched, and so the result; the fix (delete the file and
-download again) is one command. Months may come on different grids or CRSs: zonal
-weights are computed per distinct grid.
+download again) is one command. Files that would be read wrong are refused too (a
+rotated grid, several bands, a declared size no VIIRS grid has), and an integer file
+without a nodata tag gets its type's fill, with a warning. Months may come on different
+grids or CRSs: zonal weights are computed per distinct grid.
+
+Longer than most modules because every way a raster file can be wrong is named here,
+where files are found and opened, so each refusal is one line naming the file.
 """
 
 from __future__ import annotations

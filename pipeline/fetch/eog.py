@@ -193,10 +193,9 @@ def verify_gzip(path: Path) -> None:
         raise DownloadError(f"{path.name}: broken or truncated gzip file ({e.__class__.__name__})") from None
 
 
-# Unpacking: a real tile's layer is 28800 x 18000 float32, about 2 GB, from an archive of some
-# hundreds of MB. A member may unpack to at most UNPACK_RATIO times the archive's size (at least
-# UNPACK_FLOOR, for small test archives) and never more than UNPACK_MAX: a 306 KB archive declaring
-# a sparse member of terabytes filled the disk before these bounds.
+# A real tile's layer is 28800 x 18000 float32 (~2 GB) from an archive of some hundreds of MB. A member
+# unpacks to at most UNPACK_RATIO x the archive (at least UNPACK_FLOOR, for small test archives), never
+# over UNPACK_MAX: a 306 KB archive declaring a sparse member of terabytes filled the disk before these.
 UNPACK_MAX = 4 << 30
 MAX_CROP_PIXELS = 200_000_000  # 0.8 GB of float32: a 55 x 55 degree box at 15 arc-seconds
 UNPACK_RATIO = 100
@@ -209,9 +208,8 @@ def unpack_budget(archive_size: int) -> int:
 
 
 def unpack_member(tf: tarfile.TarFile, member: tarfile.TarInfo, dest: Path, budget: int, archive: Path) -> None:
-    """Copy one member to ``dest``, refusing before writing when its declared size is over ``budget``
-    or the free space, and stopping when the bytes actually read pass it (a header that lies);
-    the caller removes ``dest`` on any failure."""
+    """Copy one member to ``dest``: refused when its declared size passes ``budget`` or the free space,
+    stopped when the bytes read pass ``budget`` (a lying header); the caller removes ``dest`` on failure."""
     def refuse(size: str) -> DownloadError:
         return DownloadError(f"{archive}: member {Path(member.name).name} unpacks to {size}, more than the "
                              f"{human_size(budget)} allowed for an archive of {human_size(archive.stat().st_size)} (a real EOG "
