@@ -287,6 +287,14 @@ def _feature_label(i: int, props: dict[str, Any]) -> str:
     return f"feature {i}"
 
 
+def _encodable(text: Any) -> bool:
+    try:
+        str(text).encode("utf-8")
+    except UnicodeEncodeError:
+        return False
+    return True
+
+
 def _read_feature(
     feat: Any, i: int, path: Path, to_wgs84: Transformer | None, default_radius_m: float
 ) -> tuple[dict[str, Any] | None, list[Problem]]:
@@ -296,6 +304,11 @@ def _read_feature(
     props = feat.get("properties") or {}
     if not isinstance(props, dict):
         return None, [Problem(f, f"feature {i}", "'properties' is not an object")]
+    broken = next((k for k, v in props.items() if not _encodable(k) or (isinstance(v, str) and not _encodable(v))),
+                  None)
+    if broken is not None:  # JSON allows "\ud800"; no file or terminal can hold it
+        return None, [Problem(f, f"feature {i}", f"property {broken!r} holds a lone surrogate (a \\uD800-\\uDFFF "
+                                                 "escape, which is no character); remove it")]
     label = _feature_label(i, props)
     problems: list[Problem] = []
 
