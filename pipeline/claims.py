@@ -231,7 +231,10 @@ def check_claim_sites(claim: Claim, sites: pd.DataFrame, path: Path | str | None
 
 def _short(value: Any) -> str:
     """A value as it may appear in a one-line message: its repr, cut at 60 characters."""
-    text = repr(value)
+    try:
+        text = repr(value)
+    except ValueError:  # an integer too long for Python to print
+        return f"<a number of {value.bit_length()} bits>"
     return text if len(text) <= 60 else text[:57] + "..."
 
 

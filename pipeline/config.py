@@ -186,7 +186,10 @@ def _check_params(p: Params) -> None:
 
 def _short(value: Any) -> str:
     """A value as it may appear in a one-line message: its repr, cut at 60 characters."""
-    text = repr(value)
+    try:
+        text = repr(value)
+    except ValueError:  # an integer too long for Python to print
+        return f"<a number of {value.bit_length()} bits>"
     return text if len(text) <= 60 else text[:57] + "..."
 
 

@@ -100,7 +100,9 @@ def _check_scalar(node: yaml.ScalarNode, key: str) -> None:
     where = f"{key}: " if key else ""
     text = node.value
     if node.tag == "tag:yaml.org,2002:int":
-        digits = sum(ch.isdigit() for ch in text)
+        body = text.lstrip("+-")
+        body = body[2:] if body[:2].lower() in ("0x", "0b", "0o") else body
+        digits = sum(ch.isalnum() for ch in body)  # hex and binary digits too
         if digits > MAX_YAML_DIGITS:
             raise YamlProblem(f"{where}a whole number of {digits} digits is too large for any setting")
     try:

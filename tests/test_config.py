@@ -76,3 +76,24 @@ def test_download_month_range_years_are_checked():
         month_list("2012-01", "99999-01")
     with pytest.raises(ConfigError, match=r"^year range 1990\.\.2020: years must be from 2012 to "):
         year_list("1990", "2020")
+
+
+@pytest.mark.parametrize(("text", "line"), [
+    ("n_boot: 0x" + "f" * 4000, "n_boot: a whole number of 4000 digits is too large for any setting"),
+    ("seed: 0b" + "1" * 20000, "seed: a whole number of 20000 digits is too large for any setting"),
+    ("analysis:\n  seed: " + "9" * 31, "analysis.seed: a whole number of 31 digits is too large for any setting"),
+])
+def test_integers_too_long_for_python_are_refused_naming_the_key(tmp_path, text, line):
+    """Hex escapes Python's 4300-digit limit on parsing, not on printing: the message crashed."""
+    cfg = tmp_path / "c.yaml"
+    cfg.write_text(text + "\n")
+    with pytest.raises(ConfigError) as caught:
+        read_yaml(cfg)
+    assert str(caught.value) == f"{cfg}: {line}"
+
+
+def test_a_huge_value_in_a_message_is_cut():
+    from pipeline.config import _short
+
+    assert _short(16**5000) == "<a number of 20001 bits>"
+    assert _short("x" * 500) == "'" + "x" * 56 + "..."
