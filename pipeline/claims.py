@@ -27,6 +27,7 @@ import pandas as pd
 import pipeline
 from pipeline.config import parse_yaml
 from pipeline.errors import ClaimError
+from pipeline.yamlsafe import read_text_bounded
 
 DEFAULT_CLAIM_FILE = "joongang-2026-02-03.yaml"
 MIN_YEAR, MAX_YEAR = 1992, 2100  # DMSP began in 1992; anything outside is a typo
@@ -141,7 +142,9 @@ def load_claim(path: Path | str) -> Claim:
     if path.stat().st_size > MAX_CLAIM_BYTES:
         raise ClaimError(f"{path}: file is {path.stat().st_size} bytes; a claim file is a few lines of YAML")
     try:
-        text = path.read_text(encoding="utf-8-sig")
+        text = read_text_bounded(path, MAX_CLAIM_BYTES)  # bounded: a device's size says 0 (/dev/zero)
+        if text is None:
+            raise ClaimError(f"{path}: more than {MAX_CLAIM_BYTES} bytes; a claim file is a few lines of YAML")
     except UnicodeDecodeError as e:
         raise ClaimError(f"{path}: not UTF-8 text; re-save the claim file as UTF-8") from e
     except OSError as e:

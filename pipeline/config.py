@@ -17,7 +17,7 @@ from pathlib import Path
 from typing import Any, Literal, get_args
 
 from pipeline.errors import ConfigError
-from pipeline.yamlsafe import parse_yaml
+from pipeline.yamlsafe import MAX_YAML_BYTES, parse_yaml, read_text_bounded
 
 # The option sets, once: flags' choices, parameter checks and variant grids derive from these.
 Statistic = Literal["median", "mean", "sol"]
@@ -295,11 +295,13 @@ def user_config_path(env: dict[str, str] | None = None) -> Path:
 def read_yaml(path: Path) -> dict[str, Any]:
     """Read a YAML mapping with the safe loader; errors name the file."""
     try:
-        text = path.read_text(encoding="utf-8")
+        text = read_text_bounded(path)
     except FileNotFoundError as e:
         raise ConfigError(f"{path}: config file not found") from e
     except (OSError, UnicodeDecodeError) as e:
         raise ConfigError(f"{path}: cannot read config file ({e.__class__.__name__})") from e
+    if text is None:
+        raise ConfigError(f"{path}: more than {MAX_YAML_BYTES} bytes; a config file is a few lines of YAML")
     data = parse_yaml(text, path, ConfigError)
     if data is None:
         return {}

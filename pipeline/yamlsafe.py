@@ -132,3 +132,17 @@ def parse_yaml(text: str, path: Path | str, error: type[Exception], hint: str = 
         raise error(f"{path}: not valid YAML ({e.__class__.__name__}: {str(e)[:100]}){hint}") from None
     finally:
         loader.dispose()
+
+
+MAX_YAML_BYTES = 1_000_000  # a config or claim file is a few hundred bytes
+
+
+def read_text_bounded(path: Path, limit: int = MAX_YAML_BYTES) -> str | None:
+    """The file's text, or None when it holds more than ``limit`` bytes. Reads at most
+    ``limit + 1`` bytes, so a device or pipe (``/dev/zero``, whose size says 0) cannot fill memory.
+    Raises OSError and UnicodeDecodeError as reading does."""
+    with open(path, "rb") as f:
+        data = f.read(limit + 1)
+    if len(data) > limit:
+        return None
+    return data.decode("utf-8-sig")

@@ -185,7 +185,9 @@ HOSTILE_YAML = [("run", "--config", CORPUS / "config" / "billion_laughs.yaml"),
                 ("run", "--claim", CORPUS / "claims" / "billion_laughs.yaml"),
                 ("run", "--config", CORPUS / "config" / "deep_nesting.yaml"),
                 ("run", "--claim", CORPUS / "claims" / "deep_nesting.yaml"),
-                ("run", "--config", CORPUS / "config" / "recursive_alias.yaml")]
+                ("run", "--config", CORPUS / "config" / "recursive_alias.yaml"),
+                ("run", "--config", Path("/dev/zero")),  # its size says 0: it read until memory ran out
+                ("run", "--claim", Path("/dev/zero"))]
 
 
 @pytest.mark.parametrize("argv", HOSTILE_YAML, ids=lambda a: f"{a[1]}-{a[2].stem}")
