@@ -312,7 +312,18 @@ def test_body_longer_than_any_file_is_cut_off(tmp_path, monkeypatch):
 
     monkeypatch.setattr(download, "MAX_UNANNOUNCED_BYTES", 1 << 20)
     part = tmp_path / "x.tgz.part"
-    with pytest.raises(DownloadError, match=r"^http://127\.0\.0\.1/x\.tgz: the server sent more than the 1\.0 MB it "
-                                            r"announced \(or than any night-light file\)"):
+    with pytest.raises(DownloadError, match=r"^http://127\.0\.0\.1/x\.tgz: the server sent more than 1\.0 MB, more "
+                                            r"than it announced or than any listing or night-light file"):
         download._stream(Response(), part, 0, None, "http://127.0.0.1/x.tgz", None, False, "x", download.Pace())
     assert part.stat().st_size <= 1 << 20
+
+
+def test_listing_that_never_ends_is_cut_off(lb, monkeypatch):
+    """A listing page is read bounded too (it was read whole into memory)."""
+    from pipeline.fetch.http import get_text
+
+    monkeypatch.setattr(download, "MAX_LISTING_BYTES", 1 << 20)
+    with pytest.raises(DownloadError, match=r"/data/blob\.bin: the server sent more than 1\.0 MB"):
+        get_text(make_session(), lb.url + "/data/blob.bin", None)  # 3 MB where a listing was expected
+    lb.add("/data/index.html", b"<html><a href='x.tgz'>x.tgz</a></html>")
+    assert "x.tgz" in get_text(make_session(), lb.url + "/data/index.html", None)

@@ -31,6 +31,7 @@ log = logging.getLogger(__name__)
 BACKOFF_FACTOR = 0.5  # urllib3 sleeps factor * 2**(n-1) s between retries (first one immediate)
 STREAM_ATTEMPTS = 5  # resumptions after a connection dropped mid-file
 TIMEOUT = (15, 120)  # connect, read (s)
+MAX_LISTING_BYTES = 32 << 20  # a LAADS day listing is ~100 KB, an EOG index a few KB
 MAX_UNANNOUNCED_BYTES = 32 << 30  # a body without a length: the largest real file (a global annual) is a few GB
 CHUNK = 1 << 16  # 64 KB: what a dropped connection can cost, and the progress step
 USER_AGENT = "nightlights-downloader/0.1 (python-requests)"
@@ -171,8 +172,10 @@ def get(session: requests.Session, url: str, auth: Auth | None, *, stream: bool 
 
 def get_text(session: requests.Session, url: str, auth: Auth | None, expect: str = "html") -> str:
     """A listing page (HTML index or JSON). HTML where JSON was expected is a login page."""
-    r = get(session, url, auth)
-    text = r.text
+    r = get(session, url, auth, stream=True)
+    with r:  # bounded and paced like a file: a listing that never ends must not fill memory
+        body = b"".join(_paced_chunks(r, url, pace_of(session), MAX_LISTING_BYTES))
+    text = body.decode(r.encoding or "utf-8", errors="replace")
     if expect == "json" and looks_like_html(text[:200].encode()):
         raise _auth_error(url, "returned an HTML page instead of the JSON listing", auth)
     if expect == "html" and _is_login_page(text):
@@ -317,8 +320,9 @@ def _paced_chunks(r: requests.Response, url: str, pace: Pace, limit: int | None 
             return
         received += len(chunk)
         if limit is not None and received > limit:
-            raise DownloadError(f"{public_url(url)}: the server sent more than the {human_size(limit)} it announced "
-                                "(or than any night-light file); try again later or use another mirror")
+            raise DownloadError(f"{public_url(url)}: the server sent more than {human_size(limit)}, more than it "
+                                "announced or than any listing or night-light file; try again later or use another "
+                                "mirror")
         yield chunk
         got += len(chunk)
         elapsed = time.monotonic() - start
