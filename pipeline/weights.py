@@ -26,6 +26,7 @@ from pipeline.errors import SourceError
 from pipeline.sources import Grid
 
 MAX_ZONE_PIXELS = 25_000_000  # a 50 km site at 15" is ~220 x 220 px; at 30 m, ~3300 x 3300
+MAX_ZONES_PIXELS = 250_000_000  # all zones: every county of China at 15" is about half of it
 BLOCK = 512  # zones whose pixels start in the same 512x512 block share one read window
 
 
@@ -101,14 +102,21 @@ def coverage_weights(zones: gpd.GeoSeries, grid: Grid, source: object = None) ->
 def _check_windows(windows: list[Window | None], grid: Grid, source: object) -> None:
     """Refuse, before allocating, a zone spanning more pixels than any site or county can on a
     night-light grid (a raster of absurdly fine pixels made a 2 km site a window of billions)."""
-    big = max((w for w in windows if w is not None), key=lambda w: w.width * w.height, default=None)
-    if big is not None and big.width * big.height > MAX_ZONE_PIXELS:
-        where = f"{source}: " if source is not None else ""
-        a = grid.affine
+    sizes = [w.width * w.height for w in windows if w is not None]
+    if not sizes:
+        return
+    where = f"{source}: " if source is not None else ""
+    a = grid.affine
+    fix = ("its pixels are far finer than VIIRS's 15 arc-seconds: resample it, e.g. gdalwarp -tr 0.004166667 "
+           "0.004166667 in.tif out.tif")
+    if max(sizes) > MAX_ZONE_PIXELS:
+        big = max((w for w in windows if w is not None), key=lambda w: w.width * w.height)
         raise SourceError(f"{where}one zone spans {big.width} x {big.height} px of this raster (pixels of "
                           f"{abs(a.a):.3g} x {abs(a.e):.3g}), more than the {MAX_ZONE_PIXELS} px allowed per zone; "
-                          "its pixels are far finer than VIIRS's 15 arc-seconds: resample it, e.g. gdalwarp -tr "
-                          "0.004166667 0.004166667 in.tif out.tif")
+                          f"{fix}")
+    if sum(sizes) > MAX_ZONES_PIXELS:
+        raise SourceError(f"{where}the {len(sizes)} zones span {sum(sizes)} px of this raster (pixels of "
+                          f"{abs(a.a):.3g} x {abs(a.e):.3g}), more than the {MAX_ZONES_PIXELS} px allowed in all; {fix}")
 
 
 def _pixel_window(bounds: tuple[float, float, float, float], grid: Grid) -> Window | None:

@@ -454,6 +454,11 @@ def test_zone_spanning_too_many_pixels_is_refused_before_allocating() -> None:
     with pytest.raises(SourceError, match=r"^x\.tif: one zone spans \d+ x \d+ px of this raster \(pixels of 1e-06 x "
                                           r"1e-06\), more than the 25000000 px allowed per zone; .*gdalwarp -tr"):
         coverage_weights(zones, grid, "x.tif")
+    many = gpd.GeoSeries([Point(125.0005 + 0.0002 * i, 39.9955).buffer(0.00015) for i in range(30)], crs=4326)
+    fine = Grid(CRS.from_epsg(4326).to_wkt(), (1e-7, 0.0, 125.0, 0.0, -1e-7, 40.0), 90_000, 90_000)
+    with pytest.raises(SourceError, match=r"^x\.tif: the 30 zones span \d+ px of this raster \(pixels of 1e-07 x "
+                                          r"1e-07\), more than the 250000000 px allowed in all; "):
+        coverage_weights(many, fine, "x.tif")
 
 
 def test_integer_raster_without_nodata_warns_and_masks_the_assumed_fill(months: Path, tmp_path: Path,
