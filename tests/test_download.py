@@ -327,3 +327,12 @@ def test_listing_that_never_ends_is_cut_off(lb, monkeypatch):
         get_text(make_session(), lb.url + "/data/blob.bin", None)  # 3 MB where a listing was expected
     lb.add("/data/index.html", b"<html><a href='x.tgz'>x.tgz</a></html>")
     assert "x.tgz" in get_text(make_session(), lb.url + "/data/index.html", None)
+
+
+def test_listing_cut_off_midway_is_one_download_error(lb):
+    from pipeline.fetch.http import get_text
+
+    lb.add("/data/index.html", b"<html>" + b"<a href='x.tgz'>x.tgz</a>" * 5000 + b"</html>")
+    lb.fault("/data/index.html", "drop")
+    with pytest.raises(DownloadError, match=r"/data/index\.html: request failed after retries \(ChunkedEncodingError\)"):
+        get_text(make_session(), lb.url + "/data/index.html", None)

@@ -173,8 +173,12 @@ def get(session: requests.Session, url: str, auth: Auth | None, *, stream: bool 
 def get_text(session: requests.Session, url: str, auth: Auth | None, expect: str = "html") -> str:
     """A listing page (HTML index or JSON). HTML where JSON was expected is a login page."""
     r = get(session, url, auth, stream=True)
-    with r:  # bounded and paced like a file: a listing that never ends must not fill memory
-        body = b"".join(_paced_chunks(r, url, pace_of(session), MAX_LISTING_BYTES))
+    try:
+        with r:  # bounded and paced like a file: a listing that never ends must not fill memory
+            body = b"".join(_paced_chunks(r, url, pace_of(session), MAX_LISTING_BYTES))
+    except requests.RequestException as e:
+        raise DownloadError(f"{public_url(url)}: request failed after retries "
+                            f"({e.__class__.__name__}); check the network or the mirror URL") from None
     text = body.decode(r.encoding or "utf-8", errors="replace")
     if expect == "json" and looks_like_html(text[:200].encode()):
         raise _auth_error(url, "returned an HTML page instead of the JSON listing", auth)
