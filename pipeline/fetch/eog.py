@@ -196,10 +196,8 @@ def verify_gzip(path: Path) -> None:
 # A real tile's layer is 28800 x 18000 float32 (~2 GB) from an archive of some hundreds of MB. A member
 # unpacks to at most UNPACK_RATIO x the archive (at least UNPACK_FLOOR, for small test archives), never
 # over UNPACK_MAX: a 306 KB archive declaring a sparse member of terabytes filled the disk before these.
-UNPACK_MAX = 4 << 30
+UNPACK_MAX, UNPACK_RATIO, UNPACK_FLOOR = 4 << 30, 100, 64 << 20
 MAX_CROP_PIXELS = 200_000_000  # 0.8 GB of float32: a 55 x 55 degree box at 15 arc-seconds
-UNPACK_RATIO = 100
-UNPACK_FLOOR = 64 << 20
 
 
 def unpack_budget(archive_size: int) -> int:
