@@ -29,6 +29,7 @@ from tests.bad_inputs.rasters import (
     SIZE,
     lon_field,
     write_declared_huge,
+    write_eog_sized_tile,
     write_int16_without_nodata,
     write_months,
     write_multiband,
@@ -497,3 +498,24 @@ def test_site_far_outside_the_rasters_is_insufficient_data_and_listed_off_the_ma
     assert set(changes.loc[["alpha", "beta"], "class"]) != {"insufficient_data"}
     svg = (out / "figures" / "map.svg").read_text()
     assert 'id="off-map' in svg and "faraway" in svg
+
+
+@pytest.mark.slow
+def test_a_real_sized_tile_is_read_by_window_in_bounded_memory(tmp_path: Path) -> None:
+    """The size checks refuse what would be allocated whole, not big real tiles: an EOG-sized tile
+    (2 GB when read whole) is read by window under a 1 GB address-space limit."""
+    import os
+
+    folder = tmp_path / "rasters"
+    folder.mkdir()
+    tile = write_eog_sized_tile(folder / "2024-01.tif")
+    os.link(tile, folder / "2025-01.tif")
+    sites, out = write_sites(tmp_path / "sites.geojson"), tmp_path / "out.csv"
+    code = ("import resource, sys; resource.setrlimit(resource.RLIMIT_AS, (1 << 30, 1 << 30)); "
+            "from pipeline.cli import main; sys.exit(main(sys.argv[1:]))")
+    done = subprocess.run([sys.executable, "-c", code, "extract", "--sites", str(sites), "--rasters", str(folder),
+                           "--out", str(out), "-q", "--cache-dir", str(tmp_path / "cache")],
+                          capture_output=True, text=True, timeout=300)
+    assert done.returncode == 0, done.stderr[-800:]
+    table = pd.read_csv(out)
+    assert len(table) == 4 and np.allclose(table["mean_radiance"], 2.0)

@@ -99,3 +99,19 @@ def write_declared_huge(path: Path, side: int = 1_000_000) -> Path:
                        BIGTIFF="YES"):
         pass
     return path
+
+
+def write_eog_sized_tile(path: Path, value: float = 2.0) -> Path:
+    """A month the size of a real EOG tile (28800 x 18000 px, 75N060E, 2 GB of float32 when read
+    whole) in a 2.6 MB file: constant, deflate-compressed, written 512 rows at a time."""
+    from rasterio.windows import Window
+
+    width, height = 28800, 18000
+    with rasterio.open(path, "w", driver="GTiff", width=width, height=height, count=1, dtype="float32",
+                       crs="EPSG:4326", transform=from_origin(60.0, 75.0, 1 / 240, 1 / 240), nodata=-999.0,
+                       tiled=True, blockxsize=512, blockysize=512, compress="deflate", zlevel=1) as ds:
+        rows = np.full((512, width), value, "float32")
+        for r in range(0, height, 512):
+            h = min(512, height - r)
+            ds.write(rows[:h], 1, window=Window(0, r, width, h))
+    return path
