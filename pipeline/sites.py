@@ -195,9 +195,25 @@ def _load_json(path: Path) -> tuple[Any, list[Problem]]:
     except UnicodeDecodeError:
         return None, [Problem(f, None, "not UTF-8 text; GeoJSON must be UTF-8 (re-save it as UTF-8)")]
     try:
-        return json.loads(text), []
+        return json.loads(text, parse_int=_bounded_int), []
     except json.JSONDecodeError as e:
         return None, [Problem(f, None, f"not valid JSON ({_json_hint(e)})")]
+    except _LongNumber as e:  # Python refuses > 4300 digits, with an error naming no file
+        return None, [Problem(f, None, f"a number of {e} digits; coordinates and properties need far fewer")]
+    except RecursionError:
+        return None, [Problem(f, None, "values nested too deeply (GeoJSON needs a few levels); the file is "
+                                       "damaged or not GeoJSON")]
+
+
+class _LongNumber(ValueError):
+    """A JSON integer with more digits than any coordinate or property has."""
+
+
+def _bounded_int(text: str) -> int:
+    digits = len(text.lstrip("-"))
+    if digits > 30:
+        raise _LongNumber(digits)
+    return int(text)
 
 
 def _json_hint(e: json.JSONDecodeError) -> str:
