@@ -39,6 +39,9 @@ from pipeline.errors import SiteError
 log = logging.getLogger(__name__)
 
 MAX_FILE_BYTES = 50_000_000
+MAX_SITE_VERTICES = 100_000  # a drawn site has tens to thousands
+MAX_REPAIR_VERTICES = 10_000  # an invalid polygon larger than this is not repaired here
+MAX_SITE_POINTS = 1000  # a MultiPoint of 200,000 points took 25 s and 3 GB before failing in GEOS
 MAX_RADIUS_M = 50_000.0
 MIN_AREA_DEG2 = 1e-10  # about 1 m2: smaller "polygons" are drawing mistakes, not sites
 SITE_ID_RE = re.compile(r"^[A-Za-z0-9][A-Za-z0-9._-]{0,79}$")
@@ -368,6 +371,9 @@ def _read_feature(
     if radius_problem:
         return err(radius_problem)
 
+    if geom.geom_type == "MultiPoint" and len(geom.geoms) > MAX_SITE_POINTS:
+        return err(f"MultiPoint of {len(geom.geoms)} points; a site has at most {MAX_SITE_POINTS} (each is buffered "
+                   "by radius_m and the circles united): split it into sites or draw its polygon")
     if geom.geom_type in ("Point", "MultiPoint"):
         center = geom.centroid
         poly = buffer_metres(geom, radius, (center.x, center.y))
@@ -375,8 +381,15 @@ def _read_feature(
         # a MultiPoint's circles are kept as drawn, like a polygon
         from_point = geom.geom_type == "Point"
     else:
-        if not geom.is_valid:
-            reason = shapely.is_valid_reason(geom)
+        n = shapely.get_num_coordinates(geom)
+        if n > MAX_SITE_VERTICES:  # checking validity alone took 6 s at 200,000
+            return err(f"polygon of {n} vertices; a site needs far fewer (at most {MAX_SITE_VERTICES}): simplify "
+                       "it, e.g. ogr2ogr -simplify 0.0001 out.geojson in.geojson")
+        reason = shapely.is_valid_reason(geom)
+        if reason != "Valid Geometry":
+            if n > MAX_REPAIR_VERTICES:  # repairs cost up to the square of the crossings: 200,000 took 28 s, 2 GB
+                return err(f"invalid polygon ({reason}) of {n} vertices, too many to repair here; fix it in a GIS "
+                           "(e.g. QGIS 'Fix geometries') and save it again")
             geom = shapely.make_valid(geom)
             geom = shapely.unary_union([g for g in getattr(geom, "geoms", [geom])
                                         if g.geom_type in ("Polygon", "MultiPolygon")])

@@ -178,3 +178,31 @@ def test_ring_across_the_antimeridian_is_one_line_naming_the_site(tmp_path):
         background_rings(sites, 4000.0, 8000.0)
     with pytest.raises(SiteError, match=r"^fiji\.geojson: site near-180: its 20000 m circle crosses"):
         with_radius(sites, 20000.0)
+
+
+def test_sites_too_big_to_buffer_or_repair_are_one_line(tmp_path, monkeypatch):
+    """Before: a MultiPoint of 200,000 points took 25 s and 3 GB, then 'unexpected error: GEOSException:
+    std::bad_alloc'; a self-crossing polygon of 200,000 vertices likewise (is_valid alone took 6 s)."""
+    import random
+
+    import pipeline.sites as sites_module
+    from pipeline.sites import validate_site_files
+
+    rnd = random.Random(1)
+    pts = [[126 + rnd.random() * 0.1, 40 + rnd.random() * 0.1] for _ in range(1001)]
+    many = write_sites(tmp_path / "many.geojson", [{"type": "Feature", "properties": {"site_id": "mp"},
+                                                     "geometry": {"type": "MultiPoint", "coordinates": pts}}])
+    assert [str(p) for p in validate_site_files([many], 2000.0)] == [
+        f"{many}: feature 0 (mp): MultiPoint of 1001 points; a site has at most 1000 (each is buffered by radius_m "
+        "and the circles united): split it into sites or draw its polygon"]
+    monkeypatch.setattr(sites_module, "MAX_SITE_VERTICES", 500)
+    monkeypatch.setattr(sites_module, "MAX_REPAIR_VERTICES", 100)
+    big = write_sites(tmp_path / "big.geojson", [polygon_feature("big", [*pts[:600], pts[0]])])
+    assert [str(p) for p in validate_site_files([big], 2000.0)] == [
+        f"{big}: feature 0 (big): polygon of 601 vertices; a site needs far fewer (at most 500): simplify it, "
+        "e.g. ogr2ogr -simplify 0.0001 out.geojson in.geojson"]
+    tangled = write_sites(tmp_path / "tangled.geojson", [polygon_feature("tangled", [*pts[:200], pts[0]])])
+    [problem] = validate_site_files([tangled], 2000.0)
+    assert str(problem).startswith(f"{tangled}: feature 0 (tangled): invalid polygon (Self-intersection[")
+    assert str(problem).endswith("of 201 vertices, too many to repair here; fix it in a GIS (e.g. QGIS "
+                                 "'Fix geometries') and save it again")
