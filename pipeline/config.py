@@ -118,8 +118,9 @@ class Params:
 
     @property
     def compare_years(self) -> tuple[int, ...]:
-        """The years the comparison reads: ``compare_start_year`` (default baseline - 4) to the target."""
-        start = self.baseline_year - 4 if self.compare_start_year is None else self.compare_start_year
+        """The years the comparison reads: ``compare_start_year`` (default baseline - 4, not before
+        :data:`FIRST_YEAR`) to the target."""
+        start = max(self.baseline_year - 4, FIRST_YEAR) if self.compare_start_year is None else self.compare_start_year
         return tuple(range(start, self.target_year + 1))
 
     def __post_init__(self) -> None:

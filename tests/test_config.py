@@ -97,3 +97,7 @@ def test_a_huge_value_in_a_message_is_cut():
 
     assert _short(16**5000) == "<a number of 20001 bits>"
     assert _short("x" * 500) == "'" + "x" * 56 + "..."
+
+
+def test_default_comparison_panel_starts_no_earlier_than_viirs():
+    assert Params(baseline_year=2013, target_year=2014).compare_years == (2012, 2013, 2014)
