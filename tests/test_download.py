@@ -336,3 +336,16 @@ def test_listing_cut_off_midway_is_one_download_error(lb):
     lb.fault("/data/index.html", "drop")
     with pytest.raises(DownloadError, match=r"/data/index\.html: request failed after retries \(ChunkedEncodingError\)"):
         get_text(make_session(), lb.url + "/data/index.html", None)
+
+
+def test_login_page_arriving_byte_by_byte_is_still_recognised(lb, tmp_path):
+    """Receives are read as they come: the page check waits for the first 64 bytes, not the first byte."""
+    from tests.loopback import LOGIN_PAGE
+
+    lb.add("/data/page.bin", LOGIN_PAGE)  # served as application/octet-stream
+    lb.state.trickle_s = 0.002
+    lb.fault("/data/page.bin", "trickle")
+    with pytest.raises(AuthError, match="HTML page"):
+        fetch_file(make_session(), lb.url + "/data/page.bin", tmp_path / "page.bin", None, verify=_exact(BLOB),
+                   progress=False)
+    assert list(tmp_path.iterdir()) == []

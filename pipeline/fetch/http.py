@@ -290,7 +290,7 @@ def _stream(r: requests.Response, part: Path, offset: int, total: int | None, ur
                                      unit_scale=True, unit_divisor=1024, desc=label[:40], leave=False,
                                      disable=not progress, dynamic_ncols=True) as bar:
         limit = (total or MAX_UNANNOUNCED_BYTES) - (offset if mode == "ab" else 0)
-        for chunk in _paced_chunks(r, url, pace or Pace(), limit):
+        for chunk in _whole_head(_paced_chunks(r, url, pace or Pace(), limit)):
             if first:
                 first = False
                 if "text/html" in r.headers.get("Content-Type", "") or looks_like_html(chunk[:64]):
@@ -300,6 +300,21 @@ def _stream(r: requests.Response, part: Path, offset: int, total: int | None, ur
                     raise _auth_error(url, "returned an HTML page (a login page?) instead of data", auth)
             f.write(chunk)
             bar.update(len(chunk))
+
+
+def _whole_head(chunks: Iterator[bytes], n: int = 64) -> Iterator[bytes]:
+    """The same bytes, the first chunk holding at least ``n`` of them (a page is recognised by its head)."""
+    head: bytes | None = b""
+    for chunk in chunks:
+        if head is None:
+            yield chunk
+            continue
+        head += chunk
+        if len(head) >= n:
+            yield head
+            head = None
+    if head:
+        yield head
 
 
 def _paced_chunks(r: requests.Response, url: str, pace: Pace, limit: int | None = None) -> Iterator[bytes]:
