@@ -13,6 +13,7 @@ from typing import Any
 
 import yaml
 
+MAX_YAML_BYTES = 1_000_000  # a config or claim file is a few hundred bytes
 MAX_YAML_DEPTH = 32  # nesting levels; our files use two
 MAX_YAML_NODES = 10_000  # values once aliases are expanded; a config or claim file has a few dozen
 MAX_YAML_DIGITS = 30  # digits of one integer; Python refuses > 4300, and no setting needs 30
@@ -58,8 +59,8 @@ _BoundedLoader.yaml_implicit_resolvers = {
 def _check_nodes(root: yaml.Node) -> None:
     """Refuse what would eat the machine or break later, naming the key, before anything is built.
 
-    Aliases are counted as expanded (a "billion laughs" file of 400 bytes expands to 10**9
-    values: its size is computed once per shared node, not by expanding it).
+    Aliases are counted as expanded (a "billion laughs" file of 476 bytes expands to 9**9
+    values: the size is computed once per shared node, never by expanding it).
     """
     sizes: dict[int, int] = {}
     visiting: set[int] = set()  # nodes whose values are being counted: met again, they contain themselves
@@ -132,9 +133,6 @@ def parse_yaml(text: str, path: Path | str, error: type[Exception], hint: str = 
         raise error(f"{path}: not valid YAML ({e.__class__.__name__}: {str(e)[:100]}){hint}") from None
     finally:
         loader.dispose()
-
-
-MAX_YAML_BYTES = 1_000_000  # a config or claim file is a few hundred bytes
 
 
 def read_text_bounded(path: Path, limit: int = MAX_YAML_BYTES) -> str | None:
