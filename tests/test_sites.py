@@ -124,7 +124,7 @@ def _rings_before_issue_24(sites, inner_m, outer_m):
 
 @pytest.mark.parametrize(("inner", "outer"), [(4000.0, 8000.0), (0.0, 5000.0), (10000.0, 20000.0)])
 def test_rings_with_the_spatial_index_equal_the_quadratic_ones(tmp_path, inner, outer):
-    """300 close sites (points and drawn squares, clusters and loners): the same regions to 1e-9 deg^2."""
+    """300 close sites (points and drawn squares, one large, clusters and loners): the same regions to 1e-9 deg^2."""
     import numpy as np
 
     rng = np.random.default_rng(24)
@@ -134,7 +134,7 @@ def test_rings_with_the_spatial_index_equal_the_quadratic_ones(tmp_path, inner, 
         if i % 5:
             feats.append(point_feature(f"p{i}", lon, lat))
         else:
-            d = 0.005 + 0.01 * rng.random()
+            d = 0.2 if i == 0 else 0.005 + 0.01 * rng.random()  # one large drawn site: its ring spans many cells
             feats.append(polygon_feature(f"q{i}", [[lon, lat], [lon + d, lat], [lon + d, lat + d], [lon, lat + d],
                                                    [lon, lat]]))
     sites = read_sites([write_sites(tmp_path / "many.geojson", feats)], 2000.0)
