@@ -289,3 +289,42 @@ def test_full_disk_while_unpacking_leaves_no_part_file(lb, tmp_path, monkeypatch
     with pytest.raises(DownloadError, match=r"vcmslcfg: disk full while unpacking SVDNB_.*avg_rade9h\.tif \("):
         download_months("eog", [(2021, 3)], BBOX, tmp_path, progress=False)
     assert not list(tmp_path.rglob("*.extracted"))
+
+
+def _sparse_tgz(stem: str, realsize: int) -> bytes:
+    """A valid archive of ~230 bytes whose avg_rade9h member is a GNU sparse file (PAX 1.0) of
+    ``realsize`` bytes: one data byte at the end, the rest a hole that unpacks as zeros."""
+    import io
+    import tarfile
+
+    name = f"{stem}.avg_rade9h.tif"
+    sparse_map = f"1\n{realsize - 1}\n1\n".encode()
+    block = sparse_map + bytes(512 - len(sparse_map)) + b"x"
+    info = tarfile.TarInfo(f"GNUSparseFile.0/{name}")
+    info.size = len(block)
+    info.pax_headers = {"GNU.sparse.major": "1", "GNU.sparse.minor": "0", "GNU.sparse.name": name,
+                        "GNU.sparse.realsize": str(realsize)}
+    buf = io.BytesIO()
+    with tarfile.open(fileobj=buf, mode="w:gz", format=tarfile.PAX_FORMAT) as tf:
+        tf.addfile(info, io.BytesIO(block))
+    return buf.getvalue()
+
+
+def test_archive_with_a_sparse_terabyte_member_is_refused_at_once(lb, tmp_path, monkeypatch):
+    """The real bomb: a few hundred bytes declaring a 1 TB member (the old code copied zeros until the disk
+    was full). The real budget (64 MB floor for a small archive) refuses it before a byte is written."""
+    import time
+
+    from pipeline.errors import DownloadError
+
+    _login(monkeypatch)
+    stem = eog_name(2021, 3)
+    data = _sparse_tgz(stem, 10**12)
+    assert len(data) < 400
+    lb.add(eog_month_dir(2021, 3) + stem + ".tgz", data)
+    t0 = time.monotonic()
+    with pytest.raises(DownloadError, match=rf"{stem}\.avg_rade9h\.tif unpacks to 931\.3 GB, more than the 64\.0 MB "
+                                            r"allowed for an archive of \d+ B \(a real EOG layer is about 2 GB\)"):
+        download_months("eog", [(2021, 3)], BBOX, tmp_path, progress=False)
+    assert time.monotonic() - t0 < 10
+    assert not list(tmp_path.rglob("*.extracted")) and not list(tmp_path.rglob("*.tif"))
