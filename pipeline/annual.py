@@ -100,7 +100,7 @@ def _pixels(rb: MonthlyRaster, rt: MonthlyRaster, zones: gpd.GeoDataFrame, min_c
     """Weight entries and their values: (grid, zone, coverage, [(B, valid), (T, valid)]) per grid."""
     out = []
     for grids in ([rb, rt],) if paired else ([rb], [rt]):
-        weights = coverage_weights(zones.geometry, grids[0].grid)
+        weights = coverage_weights(zones.geometry, grids[0].grid, grids[0].radiance)
         zone: list[np.ndarray] = []
         cov: list[np.ndarray] = []
         per_year: list[list[Any]] = [[], []] if paired else [[]]

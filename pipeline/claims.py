@@ -28,6 +28,7 @@ import pipeline
 from pipeline.config import parse_yaml
 from pipeline.errors import ClaimError
 from pipeline.sites import MAX_BATCH_CHARS, batch_label, batch_labels, batch_order, in_batch
+from pipeline.yamlsafe import read_text_bounded
 
 DEFAULT_CLAIM_FILE = "joongang-2026-02-03.yaml"
 MIN_YEAR, MAX_YEAR = 1992, 2100  # DMSP began in 1992; anything outside is a typo
@@ -146,7 +147,9 @@ def load_claim(path: Path | str) -> Claim:
     if path.stat().st_size > MAX_CLAIM_BYTES:
         raise ClaimError(f"{path}: file is {path.stat().st_size} bytes; a claim file is a few lines of YAML")
     try:
-        text = path.read_text(encoding="utf-8-sig")
+        text = read_text_bounded(path, MAX_CLAIM_BYTES)  # bounded: a device's size says 0 (/dev/zero)
+        if text is None:
+            raise ClaimError(f"{path}: more than {MAX_CLAIM_BYTES} bytes; a claim file is a few lines of YAML")
     except UnicodeDecodeError as e:
         raise ClaimError(f"{path}: not UTF-8 text; re-save the claim file as UTF-8") from e
     except OSError as e:
@@ -166,7 +169,7 @@ def claim_from_mapping(data: Any, origin: str) -> Claim:
     if unknown:
         near = difflib.get_close_matches(str(unknown[0]), _FIELDS, n=1)
         hint = f" (did you mean {near[0]!r}?)" if near else ""
-        raise ClaimError(f"{origin}: unknown key {str(unknown[0])!r}{hint}; valid keys are {', '.join(_FIELDS)}")
+        raise ClaimError(f"{origin}: unknown key {str(unknown[0])[:40]!r}{hint}; valid keys are {', '.join(_FIELDS)}")
     missing = [k for k in _REQUIRED if data.get(k) is None]
     if missing:
         raise ClaimError(f"{origin}: missing {', '.join(missing)}; add "
@@ -180,23 +183,28 @@ def claim_from_mapping(data: Any, origin: str) -> Claim:
                 raise ClaimError(f"{origin}: {key} must be a whole number, found {str(value).lower()} (YAML reads "
                                  "yes/no/on/off as true/false); write the number")
             if not isinstance(value, int):
-                raise ClaimError(f"{origin}: {key} must be a whole number, found {_kind(value)} {value!r}")
+                raise ClaimError(f"{origin}: {key} must be a whole number, found {_kind(value)} {_short(value)}")
         elif key == "batch":
             if isinstance(value, bool) or not isinstance(value, str | int) or batch_label(value) is None:
                 raise ClaimError(f"{origin}: batch must be a label (text or a year, as in the site files' "
-                                 f"'batch'), found {_kind(value)} {value!r}")
+                                 f"'batch'), found {_kind(value)} {_short(value)}")
             if len(batch_label(value) or "") > MAX_BATCH_CHARS:
                 raise ClaimError(f"{origin}: batch label is longer than {MAX_BATCH_CHARS} characters")
             value = batch_label(value)
         elif key in _TEXTS:
             if not isinstance(value, str) or not value.strip():
-                raise ClaimError(f"{origin}: {key} must be non-empty text (quote it), found {_kind(value)} {value!r}")
+                raise ClaimError(f"{origin}: {key} must be non-empty text (quote it), found {_kind(value)} {_short(value)}")
             value = " ".join(value.split())
         elif key == "date":
             if isinstance(value, dt.date):
                 value = value.isoformat()
             if not isinstance(value, str) or not _DATE_RE.match(value):
-                raise ClaimError(f"{origin}: date must be YYYY-MM-DD (or YYYY-MM), found {value!r}")
+                raise ClaimError(f"{origin}: date must be YYYY-MM-DD (or YYYY-MM), found {_short(value)}")
+            try:  # the YAML loader keeps dates as text: 2026-02-30 is caught here, naming the key
+                dt.date.fromisoformat(value if len(value) == 10 else f"{value}-01")
+            except ValueError:
+                raise ClaimError(f"{origin}: date {value} is not a calendar date; write YYYY-MM-DD "
+                                 "(or YYYY-MM)") from None
         values[key] = value
     problem = _consistency_problem(values)
     if problem:
@@ -234,6 +242,15 @@ def check_claim_sites(claim: Claim, sites: pd.DataFrame, path: Path | str | None
             raise ClaimError(line)
         return line
     return None
+
+
+def _short(value: Any) -> str:
+    """A value as it may appear in a one-line message: its repr, cut at 60 characters."""
+    try:
+        text = repr(value)
+    except ValueError:  # an integer too long for Python to print
+        return f"<a number of {value.bit_length()} bits>"
+    return text if len(text) <= 60 else text[:57] + "..."
 
 
 def _kind(value: Any) -> str:

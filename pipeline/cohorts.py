@@ -293,7 +293,9 @@ def group_time_effects(panel: pd.DataFrame, schedule: pd.DataFrame, *, n_draws: 
     if eps is None:
         base0 = min((s - 1 for s, _ in cohorts.values() if s - 1 in years), default=years[0])
         eps = _units(p.assign(treated=False), base0, base0, None, exclude).eps
-    cells, skipped, specs = [], [], []
+    cells: list[dict[str, Any]] = []
+    skipped: list[str] = []
+    specs: list[Any] = []
     for batch, (start, members) in cohorts.items():
         base = start - 1
         if base not in years:
@@ -484,7 +486,7 @@ def cohort_summary(panel: pd.DataFrame, schedule: pd.DataFrame, baseline_year: i
     treated = set(panel.loc[panel["treated"].astype(bool), "unit_id"].astype(str))
     mine = schedule[schedule["unit_id"].astype(str).isin(treated) & schedule["start_year"].notna()]
     years = set(int(y) for y in panel["year"].unique())
-    early = None
+    early: dict[str, Any] | None = None
     if len(mine):
         base = int(mine["start_year"].min()) - 1
         if base >= baseline_year:

@@ -9,15 +9,15 @@ printed (their ``repr`` is masked).
 from __future__ import annotations
 
 import dataclasses
+import datetime as dt
 import math
 import os
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Literal, get_args
 
-import yaml
-
 from pipeline.errors import ConfigError
+from pipeline.yamlsafe import MAX_YAML_BYTES, parse_yaml, read_text_bounded
 
 # The option sets, once: flags' choices, parameter checks and variant grids derive from these.
 Statistic = Literal["median", "mean", "sol"]
@@ -39,6 +39,12 @@ PRODUCTS: tuple[str, ...] = get_args(Product)
 CHART_FORMATS: tuple[str, ...] = get_args(ChartFormat)
 CHART_KINDS: tuple[str, ...] = get_args(ChartKind)
 LANGS: tuple[str, ...] = get_args(Lang)
+# VIIRS night-light products begin in 2012: EOG monthly v10 in 2012-04, Black Marble VNP46A3 in
+# 2012-01, annual VNL v2 and VNP46A4 in 2012. Years are checked before any work (a typo such as
+# 20255 would otherwise start generating or downloading 200,000 months).
+FIRST_YEAR = 2012
+FIRST_YEAR_WHY = "VIIRS composites begin in 2012: EOG monthly 2012-04, Black Marble 2012-01, annual 2012"
+MAX_N_BOOT = 100_000
 CHART_WIDTH_MM = 183.0  # two journal columns; 89 is one
 CHART_DPI = 300
 
@@ -112,8 +118,9 @@ class Params:
 
     @property
     def compare_years(self) -> tuple[int, ...]:
-        """The years the comparison reads: ``compare_start_year`` (default baseline - 4) to the target."""
-        start = self.baseline_year - 4 if self.compare_start_year is None else self.compare_start_year
+        """The years the comparison reads: ``compare_start_year`` (default baseline - 4, not before
+        :data:`FIRST_YEAR`) to the target."""
+        start = max(self.baseline_year - 4, FIRST_YEAR) if self.compare_start_year is None else self.compare_start_year
         return tuple(range(start, self.target_year + 1))
 
     def __post_init__(self) -> None:
@@ -128,8 +135,13 @@ class Params:
 
 def _check_params(p: Params) -> None:
     def bad(name: str, why: str) -> ConfigError:
-        return ConfigError(f"parameter {name}={getattr(p, name)!r}: {why}")
+        return ConfigError(f"parameter {name}={_short(getattr(p, name))}: {why}")
 
+    last = dt.date.today().year + 1  # a composite of next year is the latest anyone can mean
+    for name in ("baseline_year", "target_year"):
+        year = getattr(p, name)
+        if isinstance(year, bool) or not isinstance(year, int) or not FIRST_YEAR <= year <= last:
+            raise bad(name, f"must be a year from {FIRST_YEAR} to {last} ({FIRST_YEAR_WHY})")
     if p.target_year <= p.baseline_year:
         raise bad("target_year", f"must be after baseline_year={p.baseline_year}")
     if not p.months or any(not 1 <= m <= 12 for m in p.months):
@@ -145,6 +157,10 @@ def _check_params(p: Params) -> None:
     for name in ("default_radius_m", "epsilon", "n_boot"):
         if not getattr(p, name) > 0:
             raise bad(name, "must be positive")
+    if not p.n_boot <= MAX_N_BOOT:
+        raise bad("n_boot", f"must be at most {MAX_N_BOOT} (the default is 2000)")
+    if isinstance(p.seed, bool) or not isinstance(p.seed, int) or not 0 <= p.seed < 2**63:
+        raise bad("seed", "must be a whole number from 0 to 2**63 - 1")
     if not p.default_radius_m <= 50_000:
         raise bad("default_radius_m", "must be at most 50000 m (a site, not a region)")
     if not 0 <= p.threshold < 5:
@@ -161,10 +177,21 @@ def _check_params(p: Params) -> None:
         raise bad("bm_quality", "must list the Black Marble _Quality values to keep (0 = good, 1 = poor, 2 = gap-filled)")
     if not 0 <= p.ring_inner_m < p.ring_outer_m:
         raise bad("ring_outer_m", f"must exceed ring_inner_m={p.ring_inner_m}")
+    if not p.ring_outer_m <= 100_000:
+        raise bad("ring_outer_m", "must be at most 100000 m (the background near a site, not a region)")
     start = p.compare_start_year
     if start is not None and (isinstance(start, bool) or not isinstance(start, int)
-                              or not 1992 <= start <= p.baseline_year):
-        raise bad("compare_start_year", f"must be a year from 1992 to baseline_year={p.baseline_year}")
+                              or not FIRST_YEAR <= start <= p.baseline_year):
+        raise bad("compare_start_year", f"must be a year from {FIRST_YEAR} to baseline_year={p.baseline_year}")
+
+
+def _short(value: Any) -> str:
+    """A value as it may appear in a one-line message: its repr, cut at 60 characters."""
+    try:
+        text = repr(value)
+    except ValueError:  # an integer too long for Python to print
+        return f"<a number of {value.bit_length()} bits>"
+    return text if len(text) <= 60 else text[:57] + "..."
 
 
 def params_from_mapping(values: dict[str, Any], origin: str, base: Params | None = None) -> Params:
@@ -175,7 +202,7 @@ def params_from_mapping(values: dict[str, Any], origin: str, base: Params | None
     for key, value in values.items():
         if key not in known:
             raise ConfigError(
-                f"{origin}: unknown parameter {key!r}; valid ones are {', '.join(sorted(known))}"
+                f"{origin}: unknown parameter {str(key)[:40]!r}; valid ones are {', '.join(sorted(known))}"
             )
         default = getattr(base, key)
         try:
@@ -194,7 +221,7 @@ def params_from_mapping(values: dict[str, Any], origin: str, base: Params | None
                 if not math.isfinite(value):
                     raise ValueError("not finite")
         except (TypeError, ValueError) as e:
-            raise ConfigError(f"{origin}: parameter {key}={value!r} is not valid ({e})") from e
+            raise ConfigError(f"{origin}: parameter {key}={_short(value)} is not valid ({str(e)[:100]})") from e
         changes[key] = value
     try:
         return dataclasses.replace(base, **changes)
@@ -225,6 +252,11 @@ class DataSettings:
     eog_password: Secret | None = None
     laads_url: str = "https://ladsweb.modaps.eosdis.nasa.gov"
     earthdata_token: Secret | None = None
+    # A transfer is given up (and resumed by the next run) when fewer than download_min_rate_kbs
+    # KB/s arrive over download_rate_window_s, or nothing for download_read_timeout_s.
+    download_min_rate_kbs: float = 1.0
+    download_rate_window_s: float = 60.0
+    download_read_timeout_s: float = 120.0
 
     def has_eog(self) -> bool:
         return bool(self.eog_token or (self.eog_client_id and self.eog_username and self.eog_password))
@@ -243,7 +275,12 @@ ENV_VARS: dict[str, str] = {
     "eog_password": "EOG_PASSWORD",
     "laads_url": "NIGHTLIGHTS_LAADS_URL",
     "earthdata_token": "EARTHDATA_TOKEN",
+    "download_min_rate_kbs": "NIGHTLIGHTS_DOWNLOAD_MIN_RATE_KBS",
+    "download_rate_window_s": "NIGHTLIGHTS_DOWNLOAD_RATE_WINDOW_S",
+    "download_read_timeout_s": "NIGHTLIGHTS_DOWNLOAD_READ_TIMEOUT_S",
 }
+_NUMBERS = {"download_min_rate_kbs": (0.0, 1e6), "download_rate_window_s": (1.0, 3600.0),
+            "download_read_timeout_s": (1.0, 3600.0)}
 _SECRETS = {"eog_token", "eog_client_secret", "eog_password", "earthdata_token"}
 
 
@@ -256,24 +293,16 @@ def user_config_path(env: dict[str, str] | None = None) -> Path:
     return base / "nightlights" / "config.yaml"
 
 
-def parse_yaml(text: str, path: Path | str, error: type[Exception], hint: str = "") -> Any:
-    """YAML with the safe loader; a syntax error is one ``error`` line naming the file and the line."""
-    try:
-        return yaml.safe_load(text)
-    except yaml.YAMLError as e:
-        mark = getattr(e, "problem_mark", None)
-        where = f" at line {mark.line + 1}" if mark else ""
-        raise error(f"{path}: not valid YAML{where}{hint}") from e
-
-
 def read_yaml(path: Path) -> dict[str, Any]:
     """Read a YAML mapping with the safe loader; errors name the file."""
     try:
-        text = path.read_text(encoding="utf-8")
+        text = read_text_bounded(path)
     except FileNotFoundError as e:
         raise ConfigError(f"{path}: config file not found") from e
     except (OSError, UnicodeDecodeError) as e:
         raise ConfigError(f"{path}: cannot read config file ({e.__class__.__name__})") from e
+    if text is None:
+        raise ConfigError(f"{path}: more than {MAX_YAML_BYTES} bytes; a config file is a few lines of YAML")
     data = parse_yaml(text, path, ConfigError)
     if data is None:
         return {}
@@ -299,5 +328,19 @@ def load_data_settings(env: dict[str, str] | None = None) -> DataSettings:
         if value in (None, ""):
             continue
         value = str(value).strip()
+        if name in _NUMBERS:
+            values[name] = _setting_number(name, value, var, user_config_path(env))
+            continue
         values[name] = Secret(value) if name in _SECRETS else value
     return DataSettings(**values)
+
+
+def _setting_number(name: str, value: str, var: str, path: Path) -> float:
+    low, high = _NUMBERS[name]
+    try:
+        number = float(value)
+    except ValueError:
+        number = math.nan
+    if not low <= number <= high:
+        raise ConfigError(f"{var} or {path} data.{name}={_short(value)}: must be a number from {low:g} to {high:g}")
+    return number

@@ -357,7 +357,7 @@ def pretrend_placebos(panel: pd.DataFrame, baseline_year: int, *, gap: int = 1,
     """
     _check_panel(panel)
     if kwargs.get("eps") is None:
-        exclude = tuple(kwargs.get("exclude", ()))  # type: ignore[arg-type]
+        exclude: tuple[str, ...] = tuple(kwargs.get("exclude", ()))  # type: ignore[arg-type]
         kwargs["eps"] = _units(panel, baseline_year, baseline_year, None, exclude).eps
     if pairs is None:
         pairs = pretrend_pairs(panel["year"].unique(), baseline_year, gap)

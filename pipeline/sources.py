@@ -26,8 +26,13 @@ CRS, or is shorter than its own block table says (a cut-off download) raises
 :class:`~pipeline.errors.SourceError` at discovery, and a block that cannot be decoded
 raises it when read. We stop rather than skip because a skipped month silently changes
 which calendar months are matched, and so the result; the fix (delete the file and
-download again) is one command. Months may come on different grids or CRSs: zonal
-weights are computed per distinct grid.
+download again) is one command. Files that would be read wrong are refused too (a
+rotated grid, several bands, a declared size no VIIRS grid has), and an integer file
+without a nodata tag gets its type's fill, with a warning. Months may come on different
+grids or CRSs: zonal weights are computed per distinct grid.
+
+Longer than most modules because every way a raster file can be wrong is named here,
+where files are found and opened, so each refusal is one line naming the file.
 """
 
 from __future__ import annotations
@@ -133,18 +138,53 @@ class AnnualRaster(MonthlyRaster):
         return "year"
 
 
+# A global grid at VIIRS's 15 arc-seconds is 86400 x 33600 px (2.9 billion); a raster declaring
+# more, or far more pixels than its file could hold, is damaged or hostile (a 1e6 x 1e6 px GeoTIFF
+# of a few KB tried to allocate 39 GiB). Pixels are only ever read by window, so a real big tile is fine.
+MAX_RASTER_PIXELS = 10_000_000_000
+MAX_PIXELS_PER_BYTE = 10_000  # declared uncompressed bytes per byte of file, for rasters of > 1e8 px
+
+
 def grid_of(path: Path) -> tuple[Grid, float | None]:
     """The grid and nodata value of a raster file; errors name the file."""
+    grid, nodata, _ = _grid_nodata_dtype(path)
+    return grid, nodata
+
+
+def _grid_nodata_dtype(path: Path) -> tuple[Grid, float | None, str]:
     _check_not_page(path)
     try:
         with rasterio.open(path) as ds:
             _check_complete(ds, path)
             if ds.crs is None:
                 raise SourceError(f"{path}: raster has no CRS; georeference it (e.g. gdal_edit.py -a_srs EPSG:4326)")
+            _check_readable(ds, path)
             grid = Grid(ds.crs.to_wkt(), tuple(ds.transform)[:6], ds.width, ds.height)
-            return grid, ds.nodata
+            return grid, ds.nodata, ds.dtypes[0]
     except RasterioError as e:
         raise SourceError(f"{path}: cannot open raster ({raster_error_reason(e)}); the file may be truncated or not a GeoTIFF") from e
+
+
+def _check_readable(ds: rasterio.DatasetReader, path: Path) -> None:
+    """Refuse what would be read wrong (a rotated grid, a guessed band) or would eat the machine."""
+    t = ds.transform
+    # terms below 1e-6 of the pixel size are rounding noise (0.03 px across a whole EOG tile), not a rotation
+    if abs(t.b) > 1e-6 * abs(t.a) or abs(t.d) > 1e-6 * abs(t.e):
+        raise SourceError(f"{path}: rotated or sheared georeferencing (geotransform {tuple(round(v, 9) for v in t[:6])}); "
+                          "pixels would be placed wrongly: warp it north-up first, e.g. gdalwarp -t_srs EPSG:4326 "
+                          "in.tif out.tif")
+    if ds.count != 1:
+        raise SourceError(f"{path}: {ds.count} bands; a radiance or coverage file has one and the band is not "
+                          "guessed: extract it, e.g. gdal_translate -b 1 in.tif out.tif")
+    pixels = ds.width * ds.height
+    if pixels > MAX_RASTER_PIXELS:
+        raise SourceError(f"{path}: declares {ds.width} x {ds.height} px, more than a global VIIRS grid "
+                          "(86400 x 33600); the file is damaged or not a night-light raster")
+    size = path.stat().st_size
+    declared = pixels * np.dtype(ds.dtypes[0]).itemsize
+    if pixels > 100_000_000 and declared > MAX_PIXELS_PER_BYTE * size:
+        raise SourceError(f"{path}: declares {ds.width} x {ds.height} px ({declared / 2**30:.0f} GiB) in a file of "
+                          f"{size} bytes; the file is damaged or not a night-light raster")
 
 
 def _check_not_page(path: Path) -> None:
@@ -183,12 +223,13 @@ def _check_complete(ds: rasterio.DatasetReader, path: Path) -> None:
 
 def raster_error_reason(e: BaseException) -> str:
     """The most specific one-line reason in an exception chain (GDAL wraps the useful one)."""
-    reasons = []
-    while e is not None and len(reasons) < 5:
-        text = str(e).strip()
+    reasons: list[str] = []
+    cause: BaseException | None = e
+    while cause is not None and len(reasons) < 5:
+        text = str(cause).strip()
         if text and "see previous exception" not in text.lower():
             reasons.append(text.splitlines()[0][:160])
-        e = e.__cause__ or e.__context__
+        cause = cause.__cause__ or cause.__context__
     return reasons[0] if reasons else "unreadable"
 
 
@@ -229,13 +270,25 @@ def find_monthly_rasters(
 
 def _located(cls: type[MonthlyRaster], label: str, radiance: Path, aux: Path | None, aux_kind: AuxKind,
              product: str) -> MonthlyRaster:
-    grid, nodata = grid_of(radiance)
+    grid, nodata, dtype = _grid_nodata_dtype(radiance)
+    if nodata is None and np.dtype(dtype).kind in "iu":
+        nodata = _assumed_fill(dtype)
+        log.warning("%s: integer raster (%s) without a nodata tag; assuming %s marks missing pixels (else they "
+                    "would count as radiance); tag the real fill, e.g. gdal_edit.py -a_nodata VALUE", radiance,
+                    dtype, nodata)
     if aux is not None:
         aux_grid, _ = grid_of(aux)
         if aux_grid != grid:
             raise SourceError(f"{aux}: grid ({aux_grid.describe()}) differs from its radiance file "
                               f"{radiance.name} ({grid.describe()}); download both again")
     return cls(label, radiance, aux, aux_kind, product, grid, nodata)
+
+
+def _assumed_fill(dtype: str) -> float:
+    """The conventional fill of an integer type: its minimum when signed (-32768 for int16), its
+    maximum when unsigned (65535 for uint16, 255 for uint8, Black Marble's fills)."""
+    info = np.iinfo(np.dtype(dtype))
+    return float(info.min if np.dtype(dtype).kind == "i" else info.max)
 
 
 def find_annual_rasters(folder: Path | str, years: tuple[int, ...] | None = None,

@@ -225,11 +225,26 @@ def _load(path: Path) -> Any:
     if path.stat().st_size > MAX_FILE_BYTES:
         raise BoundaryError(f"{path}: file is over {MAX_FILE_BYTES // 1_000_000} MB; simplify the polygons")
     try:
-        return json.loads(path.read_text(encoding="utf-8-sig"))
+        with open(path, "rb") as f:  # bounded: a device's size says 0 (/dev/zero)
+            data = f.read(MAX_FILE_BYTES + 1)
+        if len(data) > MAX_FILE_BYTES:
+            raise BoundaryError(f"{path}: file is over {MAX_FILE_BYTES // 1_000_000} MB; simplify the polygons")
+        return json.loads(data.decode("utf-8-sig"), parse_int=_bounded_int)
     except UnicodeDecodeError as e:
         raise BoundaryError(f"{path}: not UTF-8 text; GeoJSON must be UTF-8") from e
     except json.JSONDecodeError as e:
         raise BoundaryError(f"{path}: not valid JSON (line {e.lineno}, column {e.colno}: {e.msg})") from e
+    except ValueError as e:  # _bounded_int: Python refuses > 4300 digits, naming no file
+        raise BoundaryError(f"{path}: {e}; coordinates and properties need far fewer") from None
+    except RecursionError:
+        raise BoundaryError(f"{path}: values nested too deeply (GeoJSON needs a few levels); the file is damaged or "
+                            "not GeoJSON") from None
+
+
+def _bounded_int(text: str) -> int:
+    if len(text.lstrip("-")) > 30:
+        raise ValueError(f"a number of {len(text.lstrip('-'))} digits")
+    return int(text)
 
 
 def _geometry(g: Any, path: Path, i: int, uid: str) -> Any:

@@ -22,8 +22,11 @@ from exactextract import exact_extract
 from exactextract.raster import NumPyRasterSource
 from rasterio.windows import Window
 
+from pipeline.errors import SourceError
 from pipeline.sources import Grid
 
+MAX_ZONE_PIXELS = 25_000_000  # a 50 km site at 15" is ~220 x 220 px; at 30 m, ~3300 x 3300
+MAX_ZONES_PIXELS = 250_000_000  # all zones: every county of China at 15" is about half of it
 BLOCK = 512  # zones whose pixels start in the same 512x512 block share one read window
 
 
@@ -67,7 +70,7 @@ def rule_weights(coverage: np.ndarray, rule: str) -> np.ndarray:
     raise ValueError(f"pixel rule {rule!r} not valid; must be one of exact, centroid, all_touched")
 
 
-def coverage_weights(zones: gpd.GeoSeries, grid: Grid) -> GridWeights:
+def coverage_weights(zones: gpd.GeoSeries, grid: Grid, source: object = None) -> GridWeights:
     """Exact coverage fractions of every zone on ``grid`` (zones in any CRS).
 
     Zones outside the grid get no entries (their statistics are missing, not zero); a
@@ -76,6 +79,7 @@ def coverage_weights(zones: gpd.GeoSeries, grid: Grid) -> GridWeights:
     """
     geoms = zones.to_crs(grid.crs) if zones.crs is not None else zones
     windows = [_pixel_window(g.bounds, grid) if not g.is_empty else None for g in geoms]
+    _check_windows(windows, grid, source)
     groups: dict[tuple[int, int], list[int]] = {}
     for i, w in enumerate(windows):
         if w is not None:
@@ -93,6 +97,26 @@ def coverage_weights(zones: gpd.GeoSeries, grid: Grid) -> GridWeights:
     with np.errstate(invalid="ignore", divide="ignore"):
         inside = np.clip(np.where(area_px > 0, covered / area_px, 0.0), 0.0, 1.0)
     return GridWeights(grid, len(zones), tuple(blocks), inside)
+
+
+def _check_windows(windows: list[Window | None], grid: Grid, source: object) -> None:
+    """Refuse, before allocating, a zone spanning more pixels than any site or county can on a
+    night-light grid (a raster of absurdly fine pixels made a 2 km site a window of billions)."""
+    sizes = [w.width * w.height for w in windows if w is not None]
+    if not sizes:
+        return
+    where = f"{source}: " if source is not None else ""
+    a = grid.affine
+    fix = ("its pixels are far finer than VIIRS's 15 arc-seconds: resample it, e.g. gdalwarp -tr 0.004166667 "
+           "0.004166667 in.tif out.tif")
+    if max(sizes) > MAX_ZONE_PIXELS:
+        big = max((w for w in windows if w is not None), key=lambda w: w.width * w.height)
+        raise SourceError(f"{where}one zone spans {big.width} x {big.height} px of this raster (pixels of "
+                          f"{abs(a.a):.3g} x {abs(a.e):.3g}), more than the {MAX_ZONE_PIXELS} px allowed per zone; "
+                          f"{fix}")
+    if sum(sizes) > MAX_ZONES_PIXELS:
+        raise SourceError(f"{where}the {len(sizes)} zones span {sum(sizes)} px of this raster (pixels of "
+                          f"{abs(a.a):.3g} x {abs(a.e):.3g}), more than the {MAX_ZONES_PIXELS} px allowed in all; {fix}")
 
 
 def _pixel_window(bounds: tuple[float, float, float, float], grid: Grid) -> Window | None:

@@ -212,7 +212,7 @@ def zone_month_table(
     run = uuid.uuid4().hex
     for g, (grid, idx) in enumerate(by_grid.items()):
         group = [rasters[i] for i in idx]
-        weights = coverage_weights(zones.geometry, grid)
+        weights = coverage_weights(zones.geometry, grid, group[0].radiance)
         inside.append(weights.inside)
         stream, why = choose_stream(weights)
         log.debug("grid %s: %s path, %s", grid.describe(), "streaming" if stream else "chunked", why)

@@ -5,9 +5,9 @@ Two listening sockets share one state: ``main`` serves Apache-style directory in
 an OpenID Connect token endpoint; ``cdn`` is where ``main`` redirects data requests
 (like LAADS's 302 to a signed URL on another host) and it checks the bearer token too.
 Misbehaviour is queued per path: ``"500"``, ``"drop"`` (connection closed mid-file),
-``"html"`` (a login page with HTTP 200), ``"401"``, ``"slow"`` (trickles the body); for POST
-(the token endpoint) ``"307"``/``"302"``/``"308"`` redirect to the same path on ``cdn`` and
-``"307-self"`` to the same URL.
+``"html"`` (a login page with HTTP 200), ``"401"``, ``"slow"`` (trickles the body),
+``"trickle"`` (one byte per ``trickle_s``); for POST (the token endpoint) ``"307"``/``"302"``/``"308"``
+redirect to the same path on ``cdn`` and ``"307-self"`` to the same URL.
 
 Fixture builders make tiny stand-ins with the real names and layouts: EOG GeoTIFFs on the
 15 arc-second grid inside a ``.tgz``, VNP46A3 HDF5 files with the real group and variable
@@ -62,6 +62,7 @@ class State:
     grants: list[str] = field(default_factory=list)  # grant_type of each token request
     token_lifetime: float = 300.0
     slow_bytes_per_s: int = 64 * 1024
+    trickle_s: float = 0.1
     log: list[Request] = field(default_factory=list)
     lock: threading.Lock = field(default_factory=threading.Lock)
 
@@ -271,6 +272,15 @@ def _handler(lb: Loopback, server: str) -> type[BaseHTTPRequestHandler]:
                 self.wfile.write(body[: len(body) // 2])
                 self.wfile.flush()
                 self.close_connection = True
+                return
+            if fault == "trickle":  # one byte per trickle_s, as a stuck or hostile server does
+                try:
+                    for i in range(len(body)):
+                        self.wfile.write(body[i:i + 1])
+                        self.wfile.flush()
+                        time.sleep(lb.state.trickle_s)
+                except OSError:  # the client gave up
+                    pass
                 return
             if fault == "slow":
                 step = max(lb.state.slow_bytes_per_s // 20, 1)

@@ -7,7 +7,11 @@ Everything runs through ``pipeline.cli.main`` exactly as the command line does.
 
 from __future__ import annotations
 
+import datetime as dt
+import json
 import shutil
+import subprocess
+import sys
 from pathlib import Path
 
 import numpy as np
@@ -20,7 +24,19 @@ from rasterio.transform import from_origin
 
 from pipeline.cli import main
 from pipeline.sites import MAX_FILE_BYTES
-from tests.bad_inputs.rasters import GRID, SIZE, lon_field, write_months, write_raster, write_sites
+from tests.bad_inputs.rasters import (
+    GRID,
+    SIZE,
+    lon_field,
+    write_declared_huge,
+    write_eog_sized_tile,
+    write_int16_without_nodata,
+    write_months,
+    write_multiband,
+    write_raster,
+    write_rotated,
+    write_sites,
+)
 
 CORPUS = Path(__file__).parent / "bad_inputs"
 EXPECTED = yaml.safe_load((CORPUS / "expected.yaml").read_text(encoding="utf-8"))
@@ -161,7 +177,31 @@ def test_bad_config(case: str, months: Path, tmp_path: Path, capsys: pytest.Capt
     code, _, err = cli(capsys, "run", "--config", path, "--sites", sites, "--source", "local",
                        "--rasters", months, "--out", tmp_path / "out")
     assert code == 2
-    assert error_lines(err) == [f"nightlights: error: {spec['line'].replace('{file}', str(path))}"]
+    line = spec["line"].replace("{file}", str(path)).replace("{next_year}", str(dt.date.today().year + 1))
+    assert error_lines(err) == [f"nightlights: error: {line}"]
+    assert not (tmp_path / "out").exists()
+
+
+HOSTILE_YAML = [("run", "--config", CORPUS / "config" / "billion_laughs.yaml"),
+                ("run", "--claim", CORPUS / "claims" / "billion_laughs.yaml"),
+                ("run", "--config", CORPUS / "config" / "deep_nesting.yaml"),
+                ("run", "--claim", CORPUS / "claims" / "deep_nesting.yaml"),
+                ("run", "--config", CORPUS / "config" / "recursive_alias.yaml"),
+                ("run", "--config", Path("/dev/zero")),  # its size says 0: it read until memory ran out
+                ("run", "--claim", Path("/dev/zero"))]
+
+
+@pytest.mark.parametrize("argv", HOSTILE_YAML, ids=lambda a: f"{a[1]}-{a[2].stem}")
+def test_hostile_yaml_is_refused_in_bounded_memory(argv: tuple, tmp_path: Path) -> None:
+    """Under a 1 GB address-space limit, at once: before the fix, 158 s, 5.5 GB and 2.1 GB of error text."""
+    code = ("import resource, sys; resource.setrlimit(resource.RLIMIT_AS, (1 << 30, 1 << 30)); "
+            "from pipeline.cli import main; sys.exit(main(sys.argv[1:]))")
+    done = subprocess.run([sys.executable, "-c", code, *map(str, argv), "--source", "demo",
+                           "--out", str(tmp_path / "out"), "-q"],
+                          capture_output=True, text=True, timeout=60, cwd=tmp_path)
+    assert done.returncode == 2, done.stderr[-500:]
+    assert done.stderr.startswith(f"nightlights: error: {argv[2]}: ")
+    assert len(done.stderr) < 300 and done.stderr.count("\n") == 1
     assert not (tmp_path / "out").exists()
 
 
@@ -235,6 +275,19 @@ def _raster_case(case: str, tmp: Path) -> tuple[Path, list[str]]:
     if case == "two_files_one_month":
         other = write_raster(folder / "viirs_202405_v2.tif", np.ones((SIZE, SIZE)))
         return folder, [f"month 2024-05 has 2 radiance files ({bad}, {other}); keep one per month"]
+    if case == "rotated_grid":
+        write_rotated(bad)
+        return folder, [f"{bad}: rotated or sheared georeferencing (geotransform (0.01, 0.002, 125.0, 0.002, -0.01, "
+                        "40.0)); pixels would be placed wrongly: warp it north-up first, e.g. gdalwarp -t_srs "
+                        "EPSG:4326 in.tif out.tif"]
+    if case == "three_bands":
+        write_multiband(bad)
+        return folder, [f"{bad}: 3 bands; a radiance or coverage file has one and the band is not guessed: extract "
+                        "it, e.g. gdal_translate -b 1 in.tif out.tif"]
+    if case == "declares_a_trillion_px":
+        write_declared_huge(bad)
+        return folder, [f"{bad}: declares 1000000 x 1000000 px, more than a global VIIRS grid (86400 x 33600); "
+                        "the file is damaged or not a night-light raster"]
     if case == "corrupt_pixels":
         write_raster(bad, np.random.default_rng(1).random((SIZE, SIZE)) * 50, compress="deflate")
         _corrupt_block(bad)
@@ -244,7 +297,8 @@ def _raster_case(case: str, tmp: Path) -> tuple[Path, list[str]]:
 
 RASTER_CASES = ["missing_folder", "folder_is_a_file", "empty_folder", "no_month_in_any_name",
                 "no_months_for_years", "target_year_missing", "truncated_tif", "truncated_header", "zero_bytes",
-                "html_saved_as_tif", "not_a_tif", "no_crs", "two_files_one_month", "corrupt_pixels"]
+                "html_saved_as_tif", "not_a_tif", "no_crs", "two_files_one_month", "corrupt_pixels",
+                "rotated_grid", "three_bands", "declares_a_trillion_px"]
 RUN_ONLY = {"no_months_for_years", "target_year_missing"}  # extract takes whatever months there are
 
 
@@ -365,3 +419,103 @@ def test_sites_validate_checks_a_claim_against_the_site_files(tmp_path: Path,
     code, out, _ = cli(capsys, "sites", "validate", sites, other)
     assert code == 0 and out.splitlines()[0].startswith(f"{other}: warning: not judged: the claim is about batch 2030")
     assert out.splitlines()[-1] == "ok: 2 file(s) usable, 1 warning(s)"
+
+
+# --------------------------------------------------------------------------- hostile rasters (issue 24)
+
+
+def test_raster_declaring_a_huge_size_is_refused_in_bounded_memory(tmp_path: Path) -> None:
+    """Before: 'unexpected error: MemoryError: Unable to allocate 39.2 GiB' (the site's window on its grid)."""
+    folder = tmp_path / "rasters"
+    write_months(folder)
+    write_declared_huge(folder / "2024-05.tif")
+    sites = write_sites(tmp_path / "sites.geojson")
+    code = ("import resource, sys; resource.setrlimit(resource.RLIMIT_AS, (1 << 30, 1 << 30)); "
+            "from pipeline.cli import main; sys.exit(main(sys.argv[1:]))")
+    done = subprocess.run([sys.executable, "-c", code, "extract", "--sites", str(sites), "--rasters", str(folder),
+                           "--out", str(tmp_path / "out.csv"), "-q"], capture_output=True, text=True, timeout=120)
+    assert done.returncode == 2, done.stderr[-500:]
+    assert done.stderr == (f"nightlights: error: {folder / '2024-05.tif'}: declares 1000000 x 1000000 px, more than "
+                           "a global VIIRS grid (86400 x 33600); the file is damaged or not a night-light raster\n")
+
+
+def test_zone_spanning_too_many_pixels_is_refused_before_allocating() -> None:
+    """A grid of 1e-6 degree pixels under the 10-billion-pixel cap: a 2 km site is 36000 x 47000 px."""
+    import geopandas as gpd
+    from pyproj import CRS
+    from shapely.geometry import Point
+
+    from pipeline.errors import SourceError
+    from pipeline.sources import Grid
+    from pipeline.weights import coverage_weights
+
+    res = 1e-6
+    grid = Grid(CRS.from_epsg(4326).to_wkt(), (res, 0.0, 125.0, 0.0, -res, 40.0), 90_000, 90_000)
+    zones = gpd.GeoSeries([Point(125.05, 39.95).buffer(0.02)], crs=4326)
+    with pytest.raises(SourceError, match=r"^x\.tif: one zone spans \d+ x \d+ px of this raster \(pixels of 1e-06 x "
+                                          r"1e-06\), more than the 25000000 px allowed per zone; .*gdalwarp -tr"):
+        coverage_weights(zones, grid, "x.tif")
+    many = gpd.GeoSeries([Point(125.0005 + 0.0002 * i, 39.9955).buffer(0.00015) for i in range(30)], crs=4326)
+    fine = Grid(CRS.from_epsg(4326).to_wkt(), (1e-7, 0.0, 125.0, 0.0, -1e-7, 40.0), 90_000, 90_000)
+    with pytest.raises(SourceError, match=r"^x\.tif: the 30 zones span \d+ px of this raster \(pixels of 1e-07 x "
+                                          r"1e-07\), more than the 250000000 px allowed in all; "):
+        coverage_weights(many, fine, "x.tif")
+
+
+def test_integer_raster_without_nodata_warns_and_masks_the_assumed_fill(months: Path, tmp_path: Path,
+                                                                        capsys: pytest.CaptureFixture[str]) -> None:
+    """int16 with -32768 fill and no nodata tag: the fill counted as 0 radiance (alpha read 1.5 for 3 nW)."""
+    folder = tmp_path / "rasters"
+    shutil.copytree(months, folder)
+    bad = write_int16_without_nodata(folder / "2024-05.tif", 3)  # the lower half (alpha's rows too) is 3 nW
+    out = tmp_path / "out.csv"
+    code, _, err = cli(capsys, "extract", "--sites", write_sites(tmp_path / "s.geojson"), "--rasters", folder,
+                       "--out", out)
+    assert code == 0
+    assert (f"{bad}: integer raster (int16) without a nodata tag; assuming -32768.0 marks missing pixels (else "
+            "they would count as radiance); tag the real fill, e.g. gdal_edit.py -a_nodata VALUE") in err.splitlines()
+    table = pd.read_csv(out).set_index(["site_id", "month"])
+    alpha = table.loc[("alpha", "2024-05")]
+    assert alpha["mean_radiance"] == pytest.approx(3.0)  # the valid half only
+    assert alpha["valid_fraction"] == pytest.approx(0.5, abs=0.01)
+    assert table.loc[("beta", "2024-05"), "mean_radiance"] == pytest.approx(3.0)
+
+
+def test_site_far_outside_the_rasters_is_insufficient_data_and_listed_off_the_map(
+        months: Path, tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    """Before: 'unexpected error: WindowError: Intersection is empty' while drawing the map."""
+    doc = json.loads(write_sites(tmp_path / "s0.geojson").read_text())
+    doc["features"].append({"type": "Feature", "properties": {"site_id": "faraway", "batch": 2024},
+                            "geometry": {"type": "Point", "coordinates": [10.0, 50.0]}})
+    sites = tmp_path / "sites.geojson"
+    sites.write_text(json.dumps(doc))
+    out = tmp_path / "out"
+    code, _, err = cli(capsys, "run", "--sites", sites, "--source", "local", "--rasters", months, "--out", out,
+                       "--no-sensitivity", "-q")
+    assert code == 0, err
+    changes = pd.read_csv(out / "site_changes.csv").set_index("site_id")
+    assert changes.loc["faraway", "class"] == "insufficient_data"
+    assert set(changes.loc[["alpha", "beta"], "class"]) != {"insufficient_data"}
+    svg = (out / "figures" / "map.svg").read_text()
+    assert 'id="off-map' in svg and "faraway" in svg
+
+
+@pytest.mark.slow
+def test_a_real_sized_tile_is_read_by_window_in_bounded_memory(tmp_path: Path) -> None:
+    """The size checks refuse what would be allocated whole, not big real tiles: an EOG-sized tile
+    (2 GB when read whole) is read by window under a 1 GB address-space limit."""
+    import os
+
+    folder = tmp_path / "rasters"
+    folder.mkdir()
+    tile = write_eog_sized_tile(folder / "2024-01.tif")
+    os.link(tile, folder / "2025-01.tif")
+    sites, out = write_sites(tmp_path / "sites.geojson"), tmp_path / "out.csv"
+    code = ("import resource, sys; resource.setrlimit(resource.RLIMIT_AS, (1 << 30, 1 << 30)); "
+            "from pipeline.cli import main; sys.exit(main(sys.argv[1:]))")
+    done = subprocess.run([sys.executable, "-c", code, "extract", "--sites", str(sites), "--rasters", str(folder),
+                           "--out", str(out), "-q", "--cache-dir", str(tmp_path / "cache")],
+                          capture_output=True, text=True, timeout=300)
+    assert done.returncode == 0, done.stderr[-800:]
+    table = pd.read_csv(out)
+    assert len(table) == 4 and np.allclose(table["mean_radiance"], 2.0)

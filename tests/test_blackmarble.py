@@ -209,3 +209,28 @@ def test_earthdata_token_never_follows_a_redirect_to_another_host(tmp_path, monk
         cdn = server.requests(server="cdn")
         assert cdn and all(r.authorization is None for r in cdn)
         assert all(r.authorization == "Bearer tok-bm-zq55" for r in server.requests("/archive/", server="main"))
+
+
+@pytest.mark.parametrize("side", [20_000, 100_000])
+def test_hdf5_declaring_a_huge_layer_is_refused_in_bounded_memory(tmp_path, side):
+    """A 6 KB file declaring 20000^2 px used 3.7 GB, one declaring 100000^2 tried 37 GiB."""
+    import subprocess
+    import sys
+
+    import h5py
+
+    path = tmp_path / bm_name(2024, 1, 30, 5)
+    with h5py.File(path, "w") as f:
+        g = f.create_group(GROUP)
+        g.create_dataset(VARIABLE, shape=(side, side), dtype="uint16", chunks=(256, 256), fillvalue=65535)
+        g.create_dataset(f"{VARIABLE}_Quality", shape=(side, side), dtype="uint8", chunks=(256, 256))
+    assert path.stat().st_size < 20_000
+    code = ("import resource, sys; resource.setrlimit(resource.RLIMIT_AS, (1 << 30, 1 << 30)); "
+            "from pathlib import Path; from pipeline.errors import SourceError; "
+            "from pipeline.fetch.blackmarble import read_tile\n"
+            "try:\n    read_tile(Path(sys.argv[1]))\nexcept SourceError as e:\n    print(e); sys.exit(2)")
+    done = subprocess.run([sys.executable, "-c", code, str(path)], capture_output=True, text=True, timeout=60)
+    assert done.returncode == 2, done.stderr[-400:]
+    assert done.stdout.strip() == (
+        f"{path}: {VARIABLE} declares {side} x {side} px; a Black Marble tile is 2400 x 2400: the file is "
+        "damaged or not VNP46A3/A4 (refused before reading it); delete it and download it again")

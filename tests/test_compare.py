@@ -385,5 +385,5 @@ def test_compare_years_default_and_checks():
 
     assert Params().compare_years == tuple(range(2020, 2026))
     assert Params(baseline_year=2023, target_year=2024, compare_start_year=2022).compare_years == (2022, 2023, 2024)
-    with pytest.raises(ConfigError, match="compare_start_year=2025: must be a year from 1992 to baseline_year=2024"):
+    with pytest.raises(ConfigError, match="compare_start_year=2025: must be a year from 2012 to baseline_year=2024"):
         Params(compare_start_year=2025)

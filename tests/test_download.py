@@ -226,3 +226,149 @@ def test_bearer_token_is_not_sent_to_another_loopback_host(tmp_path):
                        tmp_path / "b", StaticToken("tok-123", ""), verify=_exact(BLOB), progress=False)
         cdn = other.requests("/data/blob.bin", server="cdn")
         assert cdn and all(r.authorization is None for r in cdn)
+
+
+# --------------------------------------------------------------------------- hostile servers (issue 24)
+
+
+def test_trickling_server_is_given_up_with_one_line(lb, tmp_path):
+    """One byte per 0.1 s (the prober's server sent one per 20 s and hung the download for ever):
+    under the minimum rate over the window, the transfer ends with one line; the .part stays to resume."""
+    session = make_session()
+    session.nightlights_pace = download.Pace(read_timeout_s=5, min_rate_kbs=1.0, window_s=0.6)
+    lb.fault("/data/blob.bin", "trickle")
+    t0 = time.monotonic()
+    with pytest.raises(DownloadError) as caught:
+        fetch_file(session, lb.url + "/data/blob.bin", tmp_path / "blob.bin", None, verify=_exact(BLOB),
+                   progress=False)
+    took = time.monotonic() - t0
+    assert 0.6 <= took < 3
+    message = str(caught.value)
+    assert message.startswith(f"{lb.url}/data/blob.bin: download stalled (")
+    assert "under the minimum 1 KB/s" in message and "run the same command again later to resume" in message
+    assert "\n" not in message
+    assert len(lb.requests("/data/blob.bin")) == 1  # given up, not retried for ever
+    assert not (tmp_path / "blob.bin").exists()
+
+
+def test_silent_server_hits_the_read_timeout_and_stops(lb, tmp_path):
+    """Headers, then nothing: each attempt ends at the read timeout, then one line after the last."""
+    session = make_session()
+    session.nightlights_pace = download.Pace(read_timeout_s=0.2, min_rate_kbs=1.0, window_s=60)
+    lb.state.trickle_s = 30.0
+    lb.fault("/data/blob.bin", *["trickle"] * download.STREAM_ATTEMPTS)
+    t0 = time.monotonic()
+    with pytest.raises(DownloadError, match="connection kept dropping"):
+        fetch_file(session, lb.url + "/data/blob.bin", tmp_path / "blob.bin", None, verify=_exact(BLOB),
+                   progress=False)
+    assert time.monotonic() - t0 < 5
+
+
+def test_pace_settings_come_from_the_environment_and_are_checked(tmp_path):
+    from pipeline.config import load_data_settings
+
+    env = {"NIGHTLIGHTS_CONFIG": str(tmp_path / "none.yaml"), "NIGHTLIGHTS_DOWNLOAD_MIN_RATE_KBS": "4",
+           "NIGHTLIGHTS_DOWNLOAD_RATE_WINDOW_S": "30"}
+    s = load_data_settings(env)
+    assert (s.download_min_rate_kbs, s.download_rate_window_s, s.download_read_timeout_s) == (4.0, 30.0, 120.0)
+    env["NIGHTLIGHTS_DOWNLOAD_RATE_WINDOW_S"] = "soon"
+    with pytest.raises(ConfigError, match=r"NIGHTLIGHTS_DOWNLOAD_RATE_WINDOW_S or .*data\.download_rate_window_s="
+                                          r"'soon': must be a number from 1 to 3600"):
+        load_data_settings(env)
+
+
+def test_disk_full_message_never_shows_a_negative_size(tmp_path):
+    """A part file longer than the size the server announced gave '-67107864 B more needed'."""
+    import errno
+
+    part = tmp_path / "x.tgz.part"
+    part.write_bytes(b"x" * 5000)
+    line = download._write_failure(part, OSError(errno.ENOSPC, "No space left on device"), 1000)
+    assert "more space needed" in line and "-" not in line.split("(", 1)[1].split(")")[0]
+    line = download._write_failure(part, OSError(errno.ENOSPC, "No space left on device"), 5000 + 2048)
+    assert "about 2.0 KB more needed" in line
+
+
+@pytest.mark.parametrize(("sig", "code", "message"), [
+    (signal.SIGINT, 130, "nightlights: interrupted; earlier outputs were left untouched"),
+    (signal.SIGTERM, 143, "nightlights: terminated; earlier outputs were left untouched"),
+])
+def test_signal_ends_a_stuck_download_within_seconds(sig, code, message, tmp_path):
+    """A server trickling one byte at a time (a blocking read): Ctrl-C or SIGTERM ends the process
+    at once with its one line, and the .part stays for the next run to resume."""
+    with Loopback() as lb:
+        lb.protect("/nighttime_light/")
+        lb.allow_token("tok-kill-test")
+        served = populate_eog(lb, (2021,))
+        stuck = eog_month_dir(2021, 1) + eog_name(2021, 1) + ".tgz"
+        lb.state.trickle_s = 0.5
+        lb.fault(stuck, "trickle")
+        assert stuck in served
+        data = tmp_path / "data"
+        args = ["-m", "pipeline", "download", "--source", "eog", "--start", "2021-01", "--end", "2021-01",
+                "--bbox", "125.1", "39.1", "125.6", "39.6", "--data-dir", str(data), "-q"]
+        proc = subprocess.Popen([sys.executable, *args], env=_env(lb, tmp_path), cwd=tmp_path,
+                                stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+        part = data / "raw" / "eog" / "vcmslcfg" / (eog_name(2021, 1) + ".tgz.part")
+        deadline = time.monotonic() + 60
+        while not part.exists() and proc.poll() is None and time.monotonic() < deadline:
+            time.sleep(0.05)
+        time.sleep(0.5)  # in the blocking read of the trickle (its bytes sit in the file's buffer)
+        assert proc.poll() is None, proc.communicate()
+        t0 = time.monotonic()
+        proc.send_signal(sig)
+        _, err = proc.communicate(timeout=30)
+        assert time.monotonic() - t0 < 5
+        assert proc.returncode == code
+        assert err.strip().splitlines() == [message]
+        assert part.exists()  # resumed next time
+
+
+def test_body_longer_than_any_file_is_cut_off(tmp_path, monkeypatch):
+    """A body without a length that never ends would fill the disk: it stops at the cap, one line."""
+    class Endless:
+        def read1(self, n, decode_content=True):
+            return b"\0" * n
+
+    class Response:
+        status_code, headers, raw = 200, {"Content-Type": "application/octet-stream"}, Endless()
+
+    monkeypatch.setattr(download, "MAX_UNANNOUNCED_BYTES", 1 << 20)
+    part = tmp_path / "x.tgz.part"
+    with pytest.raises(DownloadError, match=r"^http://127\.0\.0\.1/x\.tgz: the server sent more than 1\.0 MB, more "
+                                            r"than it announced or than any listing or night-light file"):
+        download._stream(Response(), part, 0, None, "http://127.0.0.1/x.tgz", None, False, "x", download.Pace())
+    assert part.stat().st_size <= 1 << 20
+
+
+def test_listing_that_never_ends_is_cut_off(lb, monkeypatch):
+    """A listing page is read bounded too (it was read whole into memory)."""
+    from pipeline.fetch.http import get_text
+
+    monkeypatch.setattr(download, "MAX_LISTING_BYTES", 1 << 20)
+    with pytest.raises(DownloadError, match=r"/data/blob\.bin: the server sent more than 1\.0 MB"):
+        get_text(make_session(), lb.url + "/data/blob.bin", None)  # 3 MB where a listing was expected
+    lb.add("/data/index.html", b"<html><a href='x.tgz'>x.tgz</a></html>")
+    assert "x.tgz" in get_text(make_session(), lb.url + "/data/index.html", None)
+
+
+def test_listing_cut_off_midway_is_one_download_error(lb):
+    from pipeline.fetch.http import get_text
+
+    lb.add("/data/index.html", b"<html>" + b"<a href='x.tgz'>x.tgz</a>" * 5000 + b"</html>")
+    lb.fault("/data/index.html", "drop")
+    with pytest.raises(DownloadError, match=r"/data/index\.html: request failed after retries \(ChunkedEncodingError\)"):
+        get_text(make_session(), lb.url + "/data/index.html", None)
+
+
+def test_login_page_arriving_byte_by_byte_is_still_recognised(lb, tmp_path):
+    """Receives are read as they come: the page check waits for the first 64 bytes, not the first byte."""
+    from tests.loopback import LOGIN_PAGE
+
+    lb.add("/data/page.bin", LOGIN_PAGE)  # served as application/octet-stream
+    lb.state.trickle_s = 0.002
+    lb.fault("/data/page.bin", "trickle")
+    with pytest.raises(AuthError, match="HTML page"):
+        fetch_file(make_session(), lb.url + "/data/page.bin", tmp_path / "page.bin", None, verify=_exact(BLOB),
+                   progress=False)
+    assert list(tmp_path.iterdir()) == []

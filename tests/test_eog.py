@@ -262,3 +262,132 @@ def test_each_provider_token_stays_with_its_provider():
     assert not _keeps_token("http://127.0.0.1:8001/x", "http://127.0.0.2:8001/x", nasa)
     assert not _keeps_token("http://127.0.0.1:8001/x", "http://localhost:8001/x", nasa)
     assert _keeps_token("http://127.0.0.1:8001/data/x", "http://127.0.0.1:8002/data/x", nasa)  # same host
+
+
+# --------------------------------------------------------------------------- archive bombs (issue 24)
+
+
+def _bomb_tgz(stem: str, size: int) -> bytes:
+    """A valid archive whose avg_rade9h member is ``size`` zero bytes (gzip makes ~1/1000 of it)."""
+    import io
+    import tarfile
+
+    buf = io.BytesIO()
+    with tarfile.open(fileobj=buf, mode="w:gz", compresslevel=1) as tf:
+        info = tarfile.TarInfo(f"{stem}.avg_rade9h.tif")
+        info.size = size
+        tf.addfile(info, io.BytesIO(bytes(size)))
+    return buf.getvalue()
+
+
+def test_archive_member_over_the_unpack_budget_is_refused_before_writing(lb, tmp_path, monkeypatch):
+    """Before: a 306 KB archive unpacked until the disk was full and left a 64 MB part file."""
+    from pipeline.errors import DownloadError
+    from pipeline.fetch import eog
+
+    _login(monkeypatch)
+    monkeypatch.setattr(eog, "UNPACK_FLOOR", 1 << 20)  # so the test archive can be small
+    stem = eog_name(2021, 3)
+    data = _bomb_tgz(stem, 8 << 20)
+    assert len(data) < 60_000
+    lb.add(eog_month_dir(2021, 3) + stem + ".tgz", data)
+    with pytest.raises(DownloadError) as caught:
+        download_months("eog", [(2021, 3)], BBOX, tmp_path, progress=False)
+    archive = tmp_path / "raw" / "eog" / "vcmslcfg" / f"{stem}.tgz"
+    assert str(caught.value) == (
+        f"{archive}: member {stem}.avg_rade9h.tif unpacks to 8.0 MB, more than the "
+        f"{download.human_size(eog.unpack_budget(len(data)))} allowed for an "
+        f"archive of {download.human_size(len(data))} (a real EOG layer is about 2 GB); the file is damaged "
+        "or not from EOG: delete it and download again")
+    assert not list(tmp_path.rglob("*.extracted")) and not list(tmp_path.rglob("*.tif"))
+
+
+def test_unpack_stops_at_the_budget_when_the_bytes_outrun_the_header(tmp_path):
+    import io
+    import tarfile
+
+    from pipeline.errors import DownloadError
+    from pipeline.fetch.eog import unpack_member
+
+    class Lying:
+        def extractfile(self, member):
+            return io.BytesIO(bytes(5 << 20))  # 5 MB where the header says 10 bytes
+
+    member = tarfile.TarInfo("x.avg_rade9h.tif")
+    member.size = 10
+    archive = tmp_path / "a.tgz"
+    archive.write_bytes(b"0" * 100)
+    with pytest.raises(DownloadError, match=r"unpacks to more than 1\.0 MB"):
+        unpack_member(Lying(), member, tmp_path / "x.extracted", 1 << 20, archive)
+    assert (tmp_path / "x.extracted").stat().st_size <= 1 << 20  # stopped there; the caller removes it
+
+
+def test_full_disk_while_unpacking_leaves_no_part_file(lb, tmp_path, monkeypatch):
+    import errno
+    import tarfile
+
+    _login(monkeypatch)
+    populate_eog(lb, (2021,))
+
+    class FullDisk:
+        def __init__(self, real):
+            self.real, self.n = real, 0
+
+        def read(self, n):
+            self.n += 1
+            if self.n > 1:
+                raise OSError(errno.ENOSPC, "No space left on device")
+            return self.real.read(n)
+
+        def __enter__(self):
+            return self
+
+        def __exit__(self, *exc):
+            self.real.close()
+
+    real = tarfile.TarFile.extractfile
+    monkeypatch.setattr(tarfile.TarFile, "extractfile", lambda self, m: FullDisk(real(self, m)))
+    from pipeline.errors import DownloadError
+
+    with pytest.raises(DownloadError, match=r"vcmslcfg: disk full while unpacking SVDNB_.*avg_rade9h\.tif \("):
+        download_months("eog", [(2021, 3)], BBOX, tmp_path, progress=False)
+    assert not list(tmp_path.rglob("*.extracted"))
+
+
+def _sparse_tgz(stem: str, realsize: int) -> bytes:
+    """A valid archive of ~230 bytes whose avg_rade9h member is a GNU sparse file (PAX 1.0) of
+    ``realsize`` bytes: one data byte at the end, the rest a hole that unpacks as zeros."""
+    import io
+    import tarfile
+
+    name = f"{stem}.avg_rade9h.tif"
+    sparse_map = f"1\n{realsize - 1}\n1\n".encode()
+    block = sparse_map + bytes(512 - len(sparse_map)) + b"x"
+    info = tarfile.TarInfo(f"GNUSparseFile.0/{name}")
+    info.size = len(block)
+    info.pax_headers = {"GNU.sparse.major": "1", "GNU.sparse.minor": "0", "GNU.sparse.name": name,
+                        "GNU.sparse.realsize": str(realsize)}
+    buf = io.BytesIO()
+    with tarfile.open(fileobj=buf, mode="w:gz", format=tarfile.PAX_FORMAT) as tf:
+        tf.addfile(info, io.BytesIO(block))
+    return buf.getvalue()
+
+
+def test_archive_with_a_sparse_terabyte_member_is_refused_at_once(lb, tmp_path, monkeypatch):
+    """The real bomb: a few hundred bytes declaring a 1 TB member (the old code copied zeros until the disk
+    was full). The real budget (64 MB floor for a small archive) refuses it before a byte is written."""
+    import time
+
+    from pipeline.errors import DownloadError
+
+    _login(monkeypatch)
+    stem = eog_name(2021, 3)
+    data = _sparse_tgz(stem, 10**12)
+    assert len(data) < 400
+    lb.add(eog_month_dir(2021, 3) + stem + ".tgz", data)
+    t0 = time.monotonic()
+    with pytest.raises(DownloadError, match=rf"{stem}\.avg_rade9h\.tif unpacks to 931\.3 GB, more than the 64\.0 MB "
+                                            r"allowed for an archive of \d+ B \(a real EOG layer is about 2 GB\)"):
+        download_months("eog", [(2021, 3)], BBOX, tmp_path, progress=False)
+    assert time.monotonic() - t0 < 10
+    assert not list(tmp_path.rglob("*.extracted")) and not list(tmp_path.rglob("*.tif"))

@@ -198,3 +198,29 @@ def test_every_2024_and_2025_site_lands_in_exactly_one_county(shipped, caplog):
     named = out.set_index("site_id")
     assert named.loc["hwangju", "county"] == "Yonthan" and named.loc["kim-hyong-jik", "county"] == "Kim Hyong Jik"
     assert named.loc["sinpho", "county"] == "Sinpo" and named.loc["kaephung", "county"] == "Kaepung"
+
+
+@pytest.mark.parametrize(("text", "problem"), [
+    ('{"type": "FeatureCollection", "features": ' + "[" * 5000 + "]" * 5000 + "}",
+     "values nested too deeply (GeoJSON needs a few levels); the file is damaged or not GeoJSON"),
+    ('{"type": "FeatureCollection", "features": [{"type": "Feature", "properties": {"unit_id": ' + "9" * 4301
+     + '}, "geometry": null}]}', "a number of 4301 digits; coordinates and properties need far fewer"),
+])
+def test_hostile_boundary_files_are_one_line(tmp_path, text, problem):
+    """Before: 'unexpected error' (RecursionError, ValueError) naming no file."""
+    from pipeline.errors import BoundaryError
+    from pipeline.units import read_units
+
+    path = tmp_path / "units.geojson"
+    path.write_text(text)
+    with pytest.raises(BoundaryError) as caught:
+        read_units(path)
+    assert str(caught.value) == f"{path}: {problem}"
+
+
+def test_a_device_as_boundary_file_is_read_bounded():
+    from pipeline.errors import BoundaryError
+    from pipeline.units import read_units
+
+    with pytest.raises(BoundaryError, match=r"^/dev/zero: file is over 100 MB"):
+        read_units("/dev/zero")

@@ -23,9 +23,9 @@ from typing import Any
 
 from tqdm import tqdm
 
-from pipeline.config import DataSettings, load_data_settings
+from pipeline.config import FIRST_YEAR, FIRST_YEAR_WHY, DataSettings, load_data_settings
 from pipeline.errors import ConfigError
-from pipeline.fetch.http import PROVIDER_HOSTS, NotPublished, make_session
+from pipeline.fetch.http import PROVIDER_HOSTS, NotPublished, Pace, make_session
 from pipeline.fetch.manifest import Bbox, Context, Manifest
 
 log = logging.getLogger(__name__)
@@ -39,6 +39,13 @@ def sites_bbox(sites: Any, pad: float = PAD_DEG) -> Bbox:
     return (max(w - pad, -180.0), max(s - pad, -90.0), min(e + pad, 180.0), min(n + pad, 90.0))
 
 
+def _check_years(what: str, *years: int) -> None:
+    """Refuse a typo such as 20255 before it becomes 200,000 periods to fetch."""
+    last = dt.date.today().year + 1
+    if any(not FIRST_YEAR <= y <= last for y in years):
+        raise ConfigError(f"{what}: years must be from {FIRST_YEAR} to {last} ({FIRST_YEAR_WHY})")
+
+
 def month_list(start: str, end: str) -> list[tuple[int, int]]:
     try:
         y0, m0 = (int(v) for v in start.split("-"))
@@ -47,6 +54,7 @@ def month_list(start: str, end: str) -> list[tuple[int, int]]:
             raise ValueError
     except ValueError:
         raise ConfigError(f"month range {start}..{end}: use YYYY-MM, e.g. --start 2024-01 --end 2025-12") from None
+    _check_years(f"month range {start}..{end}", y0, y1)
     months = [(y, m) for y in range(y0, y1 + 1) for m in range(1, 13) if (y0, m0) <= (y, m) <= (y1, m1)]
     if not months:
         raise ConfigError(f"month range {start}..{end} is empty; --start must not be after --end")
@@ -61,6 +69,7 @@ def year_list(start: str, end: str) -> list[int]:
             raise ValueError
     except ValueError:
         raise ConfigError(f"year range {start}..{end}: use YYYY, e.g. --start 2023 --end 2025") from None
+    _check_years(f"year range {start}..{end}", y0, y1)
     if y1 < y0:
         raise ConfigError(f"year range {start}..{end} is empty; --start must not be after --end")
     return list(range(y0, y1 + 1))
@@ -68,8 +77,13 @@ def year_list(start: str, end: str) -> list[int]:
 
 def _context(data_dir: Path, bbox: Bbox, progress: bool, geometries: Any, settings: DataSettings | None,
              refresh: bool = False, source: str = "") -> Context:
-    """The job context; its session lets the token follow redirects only to ``source``'s own hosts."""
-    return Context(make_session(PROVIDER_HOSTS.get(source, ())), settings or load_data_settings(), Path(data_dir), bbox,
+    """The job context; its session lets the token follow redirects only to ``source``'s own hosts,
+    and gives up on a server slower than the pace settings."""
+    settings = settings or load_data_settings()
+    session = make_session(PROVIDER_HOSTS.get(source, ()))
+    session.nightlights_pace = Pace(settings.download_read_timeout_s,  # type: ignore[attr-defined]
+                                    settings.download_min_rate_kbs, settings.download_rate_window_s)
+    return Context(session, settings, Path(data_dir), bbox,
                    Manifest.load(Path(data_dir)), progress, geometries, refresh)
 
 

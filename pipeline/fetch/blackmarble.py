@@ -47,6 +47,8 @@ GROUP = "HDFEOS/GRIDS/VIIRS_Grid_DNB_2d/Data Fields"
 VARIABLE = "NearNadir_Composite_Snow_Free"
 LAYERS = ("radiance", "quality")
 QUALITY_FILL = 255
+TILE_SIDE = 2400  # pixels per side of a VNP46A3/A4 tile (10 degrees at 15 arc-seconds)
+MAX_TILE_SIDE = 2 * TILE_SIDE  # room for a finer future collection, far from what eats memory
 H5_SIGNATURE = b"\x89HDF\r\n\x1a\n"
 NAME_RE = re.compile(r"^(?P<product>VNP46A[34]|VJ146A[34])\.A(?P<year>\d{4})(?P<doy>\d{3})\.h(?P<h>\d{2})v(?P<v>\d{2})"
                      r"\.(?P<coll>\d{3})\.(?P<stamp>\d{13})\.h5$")
@@ -129,6 +131,10 @@ def verify_h5(path: Path) -> None:
         with h5py.File(path, "r") as h5:
             if GROUP not in h5 or VARIABLE not in h5[GROUP]:
                 raise DownloadError(f"{path.name}: no {GROUP}/{VARIABLE}; not a VNP46A3/A4 collection-2 file")
+            try:
+                _check_declared_shape(path, h5[GROUP], VARIABLE)
+            except SourceError as e:  # a download failing its check is fetched once more, then refused
+                raise DownloadError(str(e)) from None
     except OSError as e:
         raise DownloadError(f"{path.name}: HDF5 file cannot be read ({str(e)[:80]}); truncated?") from None
 
@@ -185,6 +191,7 @@ def read_tile(path: Path, variable: str = VARIABLE) -> Tile:
         with h5py.File(path, "r") as h5:
             h, v = _tile_numbers(h5, m, path)
             fields = h5[GROUP]
+            _check_declared_shape(path, fields, variable)
             radiance, fill = decode(fields[variable])
             qname = f"{variable}_Quality"
             if qname in fields:
@@ -200,6 +207,20 @@ def read_tile(path: Path, variable: str = VARIABLE) -> Tile:
     if radiance.ndim != 2 or radiance.shape[0] != radiance.shape[1] or quality.shape != radiance.shape:
         raise SourceError(f"{path}: expected square 2-D layers, found {radiance.shape} and {quality.shape}")
     return Tile(h, v, radiance, quality)
+
+
+def _check_declared_shape(path: Path, fields: Any, variable: str) -> None:
+    """Refuse a layer whose declared shape is not a tile's, before reading it: an HDF5 file
+    of 6 KB can declare 100000 x 100000 px (unwritten chunks cost nothing on disk) and the
+    read would allocate tens of GB. Black Marble tiles are 2400 x 2400 (10 degrees at 15")."""
+    for name in (variable, f"{variable}_Quality"):
+        if name not in fields:
+            continue
+        shape = tuple(fields[name].shape)
+        if len(shape) != 2 or shape[0] != shape[1] or not 0 < shape[0] <= MAX_TILE_SIDE:
+            raise SourceError(f"{path}: {name} declares {' x '.join(map(str, shape)) or 'a scalar'} px; a Black "
+                              f"Marble tile is {TILE_SIDE} x {TILE_SIDE}: the file is damaged or not VNP46A3/A4 "
+                              "(refused before reading it); delete it and download it again")
 
 
 def _tile_numbers(h5: Any, m: re.Match[str] | None, path: Path) -> tuple[int, int]:
@@ -318,7 +339,9 @@ def ensure_period(ctx: Context, auth: StaticToken, product: str, year: int, doy:
         log.warning("%s %s: %s changed on LAADS (new name or size); downloading it again", product, label,
                     ", ".join(changed))
     raw = ctx.data_dir / "raw" / "blackmarble"
-    tiles, sources, files = [], [], []
+    tiles: list[Any] = []
+    sources: list[dict[str, Any]] = []
+    files: list[Path] = []
     for key in wanted:
         item = found[key]
         url = f"{base}/{item['name']}"

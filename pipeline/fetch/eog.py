@@ -18,6 +18,7 @@ before it runs out (refresh-token grant, else a new login) and on any 401.
 from __future__ import annotations
 
 import calendar
+import errno
 import gzip
 import logging
 import re
@@ -27,6 +28,7 @@ import time
 from collections.abc import Callable
 from html.parser import HTMLParser
 from pathlib import Path
+from typing import Any
 from urllib.parse import urljoin, urlsplit
 
 import numpy as np
@@ -36,7 +38,7 @@ from pipeline.config import DataSettings
 from pipeline.errors import AuthError, ConfigError, DownloadError
 from pipeline.fetch.http import TIMEOUT, NotPublished, fetch_file, get_text, public_url
 from pipeline.fetch.manifest import Bbox, Context, write_cog
-from pipeline.provenance import sha256
+from pipeline.provenance import human_size, sha256
 
 log = logging.getLogger(__name__)
 
@@ -217,6 +219,51 @@ def verify_gzip(path: Path) -> None:
         raise DownloadError(f"{path.name}: broken or truncated gzip file ({e.__class__.__name__})") from None
 
 
+# A real tile's layer is 28800 x 18000 float32 (~2 GB) from an archive of some hundreds of MB. A member
+# unpacks to at most UNPACK_RATIO x the archive (at least UNPACK_FLOOR, for small test archives), never
+# over UNPACK_MAX: a 306 KB archive declaring a sparse member of terabytes filled the disk before these.
+UNPACK_MAX, UNPACK_RATIO, UNPACK_FLOOR = 4 << 30, 100, 64 << 20
+MAX_CROP_PIXELS = 200_000_000  # 0.8 GB of float32: a 55 x 55 degree box at 15 arc-seconds
+
+
+def unpack_budget(archive_size: int) -> int:
+    """The most bytes one member of an archive of ``archive_size`` bytes may unpack to."""
+    return min(UNPACK_MAX, max(UNPACK_FLOOR, UNPACK_RATIO * archive_size))
+
+
+def unpack_member(tf: tarfile.TarFile, member: tarfile.TarInfo, dest: Path, budget: int, archive: Path) -> None:
+    """Copy one member to ``dest``: refused when its declared size passes ``budget`` or the free space,
+    stopped when the bytes read pass ``budget`` (a lying header); the caller removes ``dest`` on failure."""
+    def refuse(size: str) -> DownloadError:
+        return DownloadError(f"{archive}: member {Path(member.name).name} unpacks to {size}, more than the "
+                             f"{human_size(budget)} allowed for an archive of {human_size(archive.stat().st_size)} (a real EOG "
+                             "layer is about 2 GB); the file is damaged or not from EOG: delete it and download again")
+
+    if member.size > budget:
+        raise refuse(human_size(member.size))
+    free = shutil.disk_usage(dest.parent).free
+    if member.size > free:
+        raise DownloadError(f"{dest.parent}: disk full: unpacking {Path(member.name).name} needs {human_size(member.size)}, "
+                            f"{human_size(free)} free; free space or choose another --data-dir, then run again")
+    src = tf.extractfile(member)
+    if src is None:
+        raise DownloadError(f"{archive}: member {member.name} cannot be read; delete the file and download again")
+    done = 0
+    try:
+        with src, open(dest, "wb") as dst:
+            while block := src.read(1 << 22):
+                done += len(block)
+                if done > budget:
+                    raise refuse(f"more than {human_size(budget)}")
+                dst.write(block)
+    except OSError as e:
+        if e.errno not in (errno.ENOSPC, errno.EDQUOT):
+            raise
+        raise DownloadError(f"{dest.parent}: disk full while unpacking {Path(member.name).name} ({human_size(done)} "
+                            f"of {human_size(member.size)} written); free space or choose another --data-dir, then "
+                            "run again") from None
+
+
 def crop(src: str, bbox: Bbox) -> tuple[np.ndarray, object, float | None, object, dict[str, str]]:
     """The pixels of ``src`` covering ``bbox`` (whole pixels, outward), with georeferencing."""
     import rasterio
@@ -232,6 +279,12 @@ def crop(src: str, bbox: Bbox) -> tuple[np.ndarray, object, float | None, object
         if c1 <= c0 or r1 <= r0:
             raise DownloadError(f"{src}: does not overlap lon {bbox[0]}..{bbox[2]}, lat {bbox[1]}..{bbox[3]}")
         window = Window(c0, r0, c1 - c0, r1 - r0)
+        if window.width * window.height > MAX_CROP_PIXELS:
+            raise DownloadError(
+                f"{src}: cropping lon {bbox[0]}..{bbox[2]}, lat {bbox[1]}..{bbox[3]} would read {window.width}x"
+                f"{window.height} px (the file declares {ds.width}x{ds.height} px of {abs(ds.transform.a):.3g}); "
+                "not a 15-arc-second EOG product, or a box too large for one run: delete the file and download "
+                "again, or use fewer sites")
         return ds.read(1, window=window), ds.window_transform(window), ds.nodata, ds.crs, ds.tags()
 
 
@@ -306,10 +359,12 @@ def _tiled(ctx: Context, auth: EogAuth, cfg: str, year: int, month: int, tile: s
         raise NotPublished(f"{public_url(base)}: no {tile} {cfg} .tgz in the listing")
     archive = fetch_file(ctx.session, base + names[0], _raw_dir(ctx, cfg) / names[0], auth,
                          verify=verify_tgz, progress=ctx.progress)
-    source = {"url": base + names[0], "size": archive.stat().st_size, "sha256": sha256(archive)}
+    url = base + names[0]
+    source = {"url": url, "size": archive.stat().st_size, "sha256": sha256(archive)}
     out = cache_folder(ctx.data_dir, cfg)
     out.mkdir(parents=True, exist_ok=True)
     written: dict[str, Path] = {}
+    budget = unpack_budget(archive.stat().st_size)
     with tarfile.open(archive, "r:gz") as tf:
         for member in tf:
             layer = next((lyr for lyr in LAYERS if member.name.endswith(f".{lyr}.tif")), None)
@@ -317,11 +372,10 @@ def _tiled(ctx: Context, auth: EogAuth, cfg: str, year: int, month: int, tile: s
                 continue
             name = Path(member.name).name
             tmp = archive.with_name(name + ".extracted")
-            with tf.extractfile(member) as src, open(tmp, "wb") as dst:  # type: ignore[union-attr]
-                shutil.copyfileobj(src, dst, 1 << 22)
             try:
-                written[layer] = _write_layer(tmp.as_posix(), out / name, layer, ctx.bbox, source["url"])
-            finally:
+                unpack_member(tf, member, tmp, budget, archive)
+                written[layer] = _write_layer(tmp.as_posix(), out / name, layer, ctx.bbox, url)
+            finally:  # whatever happened (budget, full disk, a signal), no part file is left
                 tmp.unlink(missing_ok=True)
     _finish(ctx, cfg, year, month, written, [source])
     archive.unlink()
@@ -333,7 +387,7 @@ def _notile(ctx: Context, auth: EogAuth, cfg: str, year: int, month: int) -> Non
     out = cache_folder(ctx.data_dir, cfg)
     out.mkdir(parents=True, exist_ok=True)
     written: dict[str, Path] = {}
-    sources = []
+    sources: list[dict[str, Any]] = []
     for layer in LAYERS:
         found = pick(names, year, month, rf"[0-9A-Za-z]+_{cfg}_v10_c\d{{12,14}}\.{layer}\.tif\.gz")
         if not found:

@@ -25,6 +25,7 @@ import logging
 import re
 from collections.abc import Callable
 from pathlib import Path
+from typing import Any
 
 from pipeline.config import EOG_CONFIGS
 from pipeline.errors import ConfigError, DownloadError
@@ -129,7 +130,9 @@ def ensure_year(ctx: Context, auth: EogAuth, cfg: str, year: int, versions: list
     raw = ctx.data_dir / "raw" / "eog_annual" / cfg
     out = cache_folder(ctx.data_dir, cfg)
     out.mkdir(parents=True, exist_ok=True)
-    written, sources, fetched = {}, [], {}
+    written: dict[str, Path] = {}
+    sources: list[dict[str, Any]] = []
+    fetched: dict[str, Any] = {}
     for layer, name in files.items():  # every layer verified before any is cached: no half year
         gz = fetch_file(ctx.session, base + name, raw / name, auth, verify=verify_gzip, progress=ctx.progress)
         sources.append({"url": base + name, "size": gz.stat().st_size, "sha256": sha256(gz)})

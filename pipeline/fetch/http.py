@@ -12,7 +12,7 @@ from __future__ import annotations
 import logging
 import os
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Protocol
@@ -31,8 +31,29 @@ log = logging.getLogger(__name__)
 BACKOFF_FACTOR = 0.5  # urllib3 sleeps factor * 2**(n-1) s between retries (first one immediate)
 STREAM_ATTEMPTS = 5  # resumptions after a connection dropped mid-file
 TIMEOUT = (15, 120)  # connect, read (s)
+MAX_LISTING_BYTES = 32 << 20  # a LAADS day listing is ~100 KB, an EOG index a few KB
+MAX_UNANNOUNCED_BYTES = 32 << 30  # a body without a length: the largest real file (a global annual) is a few GB
 CHUNK = 1 << 16  # 64 KB: what a dropped connection can cost, and the progress step
 USER_AGENT = "nightlights-downloader/0.1 (python-requests)"
+
+
+@dataclass(frozen=True)
+class Pace:
+    """How slow a transfer may be before it is given up (settings ``download_*``, docs/data.md).
+
+    A read timeout alone never fires on a server that sends one byte every 20 s; so the
+    bytes received over each ``window_s`` must also reach ``min_rate_kbs`` KB/s.
+    """
+
+    read_timeout_s: float = float(TIMEOUT[1])
+    min_rate_kbs: float = 1.0
+    window_s: float = 60.0
+
+
+def pace_of(session: requests.Session) -> Pace:
+    """The session's :class:`Pace` (set by the downloaders from the settings), else the defaults."""
+    pace = getattr(session, "nightlights_pace", None)
+    return pace if isinstance(pace, Pace) else Pace()
 
 
 class NotPublished(DownloadError):
@@ -140,7 +161,7 @@ def get(session: requests.Session, url: str, auth: Auth | None, *, stream: bool 
     for attempt in (1, 2):
         try:
             r = session.get(url, headers={**(auth.headers() if auth else {}), **(headers or {})},
-                            stream=stream, timeout=TIMEOUT)
+                            stream=stream, timeout=(TIMEOUT[0], pace_of(session).read_timeout_s))
         except requests.RequestException as e:
             raise DownloadError(f"{public_url(url)}: request failed after retries "
                                 f"({e.__class__.__name__}); check the network or the mirror URL") from None
@@ -161,8 +182,14 @@ def get(session: requests.Session, url: str, auth: Auth | None, *, stream: bool 
 
 def get_text(session: requests.Session, url: str, auth: Auth | None, expect: str = "html") -> str:
     """A listing page (HTML index or JSON). HTML where JSON was expected is a login page."""
-    r = get(session, url, auth)
-    text = r.text
+    r = get(session, url, auth, stream=True)
+    try:
+        with r:  # bounded and paced like a file: a listing that never ends must not fill memory
+            body = b"".join(_paced_chunks(r, url, pace_of(session), MAX_LISTING_BYTES))
+    except requests.RequestException as e:
+        raise DownloadError(f"{public_url(url)}: request failed after retries "
+                            f"({e.__class__.__name__}); check the network or the mirror URL") from None
+    text = body.decode(r.encoding or "utf-8", errors="replace")
     if expect == "json" and looks_like_html(text[:200].encode()):
         raise _auth_error(url, "returned an HTML page instead of the JSON listing", auth)
     if expect == "html" and _is_login_page(text):
@@ -228,11 +255,14 @@ def _transfer(session: requests.Session, url: str, part: Path, auth: Auth | None
             if "text/html" in r.headers.get("Content-Type", ""):
                 raise _auth_error(url, "returned an HTML page (a login page?) instead of data", auth)
             total = _total_size(r, offset)
+            if total and r.status_code == 206 and offset > total:  # a stale part longer than the file
+                part.unlink(missing_ok=True)
+                continue
             if expected_size and total and total != expected_size:
                 raise DownloadError(f"{public_url(url)}: server announces {total} bytes, listing said "
                                     f"{expected_size}; try again later")
             try:
-                _stream(r, part, offset, total or expected_size, url, auth, progress, label)
+                _stream(r, part, offset, total or expected_size, url, auth, progress, label, pace_of(session))
             except (requests.RequestException, OSError) as e:
                 if not isinstance(e, requests.RequestException | ConnectionError | TimeoutError):
                     raise DownloadError(_write_failure(part, e, total or expected_size)) from e
@@ -263,13 +293,14 @@ def _total_size(r: requests.Response, offset: int) -> int | None:
 
 
 def _stream(r: requests.Response, part: Path, offset: int, total: int | None, url: str,
-            auth: Auth | None, progress: bool, label: str) -> None:
+            auth: Auth | None, progress: bool, label: str, pace: Pace | None = None) -> None:
     mode = "ab" if r.status_code == 206 else "wb"
     first = True
     with open(part, mode) as f, tqdm(total=total, initial=offset if mode == "ab" else 0, unit="B",
                                      unit_scale=True, unit_divisor=1024, desc=label[:40], leave=False,
                                      disable=not progress, dynamic_ncols=True) as bar:
-        for chunk in r.iter_content(CHUNK):
+        limit = (total or MAX_UNANNOUNCED_BYTES) - (offset if mode == "ab" else 0)
+        for chunk in _whole_head(_paced_chunks(r, url, pace or Pace(), limit)):
             if first:
                 first = False
                 if "text/html" in r.headers.get("Content-Type", "") or looks_like_html(chunk[:64]):
@@ -279,6 +310,58 @@ def _stream(r: requests.Response, part: Path, offset: int, total: int | None, ur
                     raise _auth_error(url, "returned an HTML page (a login page?) instead of data", auth)
             f.write(chunk)
             bar.update(len(chunk))
+
+
+def _whole_head(chunks: Iterator[bytes], n: int = 64) -> Iterator[bytes]:
+    """The same bytes, the first chunk holding at least ``n`` of them (a page is recognised by its head)."""
+    head: bytes | None = b""
+    for chunk in chunks:
+        if head is None:
+            yield chunk
+            continue
+        head += chunk
+        if len(head) >= n:
+            yield head
+            head = None
+    if head:
+        yield head
+
+
+def _paced_chunks(r: requests.Response, url: str, pace: Pace, limit: int | None = None) -> Iterator[bytes]:
+    """The body as it arrives (``read1``: whatever one receive gives, so a trickle is seen at
+    once, where ``iter_content`` would wait for a whole chunk), ending the transfer with one
+    :class:`DownloadError` when fewer than ``pace.min_rate_kbs`` KB/s came over ``pace.window_s``,
+    or more than ``limit`` bytes (what the server announced, else :data:`MAX_UNANNOUNCED_BYTES`).
+    urllib3's errors are turned into requests' as ``iter_content`` does (the caller resumes those)."""
+    from urllib3.exceptions import DecodeError, ProtocolError, ReadTimeoutError
+
+    start, got, received = time.monotonic(), 0, 0
+    while True:
+        try:
+            chunk = r.raw.read1(CHUNK, decode_content=True)
+        except ProtocolError as e:
+            raise requests.exceptions.ChunkedEncodingError(e) from e
+        except ReadTimeoutError as e:
+            raise requests.exceptions.ConnectionError(e) from e
+        except DecodeError as e:
+            raise requests.exceptions.ContentDecodingError(e) from e
+        if not chunk:
+            return
+        received += len(chunk)
+        if limit is not None and received > limit:
+            raise DownloadError(f"{public_url(url)}: the server sent more than {human_size(limit)}, more than it "
+                                "announced or than any listing or night-light file; try again later or use another "
+                                "mirror")
+        yield chunk
+        got += len(chunk)
+        elapsed = time.monotonic() - start
+        if elapsed >= pace.window_s:
+            if got < pace.min_rate_kbs * 1024 * elapsed:
+                raise DownloadError(
+                    f"{public_url(url)}: download stalled ({human_size(got)} in the last {elapsed:.0f} s, under the "
+                    f"minimum {pace.min_rate_kbs:g} KB/s); the server is overloaded or the network too slow: run the "
+                    "same command again later to resume (or lower download_min_rate_kbs, docs/data.md)")
+            start, got = time.monotonic(), 0
 
 
 def _write_failure(part: Path, e: OSError, total: int | None) -> str:
@@ -293,7 +376,9 @@ def _write_failure(part: Path, e: OSError, total: int | None) -> str:
     if e.errno in (errno.ENOSPC, errno.EDQUOT):
         have = part.stat().st_size if part.exists() else 0
         free = shutil.disk_usage(part.parent).free
-        need = f"about {human_size(total - have)} more" if total else "more space"
+        # ``have`` can exceed ``total`` (a server announcing fewer bytes than it sends, a stale part):
+        # then how much more is needed is unknown, not negative
+        need = f"about {human_size(total - have)} more" if total and total > have else "more space"
         return (f"{part.parent}: disk full while downloading {part.name} ({human_size(free)} free, {need} "
                 "needed, plus room to unpack it); free space or choose another --data-dir, then run again to resume")
     return f"{part}: cannot write ({e.__class__.__name__}: {e}); free disk space or choose another --data-dir"

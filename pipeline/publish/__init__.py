@@ -74,7 +74,8 @@ def _chart_builders(results: Any, style: Style) -> dict[str, Callable[[], plt.Fi
 
     def map_fig() -> plt.Figure | None:
         c = composites().get("map")
-        return maps.map_figure(c, results.sites, results.changes, v, style, borders) if c is not None else None
+        return (maps.map_figure(c, results.sites, results.changes, v, style, borders,
+                                off_map=composites().get("off_map", ())) if c is not None else None)
 
     def county_fig() -> plt.Figure | None:
         units = getattr(results, "unit_changes", None)

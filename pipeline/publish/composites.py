@@ -19,6 +19,7 @@ import numpy as np
 import pandas as pd
 import shapely
 from affine import Affine
+from rasterio.errors import WindowError
 from rasterio.windows import Window, from_bounds
 
 from pipeline.publish.charts import ordered
@@ -96,18 +97,26 @@ def composite(rasters: Sequence[MonthlyRaster], bounds: tuple[float, float, floa
         return None
     grid = months[0].grid
     win = from_bounds(*bounds, transform=grid.affine).round_offsets().round_lengths()
-    win = win.intersection(Window(0, 0, grid.width, grid.height))
+    try:
+        win = win.intersection(Window(0, 0, grid.width, grid.height))
+    except WindowError:  # the box is off the rasters: nothing to draw (its sites are insufficient_data)
+        return None
+    if win.width < 1 or win.height < 1:
+        return None
     step = max(1, int(np.ceil(max(win.width, win.height) / max_px)))
-    total = count = None
+    total: np.ndarray | None = None
+    count: np.ndarray | None = None
     for r in months:
         if r.grid != grid:
             continue
         rad, aux = _read_decimated(r, win, step)
         ok = valid_mask(aux, r.aux_kind, min_cf_cvg, bm_quality)
-        if total is None:
+        if total is None or count is None:
             total, count = np.zeros(rad.shape), np.zeros(rad.shape)
         total += np.where(ok, rad, 0.0)
         count += ok
+    if total is None or count is None:
+        return None
     with np.errstate(invalid="ignore", divide="ignore"):
         data = np.where(count > 0, total / np.maximum(count, 1), np.nan)
     transform = grid.affine * Affine.translation(win.col_off, win.row_off) * Affine.scale(step)
@@ -133,6 +142,15 @@ def site_composites(rasters: Sequence[MonthlyRaster], sites: Any, changes: pd.Da
     within the rasters); per-site baseline/target windows for before/after."""
     b, t = int(p["baseline_year"]), int(p["target_year"])
     cvg, quality = int(p.get("min_cf_cvg", 3)), tuple(p.get("bm_quality", (0,)))
+    # Sites whose centre is off the rasters are insufficient_data in the tables; they are listed
+    # as off the map rather than stretching it to the other side of the world (or failing).
+    rw, rs, re_, rn = raster_lonlat_bounds(rasters[0].grid)
+    x, y = sites["center_lon"].to_numpy(float), sites["center_lat"].to_numpy(float)
+    on = (x >= rw) & (x <= re_) & (y >= rs) & (y <= rn)
+    off_map = [str(sid) for sid in sites.loc[~on, "site_id"]]
+    if not on.any():
+        return {"map": None, "pairs": [], "off_map": off_map}
+    sites = sites[on]
     w, s, e, n = (float(x) for x in sites.total_bounds)
     lat = np.deg2rad((s + n) / 2)
     half_lat = 0.75 * float(p.get("ring_outer_m", 8000.0)) / 111_320  # the site and most of its ring
@@ -156,13 +174,22 @@ def site_composites(rasters: Sequence[MonthlyRaster], sites: Any, changes: pd.Da
         box = (r.center_lon - half_lon, r.center_lat - half_lat, r.center_lon + half_lon, r.center_lat + half_lat)
         if full:
             half_px = (round(half_lon / res), round(half_lat / res))
-            before, after = (big[y].around(r.center_lon, r.center_lat, half_px) if big[y] is not None else None
+            before, after = (c.around(r.center_lon, r.center_lat, half_px) if (c := big[y]) is not None else None
                              for y in (b, t))
         else:
             before, after = (composite(rasters, box, y, cvg, quality) for y in (b, t))
         if before is not None and after is not None:
             pairs.append((_Row(sid, r), before, after))
-    return {"map": big[t], "pairs": pairs}
+    return {"map": big[t], "pairs": pairs, "off_map": off_map}
+
+
+def raster_lonlat_bounds(grid: Any) -> tuple[float, float, float, float]:
+    """A grid's bounds in longitude/latitude."""
+    if grid.crs.is_geographic:
+        return grid.bounds
+    from rasterio.warp import transform_bounds
+
+    return tuple(transform_bounds(grid.crs, "EPSG:4326", *grid.bounds))
 
 
 class _Row:

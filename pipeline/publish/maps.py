@@ -148,18 +148,25 @@ def _batch_handles(df: pd.DataFrame, markers: dict[str | None, str], style: Styl
 
 
 def map_figure(comp: Composite, sites: pd.DataFrame, changes: pd.DataFrame, verdict: dict[str, Any],
-               style: Style, borders: Boundaries | None = None) -> plt.Figure:
+               style: Style, borders: Boundaries | None = None, off_map: Sequence[str] = ()) -> plt.Figure:
     """Every site (marker: batch, colour: class) over the night-light composite and the borders,
     each labelled with a leader line to its marker (:func:`pipeline.publish.labels.place_labels`).
 
     Where a name cannot be placed beside its own marker without colliding (crowded areas on
     a column-width map), the site is numbered instead and the number explained in a key.
     """
+    if len(off_map):  # sites off the rasters: named in one line on the map, not drawn
+        sites = sites[~sites["site_id"].astype(str).isin(set(off_map))]
     df = _site_frame(sites, changes)
     names = [site_label(r, style) for r in df.itertuples()]
     numbered: list[int] = []
     for attempt in range(3):
         fig, ax, ms = _map_base(comp, df, verdict, style, borders, _key(df, names, numbered))
+        if len(off_map):
+            shown = ", ".join(list(off_map)[:8]) + (f" (+{len(off_map) - 8})" if len(off_map) > 8 else "")
+            ax.text(0.01, 0.01, style.label("off_map", ids=shown), transform=ax.transAxes, ha="left", va="bottom",
+                    fontsize=style.small_size, gid="off-map", zorder=6,
+                    bbox={"boxstyle": "square,pad=0.2", "fc": "white", "ec": "none", "alpha": 0.8})
         bad = label_sites(ax, df, _texts(df, names, numbered), style.small_size, ms)
         if not bad or set(bad) <= set(numbered) or attempt == 2:
             return fig
