@@ -27,7 +27,7 @@ from matplotlib.ticker import FuncFormatter
 
 from pipeline.disparity import lorenz_curve
 from pipeline.publish.style import BAND_COLOR, CLAIM_COLOR, Style, finish
-from pipeline.publish.words import md_inline
+from pipeline.publish.words import batch_name, md_inline
 
 EVENT_COLOR = "#0077BB"  # Tol vibrant blue
 YEAR_COLORS = ("#BBBBBB", "#EE7733")  # baseline grey, target orange (the class colours' scheme)
@@ -412,8 +412,8 @@ def section_paragraphs_ko(comp: Any) -> list[str]:
     chance = ("우연으로 보기 매우 어렵다" if p < 0.01 else "우연으로 보기 어렵다" if p < 0.05 else
               "우연과 겨우 구별된다" if p < 0.10 else "우연만으로도 충분히 나올 수 있는 차이다")
     paras = [
-        (f"{d['batch']}년 지정 지점이 있는 {d['n_treated']}개 시·군을 지점이 없는 {d['n_control']}개 시·군과 같은 위성 "
-         f"측정으로 비교했다. {b}년에서 {t}년 사이 지정 시·군의 불빛은 다른 시·군보다 {way}(95% 구간 "
+        (f"{batch_name(d['batch'], 'ko')} 지점이 있는 {d['n_treated']}개 시·군을, 비교한 해에 공장을 짓지도 "
+         f"짓고 있지도 않은 {d['n_control']}개 시·군과 같은 위성 측정으로 비교했다. {b}년에서 {t}년 사이 지정 시·군의 불빛은 다른 시·군보다 {way}(95% 구간 "
          f"{_pct(d['ci_low'])}~{_pct(d['ci_high'])}). 같은 도에서 무작위로 뽑은 다른 시·군 {d['n_treated']}곳의 조합 "
          f"{d['n_placebo']}개 가운데 이만큼 큰 차이를 보인 비율은 p {p_text(p, d['n_placebo'])}로, {chance}."
          + _power_words_ko(d) + _controls_words_ko(d))]
