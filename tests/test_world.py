@@ -3,6 +3,11 @@
 from __future__ import annotations
 
 import json
+import os
+import signal
+import subprocess
+import sys
+import time
 from pathlib import Path
 
 import numpy as np
@@ -74,3 +79,30 @@ def test_an_older_demo_is_replaced_once_and_other_worlds_are_kept(tmp_path, capl
     build_demo(tmp_path, small, progress=False)
     assert not old.exists() and mine.exists() and kept.exists()
     assert "older version" in caplog.text
+
+
+@pytest.mark.slow
+@pytest.mark.parametrize("sig, code", [(signal.SIGTERM, 143), (signal.SIGINT, 130)])
+def test_a_signal_stops_demo_generation_within_seconds(tmp_path, sig, code):
+    """Before: SIGTERM did not stop the generation (still running 15 minutes after 'timeout 30' sent it).
+    Now queued months are cancelled and the months under way finish: exit in seconds, finished months kept."""
+    env = {**os.environ, "PYTHONUNBUFFERED": "1"}
+    proc = subprocess.Popen([sys.executable, "-m", "pipeline", "run", "--source", "demo", "--sites",
+                             str(ROOT / "aoi" / "sites_2024.geojson"), "--data-dir", str(tmp_path / "data"),
+                             "--out", str(tmp_path / "out"), "--no-figures"],
+                            cwd=tmp_path, env=env, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+    demo = tmp_path / "data" / "demo"
+    deadline = time.monotonic() + 120
+    while time.monotonic() < deadline and not any(demo.rglob("*.avg_rade9h.tif")):
+        time.sleep(0.1)  # wait until generation is under way
+    assert proc.poll() is None, proc.communicate()
+    proc.send_signal(sig)
+    sent = time.monotonic()
+    _, err = proc.communicate(timeout=60)
+    assert time.monotonic() - sent < 15 and proc.returncode == code, err
+    assert "Traceback" not in err and "earlier outputs were left untouched" in err
+    made = list(demo.rglob("*.avg_rade9h.tif"))
+    assert 0 < len(made) < 72 and not (tmp_path / "out").exists()
+    for f in made:  # every month kept is whole (written atomically): it opens and reads
+        with rasterio.open(f) as ds:
+            ds.read(1, window=((0, 1), (0, 1)))
