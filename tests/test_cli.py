@@ -199,9 +199,9 @@ def test_sites_get_their_county_as_added_columns(scenario, tmp_path):
 
 def test_demo_years_outside_the_world_are_one_line(tmp_path, capsys):
     code = main(["run", "-q", "--source", "demo", "--sites", str(ROOT / "aoi" / "sites_2024.geojson"),
-                 "--data-dir", str(tmp_path / "data"), "--out", str(tmp_path / "out"), "--baseline-year", "2026",
-                 "--target-year", "2029", "--no-compare"])
+                 "--data-dir", str(tmp_path / "data"), "--out", str(tmp_path / "out"), "--baseline-year", "2012",
+                 "--target-year", "2013", "--no-compare"])
     err = capsys.readouterr().err
     assert code == 2 and "Traceback" not in err
-    assert "nightlights: error: the synthetic demo covers 2013 to 2027; 2029 asked for" in err
+    assert "nightlights: error: the synthetic demo covers 2013 to 2027; 2011, 2012 asked for" in err
     assert not (tmp_path / "data" / "demo").exists() or not any((tmp_path / "data" / "demo").rglob("*.tif"))

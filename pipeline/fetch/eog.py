@@ -13,6 +13,10 @@ The creation stamp ``c...`` cannot be predicted, hence the listing scrape. Since
 2025 EOG authenticates with OpenID Connect (Keycloak realm ``eog``): a password grant
 with the user's own client id and secret gives a JWT of a few minutes, renewed here
 before it runs out (refresh-token grant, else a new login) and on any 401.
+
+Longer than most modules because login (password and refresh grants, never across hosts), listing,
+fetching and unpacking archives within a byte budget each carry the checks a hostile server or
+archive makes necessary, and they belong together.
 """
 
 from __future__ import annotations
