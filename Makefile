@@ -34,21 +34,29 @@ all: $(STAMP)
 test: $(STAMP)
 	$(BIN)/python -m pytest -q
 	$(BIN)/ruff check pipeline tests bench
+	$(BIN)/ruff format --check pipeline tests bench
 	$(BIN)/mypy
 
 ## Everything but the slow end-to-end tests, with the linter and the type checker (a few minutes)
 test-fast: $(STAMP)
 	$(BIN)/python -m pytest -q -m "not slow"
 	$(BIN)/ruff check pipeline tests bench
+	$(BIN)/ruff format --check pipeline tests bench
 	$(BIN)/mypy
 
 ## Type-check the package (mypy, settings in pyproject.toml)
 typecheck: $(STAMP)
 	$(BIN)/mypy
 
-## Lint only
+## Lint and format check only (`make format` applies the formatter)
 lint: $(STAMP)
 	$(BIN)/ruff check pipeline tests bench
+	$(BIN)/ruff format --check pipeline tests bench
+
+## Apply the formatter (ruff format) and the linter's safe fixes
+format: $(STAMP)
+	$(BIN)/ruff format pipeline tests bench
+	$(BIN)/ruff check --fix pipeline tests bench
 
 ## Benchmark extraction against exactextract, rasterstats, rioxarray and the decode floor (writes outputs/bench/)
 bench: $(STAMP)
@@ -70,4 +78,4 @@ help:
 	@if [ -t 1 ]; then c='\033[36m'; r='\033[0m'; else c=''; r=''; fi; \
 	awk -v c="$$c" -v r="$$r" '/^## /{doc=substr($$0,4); next} /^[a-zA-Z_-]+:/{ if (doc) { split($$0,t,":"); printf "  %s%-10s%s %s\n", c, t[1], r, doc }; doc="" }' $(MAKEFILE_LIST)
 
-.PHONY: install all test test-fast typecheck lint bench browser clean help
+.PHONY: install all test test-fast typecheck lint format bench browser clean help

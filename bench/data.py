@@ -60,25 +60,41 @@ def bench_sites(n: int = MAX_SITES, radius_m: float = 2000.0) -> gpd.GeoDataFram
         kx = radius_m / (111_320 * np.cos(np.radians(y)))
         ky = radius_m / 110_574
         circle = Point(0, 0).buffer(1.0, 16)
-        geoms.append(shp_transform(lambda a, b, x=x, y=y, kx=kx, ky=ky: (x + a * kx, y + b * ky), circle))
-    return gpd.GeoDataFrame({"site_id": [f"s{i:04d}" for i in range(n)]}, geometry=geoms, crs="EPSG:4326")
+        geoms.append(
+            shp_transform(lambda a, b, x=x, y=y, kx=kx, ky=ky: (x + a * kx, y + b * ky), circle)
+        )
+    return gpd.GeoDataFrame(
+        {"site_id": [f"s{i:04d}" for i in range(n)]}, geometry=geoms, crs="EPSG:4326"
+    )
 
 
-def voronoi_units(n: int, window: tuple[int, int, int, int] = COUNTY_WINDOW, seed: int = SEED) -> gpd.GeoDataFrame:
+def voronoi_units(
+    n: int, window: tuple[int, int, int, int] = COUNTY_WINDOW, seed: int = SEED
+) -> gpd.GeoDataFrame:
     """``n`` Voronoi cells tiling a pixel window of the Korea grid: county-sized units."""
     import shapely
 
     c0, r0, w, h = window
-    frame = box(NK_WEST + c0 * RES, NK_NORTH - (r0 + h) * RES, NK_WEST + (c0 + w) * RES, NK_NORTH - r0 * RES)
+    frame = box(
+        NK_WEST + c0 * RES, NK_NORTH - (r0 + h) * RES, NK_WEST + (c0 + w) * RES, NK_NORTH - r0 * RES
+    )
     rng = np.random.default_rng([seed, n])
     seeds = shapely.multipoints(rng.uniform(frame.bounds[:2], frame.bounds[2:], (n, 2)))
-    cells = [c.intersection(frame) for c in shapely.get_parts(shapely.voronoi_polygons(seeds, extend_to=frame))]
+    cells = [
+        c.intersection(frame)
+        for c in shapely.get_parts(shapely.voronoi_polygons(seeds, extend_to=frame))
+    ]
     cells.sort(key=lambda g: (-g.centroid.y, g.centroid.x))
-    return gpd.GeoDataFrame({"site_id": [f"u{i:03d}" for i in range(n)]}, geometry=cells, crs="EPSG:4326")
+    return gpd.GeoDataFrame(
+        {"site_id": [f"u{i:03d}" for i in range(n)]}, geometry=cells, crs="EPSG:4326"
+    )
 
 
-UNIT_FILES = {"county120.geojson": (120, COUNTY_WINDOW), "county181.geojson": (181, COUNTY_WINDOW),
-              "panel181.geojson": (181, (0, 0, NK_W, NK_H))}
+UNIT_FILES = {
+    "county120.geojson": (120, COUNTY_WINDOW),
+    "county181.geojson": (181, COUNTY_WINDOW),
+    "panel181.geojson": (181, (0, 0, NK_W, NK_H)),
+}
 
 
 def _static_fields(sites: gpd.GeoDataFrame) -> tuple[np.ndarray, np.ndarray]:
@@ -87,8 +103,10 @@ def _static_fields(sites: gpd.GeoDataFrame) -> tuple[np.ndarray, np.ndarray]:
     inv = ~from_origin(NK_WEST, NK_NORTH, RES, RES)
     fields = []
     n_towns = 300
-    town_xy = [(rng.uniform(NK_WEST, NK_WEST + NK_W * RES), rng.uniform(NK_NORTH - NK_H * RES, NK_NORTH))
-               for _ in range(n_towns)]
+    town_xy = [
+        (rng.uniform(NK_WEST, NK_WEST + NK_W * RES), rng.uniform(NK_NORTH - NK_H * RES, NK_NORTH))
+        for _ in range(n_towns)
+    ]
     b = sites.bounds
     site_xy = list(zip((b.minx + b.maxx) / 2, (b.miny + b.maxy) / 2, strict=True))
     for points in (site_xy, town_xy):
@@ -97,10 +115,16 @@ def _static_fields(sites: gpd.GeoDataFrame) -> tuple[np.ndarray, np.ndarray]:
             col, row = inv * (x, y)
             peak, sigma = rng.lognormal(np.log(5.0), 0.6), rng.uniform(1.0, 2.5)
             r = int(4 * sigma) + 1
-            r0, r1, c0, c1 = max(int(row) - r, 0), min(int(row) + r + 1, NK_H), max(int(col) - r, 0), \
-                min(int(col) + r + 1, NK_W)
+            r0, r1, c0, c1 = (
+                max(int(row) - r, 0),
+                min(int(row) + r + 1, NK_H),
+                max(int(col) - r, 0),
+                min(int(col) + r + 1, NK_W),
+            )
             yy, xx = np.mgrid[r0:r1, c0:c1]
-            f[r0:r1, c0:c1] += peak * np.exp(-((yy + 0.5 - row) ** 2 + (xx + 0.5 - col) ** 2) / (2 * sigma**2))
+            f[r0:r1, c0:c1] += peak * np.exp(
+                -((yy + 0.5 - row) ** 2 + (xx + 0.5 - col) ** 2) / (2 * sigma**2)
+            )
         fields.append(f)
     return fields[0], fields[1]
 
@@ -119,12 +143,27 @@ def render(i: int, sites_field: np.ndarray, towns_field: np.ndarray) -> np.ndarr
 
 
 def _profile(width: int, height: int, west: float, north: float) -> dict:
-    return dict(driver="GTiff", width=width, height=height, count=1, dtype="float32", nodata=NODATA,
-                crs="EPSG:4326", transform=from_origin(west, north, RES, RES), tiled=True, blockxsize=256,
-                blockysize=256, compress="deflate", zlevel=1, SPARSE_OK="TRUE")
+    return dict(
+        driver="GTiff",
+        width=width,
+        height=height,
+        count=1,
+        dtype="float32",
+        nodata=NODATA,
+        crs="EPSG:4326",
+        transform=from_origin(west, north, RES, RES),
+        tiled=True,
+        blockxsize=256,
+        blockysize=256,
+        compress="deflate",
+        zlevel=1,
+        SPARSE_OK="TRUE",
+    )
 
 
-def _write(path: Path, profile: dict, array: np.ndarray, window: rasterio.windows.Window | None) -> None:
+def _write(
+    path: Path, profile: dict, array: np.ndarray, window: rasterio.windows.Window | None
+) -> None:
     tmp = path.with_name(path.name + ".part")
     with rasterio.open(tmp, "w", **profile) as ds:
         ds.write(array, 1, window=window)
@@ -158,10 +197,21 @@ def ensure_data(root: Path, progress: bool = True) -> Path:
         _write(out / "tile" / name, tile, rad, where)
 
     with ThreadPoolExecutor(max_workers=os.cpu_count() or 2) as pool:
-        list(tqdm(pool.map(one, range(MAX_MONTHS)), total=MAX_MONTHS, desc="generating bench data",
-                  unit="month", disable=not progress, leave=False))
-    (out / MARKER).write_text("SYNTHETIC rasters made by bench/data.py to time extraction; "
-                              "not observations of any place.\n", encoding="utf-8")
+        list(
+            tqdm(
+                pool.map(one, range(MAX_MONTHS)),
+                total=MAX_MONTHS,
+                desc="generating bench data",
+                unit="month",
+                disable=not progress,
+                leave=False,
+            )
+        )
+    (out / MARKER).write_text(
+        "SYNTHETIC rasters made by bench/data.py to time extraction; "
+        "not observations of any place.\n",
+        encoding="utf-8",
+    )
     _ensure_extras(out, progress)
     return out
 
@@ -174,7 +224,11 @@ def _ensure_extras(out: Path, progress: bool) -> None:
         if not (out / name).exists():
             voronoi_units(n, window).to_file(out / name, driver="GeoJSON")
     names = month_names(NK_MONTHS)
-    todo = [i for i in range(MAX_MONTHS, NK_MONTHS) if not (out / "nk" / f"bench_{names[i]}.tif").exists()]
+    todo = [
+        i
+        for i in range(MAX_MONTHS, NK_MONTHS)
+        if not (out / "nk" / f"bench_{names[i]}.tif").exists()
+    ]
     if not todo:
         return
     s_field, t_field = _static_fields(bench_sites())
@@ -184,5 +238,13 @@ def _ensure_extras(out: Path, progress: bool) -> None:
         _write(out / "nk" / f"bench_{names[i]}.tif", nk, render(i, s_field, t_field), None)
 
     with ThreadPoolExecutor(max_workers=os.cpu_count() or 2) as pool:
-        list(tqdm(pool.map(one, todo), total=len(todo), desc="generating months 121-168", unit="month",
-                  disable=not progress, leave=False))
+        list(
+            tqdm(
+                pool.map(one, todo),
+                total=len(todo),
+                desc="generating months 121-168",
+                unit="month",
+                disable=not progress,
+                leave=False,
+            )
+        )

@@ -36,12 +36,26 @@ SCENARIOS = {  # effect on batch 2024, contamination by batch 2025, noise sd of 
     "planted": (0.3, 0.3, 0.10),
     "noisy": (0.0, 0.0, 0.30),
 }
-BATCHES = (("2024", "2024-03", "2025-01"), ("2025", "2025-02", "2025-12"), ("2026", "2026-02", None))
+BATCHES = (
+    ("2024", "2024-03", "2025-01"),
+    ("2025", "2025-02", "2025-12"),
+    ("2026", "2026-02", None),
+)
 
 
-def cohort_panel(seed: int, *, effect: float = 0.0, contamination: float = 0.3, treated_noise: float = 0.10,
-                 noise: float = 0.10, n_units: int = 180, per_batch: int = 20, n_provinces: int = 12,
-                 years: tuple[int, ...] = YEARS, target: int = 2025) -> tuple[pd.DataFrame, pd.DataFrame]:
+def cohort_panel(
+    seed: int,
+    *,
+    effect: float = 0.0,
+    contamination: float = 0.3,
+    treated_noise: float = 0.10,
+    noise: float = 0.10,
+    n_units: int = 180,
+    per_batch: int = 20,
+    n_provinces: int = 12,
+    years: tuple[int, ...] = YEARS,
+    target: int = 2025,
+) -> tuple[pd.DataFrame, pd.DataFrame]:
     """(panel, schedule): the unit-year panel (``treated`` = batch 2024) and one schedule row per
     batch unit, as :func:`pipeline.cohorts.unit_schedule` makes from site files."""
     rng = np.random.default_rng(seed)
@@ -49,20 +63,40 @@ def cohort_panel(seed: int, *, effect: float = 0.0, contamination: float = 0.3, 
     order = rng.permutation(n_units)
     batch = np.full(n_units, "", dtype=object)
     for k, (label, _, _) in enumerate(BATCHES):
-        batch[order[k * per_batch:(k + 1) * per_batch]] = label
+        batch[order[k * per_batch : (k + 1) * per_batch]] = label
     level = rng.normal(7.0, 1.5, n_units)
     sd = np.where(batch == "2024", treated_noise, noise)
     ids = np.array([f"u{i:03d}" for i in range(n_units)])
     frames = []
     for y in years:
-        log_s = (level + rng.normal(0, 0.1) + rng.normal(0, 0.05, n_provinces)[prov] + rng.normal(0, 1, n_units) * sd
-                 + effect * (batch == "2024") * (y == target) + contamination * (batch == "2025") * (y == 2025))
-        frames.append(pd.DataFrame({"unit_id": ids, "province": [f"P{p:02d}" for p in prov], "year": y,
-                                    "sum_lights": np.exp(log_s), "treated": batch == "2024"}))
+        log_s = (
+            level
+            + rng.normal(0, 0.1)
+            + rng.normal(0, 0.05, n_provinces)[prov]
+            + rng.normal(0, 1, n_units) * sd
+            + effect * (batch == "2024") * (y == target)
+            + contamination * (batch == "2025") * (y == 2025)
+        )
+        frames.append(
+            pd.DataFrame(
+                {
+                    "unit_id": ids,
+                    "province": [f"P{p:02d}" for p in prov],
+                    "year": y,
+                    "sum_lights": np.exp(log_s),
+                    "treated": batch == "2024",
+                }
+            )
+        )
     dates = {b: (g, i) for b, g, i in BATCHES}
-    sites = pd.DataFrame({"unit_id": ids[batch != ""], "batch": batch[batch != ""],
-                          "groundbreaking": [dates[b][0] for b in batch[batch != ""]],
-                          "inauguration": [dates[b][1] for b in batch[batch != ""]]})
+    sites = pd.DataFrame(
+        {
+            "unit_id": ids[batch != ""],
+            "batch": batch[batch != ""],
+            "groundbreaking": [dates[b][0] for b in batch[batch != ""]],
+            "inauguration": [dates[b][1] for b in batch[batch != ""]],
+        }
+    )
     return pd.concat(frames, ignore_index=True), unit_schedule(sites)
 
 
@@ -77,15 +111,21 @@ class Row:
     coverage: float
     mean_mde: float
     mean_controls: float
-    wcb_reject: float  # rejection rate of the wild cluster bootstrap by province (unequal variances)
+    wcb_reject: (
+        float  # rejection rate of the wild cluster bootstrap by province (unequal variances)
+    )
 
 
-def calibrate(scenario: str, design: str, reps: int, draws: int, seed0: int = 0, wcb_boot: int = 499) -> Row:
+def calibrate(
+    scenario: str, design: str, reps: int, draws: int, seed0: int = 0, wcb_boot: int = 499
+) -> Row:
     """Replicate one scenario under one design (seeds ``seed0..seed0 + reps - 1``)."""
     effect, contamination, treated_noise = SCENARIOS[scenario]
     est, rej, cov, mde, nc, wcb = [], [], [], [], [], []
     for s in range(seed0, seed0 + reps):
-        panel, schedule = cohort_panel(s, effect=effect, contamination=contamination, treated_noise=treated_noise)
+        panel, schedule = cohort_panel(
+            s, effect=effect, contamination=contamination, treated_noise=treated_noise
+        )
         if design == "after":
             r, _ = clean_did(panel, schedule, 2024, 2025, n_draws=draws, seed=s)
         else:
@@ -96,9 +136,21 @@ def calibrate(scenario: str, design: str, reps: int, draws: int, seed0: int = 0,
         mde.append(np.nan if r.mde_log is None else r.mde_log)
         nc.append(r.n_control)
         u = _units(panel, 2024, 2025, r.eps, r.excluded)
-        wcb.append(wild_cluster_bootstrap(u.d, u.treated, u.strata, n_boot=wcb_boot, seed=s).p_value < 0.05)
-    return Row(scenario, design, reps, effect, float(np.mean(est)) - effect, float(np.mean(rej)), float(np.mean(cov)),
-               float(np.nanmean(mde)), float(np.mean(nc)), float(np.mean(wcb)))
+        wcb.append(
+            wild_cluster_bootstrap(u.d, u.treated, u.strata, n_boot=wcb_boot, seed=s).p_value < 0.05
+        )
+    return Row(
+        scenario,
+        design,
+        reps,
+        effect,
+        float(np.mean(est)) - effect,
+        float(np.mean(rej)),
+        float(np.mean(cov)),
+        float(np.nanmean(mde)),
+        float(np.mean(nc)),
+        float(np.mean(wcb)),
+    )
 
 
 def table(reps: int, draws: int) -> pd.DataFrame:

@@ -24,15 +24,17 @@ from pathlib import Path
 ROOT = Path(__file__).resolve().parents[1]
 
 # (module, function, stage name): exclusive CPU time is the function's own minus its listed children
-TIMED = (("pipeline.cube", "_read_sources", "read and decode windows (GDAL)"),
-         ("pipeline.cube", "clean", "clean nodata"),
-         ("pipeline.cube", "_encode", "cube: compress chunks"),
-         ("pipeline.cube", "_put", "cube: write chunk files"),
-         ("pipeline.cube", "_decode", "cube: check and decode chunks"),
-         ("pipeline.zonal", "part_stats", "apply weights (chunked)"),
-         ("pipeline.zonal_stream", "_read", "read and decode windows (GDAL)"),
-         ("pipeline.zonal_stream", "clean_pixels", "clean nodata"),
-         ("pipeline.zonal", "stream_stats", "apply weights (streamed)"))
+TIMED = (
+    ("pipeline.cube", "_read_sources", "read and decode windows (GDAL)"),
+    ("pipeline.cube", "clean", "clean nodata"),
+    ("pipeline.cube", "_encode", "cube: compress chunks"),
+    ("pipeline.cube", "_put", "cube: write chunk files"),
+    ("pipeline.cube", "_decode", "cube: check and decode chunks"),
+    ("pipeline.zonal", "part_stats", "apply weights (chunked)"),
+    ("pipeline.zonal_stream", "_read", "read and decode windows (GDAL)"),
+    ("pipeline.zonal_stream", "clean_pixels", "clean nodata"),
+    ("pipeline.zonal", "stream_stats", "apply weights (streamed)"),
+)
 
 
 def _instrument(cpu: dict[str, float]) -> None:
@@ -66,11 +68,21 @@ def _instrument(cpu: dict[str, float]) -> None:
 
 def main(argv: list[str] | None = None) -> int:
     p = argparse.ArgumentParser(prog="python -m bench.phases", description=__doc__.splitlines()[0])
-    p.add_argument("--scale", default="nk 200x48", help="a scale of bench.run, e.g. 'county 120x72' (default nk 200x48)")
-    p.add_argument("--cube", choices=("cold", "warm", "none"), default="cold",
-                   help="build the cube (cold), reuse one built just before (warm), or read the files (none)")
+    p.add_argument(
+        "--scale",
+        default="nk 200x48",
+        help="a scale of bench.run, e.g. 'county 120x72' (default nk 200x48)",
+    )
+    p.add_argument(
+        "--cube",
+        choices=("cold", "warm", "none"),
+        default="cold",
+        help="build the cube (cold), reuse one built just before (warm), or read the files (none)",
+    )
     p.add_argument("--threads", type=int, help="dask threads (default: one per core)")
-    p.add_argument("--data", type=Path, default=ROOT / "data" / "bench", help="cache of generated bench data")
+    p.add_argument(
+        "--data", type=Path, default=ROOT / "data" / "bench", help="cache of generated bench data"
+    )
     args = p.parse_args(argv)
     import geopandas as gpd
 
@@ -92,17 +104,25 @@ def main(argv: list[str] | None = None) -> int:
 
         from pipeline import cube, weights, zonal
         from pipeline.sources import find_monthly_rasters
+
         wall["imports (dask, rasterio, exactextract, pipeline)"] = time.perf_counter() - t
         t = time.perf_counter()
         months = {f.name for f in files}
         years = tuple(sorted({int(f.stem.split("_")[1][:4]) for f in files}))
-        rasters = [r for r in find_monthly_rasters(files[0].parent, years) if r.radiance.name in months]
+        rasters = [
+            r for r in find_monthly_rasters(files[0].parent, years) if r.radiance.name in months
+        ]
         wall["list the rasters"] = time.perf_counter() - t
-        zones = gpd.GeoDataFrame({"zone": sites["site_id"]}, geometry=sites.geometry.values, crs=sites.crs)
+        zones = gpd.GeoDataFrame(
+            {"zone": sites["site_id"]}, geometry=sites.geometry.values, crs=sites.crs
+        )
         cube_dir = None if args.cube == "none" else cache
         if args.cube == "warm":
             zonal.zone_month_table(rasters, zones, ("exact",), progress=False, cube_dir=cube_dir)
-        for name, stage in (("coverage_weights", "exact coverage weights"), ("open_cube", "open the cube")):
+        for name, stage in (
+            ("coverage_weights", "exact coverage weights"),
+            ("open_cube", "open the cube"),
+        ):
             inner = getattr(zonal, name)
 
             def serial(*a, _inner=inner, _stage=stage, **k):

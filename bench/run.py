@@ -34,8 +34,18 @@ import pandas as pd
 ROOT = Path(__file__).resolve().parents[1]
 
 
-TOOLS = ("floor", "ours", "floor-cube", "ours-warm", "ours-nocube", "ours-1thread", "ours-chunked", "exactextract",
-         "rasterstats", "rioxarray")
+TOOLS = (
+    "floor",
+    "ours",
+    "floor-cube",
+    "ours-warm",
+    "ours-nocube",
+    "ours-1thread",
+    "ours-chunked",
+    "exactextract",
+    "rasterstats",
+    "rioxarray",
+)
 SITE_TOOLS = tuple(t for t in TOOLS if t != "ours-chunked")
 # counties: the cube is never built (streaming path), so no warm or cube-floor runs; rasterstats and
 # rioxarray take minutes per case at this size and were compared on the site cases
@@ -49,25 +59,43 @@ class Scale:
     layout: str  # "nk" (Korea window) or "tile" (full 28800 x 18000 tile)
     n_sites: int
     n_months: int
-    sites: str = "sites.geojson"  # zones: scattered sites, or county units (bench/data.py UNIT_FILES)
+    sites: str = (
+        "sites.geojson"  # zones: scattered sites, or county units (bench/data.py UNIT_FILES)
+    )
     tools: tuple[str, ...] = SITE_TOOLS
     kind: str = "sites"  # "sites", "county" or "panel"
 
 
 def _county(n: int, months: int) -> Scale:
-    return Scale(f"county {n}x{months}", "nk", n, months, f"county{n}.geojson", COUNTY_TOOLS, "county")
+    return Scale(
+        f"county {n}x{months}", "nk", n, months, f"county{n}.geojson", COUNTY_TOOLS, "county"
+    )
 
 
 def _panel(months: int) -> Scale:
     return Scale(f"panel 181x{months}", "nk", 181, months, "panel181.geojson", PANEL_TOOLS, "panel")
 
 
-SCALES = (Scale("nk 20x36", "nk", 20, 36), Scale("nk 200x48", "nk", 200, 48),
-          Scale("tile 200x48", "tile", 200, 48), Scale("nk 2000x120", "nk", 2000, 120),
-          _county(120, 72), _county(181, 72), _county(120, 168), _county(181, 168),
-          _panel(12), _panel(60), _panel(168))
-QUICK = (Scale("nk 20x12", "nk", 20, 12), Scale("tile 20x12", "tile", 20, 12), _county(120, 12), _panel(6),
-         _panel(24))
+SCALES = (
+    Scale("nk 20x36", "nk", 20, 36),
+    Scale("nk 200x48", "nk", 200, 48),
+    Scale("tile 200x48", "tile", 200, 48),
+    Scale("nk 2000x120", "nk", 2000, 120),
+    _county(120, 72),
+    _county(181, 72),
+    _county(120, 168),
+    _county(181, 168),
+    _panel(12),
+    _panel(60),
+    _panel(168),
+)
+QUICK = (
+    Scale("nk 20x12", "nk", 20, 12),
+    Scale("tile 20x12", "tile", 20, 12),
+    _county(120, 12),
+    _panel(6),
+    _panel(24),
+)
 EXACT_TOL = 1e-6  # relative: exact-coverage tools differ only by summation order
 SAME_TOL = 1e-9  # relative: our two paths (streamed, chunked) on the same work
 CENTRE_TOL = 1e-5  # rasterstats vs rioxarray (same whole-pixel rule, float32 vs float64 sums)
@@ -79,8 +107,18 @@ def run_tool(tool: str, scale: Scale, data: Path, work: Path, timeout: float) ->
     cube = work / "cube"
     if tool in ("ours", "ours-1thread", "ours-chunked"):
         shutil.rmtree(cube, ignore_errors=True)  # cold: the cube is built in this run
-    argv = [sys.executable, "-m", "bench.worker", tool, str(data / scale.layout), str(data / scale.sites),
-            str(scale.n_sites), str(scale.n_months), str(out), str(cube)]
+    argv = [
+        sys.executable,
+        "-m",
+        "bench.worker",
+        tool,
+        str(data / scale.layout),
+        str(data / scale.sites),
+        str(scale.n_sites),
+        str(scale.n_months),
+        str(out),
+        str(cube),
+    ]
     log_out, log_err = work / f"{tool}.out", work / f"{tool}.err"
     t0 = time.perf_counter()
     with open(log_out, "w") as so, open(log_err, "w") as se:
@@ -101,14 +139,25 @@ def run_tool(tool: str, scale: Scale, data: Path, work: Path, timeout: float) ->
     stdout, stderr = log_out.read_text(), log_err.read_text()
     proc.returncode = os.waitstatus_to_exitcode(status)
     if proc.returncode != 0:
-        return {"tool": tool, "status": "failed: " + (stderr.strip().splitlines() or ["?"])[-1][:120]}
+        return {
+            "tool": tool,
+            "status": "failed: " + (stderr.strip().splitlines() or ["?"])[-1][:120],
+        }
     info = json.loads(stdout.strip().splitlines()[-1])
-    return {"tool": tool, "status": "ok", "process_s": wall, "work_s": info["work_s"],
-            "read_mb": info["read_bytes"] / 1e6, "peak_mb": usage.ru_maxrss / 1024, "answer": out}
+    return {
+        "tool": tool,
+        "status": "ok",
+        "process_s": wall,
+        "work_s": info["work_s"],
+        "read_mb": info["read_bytes"] / 1e6,
+        "peak_mb": usage.ru_maxrss / 1024,
+        "answer": out,
+    }
 
 
 def agreement(results: dict[str, dict]) -> dict[str, str]:
     """Check answers: exact tools against exactextract, centre-rule tools against each other."""
+
     def load(tool: str) -> np.ndarray | None:
         r = results.get(tool)
         return np.load(r["answer"]) if r and r.get("status") == "ok" else None
@@ -144,11 +193,15 @@ def _compare(a: np.ndarray, ref: np.ndarray, tol: float, name: str) -> str:
     if not np.array_equal(np.isnan(a), np.isnan(ref)):
         return f"MISMATCH: missing values differ from {name}"
     both = np.isfinite(a)
-    rel = float(np.max(np.abs(a[both] - ref[both]) / np.maximum(np.abs(ref[both]), 1e-9), initial=0.0))
+    rel = float(
+        np.max(np.abs(a[both] - ref[both]) / np.maximum(np.abs(ref[both]), 1e-9), initial=0.0)
+    )
     return f"{'agrees' if rel <= tol else 'MISMATCH'} with {name} (max rel diff {rel:.1e})"
 
 
-def run_repeated(tool: str, scale: Scale, data: Path, work: Path, timeout: float, repeat: int) -> dict:
+def run_repeated(
+    tool: str, scale: Scale, data: Path, work: Path, timeout: float, repeat: int
+) -> dict:
     """Median times of ``repeat`` runs (one when a run takes over a minute), largest peak memory."""
     runs = [run_tool(tool, scale, data, work, timeout)]
     while len(runs) < repeat and runs[0]["status"] == "ok" and runs[0]["process_s"] < 60:
@@ -163,7 +216,9 @@ def run_repeated(tool: str, scale: Scale, data: Path, work: Path, timeout: float
     return out
 
 
-def memory_series(data: Path, timeout: float, months: tuple[int, ...] = (12, 48, 120), n_sites: int = 200) -> list[dict]:
+def memory_series(
+    data: Path, timeout: float, months: tuple[int, ...] = (12, 48, 120), n_sites: int = 200
+) -> list[dict]:
     """Peak memory of our extraction as the months grow, sites fixed: it should stay flat."""
     rows = []
     with tempfile.TemporaryDirectory(prefix="nl-bench-", dir=data) as tmp:
@@ -172,13 +227,22 @@ def memory_series(data: Path, timeout: float, months: tuple[int, ...] = (12, 48,
             for tool in ("ours", "ours-warm", "ours-nocube"):
                 print(f"  memory {scale.name}: {tool} ...", file=sys.stderr, flush=True)
                 r = run_tool(tool, scale, data, Path(tmp), timeout)
-                rows.append({"sites": n_sites, "months": m, "tool": tool, "status": r["status"],
-                             "work_s": r.get("work_s"), "peak_mb": r.get("peak_mb")})
+                rows.append(
+                    {
+                        "sites": n_sites,
+                        "months": m,
+                        "tool": tool,
+                        "status": r["status"],
+                        "work_s": r.get("work_s"),
+                        "peak_mb": r.get("peak_mb"),
+                    }
+                )
     return rows
 
 
-def bench_scale(scale: Scale, data: Path, timeout: float, skip: set[str], progress: bool,
-                repeat: int = 1) -> list[dict]:
+def bench_scale(
+    scale: Scale, data: Path, timeout: float, skip: set[str], progress: bool, repeat: int = 1
+) -> list[dict]:
     _warm_page_cache(data / scale.layout, scale.n_months)
     results: dict[str, dict] = {}
     with tempfile.TemporaryDirectory(prefix="nl-bench-", dir=data) as tmp:
@@ -193,15 +257,31 @@ def bench_scale(scale: Scale, data: Path, timeout: float, skip: set[str], progre
                 skip.add(tool)
         notes = agreement(results)
     rows = []
-    ee, fl, fc = results.get("exactextract", {}), results.get("floor", {}), results.get("floor-cube", {})
+    ee, fl, fc = (
+        results.get("exactextract", {}),
+        results.get("floor", {}),
+        results.get("floor-cube", {}),
+    )
     for tool, r in results.items():
-        row = {"scale": scale.name, "kind": scale.kind, "sites": scale.n_sites, "months": scale.n_months, "tool": tool,
-               "status": r["status"], "process_s": r.get("process_s"), "work_s": r.get("work_s"),
-               "read_mb": r.get("read_mb"), "peak_mb": r.get("peak_mb"), "runs": r.get("runs", 1)}
+        row = {
+            "scale": scale.name,
+            "kind": scale.kind,
+            "sites": scale.n_sites,
+            "months": scale.n_months,
+            "tool": tool,
+            "status": r["status"],
+            "process_s": r.get("process_s"),
+            "work_s": r.get("work_s"),
+            "read_mb": r.get("read_mb"),
+            "peak_mb": r.get("peak_mb"),
+            "runs": r.get("runs", 1),
+        }
         row["process_vs_exactextract"] = _ratio(r.get("process_s"), ee.get("process_s"))
         row["work_vs_floor"] = _ratio(r.get("work_s"), fl.get("work_s"))
         row["work_vs_cube_floor"] = _ratio(r.get("work_s"), fc.get("work_s"))
-        row["check"] = "reference" if tool == "exactextract" and r["status"] == "ok" else notes.get(tool, "")
+        row["check"] = (
+            "reference" if tool == "exactextract" and r["status"] == "ok" else notes.get(tool, "")
+        )
         rows.append(row)
     return rows
 
@@ -220,28 +300,60 @@ def _warm_page_cache(folder: Path, n_months: int) -> None:
 
 def markdown(df: pd.DataFrame, cores: int) -> str:
     show = df.copy()
-    for col, fmt in (("process_s", "{:.2f}"), ("work_s", "{:.2f}"), ("read_mb", "{:.0f}"), ("peak_mb", "{:.0f}"),
-                     ("process_vs_exactextract", "{:.2f}"), ("work_vs_floor", "{:.2f}"),
-                     ("work_vs_cube_floor", "{:.2f}")):
+    for col, fmt in (
+        ("process_s", "{:.2f}"),
+        ("work_s", "{:.2f}"),
+        ("read_mb", "{:.0f}"),
+        ("peak_mb", "{:.0f}"),
+        ("process_vs_exactextract", "{:.2f}"),
+        ("work_vs_floor", "{:.2f}"),
+        ("work_vs_cube_floor", "{:.2f}"),
+    ):
         show[col] = [fmt.format(v) if pd.notna(v) else "" for v in show[col]]
     show["status"] = [s if s != "ok" else "" for s in show["status"]]
-    cols = ["scale", "tool", "process_s", "work_s", "read_mb", "peak_mb", "process_vs_exactextract", "work_vs_floor",
-            "work_vs_cube_floor", "status", "check"]
-    head = ["scale", "tool", "process s", "work s", "read MB", "peak MB", "process / exactextract",
-            "work / floor", "work / cube floor", "status", "answers"]
+    cols = [
+        "scale",
+        "tool",
+        "process_s",
+        "work_s",
+        "read_mb",
+        "peak_mb",
+        "process_vs_exactextract",
+        "work_vs_floor",
+        "work_vs_cube_floor",
+        "status",
+        "check",
+    ]
+    head = [
+        "scale",
+        "tool",
+        "process s",
+        "work s",
+        "read MB",
+        "peak MB",
+        "process / exactextract",
+        "work / floor",
+        "work / cube floor",
+        "status",
+        "answers",
+    ]
     lines = ["| " + " | ".join(head) + " |", "|" + "---|" * len(head)]
-    lines += ["| " + " | ".join(str(v) for v in r) + " |" for r in show[cols].itertuples(index=False)]
+    lines += [
+        "| " + " | ".join(str(v) for v in r) + " |" for r in show[cols].itertuples(index=False)
+    ]
     load = " / ".join(f"{v:.1f}" for v in os.getloadavg())
-    return (f"Machine: {cores} cores, {sys.platform}, load average at the end {load}; synthetic data "
-            "(bench/data.py), warm page cache.\n"
-            "process s: whole process (start, imports, work, exit); work s: the extraction alone; read MB: "
-            "bytes read while working; peak MB: the process's peak resident memory. floor: decode the source "
-            "tiles the sites touch; cube floor: decode the cube chunks they touch (what ours-warm reads). "
-            "ours: cold, builds the cube; ours-warm: cube already built; ours-nocube: reads the files "
-            "directly; ours-1thread: cold on one thread; ours-chunked: cold, the streaming path for counties "
-            "disabled (the chunked cube path on the same work). county: Voronoi units tiling a 960 x 800 px "
-            "window; panel: 181 units tiling the whole Korea window. Times are medians of the runs; a tool stopped at "
-            "one scale is skipped at the larger ones.\n\n" + "\n".join(lines) + "\n")
+    return (
+        f"Machine: {cores} cores, {sys.platform}, load average at the end {load}; synthetic data "
+        "(bench/data.py), warm page cache.\n"
+        "process s: whole process (start, imports, work, exit); work s: the extraction alone; read MB: "
+        "bytes read while working; peak MB: the process's peak resident memory. floor: decode the source "
+        "tiles the sites touch; cube floor: decode the cube chunks they touch (what ours-warm reads). "
+        "ours: cold, builds the cube; ours-warm: cube already built; ours-nocube: reads the files "
+        "directly; ours-1thread: cold on one thread; ours-chunked: cold, the streaming path for counties "
+        "disabled (the chunked cube path on the same work). county: Voronoi units tiling a 960 x 800 px "
+        "window; panel: 181 units tiling the whole Korea window. Times are medians of the runs; a tool stopped at "
+        "one scale is skipped at the larger ones.\n\n" + "\n".join(lines) + "\n"
+    )
 
 
 def panel_markdown(df: pd.DataFrame) -> str:
@@ -249,35 +361,68 @@ def panel_markdown(df: pd.DataFrame) -> str:
     panel = df[(df["kind"] == "panel") & (df["status"] == "ok")]
     if panel.empty:
         return ""
-    lines = ["National panel (181 Voronoi units tiling the Korea window, 1680 x 1320 px), as months grow:", "",
-             "| months | tool | process s | work s | peak MB | read MB | time x | memory x |", "|---|---|---|---|---|---|---|---|"]
+    lines = [
+        "National panel (181 Voronoi units tiling the Korea window, 1680 x 1320 px), as months grow:",
+        "",
+        "| months | tool | process s | work s | peak MB | read MB | time x | memory x |",
+        "|---|---|---|---|---|---|---|---|",
+    ]
     for tool, rows in panel.sort_values("months").groupby("tool", sort=False):
         first = rows.iloc[0]
         for r in rows.itertuples():
-            lines.append(f"| {r.months} | {tool} | {r.process_s:.2f} | {r.work_s:.2f} | {r.peak_mb:.0f} | "
-                         f"{r.read_mb:.0f} | {r.process_s / first.process_s:.2f} | {r.peak_mb / first.peak_mb:.2f} |")
+            lines.append(
+                f"| {r.months} | {tool} | {r.process_s:.2f} | {r.work_s:.2f} | {r.peak_mb:.0f} | "
+                f"{r.read_mb:.0f} | {r.process_s / first.process_s:.2f} | {r.peak_mb / first.peak_mb:.2f} |"
+            )
     return "\n".join(lines) + "\n"
 
 
 def memory_markdown(mem: pd.DataFrame) -> str:
     """Peak memory (MB) by months, one column per variant of ours."""
     wide = mem.pivot(index="months", columns="tool", values="peak_mb")
-    lines = ["Peak memory (MB, whole process) of our extraction, 200 sites, as months grow:", "",
-             "| months | " + " | ".join(wide.columns) + " |", "|---|" + "---|" * len(wide.columns)]
-    lines += [f"| {m} | " + " | ".join(f"{v:.0f}" for v in row) + " |" for m, row in wide.iterrows()]
+    lines = [
+        "Peak memory (MB, whole process) of our extraction, 200 sites, as months grow:",
+        "",
+        "| months | " + " | ".join(wide.columns) + " |",
+        "|---|" + "---|" * len(wide.columns),
+    ]
+    lines += [
+        f"| {m} | " + " | ".join(f"{v:.0f}" for v in row) + " |" for m, row in wide.iterrows()
+    ]
     return "\n".join(lines) + "\n"
 
 
 def main(argv: list[str] | None = None) -> int:
     p = argparse.ArgumentParser(prog="python -m bench.run", description=__doc__.splitlines()[0])
     p.add_argument("--quick", action="store_true", help="two small scales only: a smoke run")
-    p.add_argument("--timeout", type=float, default=180.0, help="seconds before a tool is stopped (default 180)")
-    p.add_argument("--out", type=Path, default=ROOT / "outputs" / "bench", help="where bench.csv and bench.md go")
-    p.add_argument("--data", type=Path, default=ROOT / "data" / "bench", help="cache of generated bench data")
+    p.add_argument(
+        "--timeout",
+        type=float,
+        default=180.0,
+        help="seconds before a tool is stopped (default 180)",
+    )
+    p.add_argument(
+        "--out",
+        type=Path,
+        default=ROOT / "outputs" / "bench",
+        help="where bench.csv and bench.md go",
+    )
+    p.add_argument(
+        "--data", type=Path, default=ROOT / "data" / "bench", help="cache of generated bench data"
+    )
     p.add_argument("--tools", nargs="+", choices=TOOLS, help="only these tools")
-    p.add_argument("--scales", nargs="+", metavar="NAME",
-                   help="only these scales, e.g. 'nk 200x48' 'county 120x72' (skips the memory series)")
-    p.add_argument("--repeat", type=int, default=3, help="runs per tool, median reported (default 3; 1 with --quick)")
+    p.add_argument(
+        "--scales",
+        nargs="+",
+        metavar="NAME",
+        help="only these scales, e.g. 'nk 200x48' 'county 120x72' (skips the memory series)",
+    )
+    p.add_argument(
+        "--repeat",
+        type=int,
+        default=3,
+        help="runs per tool, median reported (default 3; 1 with --quick)",
+    )
     args = p.parse_args(argv)
     from bench.data import ensure_data
 
@@ -289,17 +434,30 @@ def main(argv: list[str] | None = None) -> int:
     rows = []
     repeat = 1 if args.quick else args.repeat
     for scale in scales:
-        rows += [r for r in bench_scale(scale, data, args.timeout, skip, True, repeat)
-                 if not (args.tools and r["tool"] not in args.tools)]
+        rows += [
+            r
+            for r in bench_scale(scale, data, args.timeout, skip, True, repeat)
+            if not (args.tools and r["tool"] not in args.tools)
+        ]
     df = pd.DataFrame(rows)
-    mem = pd.DataFrame() if args.scales else \
-        pd.DataFrame(memory_series(data, args.timeout, (12, 36) if args.quick else (12, 48, 120)))
+    mem = (
+        pd.DataFrame()
+        if args.scales
+        else pd.DataFrame(
+            memory_series(data, args.timeout, (12, 36) if args.quick else (12, 48, 120))
+        )
+    )
     cores = os.cpu_count() or 1
     args.out.mkdir(parents=True, exist_ok=True)
     name = "bench-quick" if args.quick else "bench"
     _write_atomic(args.out / f"{name}.csv", df.to_csv(index=False))
     _write_atomic(args.out / f"{name}-memory.csv", mem.to_csv(index=False))
-    md = markdown(df, cores) + "\n" + panel_markdown(df) + ("\n" + memory_markdown(mem) if len(mem) else "")
+    md = (
+        markdown(df, cores)
+        + "\n"
+        + panel_markdown(df)
+        + ("\n" + memory_markdown(mem) if len(mem) else "")
+    )
     _write_atomic(args.out / f"{name}.md", md)
     print(md)
     print(f"written: {args.out / (name + '.csv')}, {args.out / (name + '.md')}")

@@ -20,8 +20,18 @@ from pathlib import Path
 
 import numpy as np
 
-TOOLS = ("floor", "ours", "floor-cube", "ours-warm", "ours-nocube", "ours-1thread", "ours-chunked", "exactextract",
-         "rasterstats", "rioxarray")
+TOOLS = (
+    "floor",
+    "ours",
+    "floor-cube",
+    "ours-warm",
+    "ours-nocube",
+    "ours-1thread",
+    "ours-chunked",
+    "exactextract",
+    "rasterstats",
+    "rioxarray",
+)
 
 
 def _rchar() -> int:
@@ -45,9 +55,19 @@ def floor(files: list[Path], sites, **_: object) -> np.ndarray:
     for b in sites.geometry.bounds.itertuples(index=False):
         w = from_bounds(*b, transform=transform).round_offsets().round_lengths()
         r0, c0 = max(int(w.row_off) - 1, 0), max(int(w.col_off) - 1, 0)
-        r1, c1 = min(int(w.row_off + w.height) + 1, height), min(int(w.col_off + w.width) + 1, width)
-        blocks |= {(i, j) for i in range(r0 // bh, (r1 - 1) // bh + 1) for j in range(c0 // bw, (c1 - 1) // bw + 1)}
-    windows = [Window(j * bw, i * bh, min(bw, width - j * bw), min(bh, height - i * bh)) for i, j in sorted(blocks)]
+        r1, c1 = (
+            min(int(w.row_off + w.height) + 1, height),
+            min(int(w.col_off + w.width) + 1, width),
+        )
+        blocks |= {
+            (i, j)
+            for i in range(r0 // bh, (r1 - 1) // bh + 1)
+            for j in range(c0 // bw, (c1 - 1) // bw + 1)
+        }
+    windows = [
+        Window(j * bw, i * bh, min(bw, width - j * bw), min(bh, height - i * bh))
+        for i, j in sorted(blocks)
+    ]
 
     def one(path: Path) -> int:
         with rasterio.Env(GDAL_DISABLE_READDIR_ON_OPEN="EMPTY_DIR"), rasterio.open(path) as ds:
@@ -78,8 +98,14 @@ def floor_cube(files: list[Path], sites, cube_dir: str | None = None, **_: objec
     return np.full((len(sites), len(files)), np.nan)
 
 
-def ours(files: list[Path], sites, cube_dir: str | None = None, threads: int | None = None, chunked: bool = False,
-         **_: object) -> np.ndarray:
+def ours(
+    files: list[Path],
+    sites,
+    cube_dir: str | None = None,
+    threads: int | None = None,
+    chunked: bool = False,
+    **_: object,
+) -> np.ndarray:
     """``chunked``: never take the streaming path (bench only: shows what it saves on counties)."""
     import dask
     import geopandas as gpd
@@ -93,9 +119,13 @@ def ours(files: list[Path], sites, cube_dir: str | None = None, threads: int | N
     from pipeline.zonal import zone_month_table
 
     months = {p.name for p in files}
-    years = tuple(sorted({int(p.stem.split("_")[1][:4]) for p in files}))  # open only these years' files
+    years = tuple(
+        sorted({int(p.stem.split("_")[1][:4]) for p in files})
+    )  # open only these years' files
     rasters = [r for r in find_monthly_rasters(files[0].parent, years) if r.radiance.name in months]
-    zones = gpd.GeoDataFrame({"zone": sites["site_id"]}, geometry=sites.geometry.values, crs=sites.crs)
+    zones = gpd.GeoDataFrame(
+        {"zone": sites["site_id"]}, geometry=sites.geometry.values, crs=sites.crs
+    )
     with dask.config.set(num_workers=threads) if threads else dask.config.set({}):
         t = zone_month_table(rasters, zones, ("exact",), progress=False, cube_dir=cube_dir)
     wide = t.pivot(index="zone", columns="month", values="mean_radiance")
@@ -105,7 +135,9 @@ def ours(files: list[Path], sites, cube_dir: str | None = None, threads: int | N
 def exactextract_tool(files: list[Path], sites, **_: object) -> np.ndarray:
     from exactextract import exact_extract
 
-    df = exact_extract([str(p) for p in files], sites, "mean", include_cols=["site_id"], output="pandas")
+    df = exact_extract(
+        [str(p) for p in files], sites, "mean", include_cols=["site_id"], output="pandas"
+    )
     return df[[f"{p.stem}_mean" for p in files]].to_numpy(dtype="float64")
 
 
@@ -134,8 +166,18 @@ def main(argv: list[str]) -> int:
 
     sites = gpd.read_file(sites_path).iloc[: int(n_sites)].reset_index(drop=True)
     files = _files(Path(folder), int(n_months))
-    run = {"floor": floor, "floor-cube": floor_cube, "ours": ours, "ours-warm": ours, "ours-nocube": ours, "ours-1thread": ours,
-           "ours-chunked": ours, "exactextract": exactextract_tool, "rasterstats": rasterstats_tool, "rioxarray": rioxarray_tool}[tool]
+    run = {
+        "floor": floor,
+        "floor-cube": floor_cube,
+        "ours": ours,
+        "ours-warm": ours,
+        "ours-nocube": ours,
+        "ours-1thread": ours,
+        "ours-chunked": ours,
+        "exactextract": exactextract_tool,
+        "rasterstats": rasterstats_tool,
+        "rioxarray": rioxarray_tool,
+    }[tool]
     kwargs: dict[str, object] = {}
     if tool in ("ours", "ours-warm", "ours-1thread", "ours-chunked", "floor-cube"):
         kwargs["cube_dir"] = cube_dir

@@ -23,8 +23,13 @@ __all__ = ["Params", "Results", "__version__", "analyse", "load_results", "read_
 
 # The API is imported on first use (PEP 562), so `nightlights --help` and `import pipeline`
 # stay fast: nothing heavy (geopandas, rasterio, dask) loads until a name below is touched.
-_LAZY = {"analyse": "pipeline.api", "Results": "pipeline.analysis", "load_results": "pipeline.analysis",
-         "Params": "pipeline.config", "read_sites": "pipeline.sites"}
+_LAZY = {
+    "analyse": "pipeline.api",
+    "Results": "pipeline.analysis",
+    "load_results": "pipeline.analysis",
+    "Params": "pipeline.config",
+    "read_sites": "pipeline.sites",
+}
 
 
 def __getattr__(name: str) -> Any:

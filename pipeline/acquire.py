@@ -37,7 +37,9 @@ class Acquired:
     rasters: list[MonthlyRaster]
     data_kind: str  # "synthetic" or "real"
     product: str = "monthly"
-    alternatives: dict[str, list[MonthlyRaster]] = field(default_factory=dict)  # other product, same years
+    alternatives: dict[str, list[MonthlyRaster]] = field(
+        default_factory=dict
+    )  # other product, same years
 
 
 def resolve_source(requested: str, rasters_dir: Path | None) -> str:
@@ -69,8 +71,17 @@ def is_synthetic(rasters: Sequence[MonthlyRaster]) -> bool:
         return ds.tags().get("SYNTHETIC", "").lower() == "true"
 
 
-def acquire(requested: str, sites: Any, params: Params, years: Sequence[int], *, rasters_dir: Path | None,
-            data_dir: Path, progress: bool = True, required: Sequence[int] = ()) -> Acquired:
+def acquire(
+    requested: str,
+    sites: Any,
+    params: Params,
+    years: Sequence[int],
+    *,
+    rasters_dir: Path | None,
+    data_dir: Path,
+    progress: bool = True,
+    required: Sequence[int] = (),
+) -> Acquired:
     """The monthly rasters of ``years`` for ``sites``: read from the demo world, found (local) or
     downloaded (the sites give the download area).
 
@@ -78,15 +89,26 @@ def acquire(requested: str, sites: Any, params: Params, years: Sequence[int], *,
     """
     source = resolve_source(requested, rasters_dir)
     if rasters_dir is not None and source != "local":
-        raise ConfigError(f"--rasters is only read with --source local (this run's source is {source})")
+        raise ConfigError(
+            f"--rasters is only read with --source local (this run's source is {source})"
+        )
     product = params.product
     if source == "demo" and product == "annual":
-        raise ConfigError("--product annual: the synthetic demo is monthly; use --source eog|blackmarble "
-                          "(or --source local --rasters DIR of annual composites)")
+        raise ConfigError(
+            "--product annual: the synthetic demo is monthly; use --source eog|blackmarble "
+            "(or --source local --rasters DIR of annual composites)"
+        )
     if source == "demo":
-        why = "no data credentials configured, so this run uses" if requested == "auto" else "this run uses"
-        log.warning("SYNTHETIC DEMO DATA: %s generated rasters; its results are no evidence about North Korea "
-                    "(see README 'Real data').", why)
+        why = (
+            "no data credentials configured, so this run uses"
+            if requested == "auto"
+            else "this run uses"
+        )
+        log.warning(
+            "SYNTHETIC DEMO DATA: %s generated rasters; its results are no evidence about North Korea "
+            "(see README 'Real data').",
+            why,
+        )
         folder = demo_folder(data_dir, years, progress=progress)
     elif source == "local":
         if rasters_dir is None:
@@ -95,18 +117,30 @@ def acquire(requested: str, sites: Any, params: Params, years: Sequence[int], *,
     else:
         from pipeline.fetch import ensure_months
 
-        folder = ensure_months(source, tuple(years), sites, data_dir, progress=progress,
-                               eog_config=params.eog_config, product=product)
+        folder = ensure_months(
+            source,
+            tuple(years),
+            sites,
+            data_dir,
+            progress=progress,
+            eog_config=params.eog_config,
+            product=product,
+        )
     available = _find(product, folder, params.eog_config)
     rasters = [r for r in available if r.year in set(years)]
     data_kind = "synthetic" if source == "demo" or is_synthetic(rasters) else "real"
     if data_kind == "synthetic" and source != "demo":
-        log.warning("SYNTHETIC DATA: the rasters in %s are tagged synthetic; outputs are labelled so.", folder)
+        log.warning(
+            "SYNTHETIC DATA: the rasters in %s are tagged synthetic; outputs are labelled so.",
+            folder,
+        )
     missing = [y for y in required if not any(r.year == y for r in rasters)]
     if missing:
-        raise SourceError(f"{folder}: no {'annual composites' if product == 'annual' else 'monthly rasters'} for "
-                          f"{', '.join(map(str, missing))} (the folder has {available[0].month} to "
-                          f"{available[-1].month}); choose --baseline-year/--target-year within that range")
+        raise SourceError(
+            f"{folder}: no {'annual composites' if product == 'annual' else 'monthly rasters'} for "
+            f"{', '.join(map(str, missing))} (the folder has {available[0].month} to "
+            f"{available[-1].month}); choose --baseline-year/--target-year within that range"
+        )
     alternatives = {}
     if source != "demo":
         alt = _other_product(source, product, folder, data_dir, params.eog_config, years, required)
@@ -121,8 +155,15 @@ def _find(product: str, folder: Path, eog_config: str) -> list[MonthlyRaster]:
     return find_monthly_rasters(folder, eog_config=eog_config)
 
 
-def _other_product(source: str, product: str, folder: Path, data_dir: Path, eog_config: str,
-                   years: Sequence[int], required: Sequence[int]) -> tuple[str, list[MonthlyRaster]] | None:
+def _other_product(
+    source: str,
+    product: str,
+    folder: Path,
+    data_dir: Path,
+    eog_config: str,
+    years: Sequence[int],
+    required: Sequence[int],
+) -> tuple[str, list[MonthlyRaster]] | None:
     """The other product's rasters for ``years``, when they are already here and cover ``required``."""
     from pipeline.config import PRODUCTS
 
@@ -147,8 +188,12 @@ def _other_product(source: str, product: str, folder: Path, data_dir: Path, eog_
         logger.setLevel(level)
     if not found or any(not any(r.year == y for r in found) for y in required):
         return None
-    log.info("%s %s rasters for the same years found in %s: the robustness grid gains a product dimension",
-             other, source, where)
+    log.info(
+        "%s %s rasters for the same years found in %s: the robustness grid gains a product dimension",
+        other,
+        source,
+        where,
+    )
     return other, found
 
 

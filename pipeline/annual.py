@@ -64,9 +64,15 @@ def footprint_deff(grid: Any, lat: np.ndarray) -> np.ndarray:
     return np.maximum((FOOTPRINT_M / w) * (FOOTPRINT_M / h), 1.0)
 
 
-def pixel_variances(rasters: Sequence[MonthlyRaster], zones: gpd.GeoDataFrame, rules: Sequence[str],
-                    years: tuple[int, int], epsilon: float, min_cf_cvg: int, bm_quality: tuple[int, ...]
-                    ) -> dict[str, tuple[np.ndarray, np.ndarray]]:
+def pixel_variances(
+    rasters: Sequence[MonthlyRaster],
+    zones: gpd.GeoDataFrame,
+    rules: Sequence[str],
+    years: tuple[int, int],
+    epsilon: float,
+    min_cf_cvg: int,
+    bm_quality: tuple[int, ...],
+) -> dict[str, tuple[np.ndarray, np.ndarray]]:
     """Per rule: (Var of d, effective number of independent pixels) for every zone, between two years.
 
     NaN where a zone has fewer than two pixels valid in both years.
@@ -84,7 +90,12 @@ def pixel_variances(rasters: Sequence[MonthlyRaster], zones: gpd.GeoDataFrame, r
     pix = _pixels(rb, rt, zones, min_cf_cvg, bm_quality, paired)
     for rule in rules:
         var, neff = np.full(nz, np.nan), np.full(nz, np.nan)
-        for grid, zone, cov, vals in pix:  # one grid when paired; else each year's, variances adding up
+        for (
+            grid,
+            zone,
+            cov,
+            vals,
+        ) in pix:  # one grid when paired; else each year's, variances adding up
             w = rule_weights(cov, rule)
             deff = footprint_deff(grid, lat)
             var_g, n_g = _linearised(zone, w, vals, nz, epsilon, paired)
@@ -95,8 +106,14 @@ def pixel_variances(rasters: Sequence[MonthlyRaster], zones: gpd.GeoDataFrame, r
     return out
 
 
-def _pixels(rb: MonthlyRaster, rt: MonthlyRaster, zones: gpd.GeoDataFrame, min_cf_cvg: int,
-            bm_quality: tuple[int, ...], paired: bool) -> list[tuple[Any, np.ndarray, np.ndarray, list]]:
+def _pixels(
+    rb: MonthlyRaster,
+    rt: MonthlyRaster,
+    zones: gpd.GeoDataFrame,
+    min_cf_cvg: int,
+    bm_quality: tuple[int, ...],
+    paired: bool,
+) -> list[tuple[Any, np.ndarray, np.ndarray, list]]:
     """Weight entries and their values: (grid, zone, coverage, [(B, valid), (T, valid)]) per grid."""
     out = []
     for grids in ([rb, rt],) if paired else ([rb], [rt]):
@@ -113,7 +130,9 @@ def _pixels(rb: MonthlyRaster, rt: MonthlyRaster, zones: gpd.GeoDataFrame, min_c
                 per_year[k].append((rad.ravel()[b.pixel], ok))
         if not zone:
             continue
-        vals = [(np.concatenate([v for v, _ in y]), np.concatenate([o for _, o in y])) for y in per_year]
+        vals = [
+            (np.concatenate([v for v, _ in y]), np.concatenate([o for _, o in y])) for y in per_year
+        ]
         out.append((grids[0].grid, np.concatenate(zone), np.concatenate(cov), vals))
     return out
 
@@ -123,7 +142,9 @@ def _wmean(zone: np.ndarray, w: np.ndarray, x: np.ndarray, nz: int) -> np.ndarra
         return np.bincount(zone, w * x, nz) / np.bincount(zone, w, nz)
 
 
-def _spread(zone: np.ndarray, w: np.ndarray, resid: np.ndarray, nz: int) -> tuple[np.ndarray, np.ndarray]:
+def _spread(
+    zone: np.ndarray, w: np.ndarray, resid: np.ndarray, nz: int
+) -> tuple[np.ndarray, np.ndarray]:
     """Sandwich variance of a weighted mean of residuals, with n/(n-1), and Kish's effective n."""
     sw, sw2 = np.bincount(zone, w, nz), np.bincount(zone, w * w, nz)
     n = np.bincount(zone, (w > 0) * 1.0, nz)
@@ -133,8 +154,9 @@ def _spread(zone: np.ndarray, w: np.ndarray, resid: np.ndarray, nz: int) -> tupl
     return np.where(n >= 2, var, np.nan), np.where(n >= 2, neff, np.nan)
 
 
-def _linearised(zone: np.ndarray, w: np.ndarray, vals: list, nz: int, eps: float,
-                paired: bool) -> tuple[np.ndarray, np.ndarray]:
+def _linearised(
+    zone: np.ndarray, w: np.ndarray, vals: list, nz: int, eps: float, paired: bool
+) -> tuple[np.ndarray, np.ndarray]:
     if paired:
         (b, vb), (t, vt) = vals
         both = vb & vt
@@ -149,9 +171,15 @@ def _linearised(zone: np.ndarray, w: np.ndarray, vals: list, nz: int, eps: float
     return var, neff
 
 
-def annual_site_changes(series: ZoneSeries, variances: tuple[np.ndarray, np.ndarray], zone_names: list[str],
-                        sites: pd.DataFrame, site_zone: list[str], ring_zone: list[str] | None,
-                        settings: ChangeSettings) -> pd.DataFrame:
+def annual_site_changes(
+    series: ZoneSeries,
+    variances: tuple[np.ndarray, np.ndarray],
+    zone_names: list[str],
+    sites: pd.DataFrame,
+    site_zone: list[str],
+    ring_zone: list[str] | None,
+    settings: ChangeSettings,
+) -> pd.DataFrame:
     """One row per site, as :func:`pipeline.change.site_changes` gives for months."""
     index = {z: i for i, z in enumerate(zone_names)}
     z = NormalDist().inv_cdf(0.5 + settings.confidence / 2)
@@ -161,31 +189,63 @@ def annual_site_changes(series: ZoneSeries, variances: tuple[np.ndarray, np.ndar
     d = np.where(ok, log_ratio(t, b, settings.epsilon), np.nan)
     se = np.sqrt(np.where(ok, np.nan_to_num(var, nan=0.0), np.nan))
     n = np.where(ok, 12, 0)
-    out = pd.DataFrame({"site_id": ids, "n_months": n, "months_matched": np.where(ok, "annual", ""),
-                        "baseline_value": np.where(ok, b, np.nan), "target_value": np.where(ok, t, np.nan),
-                        "log_ratio": d, "log_ci_low": d - z * se, "log_ci_high": d + z * se,
-                        "class": classify_arrays(d, d - z * se, d + z * se, n, settings.threshold,
-                                                 settings.min_matched_months),
-                        "se_log_ratio": se, "n_pixels_eff": neff})
+    out = pd.DataFrame(
+        {
+            "site_id": ids,
+            "n_months": n,
+            "months_matched": np.where(ok, "annual", ""),
+            "baseline_value": np.where(ok, b, np.nan),
+            "target_value": np.where(ok, t, np.nan),
+            "log_ratio": d,
+            "log_ci_low": d - z * se,
+            "log_ci_high": d + z * se,
+            "class": classify_arrays(
+                d, d - z * se, d + z * se, n, settings.threshold, settings.min_matched_months
+            ),
+            "se_log_ratio": se,
+            "n_pixels_eff": neff,
+        }
+    )
     if ring_zone is not None:
         rb, rt, rvar, _ = _zone_values(series, variances, index, ring_zone, settings)
         rok = ok & np.isfinite(rb) & np.isfinite(rt)
         ring_d = np.where(rok, log_ratio(rt, rb, settings.epsilon), np.nan)
         adj = d - ring_d
-        ase = np.sqrt(np.where(rok, np.nan_to_num(var, nan=0.0) + np.nan_to_num(rvar, nan=0.0), np.nan))
+        ase = np.sqrt(
+            np.where(rok, np.nan_to_num(var, nan=0.0) + np.nan_to_num(rvar, nan=0.0), np.nan)
+        )
         na = np.where(rok, 12, 0)
-        out = out.assign(ring_baseline_value=np.where(rok, rb, np.nan), ring_target_value=np.where(rok, rt, np.nan),
-                         ring_log_ratio=ring_d, adjusted_log_ratio=adj, adjusted_log_ci_low=adj - z * ase,
-                         adjusted_log_ci_high=adj + z * ase, n_months_adjusted=na,
-                         class_ring_adjusted=classify_arrays(adj, adj - z * ase, adj + z * ase, na,
-                                                             settings.threshold, settings.min_matched_months))
+        out = out.assign(
+            ring_baseline_value=np.where(rok, rb, np.nan),
+            ring_target_value=np.where(rok, rt, np.nan),
+            ring_log_ratio=ring_d,
+            adjusted_log_ratio=adj,
+            adjusted_log_ci_low=adj - z * ase,
+            adjusted_log_ci_high=adj + z * ase,
+            n_months_adjusted=na,
+            class_ring_adjusted=classify_arrays(
+                adj,
+                adj - z * ase,
+                adj + z * ase,
+                na,
+                settings.threshold,
+                settings.min_matched_months,
+            ),
+        )
     for col in ("log_ratio", "log_ci_low", "log_ci_high"):
-        out[col.replace("log_ratio", "change_pct").replace("log_ci", "ci")] = 100 * np.expm1(out[col])
+        out[col.replace("log_ratio", "change_pct").replace("log_ci", "ci")] = 100 * np.expm1(
+            out[col]
+        )
     return out
 
 
-def _zone_values(series: ZoneSeries, variances: tuple[np.ndarray, np.ndarray], index: dict[str, int],
-                 zones: list[str], settings: ChangeSettings) -> tuple[np.ndarray, ...]:
+def _zone_values(
+    series: ZoneSeries,
+    variances: tuple[np.ndarray, np.ndarray],
+    index: dict[str, int],
+    zones: list[str],
+    settings: ChangeSettings,
+) -> tuple[np.ndarray, ...]:
     """Baseline and target composite means (NaN when not valid), Var(d) and effective pixels."""
     rows = series.rows(zones)
     out = []
@@ -205,31 +265,71 @@ def _zone_values(series: ZoneSeries, variances: tuple[np.ndarray, np.ndarray], i
     return out[0], out[1], var, neff
 
 
-def annual_sensitivity_table(table: pd.DataFrame, variances: dict[str, tuple[np.ndarray, np.ndarray]],
-                             zone_names: list[str], sites: pd.DataFrame, by_radius: dict[float, list[str]],
-                             ring: list[str], base: ChangeSettings, claim_mask: np.ndarray) -> pd.DataFrame:
+def annual_sensitivity_table(
+    table: pd.DataFrame,
+    variances: dict[str, tuple[np.ndarray, np.ndarray]],
+    zone_names: list[str],
+    sites: pd.DataFrame,
+    by_radius: dict[float, list[str]],
+    ring: list[str],
+    base: ChangeSettings,
+    claim_mask: np.ndarray,
+) -> pd.DataFrame:
     """Counts over threshold x radius x adjustment x pixel rule (statistic and months do not
     apply to one composite per year), with the monthly table's columns."""
     scope = claim_mask if claim_mask.any() else np.ones(len(sites), dtype=bool)
     rows = []
     for radius, rule in itertools.product(by_radius, variances):
         series = ZoneSeries.from_table(table[table["pixel_rule"] == rule])
-        ch = annual_site_changes(series, variances[rule], zone_names, sites, by_radius[radius], ring, base)[scope]
+        ch = annual_site_changes(
+            series, variances[rule], zone_names, sites, by_radius[radius], ring, base
+        )[scope]
         for threshold, adjust in itertools.product((0.10, 0.18, 0.25, 0.35), ("absolute", "ring")):
             p = "adjusted_" if adjust == "ring" else ""
             n_col = "n_months_adjusted" if adjust == "ring" else "n_months"
-            classes = classify_arrays(ch[f"{p}log_ratio"].to_numpy(float), ch[f"{p}log_ci_low"].to_numpy(float),
-                                      ch[f"{p}log_ci_high"].to_numpy(float), ch[n_col].to_numpy(), threshold,
-                                      base.min_matched_months)
-            rows.append({"threshold": threshold, "radius_m": radius, "statistic": ANNUAL_STATISTIC,
-                         "month_window": "all", "adjustment": adjust, "pixel_rule": rule,
-                         "n_sites": int(scope.sum()), **count_classes(pd.Series(classes, dtype=object))})
-    return pd.DataFrame(rows, columns=["threshold", "radius_m", "statistic", "month_window", "adjustment",
-                                       "pixel_rule", "n_sites", *CLASSES])
+            classes = classify_arrays(
+                ch[f"{p}log_ratio"].to_numpy(float),
+                ch[f"{p}log_ci_low"].to_numpy(float),
+                ch[f"{p}log_ci_high"].to_numpy(float),
+                ch[n_col].to_numpy(),
+                threshold,
+                base.min_matched_months,
+            )
+            rows.append(
+                {
+                    "threshold": threshold,
+                    "radius_m": radius,
+                    "statistic": ANNUAL_STATISTIC,
+                    "month_window": "all",
+                    "adjustment": adjust,
+                    "pixel_rule": rule,
+                    "n_sites": int(scope.sum()),
+                    **count_classes(pd.Series(classes, dtype=object)),
+                }
+            )
+    return pd.DataFrame(
+        rows,
+        columns=[
+            "threshold",
+            "radius_m",
+            "statistic",
+            "month_window",
+            "adjustment",
+            "pixel_rule",
+            "n_sites",
+            *CLASSES,
+        ],
+    )
 
 
-def annual_calibration(table: pd.DataFrame, rasters: Sequence[MonthlyRaster], controls: gpd.GeoDataFrame,
-                       base: ChangeSettings, min_cf_cvg: int, bm_quality: tuple[int, ...]) -> dict[str, Any] | None:
+def annual_calibration(
+    table: pd.DataFrame,
+    rasters: Sequence[MonthlyRaster],
+    controls: gpd.GeoDataFrame,
+    base: ChangeSettings,
+    min_cf_cvg: int,
+    bm_quality: tuple[int, ...],
+) -> dict[str, Any] | None:
     """:func:`pipeline.sensitivity.calibration` for annual composites: lit controls, the year
     before the baseline against the baseline year, classified by the annual rule."""
     from pipeline.sensitivity import (
@@ -244,7 +344,9 @@ def annual_calibration(table: pd.DataFrame, rasters: Sequence[MonthlyRaster], co
     if not names or str(y0) not in set(table["month"]):
         return None
     series = ZoneSeries.from_table(table[table["zone"].isin(set(names))])
-    var = pixel_variances(rasters, controls, ("exact",), (y0, y1), base.epsilon, min_cf_cvg, bm_quality)["exact"]
+    var = pixel_variances(
+        rasters, controls, ("exact",), (y0, y1), base.epsilon, min_cf_cvg, bm_quality
+    )["exact"]
     settings = ChangeSettings(**{**base.__dict__, "baseline_year": y0, "target_year": y1})
     fake = pd.DataFrame({"site_id": names})
     ch = annual_site_changes(series, var, names, fake, names, None, settings)
@@ -255,9 +357,11 @@ def annual_calibration(table: pd.DataFrame, rasters: Sequence[MonthlyRaster], co
     a = np.abs(ch["log_ratio"].to_numpy(float))
     called = ch["class"].isin(("brightened", "dimmed")).mean()
     return {
-        "controls": (f"{len(ch)} lit places (annual mean >= {CONTROL_MIN_RADIANCE} nW/cm2/sr in both years) on a "
-                     f"{CONTROL_SPACING_DEG} deg lattice, {CONTROL_EXCLUSION_M / 1000:.0f}-"
-                     f"{CONTROL_REACH_M / 1000:.0f} km from the sites, {y0} vs {y1}, annual composites"),
+        "controls": (
+            f"{len(ch)} lit places (annual mean >= {CONTROL_MIN_RADIANCE} nW/cm2/sr in both years) on a "
+            f"{CONTROL_SPACING_DEG} deg lattice, {CONTROL_EXCLUSION_M / 1000:.0f}-"
+            f"{CONTROL_REACH_M / 1000:.0f} km from the sites, {y0} vs {y1}, annual composites"
+        ),
         "n_controls": len(ch),
         "abs_log_ratio_p50": float(np.percentile(a, 50)),
         "abs_log_ratio_p95": float(np.percentile(a, 95)),

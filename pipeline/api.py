@@ -23,11 +23,20 @@ from typing import Any
 from pipeline.config import Params, Source
 
 
-def analyse(sites: str | os.PathLike[str] | Sequence[str | os.PathLike[str]] | Any = "aoi", *,
-            source: Source = "auto", rasters: str | os.PathLike[str] | None = None,
-            claim: str | os.PathLike[str] | Any | None = None, params: Params | None = None,
-            data_dir: str | os.PathLike[str] = "data", cache_dir: str | os.PathLike[str] | None = None,
-            sensitivity: bool = True, progress: bool = False, compare: bool = True, **overrides: Any) -> Any:
+def analyse(
+    sites: str | os.PathLike[str] | Sequence[str | os.PathLike[str]] | Any = "aoi",
+    *,
+    source: Source = "auto",
+    rasters: str | os.PathLike[str] | None = None,
+    claim: str | os.PathLike[str] | Any | None = None,
+    params: Params | None = None,
+    data_dir: str | os.PathLike[str] = "data",
+    cache_dir: str | os.PathLike[str] | None = None,
+    sensitivity: bool = True,
+    progress: bool = False,
+    compare: bool = True,
+    **overrides: Any,
+) -> Any:
     """Run the analysis and return :class:`~pipeline.analysis.Results`.
 
     Parameters
@@ -55,7 +64,13 @@ def analyse(sites: str | os.PathLike[str] | Sequence[str | os.PathLike[str]] | A
     from pipeline.sites import read_sites
     from pipeline.study import StudySpec, claim_years, run_study
 
-    the_claim = claim if isinstance(claim, Claim) else load_claim(Path(claim)) if claim is not None else default_claim()
+    the_claim = (
+        claim
+        if isinstance(claim, Claim)
+        else load_claim(Path(claim))
+        if claim is not None
+        else default_claim()
+    )
     # the claim's years are the run's unless given (in params or as keywords), as on the command line
     base = params or claim_years(the_claim)
     params = base.replace(**overrides) if overrides else base
@@ -66,9 +81,18 @@ def analyse(sites: str | os.PathLike[str] | Sequence[str | os.PathLike[str]] | A
         files = [f for p in paths for f in (sorted(p.glob("*.geojson")) if p.is_dir() else [p])]
         site_table = read_sites(files, params.default_radius_m)
     cache = Path(data_dir) / "cache" if cache_dir is None else Path(cache_dir)
-    spec = StudySpec(sites=site_table, params=params, claim=the_claim,
-                     claim_path=None if claim is None or isinstance(claim, Claim) else Path(claim),
-                     source=source, rasters_dir=Path(rasters) if rasters else None, data_dir=Path(data_dir),
-                     cube_dir=None if str(cache).lower() == "none" else cache / "cube", sensitivity=sensitivity,
-                     compare=compare, progress=progress, site_files=files)
+    spec = StudySpec(
+        sites=site_table,
+        params=params,
+        claim=the_claim,
+        claim_path=None if claim is None or isinstance(claim, Claim) else Path(claim),
+        source=source,
+        rasters_dir=Path(rasters) if rasters else None,
+        data_dir=Path(data_dir),
+        cube_dir=None if str(cache).lower() == "none" else cache / "cube",
+        sensitivity=sensitivity,
+        compare=compare,
+        progress=progress,
+        site_files=files,
+    )
     return run_study(spec)

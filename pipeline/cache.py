@@ -22,7 +22,6 @@ from pipeline.provenance import human_size
 log = logging.getLogger(__name__)
 
 
-
 def prune_cubes(cache_dir: Path | str, keep: Iterable[str | Path] = ()) -> tuple[int, int]:
     """Remove the cubes in ``cache_dir`` (the folder given to :func:`open_cube`) that no run
     can use again: an older layout, or an input file gone or changed since the cube was made
@@ -45,7 +44,7 @@ def prune_cubes(cache_dir: Path | str, keep: Iterable[str | Path] = ()) -> tuple
             log.info("%s: removed (%s), %s freed", cube, why, human_size(size))
             removed, freed = removed + 1, freed + size
     for tmp in folder.glob(f"{TMP_PREFIX}*"):
-        pid = tmp.name[len(TMP_PREFIX):].split("-", 1)[0]
+        pid = tmp.name[len(TMP_PREFIX) :].split("-", 1)[0]
         if tmp.is_dir() and pid.isdigit() and not process_alive(int(pid)):
             freed += _size(tmp)
             shutil.rmtree(tmp, ignore_errors=True)

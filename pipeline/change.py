@@ -75,8 +75,10 @@ class ZoneSeries:
     @classmethod
     def from_table(cls, table: pd.DataFrame) -> ZoneSeries:
         if table.duplicated(["zone", "month"]).any():
-            raise ValueError("the table has several rows for one zone and month (several pixel rules?); "
-                             "pass one pixel rule")
+            raise ValueError(
+                "the table has several rows for one zone and month (several pixel rules?); "
+                "pass one pixel rule"
+            )
         zones = pd.Index(pd.unique(table["zone"]))
         months = pd.Index(sorted(pd.unique(table["month"])))
         zi, mi = zones.get_indexer(table["zone"]), months.get_indexer(table["month"])
@@ -88,8 +90,13 @@ class ZoneSeries:
 
         weight = np.zeros(len(zones))
         weight[zi] = table["weight"].to_numpy(dtype="float64")
-        return cls({z: i for i, z in enumerate(zones)}, tuple(months),
-                   {c: grid(c) for c in ("mean_radiance", "sum_radiance")}, grid("valid_fraction"), weight)
+        return cls(
+            {z: i for i, z in enumerate(zones)},
+            tuple(months),
+            {c: grid(c) for c in ("mean_radiance", "sum_radiance")},
+            grid("valid_fraction"),
+            weight,
+        )
 
     def rows(self, zones: list[str]) -> np.ndarray:
         return np.array([self.zone_index.get(z, -1) for z in zones], dtype="int64")
@@ -100,8 +107,14 @@ class ZoneSeries:
         return np.where(rows >= 0, self.weight[np.maximum(rows, 0)], 0.0)
 
 
-def year_matrix(table: pd.DataFrame | ZoneSeries, zones: list[str], year: int, months: tuple[int, ...],
-                column: str, min_valid_fraction: float) -> np.ndarray:
+def year_matrix(
+    table: pd.DataFrame | ZoneSeries,
+    zones: list[str],
+    year: int,
+    months: tuple[int, ...],
+    column: str,
+    min_valid_fraction: float,
+) -> np.ndarray:
     """Array (zone, 12) of ``column`` for one year; NaN where the zone-month is not valid."""
     series = table if isinstance(table, ZoneSeries) else ZoneSeries.from_table(table)
     out = np.full((len(zones), 12), np.nan)
@@ -141,7 +154,9 @@ def _yearly_rows(values: np.ndarray, matched: np.ndarray, statistic: str) -> np.
     return np.where(matched.any(axis=1), out, np.nan)
 
 
-def log_ratio(target: np.ndarray | float, baseline: np.ndarray | float, eps: np.ndarray | float) -> np.ndarray:
+def log_ratio(
+    target: np.ndarray | float, baseline: np.ndarray | float, eps: np.ndarray | float
+) -> np.ndarray:
     """``ln((T + eps) / (B + eps))``: symmetric, scale-free, tame near zero."""
     return np.log((np.asarray(target) + eps) / (np.asarray(baseline) + eps))
 
@@ -152,22 +167,38 @@ def _eps(settings: ChangeSettings, weight: float, n: int) -> float:
     return settings.epsilon * (weight * n if settings.statistic == "sol" else 1.0)
 
 
-def paired_change(base: np.ndarray, targ: np.ndarray, settings: ChangeSettings, key: str,
-                  weight: float = 1.0, ring_base: np.ndarray | None = None,
-                  ring_targ: np.ndarray | None = None, ring_weight: float = 1.0) -> dict[str, float]:
+def paired_change(
+    base: np.ndarray,
+    targ: np.ndarray,
+    settings: ChangeSettings,
+    key: str,
+    weight: float = 1.0,
+    ring_base: np.ndarray | None = None,
+    ring_targ: np.ndarray | None = None,
+    ring_weight: float = 1.0,
+) -> dict[str, float]:
     """Change of one zone over matched months (1-D arrays of equal length, no NaN).
 
     With ring arrays, the change is ``d_site - d_ring`` on the same resampled months.
     """
-    ring = None if ring_base is None or ring_targ is None else (ring_base[None], ring_targ[None],
-                                                                 np.array([ring_weight]))
+    ring = (
+        None
+        if ring_base is None or ring_targ is None
+        else (ring_base[None], ring_targ[None], np.array([ring_weight]))
+    )
     d, lo, hi = paired_changes(base[None], targ[None], settings, [key], np.array([weight]), ring)
     return {"log_ratio": float(d[0]), "log_ci_low": float(lo[0]), "log_ci_high": float(hi[0])}
 
 
-def paired_changes(base: np.ndarray, targ: np.ndarray, settings: ChangeSettings, keys: list[str],
-                   weight: np.ndarray, ring: tuple[np.ndarray, np.ndarray, np.ndarray] | None = None,
-                   batch: int = 128) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+def paired_changes(
+    base: np.ndarray,
+    targ: np.ndarray,
+    settings: ChangeSettings,
+    keys: list[str],
+    weight: np.ndarray,
+    ring: tuple[np.ndarray, np.ndarray, np.ndarray] | None = None,
+    batch: int = 128,
+) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
     """Changes and intervals of many zones with the same number of matched months.
 
     ``base``/``targ``: arrays (zone, month) without NaN; ``ring``: the same for each
@@ -186,8 +217,14 @@ def paired_changes(base: np.ndarray, targ: np.ndarray, settings: ChangeSettings,
     lo, hi = np.empty(len(keys)), np.empty(len(keys))
     for s in range(0, len(keys), batch):  # bounded memory: batch x n_boot x months
         sl = slice(s, s + batch)
-        idx = np.stack([np.random.default_rng([settings.seed, zlib.crc32(k.encode())])
-                        .integers(0, n, size=(settings.n_boot, n)) for k in keys[sl]])
+        idx = np.stack(
+            [
+                np.random.default_rng([settings.seed, zlib.crc32(k.encode())]).integers(
+                    0, n, size=(settings.n_boot, n)
+                )
+                for k in keys[sl]
+            ]
+        )
 
         def draw(a: np.ndarray, sl: slice = sl, idx: np.ndarray = idx) -> np.ndarray:
             return _yearly(np.take_along_axis(a[sl][:, None, :], idx, axis=2), stat)
@@ -199,7 +236,9 @@ def paired_changes(base: np.ndarray, targ: np.ndarray, settings: ChangeSettings,
     return d, np.minimum(lo, d), np.maximum(hi, d)
 
 
-def classify(d: float, lo: float, hi: float, n_months: int, threshold: float, min_months: int) -> str:
+def classify(
+    d: float, lo: float, hi: float, n_months: int, threshold: float, min_months: int
+) -> str:
     """Brightened / dimmed only when past the threshold *and* the interval excludes zero."""
     if n_months < min_months or not np.isfinite(d):
         return "insufficient_data"
@@ -210,8 +249,14 @@ def classify(d: float, lo: float, hi: float, n_months: int, threshold: float, mi
     return "unchanged"
 
 
-def classify_arrays(d: np.ndarray, lo: np.ndarray, hi: np.ndarray, n_months: np.ndarray, threshold: float,
-                    min_months: int) -> np.ndarray:
+def classify_arrays(
+    d: np.ndarray,
+    lo: np.ndarray,
+    hi: np.ndarray,
+    n_months: np.ndarray,
+    threshold: float,
+    min_months: int,
+) -> np.ndarray:
     """:func:`classify` over arrays (the sensitivity grid classifies thousands of rows)."""
     out = np.full(d.shape, "unchanged", dtype=object)
     out[(d >= threshold) & (lo > 0)] = "brightened"
@@ -220,8 +265,14 @@ def classify_arrays(d: np.ndarray, lo: np.ndarray, hi: np.ndarray, n_months: np.
     return out
 
 
-def _changes_by_months(vals: list[np.ndarray], mask: np.ndarray, settings: ChangeSettings, keys: list[str],
-                       weight: np.ndarray, ring_weight: np.ndarray | None = None) -> np.ndarray:
+def _changes_by_months(
+    vals: list[np.ndarray],
+    mask: np.ndarray,
+    settings: ChangeSettings,
+    keys: list[str],
+    weight: np.ndarray,
+    ring_weight: np.ndarray | None = None,
+) -> np.ndarray:
     """(d, lo, hi) for every zone, batching zones by their number of matched months.
 
     ``vals``: base and target (and ring base and target) arrays (zone, 12); ``mask``: the
@@ -233,12 +284,19 @@ def _changes_by_months(vals: list[np.ndarray], mask: np.ndarray, settings: Chang
         rows = np.flatnonzero(n_by_zone == n)
         picked = [v[rows][mask[rows]].reshape(rows.size, n) for v in vals]
         ring = None if ring_weight is None else (picked[2], picked[3], ring_weight[rows])
-        out[:, rows] = paired_changes(picked[0], picked[1], settings, [keys[i] for i in rows], weight[rows], ring)
+        out[:, rows] = paired_changes(
+            picked[0], picked[1], settings, [keys[i] for i in rows], weight[rows], ring
+        )
     return out
 
 
-def site_changes(table: pd.DataFrame | ZoneSeries, sites: pd.DataFrame, site_zone: list[str],
-                 ring_zone: list[str] | None, settings: ChangeSettings) -> pd.DataFrame:
+def site_changes(
+    table: pd.DataFrame | ZoneSeries,
+    sites: pd.DataFrame,
+    site_zone: list[str],
+    ring_zone: list[str] | None,
+    settings: ChangeSettings,
+) -> pd.DataFrame:
     """One row per site: yearly values, change, interval, class; ring-adjusted beside it.
 
     ``table`` holds one pixel rule. ``site_zone[i]`` / ``ring_zone[i]`` name the zones
@@ -255,26 +313,48 @@ def site_changes(table: pd.DataFrame | ZoneSeries, sites: pd.DataFrame, site_zon
     yearly_b = _yearly_rows(sb, matched, settings.statistic)
     yearly_t = _yearly_rows(st, matched, settings.statistic)
     d, lo, hi = _changes_by_months([sb, st], matched, settings, ids, series.weights(site_zone))
-    out = pd.DataFrame({
-        "site_id": ids, "n_months": n,
-        "months_matched": [",".join(str(m + 1) for m in np.flatnonzero(row)) for row in matched],
-        "baseline_value": yearly_b, "target_value": yearly_t,
-        "log_ratio": d, "log_ci_low": lo, "log_ci_high": hi,
-        "class": classify_arrays(d, lo, hi, n, settings.threshold, settings.min_matched_months),
-    })
+    out = pd.DataFrame(
+        {
+            "site_id": ids,
+            "n_months": n,
+            "months_matched": [
+                ",".join(str(m + 1) for m in np.flatnonzero(row)) for row in matched
+            ],
+            "baseline_value": yearly_b,
+            "target_value": yearly_t,
+            "log_ratio": d,
+            "log_ci_low": lo,
+            "log_ci_high": hi,
+            "class": classify_arrays(d, lo, hi, n, settings.threshold, settings.min_matched_months),
+        }
+    )
     if ring_zone is not None:
-        out = pd.concat([out, _ring_frame(series, sb, st, ring_zone, settings, ids,
-                                          series.weights(site_zone))], axis=1)
+        out = pd.concat(
+            [out, _ring_frame(series, sb, st, ring_zone, settings, ids, series.weights(site_zone))],
+            axis=1,
+        )
     for col in ("log_ratio", "log_ci_low", "log_ci_high"):
-        out[col.replace("log_ratio", "change_pct").replace("log_ci", "ci")] = 100 * np.expm1(out[col])
+        out[col.replace("log_ratio", "change_pct").replace("log_ci", "ci")] = 100 * np.expm1(
+            out[col]
+        )
     return out
 
 
-def _ring_frame(series: ZoneSeries, sb: np.ndarray, st: np.ndarray, ring_zone: list[str],
-                settings: ChangeSettings, ids: list[str], weight: np.ndarray) -> pd.DataFrame:
+def _ring_frame(
+    series: ZoneSeries,
+    sb: np.ndarray,
+    st: np.ndarray,
+    ring_zone: list[str],
+    settings: ChangeSettings,
+    ids: list[str],
+    weight: np.ndarray,
+) -> pd.DataFrame:
     """Ring values and the ring-adjusted change, all on the months valid for site and ring in both years."""
-    args = (settings.months, "sum_radiance" if settings.statistic == "sol" else "mean_radiance",
-            settings.min_valid_fraction)
+    args = (
+        settings.months,
+        "sum_radiance" if settings.statistic == "sol" else "mean_radiance",
+        settings.min_valid_fraction,
+    )
     rb = year_matrix(series, ring_zone, settings.baseline_year, *args)
     rt = year_matrix(series, ring_zone, settings.target_year, *args)
     ring_weight = series.weights(ring_zone)
@@ -284,15 +364,23 @@ def _ring_frame(series: ZoneSeries, sb: np.ndarray, st: np.ndarray, ring_zone: l
     ring_b = _yearly_rows(rb, matched, stat)
     ring_t = _yearly_rows(rt, matched, stat)
     ring_eps = np.array([_eps(settings, w, k) for w, k in zip(ring_weight, n, strict=True)])
-    d, lo, hi = _changes_by_months([sb, st, rb, rt], matched, settings, [f"{i}@ring" for i in ids], weight,
-                                   ring_weight)
-    return pd.DataFrame({
-        "ring_baseline_value": ring_b, "ring_target_value": ring_t,
-        "ring_log_ratio": np.where(n > 0, log_ratio(ring_t, ring_b, ring_eps), np.nan),
-        "adjusted_log_ratio": d, "adjusted_log_ci_low": lo, "adjusted_log_ci_high": hi,
-        "n_months_adjusted": n,
-        "class_ring_adjusted": classify_arrays(d, lo, hi, n, settings.threshold, settings.min_matched_months),
-    })
+    d, lo, hi = _changes_by_months(
+        [sb, st, rb, rt], matched, settings, [f"{i}@ring" for i in ids], weight, ring_weight
+    )
+    return pd.DataFrame(
+        {
+            "ring_baseline_value": ring_b,
+            "ring_target_value": ring_t,
+            "ring_log_ratio": np.where(n > 0, log_ratio(ring_t, ring_b, ring_eps), np.nan),
+            "adjusted_log_ratio": d,
+            "adjusted_log_ci_low": lo,
+            "adjusted_log_ci_high": hi,
+            "n_months_adjusted": n,
+            "class_ring_adjusted": classify_arrays(
+                d, lo, hi, n, settings.threshold, settings.min_matched_months
+            ),
+        }
+    )
 
 
 def count_classes(classes: pd.Series) -> dict[str, int]:

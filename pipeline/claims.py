@@ -42,8 +42,10 @@ def _consistency_problem(v: dict[str, Any]) -> str | None:
         if not MIN_YEAR <= v[key] <= MAX_YEAR:
             return f"{key}={v[key]} is not a year between {MIN_YEAR} and {MAX_YEAR}"
     if v["baseline_year"] >= v["target_year"]:
-        return (f"baseline_year={v['baseline_year']} must be before target_year={v['target_year']} "
-                "(the claim compares the target year with the baseline)")
+        return (
+            f"baseline_year={v['baseline_year']} must be before target_year={v['target_year']} "
+            "(the claim compares the target year with the baseline)"
+        )
     n, k = v["n_sites"], v["brightened"]
     if n < 1:
         return f"n_sites={n} must be at least 1"
@@ -57,8 +59,10 @@ def _consistency_problem(v: dict[str, Any]) -> str | None:
     if rest < 0:
         return f"similar_or_dimmer={rest} cannot be negative"
     if k + rest != n:
-        return (f"brightened={k} + similar_or_dimmer={rest} = {k + rest}, not n_sites={n}; every site is "
-                f"either brightened or similar or dimmer (omit similar_or_dimmer to use {n - k})")
+        return (
+            f"brightened={k} + similar_or_dimmer={rest} = {k + rest}, not n_sites={n}; every site is "
+            f"either brightened or similar or dimmer (omit similar_or_dimmer to use {n - k})"
+        )
     return None
 
 
@@ -100,20 +104,28 @@ class Claim:
 
     def summary(self) -> str:
         """``'5 of 20 brightened, 15 similar or dimmer'``: the claim's numbers in words."""
-        return (f"{self.brightened} of {self.n_sites} brightened, "
-                f"{self.similar_or_dimmer} similar or dimmer")
+        return (
+            f"{self.brightened} of {self.n_sites} brightened, "
+            f"{self.similar_or_dimmer} similar or dimmer"
+        )
 
 
 DEFAULT_CLAIM = Claim(
     text="Of the 20 sites designated in 2024, only five showed increased night-time luminosity in 2025; "
-         "the other fifteen were similar or dimmer than in 2024.",
+    "the other fifteen were similar or dimmer than in 2024.",
     source="JoongAng Ilbo, 3 Feb 2026, cited by the EAI commentary of 20 Feb 2026",
-    batch="2024", baseline_year=2024, target_year=2025, n_sites=20, brightened=5, similar_or_dimmer=15,
-    url="https://www.koreadaily.com/article/20260203120039065", date="2026-02-03",
+    batch="2024",
+    baseline_year=2024,
+    target_year=2025,
+    n_sites=20,
+    brightened=5,
+    similar_or_dimmer=15,
+    url="https://www.koreadaily.com/article/20260203120039065",
+    date="2026-02-03",
     notes="Korea Daily mirror of the JoongAng Ilbo article; its night-light passage (product, months, threshold, "
-          "the names of the five sites) was not accessible. Repeated by Seung-ho Jung, \"The Economic Limits of "
-          "the 'Regional Development 20x10 Policy'\", EAI/GlobalNK Commentary, 20 Feb 2026, "
-          "https://www.globalnk.org/publication/view.php?cd=COM000219&ctype=1",
+    'the names of the five sites) was not accessible. Repeated by Seung-ho Jung, "The Economic Limits of '
+    "the 'Regional Development 20x10 Policy'\", EAI/GlobalNK Commentary, 20 Feb 2026, "
+    "https://www.globalnk.org/publication/view.php?cd=COM000219&ctype=1",
 )
 """The JoongAng claim, equal to ``claims/joongang-2026-02-03.yaml`` (a test keeps them equal)."""
 
@@ -145,15 +157,23 @@ def load_claim(path: Path | str) -> Claim:
     if path.is_dir():
         raise ClaimError(f"{path}: is a folder, expected a claim .yaml file")
     if path.stat().st_size > MAX_CLAIM_BYTES:
-        raise ClaimError(f"{path}: file is {path.stat().st_size} bytes; a claim file is a few lines of YAML")
+        raise ClaimError(
+            f"{path}: file is {path.stat().st_size} bytes; a claim file is a few lines of YAML"
+        )
     try:
-        text = read_text_bounded(path, MAX_CLAIM_BYTES)  # bounded: a device's size says 0 (/dev/zero)
+        text = read_text_bounded(
+            path, MAX_CLAIM_BYTES
+        )  # bounded: a device's size says 0 (/dev/zero)
         if text is None:
-            raise ClaimError(f"{path}: more than {MAX_CLAIM_BYTES} bytes; a claim file is a few lines of YAML")
+            raise ClaimError(
+                f"{path}: more than {MAX_CLAIM_BYTES} bytes; a claim file is a few lines of YAML"
+            )
     except UnicodeDecodeError as e:
         raise ClaimError(f"{path}: not UTF-8 text; re-save the claim file as UTF-8") from e
     except OSError as e:
-        raise ClaimError(f"{path}: cannot read claim file ({e.strerror or e.__class__.__name__})") from e
+        raise ClaimError(
+            f"{path}: cannot read claim file ({e.strerror or e.__class__.__name__})"
+        ) from e
     data = parse_yaml(text, path, ClaimError, hint="; a claim file is 'key: value' lines")
     return claim_from_mapping(data, str(path))
 
@@ -163,48 +183,70 @@ def claim_from_mapping(data: Any, origin: str) -> Claim:
     if data is None:
         raise ClaimError(f"{origin}: claim file is empty; it needs {', '.join(_REQUIRED)}")
     if not isinstance(data, dict):
-        raise ClaimError(f"{origin}: expected a mapping of claim fields (key: value), found "
-                         f"{_kind(data)}")
+        raise ClaimError(
+            f"{origin}: expected a mapping of claim fields (key: value), found {_kind(data)}"
+        )
     unknown = [k for k in data if k not in _FIELDS]
     if unknown:
         near = difflib.get_close_matches(str(unknown[0]), _FIELDS, n=1)
         hint = f" (did you mean {near[0]!r}?)" if near else ""
-        raise ClaimError(f"{origin}: unknown key {str(unknown[0])[:40]!r}{hint}; valid keys are {', '.join(_FIELDS)}")
+        raise ClaimError(
+            f"{origin}: unknown key {str(unknown[0])[:40]!r}{hint}; valid keys are {', '.join(_FIELDS)}"
+        )
     missing = [k for k in _REQUIRED if data.get(k) is None]
     if missing:
-        raise ClaimError(f"{origin}: missing {', '.join(missing)}; add "
-                         f"{'it' if len(missing) == 1 else 'them'} (e.g. {missing[0]}: {_example(missing[0])})")
+        raise ClaimError(
+            f"{origin}: missing {', '.join(missing)}; add "
+            f"{'it' if len(missing) == 1 else 'them'} (e.g. {missing[0]}: {_example(missing[0])})"
+        )
     values: dict[str, Any] = {}
     for key, value in data.items():
         if value is None:
             continue
         if key in _INTS:
             if isinstance(value, bool):
-                raise ClaimError(f"{origin}: {key} must be a whole number, found {str(value).lower()} (YAML reads "
-                                 "yes/no/on/off as true/false); write the number")
+                raise ClaimError(
+                    f"{origin}: {key} must be a whole number, found {str(value).lower()} (YAML reads "
+                    "yes/no/on/off as true/false); write the number"
+                )
             if not isinstance(value, int):
-                raise ClaimError(f"{origin}: {key} must be a whole number, found {_kind(value)} {_short(value)}")
+                raise ClaimError(
+                    f"{origin}: {key} must be a whole number, found {_kind(value)} {_short(value)}"
+                )
         elif key == "batch":
-            if isinstance(value, bool) or not isinstance(value, str | int) or batch_label(value) is None:
-                raise ClaimError(f"{origin}: batch must be a label (text or a year, as in the site files' "
-                                 f"'batch'), found {_kind(value)} {_short(value)}")
+            if (
+                isinstance(value, bool)
+                or not isinstance(value, str | int)
+                or batch_label(value) is None
+            ):
+                raise ClaimError(
+                    f"{origin}: batch must be a label (text or a year, as in the site files' "
+                    f"'batch'), found {_kind(value)} {_short(value)}"
+                )
             if len(batch_label(value) or "") > MAX_BATCH_CHARS:
-                raise ClaimError(f"{origin}: batch label is longer than {MAX_BATCH_CHARS} characters")
+                raise ClaimError(
+                    f"{origin}: batch label is longer than {MAX_BATCH_CHARS} characters"
+                )
             value = batch_label(value)
         elif key in _TEXTS:
             if not isinstance(value, str) or not value.strip():
-                raise ClaimError(f"{origin}: {key} must be non-empty text (quote it), found {_kind(value)} {_short(value)}")
+                raise ClaimError(
+                    f"{origin}: {key} must be non-empty text (quote it), found {_kind(value)} {_short(value)}"
+                )
             value = " ".join(value.split())
         elif key == "date":
             if isinstance(value, dt.date):
                 value = value.isoformat()
             if not isinstance(value, str) or not _DATE_RE.match(value):
-                raise ClaimError(f"{origin}: date must be YYYY-MM-DD (or YYYY-MM), found {_short(value)}")
+                raise ClaimError(
+                    f"{origin}: date must be YYYY-MM-DD (or YYYY-MM), found {_short(value)}"
+                )
             try:  # the YAML loader keeps dates as text: 2026-02-30 is caught here, naming the key
                 dt.date.fromisoformat(value if len(value) == 10 else f"{value}-01")
             except ValueError:
-                raise ClaimError(f"{origin}: date {value} is not a calendar date; write YYYY-MM-DD "
-                                 "(or YYYY-MM)") from None
+                raise ClaimError(
+                    f"{origin}: date {value} is not a calendar date; write YYYY-MM-DD (or YYYY-MM)"
+                ) from None
         values[key] = value
     problem = _consistency_problem(values)
     if problem:
@@ -217,8 +259,9 @@ def batch_site_count(claim: Claim, sites: pd.DataFrame) -> int:
     return int(in_batch(sites, claim.batch).sum())
 
 
-def check_claim_sites(claim: Claim, sites: pd.DataFrame, path: Path | str | None = None, *,
-                      strict: bool = True) -> str | None:
+def check_claim_sites(
+    claim: Claim, sites: pd.DataFrame, path: Path | str | None = None, *, strict: bool = True
+) -> str | None:
     """Can this run's sites judge the claim?
 
     None when the run has exactly the claim's ``n_sites`` sites of its batch. A one-line
@@ -231,13 +274,20 @@ def check_claim_sites(claim: Claim, sites: pd.DataFrame, path: Path | str | None
     n = batch_site_count(claim, sites)
     if n == 0:
         batches = batch_order(batch_labels(sites))
-        have = f"the run's sites are of batch {', '.join(batches)}" if batches else \
-            "the run's sites have no batch"
-        return (f"{where}not judged: the claim is about batch {claim.batch} and no site of that batch is in "
-                f"this run ({have}); add its site file with --sites")
+        have = (
+            f"the run's sites are of batch {', '.join(batches)}"
+            if batches
+            else "the run's sites have no batch"
+        )
+        return (
+            f"{where}not judged: the claim is about batch {claim.batch} and no site of that batch is in "
+            f"this run ({have}); add its site file with --sites"
+        )
     if n != claim.n_sites:
-        line = (f"{where}n_sites={claim.n_sites}, but the run has {n} site(s) of batch {claim.batch}; "
-                "correct n_sites or pass the site files that hold the whole batch")
+        line = (
+            f"{where}n_sites={claim.n_sites}, but the run has {n} site(s) of batch {claim.batch}; "
+            "correct n_sites or pass the site files that hold the whole batch"
+        )
         if strict:
             raise ClaimError(line)
         return line
@@ -254,10 +304,24 @@ def _short(value: Any) -> str:
 
 
 def _kind(value: Any) -> str:
-    return {"str": "text", "int": "number", "float": "number", "bool": "true/false", "list": "a list",
-            "dict": "a mapping", "NoneType": "nothing"}.get(type(value).__name__, type(value).__name__)
+    return {
+        "str": "text",
+        "int": "number",
+        "float": "number",
+        "bool": "true/false",
+        "list": "a list",
+        "dict": "a mapping",
+        "NoneType": "nothing",
+    }.get(type(value).__name__, type(value).__name__)
 
 
 def _example(key: str) -> str:
-    return {"text": "'Of the 20 sites ...'", "source": "'Newspaper, date'", "batch": "2024",
-            "baseline_year": "2024", "target_year": "2025", "n_sites": "20", "brightened": "5"}[key]
+    return {
+        "text": "'Of the 20 sites ...'",
+        "source": "'Newspaper, date'",
+        "batch": "2024",
+        "baseline_year": "2024",
+        "target_year": "2025",
+        "n_sites": "20",
+        "brightened": "5",
+    }[key]

@@ -85,23 +85,42 @@ class _Parser(argparse.ArgumentParser):
 
 def build_parser() -> argparse.ArgumentParser:
     p = _Parser(
-        prog="nightlights", formatter_class=_formatter,
+        prog="nightlights",
+        formatter_class=_formatter,
         description="Did these places get brighter or dimmer? Year-over-year VIIRS night-light change "
-                    "for site polygons, set against a published claim.",
+        "for site polygons, set against a published claim.",
         epilog="Examples:\n  nightlights run                      # demo data unless credentials are set\n"
-               "  nightlights run --source local --rasters data/my_months --sites aoi/sites_2024.geojson\n"
-               "  nightlights sites validate aoi/*.geojson\n\nRun 'nightlights COMMAND --help' for details.")
+        "  nightlights run --source local --rasters data/my_months --sites aoi/sites_2024.geojson\n"
+        "  nightlights sites validate aoi/*.geojson\n\nRun 'nightlights COMMAND --help' for details.",
+    )
     p.add_argument("--version", action="version", version=f"nightlights {__version__}")
     common = argparse.ArgumentParser(add_help=False)
     # SUPPRESS: a flag given before a nested command ("sites --debug validate") is not reset by
     # the nested parser's own default
-    common.add_argument("--debug", action="store_true", default=argparse.SUPPRESS,
-                        help="show tracebacks and debug logs")
-    common.add_argument("-q", "--quiet", action="store_true", default=argparse.SUPPRESS,
-                        help="no progress bars, warnings only")
+    common.add_argument(
+        "--debug",
+        action="store_true",
+        default=argparse.SUPPRESS,
+        help="show tracebacks and debug logs",
+    )
+    common.add_argument(
+        "-q",
+        "--quiet",
+        action="store_true",
+        default=argparse.SUPPRESS,
+        help="no progress bars, warnings only",
+    )
     sub = p.add_subparsers(dest="command", metavar="COMMAND")
     sub.required = True
-    for add in (_add_run, _add_compare, _add_extract, _add_sites, _add_download, _add_figures, _add_cache):
+    for add in (
+        _add_run,
+        _add_compare,
+        _add_extract,
+        _add_sites,
+        _add_download,
+        _add_figures,
+        _add_cache,
+    ):
         add(sub, common)
     return p
 
@@ -110,23 +129,55 @@ def _analysis_options(sp: argparse.ArgumentParser, change: bool = True) -> None:
     """Method flags; ``extract`` takes only those that shape the site-by-month table."""
     g = sp.add_argument_group("method (defaults: see README 'Method')")
     if change:
-        g.add_argument("--baseline-year", type=int, metavar="Y", help="year compared against (default 2024)")
-        g.add_argument("--target-year", type=int, metavar="Y", help="year whose change is measured (default 2025)")
-        g.add_argument("--threshold", type=float, metavar="D",
-                       help="|ln ratio| that counts as change (default 0.25, i.e. +28%% / -22%%)")
-        g.add_argument("--statistic", choices=STATISTICS,
-                       help="yearly statistic: median, mean or sol (sum of lights); default median")
-    g.add_argument("--radius", type=float, metavar="M", dest="default_radius_m",
-                   help="buffer in metres for every point site, overriding radius_m in the files "
-                        "(default: radius_m, else 2000)")
+        g.add_argument(
+            "--baseline-year", type=int, metavar="Y", help="year compared against (default 2024)"
+        )
+        g.add_argument(
+            "--target-year",
+            type=int,
+            metavar="Y",
+            help="year whose change is measured (default 2025)",
+        )
+        g.add_argument(
+            "--threshold",
+            type=float,
+            metavar="D",
+            help="|ln ratio| that counts as change (default 0.25, i.e. +28%% / -22%%)",
+        )
+        g.add_argument(
+            "--statistic",
+            choices=STATISTICS,
+            help="yearly statistic: median, mean or sol (sum of lights); default median",
+        )
+    g.add_argument(
+        "--radius",
+        type=float,
+        metavar="M",
+        dest="default_radius_m",
+        help="buffer in metres for every point site, overriding radius_m in the files "
+        "(default: radius_m, else 2000)",
+    )
     g.add_argument("--pixel-rule", choices=PIXEL_RULES, help="pixel inclusion (default exact)")
-    g.add_argument("--min-cf-cvg", type=int, metavar="N", help="EOG: minimum cloud-free observations (default 3)")
-    g.add_argument("--config", type=Path, metavar="FILE.yaml", help="YAML file of parameters (keys as in README)")
+    g.add_argument(
+        "--min-cf-cvg",
+        type=int,
+        metavar="N",
+        help="EOG: minimum cloud-free observations (default 3)",
+    )
+    g.add_argument(
+        "--config",
+        type=Path,
+        metavar="FILE.yaml",
+        help="YAML file of parameters (keys as in README)",
+    )
 
 
 def _add_run(sub: argparse._SubParsersAction, common: argparse.ArgumentParser) -> None:
     sp = sub.add_parser(
-        "run", parents=[common], formatter_class=_formatter, help="the whole analysis",
+        "run",
+        parents=[common],
+        formatter_class=_formatter,
+        help="the whole analysis",
         description=textwrap.dedent("""\
             The whole analysis: sites -> monthly rasters -> site-by-month table -> yearly change
             -> classes -> verdict against the claim, with tables and charts in --out.
@@ -137,46 +188,97 @@ def _add_run(sub: argparse._SubParsersAction, common: argparse.ArgumentParser) -
             Examples:
               nightlights run
               nightlights run --source local --rasters ~/viirs/monthly --sites a.geojson --sites b.geojson
-              nightlights run --source eog --baseline-year 2024 --target-year 2025 --out results/"""))
-    sp.add_argument("--sites", action="extend", nargs="+", type=Path, metavar="PATH",
-                    help="site GeoJSON file(s) (repeatable; default: every aoi/*.geojson)")
-    sp.add_argument("--source", choices=SOURCES, default="auto", help="where the monthly rasters come from")
-    sp.add_argument("--rasters", type=Path, metavar="DIR", help="folder of monthly rasters (--source local)")
-    sp.add_argument("--product", choices=PRODUCTS,
-                    help="monthly composites (default) or annual ones (EOG VNL v2, Black Marble VNP46A4)")
-    sp.add_argument("--claim", type=Path, metavar="FILE.yaml",
-                    help="claim to judge (README 'The claim'; default: claims/joongang-2026-02-03.yaml); its "
-                         "n_sites must match the run's sites of its batch")
-    sp.add_argument("--out", type=Path, default=Path("outputs"), metavar="DIR", help="output folder (default outputs/)")
-    sp.add_argument("--data-dir", type=Path, default=Path("data"), metavar="DIR",
-                    help="where downloads and the demo are cached (default data/)")
-    sp.add_argument("--cache-dir", type=Path, metavar="DIR",
-                    help="study cube cache (default <data-dir>/cache); 'none' reads the monthly files directly")
-    sp.add_argument("--eog-config", choices=EOG_CONFIGS,
-                    help="EOG configuration to download and read (default vcmslcfg: stray-light corrected)")
-    sp.add_argument("--no-sensitivity", action="store_true",
-                    help="skip the method-variant grid and the calibration controls (faster)")
+              nightlights run --source eog --baseline-year 2024 --target-year 2025 --out results/"""),
+    )
+    sp.add_argument(
+        "--sites",
+        action="extend",
+        nargs="+",
+        type=Path,
+        metavar="PATH",
+        help="site GeoJSON file(s) (repeatable; default: every aoi/*.geojson)",
+    )
+    sp.add_argument(
+        "--source", choices=SOURCES, default="auto", help="where the monthly rasters come from"
+    )
+    sp.add_argument(
+        "--rasters", type=Path, metavar="DIR", help="folder of monthly rasters (--source local)"
+    )
+    sp.add_argument(
+        "--product",
+        choices=PRODUCTS,
+        help="monthly composites (default) or annual ones (EOG VNL v2, Black Marble VNP46A4)",
+    )
+    sp.add_argument(
+        "--claim",
+        type=Path,
+        metavar="FILE.yaml",
+        help="claim to judge (README 'The claim'; default: claims/joongang-2026-02-03.yaml); its "
+        "n_sites must match the run's sites of its batch",
+    )
+    sp.add_argument(
+        "--out",
+        type=Path,
+        default=Path("outputs"),
+        metavar="DIR",
+        help="output folder (default outputs/)",
+    )
+    sp.add_argument(
+        "--data-dir",
+        type=Path,
+        default=Path("data"),
+        metavar="DIR",
+        help="where downloads and the demo are cached (default data/)",
+    )
+    sp.add_argument(
+        "--cache-dir",
+        type=Path,
+        metavar="DIR",
+        help="study cube cache (default <data-dir>/cache); 'none' reads the monthly files directly",
+    )
+    sp.add_argument(
+        "--eog-config",
+        choices=EOG_CONFIGS,
+        help="EOG configuration to download and read (default vcmslcfg: stray-light corrected)",
+    )
+    sp.add_argument(
+        "--no-sensitivity",
+        action="store_true",
+        help="skip the method-variant grid and the calibration controls (faster)",
+    )
     sp.add_argument("--no-figures", action="store_true", help="tables and verdict only")
-    sp.add_argument("--no-compare", action="store_true",
-                    help="skip the county comparison (otherwise made whenever aoi/boundaries covers the sites)")
-    sp.add_argument("--scheduler", metavar="ADDRESS", help="dask.distributed scheduler (e.g. tcp://host:8786)")
+    sp.add_argument(
+        "--no-compare",
+        action="store_true",
+        help="skip the county comparison (otherwise made whenever aoi/boundaries covers the sites)",
+    )
+    sp.add_argument(
+        "--scheduler", metavar="ADDRESS", help="dask.distributed scheduler (e.g. tcp://host:8786)"
+    )
     _analysis_options(sp)
     _compare_start_option(sp)
     sp.set_defaults(func=cmd_run)
 
 
 def _compare_start_option(sp: argparse.ArgumentParser) -> None:
-    sp.add_argument("--compare-start-year", type=int, metavar="Y",
-                    help="first year of the county panel, for pre-trend placebos (default baseline year - 4); "
-                         "each year before the baseline is 12 more months to read and, with --source "
-                         "eog/blackmarble, to download: about 3.3-5.4 GB a year from EOG, 1.4-2.4 GB from "
-                         "Black Marble (the cropped cache keeps a few MB a month); 'run --no-compare' needs "
-                         "none of them")
+    sp.add_argument(
+        "--compare-start-year",
+        type=int,
+        metavar="Y",
+        help="first year of the county panel, for pre-trend placebos (default baseline year - 4); "
+        "each year before the baseline is 12 more months to read and, with --source "
+        "eog/blackmarble, to download: about 3.3-5.4 GB a year from EOG, 1.4-2.4 GB from "
+        "Black Marble (the cropped cache keeps a few MB a month); 'run --no-compare' needs "
+        "none of them",
+    )
 
 
 def _add_compare(sub: argparse._SubParsersAction, common: argparse.ArgumentParser) -> None:
     sp = sub.add_parser(
-        "compare", parents=[common], formatter_class=_formatter, help="designated vs other counties",
+        "compare",
+        parents=[common],
+        formatter_class=_formatter,
+        help="designated vs other counties",
         description=textwrap.dedent("""\
             Did the units (counties) holding a site of the batch change differently from the units
             holding none? Writes unit_years.csv, unit_months.parquet, did.json (difference-in-differences
@@ -188,28 +290,70 @@ def _add_compare(sub: argparse._SubParsersAction, common: argparse.ArgumentParse
             Examples:
               nightlights compare
               nightlights compare --units aoi/boundaries/prk_adm2.geojson --sites aoi/sites_2024.geojson --batch 2024
-              nightlights compare --source local --rasters ~/viirs/monthly --compare-start-year 2018"""))
-    sp.add_argument("--units", type=Path, metavar="PATH",
-                    help="unit polygons with unit_id (default: aoi/boundaries/prk_adm2.geojson, 181 DPRK counties)")
-    sp.add_argument("--sites", action="extend", nargs="+", type=Path, metavar="PATH",
-                    help="site GeoJSON file(s) (repeatable; default: every aoi/*.geojson)")
-    sp.add_argument("--claim", type=Path, metavar="FILE.yaml",
-                    help="claim whose batch and years the comparison takes (default: "
-                         "claims/joongang-2026-02-03.yaml); --batch and the year flags override it")
-    sp.add_argument("--batch", metavar="LABEL",
-                    help="the designated batch: a label as in the site files' 'batch' (a year such as 2024, or "
-                         "any text such as pilot); default: the claim's batch (2024)")
-    sp.add_argument("--source", choices=SOURCES, default="auto", help="where the monthly rasters come from")
-    sp.add_argument("--rasters", type=Path, metavar="DIR", help="folder of monthly rasters (--source local)")
-    sp.add_argument("--out", type=Path, default=Path("outputs"), metavar="DIR", help="output folder (default outputs/)")
-    sp.add_argument("--data-dir", type=Path, default=Path("data"), metavar="DIR",
-                    help="where downloads and the demo are cached (default data/)")
-    sp.add_argument("--cache-dir", type=Path, metavar="DIR",
-                    help="study cube cache (default <data-dir>/cache); 'none' reads the monthly files directly")
-    sp.add_argument("--eog-config", choices=EOG_CONFIGS,
-                    help="EOG configuration to download and read (default vcmslcfg: stray-light corrected)")
+              nightlights compare --source local --rasters ~/viirs/monthly --compare-start-year 2018"""),
+    )
+    sp.add_argument(
+        "--units",
+        type=Path,
+        metavar="PATH",
+        help="unit polygons with unit_id (default: aoi/boundaries/prk_adm2.geojson, 181 DPRK counties)",
+    )
+    sp.add_argument(
+        "--sites",
+        action="extend",
+        nargs="+",
+        type=Path,
+        metavar="PATH",
+        help="site GeoJSON file(s) (repeatable; default: every aoi/*.geojson)",
+    )
+    sp.add_argument(
+        "--claim",
+        type=Path,
+        metavar="FILE.yaml",
+        help="claim whose batch and years the comparison takes (default: "
+        "claims/joongang-2026-02-03.yaml); --batch and the year flags override it",
+    )
+    sp.add_argument(
+        "--batch",
+        metavar="LABEL",
+        help="the designated batch: a label as in the site files' 'batch' (a year such as 2024, or "
+        "any text such as pilot); default: the claim's batch (2024)",
+    )
+    sp.add_argument(
+        "--source", choices=SOURCES, default="auto", help="where the monthly rasters come from"
+    )
+    sp.add_argument(
+        "--rasters", type=Path, metavar="DIR", help="folder of monthly rasters (--source local)"
+    )
+    sp.add_argument(
+        "--out",
+        type=Path,
+        default=Path("outputs"),
+        metavar="DIR",
+        help="output folder (default outputs/)",
+    )
+    sp.add_argument(
+        "--data-dir",
+        type=Path,
+        default=Path("data"),
+        metavar="DIR",
+        help="where downloads and the demo are cached (default data/)",
+    )
+    sp.add_argument(
+        "--cache-dir",
+        type=Path,
+        metavar="DIR",
+        help="study cube cache (default <data-dir>/cache); 'none' reads the monthly files directly",
+    )
+    sp.add_argument(
+        "--eog-config",
+        choices=EOG_CONFIGS,
+        help="EOG configuration to download and read (default vcmslcfg: stray-light corrected)",
+    )
     sp.add_argument("--no-figures", action="store_true", help="tables only")
-    sp.add_argument("--scheduler", metavar="ADDRESS", help="dask.distributed scheduler (e.g. tcp://host:8786)")
+    sp.add_argument(
+        "--scheduler", metavar="ADDRESS", help="dask.distributed scheduler (e.g. tcp://host:8786)"
+    )
     _analysis_options(sp)
     _compare_start_option(sp)
     sp.set_defaults(func=cmd_compare)
@@ -217,42 +361,77 @@ def _add_compare(sub: argparse._SubParsersAction, common: argparse.ArgumentParse
 
 def _add_extract(sub: argparse._SubParsersAction, common: argparse.ArgumentParser) -> None:
     sp = sub.add_parser(
-        "extract", parents=[common], formatter_class=_formatter, help="only the site-by-month table",
+        "extract",
+        parents=[common],
+        formatter_class=_formatter,
+        help="only the site-by-month table",
         description="Only the site-by-month table: exact coverage-weighted radiance of each site in each month.",
-        epilog="Example:\n  nightlights extract --sites aoi/sites_2024.geojson --rasters data/eog --out site_months.csv")
-    sp.add_argument("--sites", action="extend", type=Path, metavar="PATH", required=True, nargs="+",
-                    help="site GeoJSON file(s) (repeatable)")
-    sp.add_argument("--rasters", type=Path, metavar="DIR", required=True, help="folder of monthly rasters")
+        epilog="Example:\n  nightlights extract --sites aoi/sites_2024.geojson --rasters data/eog --out site_months.csv",
+    )
+    sp.add_argument(
+        "--sites",
+        action="extend",
+        type=Path,
+        metavar="PATH",
+        required=True,
+        nargs="+",
+        help="site GeoJSON file(s) (repeatable)",
+    )
+    sp.add_argument(
+        "--rasters", type=Path, metavar="DIR", required=True, help="folder of monthly rasters"
+    )
     sp.add_argument("--out", type=Path, metavar="FILE.csv", required=True, help="output CSV")
     sp.add_argument("--scheduler", metavar="ADDRESS", help="dask.distributed scheduler address")
-    sp.add_argument("--cache-dir", type=Path, metavar="DIR",
-                    help="build and reuse a study cube here (fast re-runs); default: read the files directly")
+    sp.add_argument(
+        "--cache-dir",
+        type=Path,
+        metavar="DIR",
+        help="build and reuse a study cube here (fast re-runs); default: read the files directly",
+    )
     _analysis_options(sp, change=False)
     sp.set_defaults(func=cmd_extract)
 
 
 def _add_sites(sub: argparse._SubParsersAction, common: argparse.ArgumentParser) -> None:
-    sp = sub.add_parser("sites", parents=[common], formatter_class=_formatter, help="site file tools",
-                        description="Site file tools.", epilog="Example:\n  nightlights sites validate aoi/*.geojson")
+    sp = sub.add_parser(
+        "sites",
+        parents=[common],
+        formatter_class=_formatter,
+        help="site file tools",
+        description="Site file tools.",
+        epilog="Example:\n  nightlights sites validate aoi/*.geojson",
+    )
     ssub = sp.add_subparsers(dest="sites_command", metavar="ACTION")
     ssub.required = True
     v = ssub.add_parser(
-        "validate", parents=[common], formatter_class=_formatter,
+        "validate",
+        parents=[common],
+        formatter_class=_formatter,
         help="check site and claim files, explain every problem",
         description="Check site GeoJSON files and claim .yaml files and print one line per problem (file, "
-                    "feature, what to do); a claim given with site files is also checked against their sites "
-                    "of its batch. Exit 0 when usable (warnings allowed), 1 when any error.",
+        "feature, what to do); a claim given with site files is also checked against their sites "
+        "of its batch. Exit 0 when usable (warnings allowed), 1 when any error.",
         epilog="Example:\n  nightlights sites validate aoi/sites_2024.geojson my_sites.geojson\n"
-               "  nightlights sites validate aoi/*.geojson claims/my_claim.yaml")
+        "  nightlights sites validate aoi/*.geojson claims/my_claim.yaml",
+    )
     v.add_argument("paths", nargs="+", type=Path, metavar="PATH")
-    v.add_argument("--radius", type=float, default=Params().default_radius_m, dest="default_radius_m",
-                   metavar="M", help="buffer in metres for point sites")
+    v.add_argument(
+        "--radius",
+        type=float,
+        default=Params().default_radius_m,
+        dest="default_radius_m",
+        metavar="M",
+        help="buffer in metres for point sites",
+    )
     v.set_defaults(func=cmd_sites_validate)
 
 
 def _add_download(sub: argparse._SubParsersAction, common: argparse.ArgumentParser) -> None:
     sp = sub.add_parser(
-        "download", parents=[common], formatter_class=_formatter, help="fetch and cache real monthly data",
+        "download",
+        parents=[common],
+        formatter_class=_formatter,
+        help="fetch and cache real monthly data",
         description=textwrap.dedent("""\
             Fetch EOG VNL monthly v10 or NASA Black Marble VNP46A3 months for an area, verify
             them and cache cropped GeoTIFFs under --data-dir (plus data/manifest.json with
@@ -264,66 +443,142 @@ def _add_download(sub: argparse._SubParsersAction, common: argparse.ArgumentPars
               Black Marble  EARTHDATA_TOKEN
             Mirrors: NIGHTLIGHTS_EOG_URL, NIGHTLIGHTS_EOG_TOKEN_URL, NIGHTLIGHTS_LAADS_URL."""),
         epilog="Examples:\n  nightlights download --source eog --start 2023-01 --end 2025-12\n"
-               "  nightlights download --source blackmarble --start 2024-01 --end 2024-12 "
-               "--bbox 124 37.5 131 43\n  nightlights download --source eog --sites aoi/sites_2024.geojson "
-               "--start 2025-01 --end 2025-06 --eog-config vcmcfg")
+        "  nightlights download --source blackmarble --start 2024-01 --end 2024-12 "
+        "--bbox 124 37.5 131 43\n  nightlights download --source eog --sites aoi/sites_2024.geojson "
+        "--start 2025-01 --end 2025-06 --eog-config vcmcfg",
+    )
     sp.add_argument("--source", choices=DOWNLOAD_SOURCES, required=True, help="which provider")
-    sp.add_argument("--product", choices=PRODUCTS, default=PRODUCTS[0],
-                    help="monthly (EOG VNL v10, VNP46A3; default) or annual (EOG VNL v2, VNP46A4) composites")
+    sp.add_argument(
+        "--product",
+        choices=PRODUCTS,
+        default=PRODUCTS[0],
+        help="monthly (EOG VNL v10, VNP46A3; default) or annual (EOG VNL v2, VNP46A4) composites",
+    )
     sp.add_argument("--start", required=True, metavar="YYYY-MM", help="first month (annual: YYYY)")
-    sp.add_argument("--end", required=True, metavar="YYYY-MM", help="last month, inclusive (annual: YYYY)")
+    sp.add_argument(
+        "--end", required=True, metavar="YYYY-MM", help="last month, inclusive (annual: YYYY)"
+    )
     area = sp.add_mutually_exclusive_group()
-    area.add_argument("--bbox", nargs=4, type=float, metavar=("W", "S", "E", "N"),
-                      help="area in degrees (default: the sites' box padded by 0.15 deg)")
-    area.add_argument("--sites", action="extend", nargs="+", type=Path, metavar="PATH",
-                      help="site GeoJSON (repeatable; default: every aoi/*.geojson, else lon 124-131, lat 37.5-43)")
-    sp.add_argument("--data-dir", type=Path, default=Path("data"), metavar="DIR", help="cache folder (default data/)")
-    sp.add_argument("--eog-config", choices=EOG_CONFIGS, default=EOG_CONFIGS[0],
-                    help="EOG configuration (default vcmslcfg: stray-light corrected)")
-    sp.add_argument("--no-refresh", action="store_true",
-                    help="trust cached months without asking the archive whether they were republished "
-                         "(by default one listing request per cached month notices a reprocessed file)")
+    area.add_argument(
+        "--bbox",
+        nargs=4,
+        type=float,
+        metavar=("W", "S", "E", "N"),
+        help="area in degrees (default: the sites' box padded by 0.15 deg)",
+    )
+    area.add_argument(
+        "--sites",
+        action="extend",
+        nargs="+",
+        type=Path,
+        metavar="PATH",
+        help="site GeoJSON (repeatable; default: every aoi/*.geojson, else lon 124-131, lat 37.5-43)",
+    )
+    sp.add_argument(
+        "--data-dir",
+        type=Path,
+        default=Path("data"),
+        metavar="DIR",
+        help="cache folder (default data/)",
+    )
+    sp.add_argument(
+        "--eog-config",
+        choices=EOG_CONFIGS,
+        default=EOG_CONFIGS[0],
+        help="EOG configuration (default vcmslcfg: stray-light corrected)",
+    )
+    sp.add_argument(
+        "--no-refresh",
+        action="store_true",
+        help="trust cached months without asking the archive whether they were republished "
+        "(by default one listing request per cached month notices a reprocessed file)",
+    )
     sp.set_defaults(func=cmd_download)
 
 
 def _add_figures(sub: argparse._SubParsersAction, common: argparse.ArgumentParser) -> None:
     sp = sub.add_parser(
-        "figures", parents=[common], formatter_class=_formatter, help="re-make charts and report from an output folder",
+        "figures",
+        parents=[common],
+        formatter_class=_formatter,
+        help="re-make charts and report from an output folder",
         description="Re-make the charts, report.html/report.md and GIS files from the output folder of an earlier "
-                    "'nightlights run' (verdict.json, site_changes.csv, ...). The monthly rasters are found "
-                    "through the folders named in verdict.json.",
+        "'nightlights run' (verdict.json, site_changes.csv, ...). The monthly rasters are found "
+        "through the folders named in verdict.json.",
         epilog="Examples:\n  nightlights figures --out outputs\n"
-               "  nightlights figures --out outputs --format pdf --width-mm 89 --style paper\n"
-               "  nightlights figures --out outputs --lang ko --style slide --dpi 200")
+        "  nightlights figures --out outputs --format pdf --width-mm 89 --style paper\n"
+        "  nightlights figures --out outputs --lang ko --style slide --dpi 200",
+    )
     g = sp.add_argument_group("charts")
-    g.add_argument("--format", default=",".join(CHART_FORMATS), metavar="LIST",
-                   help="comma-separated formats among png,svg,pdf (default all three)")
-    g.add_argument("--dpi", type=int, default=CHART_DPI, help=f"PNG resolution (default {CHART_DPI})")
-    g.add_argument("--style", choices=CHART_KINDS, default=CHART_KINDS[0], help="font sizes (default paper)")
-    g.add_argument("--width-mm", type=float, default=CHART_WIDTH_MM, metavar="MM",
-                   help=f"chart width, e.g. 89 (one journal column) or 183 (two) (default {CHART_WIDTH_MM:g})")
-    g.add_argument("--lang", choices=LANGS, default=LANGS[0], help="chart labels (ko: hangul site names)")
-    sp.add_argument("--out", type=Path, default=Path("outputs"), metavar="DIR",
-                    help="output folder of an earlier run (default outputs/)")
-    sp.add_argument("--data-dir", type=Path, default=Path("data"), metavar="DIR",
-                    help="where input checksums are cached, if it exists (default data/)")
+    g.add_argument(
+        "--format",
+        default=",".join(CHART_FORMATS),
+        metavar="LIST",
+        help="comma-separated formats among png,svg,pdf (default all three)",
+    )
+    g.add_argument(
+        "--dpi", type=int, default=CHART_DPI, help=f"PNG resolution (default {CHART_DPI})"
+    )
+    g.add_argument(
+        "--style", choices=CHART_KINDS, default=CHART_KINDS[0], help="font sizes (default paper)"
+    )
+    g.add_argument(
+        "--width-mm",
+        type=float,
+        default=CHART_WIDTH_MM,
+        metavar="MM",
+        help=f"chart width, e.g. 89 (one journal column) or 183 (two) (default {CHART_WIDTH_MM:g})",
+    )
+    g.add_argument(
+        "--lang", choices=LANGS, default=LANGS[0], help="chart labels (ko: hangul site names)"
+    )
+    sp.add_argument(
+        "--out",
+        type=Path,
+        default=Path("outputs"),
+        metavar="DIR",
+        help="output folder of an earlier run (default outputs/)",
+    )
+    sp.add_argument(
+        "--data-dir",
+        type=Path,
+        default=Path("data"),
+        metavar="DIR",
+        help="where input checksums are cached, if it exists (default data/)",
+    )
     sp.set_defaults(func=cmd_figures)
 
 
 def _add_cache(sub: argparse._SubParsersAction, common: argparse.ArgumentParser) -> None:
-    sp = sub.add_parser("cache", parents=[common], formatter_class=_formatter, help="cache housekeeping",
-                        description="Cache housekeeping.",
-                        epilog="Example:\n  nightlights cache prune --data-dir data")
+    sp = sub.add_parser(
+        "cache",
+        parents=[common],
+        formatter_class=_formatter,
+        help="cache housekeeping",
+        description="Cache housekeeping.",
+        epilog="Example:\n  nightlights cache prune --data-dir data",
+    )
     ssub = sp.add_subparsers(dest="cache_command", metavar="ACTION")
     ssub.required = True
     pr = ssub.add_parser(
-        "prune", parents=[common], formatter_class=_formatter, help="remove study cubes no run can use again",
+        "prune",
+        parents=[common],
+        formatter_class=_formatter,
+        help="remove study cubes no run can use again",
         description="Remove the study cubes whose input rasters no longer exist or have changed, and cubes "
-                    "of an older layout; print how much space that freed. Cubes in use are kept.",
-        epilog="Examples:\n  nightlights cache prune\n  nightlights cache prune --cache-dir /shared/nightlights-cache")
-    pr.add_argument("--data-dir", type=Path, default=Path("data"), metavar="DIR",
-                    help="data folder whose cache to prune (default data/)")
-    pr.add_argument("--cache-dir", type=Path, metavar="DIR", help="cache folder (default <data-dir>/cache)")
+        "of an older layout; print how much space that freed. Cubes in use are kept.",
+        epilog="Examples:\n  nightlights cache prune\n  nightlights cache prune --cache-dir /shared/nightlights-cache",
+    )
+    pr.add_argument(
+        "--data-dir",
+        type=Path,
+        default=Path("data"),
+        metavar="DIR",
+        help="data folder whose cache to prune (default data/)",
+    )
+    pr.add_argument(
+        "--cache-dir", type=Path, metavar="DIR", help="cache folder (default <data-dir>/cache)"
+    )
     pr.set_defaults(func=cmd_cache_prune)
 
 
@@ -345,10 +600,24 @@ def params_from_args(args: argparse.Namespace, claim=None) -> Params:
         data = read_yaml(args.config)
         section = _section(data.get("analysis", data), f"{args.config}: 'analysis'")
         params = params_from_mapping(section, str(args.config), params)
-    flags = {k: getattr(args, k, None) for k in ("baseline_year", "target_year", "threshold", "statistic",
-                                                  "default_radius_m", "pixel_rule", "min_cf_cvg", "eog_config",
-                                                  "product", "compare_start_year")}
-    return params_from_mapping({k: v for k, v in flags.items() if v is not None}, "command line", params)
+    flags = {
+        k: getattr(args, k, None)
+        for k in (
+            "baseline_year",
+            "target_year",
+            "threshold",
+            "statistic",
+            "default_radius_m",
+            "pixel_rule",
+            "min_cf_cvg",
+            "eog_config",
+            "product",
+            "compare_start_year",
+        )
+    }
+    return params_from_mapping(
+        {k: v for k, v in flags.items() if v is not None}, "command line", params
+    )
 
 
 def _section(value: object, origin: str) -> dict:
@@ -356,7 +625,9 @@ def _section(value: object, origin: str) -> dict:
     if value is None:
         return {}
     if not isinstance(value, dict):
-        raise ConfigError(f"{origin} must be a mapping of parameter: value, found {type(value).__name__}")
+        raise ConfigError(
+            f"{origin} must be a mapping of parameter: value, found {type(value).__name__}"
+        )
     return value
 
 
@@ -406,10 +677,14 @@ def _read_sites(paths: Sequence[Path], params: Params, args: argparse.Namespace)
 
 def _check_out_file(out: Path) -> None:
     if out.is_dir():
-        raise ConfigError(f"{out}: is a folder; extract --out takes a file name such as {out / 'site_months.csv'}")
+        raise ConfigError(
+            f"{out}: is a folder; extract --out takes a file name such as {out / 'site_months.csv'}"
+        )
     if out.exists() and not out.is_file():
-        raise ConfigError(f"{out}: is not a regular file (a device, pipe or socket) and is never replaced; extract "
-                          "--out takes the name of a CSV file to write, such as site_months.csv")
+        raise ConfigError(
+            f"{out}: is not a regular file (a device, pipe or socket) and is never replaced; extract "
+            "--out takes the name of a CSV file to write, such as site_months.csv"
+        )
     if not out.parent.exists():
         raise ConfigError(f"{out.parent}: folder not found for --out; create it first")
 
@@ -418,13 +693,17 @@ def _check_out_dir(out: Path) -> None:
     """Fail before the work, not after it, when the results could not be written."""
     real = Path(os.path.realpath(out))
     if real == real.parent:
-        raise ConfigError(f"{out}: is the file system root; --out takes a folder of its own for the results, "
-                          "such as outputs/")
+        raise ConfigError(
+            f"{out}: is the file system root; --out takes a folder of its own for the results, "
+            "such as outputs/"
+        )
     if out.exists() and not out.is_dir():
         raise ConfigError(f"{out}: is a file; --out takes a folder for the results")
     existing = next((p for p in (out, *out.parents) if p.exists()), None)
     if existing is not None and not os.access(existing, os.W_OK | os.X_OK):
-        raise ConfigError(f"{out}: cannot write there ({existing} is not writable); choose another --out")
+        raise ConfigError(
+            f"{out}: cannot write there ({existing} is not writable); choose another --out"
+        )
 
 
 def _cache_dir(args: argparse.Namespace) -> Path | None:
@@ -458,12 +737,16 @@ def cmd_sites_validate(args: argparse.Namespace) -> int:
         print(inert(line))
     errors = sum(e for _, e in lines)
     if not errors:
-        print(f"ok: {len(args.paths)} file(s) usable" + (f", {len(lines)} warning(s)" if lines else ""))
+        print(
+            f"ok: {len(args.paths)} file(s) usable"
+            + (f", {len(lines)} warning(s)" if lines else "")
+        )
     return 1 if errors else 0
 
 
-def _claim_problems(claim_files: Sequence[Path], site_files: Sequence[Path], radius: float,
-                    usable: bool) -> list[tuple[str, bool]]:
+def _claim_problems(
+    claim_files: Sequence[Path], site_files: Sequence[Path], radius: float, usable: bool
+) -> list[tuple[str, bool]]:
     """(line, is_error) per claim file; with usable site files, the claim's n_sites is checked against them."""
     from pipeline.claims import check_claim_sites, load_claim
     from pipeline.errors import ClaimError
@@ -497,10 +780,14 @@ def cmd_extract(args: argparse.Namespace) -> int:
     sites = _read_sites(args.sites, params, args)
     rasters = find_monthly_rasters(args.rasters, eog_config=params.eog_config)
     with _scheduler(args.scheduler):
-        view = extract_sites(sites, rasters, params, progress=not args.quiet, cube_dir=_cube_dir(args.cache_dir))
+        view = extract_sites(
+            sites, rasters, params, progress=not args.quiet, cube_dir=_cube_dir(args.cache_dir)
+        )
     data_kind = "synthetic" if is_synthetic(rasters) else "real"
     write_csv_atomic(args.out, view, data_kind)
-    log.info("wrote %s: %d sites x %d months (%s data)", args.out, len(sites), len(rasters), data_kind)
+    log.info(
+        "wrote %s: %d sites x %d months (%s data)", args.out, len(sites), len(rasters), data_kind
+    )
     return 0
 
 
@@ -513,10 +800,20 @@ def cmd_run(args: argparse.Namespace) -> int:
     params = params_from_args(args, claim)
     _check_out_dir(args.out)
     site_files = args.sites or default_site_files()
-    spec = StudySpec(sites=_read_sites(site_files, params, args), params=params, claim=claim, claim_path=args.claim,
-                     source=args.source, rasters_dir=args.rasters, data_dir=args.data_dir,
-                     cube_dir=_cube_dir(_cache_dir(args)), sensitivity=not args.no_sensitivity,
-                     compare=not args.no_compare, progress=not args.quiet, site_files=site_files)
+    spec = StudySpec(
+        sites=_read_sites(site_files, params, args),
+        params=params,
+        claim=claim,
+        claim_path=args.claim,
+        source=args.source,
+        rasters_dir=args.rasters,
+        data_dir=args.data_dir,
+        cube_dir=_cube_dir(_cache_dir(args)),
+        sensitivity=not args.no_sensitivity,
+        compare=not args.no_compare,
+        progress=not args.quiet,
+        site_files=site_files,
+    )
     with _scheduler(args.scheduler):
         results = run_study(spec)
     _write_run(results, args)
@@ -534,7 +831,9 @@ def _write_run(results, args: argparse.Namespace) -> None:
         if not args.no_figures:
             from pipeline.publish import write_publication
 
-            write_publication(results, out, cache_dir=_cache_dir(args))  # input checksums are cached there
+            write_publication(
+                results, out, cache_dir=_cache_dir(args)
+            )  # input checksums are cached there
 
 
 def cmd_compare(args: argparse.Namespace) -> int:
@@ -546,13 +845,27 @@ def cmd_compare(args: argparse.Namespace) -> int:
     claim = load_claim(args.claim) if args.claim else default_claim()
     params = params_from_args(args, claim)
     if params.product == "annual":
-        raise ConfigError("compare reads monthly composites (valid months, the event study); drop --product annual")
+        raise ConfigError(
+            "compare reads monthly composites (valid months, the event study); drop --product annual"
+        )
     _check_out_dir(args.out)
     site_files = args.sites or default_site_files()
-    spec = StudySpec(sites=_read_sites(site_files, params, args), params=params, claim=claim, source=args.source,
-                     rasters_dir=args.rasters, data_dir=args.data_dir, cube_dir=_cube_dir(_cache_dir(args)),
-                     analysis=False, compare=True, compare_required=True, units_path=args.units, batch=args.batch,
-                     progress=not args.quiet, site_files=site_files)
+    spec = StudySpec(
+        sites=_read_sites(site_files, params, args),
+        params=params,
+        claim=claim,
+        source=args.source,
+        rasters_dir=args.rasters,
+        data_dir=args.data_dir,
+        cube_dir=_cube_dir(_cache_dir(args)),
+        analysis=False,
+        compare=True,
+        compare_required=True,
+        units_path=args.units,
+        batch=args.batch,
+        progress=not args.quiet,
+        site_files=site_files,
+    )
     with _scheduler(args.scheduler):
         comp = run_study(spec).comparison
     if comp is None:  # compare_required: the study raises rather than skip; this is a guard
@@ -565,15 +878,25 @@ def cmd_compare(args: argparse.Namespace) -> int:
 
             write_figures(comp, out)
     d = comp.did
-    print(f"{'[SYNTHETIC] ' if got_kind == 'synthetic' else ''}designated minus other units, "
-          f"{params.baseline_year} to {params.target_year}: {d['estimate_log']:+.3f} log "
-          f"[{d['ci_low']:+.3f}, {d['ci_high']:+.3f}], p = {d['p_value']:.4f} "
-          f"({d['n_treated']} treated, {d['n_control']} controls"
-          + (f"; {d['n_excluded_controls']} units of later batches already building left out" if d.get(
-              "n_excluded_controls") else "") + ")")
-    if d.get("p_value", 0) >= 0.05 and d.get("mde_log") is not None:  # issue 23: the power of a null
-        print(f"not significant, and no proof of no effect: effects below {d['mde_log']:+.3f} log "
-              f"({100 * math.expm1(d['mde_log']):+.0f}%) are detected less than 4 times in 5")
+    print(
+        f"{'[SYNTHETIC] ' if got_kind == 'synthetic' else ''}designated minus other units, "
+        f"{params.baseline_year} to {params.target_year}: {d['estimate_log']:+.3f} log "
+        f"[{d['ci_low']:+.3f}, {d['ci_high']:+.3f}], p = {d['p_value']:.4f} "
+        f"({d['n_treated']} treated, {d['n_control']} controls"
+        + (
+            f"; {d['n_excluded_controls']} units of later batches already building left out"
+            if d.get("n_excluded_controls")
+            else ""
+        )
+        + ")"
+    )
+    if (
+        d.get("p_value", 0) >= 0.05 and d.get("mde_log") is not None
+    ):  # issue 23: the power of a null
+        print(
+            f"not significant, and no proof of no effect: effects below {d['mde_log']:+.3f} log "
+            f"({100 * math.expm1(d['mde_log']):+.0f}%) are detected less than 4 times in 5"
+        )
     print(f"outputs in {args.out}/")
     return 0
 
@@ -583,16 +906,25 @@ def cmd_download(args: argparse.Namespace) -> int:
 
     annual = args.product == "annual"
     bbox, geoms = area(args.bbox, args.sites or default_site_files())
-    options = {"progress": not args.quiet, "eog_config": args.eog_config, "geometries": geoms,
-               "refresh": not args.no_refresh}
+    options = {
+        "progress": not args.quiet,
+        "eog_config": args.eog_config,
+        "geometries": geoms,
+        "refresh": not args.no_refresh,
+    }
     if annual:
-        folder, outcome = download_years(args.source, year_list(args.start, args.end), bbox, args.data_dir, **options)
+        folder, outcome = download_years(
+            args.source, year_list(args.start, args.end), bbox, args.data_dir, **options
+        )
     else:
-        folder, outcome = download_months(args.source, month_list(args.start, args.end), bbox, args.data_dir,
-                                          **options)
+        folder, outcome = download_months(
+            args.source, month_list(args.start, args.end), bbox, args.data_dir, **options
+        )
     unit = "year" if annual else "month"
-    print(f"{args.source}: {len(outcome['downloaded'])} {unit}(s) downloaded, {len(outcome['cached'])} already "
-          f"cached, {len(outcome['not_published'])} not published; files in {folder}/")
+    print(
+        f"{args.source}: {len(outcome['downloaded'])} {unit}(s) downloaded, {len(outcome['cached'])} already "
+        f"cached, {len(outcome['not_published'])} not published; files in {folder}/"
+    )
     if outcome["not_published"]:
         print("not published (skipped): " + ", ".join(outcome["not_published"]))
     return 0
@@ -609,7 +941,9 @@ def cmd_figures(args: argparse.Namespace) -> int:
     with staged(args.out, owns=("figures/",)) as out:
         cache = args.data_dir / "cache" if args.data_dir.is_dir() else None
         written = write_publication(results, out, style, cache_dir=cache)
-    print(f"{len(written)} charts ({', '.join(style.formats)}), report.html, report.md and GIS files in {args.out}/")
+    print(
+        f"{len(written)} charts ({', '.join(style.formats)}), report.html, report.md and GIS files in {args.out}/"
+    )
     return 0
 
 
@@ -621,7 +955,9 @@ def cmd_cache_prune(args: argparse.Namespace) -> int:
         print("no cache folder ('none'): nothing to prune")
         return 0
     n, freed = prune_cubes(cache / "cube")
-    print(f"{cache / 'cube'}: removed {n} cube(s) whose inputs are gone or changed, freed {human_size(freed)}")
+    print(
+        f"{cache / 'cube'}: removed {n} cube(s) whose inputs are gone or changed, freed {human_size(freed)}"
+    )
     return 0
 
 
@@ -687,21 +1023,31 @@ def _run(args: argparse.Namespace) -> int:
     except ImportError as e:
         if args.debug:
             raise
-        print(f"nightlights: error: '{args.command}' needs the Python package '{e.name or e}', which failed to "
-              f"import ({inert(str(e))[:200]}); reinstall with 'make install' (or pip install -e .)", file=sys.stderr)
+        print(
+            f"nightlights: error: '{args.command}' needs the Python package '{e.name or e}', which failed to "
+            f"import ({inert(str(e))[:200]}); reinstall with 'make install' (or pip install -e .)",
+            file=sys.stderr,
+        )
         return 2
     except OSError as e:
         if args.debug:
             raise
         where = f"{e.filename}: " if e.filename else ""
-        print(inert(f"nightlights: error: {where}{e.strerror or e} (earlier outputs were left untouched)"),
-              file=sys.stderr)
+        print(
+            inert(
+                f"nightlights: error: {where}{e.strerror or e} (earlier outputs were left untouched)"
+            ),
+            file=sys.stderr,
+        )
         return 1
     except Exception as e:
         if args.debug:
             raise
-        print(f"nightlights: unexpected error: {e.__class__.__name__}: {inert(str(e))[:300]} "
-              "(run again with --debug for the traceback, and please report it)", file=sys.stderr)
+        print(
+            f"nightlights: unexpected error: {e.__class__.__name__}: {inert(str(e))[:300]} "
+            "(run again with --debug for the traceback, and please report it)",
+            file=sys.stderr,
+        )
         return 1
 
 

@@ -73,10 +73,20 @@ from pipeline.errors import ComparisonError
 
 log = logging.getLogger(__name__)
 
-SCHEDULE_COLUMNS = ("unit_id", "batch", "batch_year", "groundbreaking", "inauguration", "start_year", "start_from")
-CONTROL_RULE = ("a unit is a control for the years compared only if it holds no site of the batch under test and "
-                "no site of another batch whose construction started by the target year (groundbreaking date; "
-                "without one, the batch's year); never-treated and not-yet-building units only")
+SCHEDULE_COLUMNS = (
+    "unit_id",
+    "batch",
+    "batch_year",
+    "groundbreaking",
+    "inauguration",
+    "start_year",
+    "start_from",
+)
+CONTROL_RULE = (
+    "a unit is a control for the years compared only if it holds no site of the batch under test and "
+    "no site of another batch whose construction started by the target year (groundbreaking date; "
+    "without one, the batch's year); never-treated and not-yet-building units only"
+)
 _YEAR = re.compile(r"(?<!\d)(19\d{2}|20\d{2})(?!\d)")
 _MONTH = re.compile(r"^\s*(\d{4})-(\d{1,2})")
 
@@ -105,7 +115,11 @@ def _month(value: object) -> str | None:
 
 def _label(value: object) -> str:
     y = batch_year(value)
-    return str(y) if isinstance(value, (int, float, np.integer, np.floating)) and y is not None else str(value)
+    return (
+        str(y)
+        if isinstance(value, (int, float, np.integer, np.floating)) and y is not None
+        else str(value)
+    )
 
 
 def unit_schedule(sites: pd.DataFrame) -> pd.DataFrame:
@@ -119,12 +133,16 @@ def unit_schedule(sites: pd.DataFrame) -> pd.DataFrame:
     if missing:
         raise ComparisonError(f"site schedule: missing column(s) {', '.join(missing)}")
     s = sites[sites["unit_id"].notna()]
-    frame = pd.DataFrame({
-        "unit_id": s["unit_id"].astype(str).to_numpy(),
-        "batch": [_label(b) for b in s["batch"]],
-        "groundbreaking": [_month(v) for v in s.get("groundbreaking", pd.Series([None] * len(s)))],
-        "inauguration": [_month(v) for v in s.get("inauguration", pd.Series([None] * len(s)))],
-    })
+    frame = pd.DataFrame(
+        {
+            "unit_id": s["unit_id"].astype(str).to_numpy(),
+            "batch": [_label(b) for b in s["batch"]],
+            "groundbreaking": [
+                _month(v) for v in s.get("groundbreaking", pd.Series([None] * len(s)))
+            ],
+            "inauguration": [_month(v) for v in s.get("inauguration", pd.Series([None] * len(s)))],
+        }
+    )
     rows = []
     for (unit, batch), g in frame.groupby(["unit_id", "batch"], sort=True):
         gb = min((v for v in g["groundbreaking"] if isinstance(v, str)), default=None)
@@ -157,7 +175,9 @@ def site_schedule(sites: Any, units: Any) -> pd.DataFrame:
         located = assign_units(sites, units, column="unit", outside_level=logging.DEBUG)
     finally:
         units_log.setLevel(level)
-    cols = [c for c in ("unit_id", "batch", "groundbreaking", "inauguration") if c in located.columns]
+    cols = [
+        c for c in ("unit_id", "batch", "groundbreaking", "inauguration") if c in located.columns
+    ]
     return unit_schedule(pd.DataFrame(located[cols]))
 
 
@@ -174,8 +194,9 @@ class ControlExclusion:
         return asdict(self)
 
 
-def building_exclusions(schedule: pd.DataFrame, treated: Iterable[str], years: tuple[int, int]
-                        ) -> tuple[ControlExclusion, ...]:
+def building_exclusions(
+    schedule: pd.DataFrame, treated: Iterable[str], years: tuple[int, int]
+) -> tuple[ControlExclusion, ...]:
     """Units not in ``treated`` that are building (or built) by the last of ``years``.
 
     One record per unit (its earliest-starting batch), sorted by unit id.
@@ -199,7 +220,9 @@ def building_exclusions(schedule: pd.DataFrame, treated: Iterable[str], years: t
         elif r.start_from == "batch year":
             reason = f"batch {r.batch} has no groundbreaking date; taken as building from its batch year {start}"
         elif r.start_from == "inauguration":
-            reason = f"batch {r.batch} has no groundbreaking date nor year; inaugurated {r.inauguration}"
+            reason = (
+                f"batch {r.batch} has no groundbreaking date nor year; inaugurated {r.inauguration}"
+            )
         else:
             reason = f"batch {r.batch} has no dates and no year in its label; it cannot be shown to be untreated"
         if start is not None:
@@ -208,8 +231,15 @@ def building_exclusions(schedule: pd.DataFrame, treated: Iterable[str], years: t
     return tuple(out[u] for u in sorted(out))
 
 
-def clean_did(panel: pd.DataFrame, schedule: pd.DataFrame, baseline_year: int, target_year: int, *,
-              exclude: Iterable[str] = (), **kwargs: Any) -> tuple[DidResult, tuple[ControlExclusion, ...]]:
+def clean_did(
+    panel: pd.DataFrame,
+    schedule: pd.DataFrame,
+    baseline_year: int,
+    target_year: int,
+    *,
+    exclude: Iterable[str] = (),
+    **kwargs: Any,
+) -> tuple[DidResult, tuple[ControlExclusion, ...]]:
     """:func:`pipeline.did.estimate_did` with the units building in ``baseline..target`` left out.
 
     ``exclude`` leaves further units out (e.g. Pyongyang). Returns the result (its ``excluded``
@@ -217,19 +247,27 @@ def clean_did(panel: pd.DataFrame, schedule: pd.DataFrame, baseline_year: int, t
     """
     ids = set(panel["unit_id"].astype(str))
     treated = panel.loc[panel["treated"].astype(bool), "unit_id"].astype(str).unique()
-    drop = tuple(e for e in building_exclusions(schedule, treated, (baseline_year, target_year)) if e.unit_id in ids)
+    drop = tuple(
+        e
+        for e in building_exclusions(schedule, treated, (baseline_year, target_year))
+        if e.unit_id in ids
+    )
     extra = tuple(str(x) for x in exclude)
     all_out = (*extra, *(e.unit_id for e in drop if e.unit_id not in extra))
     return estimate_did(panel, baseline_year, target_year, exclude=all_out, **kwargs), drop
 
 
-def exclusions_for(panel: pd.DataFrame, schedule: pd.DataFrame) -> Callable[[int, int], tuple[str, ...]]:
+def exclusions_for(
+    panel: pd.DataFrame, schedule: pd.DataFrame
+) -> Callable[[int, int], tuple[str, ...]]:
     """``exclude_for(baseline, target)`` for :func:`pipeline.did.pretrend_placebos`: the building units."""
     ids = set(panel["unit_id"].astype(str))
     treated = panel.loc[panel["treated"].astype(bool), "unit_id"].astype(str).unique()
 
     def exclude_for(b: int, t: int) -> tuple[str, ...]:
-        return tuple(e.unit_id for e in building_exclusions(schedule, treated, (b, t)) if e.unit_id in ids)
+        return tuple(
+            e.unit_id for e in building_exclusions(schedule, treated, (b, t)) if e.unit_id in ids
+        )
 
     return exclude_for
 
@@ -241,7 +279,9 @@ def exclusions_for(panel: pd.DataFrame, schedule: pd.DataFrame) -> Callable[[int
 class CohortEffects:
     """Group-time effects per batch and year, their weighted aggregate and a joint pre-trend test."""
 
-    cells: tuple[dict[str, Any], ...]  # batch, start_year, base_year, year, event_time, estimate_log, ...
+    cells: tuple[
+        dict[str, Any], ...
+    ]  # batch, start_year, base_year, year, event_time, estimate_log, ...
     aggregate_log: float | None
     aggregate_ci_low: float | None
     aggregate_ci_high: float | None
@@ -254,7 +294,9 @@ class CohortEffects:
     n_pool: int  # units clean in every cell, the placebo pool of the joint tests
     method: str
     skipped: tuple[str, ...] = field(default=())
-    pretrend_by_batch: tuple[dict[str, Any], ...] = ()  # batch, n_cells, stat, p_value: each batch's joint test
+    pretrend_by_batch: tuple[
+        dict[str, Any], ...
+    ] = ()  # batch, n_cells, stat, p_value: each batch's joint test
 
     def to_dict(self) -> dict[str, object]:
         out = asdict(self)
@@ -275,9 +317,17 @@ def _cohorts(schedule: pd.DataFrame, ids: set[str]) -> dict[str, tuple[int, tupl
     return out
 
 
-def group_time_effects(panel: pd.DataFrame, schedule: pd.DataFrame, *, n_draws: int = DEFAULT_DRAWS,
-                       seed: int = DEFAULT_SEED, eps: float | None = None, exclude: Iterable[str] = (),
-                       confidence: float = 0.95, stratify: bool = True) -> CohortEffects:
+def group_time_effects(
+    panel: pd.DataFrame,
+    schedule: pd.DataFrame,
+    *,
+    n_draws: int = DEFAULT_DRAWS,
+    seed: int = DEFAULT_SEED,
+    eps: float | None = None,
+    exclude: Iterable[str] = (),
+    confidence: float = 0.95,
+    stratify: bool = True,
+) -> CohortEffects:
     """Every batch against never- and not-yet-treated units, year by year (see the module docstring).
 
     The ``treated`` column of ``panel`` is ignored: batches come from ``schedule``. Cells that
@@ -299,60 +349,124 @@ def group_time_effects(panel: pd.DataFrame, schedule: pd.DataFrame, *, n_draws: 
     for batch, (start, members) in cohorts.items():
         base = start - 1
         if base not in years:
-            skipped.append(f"batch {batch}: no data for its base year {base} (the year before groundbreaking)")
+            skipped.append(
+                f"batch {batch}: no data for its base year {base} (the year before groundbreaking)"
+            )
             continue
         for t in years:
             if t == base:
                 continue
             last = max(t, base)
-            controls = [u for u in ids if u not in members and (starts.get(u) is None or starts[u] > last)]
+            controls = [
+                u for u in ids if u not in members and (starts.get(u) is None or starts[u] > last)
+            ]
             sub = p[p["unit_id"].isin(set(members) | set(controls))].assign(
-                treated=lambda d, m=set(members): d["unit_id"].isin(m))
+                treated=lambda d, m=set(members): d["unit_id"].isin(m)
+            )
             try:
-                with np.errstate(invalid="ignore", divide="ignore"):  # a one-unit batch has no Welch t (coef used)
-                    r = estimate_did(sub, base, t, eps=eps, n_draws=n_draws, seed=seed, stratify=stratify,
-                                     confidence=confidence)
+                with np.errstate(
+                    invalid="ignore", divide="ignore"
+                ):  # a one-unit batch has no Welch t (coef used)
+                    r = estimate_did(
+                        sub,
+                        base,
+                        t,
+                        eps=eps,
+                        n_draws=n_draws,
+                        seed=seed,
+                        stratify=stratify,
+                        confidence=confidence,
+                    )
             except ComparisonError as e:
                 skipped.append(f"batch {batch}, {t}: {e}")
                 continue
-            cells.append({"batch": batch, "start_year": start, "base_year": base, "year": t,
-                          "event_time": t - start, "estimate_log": r.estimate_log, "ci_low": r.ci_low,
-                          "ci_high": r.ci_high, "p_value": r.p_value, "se": r.se, "mde_log": r.mde_log,
-                          "n_treated": r.n_treated, "n_control": r.n_control})
+            cells.append(
+                {
+                    "batch": batch,
+                    "start_year": start,
+                    "base_year": base,
+                    "year": t,
+                    "event_time": t - start,
+                    "estimate_log": r.estimate_log,
+                    "ci_low": r.ci_low,
+                    "ci_high": r.ci_high,
+                    "p_value": r.p_value,
+                    "se": r.se,
+                    "mde_log": r.mde_log,
+                    "n_treated": r.n_treated,
+                    "n_control": r.n_control,
+                }
+            )
             specs.append((batch, members, controls, base, t))
     post = [i for i, c in enumerate(cells) if c["year"] >= c["start_year"]]
     pre = [i for i, c in enumerate(cells) if c["year"] < c["base_year"]]
     total = sum(cells[i]["n_treated"] for i in post)
-    weights = tuple({"batch": cells[i]["batch"], "year": cells[i]["year"], "n_treated": cells[i]["n_treated"],
-                     "weight": cells[i]["n_treated"] / total} for i in post) if total else ()
-    method = ("group-time 2x2 effects: each batch from the year before its groundbreaking to each year, against "
-              "units neither of the batch nor building by then (never- and not-yet-treated); aggregate: mean of the "
-              "cells from groundbreaking on, weighted by treated units; joint randomization tests on placebo "
-              f"batches drawn {'by province ' if stratify else ''}from the {{pool}} units clean in every cell, "
-              f"{n_draws} draws")
+    weights = (
+        tuple(
+            {
+                "batch": cells[i]["batch"],
+                "year": cells[i]["year"],
+                "n_treated": cells[i]["n_treated"],
+                "weight": cells[i]["n_treated"] / total,
+            }
+            for i in post
+        )
+        if total
+        else ()
+    )
+    method = (
+        "group-time 2x2 effects: each batch from the year before its groundbreaking to each year, against "
+        "units neither of the batch nor building by then (never- and not-yet-treated); aggregate: mean of the "
+        "cells from groundbreaking on, weighted by treated units; joint randomization tests on placebo "
+        f"batches drawn {'by province ' if stratify else ''}from the {{pool}} units clean in every cell, "
+        f"{n_draws} draws"
+    )
     agg = lo = hi = p_agg = stat = p_pre = None
     by_batch: tuple[dict[str, Any], ...] = ()
     pool: list[str] = []
     if specs:
         used = [i for i in range(len(cells)) if i in post or i in pre]
         pool = sorted(set.intersection(*(set(specs[i][2]) for i in used))) if used else []
-        joint = _joint(p, specs, cells, post, pre, weights, pool, eps, n_draws, seed, alpha, stratify)
+        joint = _joint(
+            p, specs, cells, post, pre, weights, pool, eps, n_draws, seed, alpha, stratify
+        )
         if joint is None:
-            skipped.append(f"joint tests: {len(pool)} units are clean controls in every cell, too few for "
-                           "placebo batches of the batches' sizes")
+            skipped.append(
+                f"joint tests: {len(pool)} units are clean controls in every cell, too few for "
+                "placebo batches of the batches' sizes"
+            )
         else:
             agg, lo, hi, p_agg, stat, p_pre, by_batch = joint
-    return CohortEffects(tuple(cells), agg, lo, hi, p_agg, weights, stat, p_pre, len(pre), n_draws, len(pool),
-                         method.replace("{pool}", str(len(pool))), tuple(skipped), by_batch)
+    return CohortEffects(
+        tuple(cells),
+        agg,
+        lo,
+        hi,
+        p_agg,
+        weights,
+        stat,
+        p_pre,
+        len(pre),
+        n_draws,
+        len(pool),
+        method.replace("{pool}", str(len(pool))),
+        tuple(skipped),
+        by_batch,
+    )
 
 
 def _log_change(p: pd.DataFrame, base: int, t: int, eps: float) -> pd.Series:
-    wide = p[p["year"].isin((base, t))].pivot(index="unit_id", columns="year", values="sum_lights").clip(lower=0)
+    wide = (
+        p[p["year"].isin((base, t))]
+        .pivot(index="unit_id", columns="year", values="sum_lights")
+        .clip(lower=0)
+    )
     return np.log((wide[t] + eps) / (wide[base] + eps))
 
 
-def disjoint_placebo_sets(strata: np.ndarray, wanted: list[np.ndarray], n_draws: int, rng: np.random.Generator
-                          ) -> list[np.ndarray]:
+def disjoint_placebo_sets(
+    strata: np.ndarray, wanted: list[np.ndarray], n_draws: int, rng: np.random.Generator
+) -> list[np.ndarray]:
     """Per batch a (draws x pool) indicator of its placebo units; within a draw the batches are
     disjoint, each with its own provinces' counts (a shortfall taken from any remaining unit)."""
     n = len(strata)
@@ -381,9 +495,20 @@ def disjoint_placebo_sets(strata: np.ndarray, wanted: list[np.ndarray], n_draws:
     return out
 
 
-def _joint(p: pd.DataFrame, specs: list, cells: list[dict[str, Any]], post: list[int], pre: list[int],
-           weights: tuple[dict[str, Any], ...], pool: list[str], eps: float, n_draws: int, seed: int,
-           alpha: float, stratify: bool) -> tuple[Any, ...] | None:
+def _joint(
+    p: pd.DataFrame,
+    specs: list,
+    cells: list[dict[str, Any]],
+    post: list[int],
+    pre: list[int],
+    weights: tuple[dict[str, Any], ...],
+    pool: list[str],
+    eps: float,
+    n_draws: int,
+    seed: int,
+    alpha: float,
+    stratify: bool,
+) -> tuple[Any, ...] | None:
     """Aggregate and pre-trend statistics with their joint placebo distributions.
 
     In a placebo world each batch's units are replaced by a placebo batch from ``pool`` (units
@@ -394,12 +519,27 @@ def _joint(p: pd.DataFrame, specs: list, cells: list[dict[str, Any]], post: list
     names = list(batches)
     if not pool or sum(len(m) for m, _ in batches.values()) + 2 > len(pool):
         return None
-    province = p.drop_duplicates("unit_id").set_index("unit_id")["province"].astype("string").fillna("")
+    province = (
+        p.drop_duplicates("unit_id").set_index("unit_id")["province"].astype("string").fillna("")
+    )
     pool_arr = np.array(pool)
-    flat = (lambda ids: province.reindex(list(ids)).to_numpy(str)) if stratify else (
-        lambda ids: np.zeros(len(ids), str))
-    member = dict(zip(names, disjoint_placebo_sets(flat(pool_arr), [flat(batches[b][0]) for b in names], n_draws,
-                                                   np.random.default_rng(seed)), strict=True))
+    flat = (
+        (lambda ids: province.reindex(list(ids)).to_numpy(str))
+        if stratify
+        else (lambda ids: np.zeros(len(ids), str))
+    )
+    member = dict(
+        zip(
+            names,
+            disjoint_placebo_sets(
+                flat(pool_arr),
+                [flat(batches[b][0]) for b in names],
+                n_draws,
+                np.random.default_rng(seed),
+            ),
+            strict=True,
+        )
+    )
     in_pool = set(pool)
 
     memo: dict[int, tuple[np.ndarray, np.ndarray]] = {}
@@ -417,15 +557,17 @@ def _joint(p: pd.DataFrame, specs: list, cells: list[dict[str, Any]], post: list
         ok = np.isfinite(dv)
         x = np.where(ok, dv, 0.0)
         m = member[batch] & ok
-        busy = np.any(np.stack([member[b] for b in names if b == batch or batches[b][1] <= last]), axis=0)
+        busy = np.any(
+            np.stack([member[b] for b in names if b == batch or batches[b][1] <= last]), axis=0
+        )
         rest = ~busy & ok
         e = d.reindex([u for u in controls if u not in in_pool]).to_numpy(float)
         e = e[np.isfinite(e)]
         n_t, n_r = m.sum(1), rest.sum(1) + len(e)
         mt = (m * x).sum(1) / np.maximum(n_t, 1)
         mr = ((rest * x).sum(1) + e.sum()) / np.maximum(n_r, 1)
-        ss_t = (m * x * x).sum(1) - n_t * mt ** 2
-        ss_r = (rest * x * x).sum(1) + (e * e).sum() - n_r * mr ** 2
+        ss_t = (m * x * x).sum(1) - n_t * mt**2
+        ss_r = (rest * x * x).sum(1) + (e * e).sum() - n_r * mr**2
         tt, _ = _welch(mt, ss_t, np.maximum(n_t, 2), mr, ss_r, np.maximum(n_r, 2))
         return mt - mr, tt
 
@@ -436,8 +578,11 @@ def _joint(p: pd.DataFrame, specs: list, cells: list[dict[str, Any]], post: list
         placebo = np.asarray(sum(w * stats(i)[0] for w, i in zip(wts, post, strict=True)))
         half = _critical(np.abs(placebo), alpha)
         agg, lo, hi, p_agg = obs, obs - half, obs + half, _p_value(np.abs(placebo), obs)
+
     def pretrend(cells_i: list[int]) -> tuple[float, float]:
-        obs_stat = float(sum((cells[i]["estimate_log"] / max(cells[i]["se"], 1e-300)) ** 2 for i in cells_i))
+        obs_stat = float(
+            sum((cells[i]["estimate_log"] / max(cells[i]["se"], 1e-300)) ** 2 for i in cells_i)
+        )
         return obs_stat, _p_value(np.asarray(sum(stats(i)[1] ** 2 for i in cells_i)), obs_stat)
 
     stat = p_pre = None
@@ -459,8 +604,10 @@ def event_table(effects: CohortEffects, events: Mapping[str, int] | None = None)
     if t.empty:
         return t
     if events:
-        t["since_inauguration"] = [y - events[b] if b in events else np.nan for b, y in zip(t["batch"], t["year"],
-                                                                                            strict=True)]
+        t["since_inauguration"] = [
+            y - events[b] if b in events else np.nan
+            for b, y in zip(t["batch"], t["year"], strict=True)
+        ]
     return t.sort_values(["batch", "year"], ignore_index=True)
 
 
@@ -471,8 +618,15 @@ def _inauguration_years(schedule: pd.DataFrame) -> dict[str, int]:
     return {str(b): int(g.mode().max()) for b, g in years}
 
 
-def cohort_summary(panel: pd.DataFrame, schedule: pd.DataFrame, baseline_year: int, target_year: int, *,
-                   seed: int = DEFAULT_SEED, n_draws: int = DEFAULT_DRAWS) -> dict[str, Any]:
+def cohort_summary(
+    panel: pd.DataFrame,
+    schedule: pd.DataFrame,
+    baseline_year: int,
+    target_year: int,
+    *,
+    seed: int = DEFAULT_SEED,
+    n_draws: int = DEFAULT_DRAWS,
+) -> dict[str, Any]:
     """The ``did.json`` additions of issue 23 beside the main estimate: every batch's group-time
     effects (an event study by groundbreaking and by inauguration year, the aggregate, the joint
     pre-trend test) and the batch under test from a baseline before its groundbreaking."""
@@ -480,7 +634,10 @@ def cohort_summary(panel: pd.DataFrame, schedule: pd.DataFrame, baseline_year: i
     try:
         eff = group_time_effects(panel, schedule, seed=seed, n_draws=n_draws)
         table = event_table(eff, _inauguration_years(schedule))
-        out["cohort_effects"] = {**eff.to_dict(), "cells": table.replace({np.nan: None}).to_dict(orient="records")}
+        out["cohort_effects"] = {
+            **eff.to_dict(),
+            "cells": table.replace({np.nan: None}).to_dict(orient="records"),
+        }
     except ComparisonError as e:
         out["cohort_effects"] = {"skipped": str(e)}
     treated = set(panel.loc[panel["treated"].astype(bool), "unit_id"].astype(str))
@@ -490,15 +647,20 @@ def cohort_summary(panel: pd.DataFrame, schedule: pd.DataFrame, baseline_year: i
     if len(mine):
         base = int(mine["start_year"].min()) - 1
         if base >= baseline_year:
-            early = {"skipped": f"the baseline {baseline_year} already ends before groundbreaking ({base + 1})"}
+            early = {
+                "skipped": f"the baseline {baseline_year} already ends before groundbreaking ({base + 1})"
+            }
         elif base not in years:
             early = {"skipped": f"no data for {base}, the year before groundbreaking ({base + 1})"}
         else:
             try:
                 r, drop = clean_did(panel, schedule, base, target_year, seed=seed, n_draws=n_draws)
-                early = {"note": f"baseline {base}, the last year before the batch broke ground, against "
-                                 f"{target_year}: construction and operation together",
-                         **r.to_dict(), "n_excluded_controls": len(drop)}
+                early = {
+                    "note": f"baseline {base}, the last year before the batch broke ground, against "
+                    f"{target_year}: construction and operation together",
+                    **r.to_dict(),
+                    "n_excluded_controls": len(drop),
+                }
             except ComparisonError as e:
                 early = {"skipped": str(e)}
     out["baseline_before_groundbreaking"] = early
@@ -528,19 +690,31 @@ class WildBootstrap:
         return asdict(self)
 
 
-def _cluster_t(y: np.ndarray, treated: np.ndarray, onehot: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+def _cluster_t(
+    y: np.ndarray, treated: np.ndarray, onehot: np.ndarray
+) -> tuple[np.ndarray, np.ndarray]:
     """Slope and cluster-robust (CR1) t of ``y`` on a treated dummy, rows of ``y`` one sample each."""
     n_t, n_c = treated.sum(), (~treated).sum()
     a = np.where(treated, 1 / n_t, -1 / n_c)
     b = (y * a).sum(axis=1)
-    u = y - np.where(treated, (y * treated).sum(1, keepdims=True) / n_t, (y * ~treated).sum(1, keepdims=True) / n_c)
+    u = y - np.where(
+        treated,
+        (y * treated).sum(1, keepdims=True) / n_t,
+        (y * ~treated).sum(1, keepdims=True) / n_c,
+    )
     g, n = onehot.shape[1], len(a)
     var = g / (g - 1) * (n - 1) / (n - 2) * (((u * a) @ onehot) ** 2).sum(axis=1)
     return b, b / np.sqrt(np.maximum(var, 1e-300))
 
 
-def wild_cluster_bootstrap(d: np.ndarray, treated: np.ndarray, clusters: np.ndarray, *, n_boot: int = 9999,
-                           seed: int = DEFAULT_SEED) -> WildBootstrap:
+def wild_cluster_bootstrap(
+    d: np.ndarray,
+    treated: np.ndarray,
+    clusters: np.ndarray,
+    *,
+    n_boot: int = 9999,
+    seed: int = DEFAULT_SEED,
+) -> WildBootstrap:
     """p-value of "no difference" robust to treated units noisier than controls (§4.2 item 6, secondary).
 
     The regression of the log changes on a treated dummy, standard errors clustered by province
@@ -552,14 +726,18 @@ def wild_cluster_bootstrap(d: np.ndarray, treated: np.ndarray, clusters: np.ndar
     d, treated = np.asarray(d, float), np.asarray(treated, bool)
     labels, idx = np.unique(np.asarray(clusters).astype(str), return_inverse=True)
     if len(labels) < 3:
-        raise ComparisonError(f"wild cluster bootstrap: {len(labels)} province(s); it needs at least 3")
+        raise ComparisonError(
+            f"wild cluster bootstrap: {len(labels)} province(s); it needs at least 3"
+        )
     onehot = np.eye(len(labels))[idx]
     b, t = _cluster_t(d[None, :], treated, onehot)
     se = float(b[0] / t[0]) if t[0] else 0.0
     w = WEBB[np.random.default_rng(seed).integers(0, 6, (n_boot, len(labels)))]
     y = d.mean() + w[:, idx] * (d - d.mean())[None, :]
     _, tb = _cluster_t(y, treated, onehot)
-    return WildBootstrap(float(b[0]), se, float(t[0]), _p_value(np.abs(tb), float(t[0])), len(labels), n_boot)
+    return WildBootstrap(
+        float(b[0]), se, float(t[0]), _p_value(np.abs(tb), float(t[0])), len(labels), n_boot
+    )
 
 
 def near_units(units: Any, treated: Iterable[str], km: float = NEAR_KM) -> tuple[str, ...]:
@@ -572,19 +750,32 @@ def near_units(units: Any, treated: Iterable[str], km: float = NEAR_KM) -> tuple
     return tuple(sorted(ids[(dist <= km * 1000).to_numpy() & ~ids.isin(treated).to_numpy()]))
 
 
-def robustness(panel: pd.DataFrame, schedule: pd.DataFrame, main: DidResult, *, near: Iterable[str] | None = None,
-               exclude: Iterable[str] = (), n_boot: int = 9999) -> dict[str, Any]:
+def robustness(
+    panel: pd.DataFrame,
+    schedule: pd.DataFrame,
+    main: DidResult,
+    *,
+    near: Iterable[str] | None = None,
+    exclude: Iterable[str] = (),
+    n_boot: int = 9999,
+) -> dict[str, Any]:
     """Beside the main result: unequal variances (wild cluster bootstrap by province), far controls
     only (no unit bordering or within 10 km of a treated one, §4.2 item 3, Butts §2.6), and the log
     floor at 0.1x, 1x and 10x (Chen & Roth, §2.6). Each entry is a result or ``{"skipped": why}``."""
     b, t = main.baseline_year, main.target_year
-    kw: dict[str, Any] = {"seed": main.seed, "n_draws": main.n_placebo, "statistic": main.statistic,
-                          "stratify": main.stratify, "confidence": main.confidence}
+    kw: dict[str, Any] = {
+        "seed": main.seed,
+        "n_draws": main.n_placebo,
+        "statistic": main.statistic,
+        "stratify": main.stratify,
+        "confidence": main.confidence,
+    }
     out: dict[str, Any] = {}
     try:
         u = _units(panel, b, t, main.eps, main.excluded)
-        out["unequal_variance"] = wild_cluster_bootstrap(u.d, u.treated, u.strata, n_boot=n_boot,
-                                                         seed=main.seed).to_dict()
+        out["unequal_variance"] = wild_cluster_bootstrap(
+            u.d, u.treated, u.strata, n_boot=n_boot, seed=main.seed
+        ).to_dict()
     except ComparisonError as e:
         out["unequal_variance"] = {"skipped": str(e)}
     if near is not None:
@@ -597,7 +788,16 @@ def robustness(panel: pd.DataFrame, schedule: pd.DataFrame, main: DidResult, *, 
     floors = []
     for f in FLOOR_FACTORS:
         r, _ = clean_did(panel, schedule, b, t, exclude=exclude, eps=f * main.eps, **kw)
-        floors.append({"factor": f, "eps": r.eps, "estimate_log": r.estimate_log, "ci_low": r.ci_low,
-                       "ci_high": r.ci_high, "p_value": r.p_value, "mde_log": r.mde_log})
+        floors.append(
+            {
+                "factor": f,
+                "eps": r.eps,
+                "estimate_log": r.estimate_log,
+                "ci_low": r.ci_low,
+                "ci_high": r.ci_high,
+                "p_value": r.p_value,
+                "mde_log": r.mde_log,
+            }
+        )
     out["log_floor"] = floors
     return out

@@ -92,21 +92,63 @@ from pipeline.zonal import zone_month_table
 log = logging.getLogger(__name__)
 
 SPILLOVER_RINGS_M = ((0.0, 5000.0), (5000.0, 10000.0), (10000.0, 20000.0))
-UNIT_YEAR_COLUMNS = ["unit_id", "name", "province", "year", "sum_lights", "mean_radiance", "valid_fraction",
-                     "n_months", "treated"]
-UNIT_MONTH_COLUMNS = ["unit_id", "month", "sum_lights", "mean_radiance", "valid_fraction", "is_valid", "treated"]
-SPILLOVER_COLUMNS = ["site_id", "name", "batch", "ring", "inner_m", "outer_m", "site_class", "site_log_ratio",
-                     "baseline_value", "target_value", "log_ratio", "log_ci_low", "log_ci_high", "change_pct",
-                     "class", "n_months"]
-FILES = ("unit_years.csv", "unit_months.parquet", "did.json", "event_study.csv", "disparity.csv",
-         "spillover.csv")
-SYNTHETIC_WARNING = ("SYNTHETIC DEMO DATA: generated rasters with planted effects; no number here is evidence "
-                     "about North Korea or any place.")
-LIMITS = ("Designation was not random: the designated counties may differ from the others in ways that also "
-          "change their light. Counties of later batches count as controls only before their construction starts "
-          "(counties already building are left out), border blooming (Sinuiju, Kaesong) is not masked, and light "
-          "moved from neighbouring counties would count as an effect. Night light measures lit activity, not "
-          "output or welfare.")
+UNIT_YEAR_COLUMNS = [
+    "unit_id",
+    "name",
+    "province",
+    "year",
+    "sum_lights",
+    "mean_radiance",
+    "valid_fraction",
+    "n_months",
+    "treated",
+]
+UNIT_MONTH_COLUMNS = [
+    "unit_id",
+    "month",
+    "sum_lights",
+    "mean_radiance",
+    "valid_fraction",
+    "is_valid",
+    "treated",
+]
+SPILLOVER_COLUMNS = [
+    "site_id",
+    "name",
+    "batch",
+    "ring",
+    "inner_m",
+    "outer_m",
+    "site_class",
+    "site_log_ratio",
+    "baseline_value",
+    "target_value",
+    "log_ratio",
+    "log_ci_low",
+    "log_ci_high",
+    "change_pct",
+    "class",
+    "n_months",
+]
+FILES = (
+    "unit_years.csv",
+    "unit_months.parquet",
+    "did.json",
+    "event_study.csv",
+    "disparity.csv",
+    "spillover.csv",
+)
+SYNTHETIC_WARNING = (
+    "SYNTHETIC DEMO DATA: generated rasters with planted effects; no number here is evidence "
+    "about North Korea or any place."
+)
+LIMITS = (
+    "Designation was not random: the designated counties may differ from the others in ways that also "
+    "change their light. Counties of later batches count as controls only before their construction starts "
+    "(counties already building are left out), border blooming (Sinuiju, Kaesong) is not masked, and light "
+    "moved from neighbouring counties would count as an effect. Night light measures lit activity, not "
+    "output or welfare."
+)
 
 
 @dataclass
@@ -133,17 +175,23 @@ def treated_units(sites: gpd.GeoDataFrame, units: gpd.GeoDataFrame, batch: str) 
     chosen = sites[in_batch(sites, batch)]
     if chosen.empty:
         have = batch_order(batch_labels(sites))
-        raise ComparisonError(f"no site of batch {batch} in the site files (batches present: "
-                              f"{', '.join(have) or 'none'}); choose --batch among them")
+        raise ComparisonError(
+            f"no site of batch {batch} in the site files (batches present: "
+            f"{', '.join(have) or 'none'}); choose --batch among them"
+        )
     assigned = assign_units(chosen, units, column="unit", source=source)
     inside = assigned["unit_id"].dropna()
     if inside.empty:
-        raise ComparisonError(f"{source}: none of the {len(chosen)} batch-{batch} sites lies inside a unit; "
-                              "give boundaries that cover the sites")
+        raise ComparisonError(
+            f"{source}: none of the {len(chosen)} batch-{batch} sites lies inside a unit; "
+            "give boundaries that cover the sites"
+        )
     n_control = len(units) - inside.nunique()
     if n_control < MIN_CONTROLS:
-        raise ComparisonError(f"{source}: {n_control} control unit(s) without a batch-{batch} site; the comparison "
-                              f"needs at least {MIN_CONTROLS} (use finer units or more of them)")
+        raise ComparisonError(
+            f"{source}: {n_control} control unit(s) without a batch-{batch} site; the comparison "
+            f"needs at least {MIN_CONTROLS} (use finer units or more of them)"
+        )
     return assigned
 
 
@@ -158,15 +206,23 @@ class Plan:
     claim: Claim
 
 
-def plan_comparison(sites: gpd.GeoDataFrame, units_path: Path | None = None, batch: str | None = None, *,
-                    required: bool = False, claim: Claim | None = None) -> Plan | None:
+def plan_comparison(
+    sites: gpd.GeoDataFrame,
+    units_path: Path | None = None,
+    batch: str | None = None,
+    *,
+    required: bool = False,
+    claim: Claim | None = None,
+) -> Plan | None:
     """The units, batch (default: the claim's) and treated units; for ``run`` (``required`` False)
     None with one line when there are no boundaries or they do not cover the batch's sites, name
     warnings held back until :func:`run_comparison` assigns again."""
     path = units_path or default_units_path()
     if path is None:
         if required:
-            raise ComparisonError("no unit boundaries: pass --units PATH (a GeoJSON of polygons with unit_id)")
+            raise ComparisonError(
+                "no unit boundaries: pass --units PATH (a GeoJSON of polygons with unit_id)"
+            )
         log.info("no aoi/boundaries/prk_adm2.geojson: the county comparison is skipped")
         return None
     claim = default_claim() if claim is None else claim
@@ -188,19 +244,40 @@ def plan_comparison(sites: gpd.GeoDataFrame, units_path: Path | None = None, bat
     return Plan(Path(path), units, batch, tuple(sorted(set(assigned["unit_id"].dropna()))), claim)
 
 
-def run_comparison(plan: Plan, sites: gpd.GeoDataFrame, rasters: Sequence[MonthlyRaster], params: Params, *,
-                   data_kind: str, progress: bool = True, cube_dir: Path | None = None) -> Comparison | None:
+def run_comparison(
+    plan: Plan,
+    sites: gpd.GeoDataFrame,
+    rasters: Sequence[MonthlyRaster],
+    params: Params,
+    *,
+    data_kind: str,
+    progress: bool = True,
+    cube_dir: Path | None = None,
+) -> Comparison | None:
     """``run``'s comparison, skipped in one line when the rasters miss most units (info: a run on a
     small local area is not a county study) or it cannot be made (a warning); the run's own
     results do not depend on it."""
     outside = units_without_rasters(plan.units, rasters)
     if outside > 0.1 * len(plan.units):
-        log.info("county comparison skipped: %d of the %d units lie outside the rasters (use "
-                 "'nightlights compare --units' with boundaries inside them)", outside, len(plan.units))
+        log.info(
+            "county comparison skipped: %d of the %d units lie outside the rasters (use "
+            "'nightlights compare --units' with boundaries inside them)",
+            outside,
+            len(plan.units),
+        )
         return None
     try:
-        return compare(sites, plan.units, rasters, params, batch=plan.batch, data_kind=data_kind, claim=plan.claim,
-                       progress=progress, cube_dir=cube_dir)
+        return compare(
+            sites,
+            plan.units,
+            rasters,
+            params,
+            batch=plan.batch,
+            data_kind=data_kind,
+            claim=plan.claim,
+            progress=progress,
+            cube_dir=cube_dir,
+        )
     except ComparisonError as e:
         log.warning("county comparison skipped: %s", e)
         return None
@@ -220,10 +297,18 @@ def units_without_rasters(units: gpd.GeoDataFrame, rasters: Sequence[MonthlyRast
 def control_sites(units: gpd.GeoDataFrame, radius_m: float) -> gpd.GeoDataFrame:
     """One point "site" per unit at its representative point, buffered like a point site."""
     points = units.geometry.representative_point()
-    frame = gpd.GeoDataFrame({"site_id": [f"ctrl:{u}" for u in units["unit_id"]], "unit_id": units["unit_id"].values,
-                              "center_lon": points.x.round(6).values, "center_lat": points.y.round(6).values,
-                              "from_point": True, "radius_m": radius_m},
-                             geometry=points.values, crs=units.crs)
+    frame = gpd.GeoDataFrame(
+        {
+            "site_id": [f"ctrl:{u}" for u in units["unit_id"]],
+            "unit_id": units["unit_id"].values,
+            "center_lon": points.x.round(6).values,
+            "center_lat": points.y.round(6).values,
+            "from_point": True,
+            "radius_m": radius_m,
+        },
+        geometry=points.values,
+        crs=units.crs,
+    )
     return with_radius(frame, radius_m)
 
 
@@ -231,67 +316,111 @@ def _ring_name(site_id: str, inner: float, outer: float) -> str:
     return f"{site_id}@near{int(inner)}-{int(outer)}"
 
 
-def build_zones(sites: gpd.GeoDataFrame, units: gpd.GeoDataFrame, controls: gpd.GeoDataFrame,
-                params: Params) -> gpd.GeoDataFrame:
+def build_zones(
+    sites: gpd.GeoDataFrame, units: gpd.GeoDataFrame, controls: gpd.GeoDataFrame, params: Params
+) -> gpd.GeoDataFrame:
     """Every polygon the comparison measures, named ``unit:<id>``, ``<site>``, ``<site>@ring``,
     ``<site>@near<a>-<b>``, ``ctrl:<unit>`` and ``ctrl:<unit>@ring``."""
     ids = list(sites["site_id"])
     frames: list[tuple[list[str], list[Any]]] = [
         ([f"unit:{u}" for u in units["unit_id"]], list(units.geometry.values)),
         (ids, list(sites.geometry.values)),
-        ([f"{s}@ring" for s in ids], list(background_rings(sites, params.ring_inner_m, params.ring_outer_m).values)),
+        (
+            [f"{s}@ring" for s in ids],
+            list(background_rings(sites, params.ring_inner_m, params.ring_outer_m).values),
+        ),
     ]
     for inner, outer in SPILLOVER_RINGS_M:
-        frames.append(([_ring_name(s, inner, outer) for s in ids], list(background_rings(sites, inner, outer).values)))
+        frames.append(
+            (
+                [_ring_name(s, inner, outer) for s in ids],
+                list(background_rings(sites, inner, outer).values),
+            )
+        )
     cids = list(controls["site_id"])
     frames.append((cids, list(controls.geometry.values)))
-    frames.append(([f"{c}@ring" for c in cids],
-                   list(background_rings(controls, params.ring_inner_m, params.ring_outer_m).values)))
-    return gpd.GeoDataFrame({"zone": [n for names, _ in frames for n in names]},
-                            geometry=[g for _, geoms in frames for g in geoms], crs="EPSG:4326")
+    frames.append(
+        (
+            [f"{c}@ring" for c in cids],
+            list(background_rings(controls, params.ring_inner_m, params.ring_outer_m).values),
+        )
+    )
+    return gpd.GeoDataFrame(
+        {"zone": [n for names, _ in frames for n in names]},
+        geometry=[g for _, geoms in frames for g in geoms],
+        crs="EPSG:4326",
+    )
 
 
-def unit_tables(table: pd.DataFrame, units: pd.DataFrame, treated: set[str], params: Params
-                ) -> tuple[pd.DataFrame, pd.DataFrame]:
+def unit_tables(
+    table: pd.DataFrame, units: pd.DataFrame, treated: set[str], params: Params
+) -> tuple[pd.DataFrame, pd.DataFrame]:
     """``unit_months`` and ``unit_years`` from the zone-by-month table (see the module docstring)."""
     t = table[table["zone"].str.startswith("unit:")]
-    months = pd.DataFrame({"unit_id": t["zone"].str[5:].to_numpy(), "month": t["month"].to_numpy(),
-                           "sum_lights": t["sum_radiance"].to_numpy(float),
-                           "mean_radiance": t["mean_radiance"].to_numpy(float),
-                           "valid_fraction": t["valid_fraction"].to_numpy(float)})
-    months["is_valid"] = (months["valid_fraction"] >= params.min_valid_fraction) & months["mean_radiance"].notna()
+    months = pd.DataFrame(
+        {
+            "unit_id": t["zone"].str[5:].to_numpy(),
+            "month": t["month"].to_numpy(),
+            "sum_lights": t["sum_radiance"].to_numpy(float),
+            "mean_radiance": t["mean_radiance"].to_numpy(float),
+            "valid_fraction": t["valid_fraction"].to_numpy(float),
+        }
+    )
+    months["is_valid"] = (months["valid_fraction"] >= params.min_valid_fraction) & months[
+        "mean_radiance"
+    ].notna()
     months["treated"] = months["unit_id"].isin(treated)
     cal = months["month"].str[5:7].astype(int)
-    use = months[months["is_valid"] & cal.isin(params.months)].assign(year=lambda d: d["month"].str[:4].astype(int))
-    yearly = use.groupby(["unit_id", "year"]).agg(sum_lights=("sum_lights", "mean"),
-                                                  mean_radiance=("mean_radiance", "mean"),
-                                                  n_months=("month", "size"))
-    frac = months.assign(year=months["month"].str[:4].astype(int))[cal.isin(params.months)] \
-        .groupby(["unit_id", "year"])["valid_fraction"].mean()
+    use = months[months["is_valid"] & cal.isin(params.months)].assign(
+        year=lambda d: d["month"].str[:4].astype(int)
+    )
+    yearly = use.groupby(["unit_id", "year"]).agg(
+        sum_lights=("sum_lights", "mean"),
+        mean_radiance=("mean_radiance", "mean"),
+        n_months=("month", "size"),
+    )
+    frac = (
+        months.assign(year=months["month"].str[:4].astype(int))[cal.isin(params.months)]
+        .groupby(["unit_id", "year"])["valid_fraction"]
+        .mean()
+    )
     years = sorted({int(m[:4]) for m in months["month"]})
     grid = pd.MultiIndex.from_product([list(units["unit_id"]), years], names=["unit_id", "year"])
     panel = pd.DataFrame(index=grid).join(yearly).join(frac).reset_index()
     panel["n_months"] = panel["n_months"].fillna(0).astype(int)
-    meta = pd.DataFrame({"unit_id": units["unit_id"], "name": units["name"],
-                         "province": units["province"].fillna("").astype(str)})
+    meta = pd.DataFrame(
+        {
+            "unit_id": units["unit_id"],
+            "name": units["name"],
+            "province": units["province"].fillna("").astype(str),
+        }
+    )
     panel = panel.merge(meta, on="unit_id", how="left")
     panel["treated"] = panel["unit_id"].isin(treated)
     order = {u: i for i, u in enumerate(units["unit_id"])}
-    panel = panel.sort_values(["unit_id", "year"], key=lambda c: c.map(order) if c.name == "unit_id" else c)
-    return months[UNIT_MONTH_COLUMNS].reset_index(drop=True), panel[UNIT_YEAR_COLUMNS].reset_index(drop=True)
+    panel = panel.sort_values(
+        ["unit_id", "year"], key=lambda c: c.map(order) if c.name == "unit_id" else c
+    )
+    return months[UNIT_MONTH_COLUMNS].reset_index(drop=True), panel[UNIT_YEAR_COLUMNS].reset_index(
+        drop=True
+    )
 
 
 def capital_unit(units: pd.DataFrame) -> tuple[str, str] | None:
     """(unit_id, name) of Pyongyang, found by name (romanisation evened out), else None."""
-    for uid, name, ko in zip(units["unit_id"], units["name"], units.get("name_ko", [None] * len(units)),
-                             strict=True):
-        if normalise_name(name) in ("pyongyang", "pyongyangsi") or (isinstance(ko, str) and ko.startswith("평양")):
+    for uid, name, ko in zip(
+        units["unit_id"], units["name"], units.get("name_ko", [None] * len(units)), strict=True
+    ):
+        if normalise_name(name) in ("pyongyang", "pyongyangsi") or (
+            isinstance(ko, str) and ko.startswith("평양")
+        ):
             return str(uid), str(name)
     return None
 
 
-def spillover_table(table: pd.DataFrame, sites: pd.DataFrame, own: pd.DataFrame,
-                    settings: ChangeSettings) -> pd.DataFrame:
+def spillover_table(
+    table: pd.DataFrame, sites: pd.DataFrame, own: pd.DataFrame, settings: ChangeSettings
+) -> pd.DataFrame:
     """One row per site and ring: the ring's change and class, the site's own beside it."""
     rows = []
     for inner, outer in SPILLOVER_RINGS_M:
@@ -300,23 +429,42 @@ def spillover_table(table: pd.DataFrame, sites: pd.DataFrame, own: pd.DataFrame,
         ch = ch.assign(ring=f"{inner / 1000:g}-{outer / 1000:g} km", inner_m=inner, outer_m=outer)
         rows.append(ch)
     out = pd.concat(rows, ignore_index=True)
-    meta = pd.DataFrame({"site_id": sites["site_id"].to_numpy(), "name": sites["name"].to_numpy(),
-                         "batch": batch_labels(sites).to_numpy()})
-    mine = own[["site_id", "class", "log_ratio"]].rename(columns={"class": "site_class",
-                                                                  "log_ratio": "site_log_ratio"})
+    meta = pd.DataFrame(
+        {
+            "site_id": sites["site_id"].to_numpy(),
+            "name": sites["name"].to_numpy(),
+            "batch": batch_labels(sites).to_numpy(),
+        }
+    )
+    mine = own[["site_id", "class", "log_ratio"]].rename(
+        columns={"class": "site_class", "log_ratio": "site_log_ratio"}
+    )
     out = out.merge(meta, on="site_id", how="left").merge(mine, on="site_id", how="left")
     return out[SPILLOVER_COLUMNS]
 
 
-def _event(table: pd.DataFrame, sites: pd.DataFrame, unit_months: pd.DataFrame, params: Params
-           ) -> tuple[pd.DataFrame, str | None]:
-    inaug = {str(s): m for s, d in zip(sites["site_id"], sites["inauguration"], strict=True)
-             if (m := inauguration_month(d)) is not None}
+def _event(
+    table: pd.DataFrame, sites: pd.DataFrame, unit_months: pd.DataFrame, params: Params
+) -> tuple[pd.DataFrame, str | None]:
+    inaug = {
+        str(s): m
+        for s, d in zip(sites["site_id"], sites["inauguration"], strict=True)
+        if (m := inauguration_month(d)) is not None
+    }
     own = table[table["zone"].isin(set(inaug))]
     values = own["mean_radiance"].where(own["valid_fraction"] >= params.min_valid_fraction)
-    site_months = pd.DataFrame({"site_id": own["zone"].to_numpy(), "month": own["month"].to_numpy(),
-                                "value": values.to_numpy(float)})
-    ctrl = unit_months[unit_months["is_valid"] & ~unit_months["treated"]].groupby("month")["mean_radiance"].mean()
+    site_months = pd.DataFrame(
+        {
+            "site_id": own["zone"].to_numpy(),
+            "month": own["month"].to_numpy(),
+            "value": values.to_numpy(float),
+        }
+    )
+    ctrl = (
+        unit_months[unit_months["is_valid"] & ~unit_months["treated"]]
+        .groupby("month")["mean_radiance"]
+        .mean()
+    )
     try:
         return event_study(site_months, inaug, ctrl, seed=params.seed), None
     except ComparisonError as e:
@@ -324,7 +472,9 @@ def _event(table: pd.DataFrame, sites: pd.DataFrame, unit_months: pd.DataFrame, 
         return pd.DataFrame(columns=list(EVENT_COLUMNS)), str(e)
 
 
-def _site_placebo(control_changes: pd.DataFrame, k: int, n: int, label: str) -> dict[str, Any] | None:
+def _site_placebo(
+    control_changes: pd.DataFrame, k: int, n: int, label: str
+) -> dict[str, Any] | None:
     classed = control_changes[control_changes["class"] != "insufficient_data"]
     try:
         out = count_placebo(classed["class"].eq("brightened"), k, n).to_dict()
@@ -334,9 +484,19 @@ def _site_placebo(control_changes: pd.DataFrame, k: int, n: int, label: str) -> 
     return {"of": label, **out}
 
 
-def compare(sites: gpd.GeoDataFrame, units: gpd.GeoDataFrame, rasters: Sequence[MonthlyRaster], params: Params, *,
-            batch: str, data_kind: str, claim: Claim | None = None, progress: bool = True,
-            cube_dir: Path | None = None, assigned: gpd.GeoDataFrame | None = None) -> Comparison:
+def compare(
+    sites: gpd.GeoDataFrame,
+    units: gpd.GeoDataFrame,
+    rasters: Sequence[MonthlyRaster],
+    params: Params,
+    *,
+    batch: str,
+    data_kind: str,
+    claim: Claim | None = None,
+    progress: bool = True,
+    cube_dir: Path | None = None,
+    assigned: gpd.GeoDataFrame | None = None,
+) -> Comparison:
     """The whole comparison of issue 12 on already-located inputs (nothing is written here).
 
     ``assigned``: the result of :func:`treated_units` when the caller already has it.
@@ -345,8 +505,15 @@ def compare(sites: gpd.GeoDataFrame, units: gpd.GeoDataFrame, rasters: Sequence[
     treated = set(assigned["unit_id"].dropna().astype(str))
     controls = control_sites(units[~units["unit_id"].isin(treated)], params.default_radius_m)
     zones = build_zones(sites, units, controls, params)
-    table = zone_month_table(rasters, zones, (params.pixel_rule,), params.min_cf_cvg, params.bm_quality,
-                             progress, cube_dir=cube_dir)
+    table = zone_month_table(
+        rasters,
+        zones,
+        (params.pixel_rule,),
+        params.min_cf_cvg,
+        params.bm_quality,
+        progress,
+        cube_dir=cube_dir,
+    )
     table = table[table["pixel_rule"] == params.pixel_rule]
     unit_months, panel = unit_tables(table, units, treated, params)
     settings = ChangeSettings.from_params(params)
@@ -357,51 +524,88 @@ def compare(sites: gpd.GeoDataFrame, units: gpd.GeoDataFrame, rasters: Sequence[
 
     # --- issue 23: controls that are controls (pipeline.cohorts); units building in the years compared are left out
     schedule = site_schedule(sites, units)
-    main, building = clean_did(panel, schedule, params.baseline_year, params.target_year, seed=params.seed)
+    main, building = clean_did(
+        panel, schedule, params.baseline_year, params.target_year, seed=params.seed
+    )
     capital = capital_unit(units)
     without = None
     if capital is not None:
-        r, _ = clean_did(panel, schedule, params.baseline_year, params.target_year, exclude=[capital[0]],
-                         seed=params.seed)
+        r, _ = clean_did(
+            panel,
+            schedule,
+            params.baseline_year,
+            params.target_year,
+            exclude=[capital[0]],
+            seed=params.seed,
+        )
         without = {"unit_id": capital[0], "name": capital[1], **r.to_dict()}
-    pretrends = pretrend_placebos(panel, params.baseline_year, seed=params.seed,
-                                  exclude_for=exclusions_for(panel, schedule))
-    cohort_extra = cohort_summary(panel, schedule, params.baseline_year, params.target_year, seed=params.seed)
+    pretrends = pretrend_placebos(
+        panel, params.baseline_year, seed=params.seed, exclude_for=exclusions_for(panel, schedule)
+    )
+    cohort_extra = cohort_summary(
+        panel, schedule, params.baseline_year, params.target_year, seed=params.seed
+    )
     cohort_extra["robustness"] = robustness(panel, schedule, main, near=near_units(units, treated))
     # --- end issue 23
 
     batch_rows = own[own["site_id"].isin(set(assigned["site_id"]))]
     classed = batch_rows[batch_rows["class"] != "insufficient_data"]
-    placebo_obs = _site_placebo(ctrl_changes, int((classed["class"] == "brightened").sum()), len(classed),
-                                "this comparison's classified batch sites")
+    placebo_obs = _site_placebo(
+        ctrl_changes,
+        int((classed["class"] == "brightened").sum()),
+        len(classed),
+        "this comparison's classified batch sites",
+    )
     placebo_claim = None
     if claim is not None and claim.batch == batch:
         placebo_claim = _site_placebo(ctrl_changes, claim.brightened, claim.n_sites, "the claim")
     spill = spillover_table(table, sites, own, settings)
-    events, event_note = _event(table, sites[sites["site_id"].isin(set(assigned["site_id"]))], unit_months, params)
+    events, event_note = _event(
+        table, sites[sites["site_id"].isin(set(assigned["site_id"]))], unit_months, params
+    )
     disparity = disparity_table(panel)
-    disparity["top_unit_name"] = disparity["top_unit_id"].map(dict(zip(units["unit_id"], units["name"], strict=True)))
+    disparity["top_unit_name"] = disparity["top_unit_id"].map(
+        dict(zip(units["unit_id"], units["name"], strict=True))
+    )
     disparity["between_p_value"] = [
-        between_group_pvalue(g["sum_lights"], g["treated"], seed=params.seed) for _, g in panel.groupby("year")]
+        between_group_pvalue(g["sum_lights"], g["treated"], seed=params.seed)
+        for _, g in panel.groupby("year")
+    ]
 
     did: dict[str, Any] = {}
     if data_kind == "synthetic":
         did["WARNING"] = SYNTHETIC_WARNING
     did |= main.to_dict()
     did |= {
-        "data_kind": data_kind, "batch": batch, "units_file": units.attrs.get("source_file"), "n_units": len(units),
-        "treated_units": [{"unit_id": u, "name": n, "sites": sorted(assigned.loc[assigned["unit_id"] == u, "site_id"])}
-                          for u, n in zip(units["unit_id"], units["name"], strict=True) if u in treated],
+        "data_kind": data_kind,
+        "batch": batch,
+        "units_file": units.attrs.get("source_file"),
+        "n_units": len(units),
+        "treated_units": [
+            {
+                "unit_id": u,
+                "name": n,
+                "sites": sorted(assigned.loc[assigned["unit_id"] == u, "site_id"]),
+            }
+            for u, n in zip(units["unit_id"], units["name"], strict=True)
+            if u in treated
+        ],
         "sites_outside_units": sorted(assigned.loc[assigned["unit_id"].isna(), "site_id"]),
         "without_pyongyang": without,
         "pretrends": pretrends.to_dict(orient="records"),
-        "site_placebo": placebo_claim, "site_placebo_observed": placebo_obs,
-        "n_control_sites": len(controls), "control_sites": "one per control unit at its representative point, "
-                                                           f"{params.default_radius_m:g} m buffer, classified like sites",
+        "site_placebo": placebo_claim,
+        "site_placebo_observed": placebo_obs,
+        "n_control_sites": len(controls),
+        "control_sites": "one per control unit at its representative point, "
+        f"{params.default_radius_m:g} m buffer, classified like sites",
         "spillover": _spill_summary(spill[spill["site_id"].isin(set(assigned["site_id"]))]),
-        "event_study_note": event_note, "limits": LIMITS, "parameters": params.to_dict(),
-        "control_rule": CONTROL_RULE, "n_excluded_controls": len(building),
-        "excluded_controls": [e.to_dict() for e in building], **cohort_extra,
+        "event_study_note": event_note,
+        "limits": LIMITS,
+        "parameters": params.to_dict(),
+        "control_rule": CONTROL_RULE,
+        "n_excluded_controls": len(building),
+        "excluded_controls": [e.to_dict() for e in building],
+        **cohort_extra,
         "period": [rasters[0].month, rasters[-1].month] if rasters else [],
         "products": sorted({r.product for r in rasters}),
     }
@@ -412,10 +616,17 @@ def _spill_summary(spill: pd.DataFrame) -> list[dict[str, Any]]:
     out = []
     for ring, g in spill.groupby("ring", sort=False):
         d = g["log_ratio"].dropna()
-        out.append({"ring": ring, "n_sites": len(d), "mean_log_ratio": float(d.mean()) if len(d) else None,
-                    "n_dimmed": int((g["class"] == "dimmed").sum()),
-                    "n_dimmed_while_site_brightened": int(((g["class"] == "dimmed")
-                                                           & (g["site_class"] == "brightened")).sum())})
+        out.append(
+            {
+                "ring": ring,
+                "n_sites": len(d),
+                "mean_log_ratio": float(d.mean()) if len(d) else None,
+                "n_dimmed": int((g["class"] == "dimmed").sum()),
+                "n_dimmed_while_site_brightened": int(
+                    ((g["class"] == "dimmed") & (g["site_class"] == "brightened")).sum()
+                ),
+            }
+        )
     return out
 
 
@@ -423,12 +634,19 @@ def write_comparison(comp: Comparison, out: Any) -> None:
     """Stage the comparison's files in ``out`` (a :class:`pipeline.outputs.Staging`)."""
     kind = comp.data_kind
     out.write_csv("unit_years.csv", comp.unit_years, kind)
-    out.write_with("unit_months.parquet", lambda p: comp.unit_months.assign(data_kind=kind).to_parquet(p, index=False))
+    out.write_with(
+        "unit_months.parquet",
+        lambda p: comp.unit_months.assign(data_kind=kind).to_parquet(p, index=False),
+    )
     out.write_json("did.json", comp.did)
     out.write_csv("event_study.csv", comp.event_study[list(EVENT_COLUMNS)])
     out.write_csv("disparity.csv", comp.disparity, kind)
     out.write_csv("spillover.csv", comp.spillover, kind)
-    out.write_csv("did_placebo.csv", pd.DataFrame({"placebo_estimate_log": np.asarray(comp.placebo, float)}), kind)
+    out.write_csv(
+        "did_placebo.csv",
+        pd.DataFrame({"placebo_estimate_log": np.asarray(comp.placebo, float)}),
+        kind,
+    )
 
 
 def load_comparison(out: Path) -> Comparison | None:
@@ -436,17 +654,37 @@ def load_comparison(out: Path) -> Comparison | None:
     import json
 
     out = Path(out)
-    if not all((out / n).exists() for n in ("did.json", "unit_years.csv", "event_study.csv", "disparity.csv")):
+    if not all(
+        (out / n).exists()
+        for n in ("did.json", "unit_years.csv", "event_study.csv", "disparity.csv")
+    ):
         return None
     did = json.loads((out / "did.json").read_text(encoding="utf-8"))
 
     def csv(name: str) -> pd.DataFrame:
         p = out / name
-        return pd.read_csv(p).drop(columns=["data_kind"], errors="ignore") if p.exists() else pd.DataFrame()
+        return (
+            pd.read_csv(p).drop(columns=["data_kind"], errors="ignore")
+            if p.exists()
+            else pd.DataFrame()
+        )
 
     years = csv("unit_years.csv").astype({"unit_id": str})
-    months = pd.read_parquet(out / "unit_months.parquet").drop(columns=["data_kind"], errors="ignore") \
-        if (out / "unit_months.parquet").exists() else pd.DataFrame(columns=UNIT_MONTH_COLUMNS)
-    placebo = tuple(csv("did_placebo.csv").get("placebo_estimate_log", pd.Series(dtype=float)).tolist())
-    return Comparison(years, months, did, csv("event_study.csv"), csv("disparity.csv"), csv("spillover.csv"),
-                      str(did.get("data_kind", "real")), placebo)
+    months = (
+        pd.read_parquet(out / "unit_months.parquet").drop(columns=["data_kind"], errors="ignore")
+        if (out / "unit_months.parquet").exists()
+        else pd.DataFrame(columns=UNIT_MONTH_COLUMNS)
+    )
+    placebo = tuple(
+        csv("did_placebo.csv").get("placebo_estimate_log", pd.Series(dtype=float)).tolist()
+    )
+    return Comparison(
+        years,
+        months,
+        did,
+        csv("event_study.csv"),
+        csv("disparity.csv"),
+        csv("spillover.csv"),
+        str(did.get("data_kind", "real")),
+        placebo,
+    )

@@ -43,7 +43,9 @@ LANGS: tuple[str, ...] = get_args(Lang)
 # 2012-01, annual VNL v2 and VNP46A4 in 2012. Years are checked before any work (a typo such as
 # 20255 would otherwise start generating or downloading 200,000 months).
 FIRST_YEAR = 2012
-FIRST_YEAR_WHY = "VIIRS composites begin in 2012: EOG monthly 2012-04, Black Marble 2012-01, annual 2012"
+FIRST_YEAR_WHY = (
+    "VIIRS composites begin in 2012: EOG monthly 2012-04, Black Marble 2012-01, annual 2012"
+)
 MAX_N_BOOT = 100_000
 CHART_WIDTH_MM = 183.0  # two journal columns; 89 is one
 CHART_DPI = 300
@@ -61,7 +63,9 @@ class Params:
     )
     default_radius_m: float = field(
         default=2000.0,
-        metadata={"help": "buffer (m) for point sites: 0.5-2 km location error + ~0.75 km VIIRS footprint"},
+        metadata={
+            "help": "buffer (m) for point sites: 0.5-2 km location error + ~0.75 km VIIRS footprint"
+        },
     )
     pixel_rule: PixelRule = field(
         default="exact",
@@ -83,7 +87,8 @@ class Params:
         metadata={"help": "fewer calendar months valid in both years -> insufficient_data"},
     )
     statistic: Statistic = field(
-        default="median", metadata={"help": "yearly statistic over matched months: median, mean, sol"}
+        default="median",
+        metadata={"help": "yearly statistic over matched months: median, mean, sol"},
     )
     epsilon: float = field(
         default=0.1,
@@ -107,20 +112,28 @@ class Params:
     )
     product: Product = field(
         default="monthly",
-        metadata={"help": "monthly composites (yearly value: statistic of matched months) or annual ones "
-                          "(yearly value: the composite itself)"},
+        metadata={
+            "help": "monthly composites (yearly value: statistic of matched months) or annual ones "
+            "(yearly value: the composite itself)"
+        },
     )
     compare_start_year: int | None = field(
         default=None,
-        metadata={"help": "first year of the county comparison's panel, for pre-trend placebos "
-                          "(default baseline_year - 4; each extra year is 12 more months to download, ~3-5 GB from EOG)"},
+        metadata={
+            "help": "first year of the county comparison's panel, for pre-trend placebos "
+            "(default baseline_year - 4; each extra year is 12 more months to download, ~3-5 GB from EOG)"
+        },
     )
 
     @property
     def compare_years(self) -> tuple[int, ...]:
         """The years the comparison reads: ``compare_start_year`` (default baseline - 4, not before
         :data:`FIRST_YEAR`) to the target."""
-        start = max(self.baseline_year - 4, FIRST_YEAR) if self.compare_start_year is None else self.compare_start_year
+        start = (
+            max(self.baseline_year - 4, FIRST_YEAR)
+            if self.compare_start_year is None
+            else self.compare_start_year
+        )
         return tuple(range(start, self.target_year + 1))
 
     def __post_init__(self) -> None:
@@ -130,7 +143,9 @@ class Params:
         return dataclasses.replace(self, **changes)
 
     def to_dict(self) -> dict[str, Any]:
-        return {k: list(v) if isinstance(v, tuple) else v for k, v in dataclasses.asdict(self).items()}
+        return {
+            k: list(v) if isinstance(v, tuple) else v for k, v in dataclasses.asdict(self).items()
+        }
 
 
 def _check_params(p: Params) -> None:
@@ -170,19 +185,36 @@ def _check_params(p: Params) -> None:
     if not 0 <= p.min_valid_fraction <= 1:
         raise bad("min_valid_fraction", "must be between 0 and 1")
     if not 3 <= p.min_matched_months <= 12:
-        raise bad("min_matched_months", "must be between 3 and 12 (fewer months give no interval to speak of)")
+        raise bad(
+            "min_matched_months",
+            "must be between 3 and 12 (fewer months give no interval to speak of)",
+        )
     if p.min_cf_cvg < 1:
-        raise bad("min_cf_cvg", "must be at least 1: a pixel with no cloud-free observation is not observed")
+        raise bad(
+            "min_cf_cvg",
+            "must be at least 1: a pixel with no cloud-free observation is not observed",
+        )
     if not p.bm_quality or any(not 0 <= q <= 255 for q in p.bm_quality):
-        raise bad("bm_quality", "must list the Black Marble _Quality values to keep (0 = good, 1 = poor, 2 = gap-filled)")
+        raise bad(
+            "bm_quality",
+            "must list the Black Marble _Quality values to keep (0 = good, 1 = poor, 2 = gap-filled)",
+        )
     if not 0 <= p.ring_inner_m < p.ring_outer_m:
         raise bad("ring_outer_m", f"must exceed ring_inner_m={p.ring_inner_m}")
     if not p.ring_outer_m <= 100_000:
-        raise bad("ring_outer_m", "must be at most 100000 m (the background near a site, not a region)")
+        raise bad(
+            "ring_outer_m", "must be at most 100000 m (the background near a site, not a region)"
+        )
     start = p.compare_start_year
-    if start is not None and (isinstance(start, bool) or not isinstance(start, int)
-                              or not FIRST_YEAR <= start <= p.baseline_year):
-        raise bad("compare_start_year", f"must be a year from {FIRST_YEAR} to baseline_year={p.baseline_year}")
+    if start is not None and (
+        isinstance(start, bool)
+        or not isinstance(start, int)
+        or not FIRST_YEAR <= start <= p.baseline_year
+    ):
+        raise bad(
+            "compare_start_year",
+            f"must be a year from {FIRST_YEAR} to baseline_year={p.baseline_year}",
+        )
 
 
 def _short(value: Any) -> str:
@@ -207,7 +239,9 @@ def params_from_mapping(values: dict[str, Any], origin: str, base: Params | None
         default = getattr(base, key)
         try:
             if isinstance(default, tuple):
-                value = tuple(int(v) for v in (value if isinstance(value, list | tuple) else [value]))
+                value = tuple(
+                    int(v) for v in (value if isinstance(value, list | tuple) else [value])
+                )
             elif isinstance(default, bool):
                 value = bool(value)
             elif isinstance(default, int):
@@ -221,7 +255,9 @@ def params_from_mapping(values: dict[str, Any], origin: str, base: Params | None
                 if not math.isfinite(value):
                     raise ValueError("not finite")
         except (TypeError, ValueError) as e:
-            raise ConfigError(f"{origin}: parameter {key}={_short(value)} is not valid ({str(e)[:100]})") from e
+            raise ConfigError(
+                f"{origin}: parameter {key}={_short(value)} is not valid ({str(e)[:100]})"
+            ) from e
         changes[key] = value
     try:
         return dataclasses.replace(base, **changes)
@@ -259,7 +295,9 @@ class DataSettings:
     download_read_timeout_s: float = 120.0
 
     def has_eog(self) -> bool:
-        return bool(self.eog_token or (self.eog_client_id and self.eog_username and self.eog_password))
+        return bool(
+            self.eog_token or (self.eog_client_id and self.eog_username and self.eog_password)
+        )
 
     def has_blackmarble(self) -> bool:
         return bool(self.earthdata_token)
@@ -279,8 +317,11 @@ ENV_VARS: dict[str, str] = {
     "download_rate_window_s": "NIGHTLIGHTS_DOWNLOAD_RATE_WINDOW_S",
     "download_read_timeout_s": "NIGHTLIGHTS_DOWNLOAD_READ_TIMEOUT_S",
 }
-_NUMBERS = {"download_min_rate_kbs": (0.0, 1e6), "download_rate_window_s": (1.0, 3600.0),
-            "download_read_timeout_s": (1.0, 3600.0)}
+_NUMBERS = {
+    "download_min_rate_kbs": (0.0, 1e6),
+    "download_rate_window_s": (1.0, 3600.0),
+    "download_read_timeout_s": (1.0, 3600.0),
+}
 _SECRETS = {"eog_token", "eog_client_secret", "eog_password", "earthdata_token"}
 
 
@@ -302,7 +343,9 @@ def read_yaml(path: Path) -> dict[str, Any]:
     except (OSError, UnicodeDecodeError) as e:
         raise ConfigError(f"{path}: cannot read config file ({e.__class__.__name__})") from e
     if text is None:
-        raise ConfigError(f"{path}: more than {MAX_YAML_BYTES} bytes; a config file is a few lines of YAML")
+        raise ConfigError(
+            f"{path}: more than {MAX_YAML_BYTES} bytes; a config file is a few lines of YAML"
+        )
     data = parse_yaml(text, path, ConfigError)
     if data is None:
         return {}
@@ -342,5 +385,7 @@ def _setting_number(name: str, value: str, var: str, path: Path) -> float:
     except ValueError:
         number = math.nan
     if not low <= number <= high:
-        raise ConfigError(f"{var} or {path} data.{name}={_short(value)}: must be a number from {low:g} to {high:g}")
+        raise ConfigError(
+            f"{var} or {path} data.{name}={_short(value)}: must be a number from {low:g} to {high:g}"
+        )
     return number

@@ -104,8 +104,12 @@ def cube_key(rasters: Sequence[MonthlyRaster]) -> str:
         files = [r.radiance, *([r.aux] if r.aux is not None else [])]
         stats = [(p.name, p.stat().st_size, p.stat().st_mtime_ns) for p in files]
         items.append([r.month, r.aux_kind, r.nodata, stats])
-    doc = {"layout": LAYOUT, "chunk": CHUNK, "grid": [grid.crs_wkt, list(grid.transform), grid.width,
-                                                      grid.height], "inputs": items}
+    doc = {
+        "layout": LAYOUT,
+        "chunk": CHUNK,
+        "grid": [grid.crs_wkt, list(grid.transform), grid.width, grid.height],
+        "inputs": items,
+    }
     return hashlib.sha256(json.dumps(doc, sort_keys=True, default=str).encode()).hexdigest()
 
 
@@ -125,23 +129,47 @@ def open_cube(cache_dir: Path | str | None, rasters: Sequence[MonthlyRaster]) ->
     if (path / "zarr.json").exists():
         if _readable(path, key):
             return ref
-        log.warning("%s: cube metadata is damaged; building the cube again from the monthly files", path)
+        log.warning(
+            "%s: cube metadata is damaged; building the cube again from the monthly files", path
+        )
         _remove(path)
     path.parent.mkdir(parents=True, exist_ok=True)
     tmp = Path(tempfile.mkdtemp(prefix=f"{TMP_PREFIX}{os.getpid()}-", dir=path.parent))
     try:
         shape, chunks = [len(rasters), grid.height, grid.width], [len(rasters), CHUNK, CHUNK]
-        arrays = {name: _array_meta(shape, chunks, dtype)
-                  for name, dtype in [("radiance", rad_dtype), *([("aux", aux_dtype)] if aux_dtype else [])]}
+        arrays = {
+            name: _array_meta(shape, chunks, dtype)
+            for name, dtype in [
+                ("radiance", rad_dtype),
+                *([("aux", aux_dtype)] if aux_dtype else []),
+            ]
+        }
         for name, meta in arrays.items():
             (tmp / name).mkdir()
             _write_json(tmp / name / "zarr.json", meta)
         # consolidated, so zarr and xarray readers need not list the folder (its locks/ is not zarr's)
-        _write_json(tmp / "zarr.json", {"attributes": {
-            "key": key, "layout": LAYOUT, "chunk": CHUNK, "months": [r.month for r in rasters],
-            "aux_kinds": [r.aux_kind for r in rasters], "inputs": [r.radiance.name for r in rasters],
-            "sources": _sources(rasters), "grid": grid.describe()}, "zarr_format": 3, "node_type": "group",
-            "consolidated_metadata": {"kind": "inline", "must_understand": False, "metadata": arrays}})
+        _write_json(
+            tmp / "zarr.json",
+            {
+                "attributes": {
+                    "key": key,
+                    "layout": LAYOUT,
+                    "chunk": CHUNK,
+                    "months": [r.month for r in rasters],
+                    "aux_kinds": [r.aux_kind for r in rasters],
+                    "inputs": [r.radiance.name for r in rasters],
+                    "sources": _sources(rasters),
+                    "grid": grid.describe(),
+                },
+                "zarr_format": 3,
+                "node_type": "group",
+                "consolidated_metadata": {
+                    "kind": "inline",
+                    "must_understand": False,
+                    "metadata": arrays,
+                },
+            },
+        )
         (tmp / "locks").mkdir()
         os.replace(tmp, path)
     except OSError:
@@ -161,16 +189,32 @@ def _sources(rasters: Sequence[MonthlyRaster]) -> list[list]:
 
 def _array_meta(shape: list[int], chunks: list[int], dtype: str) -> dict:
     """Zarr v3 array metadata for a layer: the codec chain :func:`_encode` implements."""
-    return {"shape": shape, "data_type": dtype,
-            "chunk_grid": {"name": "regular", "configuration": {"chunk_shape": chunks}},
-            "chunk_key_encoding": {"name": "default", "configuration": {"separator": "/"}},
-            "fill_value": 0 if np.dtype(dtype).kind in "iu" else 0.0,
-            "codecs": [{"name": "bytes", "configuration": {"endian": "little"}},
-                       {"name": "blosc", "configuration": {"typesize": np.dtype(dtype).itemsize, "cname": "lz4",
-                                                           "clevel": 5, "shuffle": "shuffle", "blocksize": 0}},
-                       {"name": "crc32c"}],
-            "attributes": {}, "dimension_names": ["month", "y", "x"], "zarr_format": 3, "node_type": "array",
-            "storage_transformers": []}
+    return {
+        "shape": shape,
+        "data_type": dtype,
+        "chunk_grid": {"name": "regular", "configuration": {"chunk_shape": chunks}},
+        "chunk_key_encoding": {"name": "default", "configuration": {"separator": "/"}},
+        "fill_value": 0 if np.dtype(dtype).kind in "iu" else 0.0,
+        "codecs": [
+            {"name": "bytes", "configuration": {"endian": "little"}},
+            {
+                "name": "blosc",
+                "configuration": {
+                    "typesize": np.dtype(dtype).itemsize,
+                    "cname": "lz4",
+                    "clevel": 5,
+                    "shuffle": "shuffle",
+                    "blocksize": 0,
+                },
+            },
+            {"name": "crc32c"},
+        ],
+        "attributes": {},
+        "dimension_names": ["month", "y", "x"],
+        "zarr_format": 3,
+        "node_type": "array",
+        "storage_transformers": [],
+    }
 
 
 def _write_json(path: Path, doc: dict) -> None:
@@ -180,13 +224,16 @@ def _write_json(path: Path, doc: dict) -> None:
 def _readable(path: Path, key: str) -> bool:
     try:
         meta = json.loads((path / "zarr.json").read_text(encoding="utf-8"))
-        return meta["attributes"]["key"] == key and all((path / n / "zarr.json").is_file() for n in ("radiance",))
+        return meta["attributes"]["key"] == key and all(
+            (path / n / "zarr.json").is_file() for n in ("radiance",)
+        )
     except (OSError, ValueError, KeyError, TypeError):
         return False
 
 
-def load_chunks(rasters: Sequence[MonthlyRaster], chunks: np.ndarray,
-                cube: CubeRef) -> tuple[np.ndarray, np.ndarray | None]:
+def load_chunks(
+    rasters: Sequence[MonthlyRaster], chunks: np.ndarray, cube: CubeRef
+) -> tuple[np.ndarray, np.ndarray | None]:
     """Radiance and aux of ``chunks`` (array of chunk row, column), all months.
 
     Radiance is cleaned as :func:`pipeline.sources.read_window` does, except that
@@ -205,10 +252,17 @@ def load_chunks(rasters: Sequence[MonthlyRaster], chunks: np.ndarray,
     if cube.path is None:
         _read_sources(rasters, grid, chunks, np.arange(n), rad, aux)
         return rad, aux
-    store = _Store(Path(cube.path), [("radiance", rad), *([("aux", aux)] if aux is not None else [])], chunks, grid)
+    store = _Store(
+        Path(cube.path),
+        [("radiance", rad), *([("aux", aux)] if aux is not None else [])],
+        chunks,
+        grid,
+    )
     have = np.array([store.built(k) for k in range(n)])
     bad = {k for k in np.flatnonzero(have).tolist() if not store.read(k)}
-    need = sorted(set(np.flatnonzero(~have).tolist()) | bad, key=lambda k: (chunks[k, 0], chunks[k, 1]))
+    need = sorted(
+        set(np.flatnonzero(~have).tolist()) | bad, key=lambda k: (chunks[k, 0], chunks[k, 1])
+    )
     if need:
         _fill(rasters, grid, store, need, bad, rad, aux)
     return rad, aux
@@ -220,7 +274,9 @@ class _Store:
     ``layers``: (layer name, buffer of shape (chunk, month, CHUNK, CHUNK)) pairs, radiance first.
     """
 
-    def __init__(self, path: Path, layers: list[tuple[str, np.ndarray]], chunks: np.ndarray, grid: Grid):
+    def __init__(
+        self, path: Path, layers: list[tuple[str, np.ndarray]], chunks: np.ndarray, grid: Grid
+    ):
         self.path, self.layers, self.chunks, self.grid = path, layers, chunks, grid
 
     def name(self, k: int) -> str:
@@ -237,8 +293,12 @@ class _Store:
             return False
         lost = [name for name, _ in self.layers[1:] if not self.file(name, k).exists()]
         if lost and not quiet:
-            log.warning("%s: chunk %s of %s is missing; refilling it from the monthly files", self.path,
-                        self.name(k), "/".join(lost))
+            log.warning(
+                "%s: chunk %s of %s is missing; refilling it from the monthly files",
+                self.path,
+                self.name(k),
+                "/".join(lost),
+            )
         return not lost
 
     def read(self, k: int, quiet: bool = False) -> bool:
@@ -246,10 +306,16 @@ class _Store:
         try:
             for name, buf in self.layers:
                 _decode(self.file(name, k).read_bytes(), buf[k])
-        except Exception as e:  # checksum mismatch, blosc error, vanished file: never stop the run for a cache
+        except (
+            Exception
+        ) as e:  # checksum mismatch, blosc error, vanished file: never stop the run for a cache
             if not quiet:
-                log.warning("%s: chunk %s failed its check (%s); refilling it from the monthly files",
-                            self.path, self.name(k), str(e).split(". ")[0][:120])
+                log.warning(
+                    "%s: chunk %s failed its check (%s); refilling it from the monthly files",
+                    self.path,
+                    self.name(k),
+                    str(e).split(". ")[0][:120],
+                )
             return False
         return True
 
@@ -275,8 +341,15 @@ class _Store:
         return fd
 
 
-def _fill(rasters: Sequence[MonthlyRaster], grid: Grid, store: _Store, need: list[int], bad: set[int],
-          rad: np.ndarray, aux: np.ndarray | None) -> None:
+def _fill(
+    rasters: Sequence[MonthlyRaster],
+    grid: Grid,
+    store: _Store,
+    need: list[int],
+    bad: set[int],
+    rad: np.ndarray,
+    aux: np.ndarray | None,
+) -> None:
     """Chunks ``need`` from the sources into the buffers and the cube, one writer per chunk.
 
     Lock what is free (in a fixed order) and fill it; then wait for each chunk another
@@ -285,7 +358,11 @@ def _fill(rasters: Sequence[MonthlyRaster], grid: Grid, store: _Store, need: lis
     held = {k: fd for k in need if (fd := store.lock(k, wait=False)) is not None}
     try:
         # another writer may have finished a chunk between our look and our lock
-        todo = [k for k in held if k in bad or not store.built(k, quiet=True) or not store.read(k, quiet=True)]
+        todo = [
+            k
+            for k in held
+            if k in bad or not store.built(k, quiet=True) or not store.read(k, quiet=True)
+        ]
         if todo:
             _read_sources(rasters, grid, store.chunks[todo], np.array(todo), rad, aux)
             store.write(todo)
@@ -305,15 +382,21 @@ def _fill(rasters: Sequence[MonthlyRaster], grid: Grid, store: _Store, need: lis
                 filled += 1
         finally:
             os.close(fd)
-    log.debug("cube %s: filled %d chunk(s), %d read from other writers", store.path.name, filled,
-              len(need) - filled)
+    log.debug(
+        "cube %s: filled %d chunk(s), %d read from other writers",
+        store.path.name,
+        filled,
+        len(need) - filled,
+    )
 
 
 @functools.cache
 def _blosc():  # numcodecs takes 0.1 s to import: only runs that use a cube pay it
     import numcodecs.blosc
 
-    numcodecs.blosc.use_threads = False  # as zarr sets it: blosc's own threads are unsafe under ours
+    numcodecs.blosc.use_threads = (
+        False  # as zarr sets it: blosc's own threads are unsafe under ours
+    )
     return numcodecs.blosc.Blosc(cname="lz4", clevel=5, shuffle=numcodecs.blosc.Blosc.SHUFFLE)
 
 
@@ -336,7 +419,9 @@ def _put(path: Path, data: bytes) -> None:
 
 def _decode(data: bytes, out: np.ndarray) -> None:
     """Check the CRC-32C, then blosc-decode into ``out`` (a contiguous chunk buffer) directly."""
-    body = np.frombuffer(data, dtype=np.uint8, count=max(len(data) - 4, 0))  # read-only view, no copy
+    body = np.frombuffer(
+        data, dtype=np.uint8, count=max(len(data) - 4, 0)
+    )  # read-only view, no copy
     if len(data) < 4 or struct.pack("<I", google_crc32c.value(body)) != data[-4:]:
         raise ValueError("stored and computed checksum do not match")
     if _blosc_nbytes(body) != out.nbytes:
@@ -349,8 +434,14 @@ def _blosc_nbytes(body: np.ndarray) -> int:
     return int(body[4:8].view("<u4")[0]) if body.size >= 16 else -1
 
 
-def _read_sources(rasters: Sequence[MonthlyRaster], grid: Grid, chunks: np.ndarray, slots: np.ndarray,
-                  rad: np.ndarray, aux: np.ndarray | None) -> None:
+def _read_sources(
+    rasters: Sequence[MonthlyRaster],
+    grid: Grid,
+    chunks: np.ndarray,
+    slots: np.ndarray,
+    rad: np.ndarray,
+    aux: np.ndarray | None,
+) -> None:
     """Fill ``rad[slots[i]]``/``aux[slots[i]]`` with chunk ``chunks[i]`` from the monthly files."""
     per_tile = READ_TILE // CHUNK
     groups: dict[tuple[int, int], list[int]] = {}
@@ -367,9 +458,14 @@ def _read_sources(rasters: Sequence[MonthlyRaster], grid: Grid, chunks: np.ndarr
     with rasterio.Env(**GDAL_ENV):
         for t, r in enumerate(rasters):
             try:
-                with rasterio.open(r.radiance) as rds, (rasterio.open(r.aux) if r.aux else _NoAux()) as ads:
+                with (
+                    rasterio.open(r.radiance) as rds,
+                    rasterio.open(r.aux) if r.aux else _NoAux() as ads,
+                ):
                     dtype = _read_dtype(r, rad.dtype)
-                    now = dtype != rad.dtype.name  # nodata compares differently in the buffer's type: clean as read
+                    now = (
+                        dtype != rad.dtype.name
+                    )  # nodata compares differently in the buffer's type: clean as read
                     for window, members in windows:
                         values = rds.read(1, window=window, out_dtype=dtype)
                         extra = ads.read(1, window=window) if r.aux else None
@@ -379,27 +475,34 @@ def _read_sources(rasters: Sequence[MonthlyRaster], grid: Grid, chunks: np.ndarr
                             y = int(chunks[i, 0]) * CHUNK - window.row_off
                             x = int(chunks[i, 1]) * CHUNK - window.col_off
                             h, w = min(CHUNK, window.height - y), min(CHUNK, window.width - x)
-                            rad[slots[i], t, :h, :w] = values[y:y + h, x:x + w]
+                            rad[slots[i], t, :h, :w] = values[y : y + h, x : x + w]
                             if aux is not None and extra is not None:
-                                aux[slots[i], t, :h, :w] = extra[y:y + h, x:x + w]
+                                aux[slots[i], t, :h, :w] = extra[y : y + h, x : x + w]
                     if not now:
                         later.append(t)
             except RasterioError as e:
-                raise SourceError(f"{r.radiance}: cannot read month {r.month} ({raster_error_reason(e)}); "
-                                  "the file may be truncated: delete it and download again") from e
+                raise SourceError(
+                    f"{r.radiance}: cannot read month {r.month} ({raster_error_reason(e)}); "
+                    "the file may be truncated: delete it and download again"
+                ) from e
     for t0, t1 in _same_rule_runs(rasters, later):
         r = rasters[t0]
         for k in slots:  # (month, y, x) views of one chunk, cleaned in place (its padding past the grid too: never read)
-            _, validity = clean(rad[k, t0:t1], aux[k, t0:t1] if aux is not None and r.aux else None, r)
+            _, validity = clean(
+                rad[k, t0:t1], aux[k, t0:t1] if aux is not None and r.aux else None, r
+            )
             if validity is not None and aux is not None:
                 aux[k, t0:t1] = validity
 
 
 def _same_rule_runs(rasters: Sequence[MonthlyRaster], months: list[int]) -> list[tuple[int, int]]:
     """Consecutive months (of ``months``) that the nodata rule treats alike: one cleaning call each."""
+
     def rule(t: int) -> tuple:
         r = rasters[t]
-        nodata = None if r.nodata is None or np.isnan(r.nodata) else r.nodata  # NaN != NaN: NaN means none
+        nodata = (
+            None if r.nodata is None or np.isnan(r.nodata) else r.nodata
+        )  # NaN != NaN: NaN means none
         return nodata, r.aux_kind, r.aux is None
 
     runs: list[list[int]] = []
@@ -419,7 +522,9 @@ def _read_dtype(raster: MonthlyRaster, store: np.dtype) -> str:
     return "float64"
 
 
-def clean(rad: np.ndarray, aux: np.ndarray | None, raster: MonthlyRaster) -> tuple[np.ndarray, np.ndarray | None]:
+def clean(
+    rad: np.ndarray, aux: np.ndarray | None, raster: MonthlyRaster
+) -> tuple[np.ndarray, np.ndarray | None]:
     """:func:`pipeline.sources.clean_pixels` with unusable radiance as NaN (the cube's convention)."""
     rad, validity = clean_pixels(rad, aux, raster, fill=np.nan)
     return rad, validity if aux is not None else None

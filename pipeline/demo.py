@@ -77,7 +77,9 @@ class Town:
     lat: float
     peak: float  # nW/cm2/sr at the centre
     sigma_px: float  # spread in pixels (blooming)
-    log_change: float = 0.0  # applied from change_from on (months since year 0; None: the target year's January)
+    log_change: float = (
+        0.0  # applied from change_from on (months since year 0; None: the target year's January)
+    )
     is_site: bool = False
     spike: float = 0.0  # log jump at spike_month (months since year 0), decaying with spike_tau
     spike_tau: float = 1.0
@@ -98,8 +100,13 @@ class DemoSpec:
     background: float = 0.25
     month_noise: float = 0.12  # log sd of a town's month-to-month variation
     snow_gain: float = 1.3
-    regional_change: float = 0.0  # log change of all light (towns and background) in the target year
-    change_range: tuple[float, float] = (0.15, 1.2)  # |log change| of a site's own light when it changes
+    regional_change: float = (
+        0.0  # log change of all light (towns and background) in the target year
+    )
+    change_range: tuple[float, float] = (
+        0.15,
+        1.2,
+    )  # |log change| of a site's own light when it changes
     towns: tuple[Town, ...] = field(default=(), compare=False)
     # the county comparison (see the module docstring); off: the rasters are those of earlier versions
     comparison: bool = False
@@ -153,14 +160,30 @@ def make_towns(spec: DemoSpec) -> tuple[Town, ...]:
         magnitude = rng.uniform(*spec.change_range)
         change = {"brightened": magnitude, "unchanged": 0.0, "dimmed": -magnitude}[kind]
         peak = float(np.clip(rng.lognormal(np.log(6.0), 0.4), 3.0, 20.0))
-        towns.append(Town(site_id, lon, lat, peak, float(rng.uniform(1.0, 1.6)), change, True,
-                          change_from=start.get(site_id)))
+        towns.append(
+            Town(
+                site_id,
+                lon,
+                lat,
+                peak,
+                float(rng.uniform(1.0, 1.6)),
+                change,
+                True,
+                change_from=start.get(site_id),
+            )
+        )
     w, s, e, n = spec.bounds
     rng = np.random.default_rng(spec.seed)
     for i in range(spec.n_other_towns):
-        towns.append(Town(f"town-{i:03d}", float(rng.uniform(w, e)), float(rng.uniform(s, n)),
-                          float(np.clip(rng.lognormal(np.log(2.5), 0.6), 0.8, 15)),
-                          float(rng.uniform(0.8, 1.5))))
+        towns.append(
+            Town(
+                f"town-{i:03d}",
+                float(rng.uniform(w, e)),
+                float(rng.uniform(s, n)),
+                float(np.clip(rng.lognormal(np.log(2.5), 0.6), 0.8, 15)),
+                float(rng.uniform(0.8, 1.5)),
+            )
+        )
     if w < PYONGYANG[0] < e and s < PYONGYANG[1] < n:
         towns.append(Town("pyongyang", *PYONGYANG, 60.0, 5.0))
     if spec.comparison:
@@ -181,9 +204,12 @@ def _with_spikes(spec: DemoSpec, towns: list[Town]) -> list[Town]:
         if t.is_site and t.town_id in inaug:
             rng = _town_rng(spec.seed, t.town_id, 1)
             if rng.random() < spec.spike_share:
-                t = dataclasses.replace(t, spike=float(rng.uniform(*spec.spike_range)),
-                                        spike_tau=float(rng.uniform(1.5, 3.0)),
-                                        spike_month=month_number(inaug[t.town_id]))
+                t = dataclasses.replace(
+                    t,
+                    spike=float(rng.uniform(*spec.spike_range)),
+                    spike_tau=float(rng.uniform(1.5, 3.0)),
+                    spike_month=month_number(inaug[t.town_id]),
+                )
         out.append(t)
     return out
 
@@ -199,7 +225,17 @@ def near_towns(spec: DemoSpec) -> list[Town]:
         dlon = 3.5 * np.sin(bearing) / (111.32 * np.cos(np.radians(lat)))
         dlat = 3.5 * np.cos(bearing) / 110.57
         change = -float(rng.uniform(*spec.near_range)) if planted else 0.0
-        out.append(Town(f"{site_id}~near", lon + dlon, lat + dlat, 8.0, 1.0, change, change_from=start.get(site_id)))
+        out.append(
+            Town(
+                f"{site_id}~near",
+                lon + dlon,
+                lat + dlat,
+                8.0,
+                1.0,
+                change,
+                change_from=start.get(site_id),
+            )
+        )
     return out
 
 
@@ -244,7 +280,9 @@ def treatment_effect(spec: DemoSpec) -> float:
     """The planted log effect on the treated units' light in the target year (0 without any)."""
     if not (spec.comparison and spec.treated_units):
         return 0.0
-    return float(np.random.default_rng([spec.seed, zlib.crc32(b"treatment")]).uniform(*spec.treatment_range))
+    return float(
+        np.random.default_rng([spec.seed, zlib.crc32(b"treatment")]).uniform(*spec.treatment_range)
+    )
 
 
 def cohort_effect(spec: DemoSpec, label: str) -> float:
@@ -259,7 +297,9 @@ class UnitLayer:
 
     index: np.ndarray  # int32 (rows, cols)
     treated: np.ndarray  # bool per unit
-    cohorts: tuple[tuple[int, float, np.ndarray], ...] = ()  # (first month, log effect, bool per unit)
+    cohorts: tuple[
+        tuple[int, float, np.ndarray], ...
+    ] = ()  # (first month, log effect, bool per unit)
 
 
 def unit_layer(spec: DemoSpec) -> UnitLayer | None:
@@ -269,18 +309,26 @@ def unit_layer(spec: DemoSpec) -> UnitLayer | None:
     if not (spec.comparison and spec.units_file):
         return None
     units = _units(spec.units_file)
-    index = rasterize(((g, i) for i, g in enumerate(units.geometry)), out_shape=spec.shape,
-                      transform=spec.transform, fill=-1, dtype="int32")
-    cohorts = tuple((start, cohort_effect(spec, label), units["unit_id"].isin(set(ids)).to_numpy())
-                    for label, start, ids in spec.cohorts)
+    index = rasterize(
+        ((g, i) for i, g in enumerate(units.geometry)),
+        out_shape=spec.shape,
+        transform=spec.transform,
+        fill=-1,
+        dtype="int32",
+    )
+    cohorts = tuple(
+        (start, cohort_effect(spec, label), units["unit_id"].isin(set(ids)).to_numpy())
+        for label, start, ids in spec.cohorts
+    )
     return UnitLayer(index, units["unit_id"].isin(set(spec.treated_units)).to_numpy(), cohorts)
 
 
 def unit_year_factor(spec: DemoSpec, layer: UnitLayer, year: int, month: int = 1) -> np.ndarray:
     """Per-pixel light factor of the month: each unit's own yearly shock (local economy, supply), the
     treatment effect on treated units in the target year, and each cohort's effect from its first month."""
-    shock = np.random.default_rng([spec.seed, zlib.crc32(b"unit-year"), year]).normal(0, spec.unit_noise,
-                                                                                      len(layer.treated))
+    shock = np.random.default_rng([spec.seed, zlib.crc32(b"unit-year"), year]).normal(
+        0, spec.unit_noise, len(layer.treated)
+    )
     if year == spec.target_year:
         shock = shock + treatment_effect(spec) * layer.treated
     for start, effect, treated in layer.cohorts:
@@ -298,8 +346,9 @@ def _smooth_field(rng: np.random.Generator, shape: tuple[int, int], coarse: int 
     return np.stack([np.interp(rows, np.arange(coarse), c) for c in tmp.T]).T
 
 
-def render_month(spec: DemoSpec, towns: Sequence[Town], year: int, month: int,
-                 units: UnitLayer | None = None) -> tuple[np.ndarray, np.ndarray]:
+def render_month(
+    spec: DemoSpec, towns: Sequence[Town], year: int, month: int, units: UnitLayer | None = None
+) -> tuple[np.ndarray, np.ndarray]:
     """Radiance (float32, nW/cm2/sr) and cloud-free count (uint16) for one month.
 
     ``units`` (from :func:`unit_layer`): the unit-year shocks and the treatment effect.
@@ -307,12 +356,19 @@ def render_month(spec: DemoSpec, towns: Sequence[Town], year: int, month: int,
     rng = np.random.default_rng([spec.seed, year, month])
     h, w = spec.shape
     season = spec.snow_gain if month in SNOW_MONTHS else 1.0
-    regional = float(rng.lognormal(0.0, 0.04)) * (np.exp(spec.regional_change) if year >= spec.target_year else 1.0)
+    regional = float(rng.lognormal(0.0, 0.04)) * (
+        np.exp(spec.regional_change) if year >= spec.target_year else 1.0
+    )
     light = np.full((h, w), spec.background * season * regional, dtype="float64")
     inv = ~spec.transform
     for t in towns:
         col, row = inv @ (t.lon, t.lat)
-        since_change = year * 12 + month - 1 - (spec.target_year * 12 if t.change_from is None else t.change_from)
+        since_change = (
+            year * 12
+            + month
+            - 1
+            - (spec.target_year * 12 if t.change_from is None else t.change_from)
+        )
         change = t.log_change if since_change >= 0 else 0.0
         wobble = _town_rng(spec.seed, t.town_id, year, month).normal(0.0, spec.month_noise)
         level = t.peak * season * regional * np.exp(change + wobble)
@@ -343,14 +399,27 @@ def eog_name(year: int, month: int, layer: str) -> str:
     """A real EOG VNL monthly v10 file name (creation stamp: the 5th of the next month)."""
     last = calendar.monthrange(year, month)[1]
     ny, nm = (year + 1, 1) if month == 12 else (year, month + 1)
-    return (f"SVDNB_npp_{year}{month:02d}01-{year}{month:02d}{last:02d}_75N060E_vcmslcfg_v10_"
-            f"c{ny}{nm:02d}051200.{layer}.tif")
+    return (
+        f"SVDNB_npp_{year}{month:02d}01-{year}{month:02d}{last:02d}_75N060E_vcmslcfg_v10_"
+        f"c{ny}{nm:02d}051200.{layer}.tif"
+    )
 
 
 def _write_tif(path: Path, array: np.ndarray, spec: DemoSpec) -> None:
-    profile = dict(driver="GTiff", width=array.shape[1], height=array.shape[0], count=1,
-                   dtype=array.dtype, crs="EPSG:4326", transform=spec.transform, tiled=True,
-                   blockxsize=256, blockysize=256, compress="deflate", zlevel=1)
+    profile = dict(
+        driver="GTiff",
+        width=array.shape[1],
+        height=array.shape[0],
+        count=1,
+        dtype=array.dtype,
+        crs="EPSG:4326",
+        transform=spec.transform,
+        tiled=True,
+        blockxsize=256,
+        blockysize=256,
+        compress="deflate",
+        zlevel=1,
+    )
     with atomic_write(path) as tmp, rasterio.open(tmp, "w", **profile) as ds:
         ds.write(array, 1)
         ds.update_tags(SYNTHETIC="true", GENERATOR="nightlights.demo", SEED=str(spec.seed))
@@ -366,15 +435,25 @@ def truth_table(spec: DemoSpec, towns: Sequence[Town]) -> pd.DataFrame:
         if not t.is_site:
             continue
         cls = "brightened" if t.log_change > 0 else "dimmed" if t.log_change < 0 else "unchanged"
-        row = {"site_id": t.town_id, "planted_class": cls, "planted_log_change": round(t.log_change, 4),
-               "peak_radiance": round(t.peak, 3), "sigma_px": round(t.sigma_px, 3)}
+        row = {
+            "site_id": t.town_id,
+            "planted_class": cls,
+            "planted_log_change": round(t.log_change, 4),
+            "peak_radiance": round(t.peak, 3),
+            "sigma_px": round(t.sigma_px, 3),
+        }
         if spec.change_from:
-            row["change_from"] = month_text(t.change_from if t.change_from is not None else spec.target_year * 12)
+            row["change_from"] = month_text(
+                t.change_from if t.change_from is not None else spec.target_year * 12
+            )
         if spec.comparison:
             near = {n.town_id: n.log_change for n in towns if n.town_id.endswith("~near")}
-            row |= {"inauguration": dict(spec.inaugurations).get(t.town_id), "spike_log": round(t.spike, 4),
-                    "spike_tau_months": round(t.spike_tau, 3) if t.spike else None,
-                    "near_log_change": round(near.get(f"{t.town_id}~near", 0.0), 4)}
+            row |= {
+                "inauguration": dict(spec.inaugurations).get(t.town_id),
+                "spike_log": round(t.spike, 4),
+                "spike_tau_months": round(t.spike_tau, 3) if t.spike else None,
+                "near_log_change": round(near.get(f"{t.town_id}~near", 0.0), 4),
+            }
         rows.append(row)
     return pd.DataFrame(rows)
 
@@ -382,20 +461,35 @@ def truth_table(spec: DemoSpec, towns: Sequence[Town]) -> pd.DataFrame:
 def truth_summary(spec: DemoSpec) -> dict[str, object]:
     """The planted comparison effects (``truth.json``)."""
     out: dict[str, object] = {
-        "synthetic": True, "seed": spec.seed, "target_year": spec.target_year,
-        "treatment_log_effect": round(treatment_effect(spec), 6), "treatment_years": [spec.target_year],
-        "treated_units": sorted(spec.treated_units), "near_ring_km": [0, 5], "near_town_distance_km": 3.5}
+        "synthetic": True,
+        "seed": spec.seed,
+        "target_year": spec.target_year,
+        "treatment_log_effect": round(treatment_effect(spec), 6),
+        "treatment_years": [spec.target_year],
+        "treated_units": sorted(spec.treated_units),
+        "near_ring_km": [0, 5],
+        "near_town_distance_km": 3.5,
+    }
     if spec.cohorts:
-        out["cohorts"] = [{"batch": label, "from_month": month_text(start), "log_effect": round(cohort_effect(spec, label), 6),
-                           "units": sorted(ids)} for label, start, ids in spec.cohorts]
+        out["cohorts"] = [
+            {
+                "batch": label,
+                "from_month": month_text(start),
+                "log_effect": round(cohort_effect(spec, label), 6),
+                "units": sorted(ids),
+            }
+            for label, start, ids in spec.cohorts
+        ]
         out["construction_effect"] = 0.0
     return out
 
 
 def _marker_text(spec: DemoSpec) -> str:
-    return ("These rasters are SYNTHETIC, generated by nightlights.demo from seed "
-            f"{spec.seed} (generator {GENERATOR_VERSION}). They imitate the EOG VNL monthly format; they are "
-            "not observations and are no evidence about North Korea or any place.\n")
+    return (
+        "These rasters are SYNTHETIC, generated by nightlights.demo from seed "
+        f"{spec.seed} (generator {GENERATOR_VERSION}). They imitate the EOG VNL monthly format; they are "
+        "not observations and are no evidence about North Korea or any place.\n"
+    )
 
 
 def _month_done(out: Path, ym: tuple[int, int]) -> bool:
@@ -419,7 +513,9 @@ def build_demo(folder: Path, spec: DemoSpec, progress: bool = True) -> Path:
     if not todo and (out / MARKER).exists():
         return out
     out.mkdir(parents=True, exist_ok=True)
-    (out / MARKER).write_text(_marker_text(spec), encoding="utf-8")  # first: a half-built folder is synthetic too
+    (out / MARKER).write_text(
+        _marker_text(spec), encoding="utf-8"
+    )  # first: a half-built folder is synthetic too
     towns = make_towns(spec)
     if not (out / "truth.csv").exists():
         with atomic_write(out / "truth.csv") as tmp:
@@ -438,10 +534,20 @@ def build_demo(folder: Path, spec: DemoSpec, progress: bool = True) -> Path:
 
     pool = ThreadPoolExecutor(max_workers=os.cpu_count() or 2)
     try:
-        list(tqdm(pool.map(one, todo), total=len(todo), desc="generating synthetic demo", unit="month",
-                  disable=not progress, leave=False))
+        list(
+            tqdm(
+                pool.map(one, todo),
+                total=len(todo),
+                desc="generating synthetic demo",
+                unit="month",
+                disable=not progress,
+                leave=False,
+            )
+        )
     except BaseException:
-        pool.shutdown(wait=True, cancel_futures=True)  # interrupted: drop the queue, finish the months under way
+        pool.shutdown(
+            wait=True, cancel_futures=True
+        )  # interrupted: drop the queue, finish the months under way
         raise
     pool.shutdown(wait=True)
     return out
@@ -459,8 +565,11 @@ def _retire_older(folder: Path, keep: Path) -> None:
         if f"(generator {GENERATOR_VERSION})" in text:
             continue  # another world of this version (other tests, other seeds): not ours to remove
         size = sum(f.stat().st_size for f in old.iterdir() if f.is_file())
-        log.warning("replacing the synthetic demo made by an older version of nightlights (%s, %.0f MB)",
-                    old, size / 1e6)
+        log.warning(
+            "replacing the synthetic demo made by an older version of nightlights (%s, %.0f MB)",
+            old,
+            size / 1e6,
+        )
         shutil.rmtree(old, ignore_errors=True)
 
 

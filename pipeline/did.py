@@ -92,7 +92,9 @@ class DidResult:
     excluded: tuple[str, ...]
     n_dropped: int  # units without a value in one of the two years
     placebo: tuple[float, ...] = field(default=(), repr=False, compare=False)  # coefficient scale
-    mde_log: float | None = None  # smallest log effect > 0 detected with MDE_POWER (None: too few draws)
+    mde_log: float | None = (
+        None  # smallest log effect > 0 detected with MDE_POWER (None: too few draws)
+    )
     mde_log_negative: float | None = None  # the same for dimming (< 0)
     mde_power: float = 0.8
 
@@ -137,30 +139,45 @@ class _Units:
 def _check_panel(panel: pd.DataFrame) -> None:
     missing = [c for c in PANEL_COLUMNS if c not in panel.columns]
     if missing:
-        raise ComparisonError(f"unit panel: missing column(s) {', '.join(missing)}; "
-                              f"it needs {', '.join(PANEL_COLUMNS)}")
+        raise ComparisonError(
+            f"unit panel: missing column(s) {', '.join(missing)}; "
+            f"it needs {', '.join(PANEL_COLUMNS)}"
+        )
     if panel.duplicated(["unit_id", "year"]).any():
         dup = panel.loc[panel.duplicated(["unit_id", "year"]), "unit_id"].iloc[0]
-        raise ComparisonError(f"unit panel: unit {dup!r} has several rows for one year; "
-                              "give one row per unit and year")
+        raise ComparisonError(
+            f"unit panel: unit {dup!r} has several rows for one year; "
+            "give one row per unit and year"
+        )
     if (panel.groupby("unit_id")["treated"].nunique() > 1).any():
-        raise ComparisonError("unit panel: a unit is treated in some years and not in others; "
-                              "'treated' must be constant per unit")
+        raise ComparisonError(
+            "unit panel: a unit is treated in some years and not in others; "
+            "'treated' must be constant per unit"
+        )
 
 
-def _units(panel: pd.DataFrame, baseline_year: int, target_year: int, eps: float | None,
-           exclude: Iterable[str]) -> _Units:
+def _units(
+    panel: pd.DataFrame,
+    baseline_year: int,
+    target_year: int,
+    eps: float | None,
+    exclude: Iterable[str],
+) -> _Units:
     _check_panel(panel)
     exclude = tuple(exclude)
     ids = panel["unit_id"].astype(str)
     unknown = sorted(set(exclude) - set(ids))
     if unknown:
-        raise ComparisonError(f"unit panel: cannot exclude unknown unit(s) {', '.join(map(str, unknown))}")
+        raise ComparisonError(
+            f"unit panel: cannot exclude unknown unit(s) {', '.join(map(str, unknown))}"
+        )
     years = set(panel["year"])
     for label, y in (("baseline", baseline_year), ("target", target_year)):
         if y not in years:
-            raise ComparisonError(f"unit panel: no data for the {label} year {y} "
-                                  f"(years present: {', '.join(map(str, sorted(years)))})")
+            raise ComparisonError(
+                f"unit panel: no data for the {label} year {y} "
+                f"(years present: {', '.join(map(str, sorted(years)))})"
+            )
     p = panel[~ids.isin(exclude)]
     wide = p.pivot(index="unit_id", columns="year", values="sum_lights")
     info = p.groupby("unit_id").agg(treated=("treated", "first"), province=("province", "first"))
@@ -178,8 +195,9 @@ def _units(panel: pd.DataFrame, baseline_year: int, target_year: int, eps: float
     return _Units(d, info["treated"].astype(bool).to_numpy(), strata, float(eps), int((~ok).sum()))
 
 
-def placebo_sets(control_strata: np.ndarray, treated_strata: np.ndarray, n_draws: int,
-                 rng: np.random.Generator) -> tuple[np.ndarray, int]:
+def placebo_sets(
+    control_strata: np.ndarray, treated_strata: np.ndarray, n_draws: int, rng: np.random.Generator
+) -> tuple[np.ndarray, int]:
     """A (draws x controls) indicator matrix of placebo treated sets, and the fallback count.
 
     Each row holds ``len(treated_strata)`` controls: per stratum as many as the treated set
@@ -201,7 +219,9 @@ def placebo_sets(control_strata: np.ndarray, treated_strata: np.ndarray, n_draws
             chosen[rows, cols[pick]] = True
     if shortfall:
         # fresh keys: the leftovers of a stratum are those with the larger first keys
-        pick = np.argsort(np.where(chosen, np.inf, rng.random((n_draws, n_c))), axis=1)[:, :shortfall]
+        pick = np.argsort(np.where(chosen, np.inf, rng.random((n_draws, n_c))), axis=1)[
+            :, :shortfall
+        ]
         chosen[rows, pick] = True
     return chosen, shortfall
 
@@ -232,8 +252,9 @@ def _p_value(abs_placebo: np.ndarray, observed: float) -> float:
     return float((1 + hits) / (1 + len(abs_placebo)))
 
 
-def minimum_detectable_effect(coef: np.ndarray, se: np.ndarray, critical: float,
-                              power: float = MDE_POWER) -> float | None:
+def minimum_detectable_effect(
+    coef: np.ndarray, se: np.ndarray, critical: float, power: float = MDE_POWER
+) -> float | None:
     """Smallest ``tau > 0`` whose share of rejected placebo sets ``|coef + tau| / se > critical`` reaches ``power``.
 
     ``coef``/``se`` are the placebo sets' coefficients and standard errors (``se = 1`` for the
@@ -254,16 +275,29 @@ def minimum_detectable_effect(coef: np.ndarray, se: np.ndarray, critical: float,
     return float(cand[ok[0]]) if len(ok) else None
 
 
-def _estimate(u: _Units, baseline_year: int, target_year: int, *, n_draws: int, seed: int,
-              stratify: bool, statistic: Statistic, confidence: float,
-              excluded: tuple[str, ...]) -> DidResult:
+def _estimate(
+    u: _Units,
+    baseline_year: int,
+    target_year: int,
+    *,
+    n_draws: int,
+    seed: int,
+    stratify: bool,
+    statistic: Statistic,
+    confidence: float,
+    excluded: tuple[str, ...],
+) -> DidResult:
     n_t, n_c = int(u.treated.sum()), int((~u.treated).sum())
     if n_t == 0:
-        raise ComparisonError("unit panel: no treated unit has data in both years; nothing to compare")
+        raise ComparisonError(
+            "unit panel: no treated unit has data in both years; nothing to compare"
+        )
     if n_c < max(MIN_CONTROLS, n_t + 2):
-        raise ComparisonError(f"unit panel: {n_c} control unit(s) with data in {baseline_year} and "
-                              f"{target_year}; the comparison needs at least {max(MIN_CONTROLS, n_t + 2)} "
-                              f"for {n_t} treated (use more units or a smaller treated set)")
+        raise ComparisonError(
+            f"unit panel: {n_c} control unit(s) with data in {baseline_year} and "
+            f"{target_year}; the comparison needs at least {max(MIN_CONTROLS, n_t + 2)} "
+            f"for {n_t} treated (use more units or a smaller treated set)"
+        )
     if n_draws < 1:
         raise ComparisonError(f"the number of placebo draws must be positive, got {n_draws}")
     if statistic == "t" and n_t < 2:
@@ -277,14 +311,14 @@ def _estimate(u: _Units, baseline_year: int, target_year: int, *, n_draws: int, 
     strata_t = u.strata[u.treated] if stratify else np.zeros(n_t, dtype=str)
     chosen, fallback = placebo_sets(strata_c, strata_t, n_draws, np.random.default_rng(seed))
     m = chosen.astype(float)
-    s1, s2 = m @ d_c, m @ (d_c ** 2)
-    r1, r2, n_r = d_c.sum() - s1, (d_c ** 2).sum() - s2, n_c - n_t
+    s1, s2 = m @ d_c, m @ (d_c**2)
+    r1, r2, n_r = d_c.sum() - s1, (d_c**2).sum() - s2, n_c - n_t
     mean_p, mean_r = s1 / n_t, r1 / n_r
     coef = mean_p - mean_r
     alpha = 1 - confidence
     p_coef = _p_value(np.abs(coef), est)
     if statistic == "t":
-        t_pl, se_pl = _welch(mean_p, s2 - n_t * mean_p ** 2, n_t, mean_r, r2 - n_r * mean_r ** 2, n_r)
+        t_pl, se_pl = _welch(mean_p, s2 - n_t * mean_p**2, n_t, mean_r, r2 - n_r * mean_r**2, n_r)
         p = _p_value(np.abs(t_pl), float(t_obs))
         crit = _critical(np.abs(t_pl), alpha)
         half = crit * float(se)
@@ -294,25 +328,58 @@ def _estimate(u: _Units, baseline_year: int, target_year: int, *, n_draws: int, 
         se_pl = np.ones_like(coef)
     mde = minimum_detectable_effect(coef, se_pl, crit)
     mde_neg = minimum_detectable_effect(-coef, se_pl, crit)
-    strat = ("stratified by province" + (f", {fallback} drawn from the pooled controls" if fallback else "")
-             if stratify else "unstratified")
-    method = (f"difference of mean log changes ln((S{target_year}+eps)/(S{baseline_year}+eps)), treated "
-              f"minus control; randomization inference on the {'Welch t' if statistic == 't' else 'coefficient'}"
-              f" with {n_draws} placebo sets of {n_t} drawn from the {n_c} controls ({strat}); "
-              f"{confidence:.0%} interval by inverting the test under a constant additive effect")
-    return DidResult(estimate_log=est, ci_low=est - half, ci_high=est + half, p_value=p,
-                     n_treated=n_t, n_control=n_c, n_placebo=n_draws, method=method,
-                     baseline_year=int(baseline_year), target_year=int(target_year), eps=u.eps,
-                     statistic=statistic, p_value_coef=p_coef, se=float(se), confidence=confidence,
-                     seed=seed, stratify=stratify, n_fallback=fallback, excluded=excluded,
-                     n_dropped=u.n_dropped, placebo=tuple(coef.tolist()), mde_log=mde,
-                     mde_log_negative=None if mde_neg is None else -mde_neg)
+    strat = (
+        "stratified by province"
+        + (f", {fallback} drawn from the pooled controls" if fallback else "")
+        if stratify
+        else "unstratified"
+    )
+    method = (
+        f"difference of mean log changes ln((S{target_year}+eps)/(S{baseline_year}+eps)), treated "
+        f"minus control; randomization inference on the {'Welch t' if statistic == 't' else 'coefficient'}"
+        f" with {n_draws} placebo sets of {n_t} drawn from the {n_c} controls ({strat}); "
+        f"{confidence:.0%} interval by inverting the test under a constant additive effect"
+    )
+    return DidResult(
+        estimate_log=est,
+        ci_low=est - half,
+        ci_high=est + half,
+        p_value=p,
+        n_treated=n_t,
+        n_control=n_c,
+        n_placebo=n_draws,
+        method=method,
+        baseline_year=int(baseline_year),
+        target_year=int(target_year),
+        eps=u.eps,
+        statistic=statistic,
+        p_value_coef=p_coef,
+        se=float(se),
+        confidence=confidence,
+        seed=seed,
+        stratify=stratify,
+        n_fallback=fallback,
+        excluded=excluded,
+        n_dropped=u.n_dropped,
+        placebo=tuple(coef.tolist()),
+        mde_log=mde,
+        mde_log_negative=None if mde_neg is None else -mde_neg,
+    )
 
 
-def estimate_did(panel: pd.DataFrame, baseline_year: int, target_year: int, *,
-                 exclude: Iterable[str] = (), eps: float | None = None,
-                 n_draws: int = DEFAULT_DRAWS, seed: int = DEFAULT_SEED, stratify: bool = True,
-                 statistic: Statistic = "t", confidence: float = 0.95) -> DidResult:
+def estimate_did(
+    panel: pd.DataFrame,
+    baseline_year: int,
+    target_year: int,
+    *,
+    exclude: Iterable[str] = (),
+    eps: float | None = None,
+    n_draws: int = DEFAULT_DRAWS,
+    seed: int = DEFAULT_SEED,
+    stratify: bool = True,
+    statistic: Statistic = "t",
+    confidence: float = 0.95,
+) -> DidResult:
     """The treated-minus-control difference of log changes, with randomization inference.
 
     ``exclude`` names unit ids left out of both groups (e.g. Pyongyang); ``eps`` overrides
@@ -322,18 +389,41 @@ def estimate_did(panel: pd.DataFrame, baseline_year: int, target_year: int, *,
     """
     excluded = tuple(str(x) for x in exclude)
     u = _units(panel, baseline_year, target_year, eps, excluded)
-    return _estimate(u, baseline_year, target_year, n_draws=n_draws, seed=seed, stratify=stratify,
-                     statistic=statistic, confidence=confidence, excluded=excluded)
+    return _estimate(
+        u,
+        baseline_year,
+        target_year,
+        n_draws=n_draws,
+        seed=seed,
+        stratify=stratify,
+        statistic=statistic,
+        confidence=confidence,
+        excluded=excluded,
+    )
 
 
-def estimate_did_excluding(panel: pd.DataFrame, baseline_year: int, target_year: int,
-                           units: Sequence[str], **kwargs: object) -> DidResult:
+def estimate_did_excluding(
+    panel: pd.DataFrame,
+    baseline_year: int,
+    target_year: int,
+    units: Sequence[str],
+    **kwargs: object,
+) -> DidResult:
     """:func:`estimate_did` without the named units (a robustness check, e.g. no Pyongyang)."""
     return estimate_did(panel, baseline_year, target_year, exclude=units, **kwargs)  # type: ignore[arg-type]
 
 
-PRETREND_COLUMNS = ("baseline_year", "target_year", "estimate_log", "ci_low", "ci_high",
-                    "p_value", "n_treated", "n_control", "mde_log")
+PRETREND_COLUMNS = (
+    "baseline_year",
+    "target_year",
+    "estimate_log",
+    "ci_low",
+    "ci_high",
+    "p_value",
+    "n_treated",
+    "n_control",
+    "mde_log",
+)
 
 
 def pretrend_pairs(years: Iterable[int], baseline_year: int, gap: int = 1) -> list[tuple[int, int]]:
@@ -342,10 +432,15 @@ def pretrend_pairs(years: Iterable[int], baseline_year: int, gap: int = 1) -> li
     return [(y - gap, y) for y in sorted(have) if y <= baseline_year and y - gap in have]
 
 
-def pretrend_placebos(panel: pd.DataFrame, baseline_year: int, *, gap: int = 1,
-                      pairs: Sequence[tuple[int, int]] | None = None,
-                      exclude_for: Callable[[int, int], Iterable[str]] | None = None,
-                      **kwargs: object) -> pd.DataFrame:
+def pretrend_placebos(
+    panel: pd.DataFrame,
+    baseline_year: int,
+    *,
+    gap: int = 1,
+    pairs: Sequence[tuple[int, int]] | None = None,
+    exclude_for: Callable[[int, int], Iterable[str]] | None = None,
+    **kwargs: object,
+) -> pd.DataFrame:
     """The same estimator on earlier year pairs, which should show nothing before treatment.
 
     Default pairs: every ``(y - gap, y)`` in the panel ending at or before ``baseline_year``.
@@ -385,15 +480,24 @@ def count_placebo(control_brightened: Iterable[bool], k: int, n: int) -> CountPl
     if not 0 <= k <= n:
         raise ComparisonError(f"the claim's count must satisfy 0 <= k <= n, got k={k}, n={n}")
     if n > big_n:
-        raise ComparisonError(f"site placebo: {big_n} control site(s) with a class, fewer than the "
-                              f"claim's n={n}; add control sites or compare a smaller set")
+        raise ComparisonError(
+            f"site placebo: {big_n} control site(s) with a class, fewer than the "
+            f"claim's n={n}; add control sites or compare a smaller set"
+        )
     total = math.comb(big_n, n)
-    pmf = np.array([math.comb(big_k, j) * math.comb(big_n - big_k, n - j) / total
-                    for j in range(n + 1)])
+    pmf = np.array(
+        [math.comb(big_k, j) * math.comb(big_n - big_k, n - j) / total for j in range(n + 1)]
+    )
     p_lower, p_upper = float(pmf[: k + 1].sum()), float(pmf[k:].sum())
-    return CountPlacebo(k=k, n=n, n_control_sites=big_n, n_control_brightened=big_k,
-                        expected=n * big_k / big_n if big_n else 0.0,
-                        p_lower=min(p_lower, 1.0), p_upper=min(p_upper, 1.0),
-                        p_two_sided=min(1.0, 2 * min(p_lower, p_upper)),
-                        percentile=100 * float(pmf[:k].sum() + pmf[k] / 2),
-                        pmf=tuple(pmf.tolist()))
+    return CountPlacebo(
+        k=k,
+        n=n,
+        n_control_sites=big_n,
+        n_control_brightened=big_k,
+        expected=n * big_k / big_n if big_n else 0.0,
+        p_lower=min(p_lower, 1.0),
+        p_upper=min(p_upper, 1.0),
+        p_two_sided=min(1.0, 2 * min(p_lower, p_upper)),
+        percentile=100 * float(pmf[:k].sum() + pmf[k] / 2),
+        pmf=tuple(pmf.tolist()),
+    )

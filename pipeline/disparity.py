@@ -56,8 +56,9 @@ DISPARITY_COLUMNS = (
 
 
 def _clean(values: Iterable[float]) -> np.ndarray:
-    x = np.asarray(list(values) if not isinstance(values, np.ndarray | pd.Series) else values,
-                   dtype=float)
+    x = np.asarray(
+        list(values) if not isinstance(values, np.ndarray | pd.Series) else values, dtype=float
+    )
     return np.clip(x[~np.isnan(x)], 0, None)
 
 
@@ -104,23 +105,29 @@ def theil(values: Iterable[float], floor: float | None = None) -> float:
     return _theil(np.maximum(x, floor))
 
 
-def theil_decomposition(values: Iterable[float], groups: Iterable[object],
-                        floor: float | None = None) -> dict[str, float]:
+def theil_decomposition(
+    values: Iterable[float], groups: Iterable[object], floor: float | None = None
+) -> dict[str, float]:
     """Theil T split into between- and within-group parts, each computed directly.
 
     Returns ``total``, ``between``, ``within`` and ``floor``; NaN values are dropped with
     their group labels.
     """
-    x = np.asarray(list(values) if not isinstance(values, np.ndarray | pd.Series) else values,
-                   dtype=float)
+    x = np.asarray(
+        list(values) if not isinstance(values, np.ndarray | pd.Series) else values, dtype=float
+    )
     g = np.asarray(list(groups) if not isinstance(groups, np.ndarray | pd.Series) else groups)
     if len(g) != len(x):
         raise ValueError("values and groups differ in length")
     keep = ~np.isnan(x)
     x, g = np.clip(x[keep], 0, None), g[keep]
     if len(x) == 0:
-        return {"total": float("nan"), "between": float("nan"), "within": float("nan"),
-                "floor": float("nan")}
+        return {
+            "total": float("nan"),
+            "between": float("nan"),
+            "within": float("nan"),
+            "floor": float("nan"),
+        }
     floor = default_floor(x) if floor is None else floor
     x = np.maximum(x, floor)
     mean, total_sum = x.mean(), x.sum()
@@ -130,8 +137,12 @@ def theil_decomposition(values: Iterable[float], groups: Iterable[object],
         share = xg.sum() / total_sum
         between += share * np.log(xg.mean() / mean)
         within += share * _theil(xg)
-    return {"total": _theil(x), "between": float(between), "within": float(within),
-            "floor": float(floor)}
+    return {
+        "total": _theil(x),
+        "between": float(between),
+        "within": float(within),
+        "floor": float(floor),
+    }
 
 
 def lorenz(values: Iterable[float]) -> pd.DataFrame:
@@ -140,8 +151,12 @@ def lorenz(values: Iterable[float]) -> pd.DataFrame:
     n = len(x)
     if n == 0 or x.sum() <= 0:
         return pd.DataFrame({"unit_share": [0.0, 1.0], "light_share": [0.0, 1.0]})
-    return pd.DataFrame({"unit_share": np.arange(n + 1) / n,
-                         "light_share": np.concatenate([[0.0], np.cumsum(x) / x.sum()])})
+    return pd.DataFrame(
+        {
+            "unit_share": np.arange(n + 1) / n,
+            "light_share": np.concatenate([[0.0], np.cumsum(x) / x.sum()]),
+        }
+    )
 
 
 def lorenz_curve(panel: pd.DataFrame, year: int, value: str = "sum_lights") -> pd.DataFrame:
@@ -149,8 +164,12 @@ def lorenz_curve(panel: pd.DataFrame, year: int, value: str = "sum_lights") -> p
     return lorenz(panel.loc[panel["year"] == year, value])
 
 
-def disparity_table(panel: pd.DataFrame, group: str = "treated", value: str = "sum_lights",
-                    floor: float | None = None) -> pd.DataFrame:
+def disparity_table(
+    panel: pd.DataFrame,
+    group: str = "treated",
+    value: str = "sum_lights",
+    floor: float | None = None,
+) -> pd.DataFrame:
     """One row per year (ascending) with :data:`DISPARITY_COLUMNS`.
 
     ``group`` is a boolean column (designated or not) for the Theil decomposition; ``floor``
@@ -164,22 +183,38 @@ def disparity_table(panel: pd.DataFrame, group: str = "treated", value: str = "s
         dec = theil_decomposition(x, in_group, floor)
         top = int(np.argmax(x)) if len(x) else None
         total = float(x.sum())
-        rows.append({
-            "year": int(year), "n_units": len(x),
-            "n_dark": int((x <= dec["floor"]).sum()) if len(x) else 0,
-            "total_lights": total, "gini": gini(x), "gini_without_top": gini_without_top(x),
-            "top_unit_id": f["unit_id"].iloc[top] if top is not None else None,
-            "top_share": top_share(x), "theil": dec["total"], "theil_floor": dec["floor"],
-            "theil_between": dec["between"], "theil_within": dec["within"],
-            "between_share": dec["between"] / dec["total"] if dec["total"] > 0 else float("nan"),
-            "n_group": int(in_group.sum()),
-            "group_share": float(x[in_group].sum() / total) if total > 0 else float("nan"),
-        })
+        rows.append(
+            {
+                "year": int(year),
+                "n_units": len(x),
+                "n_dark": int((x <= dec["floor"]).sum()) if len(x) else 0,
+                "total_lights": total,
+                "gini": gini(x),
+                "gini_without_top": gini_without_top(x),
+                "top_unit_id": f["unit_id"].iloc[top] if top is not None else None,
+                "top_share": top_share(x),
+                "theil": dec["total"],
+                "theil_floor": dec["floor"],
+                "theil_between": dec["between"],
+                "theil_within": dec["within"],
+                "between_share": dec["between"] / dec["total"]
+                if dec["total"] > 0
+                else float("nan"),
+                "n_group": int(in_group.sum()),
+                "group_share": float(x[in_group].sum() / total) if total > 0 else float("nan"),
+            }
+        )
     return pd.DataFrame(rows, columns=list(DISPARITY_COLUMNS))
 
 
-def between_group_pvalue(values: Iterable[float], in_group: Iterable[bool], *, n_draws: int = 2000,
-                         seed: int = 20240228, floor: float | None = None) -> float:
+def between_group_pvalue(
+    values: Iterable[float],
+    in_group: Iterable[bool],
+    *,
+    n_draws: int = 2000,
+    seed: int = 20240228,
+    floor: float | None = None,
+) -> float:
     """Permutation p-value of the between-group Theil for two groups (PySAL ``TheilDSim``, §3.1).
 
     Group labels are permuted over the units (same group size); the p-value is
@@ -187,9 +222,12 @@ def between_group_pvalue(values: Iterable[float], in_group: Iterable[bool], *, n
     larger than a random split of the same units would give? Vectorised: a draws x units
     indicator matrix times the values.
     """
-    x = np.asarray(list(values) if not isinstance(values, np.ndarray | pd.Series) else values, dtype=float)
-    g = np.asarray(list(in_group) if not isinstance(in_group, np.ndarray | pd.Series) else in_group,
-                   dtype=bool)
+    x = np.asarray(
+        list(values) if not isinstance(values, np.ndarray | pd.Series) else values, dtype=float
+    )
+    g = np.asarray(
+        list(in_group) if not isinstance(in_group, np.ndarray | pd.Series) else in_group, dtype=bool
+    )
     keep = ~np.isnan(x)
     x, g = np.clip(x[keep], 0, None), g[keep]
     k, n = int(g.sum()), len(x)

@@ -60,12 +60,16 @@ def _month_index(values: object) -> np.ndarray:
         try:
             p = pd.to_datetime(s.str.strip().str[:7], format="%Y-%m").dt.to_period("M")
         except (ValueError, TypeError) as exc:
-            raise EventStudyError(f"event study: months must be Periods, Timestamps or 'YYYY-MM' ({exc})") from exc
+            raise EventStudyError(
+                f"event study: months must be Periods, Timestamps or 'YYYY-MM' ({exc})"
+            ) from exc
     else:
         try:
             p = pd.to_datetime(s.astype(str) if s.dtype == object else s).dt.to_period("M")
         except (ValueError, TypeError) as exc:
-            raise EventStudyError(f"event study: months must be Periods, Timestamps or 'YYYY-MM' ({exc})") from exc
+            raise EventStudyError(
+                f"event study: months must be Periods, Timestamps or 'YYYY-MM' ({exc})"
+            ) from exc
     return (p.dt.year * 12 + p.dt.month - 1).to_numpy(int)
 
 
@@ -74,9 +78,15 @@ def _floor(values: np.ndarray) -> float:
     return FLOOR_FRACTION * float(np.median(lit)) if len(lit) else 1.0
 
 
-def site_relative(site_months: pd.DataFrame, inauguration: Mapping[str, object] | pd.Series,
-                  control: pd.Series, *, window: int = 12, eps: float | None = None,
-                  min_pre: int = 3) -> pd.DataFrame:
+def site_relative(
+    site_months: pd.DataFrame,
+    inauguration: Mapping[str, object] | pd.Series,
+    control: pd.Series,
+    *,
+    window: int = 12,
+    eps: float | None = None,
+    min_pre: int = 3,
+) -> pd.DataFrame:
     """Per site and month in ``-window..window``: ``site_id``, ``relative_month``, ``outcome``.
 
     ``outcome`` is ``ln(site + eps) - ln(control + eps)`` minus the site's mean of it over
@@ -94,28 +104,52 @@ def site_relative(site_months: pd.DataFrame, inauguration: Mapping[str, object] 
     ctrl_eps = _floor(ctrl.to_numpy()) if eps is None else eps
 
     frame = site_months[site_months["site_id"].isin(inaug.index)]
-    frame = pd.DataFrame({"site_id": frame["site_id"].to_numpy(),
-                          "m": _month_index(frame["month"]) if len(frame) else np.array([], int),
-                          "value": frame["value"].to_numpy(float)})
+    frame = pd.DataFrame(
+        {
+            "site_id": frame["site_id"].to_numpy(),
+            "m": _month_index(frame["month"]) if len(frame) else np.array([], int),
+            "value": frame["value"].to_numpy(float),
+        }
+    )
     frame["relative_month"] = frame["m"] - frame["site_id"].map(
-        pd.Series(_month_index(inaug.to_numpy()), index=inaug.index)).to_numpy(int)
+        pd.Series(_month_index(inaug.to_numpy()), index=inaug.index)
+    ).to_numpy(int)
     frame["control"] = frame["m"].map(ctrl)
-    frame = frame[frame["relative_month"].abs().le(window) & frame["value"].notna()
-                  & frame["control"].notna()]
+    frame = frame[
+        frame["relative_month"].abs().le(window) & frame["value"].notna() & frame["control"].notna()
+    ]
     out = []
     for site, g in frame.groupby("site_id", sort=True):
         v = g["value"].clip(lower=0).to_numpy(float)
-        y = np.log(v + (_floor(v) if eps is None else eps)) - np.log(g["control"].to_numpy() + ctrl_eps)
+        y = np.log(v + (_floor(v) if eps is None else eps)) - np.log(
+            g["control"].to_numpy() + ctrl_eps
+        )
         pre = (g["relative_month"] < 0).to_numpy()
         if pre.sum() < min_pre:
-            log.info("event study: site %s has %d pre-period month(s) (< %d); left out", site, pre.sum(), min_pre)
+            log.info(
+                "event study: site %s has %d pre-period month(s) (< %d); left out",
+                site,
+                pre.sum(),
+                min_pre,
+            )
             continue
-        out.append(pd.DataFrame({"site_id": site, "relative_month": g["relative_month"].to_numpy(),
-                                 "outcome": y - y[pre].mean()}))
+        out.append(
+            pd.DataFrame(
+                {
+                    "site_id": site,
+                    "relative_month": g["relative_month"].to_numpy(),
+                    "outcome": y - y[pre].mean(),
+                }
+            )
+        )
     if not out:
-        raise EventStudyError(f"event study: no site has {min_pre} or more months of data in the "
-                              f"{window} months before its inauguration (and a control value)")
-    return pd.concat(out, ignore_index=True).sort_values(["site_id", "relative_month"], ignore_index=True)
+        raise EventStudyError(
+            f"event study: no site has {min_pre} or more months of data in the "
+            f"{window} months before its inauguration (and a control value)"
+        )
+    return pd.concat(out, ignore_index=True).sort_values(
+        ["site_id", "relative_month"], ignore_index=True
+    )
 
 
 def _betainc(a: float, b: float, x: float) -> float:
@@ -133,8 +167,10 @@ def _betainc(a: float, b: float, x: float) -> float:
     d = 1.0 / (d if abs(d) > tiny else tiny)
     f = d
     for m in range(1, 300):
-        for num in (m * (b - m) * x / ((a + 2 * m - 1) * (a + 2 * m)),
-                    -(a + m) * (a + b + m) * x / ((a + 2 * m) * (a + 2 * m + 1))):
+        for num in (
+            m * (b - m) * x / ((a + 2 * m - 1) * (a + 2 * m)),
+            -(a + m) * (a + b + m) * x / ((a + 2 * m) * (a + 2 * m + 1)),
+        ):
             d = 1.0 + num * d
             d = 1.0 / (d if abs(d) > tiny else tiny)
             c = 1.0 + num / c
@@ -168,10 +204,19 @@ def t_quantile(p: float, df: float) -> float:
     return (lo + hi) / 2
 
 
-def event_study(site_months: pd.DataFrame, inauguration: Mapping[str, object] | pd.Series,
-                control: pd.Series, *, window: int = 12, eps: float | None = None,
-                min_pre: int = 3, band: Literal["t", "bootstrap"] = "t", confidence: float = 0.95,
-                n_boot: int = 2000, seed: int = DEFAULT_SEED) -> pd.DataFrame:
+def event_study(
+    site_months: pd.DataFrame,
+    inauguration: Mapping[str, object] | pd.Series,
+    control: pd.Series,
+    *,
+    window: int = 12,
+    eps: float | None = None,
+    min_pre: int = 3,
+    band: Literal["t", "bootstrap"] = "t",
+    confidence: float = 0.95,
+    n_boot: int = 2000,
+    seed: int = DEFAULT_SEED,
+) -> pd.DataFrame:
     """Pooled site-minus-control light by month relative to inauguration, with a band.
 
     One row per relative month in ``-window..window`` that has data, columns

@@ -117,26 +117,45 @@ class Staging:
             dev = _dev(self.out)
             claimed = _read_manifest(self.out)
             earlier = {rel: st for rel, st in claimed.items() if _is_ours(self.out, rel, st, dev)}
-            scope = [rel for rel in claimed if rel not in written and owns is not None and rel.startswith(owns)]
-            for rel in sorted(r for r in scope if r not in earlier and os.path.lexists(self.out / r)):
-                log.warning("%s: kept: an earlier output that was changed since (or a file nightlights did not "
-                            "write); delete it yourself if it is no longer wanted", self.out / rel)
+            scope = [
+                rel
+                for rel in claimed
+                if rel not in written and owns is not None and rel.startswith(owns)
+            ]
+            for rel in sorted(
+                r for r in scope if r not in earlier and os.path.lexists(self.out / r)
+            ):
+                log.warning(
+                    "%s: kept: an earlier output that was changed since (or a file nightlights did not "
+                    "write); delete it yourself if it is no longer wanted",
+                    self.out / rel,
+                )
             stale = {rel: earlier[rel] for rel in scope if rel in earlier}
-            kept = {rel: st for rel, st in earlier.items() if rel not in written and rel not in stale}
+            kept = {
+                rel: st for rel, st in earlier.items() if rel not in written and rel not in stale
+            }
             if self.beside and _exchange_commit(self, written, stale, kept):
                 return [self.out / rel for rel in written]
             _journal_commit(self.out, self.dir, written, stale, kept)
         return [self.out / rel for rel in written]
 
 
-def _exchange_commit(s: Staging, written: list[str], stale: dict[str, Stamp], kept: dict[str, Stamp]) -> bool:
+def _exchange_commit(
+    s: Staging, written: list[str], stale: dict[str, Stamp], kept: dict[str, Stamp]
+) -> bool:
     """Carry over what stays, then swap the folders; False (nothing changed) when impossible."""
     _step("carry over")
     dev = _dev(s.out)
     if _dev(s.dir) != dev or not _carry_over(s.out, s.dir, set(written), set(stale), dev):
         return False
-    _write_manifest(s.dir / MANIFEST, {rel: st for rel in sorted({*written, *kept})
-                                       if (st := _stamp(s.dir / rel, dev)) is not None})
+    _write_manifest(
+        s.dir / MANIFEST,
+        {
+            rel: st
+            for rel in sorted({*written, *kept})
+            if (st := _stamp(s.dir / rel, dev)) is not None
+        },
+    )
     os.chmod(s.dir, stat.S_IMODE(s.out.stat().st_mode))
     _step("swap")
     if not _exchange(s.dir, s.out):
@@ -144,13 +163,17 @@ def _exchange_commit(s: Staging, written: list[str], stale: dict[str, Stamp], ke
     _fsync_dir(s.out.parent)
     _step("remove previous set")
     for rel in sorted(stale):
-        log.info("%s: removed, an output of an earlier run that this run does not make", s.out / rel)
+        log.info(
+            "%s: removed, an output of an earlier run that this run does not make", s.out / rel
+        )
     _remove_tree(s.dir)  # the previous set
     _step("done")
     return True
 
 
-def _carry_over(out: Path, new: Path, written: set[str], stale: set[str], dev: int, rel: str = "") -> bool:
+def _carry_over(
+    out: Path, new: Path, written: set[str], stale: set[str], dev: int, rel: str = ""
+) -> bool:
     """Hard-link every entry of ``out`` that stays into ``new``; False when one cannot be.
 
     A mount point (or anything on another file system), a socket or a fifo cannot move with
@@ -202,8 +225,9 @@ def _exchange(a: Path, b: Path) -> bool:
     raise OSError(err, os.strerror(err), str(b))
 
 
-def _journal_commit(out: Path, src: Path, written: list[str], stale: dict[str, Stamp],
-                    kept: dict[str, Stamp]) -> None:
+def _journal_commit(
+    out: Path, src: Path, written: list[str], stale: dict[str, Stamp], kept: dict[str, Stamp]
+) -> None:
     """File-by-file publishing whose commit point is the journal (finished by :func:`recover`).
 
     The journal names its staging folder by name only (inside ``out`` or beside it) and
@@ -212,8 +236,14 @@ def _journal_commit(out: Path, src: Path, written: list[str], stale: dict[str, S
     _step("journal")
     dev = _dev(out)
     moves = {rel: st for rel in written if (st := _stamp(src / rel, dev)) is not None}
-    doc = {"version": MANIFEST_VERSION, "staging": src.name, "beside": src.parent != out,
-           "moves": moves, "retire": stale, "manifest": {**kept, **moves}}
+    doc = {
+        "version": MANIFEST_VERSION,
+        "staging": src.name,
+        "beside": src.parent != out,
+        "moves": moves,
+        "retire": stale,
+        "manifest": {**kept, **moves},
+    }
     with atomic_write(out / JOURNAL) as tmp:
         tmp.write_text(json.dumps(doc), encoding="utf-8")
     _roll_forward(out)
@@ -243,8 +273,13 @@ def _roll_forward(out: Path) -> int | None:
     for rel, st in doc["retire"].items():
         if _is_ours(out, rel, st, dev):
             (out / rel).unlink()
-            log.info("%s: removed, an output of an earlier run that this run does not make", out / rel)
-    _write_manifest(out / MANIFEST, {rel: st for rel, st in doc["manifest"].items() if _is_ours(out, rel, st, dev)})
+            log.info(
+                "%s: removed, an output of an earlier run that this run does not make", out / rel
+            )
+    _write_manifest(
+        out / MANIFEST,
+        {rel: st for rel, st in doc["manifest"].items() if _is_ours(out, rel, st, dev)},
+    )
     _step("manifest")
     (out / JOURNAL).unlink()
     _remove_tree(src)
@@ -260,10 +295,17 @@ def _read_journal(out: Path) -> tuple[Path, dict[str, Any]] | None:
     except (OSError, ValueError) as e:
         src, why = None, f"unreadable: {e.__class__.__name__}"
     if src is None:
-        log.warning("%s: ignored: not the journal of an interrupted nightlights publish into this folder (%s); "
-                    "nothing it names was touched; delete it", path, why)
+        log.warning(
+            "%s: ignored: not the journal of an interrupted nightlights publish into this folder (%s); "
+            "nothing it names was touched; delete it",
+            path,
+            why,
+        )
         return None
-    return src, {key: {rel: _as_stamp(v) for rel, v in doc[key].items()} for key in ("moves", "retire", "manifest")}
+    return src, {
+        key: {rel: _as_stamp(v) for rel, v in doc[key].items()}
+        for key in ("moves", "retire", "manifest")
+    }
 
 
 def _journal_source(out: Path, doc: Any) -> tuple[Path | None, str]:
@@ -272,11 +314,22 @@ def _journal_source(out: Path, doc: Any) -> tuple[Path | None, str]:
         return None, "not of this version's format"
     for key in ("moves", "retire", "manifest"):
         entries = doc.get(key)
-        if not isinstance(entries, dict) or not all(_safe_rel(k) and _as_stamp(v) for k, v in entries.items()):
-            return None, f"'{key}' names a path that is not inside the folder, or a file without its stamp"
+        if not isinstance(entries, dict) or not all(
+            _safe_rel(k) and _as_stamp(v) for k, v in entries.items()
+        ):
+            return (
+                None,
+                f"'{key}' names a path that is not inside the folder, or a file without its stamp",
+            )
     name = doc.get("staging")
-    where, prefix = (out.parent, f".{out.name}{SIBLING_MARK}") if doc.get("beside") else (out, STAGING_PREFIX)
-    if not isinstance(name, str) or not name.startswith(prefix) or not _STAGING_TAIL.fullmatch(name[len(prefix):]):
+    where, prefix = (
+        (out.parent, f".{out.name}{SIBLING_MARK}") if doc.get("beside") else (out, STAGING_PREFIX)
+    )
+    if (
+        not isinstance(name, str)
+        or not name.startswith(prefix)
+        or not _STAGING_TAIL.fullmatch(name[len(prefix) :])
+    ):
         return None, "its staging folder is not one of ours, inside the folder or beside it"
     try:
         st = os.lstat(where / name)
@@ -318,8 +371,10 @@ def check_out_folder(out: Path | str) -> None:
     """Refuse an output folder the tool must never manage: the file system root."""
     real = Path(os.path.realpath(out))
     if real == real.parent:
-        raise NightlightsError(f"{out}: is the file system root; --out takes a folder of its own for the results, "
-                               "such as outputs/")
+        raise NightlightsError(
+            f"{out}: is the file system root; --out takes a folder of its own for the results, "
+            "such as outputs/"
+        )
 
 
 def _journal_needs(out: Path, folder: Path) -> bool:
@@ -348,8 +403,10 @@ def hold(out: Path | str) -> Iterator[None]:
             fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
         except BlockingIOError:
             os.close(fd)
-            raise NightlightsError(f"{out}: another nightlights command is using this output folder (run, compare "
-                                   "or figures); wait until it has finished, or choose another --out") from None
+            raise NightlightsError(
+                f"{out}: another nightlights command is using this output folder (run, compare "
+                "or figures); wait until it has finished, or choose another --out"
+            ) from None
         except OSError:  # a file system without locks: one writer is the common case
             os.close(fd)
             fd = None
@@ -373,15 +430,19 @@ def _uninterrupted() -> Iterator[None]:
         yield
         return
     got: list[int] = []
-    old = {s: signal.signal(s, lambda n, _f: got.append(n)) for s in (signal.SIGINT, signal.SIGTERM)}
+    old = {
+        s: signal.signal(s, lambda n, _f: got.append(n)) for s in (signal.SIGINT, signal.SIGTERM)
+    }
     try:
         yield
     finally:
         for s, handler in old.items():
             signal.signal(s, handler)
         if got:
-            log.warning("the signal came while the outputs were being published; it took effect once the "
-                        "output folder held a complete set")
+            log.warning(
+                "the signal came while the outputs were being published; it took effect once the "
+                "output folder held a complete set"
+            )
             signal.raise_signal(got[0])
 
 
@@ -410,16 +471,27 @@ def recover(out: Path | str) -> list[Path]:
                 try:
                     n = _roll_forward(out)
                 except (OSError, ValueError, KeyError, TypeError) as e:
-                    raise NightlightsError(f"{out / JOURNAL}: cannot finish an interrupted publish ({e}); "
-                                           "delete that file and run again") from e
+                    raise NightlightsError(
+                        f"{out / JOURNAL}: cannot finish an interrupted publish ({e}); "
+                        "delete that file and run again"
+                    ) from e
                 if n is not None:
-                    log.warning("%s: finished publishing the outputs of an interrupted run (%d files moved)", out, n)
+                    log.warning(
+                        "%s: finished publishing the outputs of an interrupted run (%d files moved)",
+                        out,
+                        n,
+                    )
                     cleaned.append(out / JOURNAL)
     for d, pid in _leftovers(out):
         if not process_alive(pid):
             _remove_tree(d)
-            log.warning("%s: removed the leftover staging folder of an interrupted run (process %s); "
-                        "%s holds the last complete set", d, pid, out)
+            log.warning(
+                "%s: removed the leftover staging folder of an interrupted run (process %s); "
+                "%s holds the last complete set",
+                d,
+                pid,
+                out,
+            )
             cleaned.append(d)
     return cleaned
 
@@ -434,7 +506,11 @@ def _leftovers(out: Path) -> list[tuple[Path, int]]:
         except OSError:
             continue
         for e in entries:
-            m = _STAGING_TAIL.fullmatch(e.name[len(prefix):]) if e.name.startswith(prefix) else None
+            m = (
+                _STAGING_TAIL.fullmatch(e.name[len(prefix) :])
+                if e.name.startswith(prefix)
+                else None
+            )
             if m is None:
                 continue
             with contextlib.suppress(OSError):
@@ -482,7 +558,11 @@ def _safe_rel(rel: object) -> bool:
 
 
 def _as_stamp(raw: object) -> Stamp | None:
-    if isinstance(raw, list | tuple) and len(raw) == 3 and all(type(v) is int and v >= 0 for v in raw):
+    if (
+        isinstance(raw, list | tuple)
+        and len(raw) == 3
+        and all(type(v) is int and v >= 0 for v in raw)
+    ):
         return (raw[0], raw[1], raw[2])
     return None
 
@@ -531,7 +611,9 @@ def _mount_points() -> set[str]:
     which ``os.path.ismount`` does not see)."""
     try:
         with open("/proc/self/mountinfo", encoding="utf-8", errors="surrogateescape") as f:
-            return {re.sub(r"\\([0-7]{3})", lambda m: chr(int(m[1], 8)), line.split()[4]) for line in f}
+            return {
+                re.sub(r"\\([0-7]{3})", lambda m: chr(int(m[1], 8)), line.split()[4]) for line in f
+            }
     except (OSError, IndexError):
         return set()
 
@@ -584,20 +666,40 @@ def _read_manifest(out: Path) -> dict[str, Stamp]:
     except (OSError, ValueError):
         return {}
     if isinstance(doc, list):
-        log.info("%s: a list of outputs without file stamps (an older version): the outputs it names that this "
-                 "run does not make are kept", out / MANIFEST)
+        log.info(
+            "%s: a list of outputs without file stamps (an older version): the outputs it names that this "
+            "run does not make are kept",
+            out / MANIFEST,
+        )
         return {}
-    files = doc.get("files") if isinstance(doc, dict) and doc.get("version") == MANIFEST_VERSION else None
+    files = (
+        doc.get("files")
+        if isinstance(doc, dict) and doc.get("version") == MANIFEST_VERSION
+        else None
+    )
     if not isinstance(files, dict):
         log.warning("%s: ignored: not a list of outputs written by nightlights", out / MANIFEST)
         return {}
-    return {rel: st for rel, raw in files.items() if _safe_rel(rel) and (st := _as_stamp(raw)) is not None}
+    return {
+        rel: st
+        for rel, raw in files.items()
+        if _safe_rel(rel) and (st := _as_stamp(raw)) is not None
+    }
 
 
 def _write_manifest(path: Path, files: dict[str, Stamp]) -> None:
     with atomic_write(path) as tmp:
-        tmp.write_text(json.dumps({"version": MANIFEST_VERSION, "files": {k: list(v) for k, v in sorted(files.items())}},
-                                  indent=0) + "\n", encoding="utf-8")
+        tmp.write_text(
+            json.dumps(
+                {
+                    "version": MANIFEST_VERSION,
+                    "files": {k: list(v) for k, v in sorted(files.items())},
+                },
+                indent=0,
+            )
+            + "\n",
+            encoding="utf-8",
+        )
 
 
 def _fsync_file(path: Path) -> None:
@@ -641,8 +743,10 @@ def atomic_write(path: Path | str, suffix: str = ".part") -> Iterator[Path]:
     except OSError:
         target = None
     if target is not None and not stat.S_ISREG(target.st_mode):
-        raise NightlightsError(f"{path}: exists and is not a regular file (a folder, device, pipe or socket); it is "
-                               "never replaced: give the name of a new or an existing regular file")
+        raise NightlightsError(
+            f"{path}: exists and is not a regular file (a folder, device, pipe or socket); it is "
+            "never replaced: give the name of a new or an existing regular file"
+        )
     tmp = path.with_name(f".{path.name}.{os.getpid()}.{threading.get_ident()}{suffix}")
     try:
         yield tmp
@@ -665,7 +769,14 @@ def write_csv_atomic(path: Path | str, df: pd.DataFrame, data_kind: str | None =
         _to_csv(df, tmp, data_kind)
 
 
-FORMULA_START = ("=", "+", "-", "@", "\t", "\r")  # what makes a spreadsheet run a cell (CSV injection)
+FORMULA_START = (
+    "=",
+    "+",
+    "-",
+    "@",
+    "\t",
+    "\r",
+)  # what makes a spreadsheet run a cell (CSV injection)
 _NUMBER = re.compile(r"[+-]?(?:\d+\.?\d*|\.\d+)(?:[eE][+-]?\d+)?")
 
 
@@ -681,17 +792,27 @@ def inert_csv(df: pd.DataFrame) -> pd.DataFrame:
     spreadsheets expect, so that a site name or claim text from an input cannot become a formula.
     Only text columns are touched (numbers stay numbers, negative ones too), and text that is
     itself a plain number (``-3.5``) is left as it is."""
-    return _recast(df, _text_columns(df), lambda v: isinstance(v, str) and v.startswith(FORMULA_START)
-                   and not _NUMBER.fullmatch(v), lambda v: "'" + v)
+    return _recast(
+        df,
+        _text_columns(df),
+        lambda v: isinstance(v, str) and v.startswith(FORMULA_START) and not _NUMBER.fullmatch(v),
+        lambda v: "'" + v,
+    )
 
 
 def _text_columns(df: pd.DataFrame) -> list[Any]:
-    return [c for c in df.columns if df[c].dtype == object or pd.api.types.is_string_dtype(df[c].dtype)
-            or isinstance(df[c].dtype, pd.CategoricalDtype)]
+    return [
+        c
+        for c in df.columns
+        if df[c].dtype == object
+        or pd.api.types.is_string_dtype(df[c].dtype)
+        or isinstance(df[c].dtype, pd.CategoricalDtype)
+    ]
 
 
-def _recast(df: pd.DataFrame, columns: list[Any], hit: Callable[[Any], bool], fix: Callable[[str], str]
-            ) -> pd.DataFrame:
+def _recast(
+    df: pd.DataFrame, columns: list[Any], hit: Callable[[Any], bool], fix: Callable[[str], str]
+) -> pd.DataFrame:
     """``df`` with ``fix`` applied to the cells of ``columns`` that ``hit`` (by position: any index)."""
     fixed = {}
     for c in columns:
@@ -711,9 +832,17 @@ def _recast(df: pd.DataFrame, columns: list[Any], hit: Callable[[Any], bool], fi
 
 def uninert_csv(df: pd.DataFrame) -> pd.DataFrame:
     """Undo :func:`inert_csv` on a table read back (``nightlights figures``)."""
-    return _recast(df, _text_columns(df),
-                   lambda v: isinstance(v, str) and v[:1] == "'" and v[1:].startswith(FORMULA_START)
-                   and not _NUMBER.fullmatch(v[1:]), lambda v: v[1:])
+    return _recast(
+        df,
+        _text_columns(df),
+        lambda v: (
+            isinstance(v, str)
+            and v[:1] == "'"
+            and v[1:].startswith(FORMULA_START)
+            and not _NUMBER.fullmatch(v[1:])
+        ),
+        lambda v: v[1:],
+    )
 
 
 def _jsonable(x: Any) -> Any:

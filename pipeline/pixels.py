@@ -29,8 +29,14 @@ from pipeline.errors import SourceError
 from pipeline.sources import MonthlyRaster, read_window, valid_mask
 
 
-def open_pixels(rasters: Sequence[MonthlyRaster], bounds: tuple[float, float, float, float], data_kind: str = "",
-                *, min_cf_cvg: int = 3, bm_quality: tuple[int, ...] = (0,)) -> Any:
+def open_pixels(
+    rasters: Sequence[MonthlyRaster],
+    bounds: tuple[float, float, float, float],
+    data_kind: str = "",
+    *,
+    min_cf_cvg: int = 3,
+    bm_quality: tuple[int, ...] = (0,),
+) -> Any:
     """A lazy (time, y, x) Dataset of the months in ``rasters`` over ``bounds`` (lon/lat for EPSG:4326 grids)."""
     import xarray as xr
 
@@ -39,8 +45,10 @@ def open_pixels(rasters: Sequence[MonthlyRaster], bounds: tuple[float, float, fl
     grid = rasters[0].grid
     other = [r.month for r in rasters if r.grid != grid]
     if other:
-        raise SourceError(f"months {', '.join(other[:3])} lie on another grid than {rasters[0].month}; "
-                          "open each grid separately")
+        raise SourceError(
+            f"months {', '.join(other[:3])} lie on another grid than {rasters[0].month}; "
+            "open each grid separately"
+        )
     win = from_bounds(*bounds, transform=grid.affine).round_offsets().round_lengths()
     win = win.intersection(Window(0, 0, grid.width, grid.height))
     shape = (int(win.height), int(win.width))
@@ -55,18 +63,37 @@ def open_pixels(rasters: Sequence[MonthlyRaster], bounds: tuple[float, float, fl
     time = pd.to_datetime([r.month for r in rasters])
     dims = ("time", "y", "x")
     return xr.Dataset(
-        {"radiance": (dims, da.stack([layer(r, 0, "float64") for r in rasters]),
-                      {"units": "nW/cm2/sr", "long_name": "radiance, unusable pixels 0"}),
-         "valid": (dims, da.stack([layer(r, 1, "bool") for r in rasters]), {"long_name": "observed pixel"}),
-         "aux": (dims, da.stack([layer(r, 2, "float64") for r in rasters]),
-                 {"long_name": "cf_cvg count, quality code or 0/1 validity"})},
+        {
+            "radiance": (
+                dims,
+                da.stack([layer(r, 0, "float64") for r in rasters]),
+                {"units": "nW/cm2/sr", "long_name": "radiance, unusable pixels 0"},
+            ),
+            "valid": (
+                dims,
+                da.stack([layer(r, 1, "bool") for r in rasters]),
+                {"long_name": "observed pixel"},
+            ),
+            "aux": (
+                dims,
+                da.stack([layer(r, 2, "float64") for r in rasters]),
+                {"long_name": "cf_cvg count, quality code or 0/1 validity"},
+            ),
+        },
         coords={"time": time, "y": ys, "x": xs},
-        attrs={"data_kind": data_kind, "crs": grid.crs.to_string(),
-               "products": ", ".join(sorted({r.product for r in rasters})),
-               "note": "SYNTHETIC DEMO DATA: not evidence about any place" if data_kind == "synthetic" else ""})
+        attrs={
+            "data_kind": data_kind,
+            "crs": grid.crs.to_string(),
+            "products": ", ".join(sorted({r.product for r in rasters})),
+            "note": "SYNTHETIC DEMO DATA: not evidence about any place"
+            if data_kind == "synthetic"
+            else "",
+        },
+    )
 
 
-def _read(r: MonthlyRaster, win: Window, min_cf_cvg: int, bm_quality: tuple[int, ...]
-          ) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+def _read(
+    r: MonthlyRaster, win: Window, min_cf_cvg: int, bm_quality: tuple[int, ...]
+) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
     rad, aux = read_window(r, win)
     return rad, valid_mask(aux, r.aux_kind, min_cf_cvg, bm_quality), aux.astype("float64")

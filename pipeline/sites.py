@@ -48,16 +48,45 @@ MAX_RADIUS_M = 50_000.0
 MIN_AREA_DEG2 = 1e-10  # about 1 m2: smaller "polygons" are drawing mistakes, not sites
 SITE_ID_RE = re.compile(r"^[A-Za-z0-9][A-Za-z0-9._-]{0,79}$")
 SITE_COLUMNS = [
-    "site_id", "name", "name_ko", "province", "batch", "location_confidence", "source",
-    "groundbreaking", "inauguration", "inauguration_by", "radius_m", "center_lon", "center_lat", "from_point",
-    "source_file", "geometry",
+    "site_id",
+    "name",
+    "name_ko",
+    "province",
+    "batch",
+    "location_confidence",
+    "source",
+    "groundbreaking",
+    "inauguration",
+    "inauguration_by",
+    "radius_m",
+    "center_lon",
+    "center_lat",
+    "from_point",
+    "source_file",
+    "geometry",
 ]
-_OPTIONAL_TEXT = ("name", "name_ko", "province", "location_confidence", "source",
-                  "groundbreaking", "inauguration", "inauguration_by")
+_OPTIONAL_TEXT = (
+    "name",
+    "name_ko",
+    "province",
+    "location_confidence",
+    "source",
+    "groundbreaking",
+    "inauguration",
+    "inauguration_by",
+)
 DATE_KEYS = ("groundbreaking", "inauguration", "inauguration_by")
 _SITE_DATE_RE = re.compile(r"^(\d{4})-(\d{2})(?:-(\d{2}))?$")
-_OTHER_FORMATS = {".shp": "shapefile", ".kml": "KML file", ".kmz": "KMZ file", ".gpkg": "GeoPackage",
-                  ".csv": "CSV file", ".xlsx": "spreadsheet", ".zip": "zip archive", ".gpx": "GPX file"}
+_OTHER_FORMATS = {
+    ".shp": "shapefile",
+    ".kml": "KML file",
+    ".kmz": "KMZ file",
+    ".gpkg": "GeoPackage",
+    ".csv": "CSV file",
+    ".xlsx": "spreadsheet",
+    ".zip": "zip archive",
+    ".gpx": "GPX file",
+}
 _WGS84_NAMES = {"EPSG:4326", "OGC:CRS84", "CRS84", "WGS84", "OGC:1.3:CRS84"}
 
 
@@ -72,7 +101,11 @@ class Problem:
 
     def __str__(self) -> str:
         where = f"{self.file}: {self.feature}: " if self.feature else f"{self.file}: "
-        return f"{where}{self.message}" if self.severity == "error" else f"{where}warning: {self.message}"
+        return (
+            f"{where}{self.message}"
+            if self.severity == "error"
+            else f"{where}warning: {self.message}"
+        )
 
 
 class SiteFileError(SiteError):
@@ -95,7 +128,9 @@ def local_metric_crs(lon: float, lat: float) -> CRS:
 
 
 def _reproject(transformer: Transformer, geom: BaseGeometry) -> BaseGeometry:
-    return shapely.transform(geom, lambda xy: np.column_stack(transformer.transform(xy[:, 0], xy[:, 1])))
+    return shapely.transform(
+        geom, lambda xy: np.column_stack(transformer.transform(xy[:, 0], xy[:, 1]))
+    )
 
 
 @functools.lru_cache(maxsize=8192)
@@ -121,16 +156,24 @@ def geodesic_circle(lon: float, lat: float, radius_m: float) -> shapely.Polygon:
     return geodesic_circles([lon], [lat], radius_m)[0]
 
 
-def geodesic_circles(lons: Sequence[float] | np.ndarray, lats: Sequence[float] | np.ndarray,
-                     radius_m: float) -> list[shapely.Polygon]:
+def geodesic_circles(
+    lons: Sequence[float] | np.ndarray, lats: Sequence[float] | np.ndarray, radius_m: float
+) -> list[shapely.Polygon]:
     """:func:`geodesic_circle` for many centres in one vectorised call (sites, controls, rings)."""
     lons, lats = np.asarray(lons, float), np.asarray(lats, float)
     n, k = lons.size, _AZIMUTHS.size
-    x, y, _ = _GEOD.fwd(np.repeat(lons, k), np.repeat(lats, k), np.tile(_AZIMUTHS[::-1], n), np.full(n * k, radius_m))
+    x, y, _ = _GEOD.fwd(
+        np.repeat(lons, k),
+        np.repeat(lats, k),
+        np.tile(_AZIMUTHS[::-1], n),
+        np.full(n * k, radius_m),
+    )
     return list(shapely.polygons(np.stack([np.reshape(x, (n, k)), np.reshape(y, (n, k))], axis=-1)))
 
 
-def buffer_metres(geom: BaseGeometry, distance_m: float, center: tuple[float, float]) -> BaseGeometry:
+def buffer_metres(
+    geom: BaseGeometry, distance_m: float, center: tuple[float, float]
+) -> BaseGeometry:
     """Buffer a WGS84 geometry by ``distance_m`` metres (negative shrinks) around ``center``."""
     if geom.geom_type == "Point" and distance_m > 0:
         return geodesic_circle(geom.x, geom.y, distance_m)
@@ -139,15 +182,19 @@ def buffer_metres(geom: BaseGeometry, distance_m: float, center: tuple[float, fl
     return _reproject(inv, metric.buffer(distance_m, quad_segs=16))
 
 
-def read_sites(paths: str | os.PathLike[str] | Iterable[str | os.PathLike[str]],
-               default_radius_m: float = 2000.0) -> gpd.GeoDataFrame:
+def read_sites(
+    paths: str | os.PathLike[str] | Iterable[str | os.PathLike[str]],
+    default_radius_m: float = 2000.0,
+) -> gpd.GeoDataFrame:
     """Read site files (one path or several) into one table; raise :class:`SiteFileError`
     listing every error.
 
     Warnings (repairs, reprojection, derived ids) are logged, one line each. ``batch`` is an
     object column of labels (None without one), so a user may set a label of any kind.
     """
-    files: list[Path] = [Path(paths)] if isinstance(paths, str | os.PathLike) else [Path(p) for p in paths]
+    files: list[Path] = (
+        [Path(paths)] if isinstance(paths, str | os.PathLike) else [Path(p) for p in paths]
+    )
     if not files:
         raise SiteError("no site files given (and no aoi/*.geojson found); pass --sites PATH")
     rows, problems = _collect(files, default_radius_m)
@@ -166,7 +213,9 @@ def validate_site_files(paths: Iterable[Path | str], default_radius_m: float) ->
     return _collect([Path(p) for p in paths], default_radius_m)[1]
 
 
-def _collect(paths: list[Path], default_radius_m: float) -> tuple[list[dict[str, Any]], list[Problem]]:
+def _collect(
+    paths: list[Path], default_radius_m: float
+) -> tuple[list[dict[str, Any]], list[Problem]]:
     rows: list[dict[str, Any]] = []
     problems: list[Problem] = []
     seen: dict[str, str] = {}
@@ -177,9 +226,14 @@ def _collect(paths: list[Path], default_radius_m: float) -> tuple[list[dict[str,
             index = row.pop("_index")
             where = f"{path.name} feature {index}"
             if row["site_id"] in seen:
-                problems.append(Problem(str(path), f"feature {index} ({row['site_id']})",
-                                        f"duplicate site_id {row['site_id']!r} (also in {seen[row['site_id']]}); "
-                                        "site_id must be unique across all site files"))
+                problems.append(
+                    Problem(
+                        str(path),
+                        f"feature {index} ({row['site_id']})",
+                        f"duplicate site_id {row['site_id']!r} (also in {seen[row['site_id']]}); "
+                        "site_id must be unique across all site files",
+                    )
+                )
                 continue
             seen[row["site_id"]] = where
             rows.append(row)
@@ -194,27 +248,49 @@ def _load_json(path: Path) -> tuple[Any, list[Problem]]:
         return None, [Problem(f, None, "is a folder, expected a .geojson file")]
     size = path.stat().st_size
     if size > MAX_FILE_BYTES:
-        return None, [Problem(f, None, f"file is {size / 1e6:.1f} MB, above the {MAX_FILE_BYTES / 1e6:.0f} MB "
-                                       "limit for site files; simplify the polygons or split the file")]
+        return None, [
+            Problem(
+                f,
+                None,
+                f"file is {size / 1e6:.1f} MB, above the {MAX_FILE_BYTES / 1e6:.0f} MB "
+                "limit for site files; simplify the polygons or split the file",
+            )
+        ]
     if size == 0:
         return None, [Problem(f, None, "file is empty")]
     if path.suffix.lower() in _OTHER_FORMATS:
-        return None, [Problem(f, None, f"is a {_OTHER_FORMATS[path.suffix.lower()]}, not GeoJSON; "
-                                       f"convert it, e.g. ogr2ogr -f GeoJSON -t_srs EPSG:4326 "
-                                       f"{path.stem}.geojson {path.name}")]
+        return None, [
+            Problem(
+                f,
+                None,
+                f"is a {_OTHER_FORMATS[path.suffix.lower()]}, not GeoJSON; "
+                f"convert it, e.g. ogr2ogr -f GeoJSON -t_srs EPSG:4326 "
+                f"{path.stem}.geojson {path.name}",
+            )
+        ]
     try:
         text = path.read_bytes().decode("utf-8-sig")
     except UnicodeDecodeError:
-        return None, [Problem(f, None, "not UTF-8 text; GeoJSON must be UTF-8 (re-save it as UTF-8)")]
+        return None, [
+            Problem(f, None, "not UTF-8 text; GeoJSON must be UTF-8 (re-save it as UTF-8)")
+        ]
     try:
         return json.loads(text, parse_int=_bounded_int), []
     except json.JSONDecodeError as e:
         return None, [Problem(f, None, f"not valid JSON ({_json_hint(e)})")]
     except _LongNumber as e:  # Python refuses > 4300 digits, with an error naming no file
-        return None, [Problem(f, None, f"a number of {e} digits; coordinates and properties need far fewer")]
+        return None, [
+            Problem(f, None, f"a number of {e} digits; coordinates and properties need far fewer")
+        ]
     except RecursionError:
-        return None, [Problem(f, None, "values nested too deeply (GeoJSON needs a few levels); the file is "
-                                       "damaged or not GeoJSON")]
+        return None, [
+            Problem(
+                f,
+                None,
+                "values nested too deeply (GeoJSON needs a few levels); the file is "
+                "damaged or not GeoJSON",
+            )
+        ]
 
 
 class _LongNumber(ValueError):
@@ -232,10 +308,12 @@ def _json_hint(e: json.JSONDecodeError) -> str:
     """Where the JSON breaks, naming the two mistakes hand edits and cut-off copies make."""
     doc, pos = e.doc, e.pos
     if not doc[pos:].strip():
-        return (f"it ends at line {e.lineno} before the data is complete: the file is cut off; "
-                "copy or download it again")
+        return (
+            f"it ends at line {e.lineno} before the data is complete: the file is cut off; "
+            "copy or download it again"
+        )
     before = doc[:pos].rstrip()
-    if before.endswith(",") and doc[pos:pos + 1] in ("]", "}"):
+    if before.endswith(",") and doc[pos : pos + 1] in ("]", "}"):
         comma = len(before) - 1
         line = doc.count("\n", 0, comma) + 1
         col = comma - doc.rfind("\n", 0, comma)
@@ -245,10 +323,18 @@ def _json_hint(e: json.JSONDecodeError) -> str:
 
 def _features(doc: Any, f: str) -> tuple[list[dict[str, Any]], list[Problem]]:
     if not isinstance(doc, dict):
-        return [], [Problem(f, None, f"valid JSON but not GeoJSON: the top level is a {_json_kind(doc)}, "
-                                     "expected an object with a 'type' member (e.g. FeatureCollection)")]
+        return [], [
+            Problem(
+                f,
+                None,
+                f"valid JSON but not GeoJSON: the top level is a {_json_kind(doc)}, "
+                "expected an object with a 'type' member (e.g. FeatureCollection)",
+            )
+        ]
     if "type" not in doc:
-        return [], [Problem(f, None, "valid JSON but not GeoJSON (no 'type' member at the top level)")]
+        return [], [
+            Problem(f, None, "valid JSON but not GeoJSON (no 'type' member at the top level)")
+        ]
     kind = doc["type"]
     if kind == "FeatureCollection":
         feats = doc.get("features")
@@ -261,11 +347,15 @@ def _features(doc: Any, f: str) -> tuple[list[dict[str, Any]], list[Problem]]:
         return [doc], []
     if kind in ("Point", "MultiPoint", "Polygon", "MultiPolygon"):
         return [{"type": "Feature", "geometry": doc, "properties": {}}], []
-    return [], [Problem(f, None, f"GeoJSON type {kind!r} is not a FeatureCollection, Feature or geometry")]
+    return [], [
+        Problem(f, None, f"GeoJSON type {kind!r} is not a FeatureCollection, Feature or geometry")
+    ]
 
 
 def _json_kind(value: Any) -> str:
-    return {list: "list", str: "string", bool: "boolean", type(None): "null"}.get(type(value), "number")
+    return {list: "list", str: "string", bool: "boolean", type(None): "null"}.get(
+        type(value), "number"
+    )
 
 
 def _declared_crs(doc: Any, f: str) -> tuple[CRS | None, list[Problem]]:
@@ -275,14 +365,18 @@ def _declared_crs(doc: Any, f: str) -> tuple[CRS | None, list[Problem]]:
     member = doc["crs"]
     name = (member.get("properties") or {}).get("name") if isinstance(member, dict) else None
     if not isinstance(name, str):
-        return None, [Problem(f, None, "unreadable 'crs' member; remove it and store WGS84 coordinates")]
+        return None, [
+            Problem(f, None, "unreadable 'crs' member; remove it and store WGS84 coordinates")
+        ]
     short = name.replace("urn:ogc:def:crs:", "").replace("::", ":").upper()
     if short in _WGS84_NAMES:
         return None, []
     try:
         crs = CRS.from_user_input(name)
     except CRSError:
-        return None, [Problem(f, None, f"unknown CRS {name!r}; reproject the file to WGS84 (EPSG:4326)")]
+        return None, [
+            Problem(f, None, f"unknown CRS {name!r}; reproject the file to WGS84 (EPSG:4326)")
+        ]
     if crs.equals(CRS.from_epsg(4326), ignore_axis_order=True):
         return None, []
     return crs, [Problem(f, None, f"declares CRS {name}; reprojected to WGS84", "warning")]
@@ -332,11 +426,23 @@ def _read_feature(
     props = feat.get("properties") or {}
     if not isinstance(props, dict):
         return None, [Problem(f, f"feature {i}", "'properties' is not an object")]
-    broken = next((k for k, v in props.items() if not _encodable(k) or (isinstance(v, str) and not _encodable(v))),
-                  None)
+    broken = next(
+        (
+            k
+            for k, v in props.items()
+            if not _encodable(k) or (isinstance(v, str) and not _encodable(v))
+        ),
+        None,
+    )
     if broken is not None:  # JSON allows "\ud800"; no file or terminal can hold it
-        return None, [Problem(f, f"feature {i}", f"property {broken!r} holds a lone surrogate (a \\uD800-\\uDFFF "
-                                                 "escape, which is no character); remove it")]
+        return None, [
+            Problem(
+                f,
+                f"feature {i}",
+                f"property {broken!r} holds a lone surrogate (a \\uD800-\\uDFFF "
+                "escape, which is no character); remove it",
+            )
+        ]
     label = _feature_label(i, props)
     problems: list[Problem] = []
 
@@ -375,8 +481,11 @@ def _read_feature(
         return err("has non-finite coordinates")
     lon, lat = coords[:, 0], coords[:, 1]
     if (np.abs(lon) > 180).any() or (np.abs(lat) > 90).any():
-        hint = (" (they look like projected metres: declare the CRS or reproject to WGS84)"
-                if (np.abs(coords) > 1000).any() else "; GeoJSON order is [longitude, latitude]")
+        hint = (
+            " (they look like projected metres: declare the CRS or reproject to WGS84)"
+            if (np.abs(coords) > 1000).any()
+            else "; GeoJSON order is [longitude, latitude]"
+        )
         return err(f"coordinates outside longitude/latitude range{hint}")
 
     radius, radius_problem = _radius(props, default_radius_m)
@@ -384,8 +493,10 @@ def _read_feature(
         return err(radius_problem)
 
     if geom.geom_type == "MultiPoint" and len(geom.geoms) > MAX_SITE_POINTS:
-        return err(f"MultiPoint of {len(geom.geoms)} points; a site has at most {MAX_SITE_POINTS} (each is buffered "
-                   "by radius_m and the circles united): split it into sites or draw its polygon")
+        return err(
+            f"MultiPoint of {len(geom.geoms)} points; a site has at most {MAX_SITE_POINTS} (each is buffered "
+            "by radius_m and the circles united): split it into sites or draw its polygon"
+        )
     if geom.geom_type in ("Point", "MultiPoint"):
         center = geom.centroid
         poly = buffer_metres(geom, radius, (center.x, center.y))
@@ -395,34 +506,53 @@ def _read_feature(
     else:
         n = shapely.get_num_coordinates(geom)
         if n > MAX_SITE_VERTICES:  # checking validity alone took 6 s at 200,000
-            return err(f"polygon of {n} vertices; a site needs far fewer (at most {MAX_SITE_VERTICES}): simplify "
-                       "it, e.g. ogr2ogr -simplify 0.0001 out.geojson in.geojson")
+            return err(
+                f"polygon of {n} vertices; a site needs far fewer (at most {MAX_SITE_VERTICES}): simplify "
+                "it, e.g. ogr2ogr -simplify 0.0001 out.geojson in.geojson"
+            )
         reason = shapely.is_valid_reason(geom)
         if reason != "Valid Geometry":
-            if n > MAX_REPAIR_VERTICES:  # repairs cost up to the square of the crossings: 200,000 took 28 s, 2 GB
-                return err(f"invalid polygon ({reason}) of {n} vertices, too many to repair here; fix it in a GIS "
-                           "(e.g. QGIS 'Fix geometries') and save it again")
+            if (
+                n > MAX_REPAIR_VERTICES
+            ):  # repairs cost up to the square of the crossings: 200,000 took 28 s, 2 GB
+                return err(
+                    f"invalid polygon ({reason}) of {n} vertices, too many to repair here; fix it in a GIS "
+                    "(e.g. QGIS 'Fix geometries') and save it again"
+                )
             geom = shapely.make_valid(geom)
-            geom = shapely.unary_union([g for g in getattr(geom, "geoms", [geom])
-                                        if g.geom_type in ("Polygon", "MultiPolygon")])
+            geom = shapely.unary_union(
+                [
+                    g
+                    for g in getattr(geom, "geoms", [geom])
+                    if g.geom_type in ("Polygon", "MultiPolygon")
+                ]
+            )
             if geom.is_empty:
                 return err(f"invalid polygon ({reason}) that cannot be repaired")
-            problems.append(Problem(f, label, f"invalid polygon ({reason}) repaired with make_valid",
-                                    "warning"))
+            problems.append(
+                Problem(f, label, f"invalid polygon ({reason}) repaired with make_valid", "warning")
+            )
         if geom.area < MIN_AREA_DEG2:
-            return err("polygon has no area (its corners lie on a line or one spot); draw it again "
-                       "or give a Point with radius_m")
+            return err(
+                "polygon has no area (its corners lie on a line or one spot); draw it again "
+                "or give a Point with radius_m"
+            )
         center = _declared_center(props) or geom.centroid
         from_point = _declared_center(props) is not None and _is_number(props.get("radius_m"))
         poly = geom
     if _wraps(poly):
         w, _, east, _ = poly.bounds
         if geom.geom_type in ("Point", "MultiPoint"):
-            what, fix = f"its {radius:g} m circle", "give a smaller radius_m or move the point off 180°"
+            what, fix = (
+                f"its {radius:g} m circle",
+                "give a smaller radius_m or move the point off 180°",
+            )
         else:
             what, fix = "it", "split it into two sites, one each side"
-        return err(f"crosses the antimeridian (180° longitude): {what} would span longitudes {w:.3f} to {east:.3f}, "
-                   f"round the globe; sites across 180° are not supported: {fix}")
+        return err(
+            f"crosses the antimeridian (180° longitude): {what} would span longitudes {w:.3f} to {east:.3f}, "
+            f"round the globe; sites across 180° are not supported: {fix}"
+        )
     row = {
         "_index": i,
         "site_id": site_id,
@@ -441,13 +571,27 @@ def _read_feature(
         row["name"] = site_id
     for key in DATE_KEYS:
         if row[key] is not None and site_date(row[key]) is None:
-            problems.append(Problem(f, label, f"{key}={row[key][:40]!r} is not a date (YYYY-MM-DD, or YYYY-MM when "
-                                              "only the month is known); ignored", "warning"))
+            problems.append(
+                Problem(
+                    f,
+                    label,
+                    f"{key}={row[key][:40]!r} is not a date (YYYY-MM-DD, or YYYY-MM when "
+                    "only the month is known); ignored",
+                    "warning",
+                )
+            )
             row[key] = None
     return row, problems
 
 
-_DEPTH = {"Point": 0, "MultiPoint": 1, "LineString": 1, "Polygon": 2, "MultiLineString": 2, "MultiPolygon": 3}
+_DEPTH = {
+    "Point": 0,
+    "MultiPoint": 1,
+    "LineString": 1,
+    "Polygon": 2,
+    "MultiLineString": 2,
+    "MultiPolygon": 3,
+}
 
 
 def _geometry_json_problem(g: Any) -> str | None:
@@ -462,8 +606,11 @@ def _geometry_json_problem(g: Any) -> str | None:
 
     def check(node: Any, depth: int) -> str | None:
         if depth == 0:
-            if (not isinstance(node, list) or len(node) not in (2, 3)
-                    or not all(isinstance(v, int | float) and not isinstance(v, bool) for v in node)):
+            if (
+                not isinstance(node, list)
+                or len(node) not in (2, 3)
+                or not all(isinstance(v, int | float) and not isinstance(v, bool) for v in node)
+            ):
                 return f"position {json.dumps(node)[:40]} is not [longitude, latitude] numbers"
             return None
         if not isinstance(node, list):
@@ -480,15 +627,23 @@ def _site_id(props: dict[str, Any], path: Path, i: int) -> tuple[str, Problem | 
     if raw is None or (isinstance(raw, str) and not raw.strip()):
         base = props.get("name")
         sid = slugify(str(base)) if base else f"{slugify(path.stem)}-{i + 1}"
-        return sid, Problem(str(path), None, f"no site_id; using {sid!r} (derived from "
-                                             f"{'name' if base else 'file name and position'})", "warning")
+        return sid, Problem(
+            str(path),
+            None,
+            f"no site_id; using {sid!r} (derived from "
+            f"{'name' if base else 'file name and position'})",
+            "warning",
+        )
     if isinstance(raw, bool) or not isinstance(raw, str | int):
         return "", Problem(str(path), None, f"site_id must be text, found {type(raw).__name__}")
     sid = str(raw).strip()
     if not SITE_ID_RE.match(sid):
-        return "", Problem(str(path), None,
-                           f"site_id {sid[:40]!r} is not filename-safe: use letters, digits, '.', '-', '_' "
-                           f"(up to 80 characters), e.g. {slugify(sid)!r}")
+        return "", Problem(
+            str(path),
+            None,
+            f"site_id {sid[:40]!r} is not filename-safe: use letters, digits, '.', '-', '_' "
+            f"(up to 80 characters), e.g. {slugify(sid)!r}",
+        )
     return sid, None
 
 
@@ -507,8 +662,14 @@ def _radius(props: dict[str, Any], default: float) -> tuple[float, str | None]:
 
 def _declared_center(props: dict[str, Any]) -> Point | None:
     lon, lat = props.get("center_lon"), props.get("center_lat")
-    if isinstance(lon, int | float) and isinstance(lat, int | float) and _is_number(lon) and _is_number(lat) \
-            and abs(lon) <= 180 and abs(lat) <= 90:
+    if (
+        isinstance(lon, int | float)
+        and isinstance(lat, int | float)
+        and _is_number(lon)
+        and _is_number(lat)
+        and abs(lon) <= 180
+        and abs(lat) <= 90
+    ):
         return Point(lon, lat)
     return None
 
@@ -554,7 +715,11 @@ def batch_labels(sites: Any) -> pd.Series:
 def in_batch(sites: Any, label: Any) -> np.ndarray:
     """Which sites carry the batch ``label`` (compared as labels: ``2024`` and ``"2024"`` agree)."""
     want = batch_label(label)
-    return (batch_labels(sites) == want).to_numpy(bool) if want is not None else np.zeros(len(sites), bool)
+    return (
+        (batch_labels(sites) == want).to_numpy(bool)
+        if want is not None
+        else np.zeros(len(sites), bool)
+    )
 
 
 def batch_order(labels: Iterable[Any]) -> list[str]:
@@ -605,8 +770,10 @@ def _wraps(geom: BaseGeometry) -> bool:
 def _refuse_wrap(geom: BaseGeometry, row: Any, what: str) -> BaseGeometry:
     if _wraps(geom):
         where = getattr(row, "source_file", "sites")
-        raise SiteError(f"{where}: site {row.site_id}: {what} crosses the antimeridian (180° longitude); sites "
-                        "within that distance of 180° are not supported: use a smaller radius or move the site")
+        raise SiteError(
+            f"{where}: site {row.site_id}: {what} crosses the antimeridian (180° longitude); sites "
+            "within that distance of 180° are not supported: use a smaller radius or move the site"
+        )
     return geom
 
 
@@ -617,7 +784,11 @@ def with_radius(sites: gpd.GeoDataFrame, radius_m: float) -> gpd.GeoDataFrame:
     for row in sites.itertuples():
         if row.from_point:
             c = (row.center_lon, row.center_lat)
-            geoms.append(_refuse_wrap(buffer_metres(Point(c), radius_m, c), row, f"its {radius_m:g} m circle"))
+            geoms.append(
+                _refuse_wrap(
+                    buffer_metres(Point(c), radius_m, c), row, f"its {radius_m:g} m circle"
+                )
+            )
         else:
             geoms.append(row.geometry)
     out["geometry"] = geoms
@@ -643,7 +814,9 @@ def background_rings(sites: gpd.GeoDataFrame, inner_m: float, outer_m: float) ->
     for row in sites.itertuples():
         c = (row.center_lon, row.center_lat)
         base = Point(c) if row.from_point else row.geometry
-        outer = _refuse_wrap(buffer_metres(base, outer_m, c), row, f"its background ring ({outer_m:g} m)")
+        outer = _refuse_wrap(
+            buffer_metres(base, outer_m, c), row, f"its background ring ({outer_m:g} m)"
+        )
         inner = buffer_metres(base, inner_m, c) if inner_m > 0 else shapely.Polygon()
         annuli.append((outer, inner))
     if not annuli:
@@ -652,23 +825,34 @@ def background_rings(sites: gpd.GeoDataFrame, inner_m: float, outer_m: float) ->
     x0, y0 = float(bounds[:, 0].min()), float(bounds[:, 1].min())
     # cells twice a typical ring: most rings overlap at most four; a few large ones (rings round big drawn
     # polygons) overlap more, which costs time, not correctness
-    size = float(np.median(np.maximum(bounds[:, 2] - bounds[:, 0], bounds[:, 3] - bounds[:, 1]))) * 2 or 1.0
+    size = (
+        float(np.median(np.maximum(bounds[:, 2] - bounds[:, 0], bounds[:, 3] - bounds[:, 1]))) * 2
+        or 1.0
+    )
     tree = shapely.STRtree(polygons)
     cells: dict[tuple[int, int], BaseGeometry] = {}
 
     def cell(i: int, j: int) -> BaseGeometry:
         """The union of the site polygons clipped to cell (i, j); built once."""
         if (i, j) not in cells:
-            box = shapely.box(x0 + i * size, y0 + j * size, x0 + (i + 1) * size, y0 + (j + 1) * size)
+            box = shapely.box(
+                x0 + i * size, y0 + j * size, x0 + (i + 1) * size, y0 + (j + 1) * size
+            )
             near = polygons[tree.query(box)]
-            cells[i, j] = (shapely.intersection(shapely.unary_union(near), box) if len(near)
-                           else shapely.Polygon())
+            cells[i, j] = (
+                shapely.intersection(shapely.unary_union(near), box)
+                if len(near)
+                else shapely.Polygon()
+            )
         return cells[i, j]
 
     rings = []
     for (outer, inner), (w, s, e, n) in zip(annuli, bounds, strict=True):
-        pieces = [cell(i, j) for i in range(int((w - x0) // size), int((e - x0) // size) + 1)
-                  for j in range(int((s - y0) // size), int((n - y0) // size) + 1)]
+        pieces = [
+            cell(i, j)
+            for i in range(int((w - x0) // size), int((e - x0) // size) + 1)
+            for j in range(int((s - y0) // size), int((n - y0) // size) + 1)
+        ]
         ring = outer.difference(inner)
         for piece in pieces:
             if shapely.intersects(piece, outer):

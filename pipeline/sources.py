@@ -62,7 +62,9 @@ EOG_RE = re.compile(
     r"(?P<cfg>vcmcfg|vcmslcfg)_v10_c(?P<stamp>\d{12})\.(?P<layer>avg_rade9h|avg_rade9h\.masked|cf_cvg|cvg)"
     r"\.tif$"
 )
-BM_RE = re.compile(r"^(?P<product>VNP46A3|VJ146A3)_(?P<month>\d{4}-\d{2})\.(?P<layer>radiance|quality)\.tif$")
+BM_RE = re.compile(
+    r"^(?P<product>VNP46A3|VJ146A3)_(?P<month>\d{4}-\d{2})\.(?P<layer>radiance|quality)\.tif$"
+)
 # Annual composites. EOG has named VNL v2 files both ways: VNL_v21_npp_2021_..., VNL_v22_npp-j01_2023_...
 # and (2024 on) VNL_npp_2024_global_vcmslcfg_v2_c202502261200.average_masked.dat.tif.
 EOG_ANNUAL_RE = re.compile(
@@ -73,7 +75,9 @@ EOG_ANNUAL_RE = re.compile(
 # Radiance layers of an EOG annual composite, preferred first: average_masked is the outlier-removed
 # average with the background zeroed (Elvidge et al. 2021), the layer methods_policy.md names.
 EOG_ANNUAL_RADIANCE = ("average_masked", "average", "median_masked", "median")
-BM_ANNUAL_RE = re.compile(r"^(?P<product>VNP46A4|VJ146A4)_(?P<year>\d{4})\.(?P<layer>radiance|quality)\.tif$")
+BM_ANNUAL_RE = re.compile(
+    r"^(?P<product>VNP46A4|VJ146A4)_(?P<year>\d{4})\.(?P<layer>radiance|quality)\.tif$"
+)
 PLAIN_RE = re.compile(r"(?<!\d)(?P<year>(?:19|20)\d{2})-?(?P<month>0[1-9]|1[0-2])(?!\d)")
 RASTER_SUFFIXES = (".tif", ".tiff")
 
@@ -142,7 +146,9 @@ class AnnualRaster(MonthlyRaster):
 # more, or far more pixels than its file could hold, is damaged or hostile (a 1e6 x 1e6 px GeoTIFF
 # of a few KB tried to allocate 39 GiB). Pixels are only ever read by window, so a real big tile is fine.
 MAX_RASTER_PIXELS = 10_000_000_000
-MAX_PIXELS_PER_BYTE = 10_000  # declared uncompressed bytes per byte of file, for rasters of > 1e8 px
+MAX_PIXELS_PER_BYTE = (
+    10_000  # declared uncompressed bytes per byte of file, for rasters of > 1e8 px
+)
 
 
 def grid_of(path: Path) -> tuple[Grid, float | None]:
@@ -157,12 +163,16 @@ def _grid_nodata_dtype(path: Path) -> tuple[Grid, float | None, str]:
         with rasterio.open(path) as ds:
             _check_complete(ds, path)
             if ds.crs is None:
-                raise SourceError(f"{path}: raster has no CRS; georeference it (e.g. gdal_edit.py -a_srs EPSG:4326)")
+                raise SourceError(
+                    f"{path}: raster has no CRS; georeference it (e.g. gdal_edit.py -a_srs EPSG:4326)"
+                )
             _check_readable(ds, path)
             grid = Grid(ds.crs.to_wkt(), tuple(ds.transform)[:6], ds.width, ds.height)
             return grid, ds.nodata, ds.dtypes[0]
     except RasterioError as e:
-        raise SourceError(f"{path}: cannot open raster ({raster_error_reason(e)}); the file may be truncated or not a GeoTIFF") from e
+        raise SourceError(
+            f"{path}: cannot open raster ({raster_error_reason(e)}); the file may be truncated or not a GeoTIFF"
+        ) from e
 
 
 def _check_readable(ds: rasterio.DatasetReader, path: Path) -> None:
@@ -170,21 +180,29 @@ def _check_readable(ds: rasterio.DatasetReader, path: Path) -> None:
     t = ds.transform
     # terms below 1e-6 of the pixel size are rounding noise (0.03 px across a whole EOG tile), not a rotation
     if abs(t.b) > 1e-6 * abs(t.a) or abs(t.d) > 1e-6 * abs(t.e):
-        raise SourceError(f"{path}: rotated or sheared georeferencing (geotransform {tuple(round(v, 9) for v in t[:6])}); "
-                          "pixels would be placed wrongly: warp it north-up first, e.g. gdalwarp -t_srs EPSG:4326 "
-                          "in.tif out.tif")
+        raise SourceError(
+            f"{path}: rotated or sheared georeferencing (geotransform {tuple(round(v, 9) for v in t[:6])}); "
+            "pixels would be placed wrongly: warp it north-up first, e.g. gdalwarp -t_srs EPSG:4326 "
+            "in.tif out.tif"
+        )
     if ds.count != 1:
-        raise SourceError(f"{path}: {ds.count} bands; a radiance or coverage file has one and the band is not "
-                          "guessed: extract it, e.g. gdal_translate -b 1 in.tif out.tif")
+        raise SourceError(
+            f"{path}: {ds.count} bands; a radiance or coverage file has one and the band is not "
+            "guessed: extract it, e.g. gdal_translate -b 1 in.tif out.tif"
+        )
     pixels = ds.width * ds.height
     if pixels > MAX_RASTER_PIXELS:
-        raise SourceError(f"{path}: declares {ds.width} x {ds.height} px, more than a global VIIRS grid "
-                          "(86400 x 33600); the file is damaged or not a night-light raster")
+        raise SourceError(
+            f"{path}: declares {ds.width} x {ds.height} px, more than a global VIIRS grid "
+            "(86400 x 33600); the file is damaged or not a night-light raster"
+        )
     size = path.stat().st_size
     declared = pixels * np.dtype(ds.dtypes[0]).itemsize
     if pixels > 100_000_000 and declared > MAX_PIXELS_PER_BYTE * size:
-        raise SourceError(f"{path}: declares {ds.width} x {ds.height} px ({declared / 2**30:.0f} GiB) in a file of "
-                          f"{size} bytes; the file is damaged or not a night-light raster")
+        raise SourceError(
+            f"{path}: declares {ds.width} x {ds.height} px ({declared / 2**30:.0f} GiB) in a file of "
+            f"{size} bytes; the file is damaged or not a night-light raster"
+        )
 
 
 def _check_not_page(path: Path) -> None:
@@ -195,11 +213,15 @@ def _check_not_page(path: Path) -> None:
     except OSError as e:
         raise SourceError(f"{path}: cannot read ({e.strerror})") from e
     if not head:
-        raise SourceError(f"{path}: empty file (0 bytes), probably an interrupted download; "
-                          "delete it and download it again")
+        raise SourceError(
+            f"{path}: empty file (0 bytes), probably an interrupted download; "
+            "delete it and download it again"
+        )
     if head.lstrip()[:1] in (b"<", b"{"):
-        raise SourceError(f"{path}: a web page or text, not a GeoTIFF (a failed download saved under "
-                          "a raster name?); delete it, check your credentials and download it again")
+        raise SourceError(
+            f"{path}: a web page or text, not a GeoTIFF (a failed download saved under "
+            "a raster name?); delete it, check your credentials and download it again"
+        )
 
 
 def _check_complete(ds: rasterio.DatasetReader, path: Path) -> None:
@@ -212,13 +234,15 @@ def _check_complete(ds: rasterio.DatasetReader, path: Path) -> None:
         return
     size = path.stat().st_size
     rows, cols = ds.block_shapes[0]
-    last = (f"{-(-ds.width // cols) - 1}_{-(-ds.height // rows) - 1}")
+    last = f"{-(-ds.width // cols) - 1}_{-(-ds.height // rows) - 1}"
     for bidx in {1, ds.count}:
         offset = ds.get_tag_item(f"BLOCK_OFFSET_{last}", "TIFF", bidx=bidx)
         nbytes = ds.get_tag_item(f"BLOCK_SIZE_{last}", "TIFF", bidx=bidx)
         if offset and nbytes and int(offset) + int(nbytes) > size:
-            raise SourceError(f"{path}: truncated GeoTIFF ({size} bytes, its data runs to "
-                              f"{int(offset) + int(nbytes)}); delete it and download it again")
+            raise SourceError(
+                f"{path}: truncated GeoTIFF ({size} bytes, its data runs to "
+                f"{int(offset) + int(nbytes)}); delete it and download it again"
+            )
 
 
 def raster_error_reason(e: BaseException) -> str:
@@ -250,9 +274,14 @@ def find_monthly_rasters(
     if not folder.exists():
         raise SourceError(f"{folder}: raster folder not found")
     if not folder.is_dir():
-        raise SourceError(f"{folder}: not a folder; --rasters takes the folder holding the monthly files")
-    files = sorted(p for p in (folder.rglob("*") if files is None else files)
-                   if p.name.lower().endswith(RASTER_SUFFIXES) and not _hidden(p, folder) and p.is_file())
+        raise SourceError(
+            f"{folder}: not a folder; --rasters takes the folder holding the monthly files"
+        )
+    files = sorted(
+        p
+        for p in (folder.rglob("*") if files is None else files)
+        if p.name.lower().endswith(RASTER_SUFFIXES) and not _hidden(p, folder) and p.is_file()
+    )
     if not files:
         raise SourceError(f"{folder}: no GeoTIFF files (.tif) found")
     candidates = _candidates(files)
@@ -263,24 +292,38 @@ def find_monthly_rasters(
         found = sorted(chosen)
         chosen = {m: c for m, c in chosen.items() if int(m[:4]) in years}
         if not chosen:
-            raise SourceError(f"{folder}: no monthly rasters for {', '.join(map(str, years))} "
-                              f"(found {found[0]} to {found[-1]})")
+            raise SourceError(
+                f"{folder}: no monthly rasters for {', '.join(map(str, years))} "
+                f"(found {found[0]} to {found[-1]})"
+            )
     return [_located(MonthlyRaster, month, *chosen[month]) for month in sorted(chosen)]
 
 
-def _located(cls: type[MonthlyRaster], label: str, radiance: Path, aux: Path | None, aux_kind: AuxKind,
-             product: str) -> MonthlyRaster:
+def _located(
+    cls: type[MonthlyRaster],
+    label: str,
+    radiance: Path,
+    aux: Path | None,
+    aux_kind: AuxKind,
+    product: str,
+) -> MonthlyRaster:
     grid, nodata, dtype = _grid_nodata_dtype(radiance)
     if nodata is None and np.dtype(dtype).kind in "iu":
         nodata = _assumed_fill(dtype)
-        log.warning("%s: integer raster (%s) without a nodata tag; assuming %s marks missing pixels (else they "
-                    "would count as radiance); tag the real fill, e.g. gdal_edit.py -a_nodata VALUE", radiance,
-                    dtype, nodata)
+        log.warning(
+            "%s: integer raster (%s) without a nodata tag; assuming %s marks missing pixels (else they "
+            "would count as radiance); tag the real fill, e.g. gdal_edit.py -a_nodata VALUE",
+            radiance,
+            dtype,
+            nodata,
+        )
     if aux is not None:
         aux_grid, _ = grid_of(aux)
         if aux_grid != grid:
-            raise SourceError(f"{aux}: grid ({aux_grid.describe()}) differs from its radiance file "
-                              f"{radiance.name} ({grid.describe()}); download both again")
+            raise SourceError(
+                f"{aux}: grid ({aux_grid.describe()}) differs from its radiance file "
+                f"{radiance.name} ({grid.describe()}); download both again"
+            )
     return cls(label, radiance, aux, aux_kind, product, grid, nodata)
 
 
@@ -291,8 +334,12 @@ def _assumed_fill(dtype: str) -> float:
     return float(info.min if np.dtype(dtype).kind == "i" else info.max)
 
 
-def find_annual_rasters(folder: Path | str, years: tuple[int, ...] | None = None,
-                        eog_config: str = "vcmslcfg", files: list[Path] | None = None) -> list[AnnualRaster]:
+def find_annual_rasters(
+    folder: Path | str,
+    years: tuple[int, ...] | None = None,
+    eog_config: str = "vcmslcfg",
+    files: list[Path] | None = None,
+) -> list[AnnualRaster]:
     """Discover one annual composite per year under ``folder`` (recursively).
 
     EOG: the first radiance layer of :data:`EOG_ANNUAL_RADIANCE` present for the year, with its
@@ -302,22 +349,40 @@ def find_annual_rasters(folder: Path | str, years: tuple[int, ...] | None = None
     """
     folder = Path(folder)
     if not folder.is_dir():
-        raise SourceError(f"{folder}: raster folder not found" if not folder.exists() else
-                          f"{folder}: not a folder; --rasters takes the folder holding the annual files")
-    files = sorted(p for p in (folder.rglob("*") if files is None else files)
-                   if p.name.lower().endswith(RASTER_SUFFIXES) and not _hidden(p, folder) and p.is_file())
+        raise SourceError(
+            f"{folder}: raster folder not found"
+            if not folder.exists()
+            else f"{folder}: not a folder; --rasters takes the folder holding the annual files"
+        )
+    files = sorted(
+        p
+        for p in (folder.rglob("*") if files is None else files)
+        if p.name.lower().endswith(RASTER_SUFFIXES) and not _hidden(p, folder) and p.is_file()
+    )
     by_name = {p.name: p for p in files}
     years_found: dict[str, list[_Candidate]] = defaultdict(list)
     for p in files:
         m = EOG_ANNUAL_RE.match(p.name)
         if m and m["layer"] in EOG_ANNUAL_RADIANCE:
             stem = p.name[: m.start("layer")]
-            others = [lyr for lyr in EOG_ANNUAL_RADIANCE[:EOG_ANNUAL_RADIANCE.index(m["layer"])]
-                      if any(n.startswith(stem + lyr + ".") for n in by_name)]
+            others = [
+                lyr
+                for lyr in EOG_ANNUAL_RADIANCE[: EOG_ANNUAL_RADIANCE.index(m["layer"])]
+                if any(n.startswith(stem + lyr + ".") for n in by_name)
+            ]
             if others:
                 continue  # a preferred radiance layer of the same composite is there
-            cvg = next((by_name[n] for n in (stem + "cf_cvg.dat.tif", stem + "cf_cvg.tif") if n in by_name), None)
-            years_found[m["year"]].append((p, cvg, "cf_cvg" if cvg else "none", f"eog-annual-{m['cfg']}"))
+            cvg = next(
+                (
+                    by_name[n]
+                    for n in (stem + "cf_cvg.dat.tif", stem + "cf_cvg.tif")
+                    if n in by_name
+                ),
+                None,
+            )
+            years_found[m["year"]].append(
+                (p, cvg, "cf_cvg" if cvg else "none", f"eog-annual-{m['cfg']}")
+            )
             continue
         b = BM_ANNUAL_RE.match(p.name)
         if b and b["layer"] == "radiance":
@@ -329,18 +394,24 @@ def find_annual_rasters(folder: Path | str, years: tuple[int, ...] | None = None
         if len(cands) > 1 and len(preferred) == 1:
             cands = preferred
         if len(cands) > 1:
-            raise SourceError(f"year {year} has {len(cands)} annual composites ({', '.join(str(c[0]) for c in cands)}); "
-                              "keep one per year")
+            raise SourceError(
+                f"year {year} has {len(cands)} annual composites ({', '.join(str(c[0]) for c in cands)}); "
+                "keep one per year"
+            )
         chosen[year] = cands[0]
     if not chosen:
-        raise SourceError(f"{folder}: no annual composites (VNL_..._global_<cfg>_..._c<stamp>.average_masked.dat.tif "
-                          "or VNP46A4_YYYY.radiance.tif); for monthly files use --product monthly")
+        raise SourceError(
+            f"{folder}: no annual composites (VNL_..._global_<cfg>_..._c<stamp>.average_masked.dat.tif "
+            "or VNP46A4_YYYY.radiance.tif); for monthly files use --product monthly"
+        )
     if years is not None:
         found = sorted(chosen)
         chosen = {y: c for y, c in chosen.items() if int(y) in years}
         if not chosen:
-            raise SourceError(f"{folder}: no annual composites for {', '.join(map(str, years))} "
-                              f"(found {found[0]} to {found[-1]})")
+            raise SourceError(
+                f"{folder}: no annual composites for {', '.join(map(str, years))} "
+                f"(found {found[0]} to {found[-1]})"
+            )
     return [_located(AnnualRaster, year, *chosen[year]) for year in sorted(chosen)]  # type: ignore[misc]
 
 
@@ -369,22 +440,31 @@ def _candidates(files: list[Path]) -> dict[str, list[_Candidate]]:
                 q = by_name.get(p.name.replace(".radiance.tif", ".quality.tif"))
                 months[b["month"]].append((p, q, "bm_quality" if q else "none", b["product"]))
             continue
-        if p.name.startswith(("SVDNB_", "VNL_")) or ".cf_cvg." in p.name or p.name.endswith(".quality.tif") \
-                or BM_ANNUAL_RE.match(p.name):
+        if (
+            p.name.startswith(("SVDNB_", "VNL_"))
+            or ".cf_cvg." in p.name
+            or p.name.endswith(".quality.tif")
+            or BM_ANNUAL_RE.match(p.name)
+        ):
             continue  # companions, and annual composites (find_annual_rasters)
         found = {(y, mo) for y, mo in PLAIN_RE.findall(p.stem)}
         if len(found) == 1:
             y, mo = found.pop()
             months[f"{y}-{mo}"].append((p, None, "none", "geotiff"))
         elif len(found) > 1:
-            log.warning("%s: skipped, its name holds several months (%s)", p,
-                        ", ".join(sorted(f"{y}-{mo}" for y, mo in found)))
+            log.warning(
+                "%s: skipped, its name holds several months (%s)",
+                p,
+                ", ".join(sorted(f"{y}-{mo}" for y, mo in found)),
+            )
         else:
             log.warning("%s: skipped, no month (YYYY-MM or YYYYMM) in its name", p)
     return months
 
 
-def _one_per_month(candidates: dict[str, list[_Candidate]], eog_config: str) -> dict[str, _Candidate]:
+def _one_per_month(
+    candidates: dict[str, list[_Candidate]], eog_config: str
+) -> dict[str, _Candidate]:
     chosen = {}
     for month, cands in candidates.items():
         if len(cands) > 1:
@@ -394,7 +474,9 @@ def _one_per_month(candidates: dict[str, list[_Candidate]], eog_config: str) -> 
                 cands = preferred
         if len(cands) > 1:
             names = ", ".join(str(c[0]) for c in cands)
-            raise SourceError(f"month {month} has {len(cands)} radiance files ({names}); keep one per month")
+            raise SourceError(
+                f"month {month} has {len(cands)} radiance files ({names}); keep one per month"
+            )
         chosen[month] = cands[0]
     return chosen
 
@@ -419,13 +501,16 @@ def read_window(raster: MonthlyRaster, window: Window) -> tuple[np.ndarray, np.n
         else:
             aux = None
     except RasterioError as e:
-        raise SourceError(f"{raster.radiance}: cannot read month {raster.month} ({raster_error_reason(e)}); "
-                          "the file may be truncated: delete it and download again") from e
+        raise SourceError(
+            f"{raster.radiance}: cannot read month {raster.month} ({raster_error_reason(e)}); "
+            "the file may be truncated: delete it and download again"
+        ) from e
     return clean_pixels(rad, aux, raster, fill=0.0)
 
 
-def clean_pixels(rad: np.ndarray, aux: np.ndarray | None, raster: MonthlyRaster,
-                 fill: float = 0.0) -> tuple[np.ndarray, np.ndarray]:
+def clean_pixels(
+    rad: np.ndarray, aux: np.ndarray | None, raster: MonthlyRaster, fill: float = 0.0
+) -> tuple[np.ndarray, np.ndarray]:
     """The one nodata rule, for pixels however they were read.
 
     Non-finite or nodata radiance is unusable: it becomes ``fill`` and its auxiliary value
@@ -444,7 +529,9 @@ def clean_pixels(rad: np.ndarray, aux: np.ndarray | None, raster: MonthlyRaster,
     return rad, np.where(usable, aux, 0 if raster.aux_kind == "cf_cvg" else 255)
 
 
-def valid_mask(aux: np.ndarray, aux_kind: AuxKind, min_cf_cvg: int, bm_quality: tuple[int, ...]) -> np.ndarray:
+def valid_mask(
+    aux: np.ndarray, aux_kind: AuxKind, min_cf_cvg: int, bm_quality: tuple[int, ...]
+) -> np.ndarray:
     """Which pixels are observed. Zero radiance under zero coverage is missing, not dark."""
     if aux_kind == "cf_cvg":
         return aux >= min_cf_cvg

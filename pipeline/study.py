@@ -41,7 +41,9 @@ class StudySpec:
     sites: gpd.GeoDataFrame
     params: Params
     claim: Claim
-    claim_path: Path | None = None  # the claim file asked for (its n_sites must fit the sites); None: the default
+    claim_path: Path | None = (
+        None  # the claim file asked for (its n_sites must fit the sites); None: the default
+    )
     source: Source = "auto"
     rasters_dir: Path | None = None
     data_dir: Path = Path("data")
@@ -58,7 +60,9 @@ class StudySpec:
 
 def claim_years(claim: Claim, base: Params | None = None) -> Params:
     """``base`` (default :class:`Params`) with the claim's two years: the run's years unless given."""
-    return (base or Params()).replace(baseline_year=claim.baseline_year, target_year=claim.target_year)
+    return (base or Params()).replace(
+        baseline_year=claim.baseline_year, target_year=claim.target_year
+    )
 
 
 def run_study(spec: StudySpec) -> Results:
@@ -77,19 +81,49 @@ def run_study(spec: StudySpec) -> Results:
             log.log(logging.WARNING if chosen else logging.INFO, "%s", note)
     sites, counties = with_default_counties(sites) if spec.analysis else (sites, None)
     plan = _plan(spec, sites)
-    years = sorted({params.baseline_year - 1, params.baseline_year, params.target_year}) if spec.analysis else []
+    years = (
+        sorted({params.baseline_year - 1, params.baseline_year, params.target_year})
+        if spec.analysis
+        else []
+    )
     wanted = sorted({*years, *(params.compare_years if plan else ())})
-    got = acquire(spec.source, sites, params, wanted, rasters_dir=spec.rasters_dir, data_dir=spec.data_dir,
-                  progress=spec.progress, required=(params.baseline_year, params.target_year))
+    got = acquire(
+        spec.source,
+        sites,
+        params,
+        wanted,
+        rasters_dir=spec.rasters_dir,
+        data_dir=spec.data_dir,
+        progress=spec.progress,
+        required=(params.baseline_year, params.target_year),
+    )
     files = ", ".join(p.name for p in spec.site_files) or "the given table"
-    log.info("%d sites from %s; %d months from %s (%s)", len(sites), files, len(got.rasters), got.folder,
-             got.data_kind)
+    log.info(
+        "%d sites from %s; %d months from %s (%s)",
+        len(sites),
+        files,
+        len(got.rasters),
+        got.folder,
+        got.data_kind,
+    )
     if spec.analysis:
-        results = analyse(sites, [r for r in got.rasters if r.year in set(years)], params, source=got.source,
-                          data_kind=got.data_kind, sensitivity=spec.sensitivity, progress=spec.progress,
-                          cube_dir=spec.cube_dir, alternatives=got.alternatives, claim=claim, units=counties)
+        results = analyse(
+            sites,
+            [r for r in got.rasters if r.year in set(years)],
+            params,
+            source=got.source,
+            data_kind=got.data_kind,
+            sensitivity=spec.sensitivity,
+            progress=spec.progress,
+            cube_dir=spec.cube_dir,
+            alternatives=got.alternatives,
+            claim=claim,
+            units=counties,
+        )
     else:
-        results = Results(sites, _empty(), _empty(), {"data_kind": got.data_kind, "source": got.source})
+        results = Results(
+            sites, _empty(), _empty(), {"data_kind": got.data_kind, "source": got.source}
+        )
     if plan is not None:
         results.comparison = _compare(spec, plan, sites, got)
     return results
@@ -118,23 +152,50 @@ def _plan(spec: StudySpec, sites: gpd.GeoDataFrame) -> Any:
         return None
     from pipeline.compare import plan_comparison
 
-    return plan_comparison(sites, spec.units_path, spec.batch, required=spec.compare_required, claim=spec.claim)
+    return plan_comparison(
+        sites, spec.units_path, spec.batch, required=spec.compare_required, claim=spec.claim
+    )
 
 
 def _compare(spec: StudySpec, plan: Any, sites: gpd.GeoDataFrame, got: Any) -> Any:
     from pipeline.compare import compare, run_comparison, units_without_rasters
 
     if not spec.compare_required:
-        return run_comparison(plan, sites, got.rasters, spec.params, data_kind=got.data_kind,
-                              progress=spec.progress, cube_dir=spec.cube_dir)
+        return run_comparison(
+            plan,
+            sites,
+            got.rasters,
+            spec.params,
+            data_kind=got.data_kind,
+            progress=spec.progress,
+            cube_dir=spec.cube_dir,
+        )
     outside = units_without_rasters(plan.units, got.rasters)
     if outside:
-        log.warning("%s: %d of the %d units lie outside the rasters; they have no data and are left out",
-                    plan.units_file, outside, len(plan.units))
-    log.info("%d units from %s (%d treated, batch %s)", len(plan.units), plan.units_file, len(plan.treated),
-             plan.batch)
-    return compare(sites, plan.units, got.rasters, spec.params, batch=plan.batch, data_kind=got.data_kind,
-                   claim=plan.claim, progress=spec.progress, cube_dir=spec.cube_dir)
+        log.warning(
+            "%s: %d of the %d units lie outside the rasters; they have no data and are left out",
+            plan.units_file,
+            outside,
+            len(plan.units),
+        )
+    log.info(
+        "%d units from %s (%d treated, batch %s)",
+        len(plan.units),
+        plan.units_file,
+        len(plan.treated),
+        plan.batch,
+    )
+    return compare(
+        sites,
+        plan.units,
+        got.rasters,
+        spec.params,
+        batch=plan.batch,
+        data_kind=got.data_kind,
+        claim=plan.claim,
+        progress=spec.progress,
+        cube_dir=spec.cube_dir,
+    )
 
 
 def _empty() -> Any:

@@ -38,7 +38,9 @@ log = logging.getLogger(__name__)
 
 UNIT_COLUMNS = ["unit_id", "name", "name_ko", "province", "province_id", "geometry"]
 BOUNDARY_FILES = {"county": "prk_adm2.geojson", "province": "prk_adm1.geojson"}
-OVERLAP_WARN_SHARE = 0.005  # overlaps under 0.5% of the smaller unit are digitising slivers, not errors
+OVERLAP_WARN_SHARE = (
+    0.005  # overlaps under 0.5% of the smaller unit are digitising slivers, not errors
+)
 MAX_FILE_BYTES = 100_000_000
 
 
@@ -61,7 +63,9 @@ def read_units(path: Path | str) -> gpd.GeoDataFrame:
     doc = _load(path)
     features = doc.get("features") if isinstance(doc, dict) else None
     if not isinstance(features, list) or not features:
-        raise BoundaryError(f"{path}: expected a GeoJSON FeatureCollection of unit polygons with features")
+        raise BoundaryError(
+            f"{path}: expected a GeoJSON FeatureCollection of unit polygons with features"
+        )
     rows: list[dict[str, Any]] = []
     seen: dict[str, int] = {}
     for i, feat in enumerate(features):
@@ -70,20 +74,31 @@ def read_units(path: Path | str) -> gpd.GeoDataFrame:
             raise BoundaryError(f"{path}: feature {i}: not a GeoJSON Feature with properties")
         uid = props.get("unit_id")
         if uid is None or isinstance(uid, bool) or not str(uid).strip():
-            raise BoundaryError(f"{path}: feature {i}{_named(props)}: no unit_id; give every unit a unique unit_id")
+            raise BoundaryError(
+                f"{path}: feature {i}{_named(props)}: no unit_id; give every unit a unique unit_id"
+            )
         uid = str(uid).strip()
         if uid in seen:
-            raise BoundaryError(f"{path}: feature {i} ({uid}): duplicate unit_id {uid!r} (also feature "
-                                f"{seen[uid]}); unit_id must be unique")
+            raise BoundaryError(
+                f"{path}: feature {i} ({uid}): duplicate unit_id {uid!r} (also feature "
+                f"{seen[uid]}); unit_id must be unique"
+            )
         seen[uid] = i
         geom = _geometry(feat.get("geometry"), path, i, uid)
         row = {k: v for k, v in props.items() if k != "geometry"}
-        row |= {"unit_id": uid, "name": _text(props.get("name")) or uid, "name_ko": _text(props.get("name_ko")),
-                "province": _text(props.get("province")), "province_id": _text(props.get("province_id")),
-                "geometry": geom}
+        row |= {
+            "unit_id": uid,
+            "name": _text(props.get("name")) or uid,
+            "name_ko": _text(props.get("name_ko")),
+            "province": _text(props.get("province")),
+            "province_id": _text(props.get("province_id")),
+            "geometry": geom,
+        }
         rows.append(row)
     units = gpd.GeoDataFrame(rows, geometry="geometry", crs="EPSG:4326")
-    units = units[UNIT_COLUMNS[:-1] + [c for c in units.columns if c not in UNIT_COLUMNS] + ["geometry"]]
+    units = units[
+        UNIT_COLUMNS[:-1] + [c for c in units.columns if c not in UNIT_COLUMNS] + ["geometry"]
+    ]
     units.attrs["source_file"] = str(path)
     for line in overlap_problems(units, path):
         log.warning("%s", line)
@@ -103,14 +118,22 @@ def overlap_problems(units: gpd.GeoDataFrame, path: Path | str = "units") -> lis
     lines = []
     for a, b, s, m in zip(left, right, shared, smaller, strict=True):
         if s > OVERLAP_WARN_SHARE * m:
-            lines.append(f"{path}: warning: units {units['unit_id'].iat[a]} ({units['name'].iat[a]}) and "
-                         f"{units['unit_id'].iat[b]} ({units['name'].iat[b]}) overlap by {100 * s / m:.1f}% of the "
-                         "smaller; a site in the overlap is given the first")
+            lines.append(
+                f"{path}: warning: units {units['unit_id'].iat[a]} ({units['name'].iat[a]}) and "
+                f"{units['unit_id'].iat[b]} ({units['name'].iat[b]}) overlap by {100 * s / m:.1f}% of the "
+                "smaller; a site in the overlap is given the first"
+            )
     return lines
 
 
-def assign_units(sites: gpd.GeoDataFrame, units: gpd.GeoDataFrame, *, column: str = "county",
-                 source: str | None = None, outside_level: int = logging.WARNING) -> gpd.GeoDataFrame:
+def assign_units(
+    sites: gpd.GeoDataFrame,
+    units: gpd.GeoDataFrame,
+    *,
+    column: str = "county",
+    source: str | None = None,
+    outside_level: int = logging.WARNING,
+) -> gpd.GeoDataFrame:
     """The sites with ``<column>`` (unit name) and ``<column>_id`` (unit id) of the unit holding
     each site's centre (``center_lon``/``center_lat``, else a representative point).
 
@@ -133,25 +156,52 @@ def assign_units(sites: gpd.GeoDataFrame, units: gpd.GeoDataFrame, *, column: st
     for j, n in enumerate(units["name"]):
         by_name.setdefault(normalise_name(n), []).append(j)
     for i, u in enumerate(chosen):
-        sid, name = sites["site_id"].iat[i], _text(sites["name"].iat[i]) if "name" in sites else None
+        sid, name = (
+            sites["site_id"].iat[i],
+            _text(sites["name"].iat[i]) if "name" in sites else None,
+        )
         label = f"site {sid}" + (f" ({name})" if name and name != sid else "")
         if u is None:
-            log.log(outside_level, "%s: warning: %s at %.5f, %.5f is outside every unit; its %s is left empty",
-                    source, label, points[i].x, points[i].y, column)
+            log.log(
+                outside_level,
+                "%s: warning: %s at %.5f, %.5f is outside every unit; its %s is left empty",
+                source,
+                label,
+                points[i].x,
+                points[i].y,
+                column,
+            )
             continue
         if not name or name == sid or normalise_name(name) == normalise_name(units["name"].iat[u]):
             continue
         others = [j for j in by_name.get(normalise_name(name), []) if j != u]
-        elsewhere = "; " + ", ".join(
-            f"unit {units['unit_id'].iat[j]} ({units['name'].iat[j]}, {_text(units['province'].iat[j]) or '?'}) is "
-            f"{_km(points[i], units.geometry.iat[j]):.1f} km away" for j in others) if others else ""
-        log.warning("%s: warning: %s falls in %s %s (%s, %s), which has another name%s; check the point or the "
-                    "boundary", source, label, column, units["name"].iat[u], units["unit_id"].iat[u],
-                    _text(units["province"].iat[u]) or "?", elsewhere)
+        elsewhere = (
+            "; "
+            + ", ".join(
+                f"unit {units['unit_id'].iat[j]} ({units['name'].iat[j]}, {_text(units['province'].iat[j]) or '?'}) is "
+                f"{_km(points[i], units.geometry.iat[j]):.1f} km away"
+                for j in others
+            )
+            if others
+            else ""
+        )
+        log.warning(
+            "%s: warning: %s falls in %s %s (%s, %s), which has another name%s; check the point or the "
+            "boundary",
+            source,
+            label,
+            column,
+            units["name"].iat[u],
+            units["unit_id"].iat[u],
+            _text(units["province"].iat[u]) or "?",
+            elsewhere,
+        )
     return out
 
 
-def with_default_counties(sites: gpd.GeoDataFrame) -> tuple[gpd.GeoDataFrame, gpd.GeoDataFrame | None]:
+def with_default_counties(
+    sites: gpd.GeoDataFrame,
+) -> tuple[gpd.GeoDataFrame, gpd.GeoDataFrame | None]:
     """The sites with ``county``/``county_id`` from the shipped counties, and those counties.
 
     Only when the counties cover the sites (some site centre inside their extent): sites
@@ -172,8 +222,9 @@ def with_default_counties(sites: gpd.GeoDataFrame) -> tuple[gpd.GeoDataFrame, gp
     return assign_units(sites, units, source=str(path), outside_level=logging.INFO), units
 
 
-def unit_log_changes(unit_months: pd.DataFrame, baseline_year: int, target_year: int,
-                     min_valid_fraction: float = 0.5) -> pd.DataFrame:
+def unit_log_changes(
+    unit_months: pd.DataFrame, baseline_year: int, target_year: int, min_valid_fraction: float = 0.5
+) -> pd.DataFrame:
     """Each unit's change in light: ln(mean valid radiance in the target year / in the baseline).
 
     ``unit_months``: ``unit_id``, ``month`` (YYYY-MM), ``mean_radiance``, ``valid_fraction``.
@@ -182,22 +233,35 @@ def unit_log_changes(unit_months: pd.DataFrame, baseline_year: int, target_year:
     for the sites). Returns ``unit_id``, ``baseline_mean``, ``target_mean``, ``n_months``,
     ``log_change`` (NaN without a matched month or with a non-positive mean).
     """
-    month = unit_months["month"].astype(str)  # "YYYY-MM", or "YYYY" for annual composites (one "month")
-    t = unit_months.assign(year=month.str[:4].astype(int),
-                           cal=pd.to_numeric(month.str[5:7], errors="coerce").fillna(1).astype(int))
+    month = unit_months["month"].astype(
+        str
+    )  # "YYYY-MM", or "YYYY" for annual composites (one "month")
+    t = unit_months.assign(
+        year=month.str[:4].astype(int),
+        cal=pd.to_numeric(month.str[5:7], errors="coerce").fillna(1).astype(int),
+    )
     ok = (t["valid_fraction"] >= min_valid_fraction) & t["mean_radiance"].notna()
     t = t[ok & t["year"].isin((baseline_year, target_year))]
-    wide = t.pivot_table(index=["unit_id", "cal"], columns="year", values="mean_radiance", aggfunc="mean")
+    wide = t.pivot_table(
+        index=["unit_id", "cal"], columns="year", values="mean_radiance", aggfunc="mean"
+    )
     wide = wide.reindex(columns=[baseline_year, target_year]).dropna()
     g = wide.groupby(level="unit_id")
-    out = pd.DataFrame({"baseline_mean": g[baseline_year].mean(), "target_mean": g[target_year].mean(),
-                        "n_months": g.size()})
+    out = pd.DataFrame(
+        {
+            "baseline_mean": g[baseline_year].mean(),
+            "target_mean": g[target_year].mean(),
+            "n_months": g.size(),
+        }
+    )
     units = pd.Index(pd.unique(unit_months["unit_id"]), name="unit_id")
     out = out.reindex(units)
     out["n_months"] = out["n_months"].fillna(0).astype(int)
     positive = (out["baseline_mean"] > 0) & (out["target_mean"] > 0)
     with np.errstate(divide="ignore", invalid="ignore"):
-        out["log_change"] = np.where(positive, np.log(out["target_mean"] / out["baseline_mean"]), np.nan)
+        out["log_change"] = np.where(
+            positive, np.log(out["target_mean"] / out["baseline_mean"]), np.nan
+        )
     return out.reset_index()
 
 
@@ -223,22 +287,30 @@ def _load(path: Path) -> Any:
     if path.is_dir():
         raise BoundaryError(f"{path}: is a folder, expected a .geojson boundary file")
     if path.stat().st_size > MAX_FILE_BYTES:
-        raise BoundaryError(f"{path}: file is over {MAX_FILE_BYTES // 1_000_000} MB; simplify the polygons")
+        raise BoundaryError(
+            f"{path}: file is over {MAX_FILE_BYTES // 1_000_000} MB; simplify the polygons"
+        )
     try:
         with open(path, "rb") as f:  # bounded: a device's size says 0 (/dev/zero)
             data = f.read(MAX_FILE_BYTES + 1)
         if len(data) > MAX_FILE_BYTES:
-            raise BoundaryError(f"{path}: file is over {MAX_FILE_BYTES // 1_000_000} MB; simplify the polygons")
+            raise BoundaryError(
+                f"{path}: file is over {MAX_FILE_BYTES // 1_000_000} MB; simplify the polygons"
+            )
         return json.loads(data.decode("utf-8-sig"), parse_int=_bounded_int)
     except UnicodeDecodeError as e:
         raise BoundaryError(f"{path}: not UTF-8 text; GeoJSON must be UTF-8") from e
     except json.JSONDecodeError as e:
-        raise BoundaryError(f"{path}: not valid JSON (line {e.lineno}, column {e.colno}: {e.msg})") from e
+        raise BoundaryError(
+            f"{path}: not valid JSON (line {e.lineno}, column {e.colno}: {e.msg})"
+        ) from e
     except ValueError as e:  # _bounded_int: Python refuses > 4300 digits, naming no file
         raise BoundaryError(f"{path}: {e}; coordinates and properties need far fewer") from None
     except RecursionError:
-        raise BoundaryError(f"{path}: values nested too deeply (GeoJSON needs a few levels); the file is damaged or "
-                            "not GeoJSON") from None
+        raise BoundaryError(
+            f"{path}: values nested too deeply (GeoJSON needs a few levels); the file is damaged or "
+            "not GeoJSON"
+        ) from None
 
 
 def _bounded_int(text: str) -> int:
@@ -256,7 +328,9 @@ def _geometry(g: Any, path: Path, i: int, uid: str) -> Any:
     except Exception as e:  # shapely raises several types for malformed coordinates
         raise BoundaryError(f"{where}: malformed geometry ({e.__class__.__name__})") from e
     if geom.geom_type not in ("Polygon", "MultiPolygon"):
-        raise BoundaryError(f"{where}: geometry type {geom.geom_type} is not a Polygon or MultiPolygon")
+        raise BoundaryError(
+            f"{where}: geometry type {geom.geom_type} is not a Polygon or MultiPolygon"
+        )
     if geom.is_empty:
         raise BoundaryError(f"{where}: has an empty geometry")
     if geom.has_z:
@@ -264,18 +338,29 @@ def _geometry(g: Any, path: Path, i: int, uid: str) -> Any:
     if not geom.is_valid:
         reason = shapely.is_valid_reason(geom)
         fixed = shapely.make_valid(geom)
-        fixed = shapely.unary_union([p for p in getattr(fixed, "geoms", [fixed])
-                                     if p.geom_type in ("Polygon", "MultiPolygon")])
+        fixed = shapely.unary_union(
+            [
+                p
+                for p in getattr(fixed, "geoms", [fixed])
+                if p.geom_type in ("Polygon", "MultiPolygon")
+            ]
+        )
         if fixed.is_empty or fixed.area <= 0:
-            raise BoundaryError(f"{where}: invalid polygon ({reason}) that cannot be repaired; redraw it")
+            raise BoundaryError(
+                f"{where}: invalid polygon ({reason}) that cannot be repaired; redraw it"
+            )
         log.warning("%s: warning: invalid polygon (%s) repaired with make_valid", where, reason)
         geom = fixed
     return geom
 
 
 def _centres(sites: pd.DataFrame) -> np.ndarray:
-    lon = pd.to_numeric(sites.get("center_lon", pd.Series(np.nan, index=sites.index)), errors="coerce").to_numpy()
-    lat = pd.to_numeric(sites.get("center_lat", pd.Series(np.nan, index=sites.index)), errors="coerce").to_numpy()
+    lon = pd.to_numeric(
+        sites.get("center_lon", pd.Series(np.nan, index=sites.index)), errors="coerce"
+    ).to_numpy()
+    lat = pd.to_numeric(
+        sites.get("center_lat", pd.Series(np.nan, index=sites.index)), errors="coerce"
+    ).to_numpy()
     rep = shapely.point_on_surface(np.asarray(sites.geometry.values))
     declared = np.isfinite(lon) & np.isfinite(lat)
     return np.where(declared, shapely.points(np.nan_to_num(lon), np.nan_to_num(lat)), rep)

@@ -85,15 +85,18 @@ def coverage_weights(zones: gpd.GeoSeries, grid: Grid, source: object = None) ->
         if w is not None:
             groups.setdefault((w.row_off // BLOCK, w.col_off // BLOCK), []).append(i)
     blocks = [
-        _block_weights(geoms.iloc[idx], np.asarray(idx, dtype="int32"),
-                       [windows[i] for i in idx], grid)
+        _block_weights(
+            geoms.iloc[idx], np.asarray(idx, dtype="int32"), [windows[i] for i in idx], grid
+        )
         for idx in groups.values()
     ]
     blocks = [b for b in blocks if b.zone.size]
     covered = np.zeros(len(zones))
     for b in blocks:
         covered += np.bincount(b.zone, b.coverage, len(zones))
-    area_px = shapely.area(geoms.values) / abs(grid.affine.a * grid.affine.e)  # planar, like exactextract
+    area_px = shapely.area(geoms.values) / abs(
+        grid.affine.a * grid.affine.e
+    )  # planar, like exactextract
     with np.errstate(invalid="ignore", divide="ignore"):
         inside = np.clip(np.where(area_px > 0, covered / area_px, 0.0), 0.0, 1.0)
     return GridWeights(grid, len(zones), tuple(blocks), inside)
@@ -107,16 +110,22 @@ def _check_windows(windows: list[Window | None], grid: Grid, source: object) -> 
         return
     where = f"{source}: " if source is not None else ""
     a = grid.affine
-    fix = ("its pixels are far finer than VIIRS's 15 arc-seconds: resample it, e.g. gdalwarp -tr 0.004166667 "
-           "0.004166667 in.tif out.tif")
+    fix = (
+        "its pixels are far finer than VIIRS's 15 arc-seconds: resample it, e.g. gdalwarp -tr 0.004166667 "
+        "0.004166667 in.tif out.tif"
+    )
     if max(sizes) > MAX_ZONE_PIXELS:
         big = max((w for w in windows if w is not None), key=lambda w: w.width * w.height)
-        raise SourceError(f"{where}one zone spans {big.width} x {big.height} px of this raster (pixels of "
-                          f"{abs(a.a):.3g} x {abs(a.e):.3g}), more than the {MAX_ZONE_PIXELS} px allowed per zone; "
-                          f"{fix}")
+        raise SourceError(
+            f"{where}one zone spans {big.width} x {big.height} px of this raster (pixels of "
+            f"{abs(a.a):.3g} x {abs(a.e):.3g}), more than the {MAX_ZONE_PIXELS} px allowed per zone; "
+            f"{fix}"
+        )
     if sum(sizes) > MAX_ZONES_PIXELS:
-        raise SourceError(f"{where}the {len(sizes)} zones span {sum(sizes)} px of this raster (pixels of "
-                          f"{abs(a.a):.3g} x {abs(a.e):.3g}), more than the {MAX_ZONES_PIXELS} px allowed in all; {fix}")
+        raise SourceError(
+            f"{where}the {len(sizes)} zones span {sum(sizes)} px of this raster (pixels of "
+            f"{abs(a.a):.3g} x {abs(a.e):.3g}), more than the {MAX_ZONES_PIXELS} px allowed in all; {fix}"
+        )
 
 
 def _pixel_window(bounds: tuple[float, float, float, float], grid: Grid) -> Window | None:
@@ -133,7 +142,9 @@ def _pixel_window(bounds: tuple[float, float, float, float], grid: Grid) -> Wind
     return Window(c0, r0, c1 - c0, r1 - r0)
 
 
-def _block_weights(geoms: gpd.GeoSeries, zone_idx: np.ndarray, windows: list[Window], grid: Grid) -> BlockWeights:
+def _block_weights(
+    geoms: gpd.GeoSeries, zone_idx: np.ndarray, windows: list[Window], grid: Grid
+) -> BlockWeights:
     r0 = min(w.row_off for w in windows)
     c0 = min(w.col_off for w in windows)
     r1 = max(w.row_off + w.height for w in windows)
@@ -143,13 +154,27 @@ def _block_weights(geoms: gpd.GeoSeries, zone_idx: np.ndarray, windows: list[Win
     # A dummy raster on the window's exact cells: exactextract only needs its geometry.
     x0, y0 = a @ (c0, r0)
     x1, y1 = a @ (c1, r1)
-    src = NumPyRasterSource(np.zeros((r1 - r0, c1 - c0), dtype="float32"),
-                            min(x0, x1), min(y0, y1), max(x0, x1), max(y0, y1), srs_wkt=grid.crs_wkt)
+    src = NumPyRasterSource(
+        np.zeros((r1 - r0, c1 - c0), dtype="float32"),
+        min(x0, x1),
+        min(y0, y1),
+        max(x0, x1),
+        max(y0, y1),
+        srs_wkt=grid.crs_wkt,
+    )
     frame = gpd.GeoDataFrame({"zidx": zone_idx}, geometry=geoms.values, crs=geoms.crs)
     df = exact_extract(src, frame, ["cell_id", "coverage"], include_cols=["zidx"], output="pandas")
     zone = np.repeat(df["zidx"].to_numpy("int32"), df["cell_id"].map(len).to_numpy())
-    pixel = np.concatenate([np.asarray(c, dtype="int64") for c in df["cell_id"]]) if len(df) else np.zeros(0, "int64")
-    cov = np.concatenate([np.asarray(c, dtype="float64") for c in df["coverage"]]) if len(df) else np.zeros(0)
+    pixel = (
+        np.concatenate([np.asarray(c, dtype="int64") for c in df["cell_id"]])
+        if len(df)
+        else np.zeros(0, "int64")
+    )
+    cov = (
+        np.concatenate([np.asarray(c, dtype="float64") for c in df["coverage"]])
+        if len(df)
+        else np.zeros(0)
+    )
     if a.e > 0:  # south-up grids: exactextract counts rows from the north
         rows, cols = np.divmod(pixel, c1 - c0)
         pixel = (r1 - r0 - 1 - rows) * (c1 - c0) + cols

@@ -43,9 +43,11 @@ class World:
 
         bad = [y for y in years if not self.first_year <= y <= self.last_year]
         if bad:
-            raise ConfigError(f"the synthetic demo covers {self.first_year} to {self.last_year}; "
-                              f"{', '.join(map(str, sorted(set(bad))))} asked for (choose years within it, or use "
-                              "real data: README 'Real data')")
+            raise ConfigError(
+                f"the synthetic demo covers {self.first_year} to {self.last_year}; "
+                f"{', '.join(map(str, sorted(set(bad))))} asked for (choose years within it, or use "
+                "real data: README 'Real data')"
+            )
 
     def spec_for(self, years: Sequence[int]) -> DemoSpec:
         self.check_years(years)
@@ -61,12 +63,20 @@ def load_world() -> World:
     w = json.loads(WORLD_FILE.read_text(encoding="utf-8"))
     sites = w["sites"]
     spec = DemoSpec(
-        seed=int(w["seed"]), bounds=tuple(w["bounds"]), target_year=int(w["target_year"]),
+        seed=int(w["seed"]),
+        bounds=tuple(w["bounds"]),
+        target_year=int(w["target_year"]),
         sites=tuple((s["site_id"], float(s["lon"]), float(s["lat"])) for s in sites),
-        comparison=True, units_file=str(WORLD_UNITS),
-        inaugurations=tuple((s["site_id"], s["inauguration"]) for s in sites if s.get("inauguration")),
+        comparison=True,
+        units_file=str(WORLD_UNITS),
+        inaugurations=tuple(
+            (s["site_id"], s["inauguration"]) for s in sites if s.get("inauguration")
+        ),
         change_from=tuple((s["site_id"], month_number(s["change_from"])) for s in sites),
-        cohorts=tuple((c["batch"], month_number(c["from_month"]), tuple(c["units"])) for c in w["cohorts"]))
+        cohorts=tuple(
+            (c["batch"], month_number(c["from_month"]), tuple(c["units"])) for c in w["cohorts"]
+        ),
+    )
     return World(spec, int(w["first_year"]), int(w["last_year"]))
 
 
@@ -80,7 +90,9 @@ def freeze_world(root: Path, first_year: int = 2013, last_year: int = 2027) -> d
     return world
 
 
-def world_from_project(root: Path, first_year: int = 2013, last_year: int = 2027) -> tuple[dict[str, object], str]:
+def world_from_project(
+    root: Path, first_year: int = 2013, last_year: int = 2027
+) -> tuple[dict[str, object], str]:
     """The world (as :data:`WORLD_FILE` holds it) and the simplified counties (GeoJSON text) that the
     project's ``aoi/`` files give.
 
@@ -105,18 +117,38 @@ def world_from_project(root: Path, first_year: int = 2013, last_year: int = 2027
             start = (ground[0].year + 1) * 12
         else:
             start = last_year * 12
-        rows.append({"site_id": r.site_id, "lon": float(r.center_lon), "lat": float(r.center_lat), "batch": label,
-                     "inauguration": f"{dated[0]:%Y-%m}" if dated else None,
-                     "change_from": month_text(start), "county_id": r.county_id})
+        rows.append(
+            {
+                "site_id": r.site_id,
+                "lon": float(r.center_lon),
+                "lat": float(r.center_lat),
+                "batch": label,
+                "inauguration": f"{dated[0]:%Y-%m}" if dated else None,
+                "change_from": month_text(start),
+                "county_id": r.county_id,
+            }
+        )
     cohorts = []
     for label in sorted({r["batch"] for r in rows if r["batch"]}):
         mine = [r for r in rows if r["batch"] == label]
-        cohorts.append({"batch": label, "from_month": max(r["change_from"] for r in mine),
-                        "units": sorted({r["county_id"] for r in mine if isinstance(r["county_id"], str)})})
-    world = {"note": "SYNTHETIC demo world (pipeline.world.freeze_world); not observations",
-             "generator": GENERATOR_VERSION, "seed": 2024, "bounds": [123.8, 37.4, 131.0, 43.3], "target_year": 2025,
-             "first_year": first_year, "last_year": last_year,
-             "sites": [{k: v for k, v in r.items() if k != "county_id"} for r in rows], "cohorts": cohorts}
+        cohorts.append(
+            {
+                "batch": label,
+                "from_month": max(r["change_from"] for r in mine),
+                "units": sorted({r["county_id"] for r in mine if isinstance(r["county_id"], str)}),
+            }
+        )
+    world = {
+        "note": "SYNTHETIC demo world (pipeline.world.freeze_world); not observations",
+        "generator": GENERATOR_VERSION,
+        "seed": 2024,
+        "bounds": [123.8, 37.4, 131.0, 43.3],
+        "target_year": 2025,
+        "first_year": first_year,
+        "last_year": last_year,
+        "sites": [{k: v for k, v in r.items() if k != "county_id"} for r in rows],
+        "cohorts": cohorts,
+    }
     simple = counties[["unit_id", "name", "geometry"]].copy()
     simple["geometry"] = simple.geometry.simplify(0.002)
     return world, re.sub(r"(\d+\.\d{4})\d+", r"\1", simple.to_json(drop_id=True)) + "\n"

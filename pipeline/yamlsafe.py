@@ -63,7 +63,9 @@ def _check_nodes(root: yaml.Node) -> None:
     values: the size is computed once per shared node, never by expanding it).
     """
     sizes: dict[int, int] = {}
-    visiting: set[int] = set()  # nodes whose values are being counted: met again, they contain themselves
+    visiting: set[int] = (
+        set()
+    )  # nodes whose values are being counted: met again, they contain themselves
     # iterative post-order walk; ``key`` is the dotted path of mapping keys for messages
     stack: list[tuple[yaml.Node, str, bool]] = [(root, "", False)]
     while stack:
@@ -72,8 +74,10 @@ def _check_nodes(root: yaml.Node) -> None:
             continue
         if not done and id(node) in visiting:
             where = f"{key}: " if key else ""
-            raise YamlProblem(f"{where}a value contains itself (an alias *name inside its own &name); "
-                              "write the values out")
+            raise YamlProblem(
+                f"{where}a value contains itself (an alias *name inside its own &name); "
+                "write the values out"
+            )
         children: list[tuple[yaml.Node, str]] = []
         if isinstance(node, yaml.MappingNode):
             for k, v in node.value:
@@ -93,8 +97,10 @@ def _check_nodes(root: yaml.Node) -> None:
         sizes[id(node)] = 1 + sum(sizes[id(c)] for c, _ in children)
         if sizes[id(node)] > MAX_YAML_NODES:
             where = f" under {key!r}" if key else ""
-            raise YamlProblem(f"more than {MAX_YAML_NODES} values{where} once its aliases (*name) are "
-                              "expanded; write the values out")
+            raise YamlProblem(
+                f"more than {MAX_YAML_NODES} values{where} once its aliases (*name) are "
+                "expanded; write the values out"
+            )
 
 
 def _check_scalar(node: yaml.ScalarNode, key: str) -> None:
@@ -105,12 +111,16 @@ def _check_scalar(node: yaml.ScalarNode, key: str) -> None:
         body = body[2:] if body[:2].lower() in ("0x", "0b", "0o") else body
         digits = sum(ch.isalnum() for ch in body)  # hex and binary digits too
         if digits > MAX_YAML_DIGITS:
-            raise YamlProblem(f"{where}a whole number of {digits} digits is too large for any setting")
+            raise YamlProblem(
+                f"{where}a whole number of {digits} digits is too large for any setting"
+            )
     try:
         text.encode("utf-8")
     except UnicodeEncodeError:
-        raise YamlProblem(f"{where}text holds a lone surrogate (a \\uD800-\\uDFFF escape, which is no "
-                          "character); remove it") from None
+        raise YamlProblem(
+            f"{where}text holds a lone surrogate (a \\uD800-\\uDFFF escape, which is no "
+            "character); remove it"
+        ) from None
 
 
 def parse_yaml(text: str, path: Path | str, error: type[Exception], hint: str = "") -> Any:
@@ -129,8 +139,14 @@ def parse_yaml(text: str, path: Path | str, error: type[Exception], hint: str = 
         raise error(f"{path}: not valid YAML{where}{hint}") from e
     except YamlProblem as e:
         raise error(f"{path}: {e}") from None
-    except (ValueError, OverflowError, RecursionError) as e:  # a value the constructors cannot build
-        raise error(f"{path}: not valid YAML ({e.__class__.__name__}: {str(e)[:100]}){hint}") from None
+    except (
+        ValueError,
+        OverflowError,
+        RecursionError,
+    ) as e:  # a value the constructors cannot build
+        raise error(
+            f"{path}: not valid YAML ({e.__class__.__name__}: {str(e)[:100]}){hint}"
+        ) from None
     finally:
         loader.dispose()
 

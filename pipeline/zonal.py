@@ -46,7 +46,9 @@ log = logging.getLogger(__name__)
 TASK_BYTES = 128 * 2**20  # memory a task aims at (all months of its chunks, and the arithmetic)
 SPLIT_BYTES = 512 * 2**20  # only past this is a source tile split between tasks (decoded twice)
 STREAM_MONTHS = 4  # months per task on the streaming path (one window read each, then dropped)
-MIN_TASKS = 8  # parts a small job is split into (fixed: the same answers, to the bit, on any machine)
+MIN_TASKS = (
+    8  # parts a small job is split into (fixed: the same answers, to the bit, on any machine)
+)
 STATS = ("mean_radiance", "sum_radiance", "valid_fraction", "weight", "n_pixels", "mean_obs")
 
 
@@ -62,7 +64,9 @@ class Part:
     coverage: np.ndarray  # entry -> exact covered fraction
 
 
-def plan_parts(weights: GridWeights, n_months: int, itemsize: int = 10, n_tasks: int = MIN_TASKS) -> list[Part]:
+def plan_parts(
+    weights: GridWeights, n_months: int, itemsize: int = 10, n_tasks: int = MIN_TASKS
+) -> list[Part]:
     """Split the chunks zones touch into tasks of bounded memory, keeping source tiles whole.
 
     A task holds all months of its chunks, so its size is capped in bytes
@@ -87,8 +91,11 @@ def plan_parts(weights: GridWeights, n_months: int, itemsize: int = 10, n_tasks:
     per_tile = READ_TILE // CHUNK
     cy, cx = row // CHUNK, col // CHUNK
     # order chunks by source tile, then chunk, so a tile's chunks land in one task
-    tile_key = ((cy // per_tile) * (n_cx // per_tile + 1) + cx // per_tile) * (per_tile * per_tile) \
-        + (cy % per_tile) * per_tile + cx % per_tile
+    tile_key = (
+        ((cy // per_tile) * (n_cx // per_tile + 1) + cx // per_tile) * (per_tile * per_tile)
+        + (cy % per_tile) * per_tile
+        + cx % per_tile
+    )
     chunk_id = cy * n_cx + cx
     uniq, first, inverse = np.unique(tile_key, return_index=True, return_inverse=True)
     chunk_of_key = chunk_id[first]
@@ -117,8 +124,16 @@ def plan_parts(weights: GridWeights, n_months: int, itemsize: int = 10, n_tasks:
         z = zone[sel]
         starts = np.flatnonzero(np.r_[True, z[1:] != z[:-1]])
         ids = chunk_of_key[g]
-        parts.append(Part(np.stack([ids // n_cx, ids % n_cx], axis=1), z[starts], starts, local,
-                          (row[sel] % CHUNK) * CHUNK + col[sel] % CHUNK, cov[sel]))
+        parts.append(
+            Part(
+                np.stack([ids // n_cx, ids % n_cx], axis=1),
+                z[starts],
+                starts,
+                local,
+                (row[sel] % CHUNK) * CHUNK + col[sel] % CHUNK,
+                cov[sel],
+            )
+        )
     return parts
 
 
@@ -176,7 +191,9 @@ def finish_stats(acc: np.ndarray, inside: np.ndarray | None = None) -> np.ndarra
     with np.errstate(invalid="ignore", divide="ignore"):
         mean = np.where(vw > 0, wsum / vw, np.nan)
         out[..., 0] = mean
-        out[..., 1] = mean * total / share  # sum of lights over the whole zone, unobserved pixels at the mean
+        out[..., 1] = (
+            mean * total / share
+        )  # sum of lights over the whole zone, unobserved pixels at the mean
         out[..., 2] = np.where(total > 0, vw / total * share, 0.0)
         out[..., 3] = total
         out[..., 4] = npix
@@ -207,7 +224,9 @@ def zone_month_table(
     for i, r in enumerate(rasters):
         by_grid.setdefault(r.grid, []).append(i)
     tasks: list[Any] = []
-    owners: list[tuple[int, Any, slice]] = []  # (grid, zone rows or all, month columns) of each task
+    owners: list[
+        tuple[int, Any, slice]
+    ] = []  # (grid, zone rows or all, month columns) of each task
     inside: list[Any] = []
     run = uuid.uuid4().hex
     for g, (grid, idx) in enumerate(by_grid.items()):
@@ -215,15 +234,26 @@ def zone_month_table(
         weights = coverage_weights(zones.geometry, grid, group[0].radiance)
         inside.append(weights.inside)
         stream, why = choose_stream(weights)
-        log.debug("grid %s: %s path, %s", grid.describe(), "streaming" if stream else "chunked", why)
+        log.debug(
+            "grid %s: %s path, %s", grid.describe(), "streaming" if stream else "chunked", why
+        )
         if stream:
             plan = dask.delayed(plan_stream(weights), traverse=False)
-            del weights  # the plan holds what the months need; the entries would stay for the whole run
+            del (
+                weights
+            )  # the plan holds what the months need; the entries would stay for the whole run
             for k in range(0, len(group), STREAM_MONTHS):
-                months = group[k:k + STREAM_MONTHS]
-                tasks.append(dask.delayed(stream_stats)(dask.delayed(months, traverse=False), plan, rules,
-                                                        min_cf_cvg, bm_quality,
-                                                        dask_key_name=f"stream_stats-{run}-{g}-{k}"))
+                months = group[k : k + STREAM_MONTHS]
+                tasks.append(
+                    dask.delayed(stream_stats)(
+                        dask.delayed(months, traverse=False),
+                        plan,
+                        rules,
+                        min_cf_cvg,
+                        bm_quality,
+                        dask_key_name=f"stream_stats-{run}-{g}-{k}",
+                    )
+                )
                 owners.append((g, slice(None), slice(k, k + len(months))))
             continue
         cube = open_cube(cube_dir, group)
@@ -231,8 +261,16 @@ def zone_month_table(
         shared = [dask.delayed(v, traverse=False) for v in (group, cube)]
         parts = plan_parts(weights, len(group), np.dtype(cube.rad_dtype).itemsize + 2)
         for k, part in enumerate(parts):
-            tasks.append(dask.delayed(part_stats)(*shared, dask.delayed(part, traverse=False), rules, min_cf_cvg,
-                                                  bm_quality, dask_key_name=f"part_stats-{run}-{g}-{k}"))
+            tasks.append(
+                dask.delayed(part_stats)(
+                    *shared,
+                    dask.delayed(part, traverse=False),
+                    rules,
+                    min_cf_cvg,
+                    bm_quality,
+                    dask_key_name=f"part_stats-{run}-{g}-{k}",
+                )
+            )
             owners.append((g, part.zones, slice(None)))
     results = compute_with_progress(tasks, "extracting", progress)
     nz = len(zones)
@@ -254,8 +292,14 @@ def compute_with_progress(tasks: list, label: str, progress: bool) -> list:
         from distributed import as_completed
 
         futures = client.compute(tasks)
-        for _ in tqdm(as_completed(futures), total=len(futures), desc=label, unit="part",
-                      disable=not progress, leave=False):
+        for _ in tqdm(
+            as_completed(futures),
+            total=len(futures),
+            desc=label,
+            unit="part",
+            disable=not progress,
+            leave=False,
+        ):
             pass
         return client.gather(futures)
     from dask.callbacks import Callback
@@ -287,12 +331,16 @@ def _client():
         return None
 
 
-def _to_frame(results: list[np.ndarray], months: list[str], zones: list[str], rules: list[str]) -> pd.DataFrame:
+def _to_frame(
+    results: list[np.ndarray], months: list[str], zones: list[str], rules: list[str]
+) -> pd.DataFrame:
     if not results:
         return pd.DataFrame(columns=["zone", "month", "pixel_rule", *STATS])
     arr = np.stack(results)  # month, rule, zone, stat
     nm, nr, nz, _ = arr.shape
     idx = pd.MultiIndex.from_product([months, rules, zones], names=["month", "pixel_rule", "zone"])
-    df = pd.DataFrame(arr.reshape(nm * nr * nz, len(STATS)), index=idx, columns=list(STATS)).reset_index()
+    df = pd.DataFrame(
+        arr.reshape(nm * nr * nz, len(STATS)), index=idx, columns=list(STATS)
+    ).reset_index()
     df["n_pixels"] = df["n_pixels"].astype("int64")
     return df[["zone", "month", "pixel_rule", *STATS]]

@@ -69,7 +69,12 @@ def _union_window(weights: GridWeights) -> Window:
     r0 = c0 = np.iinfo("int64").max
     r1 = c1 = -1
     for _, row, col, _ in _blocks(weights):
-        r0, r1, c0, c1 = min(r0, row.min()), max(r1, row.max()), min(c0, col.min()), max(c1, col.max())
+        r0, r1, c0, c1 = (
+            min(r0, row.min()),
+            max(r1, row.max()),
+            min(c0, col.min()),
+            max(c1, col.max()),
+        )
     return Window(int(c0), int(r0), int(c1 - c0 + 1), int(r1 - r0 + 1))
 
 
@@ -84,20 +89,28 @@ def choose_stream(weights: GridWeights) -> tuple[bool, str]:
         return False, "no zone touches the grid"
     grid, win = weights.grid, _union_window(weights)
     n_cx = -(-grid.width // CHUNK)
-    mark = np.zeros(win.width * win.height, dtype=bool)  # distinct pixels by marking (np.unique sorts: slower)
+    mark = np.zeros(
+        win.width * win.height, dtype=bool
+    )  # distinct pixels by marking (np.unique sorts: slower)
     touched = np.zeros(-(-grid.height // CHUNK) * n_cx, dtype=bool)
     for _, row, col, _ in _blocks(weights):
         mark[(row - win.row_off) * win.width + (col - win.col_off)] = True
         touched[row // CHUNK * n_cx + col // CHUNK] = True
     used = int(np.count_nonzero(mark))
     cy, cx = np.divmod(np.flatnonzero(touched), n_cx)
-    chunk_px = int(np.sum((np.minimum((cy + 1) * CHUNK, grid.height) - cy * CHUNK)
-                          * (np.minimum((cx + 1) * CHUNK, grid.width) - cx * CHUNK)))
+    chunk_px = int(
+        np.sum(
+            (np.minimum((cy + 1) * CHUNK, grid.height) - cy * CHUNK)
+            * (np.minimum((cx + 1) * CHUNK, grid.width) - cx * CHUNK)
+        )
+    )
     coverage, decode = used / chunk_px, mark.size / used
     stream = coverage >= STREAM_MIN_COVERAGE and decode <= STREAM_MAX_DECODE
-    why = (f"zones use {coverage:.0%} of the {cy.size} chunks they touch and their {mark.size}-pixel window "
-           f"holds {decode:.2f} pixels per pixel used (stream when >= {STREAM_MIN_COVERAGE:.0%} and "
-           f"<= {STREAM_MAX_DECODE:g})")
+    why = (
+        f"zones use {coverage:.0%} of the {cy.size} chunks they touch and their {mark.size}-pixel window "
+        f"holds {decode:.2f} pixels per pixel used (stream when >= {STREAM_MIN_COVERAGE:.0%} and "
+        f"<= {STREAM_MAX_DECODE:g})"
+    )
     return stream, why
 
 
@@ -116,10 +129,15 @@ def plan_stream(weights: GridWeights) -> StreamPlan:
             runs.append((pi[starts], pi[np.r_[starts[1:], zi.size] - 1] + 1, zi[starts]))
         edges.append((zone[~inner], pixel[~inner], cov[~inner]))
         n_inner += np.bincount(zi, minlength=n)
-    start, stop, run_zone = (np.concatenate(v) for v in zip(*runs, strict=True)) if runs else \
-        (np.zeros(0, "int64"),) * 3
+    start, stop, run_zone = (
+        (np.concatenate(v) for v in zip(*runs, strict=True))
+        if runs
+        else (np.zeros(0, "int64"),) * 3
+    )
     last = stop == window.width * window.height
-    if last.any():  # reduceat cannot stop past the end: the window's last pixel becomes an edge entry
+    if (
+        last.any()
+    ):  # reduceat cannot stop past the end: the window's last pixel becomes an edge entry
         edges.append((run_zone[last], stop[last] - 1, np.ones(int(last.sum()))))
         n_inner -= np.bincount(run_zone[last], minlength=n)
         stop = np.where(last, stop - 1, stop)
@@ -129,8 +147,16 @@ def plan_stream(weights: GridWeights) -> StreamPlan:
     bounds = np.empty(2 * start.size, dtype="int64")
     bounds[0::2], bounds[1::2] = start[by_start], stop[by_start]
     edge_zone, edge_pixel, edge_cov = (np.concatenate(v) for v in zip(*edges, strict=True))
-    return StreamPlan(window, n, bounds, run_zone[by_start].astype("int64"), n_inner,
-                      edge_zone.astype("int64"), edge_pixel, edge_cov)
+    return StreamPlan(
+        window,
+        n,
+        bounds,
+        run_zone[by_start].astype("int64"),
+        n_inner,
+        edge_zone.astype("int64"),
+        edge_pixel,
+        edge_cov,
+    )
 
 
 def stream_stats(
@@ -154,11 +180,15 @@ def stream_stats(
         acc[r, 3] = (plan.n_inner + np.bincount(plan.edge_zone, w > 0, n))[:, None]
     with rasterio.Env(**GDAL_ENV):
         for t, raster in enumerate(rasters):
-            rad, layer = _read(raster, plan.window)  # unusable radiance is 0, and unobserved in ``layer``
+            rad, layer = _read(
+                raster, plan.window
+            )  # unusable radiance is 0, and unobserved in ``layer``
             kind = raster.aux_kind
             valid = valid_mask(layer, kind, min_cf_cvg, bm_quality)
             _add(acc, 1, t, valid.view(np.uint8).ravel(), plan, edge_w)
-            observed = rad if kind == "none" else np.where(valid, rad, 0)  # "none": valid is usable, rad 0 elsewhere
+            observed = (
+                rad if kind == "none" else np.where(valid, rad, 0)
+            )  # "none": valid is usable, rad 0 elsewhere
             _add(acc, 2, t, observed.ravel(), plan, edge_w)  # radiance where observed
             if kind == "cf_cvg":  # observation counts
                 _add(acc, 4, t, layer.ravel(), plan, edge_w)
@@ -167,7 +197,9 @@ def stream_stats(
     return acc
 
 
-def _add(acc: np.ndarray, k: int, t: int, flat: np.ndarray, plan: StreamPlan, edge_w: list[np.ndarray]) -> None:
+def _add(
+    acc: np.ndarray, k: int, t: int, flat: np.ndarray, plan: StreamPlan, edge_w: list[np.ndarray]
+) -> None:
     """Sum the window ``flat`` per zone (in float64) into ``acc[:, k, :, t]``, with each rule's weights."""
     if plan.run_bounds.size:
         runs = np.add.reduceat(flat, plan.run_bounds, dtype=np.float64)[0::2]
@@ -190,12 +222,18 @@ def _read(raster: MonthlyRaster, window: Window) -> tuple[np.ndarray, np.ndarray
         with rasterio.open(raster.radiance) as ds:
             nodata = raster.nodata
             same = nodata is None or np.isnan(nodata) or float(np.float32(nodata)) == nodata
-            rad = ds.read(1, window=window, out_dtype="float32" if ds.dtypes[0] == "float32" and same else "float64")
+            rad = ds.read(
+                1,
+                window=window,
+                out_dtype="float32" if ds.dtypes[0] == "float32" and same else "float64",
+            )
         aux = None
         if raster.aux is not None:
             with rasterio.open(raster.aux) as ds:
                 aux = ds.read(1, window=window)
     except RasterioError as e:
-        raise SourceError(f"{raster.radiance}: cannot read month {raster.month} ({raster_error_reason(e)}); "
-                          "the file may be truncated: delete it and download again") from e
+        raise SourceError(
+            f"{raster.radiance}: cannot read month {raster.month} ({raster_error_reason(e)}); "
+            "the file may be truncated: delete it and download again"
+        ) from e
     return clean_pixels(rad, aux, raster, fill=0.0)

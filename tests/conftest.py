@@ -15,17 +15,33 @@ from pipeline.demo import eog_name
 RES = 1 / 240
 
 
-def write_tif(path: Path, array: np.ndarray, west: float, north: float, res: float = RES,
-              crs: str = "EPSG:4326", nodata: float | None = None) -> Path:
-    profile = dict(driver="GTiff", width=array.shape[1], height=array.shape[0], count=1, dtype=array.dtype,
-                   crs=crs, transform=from_origin(west, north, res, res), nodata=nodata)
+def write_tif(
+    path: Path,
+    array: np.ndarray,
+    west: float,
+    north: float,
+    res: float = RES,
+    crs: str = "EPSG:4326",
+    nodata: float | None = None,
+) -> Path:
+    profile = dict(
+        driver="GTiff",
+        width=array.shape[1],
+        height=array.shape[0],
+        count=1,
+        dtype=array.dtype,
+        crs=crs,
+        transform=from_origin(west, north, res, res),
+        nodata=nodata,
+    )
     with rasterio.open(path, "w", **profile) as ds:
         ds.write(array, 1)
     return path
 
 
-def write_eog_month(folder: Path, year: int, month: int, rad: np.ndarray, cvg: np.ndarray,
-                    west: float, north: float) -> Path:
+def write_eog_month(
+    folder: Path, year: int, month: int, rad: np.ndarray, cvg: np.ndarray, west: float, north: float
+) -> Path:
     """An EOG-named avg_rade9h / cf_cvg pair on a 15 arc-second grid."""
     folder.mkdir(parents=True, exist_ok=True)
     write_tif(folder / eog_name(year, month, "avg_rade9h"), rad.astype("float32"), west, north)
@@ -34,18 +50,26 @@ def write_eog_month(folder: Path, year: int, month: int, rad: np.ndarray, cvg: n
 
 
 def write_sites(path: Path, features: list[dict]) -> Path:
-    path.write_text(json.dumps({"type": "FeatureCollection", "features": features}), encoding="utf-8")
+    path.write_text(
+        json.dumps({"type": "FeatureCollection", "features": features}), encoding="utf-8"
+    )
     return path
 
 
 def point_feature(site_id: str, lon: float, lat: float, **props) -> dict:
-    return {"type": "Feature", "properties": {"site_id": site_id, "name": site_id, **props},
-            "geometry": {"type": "Point", "coordinates": [lon, lat]}}
+    return {
+        "type": "Feature",
+        "properties": {"site_id": site_id, "name": site_id, **props},
+        "geometry": {"type": "Point", "coordinates": [lon, lat]},
+    }
 
 
 def polygon_feature(site_id: str, ring: list[tuple[float, float]], **props) -> dict:
-    return {"type": "Feature", "properties": {"site_id": site_id, "name": site_id, **props},
-            "geometry": {"type": "Polygon", "coordinates": [[list(p) for p in ring]]}}
+    return {
+        "type": "Feature",
+        "properties": {"site_id": site_id, "name": site_id, **props},
+        "geometry": {"type": "Polygon", "coordinates": [[list(p) for p in ring]]},
+    }
 
 
 @pytest.fixture

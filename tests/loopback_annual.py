@@ -33,8 +33,12 @@ def eog_annual_dir(year: int) -> str:
     return f"/nighttime_light/annual/{EOG_ANNUAL_STEMS[year][0]}/{year}/"
 
 
-def populate_eog_annual(lb: Loopback, years: tuple[int, ...], sites: list[tuple[str, float, float]] = EOG_SITES,
-                        last_year: int | None = None) -> dict[str, bytes]:
+def populate_eog_annual(
+    lb: Loopback,
+    years: tuple[int, ...],
+    sites: list[tuple[str, float, float]] = EOG_SITES,
+    last_year: int | None = None,
+) -> dict[str, bytes]:
     """Serve VNL v2 annual layers (average_masked: background zeroed; cf_cvg; median_masked and a
     vcmcfg composite that must be ignored) as ``.dat.tif.gz`` on the real 15" grid."""
     import gzip
@@ -66,8 +70,12 @@ def bm_annual_dir(year: int) -> str:
     return f"/archive/allData/5200/VNP46A4/{year}/001/"
 
 
-def populate_bm_annual(lb: Loopback, years: tuple[int, ...], n: int = 240,
-                       sites: list[tuple[str, float, float]] = BM_SITES) -> dict[str, bytes]:
+def populate_bm_annual(
+    lb: Loopback,
+    years: tuple[int, ...],
+    n: int = 240,
+    sites: list[tuple[str, float, float]] = BM_SITES,
+) -> dict[str, bytes]:
     """Serve VNP46A4 years for h30v04, h30v05, h31v04, h31v05 (collection-2 float convention;
     the first year in the collection-1 uint16 one, since the reader must take either)."""
     served = {}
@@ -75,14 +83,20 @@ def populate_bm_annual(lb: Loopback, years: tuple[int, ...], n: int = 240,
         folder = bm_annual_dir(year)
         for h, v in ((30, 4), (30, 5), (31, 4), (31, 5)):
             west, north = -180 + 10 * h, 90 - 10 * v
-            rad = np.maximum(radiance_field(west, north, 10 / n, (n, n), _peaks(sites, year, max(years)),
-                                            year * 7 + h + v), 0)
+            rad = np.maximum(
+                radiance_field(
+                    west, north, 10 / n, (n, n), _peaks(sites, year, max(years)), year * 7 + h + v
+                ),
+                0,
+            )
             quality = np.zeros((n, n), "uint8")
             mid, band = n // 2, max(n // 40, 1)
-            quality[mid:mid + band] = 255
-            rad[mid:mid + band] = np.nan
-            quality[mid + band:mid + 2 * band] = 2
-            data = bm_h5(h, v, rad, quality, "c1" if year == min(years) else "c2", product="VNP46A4")
+            quality[mid : mid + band] = 255
+            rad[mid : mid + band] = np.nan
+            quality[mid + band : mid + 2 * band] = 2
+            data = bm_h5(
+                h, v, rad, quality, "c1" if year == min(years) else "c2", product="VNP46A4"
+            )
             lb.add(folder + bm_annual_name(year, h, v), data)
             served[folder + bm_annual_name(year, h, v)] = data
     return served

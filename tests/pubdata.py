@@ -31,16 +31,39 @@ CHARTS = ("verdict", "small_multiples", "map", "county_change", "before_after", 
 
 
 def make_results(tmp: Path, data_kind: str = "synthetic") -> Results:
-    feats = [point_feature(s, lon, lat, name=s.capitalize(), name_ko=ko, batch=2024, province="Test",
-                           **({"groundbreaking": g} if g else {}), **({"inauguration": i} if i else {}))
-             for s, lon, lat, ko, g, i in SITES]
+    feats = [
+        point_feature(
+            s,
+            lon,
+            lat,
+            name=s.capitalize(),
+            name_ko=ko,
+            batch=2024,
+            province="Test",
+            **({"groundbreaking": g} if g else {}),
+            **({"inauguration": i} if i else {}),
+        )
+        for s, lon, lat, ko, g, i in SITES
+    ]
     site_file = write_sites(tmp / "sites.geojson", feats)
-    spec = DemoSpec(seed=5, bounds=BOUNDS, sites=tuple((s, lon, lat) for s, lon, lat, *_ in SITES),
-                    n_other_towns=4)
+    spec = DemoSpec(
+        seed=5,
+        bounds=BOUNDS,
+        sites=tuple((s, lon, lat) for s, lon, lat, *_ in SITES),
+        n_other_towns=4,
+    )
     folder = build_demo(tmp / "rasters", spec, progress=False)
     sites, counties = with_default_counties(read_sites([site_file], 2000.0))
-    return analyse(sites, find_monthly_rasters(folder), Params(), source="demo", data_kind=data_kind,
-                   sensitivity=True, progress=False, units=counties)
+    return analyse(
+        sites,
+        find_monthly_rasters(folder),
+        Params(),
+        source="demo",
+        data_kind=data_kind,
+        sensitivity=True,
+        progress=False,
+        units=counties,
+    )
 
 
 def publish(results: Results, out: Path, style: Style | None = None) -> Path:

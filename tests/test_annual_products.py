@@ -32,8 +32,11 @@ def write_annual_from_months(folder, min_cf_cvg: int = 3) -> None:
         stem = f"VNL_npp_{year}_global_vcmslcfg_v2_c{year + 1}02261200"
         mean = np.where(cnt > 0, rad_sum / np.maximum(cnt, 1), 0).astype("float32")
         for layer, arr in (("average_masked", mean), ("cf_cvg", cvg.astype("uint16"))):
-            with rasterio.open(folder / f"{stem}.{layer}.dat.tif", "w",
-                               **{**profile, "dtype": arr.dtype.name, "nodata": None}) as ds:
+            with rasterio.open(
+                folder / f"{stem}.{layer}.dat.tif",
+                "w",
+                **{**profile, "dtype": arr.dtype.name, "nodata": None},
+            ) as ds:
                 ds.write(arr, 1)
                 ds.update_tags(SYNTHETIC="true")
 
@@ -51,7 +54,15 @@ def test_annual_composites_recover_the_planted_classes(both):
     annual = find_annual_rasters(folder)
     assert [r.month for r in annual] == ["2023", "2024", "2025"]
     params = Params(product="annual")
-    r = analyse(sites, annual, params, source="local", data_kind="synthetic", sensitivity=False, progress=False)
+    r = analyse(
+        sites,
+        annual,
+        params,
+        source="local",
+        data_kind="synthetic",
+        sensitivity=False,
+        progress=False,
+    )
     got = r.changes.set_index("site_id")["class"]
     want = truth.set_index("site_id")["planted_class"]
     assert set(want) == {"brightened", "unchanged", "dimmed"}
@@ -59,7 +70,9 @@ def test_annual_composites_recover_the_planted_classes(both):
     # the yearly value is the composite's coverage-weighted mean: the site-by-year table's value
     sm = r.site_months.set_index(["site_id", "month"])["mean_radiance"]
     ch = r.changes.set_index("site_id")
-    np.testing.assert_allclose(ch["target_value"], sm.xs("2025", level="month")[ch.index], rtol=1e-9)
+    np.testing.assert_allclose(
+        ch["target_value"], sm.xs("2025", level="month")[ch.index], rtol=1e-9
+    )
     assert r.verdict["product"] == "annual" and r.verdict["products"] == ["eog-annual-vcmslcfg"]
     assert (r.changes["se_log_ratio"] > 0).all() and (r.changes["n_pixels_eff"] > 5).all()
 
@@ -69,7 +82,16 @@ def test_both_products_at_hand_add_a_product_dimension(both, capsys):
     _, _, _, folder, tmp = both
     sites = tmp / "sites.geojson"
     out_a, out_m = tmp / "out_annual", tmp / "out_monthly"
-    common = ["--source", "local", "--rasters", str(folder), "--sites", str(sites), "--no-figures", "-q"]
+    common = [
+        "--source",
+        "local",
+        "--rasters",
+        str(folder),
+        "--sites",
+        str(sites),
+        "--no-figures",
+        "-q",
+    ]
     assert main(["run", *common, "--product", "annual", "--out", str(out_a)]) == 0
     sens = pd.read_csv(out_a / "sensitivity.csv")
     assert sens.groupby("product").size().to_dict() == {"annual": 72, "monthly": 288}
@@ -79,14 +101,23 @@ def test_both_products_at_hand_add_a_product_dimension(both, capsys):
     assert set(robust["by_product"]) == {"annual", "monthly"}
     assert robust["by_product"]["monthly"]["n_variants"] == 288
     # the headline (annual, default threshold, radius, rule, absolute) equals the site table's counts
-    head = sens[(sens["product"] == "annual") & (sens["threshold"] == 0.25) & (sens["radius_m"] == 2000)
-                & (sens["pixel_rule"] == "exact") & (sens["adjustment"] == "absolute")]
+    head = sens[
+        (sens["product"] == "annual")
+        & (sens["threshold"] == 0.25)
+        & (sens["radius_m"] == 2000)
+        & (sens["pixel_rule"] == "exact")
+        & (sens["adjustment"] == "absolute")
+    ]
     classes = pd.read_csv(out_a / "site_changes.csv")["class"].value_counts()
     assert int(head["brightened"].iloc[0]) == int(classes.get("brightened", 0))
     # monthly run from the same folder: the monthly rows are its own grid, the annual ones join them
     assert main(["run", *common, "--out", str(out_m)]) == 0
     sens_m = pd.read_csv(out_m / "sensitivity.csv")
     assert sens_m.groupby("product").size().to_dict() == {"annual": 72, "monthly": 288}
-    monthly_rows = sens_m[sens_m["product"] == "monthly"].drop(columns="product").reset_index(drop=True)
-    pd.testing.assert_frame_equal(monthly_rows, sens[sens["product"] == "monthly"].drop(columns="product")
-                                  .reset_index(drop=True))
+    monthly_rows = (
+        sens_m[sens_m["product"] == "monthly"].drop(columns="product").reset_index(drop=True)
+    )
+    pd.testing.assert_frame_equal(
+        monthly_rows,
+        sens[sens["product"] == "monthly"].drop(columns="product").reset_index(drop=True),
+    )

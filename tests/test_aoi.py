@@ -19,7 +19,11 @@ def _doc(name: str) -> dict:
 
 
 def test_every_shipped_site_file_validates_without_warnings():
-    assert [p.name for p in FILES] == ["sites_2024.geojson", "sites_2025.geojson", "sites_2026.geojson"]
+    assert [p.name for p in FILES] == [
+        "sites_2024.geojson",
+        "sites_2025.geojson",
+        "sites_2026.geojson",
+    ]
     assert validate_site_files(FILES, 2000.0) == []
     sites = read_sites(FILES, 2000.0)
     assert sites["site_id"].is_unique
@@ -42,11 +46,15 @@ def test_new_batches_have_the_form_of_2024(name: str):
 
 
 def test_2025_keeps_sinyang_low_and_sinpho_alternative_point():
-    by_id = {f["properties"]["site_id"]: f["properties"] for f in _doc("sites_2025.geojson")["features"]}
+    by_id = {
+        f["properties"]["site_id"]: f["properties"] for f in _doc("sites_2025.geojson")["features"]
+    }
     assert by_id["sinyang"]["location_confidence"] == "low"
     assert (by_id["sinpho"]["alt_lon"], by_id["sinpho"]["alt_lat"]) == (128.13757, 40.03593)
     assert "Phungo-dong" in by_id["sinpho"]["alt_note"]
-    assert all(p["inauguration"].startswith("2025-12-") for p in by_id.values())  # all opened 15-29 Dec 2025
+    assert all(
+        p["inauguration"].startswith("2025-12-") for p in by_id.values()
+    )  # all opened 15-29 Dec 2025
 
 
 def test_2026_says_it_is_incomplete():

@@ -8,7 +8,7 @@ from pathlib import Path
 import pipeline
 
 ROOT = Path(pipeline.__file__).parent
-LIMIT = 400  # lines; a longer module says why in its docstring
+LIMIT = 600  # lines as ruff formats them (about 1.4x the dense style this limit once counted); a longer module says why
 
 
 def _module_name(path: Path) -> str:
@@ -22,7 +22,9 @@ def _imports(path: Path) -> set[str]:
     for node in ast.walk(ast.parse(path.read_text(encoding="utf-8"))):
         if isinstance(node, ast.Import):
             found |= {a.name for a in node.names if a.name.startswith("pipeline")}
-        elif isinstance(node, ast.ImportFrom) and node.module and node.module.startswith("pipeline"):
+        elif (
+            isinstance(node, ast.ImportFrom) and node.module and node.module.startswith("pipeline")
+        ):
             found.add(node.module)
             for a in node.names:  # "from pipeline.fetch import eog" imports the submodule
                 sub = f"{node.module}.{a.name}"
@@ -33,7 +35,10 @@ def _imports(path: Path) -> set[str]:
 
 def graph() -> dict[str, set[str]]:
     modules = {_module_name(p): p for p in ROOT.rglob("*.py")}
-    return {m: {i for i in _imports(p) if i in modules and i != m} - {"pipeline"} for m, p in modules.items()}
+    return {
+        m: {i for i in _imports(p) if i in modules and i != m} - {"pipeline"}
+        for m, p in modules.items()
+    }
 
 
 def test_no_import_cycles():
@@ -45,7 +50,7 @@ def test_no_import_cycles():
         state[m] = 1
         for n in sorted(g[m]):
             if state.get(n) == 1:
-                cycles.append([*stack[stack.index(n):], n] if n in stack else [m, n])
+                cycles.append([*stack[stack.index(n) :], n] if n in stack else [m, n])
             elif n not in state:
                 visit(n, [*stack, n])
         state[m] = 2
@@ -74,7 +79,9 @@ def test_long_modules_say_why():
     for p in ROOT.rglob("*.py"):
         text = p.read_text(encoding="utf-8")
         if text.count("\n") > LIMIT:
-            assert "Longer than" in (ast.get_docstring(ast.parse(text)) or ""), f"{p}: over {LIMIT} lines"
+            assert "Longer than" in (ast.get_docstring(ast.parse(text)) or ""), (
+                f"{p}: over {LIMIT} lines"
+            )
 
 
 def test_the_graph_sees_lazy_imports():

@@ -30,22 +30,41 @@ PARAMS = Params().to_dict()
 
 
 def claim_about(batch: int, n: int, k: int, years: tuple[int, int] = (2024, 2025)) -> Claim:
-    return Claim(text=f"Of the {n} sites of {batch}, {k} brightened.", source="test", batch=batch,
-                 baseline_year=years[0], target_year=years[1], n_sites=n, brightened=k)
+    return Claim(
+        text=f"Of the {n} sites of {batch}, {k} brightened.",
+        source="test",
+        batch=batch,
+        baseline_year=years[0],
+        target_year=years[1],
+        n_sites=n,
+        brightened=k,
+    )
 
 
 def tables(classes_by_batch: dict[int, list[str]]) -> tuple[pd.DataFrame, pd.DataFrame]:
     """A change table and a site table with planted classes per batch."""
-    rows = [(f"b{batch}-{i:02d}", batch, cls) for batch, classes in classes_by_batch.items()
-            for i, cls in enumerate(classes)]
-    sites = pd.DataFrame({"site_id": [r[0] for r in rows], "batch": pd.Series([r[1] for r in rows], dtype=object)})
+    rows = [
+        (f"b{batch}-{i:02d}", batch, cls)
+        for batch, classes in classes_by_batch.items()
+        for i, cls in enumerate(classes)
+    ]
+    sites = pd.DataFrame(
+        {"site_id": [r[0] for r in rows], "batch": pd.Series([r[1] for r in rows], dtype=object)}
+    )
     changes = pd.DataFrame({"site_id": [r[0] for r in rows], "class": [r[2] for r in rows]})
     return changes, sites
 
 
 def verdict_for(changes: pd.DataFrame, sites: pd.DataFrame, claim: Claim, **params: int) -> dict:
-    return make_verdict(changes, sites, {**PARAMS, **params}, data_kind="test", source="local", inputs=[],
-                        claim=claim)
+    return make_verdict(
+        changes,
+        sites,
+        {**PARAMS, **params},
+        data_kind="test",
+        source="local",
+        inputs=[],
+        claim=claim,
+    )
 
 
 # --------------------------------------------------------------------------- the default claim
@@ -53,16 +72,24 @@ def verdict_for(changes: pd.DataFrame, sites: pd.DataFrame, claim: Claim, **para
 
 def test_shipped_file_is_the_default_claim():
     path = default_claim_path()
-    assert path == REPO / "claims" / "joongang-2026-02-03.yaml"  # found next to the package from a scratch cwd
+    assert (
+        path == REPO / "claims" / "joongang-2026-02-03.yaml"
+    )  # found next to the package from a scratch cwd
     assert load_claim(path) == DEFAULT_CLAIM == default_claim()
-    assert (DEFAULT_CLAIM.batch, DEFAULT_CLAIM.years, DEFAULT_CLAIM.n_sites) == ("2024", (2024, 2025), 20)
+    assert (DEFAULT_CLAIM.batch, DEFAULT_CLAIM.years, DEFAULT_CLAIM.n_sites) == (
+        "2024",
+        (2024, 2025),
+        20,
+    )
     assert (DEFAULT_CLAIM.brightened, DEFAULT_CLAIM.similar_or_dimmer) == (5, 15)
 
 
 def test_a_claims_folder_in_the_current_folder_comes_first(tmp_path, monkeypatch):
     (tmp_path / "claims").mkdir()
     mine = tmp_path / "claims" / "joongang-2026-02-03.yaml"
-    mine.write_text(yaml.safe_dump({**DEFAULT_CLAIM.to_dict(), "notes": "my copy"}), encoding="utf-8")
+    mine.write_text(
+        yaml.safe_dump({**DEFAULT_CLAIM.to_dict(), "notes": "my copy"}), encoding="utf-8"
+    )
     monkeypatch.chdir(tmp_path)
     assert default_claim_path() == mine
     assert default_claim().notes == "my copy"
@@ -105,13 +132,24 @@ def test_folder_is_not_a_claim_file(tmp_path):
 
 def test_optional_fields_round_trip(tmp_path):
     path = tmp_path / "c.yaml"
-    path.write_text("text: 'Two of six brightened.'\nsource: Example Daily\nbatch: 2025\nbaseline_year: 2025\n"
-                    "target_year: 2026\nn_sites: 6\nbrightened: 2\ndate: 2027-03-01\nurl: https://example.org/a\n",
-                    encoding="utf-8")
+    path.write_text(
+        "text: 'Two of six brightened.'\nsource: Example Daily\nbatch: 2025\nbaseline_year: 2025\n"
+        "target_year: 2026\nn_sites: 6\nbrightened: 2\ndate: 2027-03-01\nurl: https://example.org/a\n",
+        encoding="utf-8",
+    )
     claim = load_claim(path)
-    assert claim == Claim(text="Two of six brightened.", source="Example Daily", batch=2025, baseline_year=2025,
-                          target_year=2026, n_sites=6, brightened=2, similar_or_dimmer=4,
-                          url="https://example.org/a", date="2027-03-01")
+    assert claim == Claim(
+        text="Two of six brightened.",
+        source="Example Daily",
+        batch=2025,
+        baseline_year=2025,
+        target_year=2026,
+        n_sites=6,
+        brightened=2,
+        similar_or_dimmer=4,
+        url="https://example.org/a",
+        date="2027-03-01",
+    )
     assert set(claim.to_dict()) == {f.name for f in dataclasses.fields(Claim)}
 
 
@@ -123,19 +161,27 @@ def test_check_claim_sites_counts_the_batch():
     assert check_claim_sites(claim_about(2025, 6, 2), sites, "c.yaml") is None
     with pytest.raises(ClaimError) as caught:
         check_claim_sites(claim_about(2025, 7, 2), sites, "c.yaml")
-    assert str(caught.value) == ("c.yaml: n_sites=7, but the run has 6 site(s) of batch 2025; correct n_sites or "
-                                 "pass the site files that hold the whole batch")
-    assert check_claim_sites(claim_about(2025, 7, 2), sites, "c.yaml", strict=False).startswith("c.yaml: n_sites=7")
+    assert str(caught.value) == (
+        "c.yaml: n_sites=7, but the run has 6 site(s) of batch 2025; correct n_sites or "
+        "pass the site files that hold the whole batch"
+    )
+    assert check_claim_sites(claim_about(2025, 7, 2), sites, "c.yaml", strict=False).startswith(
+        "c.yaml: n_sites=7"
+    )
     note = check_claim_sites(claim_about(2026, 13, 2), sites, "c.yaml")
-    assert note == ("c.yaml: not judged: the claim is about batch 2026 and no site of that batch is in this run "
-                    "(the run's sites are of batch 2024, 2025); add its site file with --sites")
+    assert note == (
+        "c.yaml: not judged: the claim is about batch 2026 and no site of that batch is in this run "
+        "(the run's sites are of batch 2024, 2025); add its site file with --sites"
+    )
 
 
 # --------------------------------------------------------------------------- judging any batch
 
 
-PLANTED = {2024: ["brightened"] * 2 + ["unchanged"] * 18,
-           2025: ["brightened"] * 3 + ["unchanged", "dimmed", "dimmed"]}
+PLANTED = {
+    2024: ["brightened"] * 2 + ["unchanged"] * 18,
+    2025: ["brightened"] * 3 + ["unchanged", "dimmed", "dimmed"],
+}
 
 
 def test_claim_about_another_batch_that_holds():
@@ -145,7 +191,9 @@ def test_claim_about_another_batch_that_holds():
     assert v["claim_sites"]["counts"]["brightened"] == 3 and v["claim_sites"]["n_sites"] == 6
     assert v["claim"]["batch"] == "2025" and v["claim"]["similar_or_dimmer"] == 3
     assert v["counts"]["brightened"] == 5  # all sites, both batches
-    assert "batch-2025 sites: 3 brightened" in headline(v) and "Claim (3 brightened, 3 similar or dimmer)" in headline(v)
+    assert "batch-2025 sites: 3 brightened" in headline(
+        v
+    ) and "Claim (3 brightened, 3 similar or dimmer)" in headline(v)
 
 
 def test_claim_about_another_batch_that_does_not_hold():
@@ -162,16 +210,30 @@ def test_claim_without_its_batch_is_not_judged():
     changes, sites = tables({2024: PLANTED[2024]})
     v = verdict_for(changes, sites, claim_about(2026, 13, 3))
     assert v["agrees_with_claim"] is False and v["claim_sites"]["n_sites"] == 0
-    assert v["claim_status"] == "not judged: no site of batch 2026 in this run, the claim is about 13 of them"
+    assert (
+        v["claim_status"]
+        == "not judged: no site of batch 2026 in this run, the claim is about 13 of them"
+    )
 
 
 def test_claim_about_other_years_is_not_judged():
     changes, sites = tables(PLANTED)
     v = verdict_for(changes, sites, claim_about(2025, 6, 3, years=(2025, 2026)))
-    assert v["claim_status"] == "not judged: the claim compares 2025 with 2026, this run 2024 with 2025"
+    assert (
+        v["claim_status"]
+        == "not judged: the claim compares 2025 with 2026, this run 2024 with 2025"
+    )
     assert v["agrees_with_claim"] is False
-    assert verdict_for(changes, sites, claim_about(2025, 6, 3, years=(2025, 2026)), baseline_year=2025,
-                       target_year=2026)["agrees_with_claim"] is True
+    assert (
+        verdict_for(
+            changes,
+            sites,
+            claim_about(2025, 6, 3, years=(2025, 2026)),
+            baseline_year=2025,
+            target_year=2026,
+        )["agrees_with_claim"]
+        is True
+    )
 
 
 def test_missing_data_leaves_the_claim_undetermined():
@@ -182,7 +244,9 @@ def test_missing_data_leaves_the_claim_undetermined():
 
 
 def test_robustness_shares_use_the_claims_k_and_n():
-    sens = pd.DataFrame({"brightened": [1, 2, 2, 3, 2], "n_sites": [6] * 5, "insufficient_data": [0, 0, 0, 0, 1]})
+    sens = pd.DataFrame(
+        {"brightened": [1, 2, 2, 3, 2], "n_sites": [6] * 5, "insufficient_data": [0, 0, 0, 0, 1]}
+    )
     r = robustness_summary(sens, claim=claim_about(2025, 6, 2))
     assert r["share_exactly_2_of_6"] == r["share_exactly_k_of_n"] == pytest.approx(2 / 5)
     assert r["share_at_most_2"] == r["share_at_most_k"] == pytest.approx(3 / 5)
@@ -205,8 +269,16 @@ def test_pipeline_judges_a_planted_batch(tmp_path):
     assert 0 < k < len(later)  # the seed plants a mix, so "k of 6" can hold or fail
     results = {}
     for kk in (k, k + 1):
-        r = analyse(sites, rasters, Params(), source="local", data_kind="synthetic", sensitivity=False,
-                    progress=False, claim=claim_about(2025, len(later), kk))
+        r = analyse(
+            sites,
+            rasters,
+            Params(),
+            source="local",
+            data_kind="synthetic",
+            sensitivity=False,
+            progress=False,
+            claim=claim_about(2025, len(later), kk),
+        )
         results[kk] = r.verdict
     assert (r.changes.set_index("site_id")["class"][later] == want).all()
     assert results[k]["agrees_with_claim"] is True
@@ -220,23 +292,33 @@ def test_pipeline_judges_a_planted_batch(tmp_path):
 def test_a_batch_inaugurated_in_december_is_not_yet_observable_that_year():
     from pipeline.verdict import batch_observability
 
-    sites = pd.DataFrame({
-        "site_id": ["a1", "a2", "b1", "b2", "c1", "d1"],
-        "batch": [2024, 2024, 2025, 2025, 2026, 2027],
-        "inauguration": ["2024-12-20", "2025-02-07", "2025-12-15", "2025-12-29", None, None],
-        "groundbreaking": [None, None, "2025-03-01", None, "2026-01-10", None],
-    })
+    sites = pd.DataFrame(
+        {
+            "site_id": ["a1", "a2", "b1", "b2", "c1", "d1"],
+            "batch": [2024, 2024, 2025, 2025, 2026, 2027],
+            "inauguration": ["2024-12-20", "2025-02-07", "2025-12-15", "2025-12-29", None, None],
+            "groundbreaking": [None, None, "2025-03-01", None, "2026-01-10", None],
+        }
+    )
     by = {int(b["batch"]): b for b in batch_observability(sites, 2025, min_months=3)}
     assert by[2025]["status"] == "not yet observable" and by[2025]["observable_months"] == 0
-    assert (by[2025]["inauguration_first"], by[2025]["inauguration_last"]) == ("2025-12-15", "2025-12-29")
-    assert by[2025]["note"] == ("Batch 2025 (2 sites, inaugurated 15–29 Dec 2025): not yet observable in 2025; 0 of "
-                                "12 months of 2025 fall after the last inauguration (29 Dec 2025), so 2025 data "
-                                "cannot show these "
-                                "factories running.")
+    assert (by[2025]["inauguration_first"], by[2025]["inauguration_last"]) == (
+        "2025-12-15",
+        "2025-12-29",
+    )
+    assert by[2025]["note"] == (
+        "Batch 2025 (2 sites, inaugurated 15–29 Dec 2025): not yet observable in 2025; 0 of "
+        "12 months of 2025 fall after the last inauguration (29 Dec 2025), so 2025 data "
+        "cannot show these "
+        "factories running."
+    )
     # opened by 7 Feb: March to December (10 months) show them running
     assert (by[2024]["status"], by[2024]["observable_months"]) == ("partly observable", 10)
     assert "20 Dec 2024 – 7 Feb 2025" in by[2024]["note"]
-    assert by[2026]["status"] == "not yet observable" and "groundbreaking from Jan 2026" in by[2026]["note"]
+    assert (
+        by[2026]["status"] == "not yet observable"
+        and "groundbreaking from Jan 2026" in by[2026]["note"]
+    )
     assert by[2027]["status"] == "unknown" and by[2027]["observable_months"] is None
     # a year later, the December batch is observable all year
     later = {int(b["batch"]): b for b in batch_observability(sites, 2026)}
@@ -251,5 +333,9 @@ def test_verdict_lists_every_batch_and_the_report_says_so():
     v = verdict_for(changes, sites, claim_about(2025, 3, 0))
     assert [b["batch"] for b in v["batches"]] == ["2024", "2025"]
     lines = observability_sentences(v)
-    assert lines[0].startswith("Batch 2024 (2 sites, inaugurated 1 Jun 2024 – 1 Jul 2024): observable in 2025")
-    assert "Batch 2025 (3 sites, inaugurated 15–29 Dec 2025): not yet observable in 2025" in lines[1]
+    assert lines[0].startswith(
+        "Batch 2024 (2 sites, inaugurated 1 Jun 2024 – 1 Jul 2024): observable in 2025"
+    )
+    assert (
+        "Batch 2025 (3 sites, inaugurated 15–29 Dec 2025): not yet observable in 2025" in lines[1]
+    )

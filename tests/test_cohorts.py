@@ -18,28 +18,47 @@ from pipeline.cohorts import (
 )
 from pipeline.did import estimate_did, minimum_detectable_effect
 
-SITES = pd.DataFrame([
-    # unit, batch, groundbreaking, inauguration
-    ("a", 2024, "2024-02-28", "2024-12-20"),
-    ("a", 2024, "2024-03", "2025-01-08"),  # two sites in one unit: earliest start, latest inauguration
-    ("b", 2025, "2025-02", "2025-12-15"),
-    ("c", "2026", "2026-01-29", None),
-    ("d", "2026 batch", None, None),  # text label, no dates: building from its batch year
-    ("e", "late", None, None),  # no date, no year: never a control
-    (None, 2025, "2025-02", None),  # outside every unit: dropped
-], columns=["unit_id", "batch", "groundbreaking", "inauguration"])
+SITES = pd.DataFrame(
+    [
+        # unit, batch, groundbreaking, inauguration
+        ("a", 2024, "2024-02-28", "2024-12-20"),
+        (
+            "a",
+            2024,
+            "2024-03",
+            "2025-01-08",
+        ),  # two sites in one unit: earliest start, latest inauguration
+        ("b", 2025, "2025-02", "2025-12-15"),
+        ("c", "2026", "2026-01-29", None),
+        ("d", "2026 batch", None, None),  # text label, no dates: building from its batch year
+        ("e", "late", None, None),  # no date, no year: never a control
+        (None, 2025, "2025-02", None),  # outside every unit: dropped
+    ],
+    columns=["unit_id", "batch", "groundbreaking", "inauguration"],
+)
 
 
 def test_schedule_takes_the_earliest_start_and_says_from_what():
     s = unit_schedule(SITES).set_index("unit_id")
     assert list(s.index) == ["a", "b", "c", "d", "e"]
-    assert s.loc["a", ["batch", "groundbreaking", "inauguration", "start_year", "start_from"]].tolist() == [
-        "2024", "2024-02", "2025-01", 2024, "groundbreaking"]
+    assert s.loc[
+        "a", ["batch", "groundbreaking", "inauguration", "start_year", "start_from"]
+    ].tolist() == ["2024", "2024-02", "2025-01", 2024, "groundbreaking"]
     assert s.loc["d", ["batch", "batch_year", "start_year", "start_from"]].tolist() == [
-        "2026 batch", 2026, 2026, "batch year"]
+        "2026 batch",
+        2026,
+        2026,
+        "batch year",
+    ]
     assert s.loc["e", "start_from"] == "unknown" and pd.isna(s.loc["e", "start_year"])
     assert [batch_year(x) for x in (2025, "2025", "batch of 2026", 2025.0, "late", None)] == [
-        2025, 2025, 2026, 2025, None, None]
+        2025,
+        2025,
+        2026,
+        2025,
+        None,
+        None,
+    ]
 
 
 def test_units_building_in_the_compared_years_are_not_controls():
@@ -47,8 +66,10 @@ def test_units_building_in_the_compared_years_are_not_controls():
     # batch 2024 under test, 2024 -> 2025: batch 2025 is building, 2026 not yet; the undated one never qualifies
     ex = {e.unit_id: e for e in building_exclusions(s, ["a"], (2024, 2025))}
     assert sorted(ex) == ["b", "e"]
-    assert ex["b"].reason == ("batch 2025 broke ground 2025-02 and was inaugurated 2025-12: building by 2025, "
-                              "so not a control for 2024\u20132025")
+    assert ex["b"].reason == (
+        "batch 2025 broke ground 2025-02 and was inaugurated 2025-12: building by 2025, "
+        "so not a control for 2024\u20132025"
+    )
     assert "cannot be shown to be untreated" in ex["e"].reason
     # before any groundbreaking only the undated unit is out
     assert [e.unit_id for e in building_exclusions(s, ["a"], (2022, 2023))] == ["e"]
@@ -132,13 +153,19 @@ def test_mde_effect_is_detected_about_four_times_in_five():
 def test_did_json_carries_the_mde():
     panel, schedule = cohort_panel(2, contamination=0.0)
     d = clean_did(panel, schedule, 2024, 2025, n_draws=499)[0].to_dict()
-    assert 0.03 < d["mde_log"] < 0.3 and -0.3 < d["mde_log_negative"] < -0.03 and d["mde_power"] == 0.8
+    assert (
+        0.03 < d["mde_log"] < 0.3 and -0.3 < d["mde_log_negative"] < -0.03 and d["mde_power"] == 0.8
+    )
 
 
 def test_disjoint_placebo_sets_keep_provinces_and_never_overlap():
     strata = np.array(list("AAAAABBBBBCCCCC"))
-    sets = disjoint_placebo_sets(strata, [np.array(list("AAB")), np.array(list("ACC")), np.array(list("AAA"))],
-                                 300, np.random.default_rng(0))
+    sets = disjoint_placebo_sets(
+        strata,
+        [np.array(list("AAB")), np.array(list("ACC")), np.array(list("AAA"))],
+        300,
+        np.random.default_rng(0),
+    )
     total = sets[0].astype(int) + sets[1] + sets[2]
     assert total.max() == 1
     assert (sets[0][:, :5].sum(1) == 2).all() and (sets[0][:, 5:10].sum(1) == 1).all()
@@ -150,7 +177,9 @@ def test_disjoint_placebo_sets_keep_provinces_and_never_overlap():
 @pytest.fixture(scope="module")
 def cohorts():
     panel, schedule = cohort_panel(11, effect=0.3, contamination=0.3)
-    return group_time_effects(panel, schedule, n_draws=999), cohort_summary(panel, schedule, 2024, 2025, n_draws=499)
+    return group_time_effects(panel, schedule, n_draws=999), cohort_summary(
+        panel, schedule, 2024, 2025, n_draws=499
+    )
 
 
 def test_group_time_effects_recover_each_batch(cohorts):
@@ -160,15 +189,30 @@ def test_group_time_effects_recover_each_batch(cohorts):
     assert cells.loc[("2025", 2025), "estimate_log"] == pytest.approx(0.3, abs=0.06)
     assert cells.loc[("2024", 2024), "estimate_log"] == pytest.approx(0.0, abs=0.06)
     # controls: never-treated and not yet building; batch 2025 is a control of batch 2024 in 2024 only
-    assert cells.loc[("2024", 2024), "n_control"] == 160 and cells.loc[("2024", 2025), "n_control"] == 140
-    assert cells.loc[("2025", 2025), "n_control"] == 140 and cells.loc[("2025", 2025), "base_year"] == 2024
+    assert (
+        cells.loc[("2024", 2024), "n_control"] == 160
+        and cells.loc[("2024", 2025), "n_control"] == 140
+    )
+    assert (
+        cells.loc[("2025", 2025), "n_control"] == 140
+        and cells.loc[("2025", 2025), "base_year"] == 2024
+    )
     late = cells.loc["2026"]
-    assert (late["base_year"] == 2025).all() and (late.index < 2025).all()  # batch 2026: pre-period cells only
+    assert (late["base_year"] == 2025).all() and (
+        late.index < 2025
+    ).all()  # batch 2026: pre-period cells only
     w = pd.DataFrame(list(eff.weights))
     assert w["weight"].sum() == pytest.approx(1.0)
-    assert set(zip(w["batch"], w["year"], strict=True)) == {("2024", 2024), ("2024", 2025), ("2025", 2025)}
+    assert set(zip(w["batch"], w["year"], strict=True)) == {
+        ("2024", 2024),
+        ("2024", 2025),
+        ("2025", 2025),
+    }
     assert eff.aggregate_log == pytest.approx((0.0 + 0.3 + 0.3) / 3, abs=0.05)
-    assert eff.aggregate_ci_low < eff.aggregate_log < eff.aggregate_ci_high and eff.aggregate_p_value < 0.01
+    assert (
+        eff.aggregate_ci_low < eff.aggregate_log < eff.aggregate_ci_high
+        and eff.aggregate_p_value < 0.01
+    )
     assert eff.pretrend_p_value > 0.05 and eff.n_pretrend_cells == 12
     by = {r["batch"]: r for r in eff.pretrend_by_batch}
     assert {b: r["n_cells"] for b, r in by.items()} == {"2024": 3, "2025": 4, "2026": 5}
@@ -189,7 +233,9 @@ def test_cohort_summary_has_the_event_times_and_an_early_baseline(cohorts):
     assert cells.loc[("2025", 2025), ["event_time", "since_inauguration"]].tolist() == [0, 0]
     early = out["baseline_before_groundbreaking"]
     assert early["baseline_year"] == 2023 and early["target_year"] == 2025
-    assert early["estimate_log"] == pytest.approx(0.3, abs=0.06) and early["n_excluded_controls"] == 20
+    assert (
+        early["estimate_log"] == pytest.approx(0.3, abs=0.06) and early["n_excluded_controls"] == 20
+    )
 
 
 @pytest.mark.slow
@@ -212,7 +258,10 @@ def test_cluster_t_matches_a_direct_sandwich():
     beta = np.linalg.lstsq(x, d, rcond=None)[0]
     u = d - x @ beta
     bread = np.linalg.inv(x.T @ x)
-    meat = sum(np.outer(x[clusters == g].T @ u[clusters == g], x[clusters == g].T @ u[clusters == g]) for g in range(5))
+    meat = sum(
+        np.outer(x[clusters == g].T @ u[clusters == g], x[clusters == g].T @ u[clusters == g])
+        for g in range(5)
+    )
     v = 5 / 4 * 39 / 38 * (bread @ meat @ bread)
     assert b[0] == pytest.approx(beta[1]) and t[0] == pytest.approx(beta[1] / np.sqrt(v[1, 1]))
 
@@ -238,7 +287,9 @@ def test_wild_cluster_bootstrap_holds_its_size_when_treated_units_are_noisier():
     for s in range(200):
         panel, _ = cohort_panel(s, contamination=0.0, treated_noise=0.3)
         u = _units(panel, 2024, 2025, None, ())
-        rej.append(wild_cluster_bootstrap(u.d, u.treated, u.strata, n_boot=499, seed=s).p_value < 0.05)
+        rej.append(
+            wild_cluster_bootstrap(u.d, u.treated, u.strata, n_boot=499, seed=s).p_value < 0.05
+        )
     assert np.mean(rej) <= 0.08, np.mean(rej)
 
 
@@ -250,10 +301,17 @@ def test_near_units_are_the_neighbours_within_10_km():
 
     side = 0.2  # about 17 x 22 km at 40 N: neighbours touch (0 km), the next ring is > 10 km away
     cells = [(c, r) for r in range(5) for c in range(5)]
-    units = gpd.GeoDataFrame({"unit_id": [f"u{c}{r}" for c, r in cells]},
-                             geometry=[box(125 + c * side, 40 + r * side, 125 + (c + 1) * side, 40 + (r + 1) * side)
-                                       for c, r in cells], crs="EPSG:4326")
-    assert near_units(units, ["u22"]) == tuple(sorted(f"u{c}{r}" for c in (1, 2, 3) for r in (1, 2, 3) if (c, r) != (2, 2)))
+    units = gpd.GeoDataFrame(
+        {"unit_id": [f"u{c}{r}" for c, r in cells]},
+        geometry=[
+            box(125 + c * side, 40 + r * side, 125 + (c + 1) * side, 40 + (r + 1) * side)
+            for c, r in cells
+        ],
+        crs="EPSG:4326",
+    )
+    assert near_units(units, ["u22"]) == tuple(
+        sorted(f"u{c}{r}" for c in (1, 2, 3) for r in (1, 2, 3) if (c, r) != (2, 2))
+    )
     assert near_units(units, ["u00"]) == ("u01", "u10", "u11")
 
 
@@ -262,8 +320,12 @@ def test_robustness_beside_the_main_result():
 
     panel, schedule = cohort_panel(6, effect=0.3, contamination=0.3)
     main, _ = clean_did(panel, schedule, 2024, 2025, n_draws=499)
-    near = tuple(f"u{i:03d}" for i in range(0, 180, 7) if f"u{i:03d}" not in main.excluded and
-                 not panel.loc[panel["unit_id"] == f"u{i:03d}", "treated"].iloc[0])
+    near = tuple(
+        f"u{i:03d}"
+        for i in range(0, 180, 7)
+        if f"u{i:03d}" not in main.excluded
+        and not panel.loc[panel["unit_id"] == f"u{i:03d}", "treated"].iloc[0]
+    )
     r = robustness(panel, schedule, main, near=near, n_boot=999)
     assert [f["factor"] for f in r["log_floor"]] == [0.1, 1.0, 10.0]
     assert r["log_floor"][1]["estimate_log"] == pytest.approx(main.estimate_log)
@@ -277,9 +339,16 @@ def test_robustness_beside_the_main_result():
 def test_joint_pretrend_test_sees_a_planted_trend_before_groundbreaking():
     panel, schedule = cohort_panel(9, contamination=0.0)
     mine = set(schedule.loc[schedule["batch"] == "2024", "unit_id"])
-    drift = np.where(panel["unit_id"].isin(mine), 0.08 * (panel["year"] - 2023), 0.0)  # every year, so base 2023 = 0
-    eff = group_time_effects(panel.assign(sum_lights=panel["sum_lights"] * np.exp(drift)), schedule, n_draws=999)
+    drift = np.where(
+        panel["unit_id"].isin(mine), 0.08 * (panel["year"] - 2023), 0.0
+    )  # every year, so base 2023 = 0
+    eff = group_time_effects(
+        panel.assign(sum_lights=panel["sum_lights"] * np.exp(drift)), schedule, n_draws=999
+    )
     by = {r["batch"]: r["p_value"] for r in eff.pretrend_by_batch}
     assert by["2024"] < 0.01 and eff.pretrend_p_value < 0.01
-    clean = {r["batch"]: r["p_value"] for r in group_time_effects(panel, schedule, n_draws=999).pretrend_by_batch}
+    clean = {
+        r["batch"]: r["p_value"]
+        for r in group_time_effects(panel, schedule, n_draws=999).pretrend_by_batch
+    }
     assert clean["2024"] > 0.05

@@ -37,21 +37,29 @@ def test_invalid_values_are_refused_with_the_choices():
 
 def test_environment_beats_user_config_and_secrets_are_masked(tmp_path):
     cfg = tmp_path / "config.yaml"
-    cfg.write_text("data:\n  earthdata_token: from-file-123\n  eog_url: http://mirror.example/eog\n")
+    cfg.write_text(
+        "data:\n  earthdata_token: from-file-123\n  eog_url: http://mirror.example/eog\n"
+    )
     env = {"NIGHTLIGHTS_CONFIG": str(cfg), "EARTHDATA_TOKEN": "from-env-456"}
     s = load_data_settings(env)
     assert s.earthdata_token == "from-env-456" and s.eog_url == "http://mirror.example/eog"
     assert "from-env-456" not in repr(s) and s.has_blackmarble() and not s.has_eog()
 
 
-@pytest.mark.parametrize(("changes", "message"), [
-    ({"target_year": 20255}, "parameter target_year=20255: must be a year from 2012 to "),
-    ({"baseline_year": 2011}, "parameter baseline_year=2011: must be a year from 2012 to "),
-    ({"seed": -1}, "parameter seed=-1: must be a whole number from 0 to 2**63 - 1"),
-    ({"n_boot": 10**12}, "parameter n_boot=1000000000000: must be at most 100000"),
-    ({"ring_outer_m": 1e7}, "parameter ring_outer_m=10000000.0: must be at most 100000 m"),
-    ({"compare_start_year": 2005}, "parameter compare_start_year=2005: must be a year from 2012 to baseline_year"),
-])
+@pytest.mark.parametrize(
+    ("changes", "message"),
+    [
+        ({"target_year": 20255}, "parameter target_year=20255: must be a year from 2012 to "),
+        ({"baseline_year": 2011}, "parameter baseline_year=2011: must be a year from 2012 to "),
+        ({"seed": -1}, "parameter seed=-1: must be a whole number from 0 to 2**63 - 1"),
+        ({"n_boot": 10**12}, "parameter n_boot=1000000000000: must be at most 100000"),
+        ({"ring_outer_m": 1e7}, "parameter ring_outer_m=10000000.0: must be at most 100000 m"),
+        (
+            {"compare_start_year": 2005},
+            "parameter compare_start_year=2005: must be a year from 2012 to baseline_year",
+        ),
+    ],
+)
 def test_parameters_that_would_eat_the_machine_are_refused_before_work(changes, message):
     """Before: --target-year 20255 started generating 218,832 demo months; seed -1 and a huge n_boot
     ended in 'unexpected error' (ValueError, MemoryError) after the extraction."""
@@ -65,24 +73,40 @@ def test_next_year_is_the_last_year_allowed():
 
     nxt = dt.date.today().year + 1
     assert Params(baseline_year=nxt - 1, target_year=nxt).target_year == nxt
-    with pytest.raises(ConfigError, match=f"target_year={nxt + 1}: must be a year from 2012 to {nxt}"):
+    with pytest.raises(
+        ConfigError, match=f"target_year={nxt + 1}: must be a year from 2012 to {nxt}"
+    ):
         Params(target_year=nxt + 1)
 
 
 def test_download_month_range_years_are_checked():
     from pipeline.fetch import month_list, year_list
 
-    with pytest.raises(ConfigError, match=r"^month range 2012-01\.\.99999-01: years must be from 2012 to "):
+    with pytest.raises(
+        ConfigError, match=r"^month range 2012-01\.\.99999-01: years must be from 2012 to "
+    ):
         month_list("2012-01", "99999-01")
     with pytest.raises(ConfigError, match=r"^year range 1990\.\.2020: years must be from 2012 to "):
         year_list("1990", "2020")
 
 
-@pytest.mark.parametrize(("text", "line"), [
-    ("n_boot: 0x" + "f" * 4000, "n_boot: a whole number of 4000 digits is too large for any setting"),
-    ("seed: 0b" + "1" * 20000, "seed: a whole number of 20000 digits is too large for any setting"),
-    ("analysis:\n  seed: " + "9" * 31, "analysis.seed: a whole number of 31 digits is too large for any setting"),
-])
+@pytest.mark.parametrize(
+    ("text", "line"),
+    [
+        (
+            "n_boot: 0x" + "f" * 4000,
+            "n_boot: a whole number of 4000 digits is too large for any setting",
+        ),
+        (
+            "seed: 0b" + "1" * 20000,
+            "seed: a whole number of 20000 digits is too large for any setting",
+        ),
+        (
+            "analysis:\n  seed: " + "9" * 31,
+            "analysis.seed: a whole number of 31 digits is too large for any setting",
+        ),
+    ],
+)
 def test_integers_too_long_for_python_are_refused_naming_the_key(tmp_path, text, line):
     """Hex escapes Python's 4300-digit limit on parsing, not on printing: the message crashed."""
     cfg = tmp_path / "c.yaml"

@@ -32,22 +32,33 @@ def _eog_months(folder, rng, n=3):
 
 
 def _zones(points_px, radius_px=4.0):
-    geoms = [Point(WEST + (c + 0.3) * RES, NORTH - (r + 0.6) * RES).buffer(radius_px * RES) for r, c in points_px]
-    return gpd.GeoDataFrame({"zone": [f"z{i}" for i in range(len(geoms))]}, geometry=geoms, crs="EPSG:4326")
+    geoms = [
+        Point(WEST + (c + 0.3) * RES, NORTH - (r + 0.6) * RES).buffer(radius_px * RES)
+        for r, c in points_px
+    ]
+    return gpd.GeoDataFrame(
+        {"zone": [f"z{i}" for i in range(len(geoms))]}, geometry=geoms, crs="EPSG:4326"
+    )
 
 
 def _equal(a, b):
     cols = list(STATS)
     assert list(a.columns) == list(b.columns)
-    assert (a[["zone", "month", "pixel_rule"]].to_numpy() == b[["zone", "month", "pixel_rule"]].to_numpy()).all()
+    assert (
+        a[["zone", "month", "pixel_rule"]].to_numpy()
+        == b[["zone", "month", "pixel_rule"]].to_numpy()
+    ).all()
     assert np.array_equal(a[cols].to_numpy(), b[cols].to_numpy(), equal_nan=True)
 
 
 def _filled(cache):
     """Chunks built: those whose radiance file (written last) exists."""
     (cube,) = cache.glob("cube-*.zarr")
-    return {(int(p.parent.name), int(p.name)) for p in (cube / "radiance" / "c" / "0").glob("*/*")
-            if p.name.isdigit()}
+    return {
+        (int(p.parent.name), int(p.name))
+        for p in (cube / "radiance" / "c" / "0").glob("*/*")
+        if p.name.isdigit()
+    }
 
 
 def test_cube_answers_equal_reading_the_files(tmp_path, rng):
@@ -70,7 +81,9 @@ def test_chunks_hold_what_read_window_gives(tmp_path, rng):
     load_chunks(rasters, chunks, cube)  # builds
     rad, aux = load_chunks(rasters, chunks, cube)  # decodes from the cube
     for t, r in enumerate(rasters):
-        want_rad, want_aux = read_window(r, Window(4 * CHUNK, 3 * CHUNK, W - 4 * CHUNK, H - 3 * CHUNK))
+        want_rad, want_aux = read_window(
+            r, Window(4 * CHUNK, 3 * CHUNK, W - 4 * CHUNK, H - 3 * CHUNK)
+        )
         h, w = want_rad.shape
         got = rad[0, t, :h, :w]
         usable = ~np.isnan(got)
@@ -125,23 +138,28 @@ def test_zarr_reads_our_chunks_and_we_read_chunks_zarr_wrote(tmp_path, rng):
     root = zarr.open_group(cube.path, mode="r+")
     assert root["radiance"].shape == (2, H, W) and root.attrs["months"] == ["2024-01", "2024-02"]
     for i, (cy, cx) in enumerate(chunks):
-        ys, xs = slice(cy * CHUNK, min((cy + 1) * CHUNK, H)), slice(cx * CHUNK, min((cx + 1) * CHUNK, W))
+        ys, xs = (
+            slice(cy * CHUNK, min((cy + 1) * CHUNK, H)),
+            slice(cx * CHUNK, min((cx + 1) * CHUNK, W)),
+        )
         h, w = ys.stop - ys.start, xs.stop - xs.start
         assert np.array_equal(root["radiance"][:, ys, xs], rad[i, :, :h, :w], equal_nan=True)
         assert np.array_equal(root["aux"][:, ys, xs], aux[i, :, :h, :w])
     planted = rng.uniform(0, 9, (2, H - 3 * CHUNK, W - 4 * CHUNK)).astype("float32")
-    root["radiance"][:, 3 * CHUNK:, 4 * CHUNK:] = planted  # zarr rewrites the corner chunk
-    root["aux"][:, 3 * CHUNK:, 4 * CHUNK:] = 7
+    root["radiance"][:, 3 * CHUNK :, 4 * CHUNK :] = planted  # zarr rewrites the corner chunk
+    root["aux"][:, 3 * CHUNK :, 4 * CHUNK :] = 7
     again, again_aux = load_chunks(rasters, chunks[1:2], cube)
-    assert np.array_equal(again[0, :, :planted.shape[1], :planted.shape[2]], planted)
-    assert (again_aux[0, :, :planted.shape[1], :planted.shape[2]] == 7).all()
+    assert np.array_equal(again[0, :, : planted.shape[1], : planted.shape[2]], planted)
+    assert (again_aux[0, :, : planted.shape[1], : planted.shape[2]] == 7).all()
     import xarray as xr
 
     with warnings.catch_warnings():
-        warnings.simplefilter("error")  # consolidated metadata: nothing is listed, nothing is unrecognised
+        warnings.simplefilter(
+            "error"
+        )  # consolidated metadata: nothing is listed, nothing is unrecognised
         ds = xr.open_zarr(cube.path)  # the cube is a zarr store xarray opens too
     assert ds["radiance"].dims == ("month", "y", "x")
-    assert np.array_equal(ds["radiance"][:, 3 * CHUNK:, 4 * CHUNK:].values, planted)
+    assert np.array_equal(ds["radiance"][:, 3 * CHUNK :, 4 * CHUNK :].values, planted)
 
 
 def test_only_chunks_that_zones_touch_are_built_and_new_zones_add_chunks(tmp_path, rng):
@@ -157,11 +175,15 @@ def test_only_chunks_that_zones_touch_are_built_and_new_zones_add_chunks(tmp_pat
 def test_built_and_new_chunks_side_by_side(tmp_path, rng):
     rasters = _eog_months(tmp_path / "r", rng, n=2)
     cache = tmp_path / "cache"
-    zone_month_table(rasters, _zones([(30, 96)]), progress=False, cube_dir=cache)  # builds chunk (0, 1)
+    zone_month_table(
+        rasters, _zones([(30, 96)]), progress=False, cube_dir=cache
+    )  # builds chunk (0, 1)
     assert _filled(cache) == {(0, 1)}
     row = _zones([(30, 32), (30, 96), (30, 160)])  # chunks (0, 0), (0, 1), (0, 2): new, built, new
-    _equal(zone_month_table(rasters, row, progress=False),
-           zone_month_table(rasters, row, progress=False, cube_dir=cache))
+    _equal(
+        zone_month_table(rasters, row, progress=False),
+        zone_month_table(rasters, row, progress=False, cube_dir=cache),
+    )
     assert _filled(cache) == {(0, 0), (0, 1), (0, 2)}
 
 
@@ -195,7 +217,9 @@ def test_chunk_cut_off_before_its_radiance_file_is_rebuilt_not_trusted(tmp_path,
     cube = open_cube(cache, rasters)
     import zarr
 
-    zarr.open_group(cube.path, mode="r+")["aux"][:, 0:CHUNK, 0:CHUNK] = 0  # a stale aux layer, checksum valid
+    zarr.open_group(cube.path, mode="r+")["aux"][:, 0:CHUNK, 0:CHUNK] = (
+        0  # a stale aux layer, checksum valid
+    )
     (next(cache.glob("cube-*.zarr")) / "radiance" / "c" / "0" / "0" / "0").unlink()
     _equal(want, zone_month_table(rasters, zones, progress=False, cube_dir=cache))
     assert _filled(cache) == {(0, 0)}
@@ -214,7 +238,9 @@ def test_plain_files_with_nodata_and_no_aux(tmp_path):
         t = zone_month_table(rasters, zones, progress=False, cube_dir=cube_dir)
         assert t["mean_radiance"].iloc[0] == pytest.approx(2.0)
         assert t["valid_fraction"].iloc[0] == pytest.approx(0.5)
-    assert open_cube(tmp_path / "cache", rasters).aux_dtype is None  # nothing but radiance is stored
+    assert (
+        open_cube(tmp_path / "cache", rasters).aux_dtype is None
+    )  # nothing but radiance is stored
 
 
 def test_task_memory_is_bounded_whatever_the_number_of_months(tmp_path, rng):
@@ -226,4 +252,6 @@ def test_task_memory_is_bounded_whatever_the_number_of_months(tmp_path, rng):
         per_chunk = CHUNK * CHUNK * months * 10
         biggest = max(len(p.chunks) for p in parts) * per_chunk
         assert biggest <= SPLIT_BYTES + per_chunk  # a part closes once it passes the budget
-        assert sum(p.slot.size for p in parts) == weights.n_entries  # every weight in exactly one part
+        assert (
+            sum(p.slot.size for p in parts) == weights.n_entries
+        )  # every weight in exactly one part

@@ -55,7 +55,11 @@ def built(tmp_path, rng):
 
 
 def _chunk_warnings(caplog) -> list[str]:
-    return [r.getMessage() for r in caplog.records if r.levelno == logging.WARNING and "chunk" in r.getMessage()]
+    return [
+        r.getMessage()
+        for r in caplog.records
+        if r.levelno == logging.WARNING and "chunk" in r.getMessage()
+    ]
 
 
 def test_chunks_carry_a_crc32c_after_blosc_and_the_layout_is_new(built):
@@ -64,24 +68,35 @@ def test_chunks_carry_a_crc32c_after_blosc_and_the_layout_is_new(built):
     assert [c["name"] for c in meta["codecs"]] == ["bytes", "blosc", "crc32c"]
     attrs = json.loads((_cube(cache) / "zarr.json").read_text())["attributes"]
     assert attrs["layout"] == LAYOUT == 2
-    assert len(attrs["sources"]) == 6 and all(Path(p).is_absolute() and Path(p).exists() for p, _, _ in attrs["sources"])
+    assert len(attrs["sources"]) == 6 and all(
+        Path(p).is_absolute() and Path(p).exists() for p, _, _ in attrs["sources"]
+    )
 
 
 @pytest.mark.parametrize("damage", ["flip", "cut", "both"])
 def test_damaged_chunks_are_named_refilled_and_answers_equal_a_clean_cache(built, damage, caplog):
     rasters, zones, direct, cache = built
-    hit = {"flip": [("radiance", 0, 0)], "cut": [("aux", 1, 2)],
-           "both": [("radiance", 0, 0), ("radiance", 0, 1), ("aux", 2, 3), ("radiance", 3, 4)]}[damage]
+    hit = {
+        "flip": [("radiance", 0, 0)],
+        "cut": [("aux", 1, 2)],
+        "both": [("radiance", 0, 0), ("radiance", 0, 1), ("aux", 2, 3), ("radiance", 3, 4)],
+    }[damage]
     for layer, cy, cx in hit:
-        (_cut if damage == "cut" or (damage == "both" and cx == 4) else _flip)(_chunk_file(cache, layer, cy, cx))
+        (_cut if damage == "cut" or (damage == "both" and cx == 4) else _flip)(
+            _chunk_file(cache, layer, cy, cx)
+        )
     with caplog.at_level(logging.WARNING):
         again = zone_month_table(rasters, zones, progress=False, cube_dir=cache)
     _equal(direct, again)  # exactly the answer read from the files
     named = _chunk_warnings(caplog)
-    assert sorted(m.split("chunk ")[1].split(" ")[0] for m in named) == sorted(f"{cy}_{cx}" for _, cy, cx in hit)
+    assert sorted(m.split("chunk ")[1].split(" ")[0] for m in named) == sorted(
+        f"{cy}_{cx}" for _, cy, cx in hit
+    )
     assert all("refilling it from the monthly files" in m and str(_cube(cache)) in m for m in named)
     caplog.clear()
-    with caplog.at_level(logging.WARNING):  # repaired on disk: the next run reads it without complaint
+    with caplog.at_level(
+        logging.WARNING
+    ):  # repaired on disk: the next run reads it without complaint
         _equal(direct, zone_month_table(rasters, zones, progress=False, cube_dir=cache))
     assert _chunk_warnings(caplog) == []
 
@@ -121,7 +136,9 @@ def test_a_chunk_locked_by_another_writer_is_waited_for_and_read_not_refilled(tm
     aux = np.zeros((2, 2, CHUNK, CHUNK), dtype=cube.aux_dtype)
     store = _Store(Path(cube.path), [("radiance", rad), ("aux", aux)], chunks, rasters[0].grid)
     fd = store.lock(0, wait=False)
-    assert fd is not None and store.lock(0, wait=False) is None  # a second lock on the same chunk fails
+    assert (
+        fd is not None and store.lock(0, wait=False) is None
+    )  # a second lock on the same chunk fails
     result: dict = {}
     worker = threading.Thread(target=lambda: result.update(got=load_chunks(rasters, chunks, cube)))
     worker.start()
@@ -170,7 +187,9 @@ def test_prune_removes_cubes_whose_inputs_are_gone_or_changed_and_says_how_much(
     for rasters in (a, b, c):
         zone_month_table(rasters, zones, progress=False, cube_dir=cache)
     cubes = {name: Path(open_cube(cache, r).path) for name, r in (("a", a), ("b", b), ("c", c))}
-    sizes = {k: sum(p.stat().st_size for p in v.rglob("*") if p.is_file()) for k, v in cubes.items()}
+    sizes = {
+        k: sum(p.stat().st_size for p in v.rglob("*") if p.is_file()) for k, v in cubes.items()
+    }
     assert prune_cubes(cache) == (0, 0)  # every input still there: nothing to do
     b[0].aux.unlink()  # an input deleted
     os.utime(c[1].radiance, ns=(0, c[1].radiance.stat().st_mtime_ns + 10**9))  # an input changed
@@ -179,7 +198,9 @@ def test_prune_removes_cubes_whose_inputs_are_gone_or_changed_and_says_how_much(
     (old / "zarr.json").write_text(json.dumps({"attributes": {"layout": 1}}))
     old_size = (old / "zarr.json").stat().st_size
     assert prune_cubes(cache, keep=[cubes["c"]]) == (2, sizes["b"] + old_size)
-    assert cubes["a"].exists() and cubes["c"].exists() and not cubes["b"].exists() and not old.exists()
+    assert (
+        cubes["a"].exists() and cubes["c"].exists() and not cubes["b"].exists() and not old.exists()
+    )
     assert prune_cubes(cache) == (1, sizes["c"])
     assert [p.name for p in cache.iterdir()] == [cubes["a"].name]
     assert prune_cubes(tmp_path / "no-such-cache") == (0, 0)
@@ -233,12 +254,30 @@ def scenario(tmp_path_factory):
 
 def _run_args(scenario, out: Path, cache: Path | str) -> list[str]:
     folder, sites = scenario
-    return ["run", "--source", "local", "--rasters", str(folder), "--sites", str(sites), "--out", str(out),
-            "--cache-dir", str(cache), "--no-figures", "--no-sensitivity", "-q"]
+    return [
+        "run",
+        "--source",
+        "local",
+        "--rasters",
+        str(folder),
+        "--sites",
+        str(sites),
+        "--out",
+        str(out),
+        "--cache-dir",
+        str(cache),
+        "--no-figures",
+        "--no-sensitivity",
+        "-q",
+    ]
 
 
 def _files(out: Path) -> dict[str, bytes]:
-    return {p.name: p.read_bytes() for p in sorted(out.iterdir()) if p.is_file() and not p.name.startswith(".")}
+    return {
+        p.name: p.read_bytes()
+        for p in sorted(out.iterdir())
+        if p.is_file() and not p.name.startswith(".")
+    }
 
 
 @pytest.fixture(scope="module")
@@ -246,8 +285,14 @@ def solo(scenario, tmp_path_factory):
     from tests.test_faults import clean_env
 
     tmp = tmp_path_factory.mktemp("solo")
-    done = subprocess.run([sys.executable, "-m", "pipeline", *_run_args(scenario, tmp / "out", tmp / "cache")],
-                          env=clean_env(tmp), cwd=tmp, capture_output=True, text=True, timeout=120)
+    done = subprocess.run(
+        [sys.executable, "-m", "pipeline", *_run_args(scenario, tmp / "out", tmp / "cache")],
+        env=clean_env(tmp),
+        cwd=tmp,
+        capture_output=True,
+        text=True,
+        timeout=120,
+    )
     assert done.returncode == 0, done.stderr
     return _files(tmp / "out")
 
@@ -258,17 +303,37 @@ def test_three_runs_at_once_on_one_cache_equal_a_solo_run(scenario, solo, tmp_pa
 
     cache, meet = tmp_path / "shared-cache", tmp_path / "meet"
     meet.mkdir()
-    logs = [tmp_path / f"log{i}" for i in range(3)]  # files, not pipes: a full pipe would stall a writer
-    procs = [subprocess.Popen([sys.executable, "-c", BARRIER, str(meet),
-                               *_run_args(scenario, tmp_path / f"out{i}", cache), "--debug"], env=clean_env(tmp_path),
-                              cwd=tmp_path, stdout=subprocess.DEVNULL, stderr=log.open("w")) for i, log in enumerate(logs)]
+    logs = [
+        tmp_path / f"log{i}" for i in range(3)
+    ]  # files, not pipes: a full pipe would stall a writer
+    procs = [
+        subprocess.Popen(
+            [
+                sys.executable,
+                "-c",
+                BARRIER,
+                str(meet),
+                *_run_args(scenario, tmp_path / f"out{i}", cache),
+                "--debug",
+            ],
+            env=clean_env(tmp_path),
+            cwd=tmp_path,
+            stdout=subprocess.DEVNULL,
+            stderr=log.open("w"),
+        )
+        for i, log in enumerate(logs)
+    ]
     filled = 0
     for p, log in zip(procs, logs, strict=True):
         p.wait(timeout=180)
         err = log.read_text()
         assert p.returncode == 0, err[-2000:]
-        assert "failed its check" not in err and "missing" not in err  # never a damaged or half-written chunk
-        filled += sum(int(x.split("filled ")[1].split(" ")[0]) for x in err.splitlines() if " filled " in x)
+        assert (
+            "failed its check" not in err and "missing" not in err
+        )  # never a damaged or half-written chunk
+        filled += sum(
+            int(x.split("filled ")[1].split(" ")[0]) for x in err.splitlines() if " filled " in x
+        )
     for i in range(3):
         assert _files(tmp_path / f"out{i}") == solo
     (cube,) = (cache / "cube").glob("cube-*.zarr")
@@ -278,20 +343,31 @@ def test_three_runs_at_once_on_one_cache_equal_a_solo_run(scenario, solo, tmp_pa
 
 
 @pytest.mark.slow
-@pytest.mark.parametrize(("sig", "code", "word", "stage"), [(signal.SIGINT, 130, "interrupted", "extraction"),
-                                                            (signal.SIGTERM, 143, "terminated", "cube fill"),
-                                                            (signal.SIGINT, 130, "interrupted", "cube fill")])
-def test_ctrl_c_or_sigterm_while_reading_exits_with_one_line_and_nothing_corrupt(scenario, solo, tmp_path, sig,
-                                                                                 code, word, stage):
+@pytest.mark.parametrize(
+    ("sig", "code", "word", "stage"),
+    [
+        (signal.SIGINT, 130, "interrupted", "extraction"),
+        (signal.SIGTERM, 143, "terminated", "cube fill"),
+        (signal.SIGINT, 130, "interrupted", "cube fill"),
+    ],
+)
+def test_ctrl_c_or_sigterm_while_reading_exits_with_one_line_and_nothing_corrupt(
+    scenario, solo, tmp_path, sig, code, word, stage
+):
     from tests.test_faults import clean_env
 
     out, cache = tmp_path / "out", (tmp_path / "cache" if stage == "cube fill" else "none")
     out.mkdir()
     (out / "earlier.csv").write_text("kept")
     flag, go = tmp_path / "flag", tmp_path / "go"
-    proc = subprocess.Popen([sys.executable, "-c", CHILD, str(flag), str(go), *_run_args(scenario, out, cache)],
-                            env=clean_env(tmp_path), cwd=tmp_path, stdout=subprocess.PIPE, stderr=subprocess.PIPE,
-                            text=True)
+    proc = subprocess.Popen(
+        [sys.executable, "-c", CHILD, str(flag), str(go), *_run_args(scenario, out, cache)],
+        env=clean_env(tmp_path),
+        cwd=tmp_path,
+        stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE,
+        text=True,
+    )
     while not flag.exists():
         assert proc.poll() is None, proc.communicate()
         subprocess.run(["sleep", "0.05"])
@@ -299,12 +375,20 @@ def test_ctrl_c_or_sigterm_while_reading_exits_with_one_line_and_nothing_corrupt
     go.write_text("go")  # the stalled read may finish now: the signal is already pending
     _, err = proc.communicate(timeout=120)
     assert proc.returncode == code
-    lines = [x for x in err.strip().splitlines() if not x.startswith("SYNTHETIC DATA")]  # the scenario's label
+    lines = [
+        x for x in err.strip().splitlines() if not x.startswith("SYNTHETIC DATA")
+    ]  # the scenario's label
     assert lines == [f"nightlights: {word}; earlier outputs were left untouched"]
     assert sorted(p.name for p in out.iterdir()) == ["earlier.csv"]
     assert not [p for p in tmp_path.iterdir() if ".nightlights-staging-" in p.name]
-    done = subprocess.run([sys.executable, "-m", "pipeline", *_run_args(scenario, out, cache)],
-                          env=clean_env(tmp_path), cwd=tmp_path, capture_output=True, text=True, timeout=120)
+    done = subprocess.run(
+        [sys.executable, "-m", "pipeline", *_run_args(scenario, out, cache)],
+        env=clean_env(tmp_path),
+        cwd=tmp_path,
+        capture_output=True,
+        text=True,
+        timeout=120,
+    )
     assert done.returncode == 0 and "chunk" not in done.stderr, done.stderr
     assert {k: v for k, v in _files(out).items() if k != "earlier.csv"} == solo
 
@@ -320,6 +404,8 @@ def test_cache_prune_command_prints_what_it_freed(tmp_path, rng, capsys):
     rasters[0].radiance.unlink()
     args = parser.parse_args(["cache", "prune", "--cache-dir", str(cache)])
     assert args.func(args) == 0
-    assert capsys.readouterr().out == (f"{cache / 'cube'}: removed 1 cube(s) whose inputs are gone or changed, "
-                                       f"freed {size / 1024:.1f} KB\n")
+    assert capsys.readouterr().out == (
+        f"{cache / 'cube'}: removed 1 cube(s) whose inputs are gone or changed, "
+        f"freed {size / 1024:.1f} KB\n"
+    )
     assert list((cache / "cube").iterdir()) == []

@@ -22,9 +22,16 @@ from pipeline.errors import NightlightsError
 YEARS = tuple(range(2020, 2026))
 
 
-def make_panel(seed: int, effect: float = 0.3, n_units: int = 181, n_treated: int = 20,
-               n_provinces: int = 12, years: tuple[int, ...] = YEARS, target: int = 2025,
-               noise: float = 0.10) -> pd.DataFrame:
+def make_panel(
+    seed: int,
+    effect: float = 0.3,
+    n_units: int = 181,
+    n_treated: int = 20,
+    n_provinces: int = 12,
+    years: tuple[int, ...] = YEARS,
+    target: int = 2025,
+    noise: float = 0.10,
+) -> pd.DataFrame:
     """Units in provinces with multiplicative yearly noise, a national and a province shock per
     year, and a log effect ``effect`` on the treated units in the target year only."""
     rng = np.random.default_rng(seed)
@@ -35,11 +42,24 @@ def make_panel(seed: int, effect: float = 0.3, n_units: int = 181, n_treated: in
     level[0] = 13.0  # a capital far brighter than the rest
     frames = []
     for y in years:
-        log_s = (level + rng.normal(0, 0.1) + rng.normal(0, 0.05, n_provinces)[prov]
-                 + rng.normal(0, noise, n_units) + effect * treated * (y == target))
-        frames.append(pd.DataFrame({"unit_id": [f"u{i:03d}" for i in range(n_units)],
-                                    "province": [f"P{p:02d}" for p in prov], "year": y,
-                                    "sum_lights": np.exp(log_s), "treated": treated}))
+        log_s = (
+            level
+            + rng.normal(0, 0.1)
+            + rng.normal(0, 0.05, n_provinces)[prov]
+            + rng.normal(0, noise, n_units)
+            + effect * treated * (y == target)
+        )
+        frames.append(
+            pd.DataFrame(
+                {
+                    "unit_id": [f"u{i:03d}" for i in range(n_units)],
+                    "province": [f"P{p:02d}" for p in prov],
+                    "year": y,
+                    "sum_lights": np.exp(log_s),
+                    "treated": treated,
+                }
+            )
+        )
     return pd.concat(frames, ignore_index=True)
 
 
@@ -81,13 +101,20 @@ def test_pretrend_placebos_show_nothing(which, request):
     panel = request.getfixturevalue(which)
     table = pretrend_placebos(panel, 2024, n_draws=1000)
     assert list(table[["baseline_year", "target_year"]].itertuples(index=False, name=None)) == [
-        (2020, 2021), (2021, 2022), (2022, 2023), (2023, 2024)]
+        (2020, 2021),
+        (2021, 2022),
+        (2022, 2023),
+        (2023, 2024),
+    ]
     assert (table["estimate_log"].abs() < 0.08).all()
     assert ((table["ci_low"] < 0) & (table["ci_high"] > 0)).sum() >= 3
 
 
 def test_pretrend_pairs_keep_the_gap_and_stop_at_the_baseline():
-    assert pretrend_pairs([2019, 2020, 2021, 2022, 2023], 2022, gap=2) == [(2019, 2021), (2020, 2022)]
+    assert pretrend_pairs([2019, 2020, 2021, 2022, 2023], 2022, gap=2) == [
+        (2019, 2021),
+        (2020, 2022),
+    ]
     assert pretrend_pairs([2024, 2025], 2024) == []
 
 
@@ -108,8 +135,12 @@ def test_interval_is_the_exact_inversion_of_the_test():
     kw = dict(eps=1e-9, n_draws=999, seed=5)
     r = estimate_did(panel, 2024, 2025, **kw)
     treated_target = panel["treated"] & (panel["year"] == 2025)
-    taus = np.concatenate([np.linspace(r.ci_low - 0.1, r.ci_high + 0.1, 25),
-                           [r.ci_low - 1e-4, r.ci_low + 1e-4, r.ci_high - 1e-4, r.ci_high + 1e-4]])
+    taus = np.concatenate(
+        [
+            np.linspace(r.ci_low - 0.1, r.ci_high + 0.1, 25),
+            [r.ci_low - 1e-4, r.ci_low + 1e-4, r.ci_high - 1e-4, r.ci_high + 1e-4],
+        ]
+    )
     for tau in taus:
         shifted = panel.copy()
         shifted.loc[treated_target, "sum_lights"] *= np.exp(-tau)
@@ -131,7 +162,8 @@ def test_excluding_a_unit_matches_a_direct_computation(planted):
     assert r.n_treated + r.n_control == 180 and r.excluded == ("u000",)
     numeric = planted.assign(unit_id=planted["unit_id"].str[1:].astype(int))
     assert estimate_did(numeric, 2024, 2025, exclude=["0"], eps=2.0).estimate_log == pytest.approx(
-        r.estimate_log, abs=1e-12)
+        r.estimate_log, abs=1e-12
+    )
     with pytest.raises(ComparisonError, match="unknown unit"):
         estimate_did(planted, 2024, 2025, exclude=["nowhere"])
 
@@ -155,8 +187,12 @@ def test_placebo_sets_keep_the_province_mix_and_fall_back_when_short():
 
 
 def test_randomization_p_values_are_roughly_uniform_under_the_null():
-    p = np.array([estimate_did(make_panel(100 + s, effect=0.0), 2024, 2025, n_draws=400,
-                               seed=s).p_value for s in range(40)])
+    p = np.array(
+        [
+            estimate_did(make_panel(100 + s, effect=0.0), 2024, 2025, n_draws=400, seed=s).p_value
+            for s in range(40)
+        ]
+    )
     assert (p <= 0.05).sum() <= 6  # expected 2 of 40
     assert 10 <= (p <= 0.5).sum() <= 30  # expected 20 of 40
     assert 0.35 < p.mean() < 0.65
@@ -173,8 +209,20 @@ def test_small_sample_interval_covers_the_planted_effect():
 
 def test_result_is_json_ready(planted):
     out = json.loads(json.dumps(estimate_did(planted, 2024, 2025, n_draws=100).to_dict()))
-    for key in ("estimate_log", "ci_low", "ci_high", "p_value", "n_treated", "n_control",
-                "n_placebo", "method", "baseline_year", "target_year", "eps", "seed"):
+    for key in (
+        "estimate_log",
+        "ci_low",
+        "ci_high",
+        "p_value",
+        "n_treated",
+        "n_control",
+        "n_placebo",
+        "method",
+        "baseline_year",
+        "target_year",
+        "eps",
+        "seed",
+    ):
         assert key in out
     assert "placebo" not in out
 

@@ -37,8 +37,9 @@ def lights() -> np.ndarray:
 
 def test_gini_equals_the_mean_absolute_difference(lights):
     assert gini(lights) == pytest.approx(mean_abs_difference_gini(lights), abs=1e-10)
-    assert gini_without_top(lights) == pytest.approx(mean_abs_difference_gini(np.sort(lights)[:-1]),
-                                                     abs=1e-10)
+    assert gini_without_top(lights) == pytest.approx(
+        mean_abs_difference_gini(np.sort(lights)[:-1]), abs=1e-10
+    )
     assert gini_without_top(lights) < gini(lights)
 
 
@@ -57,8 +58,11 @@ def test_top_share_and_lorenz(lights):
     assert curve.iloc[0].tolist() == [0.0, 0.0] and curve.iloc[-1].tolist() == pytest.approx([1, 1])
     assert (np.diff(curve["light_share"]) >= 0).all()
     # the area between the diagonal and the curve is half the Gini (trapezoid rule is exact)
-    area = np.sum((curve["light_share"].iloc[1:].to_numpy() + curve["light_share"].iloc[:-1].to_numpy())
-                  / 2 * np.diff(curve["unit_share"]))
+    area = np.sum(
+        (curve["light_share"].iloc[1:].to_numpy() + curve["light_share"].iloc[:-1].to_numpy())
+        / 2
+        * np.diff(curve["unit_share"])
+    )
     assert 1 - 2 * area == pytest.approx(gini(lights), abs=1e-10)
     # the last step is the capital's share
     assert 1 - curve["light_share"].iloc[-2] == pytest.approx(top_share(lights))
@@ -93,8 +97,16 @@ def make_panel() -> pd.DataFrame:
     for year in (2023, 2024, 2025):
         x = np.exp(rng.normal(6, 1.2, 30))
         x[0] = 1e5
-        frames.append(pd.DataFrame({"unit_id": [f"u{i:02d}" for i in range(30)], "year": year,
-                                    "sum_lights": x, "treated": np.arange(30) % 5 == 1}))
+        frames.append(
+            pd.DataFrame(
+                {
+                    "unit_id": [f"u{i:02d}" for i in range(30)],
+                    "year": year,
+                    "sum_lights": x,
+                    "treated": np.arange(30) % 5 == 1,
+                }
+            )
+        )
     panel = pd.concat(frames, ignore_index=True)
     panel.loc[(panel["year"] == 2025) & (panel["unit_id"] == "u07"), "sum_lights"] = np.nan
     return panel
@@ -109,11 +121,14 @@ def test_disparity_table_has_one_row_per_year_with_stable_columns():
     assert (table["top_unit_id"] == "u00").all()
     y25 = panel[(panel["year"] == 2025)].dropna()
     row = table.iloc[-1]
-    assert row["gini"] == pytest.approx(mean_abs_difference_gini(y25["sum_lights"].to_numpy()), abs=0.01)
+    assert row["gini"] == pytest.approx(
+        mean_abs_difference_gini(y25["sum_lights"].to_numpy()), abs=0.01
+    )
     assert row["theil_between"] + row["theil_within"] == pytest.approx(row["theil"], abs=1e-12)
     assert row["n_group"] == 6
     assert row["group_share"] == pytest.approx(
-        y25.loc[y25["treated"], "sum_lights"].sum() / y25["sum_lights"].sum())
+        y25.loc[y25["treated"], "sum_lights"].sum() / y25["sum_lights"].sum()
+    )
     assert lorenz_curve(panel, 2025)["unit_share"].iloc[1] == pytest.approx(1 / 29)
 
 

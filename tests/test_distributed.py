@@ -19,8 +19,14 @@ WEST, NORTH = 125.0, 40.0
 
 @pytest.fixture(scope="module")
 def cluster():
-    with distributed.LocalCluster(n_workers=2, threads_per_worker=1, processes=True, host="127.0.0.1",
-                                  dashboard_address=None, worker_dashboard_address=None) as c:
+    with distributed.LocalCluster(
+        n_workers=2,
+        threads_per_worker=1,
+        processes=True,
+        host="127.0.0.1",
+        dashboard_address=None,
+        worker_dashboard_address=None,
+    ) as c:
         yield c
 
 
@@ -31,7 +37,9 @@ def rasters_and_sites(tmp_path_factory):
     for m in range(1, 7):
         rad = rng.gamma(2.0, 1.5, (240, 360)).astype("float32")
         write_eog_month(tmp / "r", 2024, m, rad, rng.integers(0, 10, (240, 360)), WEST, NORTH)
-    points = [(f"s{i}", WEST + 0.1 + 0.12 * (i % 6), NORTH - 0.1 - 0.2 * (i // 6)) for i in range(12)]
+    points = [
+        (f"s{i}", WEST + 0.1 + 0.12 * (i % 6), NORTH - 0.1 - 0.2 * (i // 6)) for i in range(12)
+    ]
     sites = write_sites(tmp / "sites.geojson", [point_feature(s, x, y) for s, x, y in points])
     return tmp, sites, points
 
@@ -72,7 +80,18 @@ def test_extract_with_scheduler_flag_equals_local(cluster, rasters_and_sites, tm
     args = ["extract", "-q", "--sites", str(sites), "--rasters", str(tmp / "r")]
     assert main([*args, "--out", str(tmp_path / "local.csv")]) == 0
     before = _computed_on(cluster)
-    assert main([*args, "--out", str(tmp_path / "cluster.csv"), "--scheduler", cluster.scheduler_address]) == 0
+    assert (
+        main(
+            [
+                *args,
+                "--out",
+                str(tmp_path / "cluster.csv"),
+                "--scheduler",
+                cluster.scheduler_address,
+            ]
+        )
+        == 0
+    )
     assert _computed_on(cluster) > before
     local, remote = pd.read_csv(tmp_path / "local.csv"), pd.read_csv(tmp_path / "cluster.csv")
     assert len(local) == 12 * 6
@@ -91,8 +110,18 @@ def test_two_workers_filling_the_same_chunks_of_one_cube(cluster, rasters_and_si
     with distributed.Client(cluster.scheduler_address) as client:
         workers = list(client.scheduler_info()["workers"])
         assert len(workers) == 2
-        futures = [client.submit(load_chunks, rasters, chunks, cube, workers=[w], allow_other_workers=False,
-                                 pure=False) for w in workers]
+        futures = [
+            client.submit(
+                load_chunks,
+                rasters,
+                chunks,
+                cube,
+                workers=[w],
+                allow_other_workers=False,
+                pure=False,
+            )
+            for w in workers
+        ]
         results = client.gather(futures)
     again = load_chunks(rasters, chunks, cube)  # and what they left in the cube reads back the same
     for rad, aux in [*results, again]:

@@ -20,8 +20,10 @@ from pipeline.config import Params
 ROOT = Path(__file__).resolve().parents[1]
 README = ROOT / "README.md"
 DOCS = [README, *sorted((ROOT / "docs").glob("*.md"))]
-FOLDER_READMES = [ROOT / p for p in ("data/README.md", "outputs/README.md", "aoi/README.md",
-                                     "aoi/boundaries/README.md")]
+FOLDER_READMES = [
+    ROOT / p
+    for p in ("data/README.md", "outputs/README.md", "aoi/README.md", "aoi/boundaries/README.md")
+]
 LINKED = DOCS + [p for p in FOLDER_READMES if p.is_file()]
 
 FENCE = re.compile(r"^```.*?^```[ \t]*$", re.S | re.M)
@@ -95,11 +97,17 @@ def test_every_relative_link_resolves_inside_the_repository(doc: Path):
 def test_link_checker_sees_every_kind_of_link(tmp_path):
     """The checker itself: inline, reference-style and anchor links are found; code is not."""
     doc = tmp_path / "x.md"
-    doc.write_text("# A b\n[t](a.md) [`c`](../b.py#x) <https://e.org>\n[r]: ref.md\n"
-                   "```\n[not](code.md)\n```\n", encoding="utf-8")
+    doc.write_text(
+        "# A b\n[t](a.md) [`c`](../b.py#x) <https://e.org>\n[r]: ref.md\n"
+        "```\n[not](code.md)\n```\n",
+        encoding="utf-8",
+    )
     assert sorted(links(doc)) == ["../b.py#x", "a.md", "ref.md"]
     assert anchors(doc) == {"a-b"}
-    assert slug("Scale and speed") == "scale-and-speed" and slug("`Params`, the keys") == "params-the-keys"
+    assert (
+        slug("Scale and speed") == "scale-and-speed"
+        and slug("`Params`, the keys") == "params-the-keys"
+    )
 
 
 def test_nothing_points_at_the_shared_research_folder():
@@ -111,8 +119,11 @@ def test_nothing_points_at_the_shared_research_folder():
 
 
 def _modules() -> set[str]:
-    return {p.relative_to(ROOT).as_posix() for p in (ROOT / "pipeline").rglob("*.py")
-            if "__pycache__" not in p.parts}
+    return {
+        p.relative_to(ROOT).as_posix()
+        for p in (ROOT / "pipeline").rglob("*.py")
+        if "__pycache__" not in p.parts
+    }
 
 
 def test_layout_lists_every_module_once_and_nothing_else():
@@ -121,8 +132,12 @@ def test_layout_lists_every_module_once_and_nothing_else():
     duplicates = sorted({m for m in items if items.count(m) > 1})
     assert not duplicates, f"listed more than once: {duplicates}"
     modules = _modules()
-    assert not modules - set(items), f"modules missing from README 'Layout': {sorted(modules - set(items))}"
-    assert not set(items) - modules, f"README 'Layout' lists modules that do not exist: {sorted(set(items) - modules)}"
+    assert not modules - set(items), (
+        f"modules missing from README 'Layout': {sorted(modules - set(items))}"
+    )
+    assert not set(items) - modules, (
+        f"README 'Layout' lists modules that do not exist: {sorted(set(items) - modules)}"
+    )
     named = set(re.findall(r"`(pipeline/[^`\s]*)`", layout))
     missing = sorted(p for p in named if not (ROOT / p).exists())
     assert not missing, f"README 'Layout' names paths that do not exist: {missing}"
@@ -174,7 +189,9 @@ def _mentions(doc: Path) -> list[tuple[str, bool]]:
             elif line.startswith("nightlights "):
                 lines.append(line)
     inline = re.findall(r"`(nightlights [a-z][^`]*)`", without_code_blocks(text))
-    return [(s, True) for s in lines] + [(s, False) for s in inline if re.match(r"nightlights [a-z-]+( |$)", s)]
+    return [(s, True) for s in lines] + [
+        (s, False) for s in inline if re.match(r"nightlights [a-z-]+( |$)", s)
+    ]
 
 
 @pytest.mark.parametrize("doc", DOCS, ids=lambda p: p.relative_to(ROOT).as_posix())
@@ -190,7 +207,9 @@ def test_every_command_and_flag_shown_exists(doc: Path):
         unknown = set(re.findall(r"(?<![\w-])--[a-z][a-z0-9-]*", line)) - _long_flags(commands[cmd])
         if unknown:
             problems.append(f"{line!r}: {cmd} has no {sorted(unknown)}")
-        if whole and not re.search(r"[\[\]|<>]|\.\.\.|…", line):  # a complete example: it must parse
+        if whole and not re.search(
+            r"[\[\]|<>]|\.\.\.|…", line
+        ):  # a complete example: it must parse
             try:
                 build_parser().parse_args(shlex.split(line)[1:])
             except SystemExit as e:
@@ -210,14 +229,18 @@ def test_the_synopsis_lists_every_flag_of_every_command():
             synopsis.setdefault(cmd, set())
         synopsis[cmd] |= set(re.findall(r"(?<![\w-])--[a-z][a-z0-9-]*", line))
     commands = _commands()
-    assert set(synopsis) == set(commands), f"synopsis commands {sorted(synopsis)} vs {sorted(commands)}"
+    assert set(synopsis) == set(commands), (
+        f"synopsis commands {sorted(synopsis)} vs {sorted(commands)}"
+    )
     for name, parser in commands.items():
         missing = _long_flags(parser) - COMMON_FLAGS - synopsis[name]
         assert not missing, f"README synopsis of '{name}' lacks {sorted(missing)}"
 
 
 def test_make_targets_named_in_the_readme_exist():
-    targets = set(re.findall(r"^([a-zA-Z_-]+):", (ROOT / "Makefile").read_text(encoding="utf-8"), re.M))
+    targets = set(
+        re.findall(r"^([a-zA-Z_-]+):", (ROOT / "Makefile").read_text(encoding="utf-8"), re.M)
+    )
     named = set(re.findall(r"`make ([a-z]+)`", README.read_text(encoding="utf-8")))
     named |= set(re.findall(r"^make ([a-z]+)", README.read_text(encoding="utf-8"), re.M))
     assert named and named <= targets, sorted(named - targets)

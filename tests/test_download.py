@@ -47,13 +47,16 @@ def _exact(expected: bytes):
     def verify(path: Path) -> None:
         if hashlib.sha256(path.read_bytes()).digest() != hashlib.sha256(expected).digest():
             raise DownloadError(f"{path.name}: checksum differs")
+
     return verify
 
 
 def test_dropped_connection_resumes_with_range(lb, tmp_path):
     lb.fault("/data/blob.bin", "drop", "drop")
     dest = tmp_path / "blob.bin"
-    fetch_file(make_session(), lb.url + "/data/blob.bin", dest, None, verify=_exact(BLOB), progress=False)
+    fetch_file(
+        make_session(), lb.url + "/data/blob.bin", dest, None, verify=_exact(BLOB), progress=False
+    )
     assert dest.read_bytes() == BLOB
     reqs = lb.requests("/data/blob.bin")
     assert len(reqs) == 3
@@ -65,8 +68,14 @@ def test_dropped_connection_resumes_with_range(lb, tmp_path):
 
 def test_server_errors_are_retried(lb, tmp_path):
     lb.fault("/data/blob.bin", "500", "500")
-    dest = fetch_file(make_session(), lb.url + "/data/blob.bin", tmp_path / "b", None, verify=_exact(BLOB),
-                      progress=False)
+    dest = fetch_file(
+        make_session(),
+        lb.url + "/data/blob.bin",
+        tmp_path / "b",
+        None,
+        verify=_exact(BLOB),
+        progress=False,
+    )
     assert dest.read_bytes() == BLOB
     assert len(lb.requests("/data/blob.bin")) == 3
 
@@ -75,23 +84,41 @@ def test_html_login_page_is_an_auth_error_and_leaves_nothing(lb, tmp_path):
     lb.fault("/data/blob.bin", "html")
     auth = StaticToken("tok", "get a new token")
     with pytest.raises(AuthError, match=r"authentication failed: .*HTML page.*get a new token"):
-        fetch_file(make_session(), lb.url + "/data/blob.bin", tmp_path / "b", auth, verify=_exact(BLOB),
-                   progress=False)
+        fetch_file(
+            make_session(),
+            lb.url + "/data/blob.bin",
+            tmp_path / "b",
+            auth,
+            verify=_exact(BLOB),
+            progress=False,
+        )
     assert list(tmp_path.iterdir()) == []
 
 
 def test_401_is_an_auth_error(lb, tmp_path):
     lb.protect("/data/")
     with pytest.raises(AuthError, match="HTTP 401"):
-        fetch_file(make_session(), lb.url + "/data/blob.bin", tmp_path / "b", StaticToken("bad", "renew it"),
-                   verify=_exact(BLOB), progress=False)
+        fetch_file(
+            make_session(),
+            lb.url + "/data/blob.bin",
+            tmp_path / "b",
+            StaticToken("bad", "renew it"),
+            verify=_exact(BLOB),
+            progress=False,
+        )
 
 
 def test_corrupt_file_is_refetched_once_then_rejected(lb, tmp_path):
     lb.add("/data/bad.bin", b"x" * 1000)
     with pytest.raises(DownloadError, match="fails verification twice"):
-        fetch_file(make_session(), lb.url + "/data/bad.bin", tmp_path / "bad.bin", None, verify=_exact(BLOB),
-                   progress=False)
+        fetch_file(
+            make_session(),
+            lb.url + "/data/bad.bin",
+            tmp_path / "bad.bin",
+            None,
+            verify=_exact(BLOB),
+            progress=False,
+        )
     assert len(lb.requests("/data/bad.bin")) == 2
     assert list(tmp_path.iterdir()) == []
 
@@ -99,7 +126,9 @@ def test_corrupt_file_is_refetched_once_then_rejected(lb, tmp_path):
 def test_stale_part_longer_than_file_restarts(lb, tmp_path):
     dest = tmp_path / "blob.bin"
     (tmp_path / "blob.bin.part").write_bytes(b"\0" * (len(BLOB) + 10))
-    fetch_file(make_session(), lb.url + "/data/blob.bin", dest, None, verify=_exact(BLOB), progress=False)
+    fetch_file(
+        make_session(), lb.url + "/data/blob.bin", dest, None, verify=_exact(BLOB), progress=False
+    )
     assert dest.read_bytes() == BLOB
 
 
@@ -107,14 +136,27 @@ def test_redirect_to_other_host_keeps_bearer_token(lb, tmp_path):
     lb.state.redirect_prefixes.append("/data/")
     lb.protect("/data/")
     lb.allow_token("tok-123")
-    fetch_file(make_session(), lb.url + "/data/blob.bin", tmp_path / "b", StaticToken("tok-123", ""),
-               verify=_exact(BLOB), progress=False)
+    fetch_file(
+        make_session(),
+        lb.url + "/data/blob.bin",
+        tmp_path / "b",
+        StaticToken("tok-123", ""),
+        verify=_exact(BLOB),
+        progress=False,
+    )
     cdn = lb.requests("/data/blob.bin", server="cdn")
-    assert len(cdn) == 1 and cdn[0].authorization == "Bearer tok-123" and cdn[0].query.startswith("X-Signature")
+    assert (
+        len(cdn) == 1
+        and cdn[0].authorization == "Bearer tok-123"
+        and cdn[0].query.startswith("X-Signature")
+    )
 
 
 def test_public_url_strips_credentials_and_query():
-    assert download.public_url("https://u:p@h.example:8443/a/b.h5?sig=abc#x") == "https://h.example:8443/a/b.h5"
+    assert (
+        download.public_url("https://u:p@h.example:8443/a/b.h5?sig=abc#x")
+        == "https://h.example:8443/a/b.h5"
+    )
 
 
 def test_manifest_detects_changed_file(tmp_path):
@@ -122,12 +164,21 @@ def test_manifest_detects_changed_file(tmp_path):
     f.parent.mkdir()
     f.write_bytes(b"abc")
     m = Manifest.load(tmp_path)
-    m.record(f, tmp_path, [{"url": "http://h/x.tgz?token=s3cret", "size": 1, "sha256": "0"}],
-             product="p", month="2024-01", layer="avg_rade9h", bbox=[0, 0, 1, 1])
+    m.record(
+        f,
+        tmp_path,
+        [{"url": "http://h/x.tgz?token=s3cret", "size": 1, "sha256": "0"}],
+        product="p",
+        month="2024-01",
+        layer="avg_rade9h",
+        bbox=[0, 0, 1, 1],
+    )
     m.save()
     m = Manifest.load(tmp_path)
     assert m.complete("p", "2024-01", ["avg_rade9h"], (0.2, 0.2, 0.8, 0.8), tmp_path)
-    assert not m.complete("p", "2024-01", ["avg_rade9h"], (-1, 0.2, 0.8, 0.8), tmp_path)  # larger area
+    assert not m.complete(
+        "p", "2024-01", ["avg_rade9h"], (-1, 0.2, 0.8, 0.8), tmp_path
+    )  # larger area
     assert not m.complete("p", "2024-01", ["avg_rade9h", "cf_cvg"], (0.2, 0.2, 0.8, 0.8), tmp_path)
     f.write_bytes(b"abd")
     assert not m.complete("p", "2024-01", ["avg_rade9h"], (0.2, 0.2, 0.8, 0.8), tmp_path)
@@ -143,15 +194,36 @@ def test_month_list():
 
 
 def test_cli_rejects_bad_bbox(capsys):
-    rc = main(["download", "--source", "eog", "--start", "2024-01", "--end", "2024-02",
-               "--bbox", "131", "37", "124", "43"])
+    rc = main(
+        [
+            "download",
+            "--source",
+            "eog",
+            "--start",
+            "2024-01",
+            "--end",
+            "2024-02",
+            "--bbox",
+            "131",
+            "37",
+            "124",
+            "43",
+        ]
+    )
     assert rc == 2 and "--bbox" in capsys.readouterr().err
 
 
 def _env(lb: Loopback, tmp_path: Path) -> dict[str, str]:
-    env = {k: v for k, v in os.environ.items() if not k.startswith(("EOG_", "EARTHDATA", "NIGHTLIGHTS_"))}
-    env.update(NIGHTLIGHTS_CONFIG=str(tmp_path / "no-config.yaml"), NIGHTLIGHTS_EOG_URL=lb.url + "/nighttime_light",
-               EOG_TOKEN="tok-kill-test")
+    env = {
+        k: v
+        for k, v in os.environ.items()
+        if not k.startswith(("EOG_", "EARTHDATA", "NIGHTLIGHTS_"))
+    }
+    env.update(
+        NIGHTLIGHTS_CONFIG=str(tmp_path / "no-config.yaml"),
+        NIGHTLIGHTS_EOG_URL=lb.url + "/nighttime_light",
+        EOG_TOKEN="tok-kill-test",
+    )
     return env
 
 
@@ -167,13 +239,39 @@ def test_killed_download_resumes_without_refetching_finished_months(tmp_path, mo
         lb.state.slow_bytes_per_s = max(len(big) // 4, 1024)  # ~4 s for the whole file
         lb.fault(slow, "slow")
         data = tmp_path / "data"
-        args = ["-m", "pipeline", "download", "--source", "eog", "--start", "2021-01", "--end", "2021-03",
-                "--bbox", "125.1", "39.1", "125.6", "39.6", "--data-dir", str(data), "-q"]
-        proc = subprocess.Popen([sys.executable, *args], env=_env(lb, tmp_path), cwd=tmp_path,
-                                stdout=subprocess.PIPE, stderr=subprocess.PIPE)
+        args = [
+            "-m",
+            "pipeline",
+            "download",
+            "--source",
+            "eog",
+            "--start",
+            "2021-01",
+            "--end",
+            "2021-03",
+            "--bbox",
+            "125.1",
+            "39.1",
+            "125.6",
+            "39.6",
+            "--data-dir",
+            str(data),
+            "-q",
+        ]
+        proc = subprocess.Popen(
+            [sys.executable, *args],
+            env=_env(lb, tmp_path),
+            cwd=tmp_path,
+            stdout=subprocess.PIPE,
+            stderr=subprocess.PIPE,
+        )
         part = data / "raw" / "eog" / "vcmslcfg" / (eog_name(2021, 2) + ".tgz.part")
         deadline = time.monotonic() + 60
-        while not (part.exists() and part.stat().st_size > 0) and proc.poll() is None and time.monotonic() < deadline:
+        while (
+            not (part.exists() and part.stat().st_size > 0)
+            and proc.poll() is None
+            and time.monotonic() < deadline
+        ):
             time.sleep(0.05)
         assert proc.poll() is None, proc.communicate()
         os.kill(proc.pid, signal.SIGKILL)
@@ -205,13 +303,19 @@ def test_token_follows_redirects_only_to_trusted_hosts():
 
     laads = "https://ladsweb.modaps.eosdis.nasa.gov/archive/allData/5200/VNP46A3/2024/001/x.h5"
     hosts = download.PROVIDER_HOSTS["blackmarble"]
-    assert _keeps_token(laads, "https://data.laadsdaac.earthdatacloud.nasa.gov/prod-lads/x.h5?sig=1", hosts)
+    assert _keeps_token(
+        laads, "https://data.laadsdaac.earthdatacloud.nasa.gov/prod-lads/x.h5?sig=1", hosts
+    )
     assert _keeps_token(laads, "https://ladsweb.modaps.eosdis.nasa.gov/other", hosts)
     assert not _keeps_token(laads, "https://evil.example.com/x.h5", hosts)
-    assert not _keeps_token(laads, "http://data.laadsdaac.earthdatacloud.nasa.gov/x.h5", hosts)  # downgrade
+    assert not _keeps_token(
+        laads, "http://data.laadsdaac.earthdatacloud.nasa.gov/x.h5", hosts
+    )  # downgrade
     assert not _keeps_token("http://mirror.example.org/x", "http://elsewhere.example.org/x", hosts)
     assert _keeps_token("http://127.0.0.1:8001/data/x", "http://127.0.0.1:8002/data/x", hosts)
-    assert not _keeps_token(laads, "https://data.laadsdaac.earthdatacloud.nasa.gov/x")  # no provider: same host only
+    assert not _keeps_token(
+        laads, "https://data.laadsdaac.earthdatacloud.nasa.gov/x"
+    )  # no provider: same host only
 
 
 @needs_other_host
@@ -222,8 +326,14 @@ def test_bearer_token_is_not_sent_to_another_loopback_host(tmp_path):
         other.protect("/data/")
         other.allow_token("tok-123")
         with pytest.raises(AuthError):
-            fetch_file(make_session(download.PROVIDER_HOSTS["blackmarble"]), other.url + "/data/blob.bin",
-                       tmp_path / "b", StaticToken("tok-123", ""), verify=_exact(BLOB), progress=False)
+            fetch_file(
+                make_session(download.PROVIDER_HOSTS["blackmarble"]),
+                other.url + "/data/blob.bin",
+                tmp_path / "b",
+                StaticToken("tok-123", ""),
+                verify=_exact(BLOB),
+                progress=False,
+            )
         cdn = other.requests("/data/blob.bin", server="cdn")
         assert cdn and all(r.authorization is None for r in cdn)
 
@@ -239,13 +349,22 @@ def test_trickling_server_is_given_up_with_one_line(lb, tmp_path):
     lb.fault("/data/blob.bin", "trickle")
     t0 = time.monotonic()
     with pytest.raises(DownloadError) as caught:
-        fetch_file(session, lb.url + "/data/blob.bin", tmp_path / "blob.bin", None, verify=_exact(BLOB),
-                   progress=False)
+        fetch_file(
+            session,
+            lb.url + "/data/blob.bin",
+            tmp_path / "blob.bin",
+            None,
+            verify=_exact(BLOB),
+            progress=False,
+        )
     took = time.monotonic() - t0
     assert 0.6 <= took < 3
     message = str(caught.value)
     assert message.startswith(f"{lb.url}/data/blob.bin: download stalled (")
-    assert "under the minimum 1 KB/s" in message and "run the same command again later to resume" in message
+    assert (
+        "under the minimum 1 KB/s" in message
+        and "run the same command again later to resume" in message
+    )
     assert "\n" not in message
     assert len(lb.requests("/data/blob.bin")) == 1  # given up, not retried for ever
     assert not (tmp_path / "blob.bin").exists()
@@ -259,21 +378,37 @@ def test_silent_server_hits_the_read_timeout_and_stops(lb, tmp_path):
     lb.fault("/data/blob.bin", *["trickle"] * download.STREAM_ATTEMPTS)
     t0 = time.monotonic()
     with pytest.raises(DownloadError, match="connection kept dropping"):
-        fetch_file(session, lb.url + "/data/blob.bin", tmp_path / "blob.bin", None, verify=_exact(BLOB),
-                   progress=False)
+        fetch_file(
+            session,
+            lb.url + "/data/blob.bin",
+            tmp_path / "blob.bin",
+            None,
+            verify=_exact(BLOB),
+            progress=False,
+        )
     assert time.monotonic() - t0 < 5
 
 
 def test_pace_settings_come_from_the_environment_and_are_checked(tmp_path):
     from pipeline.config import load_data_settings
 
-    env = {"NIGHTLIGHTS_CONFIG": str(tmp_path / "none.yaml"), "NIGHTLIGHTS_DOWNLOAD_MIN_RATE_KBS": "4",
-           "NIGHTLIGHTS_DOWNLOAD_RATE_WINDOW_S": "30"}
+    env = {
+        "NIGHTLIGHTS_CONFIG": str(tmp_path / "none.yaml"),
+        "NIGHTLIGHTS_DOWNLOAD_MIN_RATE_KBS": "4",
+        "NIGHTLIGHTS_DOWNLOAD_RATE_WINDOW_S": "30",
+    }
     s = load_data_settings(env)
-    assert (s.download_min_rate_kbs, s.download_rate_window_s, s.download_read_timeout_s) == (4.0, 30.0, 120.0)
+    assert (s.download_min_rate_kbs, s.download_rate_window_s, s.download_read_timeout_s) == (
+        4.0,
+        30.0,
+        120.0,
+    )
     env["NIGHTLIGHTS_DOWNLOAD_RATE_WINDOW_S"] = "soon"
-    with pytest.raises(ConfigError, match=r"NIGHTLIGHTS_DOWNLOAD_RATE_WINDOW_S or .*data\.download_rate_window_s="
-                                          r"'soon': must be a number from 1 to 3600"):
+    with pytest.raises(
+        ConfigError,
+        match=r"NIGHTLIGHTS_DOWNLOAD_RATE_WINDOW_S or .*data\.download_rate_window_s="
+        r"'soon': must be a number from 1 to 3600",
+    ):
         load_data_settings(env)
 
 
@@ -285,14 +420,19 @@ def test_disk_full_message_never_shows_a_negative_size(tmp_path):
     part.write_bytes(b"x" * 5000)
     line = download._write_failure(part, OSError(errno.ENOSPC, "No space left on device"), 1000)
     assert "more space needed" in line and "-" not in line.split("(", 1)[1].split(")")[0]
-    line = download._write_failure(part, OSError(errno.ENOSPC, "No space left on device"), 5000 + 2048)
+    line = download._write_failure(
+        part, OSError(errno.ENOSPC, "No space left on device"), 5000 + 2048
+    )
     assert "about 2.0 KB more needed" in line
 
 
-@pytest.mark.parametrize(("sig", "code", "message"), [
-    (signal.SIGINT, 130, "nightlights: interrupted; earlier outputs were left untouched"),
-    (signal.SIGTERM, 143, "nightlights: terminated; earlier outputs were left untouched"),
-])
+@pytest.mark.parametrize(
+    ("sig", "code", "message"),
+    [
+        (signal.SIGINT, 130, "nightlights: interrupted; earlier outputs were left untouched"),
+        (signal.SIGTERM, 143, "nightlights: terminated; earlier outputs were left untouched"),
+    ],
+)
 def test_signal_ends_a_stuck_download_within_seconds(sig, code, message, tmp_path):
     """A server trickling one byte at a time (a blocking read): Ctrl-C or SIGTERM ends the process
     at once with its one line, and the .part stays for the next run to resume."""
@@ -305,10 +445,33 @@ def test_signal_ends_a_stuck_download_within_seconds(sig, code, message, tmp_pat
         lb.fault(stuck, "trickle")
         assert stuck in served
         data = tmp_path / "data"
-        args = ["-m", "pipeline", "download", "--source", "eog", "--start", "2021-01", "--end", "2021-01",
-                "--bbox", "125.1", "39.1", "125.6", "39.6", "--data-dir", str(data), "-q"]
-        proc = subprocess.Popen([sys.executable, *args], env=_env(lb, tmp_path), cwd=tmp_path,
-                                stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+        args = [
+            "-m",
+            "pipeline",
+            "download",
+            "--source",
+            "eog",
+            "--start",
+            "2021-01",
+            "--end",
+            "2021-01",
+            "--bbox",
+            "125.1",
+            "39.1",
+            "125.6",
+            "39.6",
+            "--data-dir",
+            str(data),
+            "-q",
+        ]
+        proc = subprocess.Popen(
+            [sys.executable, *args],
+            env=_env(lb, tmp_path),
+            cwd=tmp_path,
+            stdout=subprocess.PIPE,
+            stderr=subprocess.PIPE,
+            text=True,
+        )
         part = data / "raw" / "eog" / "vcmslcfg" / (eog_name(2021, 1) + ".tgz.part")
         deadline = time.monotonic() + 60
         while not part.exists() and proc.poll() is None and time.monotonic() < deadline:
@@ -326,6 +489,7 @@ def test_signal_ends_a_stuck_download_within_seconds(sig, code, message, tmp_pat
 
 def test_body_longer_than_any_file_is_cut_off(tmp_path, monkeypatch):
     """A body without a length that never ends would fill the disk: it stops at the cap, one line."""
+
     class Endless:
         def read1(self, n, decode_content=True):
             return b"\0" * n
@@ -335,9 +499,14 @@ def test_body_longer_than_any_file_is_cut_off(tmp_path, monkeypatch):
 
     monkeypatch.setattr(download, "MAX_UNANNOUNCED_BYTES", 1 << 20)
     part = tmp_path / "x.tgz.part"
-    with pytest.raises(DownloadError, match=r"^http://127\.0\.0\.1/x\.tgz: the server sent more than 1\.0 MB, more "
-                                            r"than it announced or than any listing or night-light file"):
-        download._stream(Response(), part, 0, None, "http://127.0.0.1/x.tgz", None, False, "x", download.Pace())
+    with pytest.raises(
+        DownloadError,
+        match=r"^http://127\.0\.0\.1/x\.tgz: the server sent more than 1\.0 MB, more "
+        r"than it announced or than any listing or night-light file",
+    ):
+        download._stream(
+            Response(), part, 0, None, "http://127.0.0.1/x.tgz", None, False, "x", download.Pace()
+        )
     assert part.stat().st_size <= 1 << 20
 
 
@@ -347,7 +516,9 @@ def test_listing_that_never_ends_is_cut_off(lb, monkeypatch):
 
     monkeypatch.setattr(download, "MAX_LISTING_BYTES", 1 << 20)
     with pytest.raises(DownloadError, match=r"/data/blob\.bin: the server sent more than 1\.0 MB"):
-        get_text(make_session(), lb.url + "/data/blob.bin", None)  # 3 MB where a listing was expected
+        get_text(
+            make_session(), lb.url + "/data/blob.bin", None
+        )  # 3 MB where a listing was expected
     lb.add("/data/index.html", b"<html><a href='x.tgz'>x.tgz</a></html>")
     assert "x.tgz" in get_text(make_session(), lb.url + "/data/index.html", None)
 
@@ -357,7 +528,10 @@ def test_listing_cut_off_midway_is_one_download_error(lb):
 
     lb.add("/data/index.html", b"<html>" + b"<a href='x.tgz'>x.tgz</a>" * 5000 + b"</html>")
     lb.fault("/data/index.html", "drop")
-    with pytest.raises(DownloadError, match=r"/data/index\.html: request failed after retries \(ChunkedEncodingError\)"):
+    with pytest.raises(
+        DownloadError,
+        match=r"/data/index\.html: request failed after retries \(ChunkedEncodingError\)",
+    ):
         get_text(make_session(), lb.url + "/data/index.html", None)
 
 
@@ -369,6 +543,12 @@ def test_login_page_arriving_byte_by_byte_is_still_recognised(lb, tmp_path):
     lb.state.trickle_s = 0.002
     lb.fault("/data/page.bin", "trickle")
     with pytest.raises(AuthError, match="HTML page"):
-        fetch_file(make_session(), lb.url + "/data/page.bin", tmp_path / "page.bin", None, verify=_exact(BLOB),
-                   progress=False)
+        fetch_file(
+            make_session(),
+            lb.url + "/data/page.bin",
+            tmp_path / "page.bin",
+            None,
+            verify=_exact(BLOB),
+            progress=False,
+        )
     assert list(tmp_path.iterdir()) == []

@@ -35,15 +35,28 @@ from tests.loopback import (
 )
 
 BBOX = (125.1, 39.1, 125.6, 39.6)
-OIDC = {"client_id": "nl-client", "client_secret": "cs-zq4242", "username": "me@example.org",
-        "password": "pw-zq4242"}
+OIDC = {
+    "client_id": "nl-client",
+    "client_secret": "cs-zq4242",
+    "username": "me@example.org",
+    "password": "pw-zq4242",
+}
 
 
 @pytest.fixture(autouse=True)
 def _env(monkeypatch, tmp_path):
     monkeypatch.setattr(download, "BACKOFF_FACTOR", 0.0)
-    for var in ("EOG_TOKEN", "EOG_CLIENT_ID", "EOG_CLIENT_SECRET", "EOG_USERNAME", "EOG_PASSWORD",
-                "EARTHDATA_TOKEN", "NIGHTLIGHTS_EOG_URL", "NIGHTLIGHTS_EOG_TOKEN_URL", "NIGHTLIGHTS_LAADS_URL"):
+    for var in (
+        "EOG_TOKEN",
+        "EOG_CLIENT_ID",
+        "EOG_CLIENT_SECRET",
+        "EOG_USERNAME",
+        "EOG_PASSWORD",
+        "EARTHDATA_TOKEN",
+        "NIGHTLIGHTS_EOG_URL",
+        "NIGHTLIGHTS_EOG_TOKEN_URL",
+        "NIGHTLIGHTS_LAADS_URL",
+    ):
         monkeypatch.delenv(var, raising=False)
     monkeypatch.setenv("NIGHTLIGHTS_CONFIG", str(tmp_path / "no-config.yaml"))
 
@@ -64,14 +77,23 @@ def _login(monkeypatch):
 
 
 def test_listing_picks_month_tile_config_and_newest_stamp():
-    html = "".join(f'<a href="{n}">{n}</a>' for n in [
-        eog_name(2024, 3, stamp="202404101100") + ".tgz", eog_name(2024, 3, stamp="202405020900") + ".tgz",
-        eog_name(2024, 3, tile="00N060E") + ".tgz", eog_name(2024, 3, cfg="vcmcfg") + ".tgz",
-        eog_name(2024, 4) + ".tgz", "../"])
+    html = "".join(
+        f'<a href="{n}">{n}</a>'
+        for n in [
+            eog_name(2024, 3, stamp="202404101100") + ".tgz",
+            eog_name(2024, 3, stamp="202405020900") + ".tgz",
+            eog_name(2024, 3, tile="00N060E") + ".tgz",
+            eog_name(2024, 3, cfg="vcmcfg") + ".tgz",
+            eog_name(2024, 4) + ".tgz",
+            "../",
+        ]
+    )
     names = listing_names(html)
     assert "../" not in names
     assert pick(names, 2024, 3, r"75N060E_vcmslcfg_v10_c\d{12,14}\.tgz") == [
-        eog_name(2024, 3, stamp="202405020900") + ".tgz", eog_name(2024, 3, stamp="202404101100") + ".tgz"]
+        eog_name(2024, 3, stamp="202405020900") + ".tgz",
+        eog_name(2024, 3, stamp="202404101100") + ".tgz",
+    ]
 
 
 def test_tile_for_box():
@@ -118,18 +140,26 @@ def test_expired_static_token(lb, tmp_path, monkeypatch):
 def test_cached_pair_is_a_cropped_georeferenced_cog(lb, tmp_path, monkeypatch, caplog):
     _login(monkeypatch)
     populate_eog(lb, (2021,))
-    lb.state.files = {k: v for k, v in lb.state.files.items() if "/202105/" not in k}  # May not published
+    lb.state.files = {
+        k: v for k, v in lb.state.files.items() if "/202105/" not in k
+    }  # May not published
     months = [(2021, 4), (2021, 5), (2021, 7)]
     with caplog.at_level(logging.WARNING):
         folder, outcome = download_months("eog", months, BBOX, tmp_path, progress=False)
-    assert outcome["downloaded"] == ["2021-04", "2021-07"] and outcome["not_published"] == ["2021-05"]
+    assert outcome["downloaded"] == ["2021-04", "2021-07"] and outcome["not_published"] == [
+        "2021-05"
+    ]
     assert "2021-05: not published" in caplog.text
     rasters = find_monthly_rasters(folder)
     assert [r.month for r in rasters] == ["2021-04", "2021-07"] and rasters[0].aux_kind == "cf_cvg"
     west, north, w, h = eog_window([(lon, lat) for _, lon, lat in EOG_SITES])
     expected = radiance_field(west, north, EOG_RES, (h, w), [], 0)  # only for the shape
     with rasterio.open(rasters[0].radiance) as ds:
-        assert ds.profile["tiled"] and ds.block_shapes == [(256, 256)] and ds.compression.name == "deflate"
+        assert (
+            ds.profile["tiled"]
+            and ds.block_shapes == [(256, 256)]
+            and ds.compression.name == "deflate"
+        )
         assert ds.crs.to_epsg() == 4326
         b = ds.bounds
         tol = 1e-9
@@ -142,13 +172,18 @@ def test_cached_pair_is_a_cropped_georeferenced_cog(lb, tmp_path, monkeypatch, c
         got = ds.read(1)
     from tests.loopback import _peaks
 
-    full = radiance_field(west, north, EOG_RES, expected.shape, _peaks(EOG_SITES, 2021, 2021), 2021 * 100 + 4)
-    np.testing.assert_array_equal(got, full[row:row + got.shape[0], col:col + got.shape[1]])
+    full = radiance_field(
+        west, north, EOG_RES, expected.shape, _peaks(EOG_SITES, 2021, 2021), 2021 * 100 + 4
+    )
+    np.testing.assert_array_equal(got, full[row : row + got.shape[0], col : col + got.shape[1]])
     with rasterio.open(rasters[1].aux) as ds:
         assert ds.read(1).max() == 2  # July: the low cloud-free count served
     manifest = json.loads((tmp_path / "manifest.json").read_text())["files"]
     assert len(manifest) == 4
-    assert all(v["sources"][0]["url"].startswith(lb.url + "/nighttime_light/monthly/v10/") for v in manifest.values())
+    assert all(
+        v["sources"][0]["url"].startswith(lb.url + "/nighttime_light/monthly/v10/")
+        for v in manifest.values()
+    )
 
 
 def test_reprocessed_month_replaces_the_old_pair(lb, tmp_path, monkeypatch):
@@ -158,7 +193,9 @@ def test_reprocessed_month_replaces_the_old_pair(lb, tmp_path, monkeypatch):
     folder = eog_month_dir(2021, 3)
     old = folder + eog_name(2021, 3) + ".tgz"
     lb.add(folder + eog_name(2021, 3, stamp="202112011200") + ".tgz", lb.state.files[old])
-    (tmp_path / "manifest.json").write_text(json.dumps({"files": {}}))  # forget: force a re-download
+    (tmp_path / "manifest.json").write_text(
+        json.dumps({"files": {}})
+    )  # forget: force a re-download
     download_months("eog", [(2021, 3)], BBOX, tmp_path, progress=False)
     assert len(find_monthly_rasters(tmp_path / "eog" / "vcmslcfg")) == 1
 
@@ -169,16 +206,23 @@ def test_notile_tree_when_no_tiled_file(lb, tmp_path, monkeypatch):
     rad = radiance_field(west, north, EOG_RES, (h, w), [(125.3, 39.3, 5.0)], 7)
     stem = eog_name(2021, 8, tile="global")
     folder = eog_month_dir(2021, 8, tree="monthly_notile")
-    lb.add(folder + stem + ".avg_rade9h.tif.gz", gzip.compress(geotiff_bytes(rad, west, north, EOG_RES)))
-    lb.add(folder + stem + ".cf_cvg.tif.gz",
-           gzip.compress(geotiff_bytes(np.full((h, w), 9, "uint16"), west, north, EOG_RES)))
+    lb.add(
+        folder + stem + ".avg_rade9h.tif.gz",
+        gzip.compress(geotiff_bytes(rad, west, north, EOG_RES)),
+    )
+    lb.add(
+        folder + stem + ".cf_cvg.tif.gz",
+        gzip.compress(geotiff_bytes(np.full((h, w), 9, "uint16"), west, north, EOG_RES)),
+    )
     folder_out, outcome = download_months("eog", [(2021, 8)], BBOX, tmp_path, progress=False)
     assert outcome["downloaded"] == ["2021-08"]
     [r] = find_monthly_rasters(folder_out)
     assert r.radiance.name == stem + ".avg_rade9h.tif" and r.aux.name == stem + ".cf_cvg.tif"
 
 
-def test_download_then_run_gives_a_real_verdict_without_leaking_the_token(lb, tmp_path, monkeypatch, capsys, caplog):
+def test_download_then_run_gives_a_real_verdict_without_leaking_the_token(
+    lb, tmp_path, monkeypatch, capsys, caplog
+):
     token = "tok-DISTINCTIVE-5e1f"
     lb.protect("/nighttime_light/", "401")
     lb.allow_token(token)
@@ -189,10 +233,46 @@ def test_download_then_run_gives_a_real_verdict_without_leaking_the_token(lb, tm
     sites.write_text(sites_geojson(EOG_SITES))
     data, out = tmp_path / "data", tmp_path / "out"
     caplog.set_level(logging.DEBUG)
-    assert main(["download", "--source", "eog", "--start", "2020-01", "--end", "2020-06", "--sites", str(sites),
-                 "--data-dir", str(data)]) == 0
-    assert main(["run", "--source", "eog", "--sites", str(sites), "--data-dir", str(data), "--out", str(out),
-                 "--baseline-year", "2021", "--target-year", "2022", "--no-sensitivity", "--no-figures"]) == 0
+    assert (
+        main(
+            [
+                "download",
+                "--source",
+                "eog",
+                "--start",
+                "2020-01",
+                "--end",
+                "2020-06",
+                "--sites",
+                str(sites),
+                "--data-dir",
+                str(data),
+            ]
+        )
+        == 0
+    )
+    assert (
+        main(
+            [
+                "run",
+                "--source",
+                "eog",
+                "--sites",
+                str(sites),
+                "--data-dir",
+                str(data),
+                "--out",
+                str(out),
+                "--baseline-year",
+                "2021",
+                "--target-year",
+                "2022",
+                "--no-sensitivity",
+                "--no-figures",
+            ]
+        )
+        == 0
+    )
     verdict = json.loads((out / "verdict.json").read_text())
     assert verdict["data_kind"] == "real"
     assert len(lb.requests("/202001/vcmslcfg/SVDNB")) == 1  # the first download was reused by run
@@ -216,8 +296,11 @@ def test_password_grant_never_follows_a_redirect_to_another_host(monkeypatch, co
         _login(monkeypatch)
         lb.fault(TOKEN_PATH, code)
         auth = EogAuth(load_data_settings(), make_session())
-        with pytest.raises(AuthError, match=r"redirected \(HTTP \d+\) to http://127\.0\.0\.2:\d+/realms.*nothing "
-                                            r"was sent there") as e:
+        with pytest.raises(
+            AuthError,
+            match=r"redirected \(HTTP \d+\) to http://127\.0\.0\.2:\d+/realms.*nothing "
+            r"was sent there",
+        ) as e:
             auth.headers()
         assert not lb.requests(server="cdn")  # no request at all reached the other host
         assert lb.state.grants == []  # and no token was issued to us there
@@ -229,7 +312,9 @@ def test_password_grant_follows_a_same_origin_307(lb, monkeypatch):
     lb.fault(TOKEN_PATH, "307-self")
     auth = EogAuth(load_data_settings(), make_session())
     assert auth.headers()["Authorization"].startswith("Bearer acc-")
-    assert [r.method for r in lb.requests(TOKEN_PATH)] == ["POST", "POST"] and lb.state.grants == ["password"]
+    assert [r.method for r in lb.requests(TOKEN_PATH)] == ["POST", "POST"] and lb.state.grants == [
+        "password"
+    ]
 
 
 @needs_other_host
@@ -254,14 +339,22 @@ def test_each_provider_token_stays_with_its_provider():
     data = "https://eogdata.mines.edu/nighttime_light/monthly/v10/2024/202401/vcmslcfg/x.tgz"
     laads = "https://ladsweb.modaps.eosdis.nasa.gov/archive/allData/5200/VNP46A3/2024/001/x.h5"
     assert _keeps_token(data, "https://eogdata.mines.edu/other.tgz", eog)
-    assert not _keeps_token(data, "https://ladsweb.modaps.eosdis.nasa.gov/x", eog)  # an EOG token to NASA: never
+    assert not _keeps_token(
+        data, "https://ladsweb.modaps.eosdis.nasa.gov/x", eog
+    )  # an EOG token to NASA: never
     assert not _keeps_token(data, "https://evil.mines.edu/x", eog)  # no suffix wildcard
-    assert _keeps_token(laads, "https://data.laadsdaac.earthdatacloud.nasa.gov/prod-lads/VNP46A3/x.h5", nasa)
-    assert not _keeps_token(laads, "https://eogdata.mines.edu/x", nasa)  # an Earthdata token to EOG: never
+    assert _keeps_token(
+        laads, "https://data.laadsdaac.earthdatacloud.nasa.gov/prod-lads/VNP46A3/x.h5", nasa
+    )
+    assert not _keeps_token(
+        laads, "https://eogdata.mines.edu/x", nasa
+    )  # an Earthdata token to EOG: never
     assert not _keeps_token(laads, "https://attacker.nasa.gov/x", nasa)
     assert not _keeps_token("http://127.0.0.1:8001/x", "http://127.0.0.2:8001/x", nasa)
     assert not _keeps_token("http://127.0.0.1:8001/x", "http://localhost:8001/x", nasa)
-    assert _keeps_token("http://127.0.0.1:8001/data/x", "http://127.0.0.1:8002/data/x", nasa)  # same host
+    assert _keeps_token(
+        "http://127.0.0.1:8001/data/x", "http://127.0.0.1:8002/data/x", nasa
+    )  # same host
 
 
 # --------------------------------------------------------------------------- archive bombs (issue 24)
@@ -298,7 +391,8 @@ def test_archive_member_over_the_unpack_budget_is_refused_before_writing(lb, tmp
         f"{archive}: member {stem}.avg_rade9h.tif unpacks to 8.0 MB, more than the "
         f"{download.human_size(eog.unpack_budget(len(data)))} allowed for an "
         f"archive of {download.human_size(len(data))} (a real EOG layer is about 2 GB); the file is damaged "
-        "or not from EOG: delete it and download again")
+        "or not from EOG: delete it and download again"
+    )
     assert not list(tmp_path.rglob("*.extracted")) and not list(tmp_path.rglob("*.tif"))
 
 
@@ -319,7 +413,9 @@ def test_unpack_stops_at_the_budget_when_the_bytes_outrun_the_header(tmp_path):
     archive.write_bytes(b"0" * 100)
     with pytest.raises(DownloadError, match=r"unpacks to more than 1\.0 MB"):
         unpack_member(Lying(), member, tmp_path / "x.extracted", 1 << 20, archive)
-    assert (tmp_path / "x.extracted").stat().st_size <= 1 << 20  # stopped there; the caller removes it
+    assert (
+        tmp_path / "x.extracted"
+    ).stat().st_size <= 1 << 20  # stopped there; the caller removes it
 
 
 def test_full_disk_while_unpacking_leaves_no_part_file(lb, tmp_path, monkeypatch):
@@ -349,7 +445,9 @@ def test_full_disk_while_unpacking_leaves_no_part_file(lb, tmp_path, monkeypatch
     monkeypatch.setattr(tarfile.TarFile, "extractfile", lambda self, m: FullDisk(real(self, m)))
     from pipeline.errors import DownloadError
 
-    with pytest.raises(DownloadError, match=r"vcmslcfg: disk full while unpacking SVDNB_.*avg_rade9h\.tif \("):
+    with pytest.raises(
+        DownloadError, match=r"vcmslcfg: disk full while unpacking SVDNB_.*avg_rade9h\.tif \("
+    ):
         download_months("eog", [(2021, 3)], BBOX, tmp_path, progress=False)
     assert not list(tmp_path.rglob("*.extracted"))
 
@@ -365,8 +463,12 @@ def _sparse_tgz(stem: str, realsize: int) -> bytes:
     block = sparse_map + bytes(512 - len(sparse_map)) + b"x"
     info = tarfile.TarInfo(f"GNUSparseFile.0/{name}")
     info.size = len(block)
-    info.pax_headers = {"GNU.sparse.major": "1", "GNU.sparse.minor": "0", "GNU.sparse.name": name,
-                        "GNU.sparse.realsize": str(realsize)}
+    info.pax_headers = {
+        "GNU.sparse.major": "1",
+        "GNU.sparse.minor": "0",
+        "GNU.sparse.name": name,
+        "GNU.sparse.realsize": str(realsize),
+    }
     buf = io.BytesIO()
     with tarfile.open(fileobj=buf, mode="w:gz", format=tarfile.PAX_FORMAT) as tf:
         tf.addfile(info, io.BytesIO(block))
@@ -386,8 +488,11 @@ def test_archive_with_a_sparse_terabyte_member_is_refused_at_once(lb, tmp_path, 
     assert len(data) < 400
     lb.add(eog_month_dir(2021, 3) + stem + ".tgz", data)
     t0 = time.monotonic()
-    with pytest.raises(DownloadError, match=rf"{stem}\.avg_rade9h\.tif unpacks to 931\.3 GB, more than the 64\.0 MB "
-                                            r"allowed for an archive of \d+ B \(a real EOG layer is about 2 GB\)"):
+    with pytest.raises(
+        DownloadError,
+        match=rf"{stem}\.avg_rade9h\.tif unpacks to 931\.3 GB, more than the 64\.0 MB "
+        r"allowed for an archive of \d+ B \(a real EOG layer is about 2 GB\)",
+    ):
         download_months("eog", [(2021, 3)], BBOX, tmp_path, progress=False)
     assert time.monotonic() - t0 < 10
     assert not list(tmp_path.rglob("*.extracted")) and not list(tmp_path.rglob("*.tif"))

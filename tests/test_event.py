@@ -17,8 +17,9 @@ def truth(r: np.ndarray, spike: float) -> np.ndarray:
     return np.where(r >= 0, spike * np.exp(-np.clip(r, 0, None) / 3), 0.0)
 
 
-def scenario(seed: int, spike: float = 0.8, n_sites: int = 20, noise: float = 0.10
-             ) -> tuple[pd.DataFrame, pd.Series, pd.Series]:
+def scenario(
+    seed: int, spike: float = 0.8, n_sites: int = 20, noise: float = 0.10
+) -> tuple[pd.DataFrame, pd.Series, pd.Series]:
     """Sites that share the national seasonal cycle and monthly shocks with the controls."""
     rng = np.random.default_rng(seed)
     season = 0.3 * np.cos(2 * np.pi * MONTHS.month.to_numpy() / 12)
@@ -68,8 +69,11 @@ def test_sites_count_only_where_they_have_data():
     holed = control.drop(pd.Period("2024-12", "M"))
     rel = site_relative(sites, inaug, holed)
     assert rel["site_id"].nunique() == 20
-    assert len(rel) == len(site_relative(sites, inaug, control)) - (
-        np.abs([(pd.Period("2024-12", "M") - m0).n for m0 in inaug]) <= 12).sum()
+    assert (
+        len(rel)
+        == len(site_relative(sites, inaug, control))
+        - (np.abs([(pd.Period("2024-12", "M") - m0).n for m0 in inaug]) <= 12).sum()
+    )
 
 
 def test_outcome_is_the_normalised_log_ratio_for_one_site():
@@ -87,11 +91,16 @@ def test_outcome_is_the_normalised_log_ratio_for_one_site():
 def test_month_types_give_the_same_answer():
     sites, inaug, control = scenario(5, n_sites=5)
     base = event_study(sites, inaug, control)
-    as_ts = event_study(sites.assign(month=sites["month"].dt.to_timestamp()),
-                        inaug.map(lambda p: p.to_timestamp()),
-                        control.set_axis(control.index.to_timestamp()))
-    as_str = event_study(sites.assign(month=sites["month"].astype(str)), inaug.astype(str),
-                         control.set_axis(control.index.astype(str)))
+    as_ts = event_study(
+        sites.assign(month=sites["month"].dt.to_timestamp()),
+        inaug.map(lambda p: p.to_timestamp()),
+        control.set_axis(control.index.to_timestamp()),
+    )
+    as_str = event_study(
+        sites.assign(month=sites["month"].astype(str)),
+        inaug.astype(str),
+        control.set_axis(control.index.astype(str)),
+    )
     pd.testing.assert_frame_equal(base, as_ts)
     pd.testing.assert_frame_equal(base, as_str)
 
@@ -127,6 +136,10 @@ def test_bad_inputs_raise_comparison_errors():
 def test_inauguration_dates_of_mixed_precision():
     """Site files give days for some inaugurations and only months for others ("2025-01")."""
     sites, inaug, control = scenario(4)
-    mixed = pd.Series({s: (f"{m}-15" if i % 2 else str(m)) for i, (s, m) in enumerate(inaug.items())})
+    mixed = pd.Series(
+        {s: (f"{m}-15" if i % 2 else str(m)) for i, (s, m) in enumerate(inaug.items())}
+    )
     months = sites.assign(month=sites["month"].astype(str))
-    pd.testing.assert_frame_equal(event_study(months, mixed, control), event_study(sites, inaug, control))
+    pd.testing.assert_frame_equal(
+        event_study(months, mixed, control), event_study(sites, inaug, control)
+    )

@@ -50,9 +50,20 @@ def inputs(tmp_path_factory: pytest.TempPathFactory) -> tuple[Path, Path]:
 
 def clean_env(tmp_path: Path, **extra: str) -> dict[str, str]:
     """No real credentials or user config; HOME is a fresh folder we can inspect."""
-    env = {k: v for k, v in os.environ.items()
-           if k not in (*SECRET_VARS, "EOG_CLIENT_ID", "EOG_USERNAME", "NIGHTLIGHTS_CONFIG", "XDG_CONFIG_HOME",
-                        "XDG_CACHE_HOME", "MPLCONFIGDIR")}
+    env = {
+        k: v
+        for k, v in os.environ.items()
+        if k
+        not in (
+            *SECRET_VARS,
+            "EOG_CLIENT_ID",
+            "EOG_USERNAME",
+            "NIGHTLIGHTS_CONFIG",
+            "XDG_CONFIG_HOME",
+            "XDG_CACHE_HOME",
+            "MPLCONFIGDIR",
+        )
+    }
     home = tmp_path / "home"
     home.mkdir(exist_ok=True)
     env.update(HOME=str(home), PYTHONPATH=str(Path(__file__).parents[1]), **extra)
@@ -61,15 +72,38 @@ def clean_env(tmp_path: Path, **extra: str) -> dict[str, str]:
 
 def run_args(inputs: tuple[Path, Path], out: Path, *more: str) -> list[str]:
     rasters, sites = inputs
-    return ["run", "--source", "local", "--rasters", str(rasters), "--sites", str(sites), "--out", str(out),
-            "--no-figures", "--no-sensitivity", "-q", *more]
+    return [
+        "run",
+        "--source",
+        "local",
+        "--rasters",
+        str(rasters),
+        "--sites",
+        str(sites),
+        "--out",
+        str(out),
+        "--no-figures",
+        "--no-sensitivity",
+        "-q",
+        *more,
+    ]
 
 
-def spawn(args: list[str], tmp_path: Path, flag: Path | None = None, cwd: Path | None = None,
-          env: dict[str, str] | None = None) -> subprocess.Popen[str]:
-    return subprocess.Popen([sys.executable, "-c", CHILD, str(flag) if flag else "-", *args],
-                            cwd=cwd or tmp_path, env=env or clean_env(tmp_path), text=True,
-                            stdout=subprocess.PIPE, stderr=subprocess.PIPE)
+def spawn(
+    args: list[str],
+    tmp_path: Path,
+    flag: Path | None = None,
+    cwd: Path | None = None,
+    env: dict[str, str] | None = None,
+) -> subprocess.Popen[str]:
+    return subprocess.Popen(
+        [sys.executable, "-c", CHILD, str(flag) if flag else "-", *args],
+        cwd=cwd or tmp_path,
+        env=env or clean_env(tmp_path),
+        text=True,
+        stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE,
+    )
 
 
 def finish(proc: subprocess.Popen[str]) -> tuple[int, str, str]:
@@ -87,15 +121,23 @@ def wait_for(flag: Path, proc: subprocess.Popen[str]) -> None:
 
 def snapshot(folder: Path) -> dict[str, bytes]:
     """Every file under ``folder`` by relative path, with its bytes (hidden ones included)."""
-    return {str(p.relative_to(folder)): p.read_bytes() for p in sorted(folder.rglob("*")) if p.is_file()}
+    return {
+        str(p.relative_to(folder)): p.read_bytes() for p in sorted(folder.rglob("*")) if p.is_file()
+    }
 
 
 def visible(folder: Path) -> dict[str, bytes]:
-    return {k: v for k, v in snapshot(folder).items() if not any(part.startswith(".") for part in Path(k).parts)}
+    return {
+        k: v
+        for k, v in snapshot(folder).items()
+        if not any(part.startswith(".") for part in Path(k).parts)
+    }
 
 
 @pytest.fixture(scope="module")
-def earlier(inputs: tuple[Path, Path], tmp_path_factory: pytest.TempPathFactory) -> dict[str, bytes]:
+def earlier(
+    inputs: tuple[Path, Path], tmp_path_factory: pytest.TempPathFactory
+) -> dict[str, bytes]:
     """A finished run's outputs (threshold 0.25), to be protected by every failing run."""
     tmp = tmp_path_factory.mktemp("earlier")
     code, _, err = finish(spawn(run_args(inputs, tmp / "out"), tmp))
@@ -126,22 +168,32 @@ def test_sigkill_mid_write_leaves_earlier_outputs_intact(inputs, earlier, tmp_pa
     assert proc.returncode == -signal.SIGKILL
     assert visible(out) == earlier  # byte for byte, no new or half-written file in sight
     assert [p.name for p in out.iterdir() if p.name.startswith(".")] == []  # staged beside --out
-    assert staging.parent == out.parent and staging.name.startswith(f".out{SIBLING_MARK}{proc.pid}-")
+    assert staging.parent == out.parent and staging.name.startswith(
+        f".out{SIBLING_MARK}{proc.pid}-"
+    )
     # The next run into the same folder clears the dead run's staging folder and publishes.
     code, _, err = finish(spawn(run_args(inputs, out, "--threshold", "0.1"), tmp_path))
     assert code == 0, err
     assert not staging.exists()
-    assert [p.name for p in out.iterdir() if p.name.startswith(".")] == [MANIFEST]  # no staging left
-    assert visible(out)["site_months.csv"] == earlier["site_months.csv"]  # threshold changes classes only
+    assert [p.name for p in out.iterdir() if p.name.startswith(".")] == [
+        MANIFEST
+    ]  # no staging left
+    assert (
+        visible(out)["site_months.csv"] == earlier["site_months.csv"]
+    )  # threshold changes classes only
     assert visible(out)["verdict.json"] != earlier["verdict.json"]
 
 
-@pytest.mark.parametrize(("sig", "code", "message"), [
-    (signal.SIGINT, 130, "nightlights: interrupted; earlier outputs were left untouched"),
-    (signal.SIGTERM, 143, "nightlights: terminated; earlier outputs were left untouched"),
-])
-def test_ctrl_c_and_sigterm_exit_cleanly(sig: int, code: int, message: str, inputs, earlier,
-                                         tmp_path: Path) -> None:
+@pytest.mark.parametrize(
+    ("sig", "code", "message"),
+    [
+        (signal.SIGINT, 130, "nightlights: interrupted; earlier outputs were left untouched"),
+        (signal.SIGTERM, 143, "nightlights: terminated; earlier outputs were left untouched"),
+    ],
+)
+def test_ctrl_c_and_sigterm_exit_cleanly(
+    sig: int, code: int, message: str, inputs, earlier, tmp_path: Path
+) -> None:
     out, flag = tmp_path / "out", tmp_path / "flag"
     restore(out, earlier)
     proc = spawn(run_args(inputs, out, "--threshold", "0.1"), tmp_path, flag)
@@ -157,16 +209,32 @@ def test_ctrl_c_and_sigterm_exit_cleanly(sig: int, code: int, message: str, inpu
 # --------------------------------------------------------------------------- failures in the writer
 
 
-@pytest.mark.parametrize(("error", "line", "code"), [
-    (RuntimeError("disk on fire"),
-     "nightlights: unexpected error: RuntimeError: disk on fire (run again with --debug for the traceback, "
-     "and please report it)", 1),
-    (OSError(28, "No space left on device", "verdict.json"),
-     "nightlights: error: verdict.json: No space left on device (earlier outputs were left untouched)", 1),
-])
-def test_writer_failure_keeps_earlier_outputs(error: Exception, line: str, code: int, inputs, earlier,
-                                              tmp_path: Path, monkeypatch: pytest.MonkeyPatch,
-                                              capsys: pytest.CaptureFixture[str]) -> None:
+@pytest.mark.parametrize(
+    ("error", "line", "code"),
+    [
+        (
+            RuntimeError("disk on fire"),
+            "nightlights: unexpected error: RuntimeError: disk on fire (run again with --debug for the traceback, "
+            "and please report it)",
+            1,
+        ),
+        (
+            OSError(28, "No space left on device", "verdict.json"),
+            "nightlights: error: verdict.json: No space left on device (earlier outputs were left untouched)",
+            1,
+        ),
+    ],
+)
+def test_writer_failure_keeps_earlier_outputs(
+    error: Exception,
+    line: str,
+    code: int,
+    inputs,
+    earlier,
+    tmp_path: Path,
+    monkeypatch: pytest.MonkeyPatch,
+    capsys: pytest.CaptureFixture[str],
+) -> None:
     out = tmp_path / "out"
     restore(out, earlier)
     written: list[Path] = []
@@ -184,12 +252,17 @@ def test_writer_failure_keeps_earlier_outputs(error: Exception, line: str, code:
     assert snapshot(out) == earlier
 
 
-def test_output_folder_that_is_a_file(inputs, tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
+def test_output_folder_that_is_a_file(
+    inputs, tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
     out = tmp_path / "out"
     out.write_text("keep me")
     assert main(run_args(inputs, out)) == 2
     _, err = capsys.readouterr()
-    assert err.strip().splitlines()[-1] == f"nightlights: error: {out}: is a file; --out takes a folder for the results"
+    assert (
+        err.strip().splitlines()[-1]
+        == f"nightlights: error: {out}: is a file; --out takes a folder for the results"
+    )
     assert out.read_text() == "keep me"
 
 
@@ -197,8 +270,11 @@ def test_output_folder_that_is_a_file(inputs, tmp_path: Path, capsys: pytest.Cap
 
 
 def tree(folder: Path) -> dict[str, tuple[int, int]]:
-    return {str(p.relative_to(folder)): (p.stat().st_size, p.stat().st_mtime_ns)
-            for p in folder.rglob("*") if p.is_file()}
+    return {
+        str(p.relative_to(folder)): (p.stat().st_size, p.stat().st_mtime_ns)
+        for p in folder.rglob("*")
+        if p.is_file()
+    }
 
 
 @pytest.fixture(scope="module")
@@ -215,8 +291,17 @@ def full_run(inputs, tmp_path_factory: pytest.TempPathFactory) -> dict:
     args.remove("--no-figures")
     code, _, err = finish(spawn(args, tmp, cwd=work, env=env))
     assert code == 0, err
-    return {"work": work, "home": home, "env": env, "tmp": tmp, "args": args, "before": before,
-            "after": tree(work), "home_before": home_before, "home_after": tree(home)}
+    return {
+        "work": work,
+        "home": home,
+        "env": env,
+        "tmp": tmp,
+        "args": args,
+        "before": before,
+        "after": tree(work),
+        "home_before": home_before,
+        "home_after": tree(home),
+    }
 
 
 @pytest.mark.slow
@@ -251,17 +336,23 @@ def test_reruns_are_byte_identical(full_run: dict) -> None:
 
 
 def _all_text(*folders: Path) -> bytes:
-    return b"".join(p.read_bytes() for f in folders if f.exists() for p in f.rglob("*") if p.is_file())
+    return b"".join(
+        p.read_bytes() for f in folders if f.exists() for p in f.rglob("*") if p.is_file()
+    )
 
 
-def test_tokens_never_reach_logs_or_outputs(inputs, tmp_path: Path, monkeypatch: pytest.MonkeyPatch,
-                                            capsys: pytest.CaptureFixture[str]) -> None:
+def test_tokens_never_reach_logs_or_outputs(
+    inputs, tmp_path: Path, monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str]
+) -> None:
     config = tmp_path / "config.yaml"
-    config.write_text(f"data:\n  eog_token: {TOKEN}\n  earthdata_token: {TOKEN}\nanalysis:\n  threshold: 0.3\n")
+    config.write_text(
+        f"data:\n  eog_token: {TOKEN}\n  earthdata_token: {TOKEN}\nanalysis:\n  threshold: 0.3\n"
+    )
     env = clean_env(tmp_path, NIGHTLIGHTS_CONFIG=str(config), **dict.fromkeys(SECRET_VARS, TOKEN))
     out, data = tmp_path / "out", tmp_path / "data"
-    code, stdout, stderr = finish(spawn([*run_args(inputs, out, "--data-dir", str(data)), "--debug"], tmp_path,
-                                        env=env))
+    code, stdout, stderr = finish(
+        spawn([*run_args(inputs, out, "--data-dir", str(data)), "--debug"], tmp_path, env=env)
+    )
     assert code == 0, stderr
     assert TOKEN not in stdout + stderr
     assert TOKEN.encode() not in _all_text(out, data)
@@ -293,18 +384,43 @@ class _EchoAuth(BaseHTTPRequestHandler):
 
 
 @pytest.mark.parametrize(("source", "debug"), [("eog", ()), ("blackmarble", ("--debug",))])
-def test_tokens_never_reach_download_errors(source: str, debug: tuple[str, ...], inputs, tmp_path: Path) -> None:
+def test_tokens_never_reach_download_errors(
+    source: str, debug: tuple[str, ...], inputs, tmp_path: Path
+) -> None:
     server = ThreadingHTTPServer(("127.0.0.1", 0), _EchoAuth)
     threading.Thread(target=server.serve_forever, daemon=True).start()
     url = f"http://127.0.0.1:{server.server_address[1]}"
-    env = clean_env(tmp_path, NIGHTLIGHTS_EOG_URL=url, NIGHTLIGHTS_EOG_TOKEN_URL=f"{url}/token",
-                    NIGHTLIGHTS_LAADS_URL=url, EOG_CLIENT_ID="nightlights", EOG_USERNAME="someone",
-                    **dict.fromkeys(SECRET_VARS, TOKEN))
+    env = clean_env(
+        tmp_path,
+        NIGHTLIGHTS_EOG_URL=url,
+        NIGHTLIGHTS_EOG_TOKEN_URL=f"{url}/token",
+        NIGHTLIGHTS_LAADS_URL=url,
+        EOG_CLIENT_ID="nightlights",
+        EOG_USERNAME="someone",
+        **dict.fromkeys(SECRET_VARS, TOKEN),
+    )
     _, sites = inputs
     out, data = tmp_path / "out", tmp_path / "data"
     try:
-        code, stdout, stderr = finish(spawn(["run", "--source", source, "--sites", str(sites), "--out", str(out),
-                                             "--data-dir", str(data), "-q", *debug], tmp_path, env=env))
+        code, stdout, stderr = finish(
+            spawn(
+                [
+                    "run",
+                    "--source",
+                    source,
+                    "--sites",
+                    str(sites),
+                    "--out",
+                    str(out),
+                    "--data-dir",
+                    str(data),
+                    "-q",
+                    *debug,
+                ],
+                tmp_path,
+                env=env,
+            )
+        )
         assert code != 0
         assert TOKEN not in stdout + stderr
         if not debug:

@@ -88,8 +88,15 @@ def test_same_bytes_twice_with_source_date_epoch(run, tmp_path, monkeypatch):
     names = [f"figures/{n}.{fmt}" for n in CHARTS for fmt in FORMATS] + ["report.html", "report.md"]
     for n in names:
         x, y = (a / n).read_bytes(), (b / n).read_bytes()
-        diff = [] if x == y or n.endswith((".png", ".pdf")) else list(difflib.unified_diff(
-            x.decode().splitlines(), y.decode().splitlines(), lineterm="", n=0))[:8]
+        diff = (
+            []
+            if x == y or n.endswith((".png", ".pdf"))
+            else list(
+                difflib.unified_diff(
+                    x.decode().splitlines(), y.decode().splitlines(), lineterm="", n=0
+                )
+            )[:8]
+        )
         assert x == y, (n, diff)
     assert b"2026" in (a / "figures/verdict.pdf").read_bytes()  # the date is SOURCE_DATE_EPOCH's
 
@@ -99,11 +106,32 @@ def test_figures_command_remakes_with_options(run, tmp_path, capsys):
     _, src = run
     out = tmp_path / "out"
     out.mkdir()
-    for f in ("verdict.json", "site_changes.csv", "site_months.parquet", "sensitivity.csv",
-              "sites_classified.geojson"):
+    for f in (
+        "verdict.json",
+        "site_changes.csv",
+        "site_months.parquet",
+        "sensitivity.csv",
+        "sites_classified.geojson",
+    ):
         (out / f).write_bytes((src / f).read_bytes())
-    code = main(["figures", "--out", str(out), "-q", "--format", "png,svg", "--dpi", "150", "--width-mm", "89",
-                 "--style", "slide", "--lang", "ko"])
+    code = main(
+        [
+            "figures",
+            "--out",
+            str(out),
+            "-q",
+            "--format",
+            "png,svg",
+            "--dpi",
+            "150",
+            "--width-mm",
+            "89",
+            "--style",
+            "slide",
+            "--lang",
+            "ko",
+        ]
+    )
     assert code == 0, capsys.readouterr().err
     assert not list((out / "figures").glob("*.pdf"))
     with Image.open(out / "figures" / "verdict.png") as im:
@@ -129,7 +157,9 @@ def test_png_bytes_read_back(run):
     data = (out / "figures" / "map.png").read_bytes()
     with Image.open(io.BytesIO(data)) as im:
         im.verify()
-    assert Path(out / "figures" / "map.svg").read_text(encoding="utf-8").lstrip().startswith("<?xml")
+    assert (
+        Path(out / "figures" / "map.svg").read_text(encoding="utf-8").lstrip().startswith("<?xml")
+    )
 
 
 def test_verdict_chart_shows_missing_and_other_batch_sites(run, tmp_path):
@@ -140,14 +170,21 @@ def test_verdict_chart_shows_missing_and_other_batch_sites(run, tmp_path):
         changes.loc[gone, col] = float("nan")
     changes.loc[gone, "class"] = "insufficient_data"
     moved = changes.loc[changes.index[1], "site_id"]
-    verdict = {**results.verdict, "claim_site_ids": [s for s in results.verdict["claim_site_ids"] if s != moved]}
+    verdict = {
+        **results.verdict,
+        "claim_site_ids": [s for s in results.verdict["claim_site_ids"] if s != moved],
+    }
     style = Style(formats=("svg",), dpi=100)
     with styled(style):
         fig = verdict_figure(changes, verdict, style)
         # two panels: the claim's sites, then the other one with its own heading and count
         assert len(fig.axes) == 2
-        assert [t.get_text() for t in fig.axes[1].get_yticklabels()] == [changes.loc[changes.index[1], "name"]]
+        assert [t.get_text() for t in fig.axes[1].get_yticklabels()] == [
+            changes.loc[changes.index[1], "name"]
+        ]
         save(fig, tmp_path / "v", style, verdict, "t")
     svg = (tmp_path / "v.svg").read_text(encoding="utf-8")
     assert ">insufficient data<" in svg
-    assert "Other sites, not in the claim’s batch 2024 (1): 1 " in svg.replace("&#8217;", "’").replace("'", "’")
+    assert "Other sites, not in the claim’s batch 2024 (1): 1 " in svg.replace(
+        "&#8217;", "’"
+    ).replace("'", "’")

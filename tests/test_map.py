@@ -21,8 +21,13 @@ from tests.pubdata import published
 
 matplotlib.use("Agg")
 ROOT = __import__("pathlib").Path(__file__).resolve().parents[1]
-VERDICT = {"data_kind": "synthetic", "inputs": [], "baseline_year": 2024, "target_year": 2025,
-           "parameters": {"threshold": 0.25, "statistic": "median"}}
+VERDICT = {
+    "data_kind": "synthetic",
+    "inputs": [],
+    "baseline_year": 2024,
+    "target_year": 2025,
+    "parameters": {"threshold": 0.25, "statistic": "median"},
+}
 
 
 # --------------------------------------------------------------------------- county change, directly
@@ -34,18 +39,28 @@ def test_unit_change_is_the_log_ratio_of_matched_valid_months():
     for unit, base, factor in (("a", 2.0, np.exp(0.3)), ("b", 1.0, 1.0), ("zero", 0.0, 1.0)):
         for mo in months:
             y, m = int(mo[:4]), int(mo[5:])
-            value = base * (factor if y == 2025 else 1.0) * (1 + 0.1 * m)  # seasonal, same in both years
+            value = (
+                base * (factor if y == 2025 else 1.0) * (1 + 0.1 * m)
+            )  # seasonal, same in both years
             rows.append((unit, mo, value, 1.0))
     t = pd.DataFrame(rows, columns=["unit_id", "month", "mean_radiance", "valid_fraction"])
     # a's July 2025 is half observed and oddly bright: it and July 2024 leave the comparison
-    t.loc[(t["unit_id"] == "a") & (t["month"] == "2025-07"), ["mean_radiance", "valid_fraction"]] = (99.0, 0.4)
+    t.loc[
+        (t["unit_id"] == "a") & (t["month"] == "2025-07"), ["mean_radiance", "valid_fraction"]
+    ] = (99.0, 0.4)
     out = unit_log_changes(t, 2024, 2025, 0.5).set_index("unit_id")
     assert out.loc["a", "log_change"] == pytest.approx(0.3, abs=1e-12)
     assert out.loc["a", "n_months"] == 11 and out.loc["b", "n_months"] == 12
     assert out.loc["b", "log_change"] == pytest.approx(0.0, abs=1e-12)
     assert np.isnan(out.loc["zero", "log_change"])  # no light: no ratio
-    direct = np.log(t[(t.unit_id == "a") & (t.month.str[:4] == "2025") & (t.month != "2025-07")].mean_radiance.mean()
-                    / t[(t.unit_id == "a") & (t.month.str[:4] == "2024") & (t.month != "2024-07")].mean_radiance.mean())
+    direct = np.log(
+        t[
+            (t.unit_id == "a") & (t.month.str[:4] == "2025") & (t.month != "2025-07")
+        ].mean_radiance.mean()
+        / t[
+            (t.unit_id == "a") & (t.month.str[:4] == "2024") & (t.month != "2024-07")
+        ].mean_radiance.mean()
+    )
     assert out.loc["a", "log_change"] == pytest.approx(direct)
 
 
@@ -60,8 +75,14 @@ def _check(xs, ys, boxes, r):
         assert d[i] < np.delete(d, i).min(), i
         for j, o in enumerate(boxes[:i]):
             assert not (b[0] < o[2] and o[0] < b[2] and b[1] < o[3] and o[1] < b[3]), (i, j)
-        markers = [(x - r, y - r, x + r, y + r) for k, (x, y) in enumerate(zip(xs, ys, strict=True)) if k != i]
-        assert not any(b[0] < m[2] and m[0] < b[2] and b[1] < m[3] and m[1] < b[3] for m in markers), i
+        markers = [
+            (x - r, y - r, x + r, y + r)
+            for k, (x, y) in enumerate(zip(xs, ys, strict=True))
+            if k != i
+        ]
+        assert not any(
+            b[0] < m[2] and m[0] < b[2] and b[1] < m[3] and m[1] < b[3] for m in markers
+        ), i
 
 
 def test_labels_of_a_tight_cluster_go_to_the_side_of_their_own_marker():
@@ -88,11 +109,15 @@ def test_a_label_with_no_clean_slot_is_reported():
 def every_site():
     sites = read_sites(sorted((ROOT / "aoi").glob("*.geojson")), 2000.0)
     classes = ["brightened", "unchanged", "dimmed", "insufficient_data"]
-    changes = pd.DataFrame({"site_id": sites["site_id"], "class": [classes[i % 4] for i in range(len(sites))]})
+    changes = pd.DataFrame(
+        {"site_id": sites["site_id"], "class": [classes[i % 4] for i in range(len(sites))]}
+    )
     borders = boundaries(sites)
     w, s, e, n = borders.bounds
     res = 0.02
-    data = np.random.default_rng(0).lognormal(np.log(0.3), 0.5, (int((n - s) / res), int((e - w) / res)))
+    data = np.random.default_rng(0).lognormal(
+        np.log(0.3), 0.5, (int((n - s) / res), int((e - w) / res))
+    )
     comp = Composite(data, Affine(res, 0, w, 0, -res, n), 2025)
     return sites, changes, borders, comp
 
@@ -112,11 +137,17 @@ def test_map_draws_borders_and_labels_each_site_beside_its_own_marker(every_site
         assert len(lines["county-borders"].get_segments()) >= len(borders.counties) == 181
         assert len(lines["province-borders"].get_segments()) >= 12
         # one marker shape per batch
-        shapes = {ln.get_gid(): ln.get_marker() for ln in ax.lines if (ln.get_gid() or "").startswith("sites-")}
+        shapes = {
+            ln.get_gid(): ln.get_marker()
+            for ln in ax.lines
+            if (ln.get_gid() or "").startswith("sites-")
+        }
         assert len(set(shapes.values())) == len(shapes) == 3
         renderer = fig.canvas.get_renderer()
         label = {t.get_gid()[6:]: t for t in ax.texts if (t.get_gid() or "").startswith("label-")}
-        leader = {ln.get_gid()[7:]: ln for ln in ax.lines if (ln.get_gid() or "").startswith("leader-")}
+        leader = {
+            ln.get_gid()[7:]: ln for ln in ax.lines if (ln.get_gid() or "").startswith("leader-")
+        }
         ids = list(sites["site_id"])
         assert set(label) == set(leader) == set(ids)
         xy = ax.transData.transform(np.column_stack([sites["center_lon"], sites["center_lat"]]))
@@ -127,11 +158,15 @@ def test_map_draws_borders_and_labels_each_site_beside_its_own_marker(every_site
         for i, sid in enumerate(ids):
             bb = label[sid].get_window_extent(renderer)
             d = box_distance((bb.x0, bb.y0, bb.x1, bb.y1), xy[:, 0], xy[:, 1])
-            apart = np.hypot(*(xy - xy[i]).T) >= 2 * r  # markers drawn over each other are told apart by the line
+            apart = (
+                np.hypot(*(xy - xy[i]).T) >= 2 * r
+            )  # markers drawn over each other are told apart by the line
             apart[i] = False
             if not d[i] < d[apart].min():
                 astray.append(sid)
-                assert label[sid].get_text().isdigit(), sid  # only a key number, never a name, may stray
+                assert label[sid].get_text().isdigit(), (
+                    sid
+                )  # only a key number, never a name, may stray
             x, y = leader[sid].get_data()
             assert (x[0], y[0]) == (sites["center_lon"].iat[i], sites["center_lat"].iat[i])
             text = label[sid].get_text()
@@ -157,14 +192,20 @@ def test_county_map_colours_every_county_by_its_change(run):
     results, _ = run
     borders = boundaries(results.sites)
     units = results.unit_changes
-    assert len(units) == 181 and units["log_change"].notna().any() and units["log_change"].isna().any()
+    assert (
+        len(units) == 181 and units["log_change"].notna().any() and units["log_change"].isna().any()
+    )
     style = Style()
     with styled(style):
         fig = maps.county_change_figure(borders, units, results.sites, results.verdict, style)
         ax = fig.axes[0]
         cols = {c.get_gid(): c for c in ax.collections if isinstance(c, PathCollection)}
-        have = units.set_index("unit_id")["log_change"].reindex(borders.counties["unit_id"]).to_numpy()
-        np.testing.assert_allclose(np.asarray(cols["county-change"].get_array()), have[np.isfinite(have)])
+        have = (
+            units.set_index("unit_id")["log_change"].reindex(borders.counties["unit_id"]).to_numpy()
+        )
+        np.testing.assert_allclose(
+            np.asarray(cols["county-change"].get_array()), have[np.isfinite(have)]
+        )
         assert len(cols["county-no-data"].get_paths()) == int(np.isnan(have).sum())
         assert cols["county-no-data"].get_hatch() == "////"
     matplotlib.pyplot.close(fig)
@@ -176,5 +217,8 @@ def test_classified_sites_carry_their_county(run):
     assert list(gdf.columns)[-4:] == ["data_kind", "county", "county_id", "geometry"]
     assert gdf["county_id"].notna().sum() == 4  # alpha lies in the sea, off the coast: no county
     assert (out / "figures" / "county_change.png").exists()
-    assert "county change" in (out / "report.md").read_text(encoding="utf-8").lower() or \
-        "Change in light of every county" in (out / "report.md").read_text(encoding="utf-8")
+    assert "county change" in (out / "report.md").read_text(
+        encoding="utf-8"
+    ).lower() or "Change in light of every county" in (out / "report.md").read_text(
+        encoding="utf-8"
+    )

@@ -72,14 +72,19 @@ def test_scoped_publish_keeps_the_tables(tmp_path):
     with staged(out, owns=("figures/",)) as s:
         s.write_text("figures/new.png", "png")
     assert sorted(str(p.relative_to(out)) for p in out.rglob("*") if p.is_file()) == [
-        MANIFEST, "a.csv", "figures/new.png"]
+        MANIFEST,
+        "a.csv",
+        "figures/new.png",
+    ]
 
 
 def test_leftovers_of_killed_runs_are_removed_with_a_warning(tmp_path, caplog):
     out = tmp_path / "out"
     with staged(out, owns=("",)) as s:
         s.write_text("a.csv", "1")
-    dead = subprocess.run([sys.executable, "-c", "import os; print(os.getpid())"], capture_output=True, text=True)
+    dead = subprocess.run(
+        [sys.executable, "-c", "import os; print(os.getpid())"], capture_output=True, text=True
+    )
     pid = int(dead.stdout)
     beside = tmp_path / f".out{SIBLING_MARK}{pid}-abc"
     inside = out / f"{outputs.STAGING_PREFIX}{pid}-def"
@@ -91,7 +96,13 @@ def test_leftovers_of_killed_runs_are_removed_with_a_warning(tmp_path, caplog):
     with caplog.at_level(logging.WARNING):
         assert sorted(recover(out)) == sorted([beside, inside])
     assert not beside.exists() and not inside.exists() and mine.exists()
-    assert sum("leftover staging folder of an interrupted run" in r.getMessage() for r in caplog.records) == 2
+    assert (
+        sum(
+            "leftover staging folder of an interrupted run" in r.getMessage()
+            for r in caplog.records
+        )
+        == 2
+    )
     assert (out / "a.csv").read_text() == "1"
 
 
@@ -102,7 +113,9 @@ class _Died(BaseException):
     """Stands for SIGKILL inside the test process: no cleanup code of the library may run... except finally."""
 
 
-def test_journal_publish_killed_midway_is_rolled_forward_by_the_next_run(tmp_path, monkeypatch, caplog):
+def test_journal_publish_killed_midway_is_rolled_forward_by_the_next_run(
+    tmp_path, monkeypatch, caplog
+):
     out = tmp_path / "out"
     with staged(out, owns=("",)) as s:
         for name in ("a.csv", "b.csv", "c.csv"):
@@ -119,18 +132,24 @@ def test_journal_publish_killed_midway_is_rolled_forward_by_the_next_run(tmp_pat
         for name in ("a.csv", "b.csv", "c.csv"):
             s.write_text(name, "new")
     # killed between two renames: a mix on disk, but the journal says how to finish
-    assert {n: (out / n).read_text() for n in ("a.csv", "b.csv", "c.csv")} == {"a.csv": "new", "b.csv": "new",
-                                                                                "c.csv": "old"}
+    assert {n: (out / n).read_text() for n in ("a.csv", "b.csv", "c.csv")} == {
+        "a.csv": "new",
+        "b.csv": "new",
+        "c.csv": "old",
+    }
     assert (out / JOURNAL).exists()
     monkeypatch.setattr(outputs, "_step", lambda label: None)
     with caplog.at_level(logging.WARNING):
         recover(out)
     assert {n: (out / n).read_text() for n in ("a.csv", "b.csv", "c.csv")} == dict.fromkeys(
-        ("a.csv", "b.csv", "c.csv"), "new")
+        ("a.csv", "b.csv", "c.csv"), "new"
+    )
     assert not (out / "gone.csv").exists() and not (out / JOURNAL).exists()
     assert sorted(p.name for p in out.iterdir()) == [MANIFEST, "a.csv", "b.csv", "c.csv"]
-    assert any("finished publishing the outputs of an interrupted run (1 files moved)" in r.getMessage()
-               for r in caplog.records)
+    assert any(
+        "finished publishing the outputs of an interrupted run (1 files moved)" in r.getMessage()
+        for r in caplog.records
+    )
 
 
 # --------------------------------------------------------------------------- the kill loop
@@ -156,14 +175,35 @@ sys.exit(main(sys.argv[2:]))
 """
 
 
-def _run(inputs, out: Path, cache: Path, cwd: Path, *more: str, kill_at: int | None = None,
-         env_dir: Path) -> subprocess.CompletedProcess[str]:
+def _run(
+    inputs, out: Path, cache: Path, cwd: Path, *more: str, kill_at: int | None = None, env_dir: Path
+) -> subprocess.CompletedProcess[str]:
     """A real run; with ``kill_at``, SIGKILLed at its Nth publishing step."""
     rasters, sites = inputs
-    args = ["run", "--source", "local", "--rasters", str(rasters), "--sites", str(sites), "--out", str(out),
-            "--cache-dir", str(cache), "--no-figures", "-q", *more]
-    return subprocess.run([sys.executable, "-c", KILLER, str(kill_at or 0), *args], cwd=cwd, env=clean_env(env_dir),
-                          text=True, capture_output=True, timeout=120)
+    args = [
+        "run",
+        "--source",
+        "local",
+        "--rasters",
+        str(rasters),
+        "--sites",
+        str(sites),
+        "--out",
+        str(out),
+        "--cache-dir",
+        str(cache),
+        "--no-figures",
+        "-q",
+        *more,
+    ]
+    return subprocess.run(
+        [sys.executable, "-c", KILLER, str(kill_at or 0), *args],
+        cwd=cwd,
+        env=clean_env(env_dir),
+        text=True,
+        capture_output=True,
+        timeout=120,
+    )
 
 
 SET_A = ()  # with the sensitivity table
@@ -175,7 +215,9 @@ SET_B = ("--no-sensitivity", "--threshold", "0.5")  # without it, other classes
 def test_sigkill_at_every_publishing_step_leaves_one_complete_set(inputs, tmp_path, mode):
     out, cache = tmp_path / "out", tmp_path / "cache"
     out.mkdir()
-    cwd = out if mode == "journal" else tmp_path  # --out as the working folder: no swap, the journal
+    cwd = (
+        out if mode == "journal" else tmp_path
+    )  # --out as the working folder: no swap, the journal
     sets = {}
     for name, flags in (("B", SET_B), ("A", SET_A)):
         done = _run(inputs, out, cache, cwd, *flags, env_dir=tmp_path)
@@ -186,7 +228,9 @@ def test_sigkill_at_every_publishing_step_leaves_one_complete_set(inputs, tmp_pa
     assert set(a) - set(b) == {"sensitivity.csv"} and a["verdict.json"] != b["verdict.json"]
     assert a["site_changes.csv"] != b["site_changes.csv"]
     state, moments = a, 0
-    first = 1 if mode == "swap" else 4  # the staging steps are the same in both modes: once is enough
+    first = (
+        1 if mode == "swap" else 4
+    )  # the staging steps are the same in both modes: once is enough
     for n in range(first, 10):
         target, flags = (b, SET_B) if state is a else (a, SET_A)
         killed = _run(inputs, out, cache, cwd, *flags, kill_at=n, env_dir=tmp_path)

@@ -10,9 +10,13 @@ import pytest
 from bench.did_calibration import cohort_panel
 from pipeline.cohorts import clean_did, group_time_effects
 
-pf = pytest.importorskip("pyfixest", reason="pyfixest (optional test dependency, pip install pyfixest) not installed")
+pf = pytest.importorskip(
+    "pyfixest", reason="pyfixest (optional test dependency, pip install pyfixest) not installed"
+)
 
-pytestmark = pytest.mark.filterwarnings("ignore:The inplace keyword")  # pyfixest 0.60 under pandas 3
+pytestmark = pytest.mark.filterwarnings(
+    "ignore:The inplace keyword"
+)  # pyfixest 0.60 under pandas 3
 
 EPS = 10.0
 

@@ -42,7 +42,11 @@ def test_docs_python_md_runs_as_written(workdir, monkeypatch, capsys):
     results = namespace["results"]
     assert printed.startswith("synthetic ")  # the demo says what it is, first
     assert len(results.changes) == 20 and set(results.changes["class"]) <= {
-        "brightened", "unchanged", "dimmed", "insufficient_data"}
+        "brightened",
+        "unchanged",
+        "dimmed",
+        "insufficient_data",
+    }
     assert (workdir / "sites_classified.gpkg").exists()
     ds = namespace["ds"]
     assert ds.attrs["data_kind"] == "synthetic" and ds.sizes["time"] == 36
@@ -55,8 +59,23 @@ def test_analyse_equals_the_command_line(workdir, monkeypatch):
     """Same inputs, same numbers: the API and `nightlights run` share every stage."""
     monkeypatch.chdir(workdir)
     api = pipeline.analyse("aoi", source="demo", sensitivity=False, threshold=0.18)
-    assert main(["run", "--source", "demo", "--no-sensitivity", "--no-figures", "--threshold", "0.18",
-                 "--out", str(workdir / "out"), "-q"]) == 0
+    assert (
+        main(
+            [
+                "run",
+                "--source",
+                "demo",
+                "--no-sensitivity",
+                "--no-figures",
+                "--threshold",
+                "0.18",
+                "--out",
+                str(workdir / "out"),
+                "-q",
+            ]
+        )
+        == 0
+    )
     cli = json.loads((workdir / "out" / "verdict.json").read_text())
     assert api.verdict["claim_sites"] == cli["claim_sites"]
     assert api.verdict["parameters"]["threshold"] == 0.18
@@ -72,8 +91,13 @@ def test_package_exports_are_lazy_and_typed():
     import subprocess
     import sys
 
-    code = "import sys, pipeline; assert 'geopandas' not in sys.modules; pipeline.analyse; print('ok')"
-    assert subprocess.run([sys.executable, "-c", code], capture_output=True, text=True).stdout.strip() == "ok"
+    code = (
+        "import sys, pipeline; assert 'geopandas' not in sys.modules; pipeline.analyse; print('ok')"
+    )
+    assert (
+        subprocess.run([sys.executable, "-c", code], capture_output=True, text=True).stdout.strip()
+        == "ok"
+    )
     with pytest.raises(AttributeError):
         pipeline.no_such_name  # noqa: B018
     assert pipeline.Params().threshold == 0.25

@@ -19,7 +19,9 @@ import pytest
 from pipeline.provenance import input_checksums, sha256_file
 from tests.pubdata import CHARTS, SITES, published
 
-CHROMIUM = Path(shutil.which("chromium") or "/usr/bin/chromium")  # Debian's package ('make browser')
+CHROMIUM = Path(
+    shutil.which("chromium") or "/usr/bin/chromium"
+)  # Debian's package ('make browser')
 
 
 @pytest.fixture(scope="session")
@@ -43,7 +45,11 @@ def test_report_content(run):
     results, out = run
     page = (out / "report.html").read_text(encoding="utf-8")
     assert 'id="synthetic-warning"' in page and "SYNTHETIC DEMO DATA" in page
-    assert "<h2>Method</h2>" in page and "missing, not dark" in page and "288 defensible variants" in page
+    assert (
+        "<h2>Method</h2>" in page
+        and "missing, not dark" in page
+        and "288 defensible variants" in page
+    )
     for sid, _, _, ko, _, _ in SITES:
         assert f"<td>{sid.capitalize()}</td>" in page and ko in page
     for key, value in results.verdict["parameters"].items():
@@ -58,8 +64,12 @@ def test_report_checksums_are_the_files_sha256(run):
     page = (out / "report.html").read_text(encoding="utf-8")
     for r in results.rasters[:3] + results.rasters[-2:]:
         digest = hashlib.sha256(r.radiance.read_bytes()).hexdigest()
-        assert re.search(rf"{re.escape(r.radiance.name)}</td><td class=hash>{digest}<", page), r.radiance.name
-    assert page.count("<td class=hash>") == 3 * 2 * len(results.rasters)  # month, file, sha256 per file
+        assert re.search(rf"{re.escape(r.radiance.name)}</td><td class=hash>{digest}<", page), (
+            r.radiance.name
+        )
+    assert page.count("<td class=hash>") == 3 * 2 * len(
+        results.rasters
+    )  # month, file, sha256 per file
 
 
 def test_checksum_cache_is_keyed_by_size_and_mtime(tmp_path):
@@ -98,7 +108,9 @@ def test_gis_files_carry_class_and_change(run):
         assert gdf.geometry.geom_type.eq("Polygon").all()
     months = pd.read_parquet(out / "site_months.parquet")
     assert len(months) == len(results.site_months)
-    np.testing.assert_allclose(months["mean_radiance"], results.site_months["mean_radiance"], equal_nan=True)
+    np.testing.assert_allclose(
+        months["mean_radiance"], results.site_months["mean_radiance"], equal_nan=True
+    )
 
 
 # --------------------------------------------------------------------------- headless browser
@@ -107,24 +119,50 @@ def test_gis_files_carry_class_and_change(run):
 def _chromium(page: Path, tmp: Path) -> tuple[str, list[str], list[str]]:
     """Load ``page``; return the DOM, the console messages and the URLs the page itself requested."""
     netlog = tmp / "net.json"
-    cmd = [str(CHROMIUM), "--headless", "--no-sandbox", "--disable-gpu", "--disable-quic", "--no-first-run",
-           "--disable-background-networking", "--disable-component-update", "--disable-sync",
-           "--disable-extensions", "--disable-default-apps", "--no-pings", "--disable-domain-reliability",
-           f"--user-data-dir={tmp / 'profile'}", "--host-resolver-rules=MAP * ~NOTFOUND",
-           "--enable-logging=stderr", "--v=0", f"--log-net-log={netlog}", "--virtual-time-budget=3000",
-           "--dump-dom", page.as_uri()]
-    proc = subprocess.run(cmd, capture_output=True, text=True, timeout=90, env={**os.environ, "HOME": str(tmp)})
+    cmd = [
+        str(CHROMIUM),
+        "--headless",
+        "--no-sandbox",
+        "--disable-gpu",
+        "--disable-quic",
+        "--no-first-run",
+        "--disable-background-networking",
+        "--disable-component-update",
+        "--disable-sync",
+        "--disable-extensions",
+        "--disable-default-apps",
+        "--no-pings",
+        "--disable-domain-reliability",
+        f"--user-data-dir={tmp / 'profile'}",
+        "--host-resolver-rules=MAP * ~NOTFOUND",
+        "--enable-logging=stderr",
+        "--v=0",
+        f"--log-net-log={netlog}",
+        "--virtual-time-budget=3000",
+        "--dump-dom",
+        page.as_uri(),
+    ]
+    proc = subprocess.run(
+        cmd, capture_output=True, text=True, timeout=90, env={**os.environ, "HOME": str(tmp)}
+    )
     assert proc.returncode == 0, proc.stderr[-2000:]
     console = [ln for ln in proc.stderr.splitlines() if ":CONSOLE" in ln]
     log = json.loads(netlog.read_text(encoding="utf-8"))
     start = log["constants"]["logEventTypes"]["URL_REQUEST_START_JOB"]
-    requested = [e["params"]["url"] for e in log["events"] if e["type"] == start and "url" in e.get("params", {})
-                 and e["params"].get("initiator") != "not an origin"]  # the browser's own jobs have no origin
+    requested = [
+        e["params"]["url"]
+        for e in log["events"]
+        if e["type"] == start
+        and "url" in e.get("params", {})
+        and e["params"].get("initiator") != "not an origin"
+    ]  # the browser's own jobs have no origin
     return proc.stdout, console, [u for u in requested if not u.startswith(("file:", "data:"))]
 
 
-needs_chromium = pytest.mark.skipif(not CHROMIUM.exists(),
-                                    reason="headless chromium not installed at /usr/bin/chromium (run 'make browser')")
+needs_chromium = pytest.mark.skipif(
+    not CHROMIUM.exists(),
+    reason="headless chromium not installed at /usr/bin/chromium (run 'make browser')",
+)
 
 
 @pytest.mark.browser
@@ -132,8 +170,11 @@ needs_chromium = pytest.mark.skipif(not CHROMIUM.exists(),
 def test_browser_detects_console_errors_and_outside_requests(tmp_path):
     """The check below can fail: a page with an error and an outside image is caught."""
     bad = tmp_path / "bad.html"
-    bad.write_text('<!DOCTYPE html><html><body><img src="http://127.0.0.1:9/x.png">'
-                   '<script>console.error("planted error")</script></body></html>', encoding="utf-8")
+    bad.write_text(
+        '<!DOCTYPE html><html><body><img src="http://127.0.0.1:9/x.png">'
+        '<script>console.error("planted error")</script></body></html>',
+        encoding="utf-8",
+    )
     _, console, requested = _chromium(bad, tmp_path)
     assert any("planted error" in c for c in console)
     assert requested == ["http://127.0.0.1:9/x.png"]

@@ -33,19 +33,43 @@ def test_korean_report_speaks_korean(ko):
     page = (out / "report.html").read_text(encoding="utf-8")
     assert '<html lang="ko">' in page
     w = W.words("ko")
-    for key in ("h_batches", "h_method", "h_sites", "h_charts", "h_provenance", "col_brightened", "Change"):
+    for key in (
+        "h_batches",
+        "h_method",
+        "h_sites",
+        "h_charts",
+        "h_provenance",
+        "col_brightened",
+        "Change",
+    ):
         assert w[key] in page, key
     assert "분석 방법" in page and "어두운 달이 아니라 빠진 달" in page  # method prose
-    assert "합성 데모 데이터" in page and 'id="synthetic-warning"' in page  # still says synthetic, in Korean
+    assert (
+        "합성 데모 데이터" in page and 'id="synthetic-warning"' in page
+    )  # still says synthetic, in Korean
     for _sid, _, _, name_ko, _, _ in SITES:
         assert name_ko in page
     # no English sentence is left in the prose: every line with 4+ Latin words is a name, a file or a quote
     claim = results.verdict["claim"]
-    allowed = (claim["text"], claim["source"], "nightlights", "sites_classified", "figures/", "VIIRS", "SYNTHETIC",
-               "Data:", "EOG", "nW/cm")
-    english = [ln for ln in _prose(page).splitlines()
-               if len(re.findall(r"\b[A-Za-z]{3,}\b", ln)) >= 4 and not any(a in ln for a in allowed)
-               and not ln.strip().startswith("/")]  # folder paths
+    allowed = (
+        claim["text"],
+        claim["source"],
+        "nightlights",
+        "sites_classified",
+        "figures/",
+        "VIIRS",
+        "SYNTHETIC",
+        "Data:",
+        "EOG",
+        "nW/cm",
+    )
+    english = [
+        ln
+        for ln in _prose(page).splitlines()
+        if len(re.findall(r"\b[A-Za-z]{3,}\b", ln)) >= 4
+        and not any(a in ln for a in allowed)
+        and not ln.strip().startswith("/")
+    ]  # folder paths
     assert english == [], english[:5]
     for name in CHARTS:
         assert W.caption(name, "ko") in page
@@ -59,18 +83,40 @@ def test_korean_headline_and_status_are_built_from_the_numbers(ko):
     assert line.startswith(f"[합성 데모] {v['baseline_year']}년 대비 {v['target_year']}년")
     assert f"밝아짐 {c['brightened']}곳" in line and f"어두워짐 {c['dimmed']}곳" in line
     assert W.status({**v, "claim_status": "agrees"}, "ko") == "일치"
-    assert W.status({**v, "claim_status": "disagrees: 6 brightened, 14 similar or dimmer"}, "ko").startswith("불일치")
+    assert W.status(
+        {**v, "claim_status": "disagrees: 6 brightened, 14 similar or dimmer"}, "ko"
+    ).startswith("불일치")
 
 
 def test_korean_dates_and_batches():
-    v = {"target_year": 2025, "batches": [
-        {"batch": 2025, "n_sites": 20, "inauguration_first": "2025-12-15", "inauguration_last": "2025-12-29",
-         "observable_months": 0, "status": "not yet observable", "target_year": 2025},
-        {"batch": 2024, "n_sites": 20, "inauguration_first": "2024-10-10", "inauguration_last": "2025-02-20",
-         "observable_months": 10, "status": "partly observable", "target_year": 2025}]}
+    v = {
+        "target_year": 2025,
+        "batches": [
+            {
+                "batch": 2025,
+                "n_sites": 20,
+                "inauguration_first": "2025-12-15",
+                "inauguration_last": "2025-12-29",
+                "observable_months": 0,
+                "status": "not yet observable",
+                "target_year": 2025,
+            },
+            {
+                "batch": 2024,
+                "n_sites": 20,
+                "inauguration_first": "2024-10-10",
+                "inauguration_last": "2025-02-20",
+                "observable_months": 10,
+                "status": "partly observable",
+                "target_year": 2025,
+            },
+        ],
+    }
     a, b = W.observability_sentences(v, "ko")
     assert a.startswith("2025년 지정 20곳(준공 2025년 12월 15~29일): 아직 관측할 수 없다.")
-    assert b.startswith("2024년 지정 20곳(준공 2024년 10월 10일~2025년 2월 20일): 2025년 12개월 중 10개월만")
+    assert b.startswith(
+        "2024년 지정 20곳(준공 2024년 10월 10일~2025년 2월 20일): 2025년 12개월 중 10개월만"
+    )
 
 
 def test_english_report_is_unchanged_in_english(ko):

@@ -46,8 +46,20 @@ def test_republished_eog_month_replaces_the_old_one(lb, tmp_path, capsys):
     sites = tmp_path / "sites.geojson"
     sites.write_text(sites_geojson(EOG_SITES))
     data = tmp_path / "data"
-    args = ["download", "--source", "eog", "--start", "2020-01", "--end", "2020-02", "--sites", str(sites),
-            "--data-dir", str(data), "-q"]
+    args = [
+        "download",
+        "--source",
+        "eog",
+        "--start",
+        "2020-01",
+        "--end",
+        "2020-02",
+        "--sites",
+        str(sites),
+        "--data-dir",
+        str(data),
+        "-q",
+    ]
     assert main(args) == 0
     old = sorted(k for k in _manifest(data) if "20200101" in k)
     assert len(old) == 2 and all("c202002071000" in k for k in old)
@@ -55,8 +67,10 @@ def test_republished_eog_month_replaces_the_old_one(lb, tmp_path, capsys):
     # EOG reprocesses January: a new stamp beside the old file, with other values (x 3)
     west, north, w, h = eog_window([(lon, lat) for _, lon, lat in EOG_SITES])
     stem = eog_name(2020, 1, stamp="202306011200")
-    lb.add(eog_month_dir(2020, 1) + stem + ".tgz",
-           eog_tgz(stem, np.full((h, w), 30.0, "float32"), np.full((h, w), 12, "uint16"), west, north))
+    lb.add(
+        eog_month_dir(2020, 1) + stem + ".tgz",
+        eog_tgz(stem, np.full((h, w), 30.0, "float32"), np.full((h, w), 12, "uint16"), west, north),
+    )
     assert main([*args, "--no-refresh"]) == 0
     assert len(lb.requests(stem)) == 0  # trusted the cache, as asked
 
@@ -72,7 +86,9 @@ def test_republished_eog_month_replaces_the_old_one(lb, tmp_path, capsys):
         assert float(np.nanmax(ds.read(1))) == 30.0
     feb_requests = len(lb.requests(eog_name(2020, 2)))
     assert main(args) == 0  # nothing changed since: nothing fetched
-    assert len(lb.requests(stem + ".tgz")) == 1 and len(lb.requests(eog_name(2020, 2))) == feb_requests
+    assert (
+        len(lb.requests(stem + ".tgz")) == 1 and len(lb.requests(eog_name(2020, 2))) == feb_requests
+    )
 
 
 def test_changed_laads_file_is_fetched_again(lb, tmp_path, capsys):
@@ -80,8 +96,20 @@ def test_changed_laads_file_is_fetched_again(lb, tmp_path, capsys):
     sites = tmp_path / "sites.geojson"
     sites.write_text(sites_geojson(BM_SITES))
     data = tmp_path / "data"
-    args = ["download", "--source", "blackmarble", "--start", "2020-03", "--end", "2020-03", "--sites", str(sites),
-            "--data-dir", str(data), "-q"]
+    args = [
+        "download",
+        "--source",
+        "blackmarble",
+        "--start",
+        "2020-03",
+        "--end",
+        "2020-03",
+        "--sites",
+        str(sites),
+        "--data-dir",
+        str(data),
+        "-q",
+    ]
     assert main(args) == 0
     name = bm_name(2020, 3, 30, 4)
     path = bm_dir(2020, 3) + name
@@ -100,7 +128,9 @@ def test_changed_laads_file_is_fetched_again(lb, tmp_path, capsys):
     assert main(args) == 0 and len(lb.requests(name)) == 2  # unchanged since: cached
 
 
-def test_full_disk_during_a_download_says_where_and_how_much_and_resumes(lb, tmp_path, monkeypatch, capsys):
+def test_full_disk_during_a_download_says_where_and_how_much_and_resumes(
+    lb, tmp_path, monkeypatch, capsys
+):
     import errno
 
     from pipeline.fetch import http
@@ -109,8 +139,20 @@ def test_full_disk_during_a_download_says_where_and_how_much_and_resumes(lb, tmp
     sites = tmp_path / "sites.geojson"
     sites.write_text(sites_geojson(EOG_SITES))
     data = tmp_path / "data"
-    args = ["download", "--source", "eog", "--start", "2020-01", "--end", "2020-01", "--sites", str(sites),
-            "--data-dir", str(data), "-q"]
+    args = [
+        "download",
+        "--source",
+        "eog",
+        "--start",
+        "2020-01",
+        "--end",
+        "2020-01",
+        "--sites",
+        str(sites),
+        "--data-dir",
+        str(data),
+        "-q",
+    ]
     real_stream = http._stream
 
     def full_disk(r, part, *a, **k):
@@ -120,9 +162,13 @@ def test_full_disk_during_a_download_says_where_and_how_much_and_resumes(lb, tmp
     monkeypatch.setattr(http, "_stream", full_disk)
     assert main(args) == 2
     err = [line for line in capsys.readouterr().err.splitlines() if line.startswith("nightlights:")]
-    assert len(err) == 1 and err[0].startswith(f"nightlights: error: {data / 'raw' / 'eog' / 'vcmslcfg'}: disk full")
+    assert len(err) == 1 and err[0].startswith(
+        f"nightlights: error: {data / 'raw' / 'eog' / 'vcmslcfg'}: disk full"
+    )
     assert "free space or choose another --data-dir" in err[0] and "needed" in err[0]
-    assert not (data / "manifest.json").exists() or not _manifest(data)  # nothing half-done is trusted
+    assert not (data / "manifest.json").exists() or not _manifest(
+        data
+    )  # nothing half-done is trusted
     assert not list(data.rglob("*.tif"))  # no cached month from the half file
     monkeypatch.setattr(http, "_stream", real_stream)
     assert main(args) == 0  # space freed: the next run completes and verifies the month

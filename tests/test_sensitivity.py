@@ -28,8 +28,16 @@ def _controls_table(changes: list[float], rng: np.random.Generator) -> pd.DataFr
         for year, factor in ((2023, 1.0), (2024, np.exp(d))):
             for m in range(1, 13):
                 v = level * factor * rng.lognormal(0, 0.15)
-                rows.append({"zone": f"@control{i:05d}", "month": f"{year}-{m:02d}", "mean_radiance": v,
-                             "sum_radiance": v * 12, "valid_fraction": 1.0, "weight": 12.0})
+                rows.append(
+                    {
+                        "zone": f"@control{i:05d}",
+                        "month": f"{year}-{m:02d}",
+                        "mean_radiance": v,
+                        "sum_radiance": v * 12,
+                        "valid_fraction": 1.0,
+                        "weight": 12.0,
+                    }
+                )
     return pd.DataFrame(rows)
 
 
@@ -55,21 +63,34 @@ def test_calibration_needs_the_year_before_the_baseline(rng):
 
 
 def test_controls_keep_their_distance():
-    sites = gpd.GeoDataFrame({"center_lon": [126.0, 126.3], "center_lat": [40.0, 40.1]},
-                             geometry=[Point(126.0, 40.0), Point(126.3, 40.1)], crs="EPSG:4326")
+    sites = gpd.GeoDataFrame(
+        {"center_lon": [126.0, 126.3], "center_lat": [40.0, 40.1]},
+        geometry=[Point(126.0, 40.0), Point(126.3, 40.1)],
+        crs="EPSG:4326",
+    )
     c = control_zones(sites, 2000.0)
     assert len(c) > 100
     b = c.geometry.bounds
     cent = np.column_stack([(b["minx"] + b["maxx"]) / 2, (b["miny"] + b["maxy"]) / 2])
-    d = np.min([np.hypot((cent[:, 0] - x) * 111_320 * np.cos(np.radians(y)), (cent[:, 1] - y) * 110_574)
-                for x, y in zip(sites["center_lon"], sites["center_lat"], strict=True)], axis=0)
+    d = np.min(
+        [
+            np.hypot((cent[:, 0] - x) * 111_320 * np.cos(np.radians(y)), (cent[:, 1] - y) * 110_574)
+            for x, y in zip(sites["center_lon"], sites["center_lat"], strict=True)
+        ],
+        axis=0,
+    )
     assert d.min() >= CONTROL_EXCLUSION_M * 0.99 and d.max() <= CONTROL_REACH_M * 1.01
 
 
 def test_robustness_summary_shares():
-    sens = pd.DataFrame({"brightened": [3, 5, 5, 7, 5], "n_sites": [20, 20, 20, 20, 20],
-                         "insufficient_data": [0, 0, 0, 0, 2],
-                         "adjustment": ["absolute", "absolute", "ring", "ring", "absolute"]})
+    sens = pd.DataFrame(
+        {
+            "brightened": [3, 5, 5, 7, 5],
+            "n_sites": [20, 20, 20, 20, 20],
+            "insufficient_data": [0, 0, 0, 0, 2],
+            "adjustment": ["absolute", "absolute", "ring", "ring", "absolute"],
+        }
+    )
     r = robustness_summary(sens)
     assert (r["n_variants"], r["brightened_min"], r["brightened_max"]) == (5, 3, 7)
     # the last variant has 5 brightened but 2 sites undetermined: it is not "5 of 20"
@@ -88,11 +109,19 @@ def test_variants_change_what_they_claim(tmp_path):
     sites, rasters, _, _ = planted(tmp_path, n_sites=8)
     r = analyse(sites, rasters, Params(), source="local", data_kind="synthetic", progress=False)
     t = r.zone_table
-    one = t[(t["month"] == "2024-03") & (t["zone"].str.startswith("s00"))].set_index(["zone", "pixel_rule"])
+    one = t[(t["month"] == "2024-03") & (t["zone"].str.startswith("s00"))].set_index(
+        ["zone", "pixel_rule"]
+    )
     weights = one["weight"]
-    assert weights[("s00@r1000", "exact")] < weights[("s00", "exact")] < weights[("s00@r3000", "exact")]
+    assert (
+        weights[("s00@r1000", "exact")]
+        < weights[("s00", "exact")]
+        < weights[("s00@r3000", "exact")]
+    )
     assert weights[("s00", "exact")] < weights[("s00", "all_touched")]
-    assert weights[("s00", "exact")] == pytest.approx(np.pi * 2000**2 / (463.3 * 357.0), rel=0.1)  # 15" pixel at 39.5 N
+    assert weights[("s00", "exact")] == pytest.approx(
+        np.pi * 2000**2 / (463.3 * 357.0), rel=0.1
+    )  # 15" pixel at 39.5 N
     sens = r.sensitivity
     assert len(sens) == 4 * 3 * 2 * 2 * 2 * 3
     b = sens.groupby("threshold")["brightened"].mean()

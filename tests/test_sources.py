@@ -12,7 +12,9 @@ from tests.conftest import write_eog_month, write_tif
 
 
 def test_real_eog_name_parses():
-    m = EOG_RE.match("SVDNB_npp_20251001-20251031_75N060E_vcmslcfg_v10_c202511071000.avg_rade9h.tif")
+    m = EOG_RE.match(
+        "SVDNB_npp_20251001-20251031_75N060E_vcmslcfg_v10_c202511071000.avg_rade9h.tif"
+    )
     assert m and m["start"] == "20251001" and m["tile"] == "75N060E" and m["cfg"] == "vcmslcfg"
 
 
@@ -31,8 +33,14 @@ def test_eog_without_cf_cvg_is_still_read(tmp_path):
     assert r.aux is None and r.aux_kind == "none"
 
 
-@pytest.mark.parametrize("name, month", [("viirs_2024-03.tif", "2024-03"), ("ntl202411_korea.tif", "2024-11"),
-                                         ("2023-12.tiff", "2023-12")])
+@pytest.mark.parametrize(
+    "name, month",
+    [
+        ("viirs_2024-03.tif", "2024-03"),
+        ("ntl202411_korea.tif", "2024-11"),
+        ("2023-12.tiff", "2023-12"),
+    ],
+)
 def test_plain_names_carry_the_month(tmp_path, name, month):
     write_tif(tmp_path / name, np.ones((3, 3), "float32"), 126.0, 40.0)
     assert find_monthly_rasters(tmp_path)[0].month == month

@@ -38,27 +38,61 @@ def _km(a: tuple[float, float], b: tuple[float, float]) -> float:
 def home(tmp_path_factory) -> Path:
     """A user's folder: a plain site file (site_id, name, geometry only), a pilot batch and its claim."""
     tmp = tmp_path_factory.mktemp("users")
-    shipped = [(f["properties"]["center_lon"], f["properties"]["center_lat"])
-               for p in SHIPPED for f in json.loads(p.read_text(encoding="utf-8"))["features"]]
+    shipped = [
+        (f["properties"]["center_lon"], f["properties"]["center_lat"])
+        for p in SHIPPED
+        for f in json.loads(p.read_text(encoding="utf-8"))["features"]
+    ]
     assert min(_km(p, s) for p in [*(x[1:] for x in PILOT), PLAIN] for s in shipped) > 25
     x, y = PLAIN
-    plain = [{"type": "Feature", "properties": {"site_id": "plain-point", "name": "Plain point"},
-              "geometry": {"type": "Point", "coordinates": [x, y]}},
-             {**polygon_feature("plain-polygon", [(x + 0.05, y), (x + 0.08, y), (x + 0.08, y + 0.02),
-                                                  (x + 0.05, y + 0.02), (x + 0.05, y)])}]
+    plain = [
+        {
+            "type": "Feature",
+            "properties": {"site_id": "plain-point", "name": "Plain point"},
+            "geometry": {"type": "Point", "coordinates": [x, y]},
+        },
+        {
+            **polygon_feature(
+                "plain-polygon",
+                [
+                    (x + 0.05, y),
+                    (x + 0.08, y),
+                    (x + 0.08, y + 0.02),
+                    (x + 0.05, y + 0.02),
+                    (x + 0.05, y),
+                ],
+            )
+        },
+    ]
     for f in plain:
         f["properties"] = {k: v for k, v in f["properties"].items() if k in ("site_id", "name")}
     write_sites(tmp / "plain.geojson", plain)
-    write_sites(tmp / "pilot.geojson", [point_feature(s, lon, lat, batch="pilot") for s, lon, lat in PILOT])
+    write_sites(
+        tmp / "pilot.geojson", [point_feature(s, lon, lat, batch="pilot") for s, lon, lat in PILOT]
+    )
     (tmp / "pilot.yaml").write_text(
         "text: 'Of the three pilot sites, one brightened in 2025.'\nsource: A user\nbatch: pilot\n"
-        "baseline_year: 2024\ntarget_year: 2025\nn_sites: 3\nbrightened: 1\n", encoding="utf-8")
+        "baseline_year: 2024\ntarget_year: 2025\nn_sites: 3\nbrightened: 1\n",
+        encoding="utf-8",
+    )
     return tmp
 
 
 def _run(home: Path, out: str, *args: str) -> Path:
-    code = main(["run", "-q", "--source", "demo", "--data-dir", str(home / "data"), "--out", str(home / out),
-                 "--no-sensitivity", *args])
+    code = main(
+        [
+            "run",
+            "-q",
+            "--source",
+            "demo",
+            "--data-dir",
+            str(home / "data"),
+            "--out",
+            str(home / out),
+            "--no-sensitivity",
+            *args,
+        ]
+    )
     assert code == 0, out
     return home / out
 
@@ -74,19 +108,61 @@ def _rows(path: Path) -> dict[str, list[str]]:
 @pytest.fixture(scope="module")
 def runs(home: Path) -> dict[str, Path]:
     shipped = [a for p in SHIPPED for a in ("--sites", str(p))]
-    out = {"users": _run(home, "users", "--sites", str(home / "plain.geojson"), "--sites",
-                         str(home / "pilot.geojson"), "--claim", str(home / "pilot.yaml"))}
+    out = {
+        "users": _run(
+            home,
+            "users",
+            "--sites",
+            str(home / "plain.geojson"),
+            "--sites",
+            str(home / "pilot.geojson"),
+            "--claim",
+            str(home / "pilot.yaml"),
+        )
+    }
     out["base"] = _run(home, "base", *shipped, "--no-figures")
-    out["added"] = _run(home, "added", *shipped, "--sites", str(home / "plain.geojson"), "--sites",
-                        str(home / "pilot.geojson"), "--no-figures")
+    out["added"] = _run(
+        home,
+        "added",
+        *shipped,
+        "--sites",
+        str(home / "plain.geojson"),
+        "--sites",
+        str(home / "pilot.geojson"),
+        "--no-figures",
+    )
     out["no_compare"] = _run(home, "no_compare", *shipped, "--no-compare", "--no-figures")
-    out["claim"] = _run(home, "claim", *shipped, "--sites", str(home / "pilot.geojson"), "--claim",
-                        str(home / "pilot.yaml"), "--no-figures")
-    assert main(["compare", "-q", "--source", "demo", "--data-dir", str(home / "data"), "--out",
-                 str(home / "compare"), "--no-figures", *shipped]) == 0
+    out["claim"] = _run(
+        home,
+        "claim",
+        *shipped,
+        "--sites",
+        str(home / "pilot.geojson"),
+        "--claim",
+        str(home / "pilot.yaml"),
+        "--no-figures",
+    )
+    assert (
+        main(
+            [
+                "compare",
+                "-q",
+                "--source",
+                "demo",
+                "--data-dir",
+                str(home / "data"),
+                "--out",
+                str(home / "compare"),
+                "--no-figures",
+                *shipped,
+            ]
+        )
+        == 0
+    )
     out["compare"] = home / "compare"
-    results = pipeline.analyse([str(p) for p in SHIPPED], source="demo", data_dir=str(home / "data"),
-                               sensitivity=False)
+    results = pipeline.analyse(
+        [str(p) for p in SHIPPED], source="demo", data_dir=str(home / "data"), sensitivity=False
+    )
     with staged(home / "api") as staging:
         write_tables(results, staging)
     out["api"] = home / "api"
@@ -94,24 +170,45 @@ def runs(home: Path) -> dict[str, Path]:
 
 
 def test_the_shipped_sites_hold_still_whatever_else_the_run_holds(runs):
-    base_changes, base_months = _rows(runs["base"] / "site_changes.csv"), _rows(runs["base"] / "site_months.csv")
+    base_changes, base_months = (
+        _rows(runs["base"] / "site_changes.csv"),
+        _rows(runs["base"] / "site_months.csv"),
+    )
     assert len(base_changes) == 52
     for name in ("added", "no_compare", "claim", "api"):
-        changes, months = _rows(runs[name] / "site_changes.csv"), _rows(runs[name] / "site_months.csv")
+        changes, months = (
+            _rows(runs[name] / "site_changes.csv"),
+            _rows(runs[name] / "site_months.csv"),
+        )
         assert {s: changes[s] for s in base_changes} == base_changes, name
         assert {s: months[s] for s in base_months} == base_months, name
 
 
 def test_the_api_writes_the_same_tables_as_the_command_line(runs):
     written = sorted(p.name for p in runs["api"].iterdir() if not p.name.startswith("."))
-    assert {"site_months.csv", "site_changes.csv", "county_changes.csv", "verdict.json", "unit_years.csv",
-            "did.json", "event_study.csv", "disparity.csv", "spillover.csv"} <= set(written)
+    assert {
+        "site_months.csv",
+        "site_changes.csv",
+        "county_changes.csv",
+        "verdict.json",
+        "unit_years.csv",
+        "did.json",
+        "event_study.csv",
+        "disparity.csv",
+        "spillover.csv",
+    } <= set(written)
     for name in written:
         assert (runs["api"] / name).read_bytes() == (runs["base"] / name).read_bytes(), name
 
 
 def test_compare_gives_the_comparison_run_gives(runs):
-    for name in ("unit_years.csv", "did.json", "event_study.csv", "disparity.csv", "did_placebo.csv"):
+    for name in (
+        "unit_years.csv",
+        "did.json",
+        "event_study.csv",
+        "disparity.csv",
+        "did_placebo.csv",
+    ):
         assert (runs["compare"] / name).read_bytes() == (runs["base"] / name).read_bytes(), name
 
 
@@ -123,7 +220,9 @@ def test_a_plain_file_and_a_pilot_batch_run_with_figures_and_the_pilot_claim_is_
     assert {b["batch"] for b in verdict["batches"]} == {"pilot", None}
     assert verdict["n_sites"] == 5
     svg = (out / "figures" / "map.svg").read_text(encoding="utf-8")
-    assert 'id="sites-pilot' in svg and 'id="sites-none' in svg  # a marker for the label, a plain one for none
+    assert (
+        'id="sites-pilot' in svg and 'id="sites-none' in svg
+    )  # a marker for the label, a plain one for none
     for site in ("plain-point", "plain-polygon", "pilot-a", "pilot-b", "pilot-c"):
         assert f'id="label-{site}"' in svg, site  # every site is drawn and named
     changes = _rows(out / "site_changes.csv")
@@ -132,8 +231,23 @@ def test_a_plain_file_and_a_pilot_batch_run_with_figures_and_the_pilot_claim_is_
 
 def test_an_earlier_output_folder_still_remakes_its_figures(runs, home, capsys):
     # every other run above came after it, with other sites and flags
-    assert main(["figures", "-q", "--out", str(runs["users"]), "--format", "png", "--dpi", "60",
-                 "--data-dir", str(home / "data")]) == 0
+    assert (
+        main(
+            [
+                "figures",
+                "-q",
+                "--out",
+                str(runs["users"]),
+                "--format",
+                "png",
+                "--dpi",
+                "60",
+                "--data-dir",
+                str(home / "data"),
+            ]
+        )
+        == 0
+    )
     assert (runs["users"] / "figures" / "verdict.png").exists()
     assert "error" not in capsys.readouterr().err
 
@@ -144,11 +258,21 @@ def test_a_claim_brings_its_years_and_a_caveat_when_its_batch_cannot_be_seen(hom
     site_file = str(ROOT / "aoi" / "sites_2025.geojson")
     for years, caveat in (((2025, 2026), False), ((2024, 2025), True)):
         claim = home / f"c{years[1]}.yaml"
-        claim.write_text(f"text: 'Of the 20 sites of 2025, 4 brightened.'\nsource: test\nbatch: 2025\n"
-                         f"baseline_year: {years[0]}\ntarget_year: {years[1]}\nn_sites: 20\nbrightened: 4\n",
-                         encoding="utf-8")
-        out = _run(home, f"claim-{years[1]}", "--sites", site_file, "--claim", str(claim), "--no-figures",
-                   "--no-compare")
+        claim.write_text(
+            f"text: 'Of the 20 sites of 2025, 4 brightened.'\nsource: test\nbatch: 2025\n"
+            f"baseline_year: {years[0]}\ntarget_year: {years[1]}\nn_sites: 20\nbrightened: 4\n",
+            encoding="utf-8",
+        )
+        out = _run(
+            home,
+            f"claim-{years[1]}",
+            "--sites",
+            site_file,
+            "--claim",
+            str(claim),
+            "--no-figures",
+            "--no-compare",
+        )
         v = json.loads((out / "verdict.json").read_text(encoding="utf-8"))
         assert (v["baseline_year"], v["target_year"]) == years
         assert v["claim_status"].split(":")[0] in ("agrees", "disagrees")

@@ -11,62 +11,104 @@ from pipeline.claims import Claim
 from pipeline.verdict import SYNTHETIC_NOTE, headline, make_verdict
 from tests.memraster import mem_month
 
-CLAIM = Claim(text="k of n", source="test", batch=2024, baseline_year=2024, target_year=2025, n_sites=4,
-              brightened=1)
+CLAIM = Claim(
+    text="k of n",
+    source="test",
+    batch=2024,
+    baseline_year=2024,
+    target_year=2025,
+    n_sites=4,
+    brightened=1,
+)
 PARAMS = {"baseline_year": 2024, "target_year": 2025}
 
 
 def _tables(classes: dict[str, str], batches: dict[str, int]) -> tuple[pd.DataFrame, pd.DataFrame]:
     ids = list(classes)
-    changes = pd.DataFrame({"site_id": ids, "class": [classes[i] for i in ids],
-                            "class_ring_adjusted": ["unchanged"] * len(ids)})
-    sites = pd.DataFrame({"site_id": ids, "batch": [batches[i] for i in ids],
-                          "geometry": [Point(0, 0)] * len(ids)})
+    changes = pd.DataFrame(
+        {
+            "site_id": ids,
+            "class": [classes[i] for i in ids],
+            "class_ring_adjusted": ["unchanged"] * len(ids),
+        }
+    )
+    sites = pd.DataFrame(
+        {"site_id": ids, "batch": [batches[i] for i in ids], "geometry": [Point(0, 0)] * len(ids)}
+    )
     return changes, sites
 
 
 def _verdict(classes, batches, data_kind="real", claim=CLAIM):
     changes, sites = _tables(classes, batches)
-    return make_verdict(changes, sites, PARAMS, data_kind=data_kind, source="local", inputs=[], claim=claim)
+    return make_verdict(
+        changes, sites, PARAMS, data_kind=data_kind, source="local", inputs=[], claim=claim
+    )
 
 
 def test_counts_only_the_claims_batch():
-    classes = {"a": "brightened", "b": "unchanged", "c": "dimmed", "d": "unchanged",
-               "x": "brightened", "y": "brightened"}  # x, y: another batch, must not count
+    classes = {
+        "a": "brightened",
+        "b": "unchanged",
+        "c": "dimmed",
+        "d": "unchanged",
+        "x": "brightened",
+        "y": "brightened",
+    }  # x, y: another batch, must not count
     v = _verdict(classes, {"a": 2024, "b": 2024, "c": 2024, "d": 2024, "x": 2025, "y": 2025})
-    assert v["claim_sites"]["counts"] == {"brightened": 1, "unchanged": 2, "dimmed": 1, "insufficient_data": 0}
+    assert v["claim_sites"]["counts"] == {
+        "brightened": 1,
+        "unchanged": 2,
+        "dimmed": 1,
+        "insufficient_data": 0,
+    }
     assert v["counts"]["brightened"] == 3  # all sites
     assert v["agrees_with_claim"] is True and v["claim_status"] == "agrees"
     assert v["claim"]["batch"] == "2024" and v["claim"]["n_sites"] == 4
 
 
 def test_disagreement_names_the_counts():
-    v = _verdict({"a": "brightened", "b": "brightened", "c": "dimmed", "d": "unchanged"},
-                 dict.fromkeys("abcd", 2024))
+    v = _verdict(
+        {"a": "brightened", "b": "brightened", "c": "dimmed", "d": "unchanged"},
+        dict.fromkeys("abcd", 2024),
+    )
     assert v["agrees_with_claim"] is False
     assert v["claim_status"] == "disagrees: 2 brightened, 2 similar or dimmer"
 
 
 def test_missing_site_data_is_undetermined_not_agreement():
-    v = _verdict({"a": "brightened", "b": "insufficient_data", "c": "dimmed", "d": "unchanged"},
-                 dict.fromkeys("abcd", 2024))
+    v = _verdict(
+        {"a": "brightened", "b": "insufficient_data", "c": "dimmed", "d": "unchanged"},
+        dict.fromkeys("abcd", 2024),
+    )
     assert v["agrees_with_claim"] is False and v["claim_status"].startswith("undetermined: 1 of 4")
 
 
 def test_synthetic_runs_carry_the_warning_first_and_in_the_headline():
-    v = _verdict({"a": "brightened", "b": "unchanged", "c": "dimmed", "d": "unchanged"},
-                 dict.fromkeys("abcd", 2024), data_kind="synthetic")
+    v = _verdict(
+        {"a": "brightened", "b": "unchanged", "c": "dimmed", "d": "unchanged"},
+        dict.fromkeys("abcd", 2024),
+        data_kind="synthetic",
+    )
     assert next(iter(v)) == "WARNING" and v["WARNING"] == SYNTHETIC_NOTE
     line = headline(v)
-    assert line.startswith("[SYNTHETIC DEMO] 2024->2025, batch-2024 sites: 1 brightened, 2 unchanged, 1 dimmed")
+    assert line.startswith(
+        "[SYNTHETIC DEMO] 2024->2025, batch-2024 sites: 1 brightened, 2 unchanged, 1 dimmed"
+    )
     assert "Claim (1 brightened, 3 similar or dimmer): agrees." in line
     assert "SYNTHETIC" not in headline(_verdict({"a": "dimmed"}, {"a": 2024}))
 
 
 def test_ring_adjusted_counts_beside_the_headline():
-    v = _verdict({"a": "brightened", "b": "unchanged", "c": "dimmed", "d": "unchanged"},
-                 dict.fromkeys("abcd", 2024))
-    assert v["claim_sites_ring_adjusted"] == {"brightened": 0, "unchanged": 4, "dimmed": 0, "insufficient_data": 0}
+    v = _verdict(
+        {"a": "brightened", "b": "unchanged", "c": "dimmed", "d": "unchanged"},
+        dict.fromkeys("abcd", 2024),
+    )
+    assert v["claim_sites_ring_adjusted"] == {
+        "brightened": 0,
+        "unchanged": 4,
+        "dimmed": 0,
+        "insufficient_data": 0,
+    }
 
 
 @pytest.mark.parametrize("fill", [np.nan, -1.0])

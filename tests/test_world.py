@@ -50,16 +50,29 @@ def test_months_are_added_on_demand_and_never_rebuilt(tmp_path):
     """A month depends only on the world and the month: asking for more months adds files and leaves
     the ones there untouched (same bytes, same inode)."""
     spec = load_world().spec_for([2024])
-    small = spec.__class__(**{**spec.__dict__, "bounds": (125.5, 38.8, 126.0, 39.3), "units_file": None,
-                              "comparison": False, "cohorts": ()})
-    first = build_demo(tmp_path, small.__class__(**{**small.__dict__, "years": (2024,)}), progress=False)
+    small = spec.__class__(
+        **{
+            **spec.__dict__,
+            "bounds": (125.5, 38.8, 126.0, 39.3),
+            "units_file": None,
+            "comparison": False,
+            "cohorts": (),
+        }
+    )
+    first = build_demo(
+        tmp_path, small.__class__(**{**small.__dict__, "years": (2024,)}), progress=False
+    )
     jan = first / eog_name(2024, 1, "avg_rade9h")
     before = (jan.stat().st_ino, jan.read_bytes())
-    again = build_demo(tmp_path, small.__class__(**{**small.__dict__, "years": (2023, 2024)}), progress=False)
+    again = build_demo(
+        tmp_path, small.__class__(**{**small.__dict__, "years": (2023, 2024)}), progress=False
+    )
     assert again == first and (jan.stat().st_ino, jan.read_bytes()) == before
     assert len(list(first.glob("*.avg_rade9h.tif"))) == 24
     # the same month generated alone in another folder is the same raster
-    alone = build_demo(tmp_path / "other", small.__class__(**{**small.__dict__, "years": (2024,)}), progress=False)
+    alone = build_demo(
+        tmp_path / "other", small.__class__(**{**small.__dict__, "years": (2024,)}), progress=False
+    )
     with rasterio.open(jan) as a, rasterio.open(alone / jan.name) as b:
         assert np.array_equal(a.read(1), b.read(1))
 
@@ -70,10 +83,20 @@ def test_an_older_demo_is_replaced_once_and_other_worlds_are_kept(tmp_path, capl
     (old / "DEMO_DATA_IS_SYNTHETIC.txt").write_text("These rasters are SYNTHETIC ... seed 2024.\n")
     mine = tmp_path / "not-a-demo"
     mine.mkdir()
-    (mine / "DEMO_DATA_IS_SYNTHETIC.txt").write_text("a user's folder that happens to hold the marker\n")
+    (mine / "DEMO_DATA_IS_SYNTHETIC.txt").write_text(
+        "a user's folder that happens to hold the marker\n"
+    )
     spec = load_world().spec_for([2024])
-    small = spec.__class__(**{**spec.__dict__, "bounds": (125.5, 38.8, 125.6, 38.9), "units_file": None,
-                              "comparison": False, "cohorts": (), "years": (2024,)})
+    small = spec.__class__(
+        **{
+            **spec.__dict__,
+            "bounds": (125.5, 38.8, 125.6, 38.9),
+            "units_file": None,
+            "comparison": False,
+            "cohorts": (),
+            "years": (2024,),
+        }
+    )
     other = spec.__class__(**{**small.__dict__, "seed": 7})
     kept = build_demo(tmp_path, other, progress=False)
     build_demo(tmp_path, small, progress=False)
@@ -87,10 +110,28 @@ def test_a_signal_stops_demo_generation_within_seconds(tmp_path, sig, code):
     """Before: SIGTERM did not stop the generation (still running 15 minutes after 'timeout 30' sent it).
     Now queued months are cancelled and the months under way finish: exit in seconds, finished months kept."""
     env = {**os.environ, "PYTHONUNBUFFERED": "1"}
-    proc = subprocess.Popen([sys.executable, "-m", "pipeline", "run", "--source", "demo", "--sites",
-                             str(ROOT / "aoi" / "sites_2024.geojson"), "--data-dir", str(tmp_path / "data"),
-                             "--out", str(tmp_path / "out"), "--no-figures"],
-                            cwd=tmp_path, env=env, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+    proc = subprocess.Popen(
+        [
+            sys.executable,
+            "-m",
+            "pipeline",
+            "run",
+            "--source",
+            "demo",
+            "--sites",
+            str(ROOT / "aoi" / "sites_2024.geojson"),
+            "--data-dir",
+            str(tmp_path / "data"),
+            "--out",
+            str(tmp_path / "out"),
+            "--no-figures",
+        ],
+        cwd=tmp_path,
+        env=env,
+        stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE,
+        text=True,
+    )
     demo = tmp_path / "data" / "demo"
     deadline = time.monotonic() + 120
     while time.monotonic() < deadline and not any(demo.rglob("*.avg_rade9h.tif")):

@@ -16,7 +16,9 @@ WEST, NORTH = 125.0, 40.0
 
 
 def _zones(geoms) -> gpd.GeoDataFrame:
-    return gpd.GeoDataFrame({"zone": [f"z{i}" for i in range(len(geoms))]}, geometry=geoms, crs="EPSG:4326")
+    return gpd.GeoDataFrame(
+        {"zone": [f"z{i}" for i in range(len(geoms))]}, geometry=geoms, crs="EPSG:4326"
+    )
 
 
 def _px(col: float, row: float) -> tuple[float, float]:
@@ -84,7 +86,11 @@ def test_site_outside_the_raster_is_missing(tmp_path):
     far = Point(10.0, 50.0).buffer(0.01)
     t = zone_month_table(rasters, _zones([far, box(*_px(1, 3), *_px(3, 1))]), progress=False)
     outside, inside = t.iloc[0], t.iloc[1]
-    assert np.isnan(outside["mean_radiance"]) and outside["weight"] == 0 and outside["valid_fraction"] == 0
+    assert (
+        np.isnan(outside["mean_radiance"])
+        and outside["weight"] == 0
+        and outside["valid_fraction"] == 0
+    )
     assert inside["mean_radiance"] == pytest.approx(1.0)
 
 
@@ -93,7 +99,9 @@ def test_weights_are_computed_per_grid(tmp_path):
     rad = np.arange(400, dtype="float64").reshape(20, 20)
     write_eog_month(tmp_path, 2024, 1, rad, np.full(rad.shape, 9), WEST, NORTH)
     # February: the same pixels, cropped 5 columns and 3 rows in.
-    write_eog_month(tmp_path, 2024, 2, rad[3:, 5:], np.full((17, 15), 9), WEST + 5 * RES, NORTH - 3 * RES)
+    write_eog_month(
+        tmp_path, 2024, 2, rad[3:, 5:], np.full((17, 15), 9), WEST + 5 * RES, NORTH - 3 * RES
+    )
     rasters = find_monthly_rasters(tmp_path)
     assert rasters[0].grid != rasters[1].grid
     site = Point(*_px(10.3, 9.6)).buffer(2.2 * RES)
@@ -101,11 +109,14 @@ def test_weights_are_computed_per_grid(tmp_path):
     assert t["mean_radiance"].iloc[0] == pytest.approx(t["mean_radiance"].iloc[1], rel=1e-9)
 
 
-@pytest.mark.parametrize("rule, op", [
-    ("exact", "mean"),
-    ("centroid", "mean(min_coverage_frac=0.5,coverage_weight=none)"),
-    ("all_touched", "mean(coverage_weight=none)"),
-])
+@pytest.mark.parametrize(
+    "rule, op",
+    [
+        ("exact", "mean"),
+        ("centroid", "mean(min_coverage_frac=0.5,coverage_weight=none)"),
+        ("all_touched", "mean(coverage_weight=none)"),
+    ],
+)
 def test_means_equal_exactextract(tmp_path, rng, rule, op):
     """Our weights applied to a file equal exactextract's coverage-weighted mean to 1e-4."""
     rad = rng.gamma(1.5, 2.0, size=(60, 80)).astype("float32")
@@ -115,7 +126,9 @@ def test_means_equal_exactextract(tmp_path, rng, rule, op):
     zones = _zones([Point(x, y).buffer(r) for (x, y), r in zip(centers, radii, strict=True)])
     ours = zone_month_table(find_monthly_rasters(tmp_path), zones, (rule,), progress=False)
     theirs = exact_extract(str(path), zones, [op], include_cols=["zone"], output="pandas")
-    np.testing.assert_allclose(ours["mean_radiance"].to_numpy(), theirs.iloc[:, -1].to_numpy(), rtol=1e-4)
+    np.testing.assert_allclose(
+        ours["mean_radiance"].to_numpy(), theirs.iloc[:, -1].to_numpy(), rtol=1e-4
+    )
 
 
 def test_rule_weights_reject_unknown_rule():
@@ -140,12 +153,16 @@ def test_zone_partly_outside_the_raster_counts_the_outside_as_unobserved(tmp_pat
     row = t.iloc[0]
     assert row["mean_radiance"] == pytest.approx(2.0)
     assert row["valid_fraction"] == pytest.approx(0.5)
-    assert row["sum_radiance"] == pytest.approx(2.0 * 16)  # the whole zone, unobserved part at the mean
+    assert row["sum_radiance"] == pytest.approx(
+        2.0 * 16
+    )  # the whole zone, unobserved part at the mean
 
 
 def test_pixel_aligned_box_touches_no_sliver_pixels(tmp_path):
     rasters = _one_month(tmp_path, np.ones((10, 10)))
     (xa, ya), (xb, yb) = _px(3, 3), _px(7, 7)  # exactly 4 x 4 pixels
-    t = zone_month_table(rasters, _zones([box(xa, yb, xb, ya)]), ("exact", "all_touched"), progress=False)
+    t = zone_month_table(
+        rasters, _zones([box(xa, yb, xb, ya)]), ("exact", "all_touched"), progress=False
+    )
     assert list(t["n_pixels"]) == [16, 16]
     assert list(t["weight"]) == pytest.approx([16.0, 16.0])

@@ -23,7 +23,9 @@ RULES = ("exact", "centroid", "all_touched")
 
 
 def _zones(geoms) -> gpd.GeoDataFrame:
-    return gpd.GeoDataFrame({"zone": [f"z{i}" for i in range(len(geoms))]}, geometry=list(geoms), crs="EPSG:4326")
+    return gpd.GeoDataFrame(
+        {"zone": [f"z{i}" for i in range(len(geoms))]}, geometry=list(geoms), crs="EPSG:4326"
+    )
 
 
 def _voronoi(rng, n, west, north, width_px, height_px) -> list:
@@ -46,11 +48,17 @@ def _months(folder, rng):
         rad = rng.gamma(2.0, 1.5, (H - 5, W - 27)).astype("float32")
         rad[rng.uniform(size=rad.shape) < 0.1] = -999.0
         rad[rng.uniform(size=rad.shape) < 0.02] = np.nan
-        write_tif(folder / f"plain_2024-{m:02d}.tif", rad, WEST + 7 * RES, NORTH - 5 * RES, nodata=-999.0)
+        write_tif(
+            folder / f"plain_2024-{m:02d}.tif", rad, WEST + 7 * RES, NORTH - 5 * RES, nodata=-999.0
+        )
     rad = rng.gamma(2.0, 1.5, (H + 10, W + 10)).astype("float32")
     write_tif(folder / "VNP46A3_2024-06.radiance.tif", rad, WEST - 10 * RES, NORTH + 3 * RES)
-    write_tif(folder / "VNP46A3_2024-06.quality.tif", rng.choice([0, 1, 2, 255], (H + 10, W + 10)).astype("uint8"),
-              WEST - 10 * RES, NORTH + 3 * RES)
+    write_tif(
+        folder / "VNP46A3_2024-06.quality.tif",
+        rng.choice([0, 1, 2, 255], (H + 10, W + 10)).astype("uint8"),
+        WEST - 10 * RES,
+        NORTH + 3 * RES,
+    )
     return find_monthly_rasters(folder)
 
 
@@ -61,23 +69,37 @@ def _chunked(monkeypatch, *args, **kwargs) -> pd.DataFrame:
 
 
 def _assert_close(a: pd.DataFrame, b: pd.DataFrame) -> None:
-    assert (a[["zone", "month", "pixel_rule"]].to_numpy() == b[["zone", "month", "pixel_rule"]].to_numpy()).all()
+    assert (
+        a[["zone", "month", "pixel_rule"]].to_numpy()
+        == b[["zone", "month", "pixel_rule"]].to_numpy()
+    ).all()
     for col in STATS:
-        np.testing.assert_allclose(a[col].to_numpy(), b[col].to_numpy(), rtol=1e-9, atol=0, equal_nan=True,
-                                   err_msg=col)
+        np.testing.assert_allclose(
+            a[col].to_numpy(), b[col].to_numpy(), rtol=1e-9, atol=0, equal_nan=True, err_msg=col
+        )
     assert (a["n_pixels"] == b["n_pixels"]).all()
 
 
 def test_streamed_counties_equal_the_chunked_path(tmp_path, rng, monkeypatch, caplog):
     rasters = _months(tmp_path / "r", rng)
-    assert len({r.grid for r in rasters}) == 3 and {r.aux_kind for r in rasters} == {"cf_cvg", "none", "bm_quality"}
+    assert len({r.grid for r in rasters}) == 3 and {r.aux_kind for r in rasters} == {
+        "cf_cvg",
+        "none",
+        "bm_quality",
+    }
     # 40 units tiling a window that sticks 6 pixels out of the first grid's west edge, and one
     # zone overlapping several of them (a region over its counties)
     cells = _voronoi(rng, 40, WEST - 6 * RES, NORTH - 4 * RES, 180, 140)
-    zones = _zones([*cells, box(WEST + 20 * RES, NORTH - 90 * RES, WEST + 100.5 * RES, NORTH - 30.25 * RES)])
+    zones = _zones(
+        [*cells, box(WEST + 20 * RES, NORTH - 90 * RES, WEST + 100.5 * RES, NORTH - 30.25 * RES)]
+    )
     with caplog.at_level(logging.DEBUG, logger="pipeline.zonal"):
-        streamed = zone_month_table(rasters, zones, RULES, progress=False, cube_dir=tmp_path / "cache")
-    assert sum("streaming path" in m for m in caplog.messages) == 3  # every grid took the streaming path
+        streamed = zone_month_table(
+            rasters, zones, RULES, progress=False, cube_dir=tmp_path / "cache"
+        )
+    assert (
+        sum("streaming path" in m for m in caplog.messages) == 3
+    )  # every grid took the streaming path
     assert not (tmp_path / "cache").exists()  # and needed no cube
     chunked = _chunked(monkeypatch, rasters, zones, RULES, progress=False)
     _assert_close(streamed, chunked)
@@ -85,7 +107,9 @@ def test_streamed_counties_equal_the_chunked_path(tmp_path, rng, monkeypatch, ca
     assert streamed["mean_radiance"].notna().all()
     assert (streamed["valid_fraction"] < 1).all() and (streamed["valid_fraction"] > 0).all()
     inside = streamed[streamed["month"] == "2024-04"]
-    assert inside["valid_fraction"].min() < 0.6  # zones partly off the shifted grid count that part unobserved
+    assert (
+        inside["valid_fraction"].min() < 0.6
+    )  # zones partly off the shifted grid count that part unobserved
 
 
 def test_zones_without_wholly_covered_pixels(tmp_path, rng, monkeypatch):
@@ -93,12 +117,17 @@ def test_zones_without_wholly_covered_pixels(tmp_path, rng, monkeypatch):
     rad = rng.gamma(2.0, 1.5, (6, 600)).astype("float32")
     write_eog_month(tmp_path, 2024, 1, rad, rng.integers(0, 9, rad.shape), WEST, NORTH)
     rasters = find_monthly_rasters(tmp_path)
-    strips = [box(WEST, NORTH - (k + 1) * RES / 2, WEST + 512 * RES, NORTH - k * RES / 2) for k in range(12)]
+    strips = [
+        box(WEST, NORTH - (k + 1) * RES / 2, WEST + 512 * RES, NORTH - k * RES / 2)
+        for k in range(12)
+    ]
     zones = _zones([*strips, box(WEST + 512 * RES, NORTH - 6 * RES, WEST + 600 * RES, NORTH)])
     assert choose_stream(coverage_weights(zones.geometry, rasters[0].grid))[0]
     streamed = zone_month_table(rasters, zones, RULES, progress=False)
     _assert_close(streamed, _chunked(monkeypatch, rasters, zones, RULES, progress=False))
-    assert list(streamed.loc[streamed["pixel_rule"] == "exact", "weight"]) == pytest.approx([256.0] * 12 + [528.0])
+    assert list(streamed.loc[streamed["pixel_rule"] == "exact", "weight"]) == pytest.approx(
+        [256.0] * 12 + [528.0]
+    )
 
 
 def test_planted_grid_units(tmp_path):
@@ -126,14 +155,19 @@ def test_planted_grid_units(tmp_path):
 def test_scattered_small_sites_keep_the_chunked_path(tmp_path, rng):
     write_tif(tmp_path / "2024-01.tif", np.zeros((H, W), "float32"), WEST, NORTH)
     grid = find_monthly_rasters(tmp_path)[0].grid
-    sites = [Point(WEST + c * RES, NORTH - r * RES).buffer(4 * RES) for r, c in rng.uniform(10, 140, (12, 2))]
+    sites = [
+        Point(WEST + c * RES, NORTH - r * RES).buffer(4 * RES)
+        for r, c in rng.uniform(10, 140, (12, 2))
+    ]
     stream, why = choose_stream(coverage_weights(_zones(sites).geometry, grid))
     assert not stream and "chunks they touch" in why
     one_county = _voronoi(rng, 1, WEST + 4 * RES, NORTH - 4 * RES, 120, 120)
     assert choose_stream(coverage_weights(_zones(one_county).geometry, grid))[0]
     # two counties far apart: each is covered, but the window between them would be decoded for nothing
-    apart = [box(WEST, NORTH - 20 * RES, WEST + 20 * RES, NORTH),
-             box(WEST + 180 * RES, NORTH - 150 * RES, WEST + 200 * RES, NORTH - 130 * RES)]
+    apart = [
+        box(WEST, NORTH - 20 * RES, WEST + 20 * RES, NORTH),
+        box(WEST + 180 * RES, NORTH - 150 * RES, WEST + 200 * RES, NORTH - 130 * RES),
+    ]
     assert not choose_stream(coverage_weights(_zones(apart).geometry, grid))[0]
 
 
@@ -142,9 +176,17 @@ def test_streamed_counties_on_a_cluster_equal_local(tmp_path, rng):
     rasters = _months(tmp_path / "r", rng)
     zones = _zones(_voronoi(rng, 25, WEST, NORTH, W, H))
     local = zone_month_table(rasters, zones, RULES, progress=False)
-    with distributed.LocalCluster(n_workers=2, threads_per_worker=1, processes=True, host="127.0.0.1",
-                                  dashboard_address=None, worker_dashboard_address=None) as cluster, \
-            distributed.Client(cluster.scheduler_address):
+    with (
+        distributed.LocalCluster(
+            n_workers=2,
+            threads_per_worker=1,
+            processes=True,
+            host="127.0.0.1",
+            dashboard_address=None,
+            worker_dashboard_address=None,
+        ) as cluster,
+        distributed.Client(cluster.scheduler_address),
+    ):
         remote = zone_month_table(rasters, zones, RULES, progress=False)
         done = cluster.scheduler.task_prefixes["stream_stats"].state_counts["memory"]
     assert done >= 3  # the months were streamed on the cluster's workers

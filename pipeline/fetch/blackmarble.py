@@ -50,13 +50,17 @@ QUALITY_FILL = 255
 TILE_SIDE = 2400  # pixels per side of a VNP46A3/A4 tile (10 degrees at 15 arc-seconds)
 MAX_TILE_SIDE = 2 * TILE_SIDE  # room for a finer future collection, far from what eats memory
 H5_SIGNATURE = b"\x89HDF\r\n\x1a\n"
-NAME_RE = re.compile(r"^(?P<product>VNP46A[34]|VJ146A[34])\.A(?P<year>\d{4})(?P<doy>\d{3})\.h(?P<h>\d{2})v(?P<v>\d{2})"
-                     r"\.(?P<coll>\d{3})\.(?P<stamp>\d{13})\.h5$")
+NAME_RE = re.compile(
+    r"^(?P<product>VNP46A[34]|VJ146A[34])\.A(?P<year>\d{4})(?P<doy>\d{3})\.h(?P<h>\d{2})v(?P<v>\d{2})"
+    r"\.(?P<coll>\d{3})\.(?P<stamp>\d{13})\.h5$"
+)
 # Used only when a dataset has no _FillValue attribute (Black Marble User Guide v1.2, Table 9).
 FALLBACK_FILL = {"uint16": 65535, "uint8": 255, "float32": -999.9, "float64": -999.9}
-TOKEN_HINT = ("EARTHDATA_TOKEN is missing, wrong or expired: generate a new one at "
-              "https://urs.earthdata.nasa.gov/profile (Generate Token; the profile's Affiliation field must be "
-              "filled in), README 'Real data'")
+TOKEN_HINT = (
+    "EARTHDATA_TOKEN is missing, wrong or expired: generate a new one at "
+    "https://urs.earthdata.nasa.gov/profile (Generate Token; the profile's Affiliation field must be "
+    "filled in), README 'Real data'"
+)
 
 
 ANNUAL_PRODUCT = "VNP46A4"
@@ -103,7 +107,9 @@ def parse_listing(text: str, url: str) -> list[dict[str, Any]]:
     try:
         doc = json.loads(text)
     except ValueError:
-        raise DownloadError(f"{public_url(url)}: listing is not JSON; check NIGHTLIGHTS_LAADS_URL") from None
+        raise DownloadError(
+            f"{public_url(url)}: listing is not JSON; check NIGHTLIGHTS_LAADS_URL"
+        ) from None
     items = doc.get("content", []) if isinstance(doc, dict) else doc
     if not isinstance(items, list):
         raise DownloadError(f"{public_url(url)}: unexpected listing layout (no 'content' list)")
@@ -130,13 +136,19 @@ def verify_h5(path: Path) -> None:
     try:
         with h5py.File(path, "r") as h5:
             if GROUP not in h5 or VARIABLE not in h5[GROUP]:
-                raise DownloadError(f"{path.name}: no {GROUP}/{VARIABLE}; not a VNP46A3/A4 collection-2 file")
+                raise DownloadError(
+                    f"{path.name}: no {GROUP}/{VARIABLE}; not a VNP46A3/A4 collection-2 file"
+                )
             try:
                 _check_declared_shape(path, h5[GROUP], VARIABLE)
-            except SourceError as e:  # a download failing its check is fetched once more, then refused
+            except (
+                SourceError
+            ) as e:  # a download failing its check is fetched once more, then refused
                 raise DownloadError(str(e)) from None
     except OSError as e:
-        raise DownloadError(f"{path.name}: HDF5 file cannot be read ({str(e)[:80]}); truncated?") from None
+        raise DownloadError(
+            f"{path.name}: HDF5 file cannot be read ({str(e)[:80]}); truncated?"
+        ) from None
 
 
 def _attr(ds: Any, *names: str) -> float | None:
@@ -152,7 +164,9 @@ def decode(ds: Any) -> tuple[np.ndarray, np.ndarray]:
     fill = _attr(ds, "_FillValue")
     if fill is None:
         fill = FALLBACK_FILL.get(raw.dtype.name)
-        log.warning("%s: no _FillValue attribute; assuming %s (Black Marble User Guide)", ds.name, fill)
+        log.warning(
+            "%s: no _FillValue attribute; assuming %s (Black Marble User Guide)", ds.name, fill
+        )
     if fill is None:
         is_fill = np.zeros(raw.shape, bool)
     elif raw.dtype.kind == "f":
@@ -198,14 +212,24 @@ def read_tile(path: Path, variable: str = VARIABLE) -> Tile:
                 qds = fields[qname]
                 quality = np.asarray(qds[()]).astype("uint8")
                 qfill = _attr(qds, "_FillValue")
-                quality[(quality == (QUALITY_FILL if qfill is None else int(qfill))) | fill] = QUALITY_FILL
+                quality[(quality == (QUALITY_FILL if qfill is None else int(qfill))) | fill] = (
+                    QUALITY_FILL
+                )
             else:
-                log.warning("%s: no %s; every observed pixel counts as good quality", path.name, qname)
+                log.warning(
+                    "%s: no %s; every observed pixel counts as good quality", path.name, qname
+                )
                 quality = np.where(fill, QUALITY_FILL, 0).astype("uint8")
     except (OSError, KeyError) as e:
         raise SourceError(f"{path}: cannot read {GROUP}/{variable} ({str(e)[:80]})") from None
-    if radiance.ndim != 2 or radiance.shape[0] != radiance.shape[1] or quality.shape != radiance.shape:
-        raise SourceError(f"{path}: expected square 2-D layers, found {radiance.shape} and {quality.shape}")
+    if (
+        radiance.ndim != 2
+        or radiance.shape[0] != radiance.shape[1]
+        or quality.shape != radiance.shape
+    ):
+        raise SourceError(
+            f"{path}: expected square 2-D layers, found {radiance.shape} and {quality.shape}"
+        )
     return Tile(h, v, radiance, quality)
 
 
@@ -218,9 +242,11 @@ def _check_declared_shape(path: Path, fields: Any, variable: str) -> None:
             continue
         shape = tuple(fields[name].shape)
         if len(shape) != 2 or shape[0] != shape[1] or not 0 < shape[0] <= MAX_TILE_SIDE:
-            raise SourceError(f"{path}: {name} declares {' x '.join(map(str, shape)) or 'a scalar'} px; a Black "
-                              f"Marble tile is {TILE_SIDE} x {TILE_SIDE}: the file is damaged or not VNP46A3/A4 "
-                              "(refused before reading it); delete it and download it again")
+            raise SourceError(
+                f"{path}: {name} declares {' x '.join(map(str, shape)) or 'a scalar'} px; a Black "
+                f"Marble tile is {TILE_SIDE} x {TILE_SIDE}: the file is damaged or not VNP46A3/A4 "
+                "(refused before reading it); delete it and download it again"
+            )
 
 
 def _tile_numbers(h5: Any, m: re.Match[str] | None, path: Path) -> tuple[int, int]:
@@ -257,8 +283,12 @@ def mosaic(tiles: Sequence[Tile], bbox: Bbox) -> tuple[np.ndarray, np.ndarray, A
         cs, ce = max(c0, tc), min(c1, tc + n)
         if rs >= re_ or cs >= ce:
             continue
-        rad[rs - r0:re_ - r0, cs - c0:ce - c0] = t.radiance[rs - tr:re_ - tr, cs - tc:ce - tc]
-        qual[rs - r0:re_ - r0, cs - c0:ce - c0] = t.quality[rs - tr:re_ - tr, cs - tc:ce - tc]
+        rad[rs - r0 : re_ - r0, cs - c0 : ce - c0] = t.radiance[
+            rs - tr : re_ - tr, cs - tc : ce - tc
+        ]
+        qual[rs - r0 : re_ - r0, cs - c0 : ce - c0] = t.quality[
+            rs - tr : re_ - tr, cs - tc : ce - tc
+        ]
     transform = Affine(res, 0.0, -180.0 + c0 * res, 0.0, -res, 90.0 - r0 * res)
     return rad, qual, transform
 
@@ -270,7 +300,9 @@ def ensure_month_fn(ctx: Context) -> Callable[[int, int], str]:
     token = ctx.settings.earthdata_token
     auth = StaticToken(str(token) if token else None, TOKEN_HINT)
     if not token:
-        log.warning("Black Marble: EARTHDATA_TOKEN not set; trying without (works only for an open mirror)")
+        log.warning(
+            "Black Marble: EARTHDATA_TOKEN not set; trying without (works only for an open mirror)"
+        )
     return lambda year, month: ensure_month(ctx, auth, year, month)
 
 
@@ -279,19 +311,33 @@ def ensure_year_fn(ctx: Context) -> Callable[[int], str]:
     token = ctx.settings.earthdata_token
     auth = StaticToken(str(token) if token else None, TOKEN_HINT)
     if not token:
-        log.warning("Black Marble: EARTHDATA_TOKEN not set; trying without (works only for an open mirror)")
-    return lambda year: ensure_period(ctx, auth, ANNUAL_PRODUCT, year, 1, str(year), annual_folder(ctx.data_dir))
+        log.warning(
+            "Black Marble: EARTHDATA_TOKEN not set; trying without (works only for an open mirror)"
+        )
+    return lambda year: ensure_period(
+        ctx, auth, ANNUAL_PRODUCT, year, 1, str(year), annual_folder(ctx.data_dir)
+    )
 
 
 def ensure_month(ctx: Context, auth: StaticToken, year: int, month: int) -> str:
-    return ensure_period(ctx, auth, PRODUCT, year, first_doy(year, month), f"{year}-{month:02d}",
-                         cache_folder(ctx.data_dir))
+    return ensure_period(
+        ctx,
+        auth,
+        PRODUCT,
+        year,
+        first_doy(year, month),
+        f"{year}-{month:02d}",
+        cache_folder(ctx.data_dir),
+    )
 
 
-def _listed_tiles(ctx: Context, auth: StaticToken, base: str, product: str, year: int, doy: int
-                  ) -> dict[tuple[int, int], dict[str, Any]]:
+def _listed_tiles(
+    ctx: Context, auth: StaticToken, base: str, product: str, year: int, doy: int
+) -> dict[tuple[int, int], dict[str, Any]]:
     """The newest listed file of each tile for one period, from the LAADS ``<doy>.json`` listing."""
-    listing = parse_listing(get_text(ctx.session, f"{base}.json", auth, expect="json"), f"{base}.json")
+    listing = parse_listing(
+        get_text(ctx.session, f"{base}.json", auth, expect="json"), f"{base}.json"
+    )
     found: dict[tuple[int, int], dict[str, Any]] = {}
     for item in listing:
         m = NAME_RE.match(str(item["name"]))
@@ -305,11 +351,14 @@ def _listed_tiles(ctx: Context, auth: StaticToken, base: str, product: str, year
 def _same_file(item: dict[str, Any], cached: dict[str, int | None]) -> bool:
     """A listed file is the one cached when its name matches and its listed size (if any) too."""
     name, size = str(item["name"]), str(item.get("size", ""))
-    return name in cached and (not size.isdigit() or cached[name] is None or int(size) == cached[name])
+    return name in cached and (
+        not size.isdigit() or cached[name] is None or int(size) == cached[name]
+    )
 
 
-def ensure_period(ctx: Context, auth: StaticToken, product: str, year: int, doy: int, label: str,
-                  out: Path) -> str:
+def ensure_period(
+    ctx: Context, auth: StaticToken, product: str, year: int, doy: int, label: str, out: Path
+) -> str:
     """One composite period (a month of VNP46A3, a year of VNP46A4): 'cached' or 'downloaded'.
 
     Writes ``<product>_<label>.radiance.tif`` and ``.quality.tif`` under ``out``.
@@ -319,13 +368,20 @@ def ensure_period(ctx: Context, auth: StaticToken, product: str, year: int, doy:
         return "cached"
     wanted = tiles_for(ctx.bbox, ctx.geometries)
     if not wanted:
-        raise DownloadError(f"lon {ctx.bbox[0]}..{ctx.bbox[2]}, lat {ctx.bbox[1]}..{ctx.bbox[3]}: no Black Marble tile")
+        raise DownloadError(
+            f"lon {ctx.bbox[0]}..{ctx.bbox[2]}, lat {ctx.bbox[1]}..{ctx.bbox[3]}: no Black Marble tile"
+        )
     base = f"{ctx.settings.laads_url.rstrip('/')}/archive/allData/{COLLECTION}/{product}/{year}/{doy:03d}"
     try:
         found = _listed_tiles(ctx, auth, base, product, year, doy)
     except DownloadError as e:  # includes NotPublished
         if complete:  # refresh asked, archive not reachable: the cache stands
-            log.info("%s %s: cannot check for a changed file (%s); keeping the cached period", product, label, e)
+            log.info(
+                "%s %s: cannot check for a changed file (%s); keeping the cached period",
+                product,
+                label,
+                e,
+            )
             return "cached"
         raise
     missing = [f"h{h:02d}v{v:02d}" for h, v in wanted if (h, v) not in found]
@@ -336,8 +392,12 @@ def ensure_period(ctx: Context, auth: StaticToken, product: str, year: int, doy:
         changed = [str(found[k]["name"]) for k in wanted if not _same_file(found[k], cached)]
         if not changed:
             return "cached"
-        log.warning("%s %s: %s changed on LAADS (new name or size); downloading it again", product, label,
-                    ", ".join(changed))
+        log.warning(
+            "%s %s: %s changed on LAADS (new name or size); downloading it again",
+            product,
+            label,
+            ", ".join(changed),
+        )
     raw = ctx.data_dir / "raw" / "blackmarble"
     tiles: list[Any] = []
     sources: list[dict[str, Any]] = []
@@ -346,25 +406,62 @@ def ensure_period(ctx: Context, auth: StaticToken, product: str, year: int, doy:
         item = found[key]
         url = f"{base}/{item['name']}"
         size = int(item["size"]) if str(item.get("size", "")).isdigit() else None
-        path = fetch_file(ctx.session, url, raw / str(item["name"]), auth, verify=verify_h5,
-                          expected_size=size, progress=ctx.progress)
+        path = fetch_file(
+            ctx.session,
+            url,
+            raw / str(item["name"]),
+            auth,
+            verify=verify_h5,
+            expected_size=size,
+            progress=ctx.progress,
+        )
         tiles.append(read_tile(path))
         sources.append({"url": url, "size": path.stat().st_size, "sha256": sha256(path)})
         files.append(path)
     rad, qual, transform = mosaic(tiles, ctx.bbox)
     out.mkdir(parents=True, exist_ok=True)
-    tags = {"PRODUCT": f"{product} collection {COLLECTION}", "VARIABLE": VARIABLE,
-            "SOURCE": " ".join(public_url(s["url"]) for s in sources)}
+    tags = {
+        "PRODUCT": f"{product} collection {COLLECTION}",
+        "VARIABLE": VARIABLE,
+        "SOURCE": " ".join(public_url(s["url"]) for s in sources),
+    }
     qpath = out / f"{product}_{label}.quality.tif"
     rpath = out / f"{product}_{label}.radiance.tif"
-    write_cog(qpath, qual, transform, QUALITY_FILL, {**tags, "LAYER": f"{VARIABLE}_Quality",
-                                                     "VALUES": "0 good, 1 poor, 2 gap-filled, 255 fill"})
-    write_cog(rpath, rad, transform, float("nan"), {**tags, "LAYER": VARIABLE, "UNITS": "nW/cm2/sr",
-                                                    "SCALING": "fill masked, scale_factor and offset applied"})
+    write_cog(
+        qpath,
+        qual,
+        transform,
+        QUALITY_FILL,
+        {
+            **tags,
+            "LAYER": f"{VARIABLE}_Quality",
+            "VALUES": "0 good, 1 poor, 2 gap-filled, 255 fill",
+        },
+    )
+    write_cog(
+        rpath,
+        rad,
+        transform,
+        float("nan"),
+        {
+            **tags,
+            "LAYER": VARIABLE,
+            "UNITS": "nW/cm2/sr",
+            "SCALING": "fill masked, scale_factor and offset applied",
+        },
+    )
     ctx.manifest.forget(product, label, ctx.data_dir, keep=(qpath, rpath))
     for layer, path in (("radiance", rpath), ("quality", qpath)):
-        ctx.manifest.record(path, ctx.data_dir, sources, product=product, month=label, layer=layer,
-                            bbox=list(ctx.bbox), tiles=[f"h{h:02d}v{v:02d}" for h, v in wanted])
+        ctx.manifest.record(
+            path,
+            ctx.data_dir,
+            sources,
+            product=product,
+            month=label,
+            layer=layer,
+            bbox=list(ctx.bbox),
+            tiles=[f"h{h:02d}v{v:02d}" for h, v in wanted],
+        )
     ctx.manifest.save()
     for f in files:
         f.unlink(missing_ok=True)

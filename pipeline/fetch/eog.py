@@ -49,9 +49,12 @@ log = logging.getLogger(__name__)
 LAYERS = ("avg_rade9h", "cf_cvg")
 # Upper-left corner names and extents (W, S, E, N) of the six tiles, cut at the equator.
 TILES: dict[str, Bbox] = {
-    "75N180W": (-180.0, 0.0, -60.0, 75.0), "75N060W": (-60.0, 0.0, 60.0, 75.0),
-    "75N060E": (60.0, 0.0, 180.0, 75.0), "00N180W": (-180.0, -65.0, -60.0, 0.0),
-    "00N060W": (-60.0, -65.0, 60.0, 0.0), "00N060E": (60.0, -65.0, 180.0, 0.0),
+    "75N180W": (-180.0, 0.0, -60.0, 75.0),
+    "75N060W": (-60.0, 0.0, 60.0, 75.0),
+    "75N060E": (60.0, 0.0, 180.0, 75.0),
+    "00N180W": (-180.0, -65.0, -60.0, 0.0),
+    "00N060W": (-60.0, -65.0, 60.0, 0.0),
+    "00N060E": (60.0, -65.0, 180.0, 0.0),
 }
 TOKEN_MARGIN_S = 30  # renew this long before the announced expiry
 MAX_TOKEN_REDIRECTS = 3  # same-origin 307/308 only (see EogAuth._post)
@@ -103,20 +106,28 @@ class EogAuth:
         self.session = session
         self.settings = settings
         self.static = settings.eog_token
-        self.can_login = bool(settings.eog_client_id and settings.eog_username and settings.eog_password)
+        self.can_login = bool(
+            settings.eog_client_id and settings.eog_username and settings.eog_password
+        )
         self._access: str | None = None
         self._expires = 0.0
         self._refresh: str | None = None
         self._refresh_expires = 0.0
         if self.static:
-            self.hint = ("EOG_TOKEN was refused (EOG tokens last minutes): paste a fresh one, or set "
-                         "EOG_CLIENT_ID, EOG_CLIENT_SECRET, EOG_USERNAME and EOG_PASSWORD so tokens renew")
+            self.hint = (
+                "EOG_TOKEN was refused (EOG tokens last minutes): paste a fresh one, or set "
+                "EOG_CLIENT_ID, EOG_CLIENT_SECRET, EOG_USERNAME and EOG_PASSWORD so tokens renew"
+            )
         elif self.can_login:
-            self.hint = ("the token from EOG was refused; check the account at https://eogdata.mines.edu and "
-                         "EOG_CLIENT_ID/EOG_CLIENT_SECRET (README 'Real data')")
+            self.hint = (
+                "the token from EOG was refused; check the account at https://eogdata.mines.edu and "
+                "EOG_CLIENT_ID/EOG_CLIENT_SECRET (README 'Real data')"
+            )
         else:
-            self.hint = ("set EOG_TOKEN, or EOG_CLIENT_ID, EOG_CLIENT_SECRET, EOG_USERNAME and EOG_PASSWORD "
-                         "(README 'Real data')")
+            self.hint = (
+                "set EOG_TOKEN, or EOG_CLIENT_ID, EOG_CLIENT_SECRET, EOG_USERNAME and EOG_PASSWORD "
+                "(README 'Real data')"
+            )
 
     def headers(self) -> dict[str, str]:
         if self.static:
@@ -141,12 +152,20 @@ class EogAuth:
             client["client_secret"] = str(s.eog_client_secret)
         if self._refresh and time.monotonic() < self._refresh_expires - TOKEN_MARGIN_S:
             try:
-                self._token_request({"grant_type": "refresh_token", "refresh_token": self._refresh, **client})
+                self._token_request(
+                    {"grant_type": "refresh_token", "refresh_token": self._refresh, **client}
+                )
                 return
             except AuthError:
                 log.info("EOG refresh token refused; logging in again")
-        self._token_request({"grant_type": "password", "username": s.eog_username or "",
-                             "password": str(s.eog_password), **client})
+        self._token_request(
+            {
+                "grant_type": "password",
+                "username": s.eog_username or "",
+                "password": str(s.eog_password),
+                **client,
+            }
+        )
 
     def _token_request(self, data: dict[str, str]) -> None:
         url = self.settings.eog_token_url
@@ -156,16 +175,20 @@ class EogAuth:
                 why = str(r.json().get("error_description") or r.json().get("error") or "")[:120]
             except ValueError:
                 why = f"HTTP {r.status_code}"
-            raise AuthError(f"authentication failed: EOG token endpoint {public_url(url)} refused the "
-                            f"credentials ({why}); check EOG_USERNAME/EOG_PASSWORD and EOG_CLIENT_ID/"
-                            "EOG_CLIENT_SECRET (since 2025 EOG issues client ids by email, README 'Real data')")
+            raise AuthError(
+                f"authentication failed: EOG token endpoint {public_url(url)} refused the "
+                f"credentials ({why}); check EOG_USERNAME/EOG_PASSWORD and EOG_CLIENT_ID/"
+                "EOG_CLIENT_SECRET (since 2025 EOG issues client ids by email, README 'Real data')"
+            )
         try:
             r.raise_for_status()
             doc = r.json()
             self._access = str(doc["access_token"])
         except (requests.HTTPError, ValueError, KeyError):
-            raise DownloadError(f"EOG token endpoint {public_url(url)}: unexpected answer (HTTP {r.status_code}, "
-                                f"{r.headers.get('Content-Type', '?')}); check NIGHTLIGHTS_EOG_TOKEN_URL") from None
+            raise DownloadError(
+                f"EOG token endpoint {public_url(url)}: unexpected answer (HTTP {r.status_code}, "
+                f"{r.headers.get('Content-Type', '?')}); check NIGHTLIGHTS_EOG_TOKEN_URL"
+            ) from None
         now = time.monotonic()
         self._expires = now + float(doc.get("expires_in") or 300)
         self._refresh = doc.get("refresh_token")
@@ -181,23 +204,33 @@ class EogAuth:
             try:
                 r = self.session.post(url, data=data, timeout=TIMEOUT, allow_redirects=False)
             except requests.RequestException as e:
-                raise DownloadError(f"EOG token endpoint {public_url(url)}: unreachable ({e.__class__.__name__}); "
-                                    "check NIGHTLIGHTS_EOG_TOKEN_URL and the network") from None
+                raise DownloadError(
+                    f"EOG token endpoint {public_url(url)}: unreachable ({e.__class__.__name__}); "
+                    "check NIGHTLIGHTS_EOG_TOKEN_URL and the network"
+                ) from None
             if not r.is_redirect:
                 return r
             target = urljoin(url, r.headers.get("Location", ""))
             r.close()
             if r.status_code not in (307, 308) or _origin(target) != origin:
-                raise AuthError(f"EOG token endpoint {public_url(url)} redirected (HTTP {r.status_code}) to "
-                                f"{public_url(target)}; credentials are sent only to the configured endpoint, so "
-                                "nothing was sent there: if that address is EOG's, set NIGHTLIGHTS_EOG_TOKEN_URL to it")
+                raise AuthError(
+                    f"EOG token endpoint {public_url(url)} redirected (HTTP {r.status_code}) to "
+                    f"{public_url(target)}; credentials are sent only to the configured endpoint, so "
+                    "nothing was sent there: if that address is EOG's, set NIGHTLIGHTS_EOG_TOKEN_URL to it"
+                )
             url = target
-        raise DownloadError(f"EOG token endpoint {public_url(url)}: too many redirects; check NIGHTLIGHTS_EOG_TOKEN_URL")
+        raise DownloadError(
+            f"EOG token endpoint {public_url(url)}: too many redirects; check NIGHTLIGHTS_EOG_TOKEN_URL"
+        )
 
 
 def _origin(url: str) -> tuple[str, str, int | None]:
     p = urlsplit(url)
-    return p.scheme.lower(), (p.hostname or "").lower(), p.port or {"http": 80, "https": 443}.get(p.scheme.lower())
+    return (
+        p.scheme.lower(),
+        (p.hostname or "").lower(),
+        p.port or {"http": 80, "https": 443}.get(p.scheme.lower()),
+    )
 
 
 # --------------------------------------------------------------------------- verification and cropping
@@ -209,9 +242,13 @@ def verify_tgz(path: Path) -> None:
         with tarfile.open(path, "r:gz") as tf:
             names = [m.name for m in tf]
     except (tarfile.TarError, OSError, EOFError, gzip.BadGzipFile) as e:
-        raise DownloadError(f"{path.name}: broken or truncated archive ({e.__class__.__name__})") from None
+        raise DownloadError(
+            f"{path.name}: broken or truncated archive ({e.__class__.__name__})"
+        ) from None
     if not any(n.endswith(".avg_rade9h.tif") for n in names):
-        raise DownloadError(f"{path.name}: archive holds no .avg_rade9h.tif (members: {', '.join(names)[:200]})")
+        raise DownloadError(
+            f"{path.name}: archive holds no .avg_rade9h.tif (members: {', '.join(names)[:200]})"
+        )
 
 
 def verify_gzip(path: Path) -> None:
@@ -220,7 +257,9 @@ def verify_gzip(path: Path) -> None:
             while f.read(1 << 22):
                 pass
     except (OSError, EOFError) as e:
-        raise DownloadError(f"{path.name}: broken or truncated gzip file ({e.__class__.__name__})") from None
+        raise DownloadError(
+            f"{path.name}: broken or truncated gzip file ({e.__class__.__name__})"
+        ) from None
 
 
 # A real tile's layer is 28800 x 18000 float32 (~2 GB) from an archive of some hundreds of MB. A member
@@ -235,23 +274,32 @@ def unpack_budget(archive_size: int) -> int:
     return min(UNPACK_MAX, max(UNPACK_FLOOR, UNPACK_RATIO * archive_size))
 
 
-def unpack_member(tf: tarfile.TarFile, member: tarfile.TarInfo, dest: Path, budget: int, archive: Path) -> None:
+def unpack_member(
+    tf: tarfile.TarFile, member: tarfile.TarInfo, dest: Path, budget: int, archive: Path
+) -> None:
     """Copy one member to ``dest``: refused when its declared size passes ``budget`` or the free space,
     stopped when the bytes read pass ``budget`` (a lying header); the caller removes ``dest`` on failure."""
+
     def refuse(size: str) -> DownloadError:
-        return DownloadError(f"{archive}: member {Path(member.name).name} unpacks to {size}, more than the "
-                             f"{human_size(budget)} allowed for an archive of {human_size(archive.stat().st_size)} (a real EOG "
-                             "layer is about 2 GB); the file is damaged or not from EOG: delete it and download again")
+        return DownloadError(
+            f"{archive}: member {Path(member.name).name} unpacks to {size}, more than the "
+            f"{human_size(budget)} allowed for an archive of {human_size(archive.stat().st_size)} (a real EOG "
+            "layer is about 2 GB); the file is damaged or not from EOG: delete it and download again"
+        )
 
     if member.size > budget:
         raise refuse(human_size(member.size))
     free = shutil.disk_usage(dest.parent).free
     if member.size > free:
-        raise DownloadError(f"{dest.parent}: disk full: unpacking {Path(member.name).name} needs {human_size(member.size)}, "
-                            f"{human_size(free)} free; free space or choose another --data-dir, then run again")
+        raise DownloadError(
+            f"{dest.parent}: disk full: unpacking {Path(member.name).name} needs {human_size(member.size)}, "
+            f"{human_size(free)} free; free space or choose another --data-dir, then run again"
+        )
     src = tf.extractfile(member)
     if src is None:
-        raise DownloadError(f"{archive}: member {member.name} cannot be read; delete the file and download again")
+        raise DownloadError(
+            f"{archive}: member {member.name} cannot be read; delete the file and download again"
+        )
     done = 0
     try:
         with src, open(dest, "wb") as dst:
@@ -263,9 +311,11 @@ def unpack_member(tf: tarfile.TarFile, member: tarfile.TarInfo, dest: Path, budg
     except OSError as e:
         if e.errno not in (errno.ENOSPC, errno.EDQUOT):
             raise
-        raise DownloadError(f"{dest.parent}: disk full while unpacking {Path(member.name).name} ({human_size(done)} "
-                            f"of {human_size(member.size)} written); free space or choose another --data-dir, then "
-                            "run again") from None
+        raise DownloadError(
+            f"{dest.parent}: disk full while unpacking {Path(member.name).name} ({human_size(done)} "
+            f"of {human_size(member.size)} written); free space or choose another --data-dir, then "
+            "run again"
+        ) from None
 
 
 def crop(src: str, bbox: Bbox) -> tuple[np.ndarray, object, float | None, object, dict[str, str]]:
@@ -277,18 +327,29 @@ def crop(src: str, bbox: Bbox) -> tuple[np.ndarray, object, float | None, object
         if ds.crs is None:
             raise DownloadError(f"{src}: the EOG GeoTIFF has no CRS; report this file")
         inv = ~ds.transform
-        cols, rows = zip(*(inv * (x, y) for x in (bbox[0], bbox[2]) for y in (bbox[1], bbox[3])), strict=True)
-        c0, c1 = max(int(np.floor(min(cols) + 1e-9)), 0), min(int(np.ceil(max(cols) - 1e-9)), ds.width)
-        r0, r1 = max(int(np.floor(min(rows) + 1e-9)), 0), min(int(np.ceil(max(rows) - 1e-9)), ds.height)
+        cols, rows = zip(
+            *(inv * (x, y) for x in (bbox[0], bbox[2]) for y in (bbox[1], bbox[3])), strict=True
+        )
+        c0, c1 = (
+            max(int(np.floor(min(cols) + 1e-9)), 0),
+            min(int(np.ceil(max(cols) - 1e-9)), ds.width),
+        )
+        r0, r1 = (
+            max(int(np.floor(min(rows) + 1e-9)), 0),
+            min(int(np.ceil(max(rows) - 1e-9)), ds.height),
+        )
         if c1 <= c0 or r1 <= r0:
-            raise DownloadError(f"{src}: does not overlap lon {bbox[0]}..{bbox[2]}, lat {bbox[1]}..{bbox[3]}")
+            raise DownloadError(
+                f"{src}: does not overlap lon {bbox[0]}..{bbox[2]}, lat {bbox[1]}..{bbox[3]}"
+            )
         window = Window(c0, r0, c1 - c0, r1 - r0)
         if window.width * window.height > MAX_CROP_PIXELS:
             raise DownloadError(
                 f"{src}: cropping lon {bbox[0]}..{bbox[2]}, lat {bbox[1]}..{bbox[3]} would read {window.width}x"
                 f"{window.height} px (the file declares {ds.width}x{ds.height} px of {abs(ds.transform.a):.3g}); "
                 "not a 15-arc-second EOG product, or a box too large for one run: delete the file and download "
-                "again, or use fewer sites")
+                "again, or use fewer sites"
+            )
         return ds.read(1, window=window), ds.window_transform(window), ds.nodata, ds.crs, ds.tags()
 
 
@@ -298,8 +359,10 @@ def crop(src: str, bbox: Bbox) -> tuple[np.ndarray, object, float | None, object
 def ensure_month_fn(ctx: Context, cfg: str) -> Callable[[int, int], str]:
     auth = EogAuth(ctx.settings, ctx.session)
     if not (auth.static or auth.can_login):
-        log.warning("EOG: no credentials configured; trying without (works only for an open mirror). %s",
-                    auth.hint)
+        log.warning(
+            "EOG: no credentials configured; trying without (works only for an open mirror). %s",
+            auth.hint,
+        )
     if cfg not in ("vcmslcfg", "vcmcfg"):
         raise ConfigError(f"--eog-config {cfg}: use vcmslcfg or vcmcfg")
     return lambda year, month: ensure_month(ctx, auth, cfg, year, month)
@@ -310,7 +373,8 @@ def ensure_month(ctx: Context, auth: EogAuth, cfg: str, year: int, month: int) -
     label = f"{year}-{month:02d}"
     product = f"eog-{cfg}"
     if ctx.manifest.complete(product, label, LAYERS, ctx.bbox, ctx.data_dir) and not _republished(
-            ctx, auth, cfg, year, month):
+        ctx, auth, cfg, year, month
+    ):
         return "cached"
     tile = tile_for(ctx.bbox)
     if tile is not None:
@@ -331,19 +395,36 @@ def _republished(ctx: Context, auth: EogAuth, cfg: str, year: int, month: int) -
     if not ctx.refresh:
         return False
     tile = tile_for(ctx.bbox)
-    tree, pattern = (("monthly", rf"{tile}_{cfg}_v10_c\d{{12,14}}\.tgz") if tile else
-                     ("monthly_notile", rf"[0-9A-Za-z]+_{cfg}_v10_c\d{{12,14}}\.avg_rade9h\.tif\.gz"))
+    tree, pattern = (
+        ("monthly", rf"{tile}_{cfg}_v10_c\d{{12,14}}\.tgz")
+        if tile
+        else ("monthly_notile", rf"[0-9A-Za-z]+_{cfg}_v10_c\d{{12,14}}\.avg_rade9h\.tif\.gz")
+    )
     try:
-        names = pick(listing_names(get_text(ctx.session, _month_url(ctx, tree, cfg, year, month), auth)),
-                     year, month, pattern)
+        names = pick(
+            listing_names(get_text(ctx.session, _month_url(ctx, tree, cfg, year, month), auth)),
+            year,
+            month,
+            pattern,
+        )
     except (NotPublished, DownloadError) as e:
-        log.info("%d-%02d: cannot check for a republished file (%s); keeping the cached month", year, month, e)
+        log.info(
+            "%d-%02d: cannot check for a republished file (%s); keeping the cached month",
+            year,
+            month,
+            e,
+        )
         return False
     cached = ctx.manifest.source_files(f"eog-{cfg}", f"{year}-{month:02d}")
     if not names or names[0] in cached:
         return False
-    log.warning("EOG %d-%02d: republished as %s (cached from %s); downloading it again", year, month,
-                names[0], ", ".join(sorted(cached)) or "an unknown file")
+    log.warning(
+        "EOG %d-%02d: republished as %s (cached from %s); downloading it again",
+        year,
+        month,
+        names[0],
+        ", ".join(sorted(cached)) or "an unknown file",
+    )
     return True
 
 
@@ -357,12 +438,22 @@ def _raw_dir(ctx: Context, cfg: str) -> Path:
 
 def _tiled(ctx: Context, auth: EogAuth, cfg: str, year: int, month: int, tile: str) -> None:
     base = _month_url(ctx, "monthly", cfg, year, month)
-    names = pick(listing_names(get_text(ctx.session, base, auth)), year, month,
-                 rf"{tile}_{cfg}_v10_c\d{{12,14}}\.tgz")
+    names = pick(
+        listing_names(get_text(ctx.session, base, auth)),
+        year,
+        month,
+        rf"{tile}_{cfg}_v10_c\d{{12,14}}\.tgz",
+    )
     if not names:
         raise NotPublished(f"{public_url(base)}: no {tile} {cfg} .tgz in the listing")
-    archive = fetch_file(ctx.session, base + names[0], _raw_dir(ctx, cfg) / names[0], auth,
-                         verify=verify_tgz, progress=ctx.progress)
+    archive = fetch_file(
+        ctx.session,
+        base + names[0],
+        _raw_dir(ctx, cfg) / names[0],
+        auth,
+        verify=verify_tgz,
+        progress=ctx.progress,
+    )
     url = base + names[0]
     source = {"url": url, "size": archive.stat().st_size, "sha256": sha256(archive)}
     out = cache_folder(ctx.data_dir, cfg)
@@ -396,34 +487,60 @@ def _notile(ctx: Context, auth: EogAuth, cfg: str, year: int, month: int) -> Non
         found = pick(names, year, month, rf"[0-9A-Za-z]+_{cfg}_v10_c\d{{12,14}}\.{layer}\.tif\.gz")
         if not found:
             raise NotPublished(f"{public_url(base)}: no {layer}.tif.gz in the listing")
-        gz = fetch_file(ctx.session, base + found[0], _raw_dir(ctx, cfg) / found[0], auth,
-                        verify=verify_gzip, progress=ctx.progress)
+        gz = fetch_file(
+            ctx.session,
+            base + found[0],
+            _raw_dir(ctx, cfg) / found[0],
+            auth,
+            verify=verify_gzip,
+            progress=ctx.progress,
+        )
         sources.append({"url": base + found[0], "size": gz.stat().st_size, "sha256": sha256(gz)})
-        written[layer] = _write_layer(f"/vsigzip/{gz.as_posix()}", out / found[0][:-3], layer, ctx.bbox,
-                                      base + found[0])
+        written[layer] = _write_layer(
+            f"/vsigzip/{gz.as_posix()}", out / found[0][:-3], layer, ctx.bbox, base + found[0]
+        )
     _finish(ctx, cfg, year, month, written, sources)
     for s in sources:
         (_raw_dir(ctx, cfg) / s["url"].rsplit("/", 1)[-1]).unlink(missing_ok=True)
 
 
-def _write_layer(src: str, dest: Path, layer: str, bbox: Bbox, url: str,
-                 product: str = "EOG VNL monthly v10") -> Path:
+def _write_layer(
+    src: str, dest: Path, layer: str, bbox: Bbox, url: str, product: str = "EOG VNL monthly v10"
+) -> Path:
     array, transform, nodata, crs, tags = crop(src, bbox)
     keep = {k: v for k, v in tags.items() if k in ("AREA_OR_POINT",)}
-    write_cog(dest, array, transform, nodata, {**keep, "SOURCE": public_url(url), "LAYER": layer,
-                                               "PRODUCT": product}, crs=crs)
+    write_cog(
+        dest,
+        array,
+        transform,
+        nodata,
+        {**keep, "SOURCE": public_url(url), "LAYER": layer, "PRODUCT": product},
+        crs=crs,
+    )
     return dest
 
 
-def _finish(ctx: Context, cfg: str, year: int, month: int, written: dict[str, Path], sources: list[dict]) -> None:
+def _finish(
+    ctx: Context, cfg: str, year: int, month: int, written: dict[str, Path], sources: list[dict]
+) -> None:
     label = f"{year}-{month:02d}"
     if "avg_rade9h" not in written:
         raise DownloadError(f"EOG {label}: no avg_rade9h layer found in {sources[0]['url']}")
     if "cf_cvg" not in written:
-        log.warning("EOG %s: no cf_cvg layer; pixels cannot be checked for cloud-free coverage", label)
+        log.warning(
+            "EOG %s: no cf_cvg layer; pixels cannot be checked for cloud-free coverage", label
+        )
     product = f"eog-{cfg}"
     ctx.manifest.forget(product, label, ctx.data_dir, keep=written.values())
     for layer, path in written.items():
-        ctx.manifest.record(path, ctx.data_dir, sources, product=product, month=label, layer=layer,
-                            bbox=list(ctx.bbox), days=calendar.monthrange(year, month)[1])
+        ctx.manifest.record(
+            path,
+            ctx.data_dir,
+            sources,
+            product=product,
+            month=label,
+            layer=layer,
+            bbox=list(ctx.bbox),
+            days=calendar.monthrange(year, month)[1],
+        )
     ctx.manifest.save()

@@ -86,8 +86,10 @@ def ensure_year_fn(ctx: Context, cfg: str) -> Callable[[int], str]:
         raise ConfigError(f"--eog-config {cfg}: use {' or '.join(EOG_CONFIGS)}")
     auth = EogAuth(ctx.settings, ctx.session)
     if not (auth.static or auth.can_login):
-        log.warning("EOG: no credentials configured; trying without (works only for an open mirror). %s",
-                    auth.hint)
+        log.warning(
+            "EOG: no credentials configured; trying without (works only for an open mirror). %s",
+            auth.hint,
+        )
     versions: list[str] = []
 
     def fetch(year: int) -> str:
@@ -123,10 +125,14 @@ def ensure_year(ctx: Context, auth: EogAuth, cfg: str, year: int, versions: list
         if files:
             break
     if not files:
-        raise NotPublished(f"no {year} {cfg} {RADIANCE_LAYER} composite under annual/{{{','.join(versions)}}}/")
+        raise NotPublished(
+            f"no {year} {cfg} {RADIANCE_LAYER} composite under annual/{{{','.join(versions)}}}/"
+        )
     if "cf_cvg" not in files:
-        raise DownloadError(f"{public_url(base)}: {files[RADIANCE_LAYER]} has no cf_cvg companion; without it "
-                            "unobserved pixels cannot be told from dark ones")
+        raise DownloadError(
+            f"{public_url(base)}: {files[RADIANCE_LAYER]} has no cf_cvg companion; without it "
+            "unobserved pixels cannot be told from dark ones"
+        )
     raw = ctx.data_dir / "raw" / "eog_annual" / cfg
     out = cache_folder(ctx.data_dir, cfg)
     out.mkdir(parents=True, exist_ok=True)
@@ -134,16 +140,31 @@ def ensure_year(ctx: Context, auth: EogAuth, cfg: str, year: int, versions: list
     sources: list[dict[str, Any]] = []
     fetched: dict[str, Any] = {}
     for layer, name in files.items():  # every layer verified before any is cached: no half year
-        gz = fetch_file(ctx.session, base + name, raw / name, auth, verify=verify_gzip, progress=ctx.progress)
+        gz = fetch_file(
+            ctx.session, base + name, raw / name, auth, verify=verify_gzip, progress=ctx.progress
+        )
         sources.append({"url": base + name, "size": gz.stat().st_size, "sha256": sha256(gz)})
         fetched[layer] = gz
     for layer, gz in fetched.items():
-        written[layer] = _write_layer(f"/vsigzip/{gz.as_posix()}", out / gz.name[:-3], layer, ctx.bbox,
-                                      base + gz.name, product="EOG VNL v2 annual")
+        written[layer] = _write_layer(
+            f"/vsigzip/{gz.as_posix()}",
+            out / gz.name[:-3],
+            layer,
+            ctx.bbox,
+            base + gz.name,
+            product="EOG VNL v2 annual",
+        )
     ctx.manifest.forget(product, label, ctx.data_dir, keep=written.values())
     for layer, path in written.items():
-        ctx.manifest.record(path, ctx.data_dir, sources, product=product, month=label, layer=layer,
-                            bbox=list(ctx.bbox))
+        ctx.manifest.record(
+            path,
+            ctx.data_dir,
+            sources,
+            product=product,
+            month=label,
+            layer=layer,
+            bbox=list(ctx.bbox),
+        )
     ctx.manifest.save()
     for s in sources:
         (raw / s["url"].rsplit("/", 1)[-1]).unlink(missing_ok=True)

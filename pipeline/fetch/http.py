@@ -32,7 +32,9 @@ BACKOFF_FACTOR = 0.5  # urllib3 sleeps factor * 2**(n-1) s between retries (firs
 STREAM_ATTEMPTS = 5  # resumptions after a connection dropped mid-file
 TIMEOUT = (15, 120)  # connect, read (s)
 MAX_LISTING_BYTES = 32 << 20  # a LAADS day listing is ~100 KB, an EOG index a few KB
-MAX_UNANNOUNCED_BYTES = 32 << 30  # a body without a length: the largest real file (a global annual) is a few GB
+MAX_UNANNOUNCED_BYTES = (
+    32 << 30
+)  # a body without a length: the largest real file (a global annual) is a few GB
 CHUNK = 1 << 16  # 64 KB: what a dropped connection can cost, and the progress step
 USER_AGENT = "nightlights-downloader/0.1 (python-requests)"
 
@@ -88,8 +90,11 @@ class StaticToken:
 # need no token: a login page there is reported as an auth error).
 PROVIDER_HOSTS: dict[str, tuple[str, ...]] = {
     "eog": ("eogdata.mines.edu",),
-    "blackmarble": ("ladsweb.modaps.eosdis.nasa.gov", "data.laadsdaac.earthdatacloud.nasa.gov",
-                    "urs.earthdata.nasa.gov"),
+    "blackmarble": (
+        "ladsweb.modaps.eosdis.nasa.gov",
+        "data.laadsdaac.earthdatacloud.nasa.gov",
+        "urs.earthdata.nasa.gov",
+    ),
 }
 
 
@@ -117,17 +122,30 @@ class KeepAuthSession(requests.Session):
         super().__init__()
         self.token_hosts = tuple(h.lower() for h in token_hosts)
 
-    def rebuild_auth(self, prepared_request: requests.PreparedRequest, response: requests.Response) -> None:
-        if not _keeps_token(response.request.url or "", prepared_request.url or "", self.token_hosts):
+    def rebuild_auth(
+        self, prepared_request: requests.PreparedRequest, response: requests.Response
+    ) -> None:
+        if not _keeps_token(
+            response.request.url or "", prepared_request.url or "", self.token_hosts
+        ):
             prepared_request.headers.pop("Authorization", None)
 
 
 def make_session(token_hosts: tuple[str, ...] = ()) -> requests.Session:
     """A session retrying 5xx, 429 and connection errors with exponential backoff, whose bearer
     token follows redirects only to the same host or to ``token_hosts`` (:data:`PROVIDER_HOSTS`)."""
-    retry = Retry(total=5, connect=5, read=3, status=4, backoff_factor=BACKOFF_FACTOR, backoff_max=60,
-                  status_forcelist=(429, 500, 502, 503, 504), allowed_methods=None,
-                  raise_on_status=False, respect_retry_after_header=True)
+    retry = Retry(
+        total=5,
+        connect=5,
+        read=3,
+        status=4,
+        backoff_factor=BACKOFF_FACTOR,
+        backoff_max=60,
+        status_forcelist=(429, 500, 502, 503, 504),
+        allowed_methods=None,
+        raise_on_status=False,
+        respect_retry_after_header=True,
+    )
     s = KeepAuthSession(token_hosts)
     adapter = HTTPAdapter(max_retries=retry)
     s.mount("http://", adapter)
@@ -155,16 +173,28 @@ def _auth_error(url: str, what: str, auth: Auth | None) -> AuthError:
     return AuthError(f"authentication failed: {public_url(url)} {what}; {hint}")
 
 
-def get(session: requests.Session, url: str, auth: Auth | None, *, stream: bool = False,
-        headers: dict[str, str] | None = None) -> requests.Response:
+def get(
+    session: requests.Session,
+    url: str,
+    auth: Auth | None,
+    *,
+    stream: bool = False,
+    headers: dict[str, str] | None = None,
+) -> requests.Response:
     """GET with auth; renew the token once on 401/403; 404 -> NotPublished."""
     for attempt in (1, 2):
         try:
-            r = session.get(url, headers={**(auth.headers() if auth else {}), **(headers or {})},
-                            stream=stream, timeout=(TIMEOUT[0], pace_of(session).read_timeout_s))
+            r = session.get(
+                url,
+                headers={**(auth.headers() if auth else {}), **(headers or {})},
+                stream=stream,
+                timeout=(TIMEOUT[0], pace_of(session).read_timeout_s),
+            )
         except requests.RequestException as e:
-            raise DownloadError(f"{public_url(url)}: request failed after retries "
-                                f"({e.__class__.__name__}); check the network or the mirror URL") from None
+            raise DownloadError(
+                f"{public_url(url)}: request failed after retries "
+                f"({e.__class__.__name__}); check the network or the mirror URL"
+            ) from None
         if r.status_code in (401, 403):
             r.close()
             if attempt == 1 and auth is not None and auth.renew():
@@ -175,7 +205,9 @@ def get(session: requests.Session, url: str, auth: Auth | None, *, stream: bool 
             raise NotPublished(f"{public_url(url)}: not found (HTTP 404)")
         if r.status_code >= 400 and r.status_code != 416:
             r.close()
-            raise DownloadError(f"{public_url(url)}: HTTP {r.status_code} after retries; try again later")
+            raise DownloadError(
+                f"{public_url(url)}: HTTP {r.status_code} after retries; try again later"
+            )
         return r
     raise AssertionError("unreachable")
 
@@ -187,8 +219,10 @@ def get_text(session: requests.Session, url: str, auth: Auth | None, expect: str
         with r:  # bounded and paced like a file: a listing that never ends must not fill memory
             body = b"".join(_paced_chunks(r, url, pace_of(session), MAX_LISTING_BYTES))
     except requests.RequestException as e:
-        raise DownloadError(f"{public_url(url)}: request failed after retries "
-                            f"({e.__class__.__name__}); check the network or the mirror URL") from None
+        raise DownloadError(
+            f"{public_url(url)}: request failed after retries "
+            f"({e.__class__.__name__}); check the network or the mirror URL"
+        ) from None
     text = body.decode(r.encoding or "utf-8", errors="replace")
     if expect == "json" and looks_like_html(text[:200].encode()):
         raise _auth_error(url, "returned an HTML page instead of the JSON listing", auth)
@@ -199,13 +233,24 @@ def get_text(session: requests.Session, url: str, auth: Auth | None, expect: str
 
 def _is_login_page(text: str) -> bool:
     low = text[:20000].lower()
-    return ('type="password"' in low or "kc-form-login" in low or "openid-connect/auth" in low
-            or "urs.earthdata.nasa.gov/oauth" in low)
+    return (
+        'type="password"' in low
+        or "kc-form-login" in low
+        or "openid-connect/auth" in low
+        or "urs.earthdata.nasa.gov/oauth" in low
+    )
 
 
-def fetch_file(session: requests.Session, url: str, dest: Path, auth: Auth | None, *,
-               verify: Callable[[Path], None], expected_size: int | None = None,
-               progress: bool = True) -> Path:
+def fetch_file(
+    session: requests.Session,
+    url: str,
+    dest: Path,
+    auth: Auth | None,
+    *,
+    verify: Callable[[Path], None],
+    expected_size: int | None = None,
+    progress: bool = True,
+) -> Path:
     """Download ``url`` to ``dest`` through ``dest.part``, resuming it when possible.
 
     ``verify(path)`` raises DownloadError for a corrupt file; a file that fails it is
@@ -231,12 +276,21 @@ def fetch_file(session: requests.Session, url: str, dest: Path, auth: Auth | Non
         os.replace(part, dest)
         return dest
     part.unlink(missing_ok=True)
-    raise DownloadError(f"{public_url(url)}: downloaded file fails verification twice; "
-                        "the server may be serving a broken file, try again later")
+    raise DownloadError(
+        f"{public_url(url)}: downloaded file fails verification twice; "
+        "the server may be serving a broken file, try again later"
+    )
 
 
-def _transfer(session: requests.Session, url: str, part: Path, auth: Auth | None,
-              expected_size: int | None, progress: bool, label: str) -> None:
+def _transfer(
+    session: requests.Session,
+    url: str,
+    part: Path,
+    auth: Auth | None,
+    expected_size: int | None,
+    progress: bool,
+    label: str,
+) -> None:
     for attempt in range(1, STREAM_ATTEMPTS + 1):
         offset = part.stat().st_size if part.exists() else 0
         if expected_size and offset == expected_size:
@@ -244,7 +298,13 @@ def _transfer(session: requests.Session, url: str, part: Path, auth: Auth | None
         if expected_size and offset > expected_size:
             part.unlink()
             offset = 0
-        r = get(session, url, auth, stream=True, headers={"Range": f"bytes={offset}-"} if offset else None)
+        r = get(
+            session,
+            url,
+            auth,
+            stream=True,
+            headers={"Range": f"bytes={offset}-"} if offset else None,
+        )
         with r:
             if r.status_code == 416:  # range beyond the file: our part is stale, restart
                 part.unlink(missing_ok=True)
@@ -253,22 +313,43 @@ def _transfer(session: requests.Session, url: str, part: Path, auth: Auth | None
                 log.info("%s: server ignored the resume request; restarting the file", label)
                 offset = 0
             if "text/html" in r.headers.get("Content-Type", ""):
-                raise _auth_error(url, "returned an HTML page (a login page?) instead of data", auth)
+                raise _auth_error(
+                    url, "returned an HTML page (a login page?) instead of data", auth
+                )
             total = _total_size(r, offset)
-            if total and r.status_code == 206 and offset > total:  # a stale part longer than the file
+            if (
+                total and r.status_code == 206 and offset > total
+            ):  # a stale part longer than the file
                 part.unlink(missing_ok=True)
                 continue
             if expected_size and total and total != expected_size:
-                raise DownloadError(f"{public_url(url)}: server announces {total} bytes, listing said "
-                                    f"{expected_size}; try again later")
+                raise DownloadError(
+                    f"{public_url(url)}: server announces {total} bytes, listing said "
+                    f"{expected_size}; try again later"
+                )
             try:
-                _stream(r, part, offset, total or expected_size, url, auth, progress, label, pace_of(session))
+                _stream(
+                    r,
+                    part,
+                    offset,
+                    total or expected_size,
+                    url,
+                    auth,
+                    progress,
+                    label,
+                    pace_of(session),
+                )
             except (requests.RequestException, OSError) as e:
                 if not isinstance(e, requests.RequestException | ConnectionError | TimeoutError):
                     raise DownloadError(_write_failure(part, e, total or expected_size)) from e
-                log.warning("%s: connection lost at %s (%s); resuming (attempt %d of %d)", label,
-                            human_size(part.stat().st_size if part.exists() else 0), e.__class__.__name__,
-                            attempt, STREAM_ATTEMPTS)
+                log.warning(
+                    "%s: connection lost at %s (%s); resuming (attempt %d of %d)",
+                    label,
+                    human_size(part.stat().st_size if part.exists() else 0),
+                    e.__class__.__name__,
+                    attempt,
+                    STREAM_ATTEMPTS,
+                )
                 time.sleep(BACKOFF_FACTOR * 2 ** (attempt - 1))
                 continue
         size = part.stat().st_size
@@ -277,8 +358,10 @@ def _transfer(session: requests.Session, url: str, part: Path, auth: Auth | None
             log.warning("%s: got %s of %s; resuming", label, human_size(size), human_size(want))
             continue
         return
-    raise DownloadError(f"{public_url(url)}: connection kept dropping ({STREAM_ATTEMPTS} attempts); "
-                        "run the same command again to resume")
+    raise DownloadError(
+        f"{public_url(url)}: connection kept dropping ({STREAM_ATTEMPTS} attempts); "
+        "run the same command again to resume"
+    )
 
 
 def _total_size(r: requests.Response, offset: int) -> int | None:
@@ -292,13 +375,33 @@ def _total_size(r: requests.Response, offset: int) -> int | None:
     return None
 
 
-def _stream(r: requests.Response, part: Path, offset: int, total: int | None, url: str,
-            auth: Auth | None, progress: bool, label: str, pace: Pace | None = None) -> None:
+def _stream(
+    r: requests.Response,
+    part: Path,
+    offset: int,
+    total: int | None,
+    url: str,
+    auth: Auth | None,
+    progress: bool,
+    label: str,
+    pace: Pace | None = None,
+) -> None:
     mode = "ab" if r.status_code == 206 else "wb"
     first = True
-    with open(part, mode) as f, tqdm(total=total, initial=offset if mode == "ab" else 0, unit="B",
-                                     unit_scale=True, unit_divisor=1024, desc=label[:40], leave=False,
-                                     disable=not progress, dynamic_ncols=True) as bar:
+    with (
+        open(part, mode) as f,
+        tqdm(
+            total=total,
+            initial=offset if mode == "ab" else 0,
+            unit="B",
+            unit_scale=True,
+            unit_divisor=1024,
+            desc=label[:40],
+            leave=False,
+            disable=not progress,
+            dynamic_ncols=True,
+        ) as bar,
+    ):
         limit = (total or MAX_UNANNOUNCED_BYTES) - (offset if mode == "ab" else 0)
         for chunk in _whole_head(_paced_chunks(r, url, pace or Pace(), limit)):
             if first:
@@ -307,7 +410,9 @@ def _stream(r: requests.Response, part: Path, offset: int, total: int | None, ur
                     f.close()
                     if mode == "wb":
                         part.unlink(missing_ok=True)
-                    raise _auth_error(url, "returned an HTML page (a login page?) instead of data", auth)
+                    raise _auth_error(
+                        url, "returned an HTML page (a login page?) instead of data", auth
+                    )
             f.write(chunk)
             bar.update(len(chunk))
 
@@ -327,7 +432,9 @@ def _whole_head(chunks: Iterator[bytes], n: int = 64) -> Iterator[bytes]:
         yield head
 
 
-def _paced_chunks(r: requests.Response, url: str, pace: Pace, limit: int | None = None) -> Iterator[bytes]:
+def _paced_chunks(
+    r: requests.Response, url: str, pace: Pace, limit: int | None = None
+) -> Iterator[bytes]:
     """The body as it arrives (``read1``: whatever one receive gives, so a trickle is seen at
     once, where ``iter_content`` would wait for a whole chunk), ending the transfer with one
     :class:`DownloadError` when fewer than ``pace.min_rate_kbs`` KB/s came over ``pace.window_s``,
@@ -349,9 +456,11 @@ def _paced_chunks(r: requests.Response, url: str, pace: Pace, limit: int | None 
             return
         received += len(chunk)
         if limit is not None and received > limit:
-            raise DownloadError(f"{public_url(url)}: the server sent more than {human_size(limit)}, more than it "
-                                "announced or than any listing or night-light file; try again later or use another "
-                                "mirror")
+            raise DownloadError(
+                f"{public_url(url)}: the server sent more than {human_size(limit)}, more than it "
+                "announced or than any listing or night-light file; try again later or use another "
+                "mirror"
+            )
         yield chunk
         got += len(chunk)
         elapsed = time.monotonic() - start
@@ -360,7 +469,8 @@ def _paced_chunks(r: requests.Response, url: str, pace: Pace, limit: int | None 
                 raise DownloadError(
                     f"{public_url(url)}: download stalled ({human_size(got)} in the last {elapsed:.0f} s, under the "
                     f"minimum {pace.min_rate_kbs:g} KB/s); the server is overloaded or the network too slow: run the "
-                    "same command again later to resume (or lower download_min_rate_kbs, docs/data.md)")
+                    "same command again later to resume (or lower download_min_rate_kbs, docs/data.md)"
+                )
             start, got = time.monotonic(), 0
 
 
@@ -379,6 +489,8 @@ def _write_failure(part: Path, e: OSError, total: int | None) -> str:
         # ``have`` can exceed ``total`` (a server announcing fewer bytes than it sends, a stale part):
         # then how much more is needed is unknown, not negative
         need = f"about {human_size(total - have)} more" if total and total > have else "more space"
-        return (f"{part.parent}: disk full while downloading {part.name} ({human_size(free)} free, {need} "
-                "needed, plus room to unpack it); free space or choose another --data-dir, then run again to resume")
+        return (
+            f"{part.parent}: disk full while downloading {part.name} ({human_size(free)} free, {need} "
+            "needed, plus room to unpack it); free space or choose another --data-dir, then run again to resume"
+        )
     return f"{part}: cannot write ({e.__class__.__name__}: {e}); free disk space or choose another --data-dir"

@@ -43,25 +43,42 @@ class Manifest:
             doc = json.loads(path.read_text(encoding="utf-8"))
             return cls(path, dict(doc.get("files", {})))
         except (OSError, ValueError, AttributeError) as e:
-            log.warning("%s: unreadable (%s); cached months will be checked again", path, e.__class__.__name__)
+            log.warning(
+                "%s: unreadable (%s); cached months will be checked again",
+                path,
+                e.__class__.__name__,
+            )
             return cls(path)
 
     def save(self) -> None:
         self.path.parent.mkdir(parents=True, exist_ok=True)
-        doc = {"about": "files cached by 'nightlights download': source URL (no credentials), size, sha256",
-               "files": dict(sorted(self.files.items()))}
+        doc = {
+            "about": "files cached by 'nightlights download': source URL (no credentials), size, sha256",
+            "files": dict(sorted(self.files.items())),
+        }
         with atomic_write(self.path, ".tmp") as tmp:
             tmp.write_text(json.dumps(doc, indent=1) + "\n", encoding="utf-8")
 
-    def record(self, file: Path, data_dir: Path, sources: list[dict[str, Any]], **info: Any) -> None:
+    def record(
+        self, file: Path, data_dir: Path, sources: list[dict[str, Any]], **info: Any
+    ) -> None:
         info["sources"] = [{**src, "url": public_url(src["url"])} for src in sources]
         self.files[file.relative_to(data_dir).as_posix()] = {
-            "size": file.stat().st_size, "sha256": sha256(file), **info}
+            "size": file.stat().st_size,
+            "sha256": sha256(file),
+            **info,
+        }
 
     def entries(self, product: str, month: str) -> dict[str, dict[str, Any]]:
-        return {k: v for k, v in self.files.items() if v.get("product") == product and v.get("month") == month}
+        return {
+            k: v
+            for k, v in self.files.items()
+            if v.get("product") == product and v.get("month") == month
+        }
 
-    def complete(self, product: str, month: str, layers: Iterable[str], bbox: Bbox, data_dir: Path) -> bool:
+    def complete(
+        self, product: str, month: str, layers: Iterable[str], bbox: Bbox, data_dir: Path
+    ) -> bool:
         """True when the month's layers are cached, unchanged and cover ``bbox``."""
         entries = self.entries(product, month)
         if not set(layers) <= {v.get("layer") for v in entries.values()}:
@@ -100,18 +117,37 @@ def covers(outer: Any, inner: Bbox, tol: float = 1e-6) -> bool:
     if not outer or len(outer) != 4:
         return False
     w, s, e, n = (float(v) for v in outer)
-    return w <= inner[0] + tol and s <= inner[1] + tol and e >= inner[2] - tol and n >= inner[3] - tol
+    return (
+        w <= inner[0] + tol and s <= inner[1] + tol and e >= inner[2] - tol and n >= inner[3] - tol
+    )
 
 
-def write_cog(path: Path, array: np.ndarray, transform: Any, nodata: float | None,
-              tags: dict[str, str], crs: Any = "EPSG:4326") -> None:
+def write_cog(
+    path: Path,
+    array: np.ndarray,
+    transform: Any,
+    nodata: float | None,
+    tags: dict[str, str],
+    crs: Any = "EPSG:4326",
+) -> None:
     """Write a tiled (256), DEFLATE-compressed COG through a temporary name, then rename."""
     import rasterio
 
-    profile = {"driver": "COG", "width": array.shape[1], "height": array.shape[0], "count": 1,
-               "dtype": array.dtype.name, "crs": crs, "transform": transform, "nodata": nodata,
-               "compress": "DEFLATE", "blocksize": 256, "predictor": "YES", "overviews": "NONE",
-               "BIGTIFF": "IF_SAFER"}
+    profile = {
+        "driver": "COG",
+        "width": array.shape[1],
+        "height": array.shape[0],
+        "count": 1,
+        "dtype": array.dtype.name,
+        "crs": crs,
+        "transform": transform,
+        "nodata": nodata,
+        "compress": "DEFLATE",
+        "blocksize": 256,
+        "predictor": "YES",
+        "overviews": "NONE",
+        "BIGTIFF": "IF_SAFER",
+    }
     with atomic_write(path) as tmp, rasterio.open(tmp, "w", **profile) as ds:
         ds.write(array, 1)
         ds.update_tags(**tags)
@@ -128,6 +164,6 @@ class Context:
     manifest: Manifest
     progress: bool
     geometries: Any = None  # site shapes, to skip tiles no site touches
-    refresh: bool = False  # ask the archive whether a cached period was republished (``download`` does)
-
-
+    refresh: bool = (
+        False  # ask the archive whether a cached period was republished (``download`` does)
+    )

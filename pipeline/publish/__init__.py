@@ -27,8 +27,9 @@ from pipeline.publish.style import Style, save, styled
 __all__ = ["Style", "write_publication"]
 
 
-def write_publication(results: Any, out: Any, style: Style | None = None,
-                      cache_dir: Path | None = None) -> dict[str, Path]:
+def write_publication(
+    results: Any, out: Any, style: Style | None = None, cache_dir: Path | None = None
+) -> dict[str, Path]:
     """Every chart, the GIS files and both reports into the staging folder ``out``.
 
     ``cache_dir`` (the run's ``--data-dir``/cache) keeps input checksums between runs; without
@@ -69,13 +70,26 @@ def _chart_builders(results: Any, style: Style) -> dict[str, Callable[[], plt.Fi
     def composites() -> dict[str, Any]:
         if not comps and results.rasters:
             extent = borders.bounds if borders is not None else None
-            comps.update(site_composites(results.rasters, results.sites, results.changes, p, extent))
+            comps.update(
+                site_composites(results.rasters, results.sites, results.changes, p, extent)
+            )
         return comps
 
     def map_fig() -> plt.Figure | None:
         c = composites().get("map")
-        return (maps.map_figure(c, results.sites, results.changes, v, style, borders,
-                                off_map=composites().get("off_map", ())) if c is not None else None)
+        return (
+            maps.map_figure(
+                c,
+                results.sites,
+                results.changes,
+                v,
+                style,
+                borders,
+                off_map=composites().get("off_map", ()),
+            )
+            if c is not None
+            else None
+        )
 
     def county_fig() -> plt.Figure | None:
         units = getattr(results, "unit_changes", None)
@@ -89,8 +103,9 @@ def _chart_builders(results: Any, style: Style) -> dict[str, Callable[[], plt.Fi
 
     builders: dict[str, Callable[[], plt.Figure | None]] = {
         "verdict": lambda: charts.verdict_figure(results.changes, v, style),
-        "small_multiples": lambda: charts.small_multiples_figure(results.site_months, results.changes, results.sites,
-                                                            v, style),
+        "small_multiples": lambda: charts.small_multiples_figure(
+            results.site_months, results.changes, results.sites, v, style
+        ),
         "map": map_fig,
         "county_change": county_fig,
         "before_after": before_after,

@@ -40,7 +40,12 @@ class Boundaries:
     @property
     def bounds(self) -> tuple[float, float, float, float]:
         w, s, e, n = shapely.bounds(self.country)
-        return w - BOUNDARY_PAD_DEG, s - BOUNDARY_PAD_DEG, e + BOUNDARY_PAD_DEG, n + BOUNDARY_PAD_DEG
+        return (
+            w - BOUNDARY_PAD_DEG,
+            s - BOUNDARY_PAD_DEG,
+            e + BOUNDARY_PAD_DEG,
+            n + BOUNDARY_PAD_DEG,
+        )
 
 
 def boundaries(sites: Any) -> Boundaries | None:
@@ -55,7 +60,9 @@ def boundaries(sites: Any) -> Boundaries | None:
         return None
     prov_path = default_units_path("province")
     provinces = read_units(prov_path) if prov_path is not None else None
-    outline = shapely.unary_union(list((provinces if provinces is not None else counties).geometry.values))
+    outline = shapely.unary_union(
+        list((provinces if provinces is not None else counties).geometry.values)
+    )
     return Boundaries(counties, provinces, outline)
 
 
@@ -78,7 +85,7 @@ class Composite:
         col, row = (~self.transform) * (lon, lat)
         hx, hy = half_px
         r0, c0 = max(int(row) - hy, 0), max(int(col) - hx, 0)
-        data = self.data[r0:int(row) + hy + 1, c0:int(col) + hx + 1]
+        data = self.data[r0 : int(row) + hy + 1, c0 : int(col) + hx + 1]
         return Composite(data, self.transform * Affine.translation(c0, r0), self.year)
 
     def crop(self, bounds: tuple[float, float, float, float]) -> Composite:
@@ -86,11 +93,19 @@ class Composite:
         r0, c0 = max(int(win.row_off), 0), max(int(win.col_off), 0)
         r1 = min(int(win.row_off + win.height), self.data.shape[0])
         c1 = min(int(win.col_off + win.width), self.data.shape[1])
-        return Composite(self.data[r0:r1, c0:c1], self.transform * Affine.translation(c0, r0), self.year)
+        return Composite(
+            self.data[r0:r1, c0:c1], self.transform * Affine.translation(c0, r0), self.year
+        )
 
 
-def composite(rasters: Sequence[MonthlyRaster], bounds: tuple[float, float, float, float], year: int,
-              min_cf_cvg: int, bm_quality: tuple[int, ...], max_px: int = 2000) -> Composite | None:
+def composite(
+    rasters: Sequence[MonthlyRaster],
+    bounds: tuple[float, float, float, float],
+    year: int,
+    min_cf_cvg: int,
+    bm_quality: tuple[int, ...],
+    max_px: int = 2000,
+) -> Composite | None:
     """Mean of each pixel's valid months in ``year`` within ``bounds`` (lon/lat), decimated to ``max_px``."""
     months = [r for r in rasters if r.year == year]
     if not months:
@@ -99,7 +114,9 @@ def composite(rasters: Sequence[MonthlyRaster], bounds: tuple[float, float, floa
     win = from_bounds(*bounds, transform=grid.affine).round_offsets().round_lengths()
     try:
         win = win.intersection(Window(0, 0, grid.width, grid.height))
-    except WindowError:  # the box is off the rasters: nothing to draw (its sites are insufficient_data)
+    except (
+        WindowError
+    ):  # the box is off the rasters: nothing to draw (its sites are insufficient_data)
         return None
     if win.width < 1 or win.height < 1:
         return None
@@ -136,8 +153,13 @@ def _read_decimated(r: MonthlyRaster, win: Window, step: int) -> tuple[np.ndarra
     return np.vstack(rads), np.vstack(auxs)
 
 
-def site_composites(rasters: Sequence[MonthlyRaster], sites: Any, changes: pd.DataFrame,
-                    p: dict[str, Any], extent: tuple[float, float, float, float] | None = None) -> dict[str, Any]:
+def site_composites(
+    rasters: Sequence[MonthlyRaster],
+    sites: Any,
+    changes: pd.DataFrame,
+    p: dict[str, Any],
+    extent: tuple[float, float, float, float] | None = None,
+) -> dict[str, Any]:
     """Target-year composite for the map (the sites' area, grown to ``extent``, e.g. the country,
     within the rasters); per-site baseline/target windows for before/after."""
     b, t = int(p["baseline_year"]), int(p["target_year"])
@@ -153,29 +175,46 @@ def site_composites(rasters: Sequence[MonthlyRaster], sites: Any, changes: pd.Da
     sites = sites[on]
     w, s, e, n = (float(x) for x in sites.total_bounds)
     lat = np.deg2rad((s + n) / 2)
-    half_lat = 0.75 * float(p.get("ring_outer_m", 8000.0)) / 111_320  # the site and most of its ring
+    half_lat = (
+        0.75 * float(p.get("ring_outer_m", 8000.0)) / 111_320
+    )  # the site and most of its ring
     half_lon = half_lat / np.cos(lat)
     margin = max(0.25, 0.06 * max(e - w, n - s))
     map_bounds = (w - margin / np.cos(lat), s - margin, e + margin / np.cos(lat), n + margin)
     if extent is not None:
-        map_bounds = (min(map_bounds[0], extent[0]), min(map_bounds[1], extent[1]),
-                      max(map_bounds[2], extent[2]), max(map_bounds[3], extent[3]))
+        map_bounds = (
+            min(map_bounds[0], extent[0]),
+            min(map_bounds[1], extent[1]),
+            max(map_bounds[2], extent[2]),
+            max(map_bounds[3], extent[3]),
+        )
     res = abs(rasters[0].grid.affine.a)
     full = ((map_bounds[2] - map_bounds[0]) / res) * ((map_bounds[3] - map_bounds[1]) / res) <= 16e6
-    big = {y: composite(rasters, map_bounds, y, cvg, quality, max_px=10**6 if full else 2000)
-           for y in (b, t)}
+    big = {
+        y: composite(rasters, map_bounds, y, cvg, quality, max_px=10**6 if full else 2000)
+        for y in (b, t)
+    }
     cls = changes.set_index("site_id")["class"]
-    rows = sites.assign(klass=sites["site_id"].map(cls).fillna("insufficient_data")).set_index("site_id")
+    rows = sites.assign(klass=sites["site_id"].map(cls).fillna("insufficient_data")).set_index(
+        "site_id"
+    )
     pairs = []
     for sid in ordered(changes)["site_id"]:
         if sid not in rows.index:
             continue
         r = rows.loc[sid]
-        box = (r.center_lon - half_lon, r.center_lat - half_lat, r.center_lon + half_lon, r.center_lat + half_lat)
+        box = (
+            r.center_lon - half_lon,
+            r.center_lat - half_lat,
+            r.center_lon + half_lon,
+            r.center_lat + half_lat,
+        )
         if full:
             half_px = (round(half_lon / res), round(half_lat / res))
-            before, after = (c.around(r.center_lon, r.center_lat, half_px) if (c := big[y]) is not None else None
-                             for y in (b, t))
+            before, after = (
+                c.around(r.center_lon, r.center_lat, half_px) if (c := big[y]) is not None else None
+                for y in (b, t)
+            )
         else:
             before, after = (composite(rasters, box, y, cvg, quality) for y in (b, t))
         if before is not None and after is not None:

@@ -13,8 +13,13 @@ from pipeline.analysis import classified_sites
 
 def write_gis(results: Any, out: Any) -> None:
     gdf = classified_sites(results)
-    gdf.to_file(out.path("sites_classified.geojson"), driver="GeoJSON", engine="pyogrio",
-                layer_options={"COORDINATE_PRECISION": 6, "WRITE_NAME": "NO"})
+    gdf.to_file(
+        out.path("sites_classified.geojson"),
+        driver="GeoJSON",
+        engine="pyogrio",
+        layer_options={"COORDINATE_PRECISION": 6, "WRITE_NAME": "NO"},
+    )
     gdf.to_parquet(out.path("sites_classified.parquet"), index=False)
     results.site_months.assign(data_kind=results.verdict["data_kind"]).to_parquet(
-        out.path("site_months.parquet"), index=False)
+        out.path("site_months.parquet"), index=False
+    )

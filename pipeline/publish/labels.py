@@ -23,10 +23,48 @@ from collections.abc import Sequence
 import numpy as np
 
 Box = tuple[float, float, float, float]
-ANGLES = np.deg2rad([0, 180, 45, 135, 315, 225, 90, 270, 22.5, 157.5, 337.5, 202.5, 67.5, 112.5, 292.5, 247.5,
-                     11.25, 168.75, 348.75, 191.25, 33.75, 146.25, 326.25, 213.75])
+ANGLES = np.deg2rad(
+    [
+        0,
+        180,
+        45,
+        135,
+        315,
+        225,
+        90,
+        270,
+        22.5,
+        157.5,
+        337.5,
+        202.5,
+        67.5,
+        112.5,
+        292.5,
+        247.5,
+        11.25,
+        168.75,
+        348.75,
+        191.25,
+        33.75,
+        146.25,
+        326.25,
+        213.75,
+    ]
+)
 RESTARTS = 6
-GAPS = (0.3, 0.6, 1.0, 1.6, 2.4, 3.4, 4.6, 6.0, 8.0, 10.5, 13.5)  # label gap beyond the marker edge, in marker radii
+GAPS = (
+    0.3,
+    0.6,
+    1.0,
+    1.6,
+    2.4,
+    3.4,
+    4.6,
+    6.0,
+    8.0,
+    10.5,
+    13.5,
+)  # label gap beyond the marker edge, in marker radii
 
 
 def box_distance(box: Box, x: float | np.ndarray, y: float | np.ndarray) -> np.ndarray:
@@ -60,33 +98,58 @@ def _hits(boxes: np.ndarray, others: np.ndarray) -> np.ndarray:
     if not len(others):
         return np.zeros(len(boxes), int)
     b, o = boxes[:, None, :], others[None, :, :]
-    return ((b[..., 0] < o[..., 2]) & (o[..., 0] < b[..., 2]) & (b[..., 1] < o[..., 3]) &
-            (o[..., 1] < b[..., 3])).sum(axis=1)
+    return (
+        (b[..., 0] < o[..., 2])
+        & (o[..., 0] < b[..., 2])
+        & (b[..., 1] < o[..., 3])
+        & (o[..., 1] < b[..., 3])
+    ).sum(axis=1)
 
 
-def _best(i: int, x: np.ndarray, y: np.ndarray, size: tuple[float, float], r: float, taken: np.ndarray,
-          markers: np.ndarray, frame: Box, margin: float) -> tuple[Box, int]:
+def _best(
+    i: int,
+    x: np.ndarray,
+    y: np.ndarray,
+    size: tuple[float, float],
+    r: float,
+    taken: np.ndarray,
+    markers: np.ndarray,
+    frame: Box,
+    margin: float,
+) -> tuple[Box, int]:
     """The closest slot breaking no rule, else the one breaking the fewest: another marker as
     near as its own counts most, then overlaps with labels and markers, then leaving the frame."""
     boxes = _candidates(x[i], y[i], size[0], size[1], r)
     others = np.delete(np.arange(len(x)), i)
     # a marker drawn over this one cannot be told apart by nearness: the leader line does it
     apart = others[np.hypot(x[others] - x[i], y[others] - y[i]) >= 2 * r]
-    own = _distances(boxes, x[i:i + 1], y[i:i + 1])[:, 0]
+    own = _distances(boxes, x[i : i + 1], y[i : i + 1])[:, 0]
     near = (_distances(boxes, x[apart], y[apart]) <= own[:, None] + margin).sum(axis=1)
-    padded = taken + np.array([-margin, -margin, margin, margin])  # labels never touch: '15' '7' is not '157'
+    padded = taken + np.array(
+        [-margin, -margin, margin, margin]
+    )  # labels never touch: '15' '7' is not '157'
     hits = _hits(boxes, padded) + _hits(boxes, markers[others])
-    outside = ~((frame[0] <= boxes[:, 0]) & (boxes[:, 2] <= frame[2]) & (frame[1] <= boxes[:, 1]) &
-                (boxes[:, 3] <= frame[3]))
+    outside = ~(
+        (frame[0] <= boxes[:, 0])
+        & (boxes[:, 2] <= frame[2])
+        & (frame[1] <= boxes[:, 1])
+        & (boxes[:, 3] <= frame[3])
+    )
     cost = 10 * near + hits + 10 * outside
     k = int(np.argmin(cost))  # first minimum: the closest, best-ranked angle
     x0, y0, x1, y1 = (float(v) for v in boxes[k])
     return (x0, y0, x1, y1), int(cost[k])
 
 
-def place_labels(xs: Sequence[float], ys: Sequence[float], sizes: Sequence[tuple[float, float]],
-                 marker_radius: float, frame: Box, margin: float = 1.0, passes: int = 4
-                 ) -> tuple[list[Box], list[int]]:
+def place_labels(
+    xs: Sequence[float],
+    ys: Sequence[float],
+    sizes: Sequence[tuple[float, float]],
+    marker_radius: float,
+    frame: Box,
+    margin: float = 1.0,
+    passes: int = 4,
+) -> tuple[list[Box], list[int]]:
     """A box per label: inside ``frame``, overlapping no other label or marker, nearer its own
     marker than any other (by ``margin``; markers overlapping its own are exempt); where no slot meets all three, the slot breaking
     the fewest (nearness first) is taken, so every site keeps a label. The most crowded sites
@@ -105,8 +168,12 @@ def place_labels(xs: Sequence[float], ys: Sequence[float], sizes: Sequence[tuple
         return np.array(rows) if rows else np.zeros((0, 4))
 
     best: tuple[int, dict[int, Box], dict[int, int]] | None = None
-    orders = [sorted(range(n), key=lambda k: (-crowd[k], k)), sorted(range(n), key=lambda k: (crowd[k], k)),
-              sorted(range(n), key=lambda k: (x[k], y[k])), sorted(range(n), key=lambda k: (-y[k], x[k]))]
+    orders = [
+        sorted(range(n), key=lambda k: (-crowd[k], k)),
+        sorted(range(n), key=lambda k: (crowd[k], k)),
+        sorted(range(n), key=lambda k: (x[k], y[k])),
+        sorted(range(n), key=lambda k: (-y[k], x[k])),
+    ]
     rng = np.random.default_rng(0)  # then a few fixed shuffles: the same map every run
     orders += [list(rng.permutation(n)) for _ in range(RESTARTS)]
     for order in orders:  # a few greedy orders; keep the placement breaking the fewest rules

@@ -8,6 +8,9 @@ Inputs
 Outputs
     Figures. No web tiles (works offline, nothing to attribute but the data); nothing is
     read or written here.
+
+Longer than most modules because the three map charts share their projection, borders, batch
+markers and colour scales, which live here once.
 """
 
 from __future__ import annotations
@@ -63,10 +66,28 @@ def _colorbar_ticks(cb: Any, norm: LogNorm) -> None:
 def _image(ax: plt.Axes, comp: Composite, norm: LogNorm, lat: float | None = None) -> Any:
     cmap = plt.get_cmap("Greys").with_extremes(bad=(0, 0, 0, 0))
     ax.set_facecolor("white")
-    ax.add_patch(plt.Rectangle((0, 0), 1, 1, transform=ax.transAxes, fc="white", ec=INVALID_HATCH_COLOR,
-                               hatch="////", lw=0, zorder=0))
-    im = ax.imshow(np.clip(comp.data, norm.vmin, None), extent=comp.extent, cmap=cmap, norm=norm, zorder=1,
-                   interpolation="nearest", origin="upper")
+    ax.add_patch(
+        plt.Rectangle(
+            (0, 0),
+            1,
+            1,
+            transform=ax.transAxes,
+            fc="white",
+            ec=INVALID_HATCH_COLOR,
+            hatch="////",
+            lw=0,
+            zorder=0,
+        )
+    )
+    im = ax.imshow(
+        np.clip(comp.data, norm.vmin, None),
+        extent=comp.extent,
+        cmap=cmap,
+        norm=norm,
+        zorder=1,
+        interpolation="nearest",
+        origin="upper",
+    )
     ax.set_aspect(1 / np.cos(np.deg2rad(np.mean(comp.extent[2:]) if lat is None else lat)))
     return im
 
@@ -93,23 +114,38 @@ def _rings(geom: Any) -> list[np.ndarray]:
 def draw_borders(ax: plt.Axes, b: Boundaries, style: Style, zorder: float = 2) -> None:
     """County lines, province borders and the country outline (line collections with gids)."""
     lw = 0.6 if style.kind == "paper" else 1.0
-    layers = [("county", [r for g in b.counties.geometry for r in _rings(g)], 0.25 * lw),
-              ("province", [r for g in b.provinces.geometry for r in _rings(g)] if b.provinces is not None else [],
-               0.6 * lw),
-              ("country", _rings(b.country), 1.0 * lw)]
+    layers = [
+        ("county", [r for g in b.counties.geometry for r in _rings(g)], 0.25 * lw),
+        (
+            "province",
+            [r for g in b.provinces.geometry for r in _rings(g)] if b.provinces is not None else [],
+            0.6 * lw,
+        ),
+        ("country", _rings(b.country), 1.0 * lw),
+    ]
     for k, (name, rings, width) in enumerate(layers):
         if rings:
-            ax.add_collection(LineCollection(rings, colors=BORDER_COLORS[name], linewidths=width,
-                                             zorder=zorder + 0.1 * k, gid=f"{name}-borders", capstyle="round",
-                                             joinstyle="round"), autolim=False)
+            ax.add_collection(
+                LineCollection(
+                    rings,
+                    colors=BORDER_COLORS[name],
+                    linewidths=width,
+                    zorder=zorder + 0.1 * k,
+                    gid=f"{name}-borders",
+                    capstyle="round",
+                    joinstyle="round",
+                ),
+                autolim=False,
+            )
 
 
 def batch_markers(sites: pd.DataFrame) -> dict[str | None, str]:
     """A marker per batch label, in batch order (the same in the map and the county map); sites
     without a batch (None) get the plain circle."""
     labels = batch_labels(sites)
-    markers: dict[str | None, str] = {b: BATCH_MARKERS[i % len(BATCH_MARKERS)]
-                                      for i, b in enumerate(batch_order(labels))}
+    markers: dict[str | None, str] = {
+        b: BATCH_MARKERS[i % len(BATCH_MARKERS)] for i, b in enumerate(batch_order(labels))
+    }
     if labels.isna().any():
         markers[None] = NO_BATCH_MARKER
     return markers
@@ -119,19 +155,30 @@ def _site_frame(sites: pd.DataFrame, changes: pd.DataFrame) -> pd.DataFrame:
     cls = changes.set_index("site_id")["class"]
     return pd.DataFrame(sites.drop(columns="geometry", errors="ignore")).assign(
         klass=sites["site_id"].map(cls).astype(object).fillna("insufficient_data").to_numpy(),
-        batch_label=batch_labels(sites).to_numpy())
+        batch_label=batch_labels(sites).to_numpy(),
+    )
 
 
-def _plot_sites(ax: plt.Axes, df: pd.DataFrame, markers: dict[str | None, str], ms: float,
-                by_class: bool = True) -> None:
+def _plot_sites(
+    ax: plt.Axes, df: pd.DataFrame, markers: dict[str | None, str], ms: float, by_class: bool = True
+) -> None:
     for b, m in markers.items():
         d = df[_of_batch(df, b)]
         for c in CLASS_ORDER:
             dc = d[d["klass"] == c] if by_class else d
             if len(dc):
-                ax.plot(dc["center_lon"], dc["center_lat"], ls="none", marker=m, mec="black", mew=0.6, ms=ms,
-                        mfc=CLASS_COLORS[c] if by_class else "white", zorder=5,
-                        gid=f"sites-{'none' if b is None else b}")
+                ax.plot(
+                    dc["center_lon"],
+                    dc["center_lat"],
+                    ls="none",
+                    marker=m,
+                    mec="black",
+                    mew=0.6,
+                    ms=ms,
+                    mfc=CLASS_COLORS[c] if by_class else "white",
+                    zorder=5,
+                    gid=f"sites-{'none' if b is None else b}",
+                )
             if not by_class:
                 break
 
@@ -142,13 +189,31 @@ def _of_batch(df: pd.DataFrame, label: str | None) -> np.ndarray:
 
 
 def _batch_handles(df: pd.DataFrame, markers: dict[str | None, str], style: Style) -> list[Line2D]:
-    return [Line2D([], [], ls="none", marker=m, mfc="#DDDDDD", mec="black", mew=0.5, ms=style.scale(5),
-                   label=style.label("batch_n", name=style.batch_name(b), n=int(_of_batch(df, b).sum())))
-            for b, m in markers.items()]
+    return [
+        Line2D(
+            [],
+            [],
+            ls="none",
+            marker=m,
+            mfc="#DDDDDD",
+            mec="black",
+            mew=0.5,
+            ms=style.scale(5),
+            label=style.label("batch_n", name=style.batch_name(b), n=int(_of_batch(df, b).sum())),
+        )
+        for b, m in markers.items()
+    ]
 
 
-def map_figure(comp: Composite, sites: pd.DataFrame, changes: pd.DataFrame, verdict: dict[str, Any],
-               style: Style, borders: Boundaries | None = None, off_map: Sequence[str] = ()) -> plt.Figure:
+def map_figure(
+    comp: Composite,
+    sites: pd.DataFrame,
+    changes: pd.DataFrame,
+    verdict: dict[str, Any],
+    style: Style,
+    borders: Boundaries | None = None,
+    off_map: Sequence[str] = (),
+) -> plt.Figure:
     """Every site (marker: batch, colour: class) over the night-light composite and the borders,
     each labelled with a leader line to its marker (:func:`pipeline.publish.labels.place_labels`).
 
@@ -163,10 +228,21 @@ def map_figure(comp: Composite, sites: pd.DataFrame, changes: pd.DataFrame, verd
     for attempt in range(3):
         fig, ax, ms = _map_base(comp, df, verdict, style, borders, _key(df, names, numbered))
         if len(off_map):
-            shown = ", ".join(list(off_map)[:8]) + (f" (+{len(off_map) - 8})" if len(off_map) > 8 else "")
-            ax.text(0.01, 0.01, style.label("off_map", ids=shown), transform=ax.transAxes, ha="left", va="bottom",
-                    fontsize=style.small_size, gid="off-map", zorder=6,
-                    bbox={"boxstyle": "square,pad=0.2", "fc": "white", "ec": "none", "alpha": 0.8})
+            shown = ", ".join(list(off_map)[:8]) + (
+                f" (+{len(off_map) - 8})" if len(off_map) > 8 else ""
+            )
+            ax.text(
+                0.01,
+                0.01,
+                style.label("off_map", ids=shown),
+                transform=ax.transAxes,
+                ha="left",
+                va="bottom",
+                fontsize=style.small_size,
+                gid="off-map",
+                zorder=6,
+                bbox={"boxstyle": "square,pad=0.2", "fc": "white", "ec": "none", "alpha": 0.8},
+            )
         bad = label_sites(ax, df, _texts(df, names, numbered), style.small_size, ms)
         if not bad or set(bad) <= set(numbered) or attempt == 2:
             return fig
@@ -178,8 +254,10 @@ def map_figure(comp: Composite, sites: pd.DataFrame, changes: pd.DataFrame, verd
 def _numbers(df: pd.DataFrame, numbered: Sequence[int]) -> dict[int, int]:
     """Key numbers: by batch, then north to south."""
     rank = {b: k for k, b in enumerate(batch_order(df["batch_label"]))}
-    order = sorted(numbered, key=lambda i: (rank.get(df["batch_label"].iat[i], len(rank)),
-                                            -df["center_lat"].iat[i], i))
+    order = sorted(
+        numbered,
+        key=lambda i: (rank.get(df["batch_label"].iat[i], len(rank)), -df["center_lat"].iat[i], i),
+    )
     return {i: k + 1 for k, i in enumerate(order)}
 
 
@@ -194,14 +272,22 @@ def _key(df: pd.DataFrame, names: Sequence[str], numbered: Sequence[int]) -> lis
     return [(i, f"{num[i]} {names[i]}") for i in sorted(num, key=lambda i: num[i])]
 
 
-def _map_base(comp: Composite, df: pd.DataFrame, verdict: dict[str, Any], style: Style,
-              borders: Boundaries | None, key: list[tuple[int, str]]) -> tuple[plt.Figure, plt.Axes, float]:
+def _map_base(
+    comp: Composite,
+    df: pd.DataFrame,
+    verdict: dict[str, Any],
+    style: Style,
+    borders: Boundaries | None,
+    key: list[tuple[int, str]],
+) -> tuple[plt.Figure, plt.Axes, float]:
     """The map without labels, its layout fixed; ``key`` adds the numbered sites' legend."""
     w, e, s, n = comp.extent
     aspect = (n - s) / ((e - w) * np.cos(np.deg2rad((n + s) / 2)))
     key_cols = max(1, int(style.width_mm // (28 if style.kind == "paper" else 42)))
     key_h = -(-len(key) // key_cols) * style.small_size * 1.55 / 72 + (0.1 if key else 0)
-    fig, ax = plt.subplots(figsize=(style.width_in, min(style.width_in * aspect * 0.95 + 1.4, 10.0) + key_h))
+    fig, ax = plt.subplots(
+        figsize=(style.width_in, min(style.width_in * aspect * 0.95 + 1.4, 10.0) + key_h)
+    )
     norm = _norm([comp.data])
     im = _image(ax, comp, norm)
     if borders is not None:
@@ -214,56 +300,120 @@ def _map_base(comp: Composite, df: pd.DataFrame, verdict: dict[str, Any], style:
     ax.set_xlabel(style.label("lon"))
     ax.set_ylabel(style.label("lat"))
     ax.set_title(style.label("map_title", y=comp.year), weight="bold")
-    cb = fig.colorbar(im, ax=ax, orientation="horizontal", shrink=0.6, aspect=35, pad=0.02, location="bottom")
+    cb = fig.colorbar(
+        im, ax=ax, orientation="horizontal", shrink=0.6, aspect=35, pad=0.02, location="bottom"
+    )
     _colorbar_ticks(cb, norm)
     cb.set_label(style.label("composite", y=comp.year))
     counts = verdict.get("counts")
-    handles = [*_batch_handles(df, markers, style),
-               *[Patch(fc=CLASS_COLORS[c], ec="black", lw=0.5, label=h.get_label())
-                 for c, h in zip([c for c in CLASS_ORDER if not counts or counts.get(c)],
-                                 class_handles(style, counts), strict=True)],
-               Patch(fc="white", ec=INVALID_HATCH_COLOR, hatch="////", label=style.label("invalid"))]
+    handles = [
+        *_batch_handles(df, markers, style),
+        *[
+            Patch(fc=CLASS_COLORS[c], ec="black", lw=0.5, label=h.get_label())
+            for c, h in zip(
+                [c for c in CLASS_ORDER if not counts or counts.get(c)],
+                class_handles(style, counts),
+                strict=True,
+            )
+        ],
+        Patch(fc="white", ec=INVALID_HATCH_COLOR, hatch="////", label=style.label("invalid")),
+    ]
     if borders is not None:
-        handles.append(Line2D([], [], color=BORDER_COLORS["province"], lw=0.8, label=style.label("borders")))
+        handles.append(
+            Line2D([], [], color=BORDER_COLORS["province"], lw=0.8, label=style.label("borders"))
+        )
     if key:
-        entries = [Line2D([], [], ls="none", marker=markers.get(df["batch_label"].iat[i], NO_BATCH_MARKER),
-                          mfc=CLASS_COLORS[df["klass"].iat[i]], mec="black", mew=0.4, ms=style.scale(3.5),
-                          label=text) for i, text in key]
+        entries = [
+            Line2D(
+                [],
+                [],
+                ls="none",
+                marker=markers.get(df["batch_label"].iat[i], NO_BATCH_MARKER),
+                mfc=CLASS_COLORS[df["klass"].iat[i]],
+                mec="black",
+                mew=0.4,
+                ms=style.scale(3.5),
+                label=text,
+            )
+            for i, text in key
+        ]
         # legends fill column by column, so the numbers run down each column
-        fig.legend(handles=entries, ncol=key_cols, handletextpad=0.2, columnspacing=0.8, handlelength=0.8,
-                   labelspacing=0.25, fontsize=style.small_size, borderaxespad=0.2).set_gid("site-key")
-    fig.legend(handles=handles, ncol=style.legend_columns(len(handles)), handletextpad=0.4, columnspacing=1.0)
+        fig.legend(
+            handles=entries,
+            ncol=key_cols,
+            handletextpad=0.2,
+            columnspacing=0.8,
+            handlelength=0.8,
+            labelspacing=0.25,
+            fontsize=style.small_size,
+            borderaxespad=0.2,
+        ).set_gid("site-key")
+    fig.legend(
+        handles=handles,
+        ncol=style.legend_columns(len(handles)),
+        handletextpad=0.4,
+        columnspacing=1.0,
+    )
     finish(fig, verdict, style)
     fig.canvas.draw()  # fix the layout, then place labels in its final coordinates
     fig.set_layout_engine("none")
     return fig, ax, ms
 
 
-def label_sites(ax: plt.Axes, df: pd.DataFrame, texts: Sequence[str], size: float, ms: float) -> list[int]:
+def label_sites(
+    ax: plt.Axes, df: pd.DataFrame, texts: Sequence[str], size: float, ms: float
+) -> list[int]:
     """Labels that collide with nothing, each nearer its own marker than any other, tied to it by a
     line; returns the rows whose label breaks a rule anyway (crowded: number them instead)."""
     fig = ax.figure
     renderer = fig.canvas.get_renderer()  # type: ignore[attr-defined]  # Agg canvases have it (files only)
     xy = ax.transData.transform(np.column_stack([df["center_lon"], df["center_lat"]]).astype(float))
     sizes = []
-    fonts = [size - 1 if text.isdigit() else size for text in texts]  # key numbers: smaller, to fit crowds
+    fonts = [
+        size - 1 if text.isdigit() else size for text in texts
+    ]  # key numbers: smaller, to fit crowds
     for text, font in zip(texts, fonts, strict=True):
         t = ax.text(0, 0, text, fontsize=font)
         bb = t.get_window_extent(renderer)
         sizes.append((bb.width, bb.height))
         t.remove()
     frame = ax.get_window_extent(renderer)
-    boxes, costs = place_labels(list(xy[:, 0]), list(xy[:, 1]), sizes, ms / 2 * fig.dpi / 72,
-                                (frame.x0, frame.y0, frame.x1, frame.y1), margin=0.5 * fig.dpi / 72)
+    boxes, costs = place_labels(
+        list(xy[:, 0]),
+        list(xy[:, 1]),
+        sizes,
+        ms / 2 * fig.dpi / 72,
+        (frame.x0, frame.y0, frame.x1, frame.y1),
+        margin=0.5 * fig.dpi / 72,
+    )
     to_data = ax.transData.inverted()
     lonlat = df[["center_lon", "center_lat"]].to_numpy(float)
-    for (x, y), (mx, my), box, text, font, sid in zip(xy, lonlat, boxes, texts, fonts, df["site_id"], strict=True):
+    for (x, y), (mx, my), box, text, font, sid in zip(
+        xy, lonlat, boxes, texts, fonts, df["site_id"], strict=True
+    ):
         x0, y0, x1, y1 = box
         cx, cy = min(max(x, x0), x1), min(max(y, y0), y1)  # the box point nearest the marker
         (lx, ly), (tx, ty) = to_data.transform([(cx, cy), (x0, y0)])
-        ax.plot([mx, lx], [my, ly], color="black", lw=0.35, zorder=4.5, solid_capstyle="butt", gid=f"leader-{sid}")
-        t = ax.text(tx, ty, text, fontsize=font, ha="left", va="bottom", zorder=6, path_effects=OUTLINE,
-                    gid=f"label-{sid}")
+        ax.plot(
+            [mx, lx],
+            [my, ly],
+            color="black",
+            lw=0.35,
+            zorder=4.5,
+            solid_capstyle="butt",
+            gid=f"leader-{sid}",
+        )
+        t = ax.text(
+            tx,
+            ty,
+            text,
+            fontsize=font,
+            ha="left",
+            va="bottom",
+            zorder=6,
+            path_effects=OUTLINE,
+            gid=f"label-{sid}",
+        )
         t.set_in_layout(False)
     return [i for i, c in enumerate(costs) if c]
 
@@ -275,15 +425,22 @@ def _polygon_path(geom: Any) -> MplPath:
     return MplPath.make_compound_path(*[MplPath(r, closed=True) for r in _rings(geom)])
 
 
-def county_change_figure(borders: Boundaries, unit_changes: pd.DataFrame, sites: pd.DataFrame,
-                         verdict: dict[str, Any], style: Style) -> plt.Figure:
+def county_change_figure(
+    borders: Boundaries,
+    unit_changes: pd.DataFrame,
+    sites: pd.DataFrame,
+    verdict: dict[str, Any],
+    style: Style,
+) -> plt.Figure:
     """Every county coloured by its change in light (``unit_changes``: unit_id, log_change), sites on top.
 
     Symmetric diverging scale around no change, as wide as the largest county change (at
     least the site threshold), labelled in percent; counties without a value hatched.
     """
     counties = borders.counties
-    change = unit_changes.assign(unit_id=unit_changes["unit_id"].astype(str)).set_index("unit_id")["log_change"]
+    change = unit_changes.assign(unit_id=unit_changes["unit_id"].astype(str)).set_index("unit_id")[
+        "log_change"
+    ]
     values = counties["unit_id"].astype(str).map(change).to_numpy(dtype=float)
     thr = float(verdict["parameters"]["threshold"])
     finite = values[np.isfinite(values)]
@@ -292,18 +449,35 @@ def county_change_figure(borders: Boundaries, unit_changes: pd.DataFrame, sites:
     cmap = LinearSegmentedColormap.from_list("tol_burd", DIVERGING)
     w, s, e, n = borders.bounds
     aspect = (n - s) / ((e - w) * np.cos(np.deg2rad((n + s) / 2)))
-    fig, ax = plt.subplots(figsize=(style.width_in, min(style.width_in * aspect * 0.95 + 1.2, 10.0)))
+    fig, ax = plt.subplots(
+        figsize=(style.width_in, min(style.width_in * aspect * 0.95 + 1.2, 10.0))
+    )
     ax.set_facecolor("white")
     ok = np.isfinite(values)
     paths = [_polygon_path(g) for g in counties.geometry]
-    filled = PathCollection([p for p, k in zip(paths, ok, strict=True) if k], cmap=cmap, norm=norm,
-                            edgecolors="none", zorder=1, gid="county-change")
+    filled = PathCollection(
+        [p for p, k in zip(paths, ok, strict=True) if k],
+        cmap=cmap,
+        norm=norm,
+        edgecolors="none",
+        zorder=1,
+        gid="county-change",
+    )
     filled.set_array(values[ok])
     ax.add_collection(filled, autolim=False)
     if (~ok).any():
-        ax.add_collection(PathCollection([p for p, k in zip(paths, ok, strict=True) if not k], facecolors="white",
-                                         edgecolors=INVALID_HATCH_COLOR, linewidths=0, hatch="////", zorder=1,
-                                         gid="county-no-data"), autolim=False)
+        ax.add_collection(
+            PathCollection(
+                [p for p, k in zip(paths, ok, strict=True) if not k],
+                facecolors="white",
+                edgecolors=INVALID_HATCH_COLOR,
+                linewidths=0,
+                hatch="////",
+                zorder=1,
+                gid="county-no-data",
+            ),
+            autolim=False,
+        )
     draw_borders(ax, borders, style)
     df = _site_frame(sites, pd.DataFrame({"site_id": [], "class": []}))
     markers = batch_markers(df)
@@ -315,23 +489,46 @@ def county_change_figure(borders: Boundaries, unit_changes: pd.DataFrame, sites:
     ax.set_ylabel(style.label("lat"))
     b, t = verdict["baseline_year"], verdict["target_year"]
     ax.set_title(style.label("county_title", b=b, t=t), weight="bold")
-    cb = fig.colorbar(ScalarMappable(norm=norm, cmap=cmap), ax=ax, orientation="horizontal", shrink=0.6,
-                      aspect=35, pad=0.02, location="bottom")
-    ticks = [p for p in (-90, -75, -50, -20, -10, 0, 10, 25, 50, 100, 200, 400) if abs(np.log1p(p / 100)) <= lim]
-    cb.set_ticks([np.log1p(p / 100) for p in ticks], labels=[f"{p:+d}%" if p else "0%" for p in ticks])
+    cb = fig.colorbar(
+        ScalarMappable(norm=norm, cmap=cmap),
+        ax=ax,
+        orientation="horizontal",
+        shrink=0.6,
+        aspect=35,
+        pad=0.02,
+        location="bottom",
+    )
+    ticks = [
+        p
+        for p in (-90, -75, -50, -20, -10, 0, 10, 25, 50, 100, 200, 400)
+        if abs(np.log1p(p / 100)) <= lim
+    ]
+    cb.set_ticks(
+        [np.log1p(p / 100) for p in ticks], labels=[f"{p:+d}%" if p else "0%" for p in ticks]
+    )
     cb.ax.minorticks_off()
     cb.set_label(style.label("county_axis", b=b, t=t))
-    handles = [*_batch_handles(df, markers, style),
-               Patch(fc="white", ec=INVALID_HATCH_COLOR, hatch="////", label=style.label("no_county_data"))]
-    fig.legend(handles=handles, ncol=style.legend_columns(len(handles)), handletextpad=0.4, columnspacing=1.0)
+    handles = [
+        *_batch_handles(df, markers, style),
+        Patch(
+            fc="white", ec=INVALID_HATCH_COLOR, hatch="////", label=style.label("no_county_data")
+        ),
+    ]
+    fig.legend(
+        handles=handles,
+        ncol=style.legend_columns(len(handles)),
+        handletextpad=0.4,
+        columnspacing=1.0,
+    )
     return finish(fig, verdict, style)
 
 
 # --------------------------------------------------------------------------- 4. before / after
 
 
-def before_after_figure(pairs: Sequence[tuple[Any, Composite, Composite]], verdict: dict[str, Any],
-                        style: Style) -> plt.Figure:
+def before_after_figure(
+    pairs: Sequence[tuple[Any, Composite, Composite]], verdict: dict[str, Any], style: Style
+) -> plt.Figure:
     """Baseline and target composites of a window around each site, one colour scale, polygon outlined.
 
     ``pairs``: (site row with geometry, baseline composite, target composite), in chart order.
@@ -342,8 +539,12 @@ def before_after_figure(pairs: Sequence[tuple[Any, Composite, Composite]], verdi
     fig = plt.figure(figsize=(style.width_in, nrows * (cell * 1.05 + 0.22) + 1.0))
     ratios = ([1, 1, 0.12] * per_row)[:-1]  # a narrow spacer column between sites
     gs = fig.add_gridspec(nrows, len(ratios), width_ratios=ratios)
-    axes = np.array([[fig.add_subplot(gs[r, 3 * k + j]) for k in range(per_row) for j in (0, 1)]
-                     for r in range(nrows)])
+    axes = np.array(
+        [
+            [fig.add_subplot(gs[r, 3 * k + j]) for k in range(per_row) for j in (0, 1)]
+            for r in range(nrows)
+        ]
+    )
     engine = fig.get_layout_engine()
     assert isinstance(engine, ConstrainedLayoutEngine)  # the style turns constrained layout on
     engine.set(w_pad=0.005, wspace=0.0, hspace=0.05)
@@ -361,26 +562,58 @@ def before_after_figure(pairs: Sequence[tuple[Any, Composite, Composite]], verdi
             for sp in ax.spines.values():
                 sp.set_visible(True)
                 sp.set_linewidth(0.4)
-            ax.text(0.03, 0.03, str(comp.year), transform=ax.transAxes, fontsize=style.small_size - 0.5,
-                    va="bottom", ha="left", path_effects=OUTLINE, zorder=6)
+            ax.text(
+                0.03,
+                0.03,
+                str(comp.year),
+                transform=ax.transAxes,
+                fontsize=style.small_size - 0.5,
+                va="bottom",
+                ha="left",
+                path_effects=OUTLINE,
+                zorder=6,
+            )
         c = row.klass
-        title = axes[r, 2 * col].set_title(site_label(row, style), fontsize=style.small_size, loc="left", pad=2)
+        title = axes[r, 2 * col].set_title(
+            site_label(row, style), fontsize=style.small_size, loc="left", pad=2
+        )
         title.set_in_layout(True)
-        axes[r, 2 * col + 1].plot(0.9, 1.08, transform=axes[r, 2 * col + 1].transAxes, ls="none",
-                                  marker=CLASS_MARKERS[c], mfc=CLASS_COLORS[c], mec="black", mew=0.5, ms=style.scale(5),
-                                  clip_on=False, scalex=False, scaley=False)
-    for ax in axes.flat[2 * len(pairs):]:
+        axes[r, 2 * col + 1].plot(
+            0.9,
+            1.08,
+            transform=axes[r, 2 * col + 1].transAxes,
+            ls="none",
+            marker=CLASS_MARKERS[c],
+            mfc=CLASS_COLORS[c],
+            mec="black",
+            mew=0.5,
+            ms=style.scale(5),
+            clip_on=False,
+            scalex=False,
+            scaley=False,
+        )
+    for ax in axes.flat[2 * len(pairs) :]:
         ax.set_visible(False)
     if im is not None:
-        cb = fig.colorbar(im, ax=axes, orientation="horizontal", shrink=0.5, aspect=40, location="bottom",
-                          pad=0.01)
+        cb = fig.colorbar(
+            im,
+            ax=axes,
+            orientation="horizontal",
+            shrink=0.5,
+            aspect=40,
+            location="bottom",
+            pad=0.01,
+        )
         _colorbar_ticks(cb, norm)
-        cb.set_label(style.label("radiance") + "; " + style.label(
-            "before_after", b=verdict["baseline_year"], t=verdict["target_year"]))
+        cb.set_label(
+            style.label("radiance")
+            + "; "
+            + style.label("before_after", b=verdict["baseline_year"], t=verdict["target_year"])
+        )
     present = pd.Series([row.klass for row, _, _ in pairs]).value_counts()
-    handles = [*class_handles(style, {k: int(v) for k, v in present.items()}),
-               Patch(fc="white", ec=INVALID_HATCH_COLOR, hatch="////", label=style.label("invalid"))]
+    handles = [
+        *class_handles(style, {k: int(v) for k, v in present.items()}),
+        Patch(fc="white", ec=INVALID_HATCH_COLOR, hatch="////", label=style.label("invalid")),
+    ]
     fig.legend(handles=handles, ncol=style.legend_columns(len(handles)), columnspacing=1.0)
     return finish(fig, verdict, style)
-
-
