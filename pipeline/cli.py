@@ -871,6 +871,12 @@ def cmd_compare(args: argparse.Namespace) -> int:
     if comp is None:  # compare_required: the study raises rather than skip; this is a guard
         raise ConfigError("no comparison was made")
     got_kind = comp.did["data_kind"]
+    if any((args.out / n).exists() for n in ("verdict.json", "report.html", "report.md")):
+        log.warning(
+            "%s: the report and site tables there come from an earlier 'nightlights run' and now disagree with "
+            "this comparison's files; 'nightlights run' makes both together, or give compare another --out",
+            args.out,
+        )
     with staged(args.out) as out:
         write_comparison(comp, out)
         if not args.no_figures:
@@ -884,7 +890,7 @@ def cmd_compare(args: argparse.Namespace) -> int:
         f"[{d['ci_low']:+.3f}, {d['ci_high']:+.3f}], p = {d['p_value']:.4f} "
         f"({d['n_treated']} treated, {d['n_control']} controls"
         + (
-            f"; {d['n_excluded_controls']} units of later batches already building left out"
+            f"; {d['n_excluded_controls']} units of other batches already building left out"
             if d.get("n_excluded_controls")
             else ""
         )

@@ -113,13 +113,11 @@ def _month(value: object) -> str | None:
     return f"{int(m.group(1)):04d}-{int(m.group(2)):02d}" if m else None
 
 
-def _label(value: object) -> str:
-    y = batch_year(value)
-    return (
-        str(y)
-        if isinstance(value, (int, float, np.integer, np.floating)) and y is not None
-        else str(value)
-    )
+def _label(value: object) -> str | None:
+    """The batch label as the site files spell it (:func:`pipeline.sites.batch_label`); None without one."""
+    from pipeline.sites import batch_label
+
+    return batch_label(value)
 
 
 def unit_schedule(sites: pd.DataFrame) -> pd.DataFrame:
@@ -132,7 +130,11 @@ def unit_schedule(sites: pd.DataFrame) -> pd.DataFrame:
     missing = [c for c in ("unit_id", "batch") if c not in sites.columns]
     if missing:
         raise ComparisonError(f"site schedule: missing column(s) {', '.join(missing)}")
-    s = sites[sites["unit_id"].notna()]
+    # a site without a batch is a place a user measures, not a cohort of the policy: it treats nothing
+    s = sites[
+        sites["unit_id"].notna()
+        & pd.Series([_label(b) is not None for b in sites["batch"]], index=sites.index)
+    ]
     frame = pd.DataFrame(
         {
             "unit_id": s["unit_id"].astype(str).to_numpy(),

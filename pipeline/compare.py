@@ -179,7 +179,7 @@ def treated_units(sites: gpd.GeoDataFrame, units: gpd.GeoDataFrame, batch: str) 
             f"no site of batch {batch} in the site files (batches present: "
             f"{', '.join(have) or 'none'}); choose --batch among them"
         )
-    assigned = assign_units(chosen, units, column="unit", source=source)
+    assigned = assign_units(chosen, units, column="unit", source=source, name_level=logging.INFO)
     inside = assigned["unit_id"].dropna()
     if inside.empty:
         raise ComparisonError(

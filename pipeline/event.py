@@ -98,7 +98,7 @@ def site_relative(
         raise EventStudyError(f"event study: site-month table lacks column(s) {', '.join(missing)}")
     inaug = pd.Series(inauguration, dtype=object).dropna()
     if inaug.empty:
-        raise EventStudyError("event study: no site has an inauguration month")
+        raise EventStudyError("no site of the batch has an inauguration month")
     ctrl = pd.Series(control.to_numpy(float), index=_month_index(control.index)).clip(lower=0)
     ctrl = ctrl[~ctrl.index.duplicated()]
     ctrl_eps = _floor(ctrl.to_numpy()) if eps is None else eps

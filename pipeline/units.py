@@ -133,6 +133,7 @@ def assign_units(
     column: str = "county",
     source: str | None = None,
     outside_level: int = logging.WARNING,
+    name_level: int = logging.WARNING,
 ) -> gpd.GeoDataFrame:
     """The sites with ``<column>`` (unit name) and ``<column>_id`` (unit id) of the unit holding
     each site's centre (``center_lon``/``center_lat``, else a representative point).
@@ -185,10 +186,11 @@ def assign_units(
             if others
             else ""
         )
-        log.warning(
-            "%s: warning: %s falls in %s %s (%s, %s), which has another name%s; check the point or the "
-            "boundary",
+        log.log(
+            name_level,
+            "%s: %s%s falls in %s %s (%s, %s), which has another name%s; check the point or the boundary",
             source,
+            "warning: " if name_level >= logging.WARNING else "",
             label,
             column,
             units["name"].iat[u],
@@ -219,7 +221,14 @@ def with_default_counties(
         return sites, None
     # the county column is a convenience here: a site off the polygons (a coast) is said, not warned
     # about; `compare`, where treatment depends on it, warns
-    return assign_units(sites, units, source=str(path), outside_level=logging.INFO), units
+    # the county column is a convenience in `run`: a user's site named after its factory, not its county,
+    # is no problem, so name differences are debug lines here (`compare`, where treatment hangs on them, says them)
+    return (
+        assign_units(
+            sites, units, source=str(path), outside_level=logging.INFO, name_level=logging.DEBUG
+        ),
+        units,
+    )
 
 
 def unit_log_changes(

@@ -174,7 +174,7 @@ def test_null_twin_is_not_significant(null):
 
     lead = section_paragraphs(null[0])[0]
     assert f"picks up a brightening of {_pct(d['mde_log'])} or more only 4 times in 5" in lead
-    assert "1 counties of later batches (2025) were left out" in lead
+    assert "1 counties of other batches (2025) were left out" in lead
     ko = section_paragraphs_ko(null[0])[0]
     assert f"{_pct(d['mde_log'])} 이상 밝아진 효과" in ko and "시·군 1곳은 비교에서 뺐다" in ko
 
@@ -509,7 +509,7 @@ def test_cli_compare_null_says_what_it_cannot_rule_out(tmp_path, capsys):
     )
     printed = capsys.readouterr().out
     d = json.loads((out / "did.json").read_text())
-    assert "1 units of later batches already building left out" in printed
+    assert "1 units of other batches already building left out" in printed
     assert (
         f"effects below {d['mde_log']:+.3f} log" in printed and "less than 4 times in 5" in printed
     )

@@ -129,7 +129,7 @@ def test_bad_inputs_raise_comparison_errors():
         event_study(sites, late, control)
     with pytest.raises(ComparisonError, match="lacks column"):
         event_study(sites.drop(columns="value"), inaug, control)
-    with pytest.raises(ComparisonError, match="no site has an inauguration"):
+    with pytest.raises(ComparisonError, match="no site of the batch has an inauguration"):
         event_study(sites, pd.Series(dtype=object), control)
 
 

@@ -155,6 +155,9 @@ def verdict_figure(changes: pd.DataFrame, verdict: dict[str, Any], style: Style)
                 "other_title",
                 n=len(other),
                 name=name,
+                sep="\n"
+                if style.width_mm < 120
+                else " ",  # a column-wide chart: the counts on a line of their own
                 counts=", ".join(
                     style.label("n_class", n=counts[c], cls=style.label(c))
                     for c in CLASS_ORDER

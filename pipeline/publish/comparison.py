@@ -333,7 +333,7 @@ def _controls_words(d: dict[str, Any]) -> str:
         return ""
     batches = sorted({str(e.get("batch")) for e in d.get("excluded_controls") or []})
     return (
-        f" {n} counties of later batches ({', '.join(batches)}) were left out of the comparison because their "
+        f" {n} counties of other batches ({', '.join(batches)}) were left out of the comparison because their "
         f"factories were already being built by {d['target_year']} (did.json lists them and why)."
     )
 
@@ -344,7 +344,7 @@ def _controls_words_ko(d: dict[str, Any]) -> str:
         return ""
     batches = "·".join(sorted({str(e.get("batch")) for e in d.get("excluded_controls") or []}))
     return (
-        f" {d['target_year']}년까지 공장 건설이 시작된 다음 차수({batches}년) 시·군 {n}곳은 비교에서 뺐다"
+        f" {d['target_year']}년까지 공장 건설이 시작된 다른 묶음({batches}) 시·군 {n}곳은 비교에서 뺐다"
         "(목록과 이유는 did.json)."
     )
 
