@@ -184,7 +184,11 @@ def test_planted_report_has_no_power_caveat_and_gives_cohort_effects(planted):
 
     d = planted[0].did
     paras = section_paragraphs(planted[0])
-    assert "4 times in 5" not in paras[0]
+    assert (
+        "Not significant is not the same as no effect" not in paras[0]
+    )  # no caveat on a clear effect
+    # but the detectable effect is stated, so a reader can set this result beside a null one
+    assert f"brightening of {100 * np.expm1(d['mde_log']):+.0f}%" in paras[0]
     cells = {(c["batch"], c["year"]): c for c in d["cohort_effects"]["cells"]}
     # batch 2024 has no groundbreaking date in this scenario: it builds from 2024, base year 2023
     assert cells[("2024", 2025)]["base_year"] == 2023

@@ -312,8 +312,17 @@ def _relative(est: float) -> str:
 def _power_words(d: dict[str, Any]) -> str:
     """Issue 23: what a non-significant result can and cannot rule out, for readers."""
     mde, neg = d.get("mde_log"), d.get("mde_log_negative")
-    if d.get("p_value") is None or d["p_value"] < 0.05:
+    if d.get("p_value") is None:
         return ""
+    if d["p_value"] < 0.05:  # significant: still say what the design could see, so results compare
+        if mde is None:
+            return ""
+        return (
+            f" The smallest effect this comparison detects 4 times in 5 (80% power at the 5% level, from the "
+            f"placebo sets) is a brightening of {_pct(mde)}"
+            + (f" or a dimming of {_pct(neg)}" if neg is not None else "")
+            + "."
+        )
     if mde is None:
         return " With so few placebo sets the test cannot reject at 5%; the result says nothing about an effect."
     text = (
@@ -351,8 +360,16 @@ def _controls_words_ko(d: dict[str, Any]) -> str:
 
 def _power_words_ko(d: dict[str, Any]) -> str:
     mde, neg = d.get("mde_log"), d.get("mde_log_negative")
-    if d.get("p_value") is None or d["p_value"] < 0.05:
+    if d.get("p_value") is None:
         return ""
+    if d["p_value"] < 0.05:
+        if mde is None:
+            return ""
+        dim = f" 또는 {_pct(neg)} 어두워짐" if neg is not None else ""
+        return (
+            f" 이 비교가 5번 중 4번 잡아내는 가장 작은 효과(5% 수준 검정력 80%, 위약 조합으로 계산)는 "
+            f"{_pct(mde)} 밝아짐{dim}이다."
+        )
     if mde is None:
         return " 위약 조합이 너무 적어 5% 수준에서 기각할 수 없으므로, 이 결과는 효과에 대해 아무것도 말하지 않는다."
     dim = f", {_pct(neg)} 이상 어두워진 경우도 같은 빈도로" if neg is not None else ""
