@@ -30,7 +30,7 @@ $(STAMP): pyproject.toml
 all: $(STAMP)
 	$(BIN)/nightlights run --source $(SOURCE) --out $(OUT)
 
-## Run the test suite, the linter and the type checker (about 12 minutes on 2 cores)
+## Run the test suite, the linter, the format check and the type checker (about 9 minutes on 2 cores)
 test: $(STAMP)
 	$(BIN)/python -m pytest -q
 	$(BIN)/ruff check pipeline tests bench
