@@ -190,6 +190,34 @@ def _add_run(sub: argparse._SubParsersAction, common: argparse.ArgumentParser) -
               nightlights run --source local --rasters ~/viirs/monthly --sites a.geojson --sites b.geojson
               nightlights run --source eog --baseline-year 2024 --target-year 2025 --out results/"""),
     )
+    _study_options(sp, "tables and verdict only")
+    sp.add_argument(
+        "--product",
+        choices=PRODUCTS,
+        help="monthly composites (default) or annual ones (EOG VNL v2, Black Marble VNP46A4)",
+    )
+    sp.add_argument(
+        "--claim",
+        type=Path,
+        metavar="FILE.yaml",
+        help="claim to judge (README 'The claim'; default: claims/joongang-2026-02-03.yaml); its "
+        "n_sites must match the run's sites of its batch; its years are the run's unless given",
+    )
+    sp.add_argument(
+        "--no-sensitivity",
+        action="store_true",
+        help="skip the method-variant grid and the calibration controls (faster)",
+    )
+    sp.add_argument(
+        "--no-compare",
+        action="store_true",
+        help="skip the county comparison (otherwise made whenever aoi/boundaries covers the sites)",
+    )
+    sp.set_defaults(func=cmd_run)
+
+
+def _study_options(sp: argparse.ArgumentParser, no_figures_help: str) -> None:
+    """The options every study command shares (run, compare): inputs, outputs, caches, method."""
     sp.add_argument(
         "--sites",
         action="extend",
@@ -203,18 +231,6 @@ def _add_run(sub: argparse._SubParsersAction, common: argparse.ArgumentParser) -
     )
     sp.add_argument(
         "--rasters", type=Path, metavar="DIR", help="folder of monthly rasters (--source local)"
-    )
-    sp.add_argument(
-        "--product",
-        choices=PRODUCTS,
-        help="monthly composites (default) or annual ones (EOG VNL v2, Black Marble VNP46A4)",
-    )
-    sp.add_argument(
-        "--claim",
-        type=Path,
-        metavar="FILE.yaml",
-        help="claim to judge (README 'The claim'; default: claims/joongang-2026-02-03.yaml); its "
-        "n_sites must match the run's sites of its batch",
     )
     sp.add_argument(
         "--out",
@@ -241,23 +257,12 @@ def _add_run(sub: argparse._SubParsersAction, common: argparse.ArgumentParser) -
         choices=EOG_CONFIGS,
         help="EOG configuration to download and read (default vcmslcfg: stray-light corrected)",
     )
-    sp.add_argument(
-        "--no-sensitivity",
-        action="store_true",
-        help="skip the method-variant grid and the calibration controls (faster)",
-    )
-    sp.add_argument("--no-figures", action="store_true", help="tables and verdict only")
-    sp.add_argument(
-        "--no-compare",
-        action="store_true",
-        help="skip the county comparison (otherwise made whenever aoi/boundaries covers the sites)",
-    )
+    sp.add_argument("--no-figures", action="store_true", help=no_figures_help)
     sp.add_argument(
         "--scheduler", metavar="ADDRESS", help="dask.distributed scheduler (e.g. tcp://host:8786)"
     )
     _analysis_options(sp)
     _compare_start_option(sp)
-    sp.set_defaults(func=cmd_run)
 
 
 def _compare_start_option(sp: argparse.ArgumentParser) -> None:
@@ -292,19 +297,12 @@ def _add_compare(sub: argparse._SubParsersAction, common: argparse.ArgumentParse
               nightlights compare --units aoi/boundaries/prk_adm2.geojson --sites aoi/sites_2024.geojson --batch 2024
               nightlights compare --source local --rasters ~/viirs/monthly --compare-start-year 2018"""),
     )
+    _study_options(sp, "tables only")
     sp.add_argument(
         "--units",
         type=Path,
         metavar="PATH",
         help="unit polygons with unit_id (default: aoi/boundaries/prk_adm2.geojson, 181 DPRK counties)",
-    )
-    sp.add_argument(
-        "--sites",
-        action="extend",
-        nargs="+",
-        type=Path,
-        metavar="PATH",
-        help="site GeoJSON file(s) (repeatable; default: every aoi/*.geojson)",
     )
     sp.add_argument(
         "--claim",
@@ -319,43 +317,6 @@ def _add_compare(sub: argparse._SubParsersAction, common: argparse.ArgumentParse
         help="the designated batch: a label as in the site files' 'batch' (a year such as 2024, or "
         "any text such as pilot); default: the claim's batch (2024)",
     )
-    sp.add_argument(
-        "--source", choices=SOURCES, default="auto", help="where the monthly rasters come from"
-    )
-    sp.add_argument(
-        "--rasters", type=Path, metavar="DIR", help="folder of monthly rasters (--source local)"
-    )
-    sp.add_argument(
-        "--out",
-        type=Path,
-        default=Path("outputs"),
-        metavar="DIR",
-        help="output folder (default outputs/)",
-    )
-    sp.add_argument(
-        "--data-dir",
-        type=Path,
-        default=Path("data"),
-        metavar="DIR",
-        help="where downloads and the demo are cached (default data/)",
-    )
-    sp.add_argument(
-        "--cache-dir",
-        type=Path,
-        metavar="DIR",
-        help="study cube cache (default <data-dir>/cache); 'none' reads the monthly files directly",
-    )
-    sp.add_argument(
-        "--eog-config",
-        choices=EOG_CONFIGS,
-        help="EOG configuration to download and read (default vcmslcfg: stray-light corrected)",
-    )
-    sp.add_argument("--no-figures", action="store_true", help="tables only")
-    sp.add_argument(
-        "--scheduler", metavar="ADDRESS", help="dask.distributed scheduler (e.g. tcp://host:8786)"
-    )
-    _analysis_options(sp)
-    _compare_start_option(sp)
     sp.set_defaults(func=cmd_compare)
 
 
