@@ -27,7 +27,7 @@ import numpy as np
 import pandas as pd
 
 from pipeline.cohorts import clean_did, unit_schedule, wild_cluster_bootstrap
-from pipeline.did import _units, estimate_did
+from pipeline.did import estimate_did, unit_log_change_set
 
 YEARS = tuple(range(2020, 2026))
 SCENARIOS = {  # effect on batch 2024, contamination by batch 2025, noise sd of batch 2024
@@ -135,7 +135,7 @@ def calibrate(
         cov.append(r.ci_low <= effect <= r.ci_high)
         mde.append(np.nan if r.mde_log is None else r.mde_log)
         nc.append(r.n_control)
-        u = _units(panel, 2024, 2025, r.eps, r.excluded)
+        u = unit_log_change_set(panel, 2024, 2025, r.eps, r.excluded)
         wcb.append(
             wild_cluster_bootstrap(u.d, u.treated, u.strata, n_boot=wcb_boot, seed=s).p_value < 0.05
         )

@@ -15,7 +15,7 @@ import shutil
 from collections.abc import Iterable
 from pathlib import Path
 
-from pipeline.cube import LAYOUT, TMP_PREFIX, _remove
+from pipeline.cube import LAYOUT, TMP_PREFIX, remove_cube
 from pipeline.outputs import process_alive
 from pipeline.provenance import human_size
 
@@ -40,7 +40,7 @@ def prune_cubes(cache_dir: Path | str, keep: Iterable[str | Path] = ()) -> tuple
         why = _stale(cube)
         if why:
             size = _size(cube)
-            _remove(cube)
+            remove_cube(cube)
             log.info("%s: removed (%s), %s freed", cube, why, human_size(size))
             removed, freed = removed + 1, freed + size
     for tmp in folder.glob(f"{TMP_PREFIX}*"):

@@ -63,11 +63,11 @@ from pipeline.did import (
     DEFAULT_DRAWS,
     DEFAULT_SEED,
     DidResult,
-    _critical,
-    _p_value,
-    _units,
-    _welch,
+    critical_value,
     estimate_did,
+    ri_p_value,
+    unit_log_change_set,
+    welch_t,
 )
 from pipeline.errors import ComparisonError
 
@@ -344,7 +344,7 @@ def group_time_effects(
     alpha = 1 - confidence
     if eps is None:
         base0 = min((s - 1 for s, _ in cohorts.values() if s - 1 in years), default=years[0])
-        eps = _units(p.assign(treated=False), base0, base0, None, exclude).eps
+        eps = unit_log_change_set(p.assign(treated=False), base0, base0, None, exclude).eps
     cells: list[dict[str, Any]] = []
     skipped: list[str] = []
     specs: list[Any] = []
@@ -570,7 +570,7 @@ def _joint(
         mr = ((rest * x).sum(1) + e.sum()) / np.maximum(n_r, 1)
         ss_t = (m * x * x).sum(1) - n_t * mt**2
         ss_r = (rest * x * x).sum(1) + (e * e).sum() - n_r * mr**2
-        tt, _ = _welch(mt, ss_t, np.maximum(n_t, 2), mr, ss_r, np.maximum(n_r, 2))
+        tt, _ = welch_t(mt, ss_t, np.maximum(n_t, 2), mr, ss_r, np.maximum(n_r, 2))
         return mt - mr, tt
 
     agg = lo = hi = p_agg = None
@@ -578,14 +578,14 @@ def _joint(
         wts = [w["weight"] for w in weights]
         obs = float(sum(w * cells[i]["estimate_log"] for w, i in zip(wts, post, strict=True)))
         placebo = np.asarray(sum(w * stats(i)[0] for w, i in zip(wts, post, strict=True)))
-        half = _critical(np.abs(placebo), alpha)
-        agg, lo, hi, p_agg = obs, obs - half, obs + half, _p_value(np.abs(placebo), obs)
+        half = critical_value(np.abs(placebo), alpha)
+        agg, lo, hi, p_agg = obs, obs - half, obs + half, ri_p_value(np.abs(placebo), obs)
 
     def pretrend(cells_i: list[int]) -> tuple[float, float]:
         obs_stat = float(
             sum((cells[i]["estimate_log"] / max(cells[i]["se"], 1e-300)) ** 2 for i in cells_i)
         )
-        return obs_stat, _p_value(np.asarray(sum(stats(i)[1] ** 2 for i in cells_i)), obs_stat)
+        return obs_stat, ri_p_value(np.asarray(sum(stats(i)[1] ** 2 for i in cells_i)), obs_stat)
 
     stat = p_pre = None
     by_batch = []
@@ -738,7 +738,7 @@ def wild_cluster_bootstrap(
     y = d.mean() + w[:, idx] * (d - d.mean())[None, :]
     _, tb = _cluster_t(y, treated, onehot)
     return WildBootstrap(
-        float(b[0]), se, float(t[0]), _p_value(np.abs(tb), float(t[0])), len(labels), n_boot
+        float(b[0]), se, float(t[0]), ri_p_value(np.abs(tb), float(t[0])), len(labels), n_boot
     )
 
 
@@ -774,7 +774,7 @@ def robustness(
     }
     out: dict[str, Any] = {}
     try:
-        u = _units(panel, b, t, main.eps, main.excluded)
+        u = unit_log_change_set(panel, b, t, main.eps, main.excluded)
         out["unequal_variance"] = wild_cluster_bootstrap(
             u.d, u.treated, u.strata, n_boot=n_boot, seed=main.seed
         ).to_dict()

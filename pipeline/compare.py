@@ -130,14 +130,6 @@ SPILLOVER_COLUMNS = [
     "class",
     "n_months",
 ]
-FILES = (
-    "unit_years.csv",
-    "unit_months.parquet",
-    "did.json",
-    "event_study.csv",
-    "disparity.csv",
-    "spillover.csv",
-)
 SYNTHETIC_WARNING = (
     "SYNTHETIC DEMO DATA: generated rasters with planted effects; no number here is evidence "
     "about North Korea or any place."

@@ -132,7 +132,7 @@ def open_cube(cache_dir: Path | str | None, rasters: Sequence[MonthlyRaster]) ->
         log.warning(
             "%s: cube metadata is damaged; building the cube again from the monthly files", path
         )
-        _remove(path)
+        remove_cube(path)
     path.parent.mkdir(parents=True, exist_ok=True)
     tmp = Path(tempfile.mkdtemp(prefix=f"{TMP_PREFIX}{os.getpid()}-", dir=path.parent))
     try:
@@ -570,7 +570,7 @@ def _dtypes(rasters: Sequence[MonthlyRaster]) -> tuple[str, str | None]:
     return rad_t.name, aux_t
 
 
-def _remove(cube: Path) -> None:
+def remove_cube(cube: Path) -> None:
     """Rename aside first, so no reader ever opens a half-deleted cube under its real name."""
     aside = cube.with_name(f"{TMP_PREFIX}{os.getpid()}-gone-{cube.name}")
     try:

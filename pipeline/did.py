@@ -156,7 +156,7 @@ def _check_panel(panel: pd.DataFrame) -> None:
         )
 
 
-def _units(
+def unit_log_change_set(
     panel: pd.DataFrame,
     baseline_year: int,
     target_year: int,
@@ -226,14 +226,14 @@ def placebo_sets(
     return chosen, shortfall
 
 
-def _welch(mean_a, ss_a, n_a, mean_b, ss_b, n_b):
+def welch_t(mean_a, ss_a, n_a, mean_b, ss_b, n_b):
     """Welch t of a - b from means and centred sums of squares (arrays or floats)."""
     var = np.maximum(ss_a, 0) / (n_a - 1) / n_a + np.maximum(ss_b, 0) / (n_b - 1) / n_b
     se = np.sqrt(var)
     return (mean_a - mean_b) / np.maximum(se, 1e-300), se
 
 
-def _critical(abs_placebo: np.ndarray, alpha: float) -> float:
+def critical_value(abs_placebo: np.ndarray, alpha: float) -> float:
     """Largest |statistic| not rejected: the m-th largest |placebo|, m = floor(alpha (1+B) - 1) + 1.
 
     ``p(x) = (1 + #{|s| >= x}) / (1 + B) > alpha`` holds exactly when at least m placebo values
@@ -246,7 +246,7 @@ def _critical(abs_placebo: np.ndarray, alpha: float) -> float:
     return float(np.sort(abs_placebo)[::-1][m - 1])
 
 
-def _p_value(abs_placebo: np.ndarray, observed: float) -> float:
+def ri_p_value(abs_placebo: np.ndarray, observed: float) -> float:
     # A relative tolerance so that ties (e.g. a placebo set equal to the treated set) count.
     hits = np.count_nonzero(abs_placebo >= abs(observed) * (1 - 1e-12))
     return float((1 + hits) / (1 + len(abs_placebo)))
@@ -305,7 +305,7 @@ def _estimate(
     d_t, d_c = u.d[u.treated], u.d[~u.treated]
     est = float(d_t.mean() - d_c.mean())
     ss = lambda x: float(((x - x.mean()) ** 2).sum())  # noqa: E731
-    t_obs, se = _welch(d_t.mean(), ss(d_t), n_t, d_c.mean(), ss(d_c), n_c)
+    t_obs, se = welch_t(d_t.mean(), ss(d_t), n_t, d_c.mean(), ss(d_c), n_c)
 
     strata_c = u.strata[~u.treated] if stratify else np.zeros(n_c, dtype=str)
     strata_t = u.strata[u.treated] if stratify else np.zeros(n_t, dtype=str)
@@ -316,15 +316,15 @@ def _estimate(
     mean_p, mean_r = s1 / n_t, r1 / n_r
     coef = mean_p - mean_r
     alpha = 1 - confidence
-    p_coef = _p_value(np.abs(coef), est)
+    p_coef = ri_p_value(np.abs(coef), est)
     if statistic == "t":
-        t_pl, se_pl = _welch(mean_p, s2 - n_t * mean_p**2, n_t, mean_r, r2 - n_r * mean_r**2, n_r)
-        p = _p_value(np.abs(t_pl), float(t_obs))
-        crit = _critical(np.abs(t_pl), alpha)
+        t_pl, se_pl = welch_t(mean_p, s2 - n_t * mean_p**2, n_t, mean_r, r2 - n_r * mean_r**2, n_r)
+        p = ri_p_value(np.abs(t_pl), float(t_obs))
+        crit = critical_value(np.abs(t_pl), alpha)
         half = crit * float(se)
     else:
         p = p_coef
-        crit = half = _critical(np.abs(coef), alpha)
+        crit = half = critical_value(np.abs(coef), alpha)
         se_pl = np.ones_like(coef)
     mde = minimum_detectable_effect(coef, se_pl, crit)
     mde_neg = minimum_detectable_effect(-coef, se_pl, crit)
@@ -388,7 +388,7 @@ def estimate_did(
     cannot be compared (missing columns, no treated unit, fewer than 5 controls, ...).
     """
     excluded = tuple(str(x) for x in exclude)
-    u = _units(panel, baseline_year, target_year, eps, excluded)
+    u = unit_log_change_set(panel, baseline_year, target_year, eps, excluded)
     return _estimate(
         u,
         baseline_year,
@@ -453,7 +453,7 @@ def pretrend_placebos(
     _check_panel(panel)
     if kwargs.get("eps") is None:
         exclude: tuple[str, ...] = tuple(kwargs.get("exclude", ()))  # type: ignore[arg-type]
-        kwargs["eps"] = _units(panel, baseline_year, baseline_year, None, exclude).eps
+        kwargs["eps"] = unit_log_change_set(panel, baseline_year, baseline_year, None, exclude).eps
     if pairs is None:
         pairs = pretrend_pairs(panel["year"].unique(), baseline_year, gap)
     rows = []

@@ -520,11 +520,6 @@ def _leftovers(out: Path) -> list[tuple[Path, int]]:
     return found
 
 
-def remove_stale_staging(out: Path) -> list[Path]:
-    """Earlier name of :func:`recover`."""
-    return recover(out)
-
-
 @contextmanager
 def _publish_lock(out: Path) -> Iterator[None]:
     """One publisher at a time per ``--out`` (a lock on its parent folder, released at exit)."""

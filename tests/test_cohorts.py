@@ -268,11 +268,11 @@ def test_cluster_t_matches_a_direct_sandwich():
 
 def test_wild_cluster_bootstrap_sees_a_planted_effect_and_not_a_null():
     from pipeline.cohorts import wild_cluster_bootstrap
-    from pipeline.did import _units
+    from pipeline.did import unit_log_change_set
 
     for effect, significant in ((0.3, True), (0.0, False)):
         panel, _ = cohort_panel(8, effect=effect, contamination=0.0)
-        u = _units(panel, 2024, 2025, None, ())
+        u = unit_log_change_set(panel, 2024, 2025, None, ())
         w = wild_cluster_bootstrap(u.d, u.treated, u.strata, n_boot=1999)
         assert (w.p_value < 0.05) == significant and w.n_clusters == 12
         assert w.estimate_log == pytest.approx(u.d[u.treated].mean() - u.d[~u.treated].mean())
@@ -281,12 +281,12 @@ def test_wild_cluster_bootstrap_sees_a_planted_effect_and_not_a_null():
 @pytest.mark.slow
 def test_wild_cluster_bootstrap_holds_its_size_when_treated_units_are_noisier():
     from pipeline.cohorts import wild_cluster_bootstrap
-    from pipeline.did import _units
+    from pipeline.did import unit_log_change_set
 
     rej = []
     for s in range(200):
         panel, _ = cohort_panel(s, contamination=0.0, treated_noise=0.3)
-        u = _units(panel, 2024, 2025, None, ())
+        u = unit_log_change_set(panel, 2024, 2025, None, ())
         rej.append(
             wild_cluster_bootstrap(u.d, u.treated, u.strata, n_boot=499, seed=s).p_value < 0.05
         )

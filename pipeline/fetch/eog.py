@@ -72,7 +72,7 @@ def tile_for(bbox: Bbox) -> str | None:
     return None
 
 
-class _Links(HTMLParser):
+class Links(HTMLParser):
     def __init__(self) -> None:
         super().__init__()
         self.hrefs: list[str] = []
@@ -84,7 +84,7 @@ class _Links(HTMLParser):
 
 def listing_names(html: str) -> list[str]:
     """File names linked from an Apache index page."""
-    p = _Links()
+    p = Links()
     p.feed(html)
     return [h.rsplit("/", 1)[-1] for h in p.hrefs if not h.endswith("/") and "?" not in h]
 
@@ -469,7 +469,7 @@ def _tiled(ctx: Context, auth: EogAuth, cfg: str, year: int, month: int, tile: s
             tmp = archive.with_name(name + ".extracted")
             try:
                 unpack_member(tf, member, tmp, budget, archive)
-                written[layer] = _write_layer(tmp.as_posix(), out / name, layer, ctx.bbox, url)
+                written[layer] = write_layer(tmp.as_posix(), out / name, layer, ctx.bbox, url)
             finally:  # whatever happened (budget, full disk, a signal), no part file is left
                 tmp.unlink(missing_ok=True)
     _finish(ctx, cfg, year, month, written, [source])
@@ -496,7 +496,7 @@ def _notile(ctx: Context, auth: EogAuth, cfg: str, year: int, month: int) -> Non
             progress=ctx.progress,
         )
         sources.append({"url": base + found[0], "size": gz.stat().st_size, "sha256": sha256(gz)})
-        written[layer] = _write_layer(
+        written[layer] = write_layer(
             f"/vsigzip/{gz.as_posix()}", out / found[0][:-3], layer, ctx.bbox, base + found[0]
         )
     _finish(ctx, cfg, year, month, written, sources)
@@ -504,7 +504,7 @@ def _notile(ctx: Context, auth: EogAuth, cfg: str, year: int, month: int) -> Non
         (_raw_dir(ctx, cfg) / s["url"].rsplit("/", 1)[-1]).unlink(missing_ok=True)
 
 
-def _write_layer(
+def write_layer(
     src: str, dest: Path, layer: str, bbox: Bbox, url: str, product: str = "EOG VNL monthly v10"
 ) -> Path:
     array, transform, nodata, crs, tags = crop(src, bbox)

@@ -29,7 +29,7 @@ from typing import Any
 
 from pipeline.config import EOG_CONFIGS
 from pipeline.errors import ConfigError, DownloadError
-from pipeline.fetch.eog import EogAuth, _Links, _write_layer, verify_gzip
+from pipeline.fetch.eog import EogAuth, Links, verify_gzip, write_layer
 from pipeline.fetch.http import NotPublished, fetch_file, get_text, public_url
 from pipeline.fetch.manifest import Context
 from pipeline.provenance import sha256
@@ -51,7 +51,7 @@ def product_name(cfg: str) -> str:
 
 
 def _hrefs(html: str) -> list[str]:
-    p = _Links()
+    p = Links()
     p.feed(html)
     return [h for h in p.hrefs if "?" not in h]
 
@@ -146,7 +146,7 @@ def ensure_year(ctx: Context, auth: EogAuth, cfg: str, year: int, versions: list
         sources.append({"url": base + name, "size": gz.stat().st_size, "sha256": sha256(gz)})
         fetched[layer] = gz
     for layer, gz in fetched.items():
-        written[layer] = _write_layer(
+        written[layer] = write_layer(
             f"/vsigzip/{gz.as_posix()}",
             out / gz.name[:-3],
             layer,
