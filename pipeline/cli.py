@@ -792,9 +792,8 @@ def _write_run(results, args: argparse.Namespace) -> None:
         if not args.no_figures:
             from pipeline.publish import write_publication
 
-            write_publication(
-                results, out, cache_dir=_cache_dir(args)
-            )  # input checksums are cached there
+            # input checksums are cached in the cache folder
+            write_publication(results, out, cache_dir=_cache_dir(args), progress=not args.quiet)
 
 
 def cmd_compare(args: argparse.Namespace) -> int:
@@ -907,7 +906,7 @@ def cmd_figures(args: argparse.Namespace) -> int:
     results = load_results(args.out)
     with staged(args.out, owns=("figures/",)) as out:
         cache = args.data_dir / "cache" if args.data_dir.is_dir() else None
-        written = write_publication(results, out, style, cache_dir=cache)
+        written = write_publication(results, out, style, cache_dir=cache, progress=not args.quiet)
     print(
         f"{len(written)} charts ({', '.join(style.formats)}), report.html, report.md and GIS files in {args.out}/"
     )

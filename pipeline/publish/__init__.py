@@ -28,18 +28,35 @@ __all__ = ["Style", "write_publication"]
 
 
 def write_publication(
-    results: Any, out: Any, style: Style | None = None, cache_dir: Path | None = None
+    results: Any,
+    out: Any,
+    style: Style | None = None,
+    cache_dir: Path | None = None,
+    progress: bool = False,
 ) -> dict[str, Path]:
     """Every chart, the GIS files and both reports into the staging folder ``out``.
 
     ``cache_dir`` (the run's ``--data-dir``/cache) keeps input checksums between runs; without
     it they are computed afresh. Nothing is written anywhere else (never into ``$HOME``).
+    ``progress``: a bar over the charts (publishing is most of a warm run's time).
     """
+    from tqdm.auto import tqdm
+
     matplotlib.use("Agg")  # files only; chosen here, not at import, so notebooks keep their backend
     style = style or Style()
     v = results.verdict
     pngs: dict[str, bytes] = {}
-    for name, build in _chart_builders(results, style).items():
+    builders = _chart_builders(results, style)
+    bar = tqdm(
+        builders.items(),
+        total=len(builders),
+        desc="charts",
+        unit="chart",
+        disable=not progress,
+        leave=False,
+    )
+    for name, build in bar:
+        bar.set_postfix_str(name)
         with styled(style):
             fig = build()
             if fig is None:
