@@ -37,8 +37,7 @@ from pipeline.sensitivity import (
 )
 from pipeline.sites import background_rings, batch_labels, in_batch, with_radius
 from pipeline.sources import MonthlyRaster
-from pipeline.units import unit_log_changes
-from pipeline.verdict import make_verdict
+from pipeline.verdict import Verdict, make_verdict
 from pipeline.zonal import zone_month_table
 
 if TYPE_CHECKING:
@@ -46,7 +45,6 @@ if TYPE_CHECKING:
 
 log = logging.getLogger(__name__)
 
-UNIT_ZONE = "@unit:"  # zone-name prefix of administrative units (counties) in the zone table
 SITE_MONTH_COLUMNS = [
     "site_id",
     "month",
@@ -67,13 +65,11 @@ class Results:
     sites: gpd.GeoDataFrame
     site_months: pd.DataFrame
     changes: pd.DataFrame
-    verdict: dict[str, Any]
+    verdict: Verdict
     sensitivity: pd.DataFrame | None = None
     zone_table: pd.DataFrame = field(default_factory=pd.DataFrame, repr=False)
     rasters: list[MonthlyRaster] = field(default_factory=list, repr=False)
-    unit_changes: pd.DataFrame | None = (
-        None  # unit_id, name, ..., log_change (see units.unit_log_changes)
-    )
+    unit_changes: pd.DataFrame | None = None  # county_changes.csv (see pipeline.panel.unit_changes)
     comparison: Comparison | None = field(
         default=None, repr=False
     )  # the county comparison (compare)
@@ -187,7 +183,8 @@ def analyse(
     cube_dir: Path | None = None,
     claim: Claim = DEFAULT_CLAIM,
     alternatives: Mapping[str, Sequence[MonthlyRaster]] | None = None,
-    units: gpd.GeoDataFrame | None = None,
+    extra_zones: gpd.GeoDataFrame | None = None,
+    table: pd.DataFrame | None = None,
 ) -> Results:
     """The whole analysis on already-located inputs (see :mod:`pipeline.cli` for I/O).
 
@@ -198,36 +195,21 @@ def analyse(
     Annual composites (:class:`~pipeline.sources.AnnualRaster`) are compared as composites
     (:mod:`pipeline.annual`). ``alternatives``: the other product's rasters for the same
     years (product -> rasters); their variants join the sensitivity table with a ``product`` column.
-    With ``units`` (e.g. the counties), the same pass also gives each unit's change in light.
+    ``extra_zones`` (another stage's, e.g. the comparison's) join the same extraction; ``table``:
+    that extraction already made by the caller (:func:`pipeline.study.run_study`), so no zone is
+    read twice. Counties are not measured here: their change comes from the unit panel
+    (:mod:`pipeline.panel`).
     """
-    radii = (
-        sorted({*RADII_M, params.default_radius_m}) if sensitivity else [params.default_radius_m]
-    )
-    zones, names = build_zones(sites, params, radii)
-    controls = (
-        control_zones(sites, params.default_radius_m, params.seed)
-        if sensitivity
-        else zones.iloc[:0]
-    )
-    zones = gpd.GeoDataFrame(
-        pd.concat([zones, controls], ignore_index=True), geometry="geometry", crs=zones.crs
-    )
+    zones, names, controls = analysis_zones(sites, params, sensitivity)
+    if extra_zones is not None and len(extra_zones):
+        known = set(zones["zone"])
+        extra = extra_zones[~extra_zones["zone"].isin(known)].to_crs(zones.crs)
+        zones = gpd.GeoDataFrame(
+            pd.concat([zones, extra], ignore_index=True), geometry="geometry", crs=zones.crs
+        )
     claim_mask = in_batch(sites, claim.batch)
     stage = _Stage(sites, zones, names, controls, params, claim_mask, progress, cube_dir)
-    table, changes, sens, calib = stage.run(rasters, sensitivity, calibrate=True)
-    unit_table = None
-    if units is not None and len(units):
-        # a pass of its own: counties tile the window and take the streaming path, the sites keep
-        # the chunked path and the study cube (one mixed pass would stream everything)
-        unit_table = zone_month_table(
-            rasters,
-            _unit_zones(units, zones.crs),
-            (params.pixel_rule,),
-            params.min_cf_cvg,
-            params.bm_quality,
-            progress,
-            cube_dir=cube_dir,
-        )
+    table, changes, sens, calib = stage.run(rasters, sensitivity, calibrate=True, table=table)
     changes = _annotate(changes, sites)
     products = {params.product: rasters, **{k: v for k, v in (alternatives or {}).items() if v}}
     if sens is not None and len(products) > 1:
@@ -265,33 +247,37 @@ def analyse(
         calibration=calib,
         version=__version__,
         claim=claim,
+        product=params.product,
+        products=sorted({r.product for r in rasters}),
     )
-    verdict["product"] = params.product
-    verdict["products"] = sorted({r.product for r in rasters})
     months = site_month_view(table, sites, params.pixel_rule, params.min_valid_fraction)
-    unit_changes = unit_change_table(unit_table, units, params) if unit_table is not None else None
-    return Results(sites, months, changes, verdict, sens, table, list(rasters), unit_changes)
+    return Results(sites, months, changes, verdict, sens, table, list(rasters))
 
 
-def _unit_zones(units: gpd.GeoDataFrame | None, crs: Any) -> gpd.GeoDataFrame:
-    if units is None or not len(units):
-        return gpd.GeoDataFrame({"zone": []}, geometry=[], crs=crs)
-    return gpd.GeoDataFrame(
-        {"zone": UNIT_ZONE + units["unit_id"].astype(str)},
-        geometry=units.to_crs(crs).geometry.values,
-        crs=crs,
+def analysis_zones(
+    sites: gpd.GeoDataFrame, params: Params, sensitivity: bool = True
+) -> tuple[gpd.GeoDataFrame, ZoneNames, gpd.GeoDataFrame]:
+    """The analysis's zones (sites, rings, radius variants and, with ``sensitivity``, the
+    calibration controls), their names, and the controls alone."""
+    radii = (
+        sorted({*RADII_M, params.default_radius_m}) if sensitivity else [params.default_radius_m]
     )
-
-
-def unit_change_table(table: pd.DataFrame, units: pd.DataFrame, params: Params) -> pd.DataFrame:
-    """Each unit's change (:func:`pipeline.units.unit_log_changes`) with its names, from the zone table."""
-    t = table[table["zone"].str.startswith(UNIT_ZONE)]
-    t = t.assign(unit_id=t["zone"].str[len(UNIT_ZONE) :])
-    ch = unit_log_changes(t, params.baseline_year, params.target_year, params.min_valid_fraction)
-    meta = pd.DataFrame(
-        units[[c for c in ("unit_id", "name", "name_ko", "province") if c in units]]
+    zones, names = build_zones(sites, params, radii)
+    controls = (
+        control_zones(sites, params.default_radius_m, params.seed)
+        if sensitivity
+        else zones.iloc[:0]
     )
-    return meta.assign(unit_id=meta["unit_id"].astype(str)).merge(ch, on="unit_id", how="left")
+    zones = gpd.GeoDataFrame(
+        pd.concat([zones, controls], ignore_index=True), geometry="geometry", crs=zones.crs
+    )
+    return zones, names, controls
+
+
+def analysis_rules(params: Params, sensitivity: bool) -> tuple[str, ...]:
+    """The pixel rules the analysis extracts: every rule for the sensitivity table, else the headline."""
+    rules = tuple(RULES) if sensitivity else (params.pixel_rule,)
+    return rules if params.pixel_rule in rules else (*rules, params.pixel_rule)
 
 
 @dataclass
@@ -308,21 +294,24 @@ class _Stage:
     cube_dir: Path | None
 
     def run(
-        self, rasters: Sequence[MonthlyRaster], sensitivity: bool, calibrate: bool
+        self,
+        rasters: Sequence[MonthlyRaster],
+        sensitivity: bool,
+        calibrate: bool,
+        table: pd.DataFrame | None = None,
     ) -> tuple[pd.DataFrame, pd.DataFrame, pd.DataFrame | None, dict[str, Any] | None]:
         p, sites, names = self.params, self.sites, self.names
-        rules = RULES if sensitivity else (p.pixel_rule,)
-        if p.pixel_rule not in rules:
-            rules = (*rules, p.pixel_rule)
-        table = zone_month_table(
-            rasters,
-            self.zones,
-            rules,
-            p.min_cf_cvg,
-            p.bm_quality,
-            self.progress,
-            cube_dir=self.cube_dir,
-        )
+        rules = analysis_rules(p, sensitivity)
+        if table is None:
+            table = zone_month_table(
+                rasters,
+                self.zones,
+                rules,
+                p.min_cf_cvg,
+                p.bm_quality,
+                self.progress,
+                cube_dir=self.cube_dir,
+            )
         settings = ChangeSettings.from_params(p)
         headline_table = table[table["pixel_rule"] == p.pixel_rule]
         ids = list(sites["site_id"])
@@ -431,7 +420,7 @@ def load_results(out: str | os.PathLike[str]) -> Results:
         raise ConfigError(
             f"{out}: no {', '.join(missing)}; run 'nightlights run --out {out}' first"
         )
-    verdict = json.loads((out / "verdict.json").read_text(encoding="utf-8"))
+    verdict = Verdict.from_dict(json.loads((out / "verdict.json").read_text(encoding="utf-8")))
     changes = uninert_csv(pd.read_csv(out / "site_changes.csv", dtype={"batch": str})).drop(
         columns=["data_kind"], errors="ignore"
     )

@@ -41,7 +41,7 @@ Measurement choices (methods_policy.md §4.1-4.2, by item):
   radiance (each unit counting once, as in the DiD).
 
 Longer than most modules because it holds both the measurement and the plan that ``run``, the
-``compare`` command and the Python API share (:func:`plan_comparison`, :func:`run_comparison`).
+``compare`` command and the Python API share (:func:`plan_comparison`; :func:`pipeline.study.run_study` runs it).
 """
 
 from __future__ import annotations
@@ -76,6 +76,7 @@ from pipeline.did import (
 from pipeline.disparity import between_group_pvalue, disparity_table
 from pipeline.errors import ComparisonError
 from pipeline.event import EVENT_COLUMNS, event_study
+from pipeline.panel import UNIT_MONTH_COLUMNS, UNIT_ZONE, panel_floor, unit_tables
 from pipeline.sites import (
     background_rings,
     batch_label,
@@ -92,26 +93,6 @@ from pipeline.zonal import zone_month_table
 log = logging.getLogger(__name__)
 
 SPILLOVER_RINGS_M = ((0.0, 5000.0), (5000.0, 10000.0), (10000.0, 20000.0))
-UNIT_YEAR_COLUMNS = [
-    "unit_id",
-    "name",
-    "province",
-    "year",
-    "sum_lights",
-    "mean_radiance",
-    "valid_fraction",
-    "n_months",
-    "treated",
-]
-UNIT_MONTH_COLUMNS = [
-    "unit_id",
-    "month",
-    "sum_lights",
-    "mean_radiance",
-    "valid_fraction",
-    "is_valid",
-    "treated",
-]
 SPILLOVER_COLUMNS = [
     "site_id",
     "name",
@@ -143,9 +124,10 @@ LIMITS = (
 )
 
 
-@dataclass
+@dataclass(frozen=True)
 class Comparison:
-    """Everything ``compare`` writes; ``placebo`` holds the DiD placebo draws (coefficient scale)."""
+    """Everything ``compare`` writes, built once; ``placebo`` holds the DiD placebo draws
+    (coefficient scale). :meth:`to_dict` is ``did.json``; :func:`load_comparison` reads a folder back."""
 
     unit_years: pd.DataFrame
     unit_months: pd.DataFrame
@@ -155,6 +137,10 @@ class Comparison:
     spillover: pd.DataFrame
     data_kind: str
     placebo: tuple[float, ...] = field(default=(), repr=False)
+
+    def to_dict(self) -> dict[str, Any]:
+        """``did.json``: the estimate, its checks and the comparison's settings (JSON values)."""
+        return dict(self.did)
 
 
 def treated_units(sites: gpd.GeoDataFrame, units: gpd.GeoDataFrame, batch: str) -> gpd.GeoDataFrame:
@@ -208,7 +194,7 @@ def plan_comparison(
 ) -> Plan | None:
     """The units, batch (default: the claim's) and treated units; for ``run`` (``required`` False)
     None with one line when there are no boundaries or they do not cover the batch's sites, name
-    warnings held back until :func:`run_comparison` assigns again."""
+    warnings held back until :func:`compare` assigns again."""
     path = units_path or default_units_path()
     if path is None:
         if required:
@@ -234,45 +220,6 @@ def plan_comparison(
     finally:
         units_log.setLevel(level)
     return Plan(Path(path), units, batch, tuple(sorted(set(assigned["unit_id"].dropna()))), claim)
-
-
-def run_comparison(
-    plan: Plan,
-    sites: gpd.GeoDataFrame,
-    rasters: Sequence[MonthlyRaster],
-    params: Params,
-    *,
-    data_kind: str,
-    progress: bool = True,
-    cube_dir: Path | None = None,
-) -> Comparison | None:
-    """``run``'s comparison, skipped in one line when the rasters miss most units (info: a run on a
-    small local area is not a county study) or it cannot be made (a warning); the run's own
-    results do not depend on it."""
-    outside = units_without_rasters(plan.units, rasters)
-    if outside > 0.1 * len(plan.units):
-        log.info(
-            "county comparison skipped: %d of the %d units lie outside the rasters (use "
-            "'nightlights compare --units' with boundaries inside them)",
-            outside,
-            len(plan.units),
-        )
-        return None
-    try:
-        return compare(
-            sites,
-            plan.units,
-            rasters,
-            params,
-            batch=plan.batch,
-            data_kind=data_kind,
-            claim=plan.claim,
-            progress=progress,
-            cube_dir=cube_dir,
-        )
-    except ComparisonError as e:
-        log.warning("county comparison skipped: %s", e)
-        return None
 
 
 def units_without_rasters(units: gpd.GeoDataFrame, rasters: Sequence[MonthlyRaster]) -> int:
@@ -308,14 +255,14 @@ def _ring_name(site_id: str, inner: float, outer: float) -> str:
     return f"{site_id}@near{int(inner)}-{int(outer)}"
 
 
-def build_zones(
-    sites: gpd.GeoDataFrame, units: gpd.GeoDataFrame, controls: gpd.GeoDataFrame, params: Params
+def comparison_zones(
+    sites: gpd.GeoDataFrame, controls: gpd.GeoDataFrame, params: Params
 ) -> gpd.GeoDataFrame:
-    """Every polygon the comparison measures, named ``unit:<id>``, ``<site>``, ``<site>@ring``,
-    ``<site>@near<a>-<b>``, ``ctrl:<unit>`` and ``ctrl:<unit>@ring``."""
+    """Every polygon the comparison measures besides the units, named ``<site>``, ``<site>@ring``,
+    ``<site>@near<a>-<b>``, ``ctrl:<unit>`` and ``ctrl:<unit>@ring`` (the run's grammar, so the
+    sites and rings the analysis extracts are the same zones)."""
     ids = list(sites["site_id"])
     frames: list[tuple[list[str], list[Any]]] = [
-        ([f"unit:{u}" for u in units["unit_id"]], list(units.geometry.values)),
         (ids, list(sites.geometry.values)),
         (
             [f"{s}@ring" for s in ids],
@@ -344,57 +291,12 @@ def build_zones(
     )
 
 
-def unit_tables(
-    table: pd.DataFrame, units: pd.DataFrame, treated: set[str], params: Params
-) -> tuple[pd.DataFrame, pd.DataFrame]:
-    """``unit_months`` and ``unit_years`` from the zone-by-month table (see the module docstring)."""
-    t = table[table["zone"].str.startswith("unit:")]
-    months = pd.DataFrame(
-        {
-            "unit_id": t["zone"].str[5:].to_numpy(),
-            "month": t["month"].to_numpy(),
-            "sum_lights": t["sum_radiance"].to_numpy(float),
-            "mean_radiance": t["mean_radiance"].to_numpy(float),
-            "valid_fraction": t["valid_fraction"].to_numpy(float),
-        }
-    )
-    months["is_valid"] = (months["valid_fraction"] >= params.min_valid_fraction) & months[
-        "mean_radiance"
-    ].notna()
-    months["treated"] = months["unit_id"].isin(treated)
-    cal = months["month"].str[5:7].astype(int)
-    use = months[months["is_valid"] & cal.isin(params.months)].assign(
-        year=lambda d: d["month"].str[:4].astype(int)
-    )
-    yearly = use.groupby(["unit_id", "year"]).agg(
-        sum_lights=("sum_lights", "mean"),
-        mean_radiance=("mean_radiance", "mean"),
-        n_months=("month", "size"),
-    )
-    frac = (
-        months.assign(year=months["month"].str[:4].astype(int))[cal.isin(params.months)]
-        .groupby(["unit_id", "year"])["valid_fraction"]
-        .mean()
-    )
-    years = sorted({int(m[:4]) for m in months["month"]})
-    grid = pd.MultiIndex.from_product([list(units["unit_id"]), years], names=["unit_id", "year"])
-    panel = pd.DataFrame(index=grid).join(yearly).join(frac).reset_index()
-    panel["n_months"] = panel["n_months"].fillna(0).astype(int)
-    meta = pd.DataFrame(
-        {
-            "unit_id": units["unit_id"],
-            "name": units["name"],
-            "province": units["province"].fillna("").astype(str),
-        }
-    )
-    panel = panel.merge(meta, on="unit_id", how="left")
-    panel["treated"] = panel["unit_id"].isin(treated)
-    order = {u: i for i, u in enumerate(units["unit_id"])}
-    panel = panel.sort_values(
-        ["unit_id", "year"], key=lambda c: c.map(order) if c.name == "unit_id" else c
-    )
-    return months[UNIT_MONTH_COLUMNS].reset_index(drop=True), panel[UNIT_YEAR_COLUMNS].reset_index(
-        drop=True
+def unit_zones(units: gpd.GeoDataFrame) -> gpd.GeoDataFrame:
+    """The units as zones ``unit:<id>`` (they tile the window: the streaming path of the extraction)."""
+    return gpd.GeoDataFrame(
+        {"zone": [f"{UNIT_ZONE}{u}" for u in units["unit_id"]]},
+        geometry=units.to_crs("EPSG:4326").geometry.values,
+        crs="EPSG:4326",
     )
 
 
@@ -488,26 +390,31 @@ def compare(
     progress: bool = True,
     cube_dir: Path | None = None,
     assigned: gpd.GeoDataFrame | None = None,
+    table: pd.DataFrame | None = None,
 ) -> Comparison:
     """The whole comparison of issue 12 on already-located inputs (nothing is written here).
 
-    ``assigned``: the result of :func:`treated_units` when the caller already has it.
+    ``assigned``: the result of :func:`treated_units` when the caller already has it. ``table``:
+    the run's zone-by-month table holding :func:`unit_zones` and :func:`comparison_zones` (a study
+    extracts every zone once, :func:`pipeline.study.run_study`); without it they are extracted here.
     """
     assigned = treated_units(sites, units, batch) if assigned is None else assigned
     treated = set(assigned["unit_id"].dropna().astype(str))
     controls = control_sites(units[~units["unit_id"].isin(treated)], params.default_radius_m)
-    zones = build_zones(sites, units, controls, params)
-    table = zone_month_table(
-        rasters,
-        zones,
-        (params.pixel_rule,),
-        params.min_cf_cvg,
-        params.bm_quality,
-        progress,
-        cube_dir=cube_dir,
-    )
+    if table is None:
+        zones = pd.concat([unit_zones(units), comparison_zones(sites, controls, params)])
+        table = zone_month_table(
+            rasters,
+            gpd.GeoDataFrame(zones, geometry="geometry", crs="EPSG:4326"),
+            (params.pixel_rule,),
+            params.min_cf_cvg,
+            params.bm_quality,
+            progress,
+            cube_dir=cube_dir,
+        )
     table = table[table["pixel_rule"] == params.pixel_rule]
     unit_months, panel = unit_tables(table, units, treated, params)
+    eps = panel_floor(panel, params.baseline_year)
     settings = ChangeSettings.from_params(params)
     ids = list(sites["site_id"])
     own = site_changes(table, sites, ids, [f"{s}@ring" for s in ids], settings)
@@ -517,7 +424,7 @@ def compare(
     # --- issue 23: controls that are controls (pipeline.cohorts); units building in the years compared are left out
     schedule = site_schedule(sites, units)
     main, building = clean_did(
-        panel, schedule, params.baseline_year, params.target_year, seed=params.seed
+        panel, schedule, params.baseline_year, params.target_year, eps=eps, seed=params.seed
     )
     capital = capital_unit(units)
     without = None
@@ -528,11 +435,16 @@ def compare(
             params.baseline_year,
             params.target_year,
             exclude=[capital[0]],
+            eps=eps,
             seed=params.seed,
         )
         without = {"unit_id": capital[0], "name": capital[1], **r.to_dict()}
     pretrends = pretrend_placebos(
-        panel, params.baseline_year, seed=params.seed, exclude_for=exclusions_for(panel, schedule)
+        panel,
+        params.baseline_year,
+        seed=params.seed,
+        eps=eps,
+        exclude_for=exclusions_for(panel, schedule),
     )
     cohort_extra = cohort_summary(
         panel, schedule, params.baseline_year, params.target_year, seed=params.seed
@@ -630,7 +542,7 @@ def write_comparison(comp: Comparison, out: Any) -> None:
         "unit_months.parquet",
         lambda p: comp.unit_months.assign(data_kind=kind).to_parquet(p, index=False),
     )
-    out.write_json("did.json", comp.did)
+    out.write_json("did.json", comp.to_dict())
     out.write_csv("event_study.csv", comp.event_study[list(EVENT_COLUMNS)])
     out.write_csv("disparity.csv", comp.disparity, kind)
     out.write_csv("spillover.csv", comp.spillover, kind)

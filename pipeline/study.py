@@ -106,10 +106,17 @@ def run_study(spec: StudySpec) -> Results:
         got.folder,
         got.data_kind,
     )
+    plan = _usable(spec, plan, got.rasters)
+    rasters = [
+        r for r in got.rasters if r.year in set(years) | set(params.compare_years if plan else ())
+    ]
+    zones = _zone_plan(spec, plan, sites, counties)
+    site_table, unit_table = _extract(spec, zones, rasters)
+    analysis_months = {r.month for r in rasters if r.year in set(years)}
     if spec.analysis:
         results = analyse(
             sites,
-            [r for r in got.rasters if r.year in set(years)],
+            [r for r in rasters if r.year in set(years)],
             params,
             source=got.source,
             data_kind=got.data_kind,
@@ -118,15 +125,176 @@ def run_study(spec: StudySpec) -> Results:
             cube_dir=spec.cube_dir,
             alternatives=got.alternatives,
             claim=claim,
-            units=counties,
+            extra_zones=zones.comparison,
+            table=site_table[site_table["month"].isin(analysis_months)].reset_index(drop=True),
         )
     else:
+        from pipeline.verdict import Verdict
+
         results = Results(
-            sites, _empty(), _empty(), {"data_kind": got.data_kind, "source": got.source}
+            sites,
+            _empty(),
+            _empty(),
+            Verdict.from_dict({"data_kind": got.data_kind, "source": got.source}),
         )
+    if counties is not None and spec.analysis:
+        results.unit_changes = _county_changes(unit_table, counties, zones.counties_prefix, params)
     if plan is not None:
-        results.comparison = _compare(spec, plan, sites, got)
+        results.comparison = _compare(
+            spec, plan, sites, got, _comparison_table(site_table, unit_table, zones)
+        )
     return results
+
+
+@dataclass(frozen=True)
+class ZonePlan:
+    """Every zone a study measures, named in one grammar and extracted once (:func:`_extract`).
+
+    ``sites``: the analysis's zones (sites, ``@ring``, ``@r<m>`` variants, ``@control<n>``) with
+    the comparison's (``@near<a>-<b>`` rings, ``ctrl:<unit>`` and their rings) on the chunked
+    path and the study cube; ``units``: ``unit:<id>`` polygons, which tile the window and take the
+    streaming path (one mixed pass would stream everything). The counties of ``county_changes.csv``
+    are the comparison's units when they come from the same file, else ``county:<id>`` zones.
+    """
+
+    sites: gpd.GeoDataFrame
+    units: gpd.GeoDataFrame
+    rules: tuple[str, ...]
+    comparison: gpd.GeoDataFrame | None = None
+    counties_prefix: str = "unit:"
+
+
+def _zone_plan(
+    spec: StudySpec, plan: Any, sites: gpd.GeoDataFrame, counties: gpd.GeoDataFrame | None
+) -> ZonePlan:
+    import geopandas as gpd
+    import pandas as pd
+
+    from pipeline.analysis import analysis_rules, analysis_zones
+    from pipeline.compare import comparison_zones, control_sites, unit_zones
+
+    params = spec.params
+    parts: list[gpd.GeoDataFrame] = []
+    rules: tuple[str, ...] = (params.pixel_rule,)
+    if spec.analysis:
+        parts.append(analysis_zones(sites, params, spec.sensitivity)[0])
+        rules = analysis_rules(params, spec.sensitivity)
+    comparison = None
+    unit_parts: list[gpd.GeoDataFrame] = []
+    prefix = "unit:"
+    if plan is not None:
+        controls = control_sites(
+            plan.units[~plan.units["unit_id"].isin(set(plan.treated))], params.default_radius_m
+        )
+        comparison = comparison_zones(sites, controls, params)
+        parts.append(comparison)
+        unit_parts.append(unit_zones(plan.units))
+    if counties is not None and spec.analysis:
+        same = plan is not None and _same_file(plan.units_file, counties.attrs.get("source_file"))
+        if not same:
+            prefix = "county:"
+            z = unit_zones(counties)
+            unit_parts.append(z.assign(zone="county:" + z["zone"].str[len("unit:") :]))
+
+    def frame(items: list[gpd.GeoDataFrame]) -> gpd.GeoDataFrame:
+        if not items:
+            return gpd.GeoDataFrame({"zone": []}, geometry=[], crs="EPSG:4326")
+        z = pd.concat([i.to_crs("EPSG:4326") for i in items], ignore_index=True)
+        z = z.drop_duplicates("zone", keep="first").reset_index(drop=True)
+        return gpd.GeoDataFrame(z, geometry="geometry", crs="EPSG:4326")
+
+    return ZonePlan(frame(parts), frame(unit_parts), rules, comparison, prefix)
+
+
+def _same_file(a: Any, b: Any) -> bool:
+    try:
+        return a is not None and b is not None and Path(a).resolve() == Path(b).resolve()
+    except OSError:
+        return False
+
+
+def _extract(spec: StudySpec, zones: ZonePlan, rasters: Sequence[Any]) -> tuple[Any, Any]:
+    """The study's one extraction: each zone and month read once (two passes, disjoint zones)."""
+    from pipeline.zonal import zone_month_table
+
+    p = spec.params
+    tables = []
+    for frame, rules, cube in (
+        (zones.sites, zones.rules, spec.cube_dir),
+        (zones.units, (p.pixel_rule,), spec.cube_dir),
+    ):
+        if len(frame) and rasters:
+            tables.append(
+                zone_month_table(
+                    rasters,
+                    frame,
+                    rules,
+                    p.min_cf_cvg,
+                    p.bm_quality,
+                    spec.progress,
+                    cube_dir=cube,
+                )
+            )
+        else:
+            tables.append(_empty_table())
+    return tables[0], tables[1]
+
+
+def _empty_table() -> Any:
+    import pandas as pd
+
+    return pd.DataFrame(
+        {
+            c: pd.Series(dtype=object if c in ("zone", "month", "pixel_rule") else float)
+            for c in (
+                "zone",
+                "month",
+                "pixel_rule",
+                "mean_radiance",
+                "sum_radiance",
+                "valid_fraction",
+            )
+        }
+    )
+
+
+def _county_changes(
+    unit_table: Any, counties: gpd.GeoDataFrame, prefix: str, params: Params
+) -> Any:
+    """``county_changes.csv`` from the unit panel (:mod:`pipeline.panel`): the DiD's own numbers."""
+    from pipeline.panel import UNIT_ZONE, panel_floor, unit_changes, unit_tables
+
+    t = unit_table[unit_table["zone"].str.startswith(prefix)]
+    t = t.assign(zone=UNIT_ZONE + t["zone"].str[len(prefix) :])
+    _, panel = unit_tables(t, counties, (), params)
+    eps = panel_floor(panel, params.baseline_year)
+    return unit_changes(panel, counties, params.baseline_year, params.target_year, eps)
+
+
+def _comparison_table(site_table: Any, unit_table: Any, zones: ZonePlan) -> Any:
+    import pandas as pd
+
+    units = unit_table[unit_table["zone"].str.startswith("unit:")]
+    return pd.concat([units, site_table], ignore_index=True)
+
+
+def _usable(spec: StudySpec, plan: Any, rasters: Sequence[Any]) -> Any:
+    """The plan, or None (one line) when the rasters miss most units: a run on a small local area is
+    not a county study (``compare`` goes on and warns; its units outside have no data)."""
+    if plan is None or spec.compare_required:
+        return plan
+    from pipeline.compare import units_without_rasters
+
+    outside = units_without_rasters(plan.units, rasters)
+    if outside > 0.1 * len(plan.units):
+        log.info(
+            "county comparison skipped: %d of the %d units lie outside the rasters (use "
+            "'nightlights compare --units' with boundaries inside them)",
+            outside,
+            len(plan.units),
+        )
+        return None
+    return plan
 
 
 def write_tables(results: Results, out: Any) -> None:
@@ -140,7 +308,7 @@ def write_tables(results: Results, out: Any) -> None:
             out.write_csv("county_changes.csv", results.unit_changes, kind)
         if results.sensitivity is not None:
             out.write_csv("sensitivity.csv", results.sensitivity, kind)
-        out.write_json("verdict.json", results.verdict)
+        out.write_json("verdict.json", results.verdict.to_dict())
     if results.comparison is not None:
         from pipeline.compare import write_comparison
 
@@ -157,45 +325,46 @@ def _plan(spec: StudySpec, sites: gpd.GeoDataFrame) -> Any:
     )
 
 
-def _compare(spec: StudySpec, plan: Any, sites: gpd.GeoDataFrame, got: Any) -> Any:
-    from pipeline.compare import compare, run_comparison, units_without_rasters
+def _compare(spec: StudySpec, plan: Any, sites: gpd.GeoDataFrame, got: Any, table: Any) -> Any:
+    """The comparison on the study's extraction; for ``run`` a comparison that cannot be made is
+    skipped in one line (a warning), since the run's own results do not depend on it."""
+    from pipeline.compare import compare, units_without_rasters
+    from pipeline.errors import ComparisonError
 
-    if not spec.compare_required:
-        return run_comparison(
-            plan,
+    if spec.compare_required:
+        outside = units_without_rasters(plan.units, got.rasters)
+        if outside:
+            log.warning(
+                "%s: %d of the %d units lie outside the rasters; they have no data and are left out",
+                plan.units_file,
+                outside,
+                len(plan.units),
+            )
+        log.info(
+            "%d units from %s (%d treated, batch %s)",
+            len(plan.units),
+            plan.units_file,
+            len(plan.treated),
+            plan.batch,
+        )
+    try:
+        return compare(
             sites,
+            plan.units,
             got.rasters,
             spec.params,
+            batch=plan.batch,
             data_kind=got.data_kind,
+            claim=plan.claim,
             progress=spec.progress,
             cube_dir=spec.cube_dir,
+            table=table,
         )
-    outside = units_without_rasters(plan.units, got.rasters)
-    if outside:
-        log.warning(
-            "%s: %d of the %d units lie outside the rasters; they have no data and are left out",
-            plan.units_file,
-            outside,
-            len(plan.units),
-        )
-    log.info(
-        "%d units from %s (%d treated, batch %s)",
-        len(plan.units),
-        plan.units_file,
-        len(plan.treated),
-        plan.batch,
-    )
-    return compare(
-        sites,
-        plan.units,
-        got.rasters,
-        spec.params,
-        batch=plan.batch,
-        data_kind=got.data_kind,
-        claim=plan.claim,
-        progress=spec.progress,
-        cube_dir=spec.cube_dir,
-    )
+    except ComparisonError as e:
+        if spec.compare_required:
+            raise
+        log.warning("county comparison skipped: %s", e)
+        return None
 
 
 def _empty() -> Any:

@@ -7,7 +7,6 @@ Inputs
 Outputs
     :func:`read_units`: a GeoDataFrame in EPSG:4326, columns :data:`UNIT_COLUMNS` plus any
     other properties. :func:`assign_units`: the sites with ``county`` and ``county_id``.
-    :func:`unit_log_changes`: each unit's change in light from a unit-by-month table.
 
 A site's county is the unit holding its centre point, not the unit its circle overlaps
 most: the centre is what the gazetteer located. Name checks only warn, because the
@@ -229,49 +228,6 @@ def with_default_counties(
         ),
         units,
     )
-
-
-def unit_log_changes(
-    unit_months: pd.DataFrame, baseline_year: int, target_year: int, min_valid_fraction: float = 0.5
-) -> pd.DataFrame:
-    """Each unit's change in light: ln(mean valid radiance in the target year / in the baseline).
-
-    ``unit_months``: ``unit_id``, ``month`` (YYYY-MM), ``mean_radiance``, ``valid_fraction``.
-    A month counts when at least ``min_valid_fraction`` of the unit was observed, and only
-    calendar months valid in both years are compared (season and cloud differ by month, as
-    for the sites). Returns ``unit_id``, ``baseline_mean``, ``target_mean``, ``n_months``,
-    ``log_change`` (NaN without a matched month or with a non-positive mean).
-    """
-    month = unit_months["month"].astype(
-        str
-    )  # "YYYY-MM", or "YYYY" for annual composites (one "month")
-    t = unit_months.assign(
-        year=month.str[:4].astype(int),
-        cal=pd.to_numeric(month.str[5:7], errors="coerce").fillna(1).astype(int),
-    )
-    ok = (t["valid_fraction"] >= min_valid_fraction) & t["mean_radiance"].notna()
-    t = t[ok & t["year"].isin((baseline_year, target_year))]
-    wide = t.pivot_table(
-        index=["unit_id", "cal"], columns="year", values="mean_radiance", aggfunc="mean"
-    )
-    wide = wide.reindex(columns=[baseline_year, target_year]).dropna()
-    g = wide.groupby(level="unit_id")
-    out = pd.DataFrame(
-        {
-            "baseline_mean": g[baseline_year].mean(),
-            "target_mean": g[target_year].mean(),
-            "n_months": g.size(),
-        }
-    )
-    units = pd.Index(pd.unique(unit_months["unit_id"]), name="unit_id")
-    out = out.reindex(units)
-    out["n_months"] = out["n_months"].fillna(0).astype(int)
-    positive = (out["baseline_mean"] > 0) & (out["target_mean"] > 0)
-    with np.errstate(divide="ignore", invalid="ignore"):
-        out["log_change"] = np.where(
-            positive, np.log(out["target_mean"] / out["baseline_mean"]), np.nan
-        )
-    return out.reset_index()
 
 
 _ROMAN = [("ph", "p"), ("th", "t"), ("kh", "k"), ("ch", "j"), ("oo", "o"), ("ee", "i")]

@@ -14,6 +14,9 @@ sites the run includes, and only when the run compares the claim's two years.
 
 from __future__ import annotations
 
+import functools
+from collections.abc import Iterator, Mapping, Sequence
+from dataclasses import dataclass, field, fields
 from typing import Any
 
 import pandas as pd
@@ -211,6 +214,125 @@ def judge_claim(
     }
 
 
+@dataclass(frozen=True)
+class Verdict(Mapping[str, Any]):
+    """The verdict of a run, built once by :func:`make_verdict` and never changed after.
+
+    Typed fields for the code; :meth:`to_dict` is ``verdict.json`` (keys in a fixed order, the
+    synthetic warning first) and :meth:`from_dict` reads it back, keeping keys a newer version
+    wrote in ``extra``. It is also a read-only mapping of those keys (``verdict["counts"]``), so
+    a notebook or a chart reads it like the JSON file. The nested values are plain JSON values.
+    """
+
+    data_kind: str
+    source: str
+    baseline_year: int
+    target_year: int
+    n_sites: int
+    counts: dict[str, int]
+    claim: dict[str, Any]
+    claim_text: str
+    claim_sites: dict[str, Any]
+    claim_site_ids: tuple[str, ...]
+    agrees_with_claim: bool
+    claim_status: str
+    batches: tuple[dict[str, Any], ...]
+    claim_caveat: dict[str, Any] | None
+    parameters: dict[str, Any]
+    inputs: tuple[dict[str, Any], ...] = ()
+    nightlights_version: str = ""
+    counts_ring_adjusted: dict[str, int] | None = None
+    claim_sites_ring_adjusted: dict[str, int] | None = None
+    robustness: dict[str, Any] | None = None
+    calibration: dict[str, Any] | None = None
+    product: str | None = None
+    products: tuple[str, ...] | None = None
+    extra: dict[str, Any] = field(default_factory=dict, compare=False)
+
+    def to_dict(self) -> dict[str, Any]:
+        """``verdict.json``: the fields in their published order, optional ones only when present."""
+        out: dict[str, Any] = {"WARNING": SYNTHETIC_NOTE} if self.data_kind == "synthetic" else {}
+        for name in _ORDER:
+            value = getattr(self, name)
+            if value is None and name not in _ALWAYS:
+                continue
+            out[name] = list(value) if isinstance(value, tuple) else value
+        return out | {k: v for k, v in self.extra.items() if k not in out}
+
+    @classmethod
+    def from_dict(cls, doc: Mapping[str, Any]) -> Verdict:
+        """A verdict from ``verdict.json`` (missing optional keys become None; unknown keys ``extra``)."""
+        known = {f.name for f in fields(cls)} - {"extra"}
+        kw: dict[str, Any] = {}
+        for name in known:
+            if name in doc:
+                v = doc[name]
+                kw[name] = tuple(v) if name in _TUPLES and isinstance(v, list) else v
+        for name, default in _REQUIRED_DEFAULTS.items():
+            kw.setdefault(name, default)
+        kw["extra"] = {k: v for k, v in doc.items() if k not in known and k != "WARNING"}
+        return cls(**kw)
+
+    @functools.cached_property
+    def _mapping(self) -> dict[str, Any]:
+        return self.to_dict()
+
+    def __getitem__(self, key: str) -> Any:
+        return self._mapping[key]
+
+    def __iter__(self) -> Iterator[str]:
+        return iter(self._mapping)
+
+    def __len__(self) -> int:
+        return len(self._mapping)
+
+
+_ORDER = (
+    "data_kind",
+    "source",
+    "baseline_year",
+    "target_year",
+    "n_sites",
+    "counts",
+    "claim",
+    "claim_text",
+    "claim_sites",
+    "claim_site_ids",
+    "agrees_with_claim",
+    "claim_status",
+    "batches",
+    "claim_caveat",
+    "counts_ring_adjusted",
+    "claim_sites_ring_adjusted",
+    "robustness",
+    "calibration",
+    "parameters",
+    "inputs",
+    "nightlights_version",
+    "product",
+    "products",
+)
+_ALWAYS = {"claim_caveat"}  # written as null when there is none
+_TUPLES = {"claim_site_ids", "batches", "inputs", "products"}
+_REQUIRED_DEFAULTS: dict[str, Any] = {
+    "data_kind": "real",
+    "source": "",
+    "baseline_year": 0,
+    "target_year": 0,
+    "n_sites": 0,
+    "counts": {},
+    "claim": {},
+    "claim_text": "",
+    "claim_sites": {},
+    "claim_site_ids": (),
+    "agrees_with_claim": False,
+    "claim_status": "",
+    "batches": (),
+    "claim_caveat": None,
+    "parameters": {},
+}
+
+
 def make_verdict(
     changes: pd.DataFrame,
     sites: pd.DataFrame,
@@ -223,61 +345,67 @@ def make_verdict(
     calibration: dict[str, Any] | None = None,
     version: str = "",
     claim: Claim = DEFAULT_CLAIM,
-) -> dict[str, Any]:
-    """The verdict mapping written to ``verdict.json``."""
+    product: str | None = None,
+    products: Sequence[str] | None = None,
+) -> Verdict:
+    """The verdict of a run (``verdict.json`` is its :meth:`Verdict.to_dict`)."""
     claim_rows = claim_sites(changes, sites, claim)
     years = (int(params["baseline_year"]), int(params["target_year"]))
     judged = judge_claim(claim_rows["class"], claim, years)
-    all_counts = count_classes(changes["class"])
-    verdict: dict[str, Any] = {
-        "data_kind": data_kind,
-        "source": source,
-        "baseline_year": params["baseline_year"],
-        "target_year": params["target_year"],
-        "n_sites": len(changes),
-        "counts": all_counts,
-        "claim": claim.to_dict(),
-        "claim_text": claim.text,
-        "claim_sites": judged,
-        "claim_site_ids": list(claim_rows["site_id"]),
-        "agrees_with_claim": judged["agrees_with_claim"],
-        "claim_status": judged["status"],
-        "batches": batch_observability(
-            sites, int(params["target_year"]), int(params.get("min_matched_months", 1))
+    batches = batch_observability(
+        sites, int(params["target_year"]), int(params.get("min_matched_months", 1))
+    )
+    ring = "class_ring_adjusted" in changes
+    return Verdict(
+        data_kind=data_kind,
+        source=source,
+        baseline_year=params["baseline_year"],
+        target_year=params["target_year"],
+        n_sites=len(changes),
+        counts=count_classes(changes["class"]),
+        claim=claim.to_dict(),
+        claim_text=claim.text,
+        claim_sites=judged,
+        claim_site_ids=tuple(claim_rows["site_id"]),
+        agrees_with_claim=judged["agrees_with_claim"],
+        claim_status=judged["status"],
+        batches=tuple(batches),
+        claim_caveat=_caveat(claim.to_dict(), batches, judged, years[1]),
+        counts_ring_adjusted=count_classes(changes["class_ring_adjusted"]) if ring else None,
+        claim_sites_ring_adjusted=(
+            judge_claim(claim_rows["class_ring_adjusted"], claim, years)["counts"] if ring else None
         ),
-    }
-    verdict["claim_caveat"] = claim_caveat(verdict)
-    if "class_ring_adjusted" in changes:
-        verdict["counts_ring_adjusted"] = count_classes(changes["class_ring_adjusted"])
-        verdict["claim_sites_ring_adjusted"] = judge_claim(
-            claim_rows["class_ring_adjusted"], claim, years
-        )["counts"]
-    if robustness is not None:
-        verdict["robustness"] = robustness
-    if calibration is not None:
-        verdict["calibration"] = calibration
-    verdict["parameters"] = params
-    verdict["inputs"] = inputs
-    verdict["nightlights_version"] = version
-    if data_kind == "synthetic":
-        verdict = {"WARNING": SYNTHETIC_NOTE, **verdict}
-    return verdict
+        robustness=robustness,
+        calibration=calibration,
+        parameters=params,
+        inputs=tuple(inputs),
+        nightlights_version=version,
+        product=product,
+        products=tuple(products) if products is not None else None,
+    )
 
 
-def claim_caveat(verdict: dict[str, Any]) -> dict[str, Any] | None:
+def claim_caveat(verdict: Mapping[str, Any]) -> dict[str, Any] | None:
     """Why a judged claim says little about the factories: its batch cannot be seen running in the
     target year (``not yet observable``). The claim is still judged, because its sentence is about
     the light of the places, which the data do show; the caveat travels with the verdict, the
     headline and the report, so no reader takes the counts for the factories' output."""
-    label = verdict["claim"]["batch"]
-    entry = next((b for b in verdict.get("batches", []) if b["batch"] == label), None)
-    if (
-        entry is None
-        or entry["status"] != "not yet observable"
-        or verdict["claim_sites"]["n_sites"] == 0
-    ):
+    return _caveat(
+        verdict["claim"], verdict.get("batches", []), verdict["claim_sites"], verdict["target_year"]
+    )
+
+
+def _caveat(
+    claim: Mapping[str, Any],
+    batches: Sequence[Mapping[str, Any]],
+    judged: Mapping[str, Any],
+    target_year: int,
+) -> dict[str, Any] | None:
+    label = claim["batch"]
+    entry = next((b for b in batches if b["batch"] == label), None)
+    if entry is None or entry["status"] != "not yet observable" or judged["n_sites"] == 0:
         return None
-    t = verdict["target_year"]
+    t = target_year
     last = entry.get("inauguration_last")
     when = f" (last inauguration {last})" if last else ""
     return {
@@ -290,7 +418,7 @@ def claim_caveat(verdict: dict[str, Any]) -> dict[str, Any] | None:
     }
 
 
-def headline(verdict: dict[str, Any]) -> str:
+def headline(verdict: Mapping[str, Any]) -> str:
     """One sentence for the terminal and the report."""
     c = verdict["claim_sites"]["counts"]
     claim = verdict["claim"]

@@ -7,15 +7,15 @@ from pathlib import Path
 
 import pytest
 
-from pipeline.analysis import Results, analyse
+from pipeline.analysis import Results
+from pipeline.claims import DEFAULT_CLAIM
 from pipeline.config import Params
 from pipeline.demo import DemoSpec, build_demo
 from pipeline.outputs import staged
 from pipeline.publish import write_publication
 from pipeline.publish.style import Style
 from pipeline.sites import read_sites
-from pipeline.sources import find_monthly_rasters
-from pipeline.units import with_default_counties
+from pipeline.study import StudySpec, run_study
 from tests.conftest import point_feature, write_sites
 
 BOUNDS = (125.0, 39.3, 125.9, 39.9)
@@ -30,7 +30,7 @@ EPOCH = "1767225600"  # 2026-01-01 00:00 UTC
 CHARTS = ("verdict", "small_multiples", "map", "county_change", "before_after", "robustness")
 
 
-def make_results(tmp: Path, data_kind: str = "synthetic") -> Results:
+def make_results(tmp: Path) -> Results:
     feats = [
         point_feature(
             s,
@@ -53,17 +53,17 @@ def make_results(tmp: Path, data_kind: str = "synthetic") -> Results:
         n_other_towns=4,
     )
     folder = build_demo(tmp / "rasters", spec, progress=False)
-    sites, counties = with_default_counties(read_sites([site_file], 2000.0))
-    return analyse(
-        sites,
-        find_monthly_rasters(folder),
-        Params(),
-        source="demo",
-        data_kind=data_kind,
-        sensitivity=True,
+    spec = StudySpec(
+        sites=read_sites([site_file], 2000.0),
+        params=Params(),
+        claim=DEFAULT_CLAIM,
+        source="local",
+        rasters_dir=folder,
+        compare=False,
         progress=False,
-        units=counties,
+        site_files=(site_file,),
     )
+    return run_study(spec)
 
 
 def publish(results: Results, out: Path, style: Style | None = None) -> Path:
@@ -72,7 +72,7 @@ def publish(results: Results, out: Path, style: Style | None = None) -> Path:
         s.write_csv("site_months.csv", results.site_months, results.verdict["data_kind"])
         s.write_csv("site_changes.csv", results.changes, results.verdict["data_kind"])
         s.write_csv("sensitivity.csv", results.sensitivity, results.verdict["data_kind"])
-        s.write_json("verdict.json", results.verdict)
+        s.write_json("verdict.json", results.verdict.to_dict())
         write_publication(results, s, style)
     return out
 

@@ -10,13 +10,14 @@ import pytest
 from affine import Affine
 from matplotlib.collections import LineCollection, PathCollection
 
+from pipeline.config import Params
+from pipeline.panel import panel_floor, unit_changes, unit_tables
 from pipeline.publish import maps
 from pipeline.publish.composites import Composite, boundaries
 from pipeline.publish.gis import classified_sites
 from pipeline.publish.labels import box_distance, place_labels
 from pipeline.publish.style import Style, styled
 from pipeline.sites import read_sites
-from pipeline.units import unit_log_changes
 from tests.pubdata import published
 
 matplotlib.use("Agg")
@@ -33,35 +34,45 @@ VERDICT = {
 # --------------------------------------------------------------------------- county change, directly
 
 
-def test_unit_change_is_the_log_ratio_of_matched_valid_months():
+def test_unit_change_is_the_dids_outcome_from_the_yearly_panel():
+    """ln((S_t + eps) / (S_b + eps)) of the yearly mean of valid monthly sums; a half-observed month
+    leaves only its own year; a dark county gives 0 through the floor, a county unseen in the target
+    year gives NaN."""
     months = [f"{y}-{m:02d}" for y in (2024, 2025) for m in range(1, 13)]
     rows = []
-    for unit, base, factor in (("a", 2.0, np.exp(0.3)), ("b", 1.0, 1.0), ("zero", 0.0, 1.0)):
+    for unit, base, factor in (("a", 200.0, np.exp(0.3)), ("b", 100.0, 1.0), ("zero", 0.0, 1.0)):
         for mo in months:
             y, m = int(mo[:4]), int(mo[5:])
-            value = (
-                base * (factor if y == 2025 else 1.0) * (1 + 0.1 * m)
-            )  # seasonal, same in both years
-            rows.append((unit, mo, value, 1.0))
-    t = pd.DataFrame(rows, columns=["unit_id", "month", "mean_radiance", "valid_fraction"])
-    # a's July 2025 is half observed and oddly bright: it and July 2024 leave the comparison
+            value = base * (factor if y == 2025 else 1.0) * (1 + 0.1 * m)
+            rows.append((f"unit:{unit}", mo, "exact", value, value / 10, 1.0))
+    rows += [("unit:unseen", mo, "exact", 5.0, 0.5, 1.0 if mo < "2025" else 0.2) for mo in months]
+    t = pd.DataFrame(
+        rows,
+        columns=["zone", "month", "pixel_rule", "sum_radiance", "mean_radiance", "valid_fraction"],
+    )
     t.loc[
-        (t["unit_id"] == "a") & (t["month"] == "2025-07"), ["mean_radiance", "valid_fraction"]
-    ] = (99.0, 0.4)
-    out = unit_log_changes(t, 2024, 2025, 0.5).set_index("unit_id")
-    assert out.loc["a", "log_change"] == pytest.approx(0.3, abs=1e-12)
+        (t["zone"] == "unit:a") & (t["month"] == "2025-07"), ["sum_radiance", "valid_fraction"]
+    ] = (
+        9999.0,
+        0.4,
+    )
+    units = pd.DataFrame(
+        {"unit_id": ["a", "b", "zero", "unseen"], "name": list("ABZU"), "province": "P"}
+    )
+    params = Params(baseline_year=2024, target_year=2025, pixel_rule="exact")
+    _, panel = unit_tables(t, units, {"a"}, params)
+    eps = panel_floor(panel, 2024)
+    lit = sorted(v for v in panel.loc[panel["year"] == 2024, "sum_lights"] if v > 0)
+    assert eps == pytest.approx(0.01 * float(np.median(lit)))
+    out = unit_changes(panel, units, 2024, 2025, eps).set_index("unit_id")
+    seasonal = [1 + 0.1 * m for m in range(1, 13)]
+    s_b = 200.0 * np.mean(seasonal)
+    s_t = 200.0 * np.exp(0.3) * np.mean([v for m, v in enumerate(seasonal, 1) if m != 7])
+    assert out.loc["a", "log_change"] == pytest.approx(np.log((s_t + eps) / (s_b + eps)), abs=1e-12)
     assert out.loc["a", "n_months"] == 11 and out.loc["b", "n_months"] == 12
     assert out.loc["b", "log_change"] == pytest.approx(0.0, abs=1e-12)
-    assert np.isnan(out.loc["zero", "log_change"])  # no light: no ratio
-    direct = np.log(
-        t[
-            (t.unit_id == "a") & (t.month.str[:4] == "2025") & (t.month != "2025-07")
-        ].mean_radiance.mean()
-        / t[
-            (t.unit_id == "a") & (t.month.str[:4] == "2024") & (t.month != "2024-07")
-        ].mean_radiance.mean()
-    )
-    assert out.loc["a", "log_change"] == pytest.approx(direct)
+    assert out.loc["zero", "log_change"] == 0.0  # no light in either year: no change, not an error
+    assert np.isnan(out.loc["unseen", "log_change"]) and out.loc["unseen", "n_months"] == 0
 
 
 # --------------------------------------------------------------------------- label placement, pure

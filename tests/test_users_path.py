@@ -9,11 +9,16 @@ from __future__ import annotations
 
 import json
 import math
+from collections import Counter
 from pathlib import Path
 
+import numpy as np
+import pandas as pd
 import pytest
 
-import pipeline
+import pipeline.analysis
+import pipeline.compare
+import pipeline.zonal
 from pipeline.cli import main
 from pipeline.outputs import staged
 from pipeline.study import write_tables
@@ -97,6 +102,22 @@ def _run(home: Path, out: str, *args: str) -> Path:
     return home / out
 
 
+API: list[pipeline.Results] = []  # the Python API's results (in memory: full precision)
+READS: Counter[tuple[str, str]] = Counter()  # (zone, month) -> extractions in the base run
+
+
+def _counting(real):
+    """zone_month_table that counts each (zone, month) it is asked to measure."""
+
+    def extract(rasters, zones, *args, **kwargs):
+        for zone in zones["zone"]:
+            for r in rasters:
+                READS[(str(zone), r.month)] += 1
+        return real(rasters, zones, *args, **kwargs)
+
+    return extract
+
+
 def _rows(path: Path) -> dict[str, list[str]]:
     """A CSV's lines by their first cell (the site id), as text: equal means byte-identical."""
     rows: dict[str, list[str]] = {}
@@ -120,7 +141,11 @@ def runs(home: Path) -> dict[str, Path]:
             str(home / "pilot.yaml"),
         )
     }
-    out["base"] = _run(home, "base", *shipped, "--no-figures")
+    with pytest.MonkeyPatch.context() as mp:
+        counting = _counting(pipeline.zonal.zone_month_table)
+        for module in (pipeline.zonal, pipeline.analysis, pipeline.compare):
+            mp.setattr(module, "zone_month_table", counting)
+        out["base"] = _run(home, "base", *shipped, "--no-figures")
     out["added"] = _run(
         home,
         "added",
@@ -163,6 +188,7 @@ def runs(home: Path) -> dict[str, Path]:
     results = pipeline.analyse(
         [str(p) for p in SHIPPED], source="demo", data_dir=str(home / "data"), sensitivity=False
     )
+    API.append(results)
     with staged(home / "api") as staging:
         write_tables(results, staging)
     out["api"] = home / "api"
@@ -199,6 +225,39 @@ def test_the_api_writes_the_same_tables_as_the_command_line(runs):
     } <= set(written)
     for name in written:
         assert (runs["api"] / name).read_bytes() == (runs["base"] / name).read_bytes(), name
+
+
+def test_one_run_extracts_each_zone_and_month_once(runs):
+    assert READS, "the base run extracted nothing through zone_month_table"
+    twice = {k: n for k, n in READS.items() if n > 1}
+    assert not twice, f"extracted more than once: {sorted(twice)[:5]}"
+    zones = {z for z, _ in READS}
+    # sites, their rings, the spillover rings, the control sites and the counties all in the one plan
+    assert any(z.startswith("ctrl:") for z in zones) and any("@near" in z for z in zones)
+    assert any(z.endswith("@ring") for z in zones) and "songchon" in zones
+    assert sum(z.startswith("unit:") for z in zones) == 181
+
+
+def test_county_changes_are_the_unit_panel_s_changes(runs):
+    """county_changes.csv, unit_years.csv and did.json give one number per county: ln((S_t + eps) /
+    (S_b + eps)) of the panel's yearly sum of lights, eps the DiD's floor (pipeline.panel)."""
+    (results,) = API
+    comp = results.comparison
+    assert comp is not None and results.unit_changes is not None
+    b, t, eps = comp.did["baseline_year"], comp.did["target_year"], comp.did["eps"]
+    wide = comp.unit_years.pivot(index="unit_id", columns="year", values="sum_lights")
+    want = np.log((wide[t].clip(lower=0) + eps) / (wide[b].clip(lower=0) + eps))
+    got = results.unit_changes.set_index("unit_id")
+    assert len(got) == 181 and (got["floor"] == eps).all()
+    assert np.allclose(got["log_change"], want.loc[got.index], rtol=0, atol=1e-9, equal_nan=True)
+    assert got["log_change"].notna().sum() == want.notna().sum() > 170
+    # the files say the same (to the CSVs' six significant digits)
+    out = runs["base"]
+    files = pd.read_csv(out / "county_changes.csv").set_index("unit_id")
+    assert np.allclose(files["log_change"], got["log_change"], rtol=1e-5, equal_nan=True)
+    # a run without the comparison gives the same county numbers (the panel does not depend on it)
+    same = (runs["no_compare"] / "county_changes.csv").read_bytes()
+    assert same == (out / "county_changes.csv").read_bytes()
 
 
 def test_compare_gives_the_comparison_run_gives(runs):

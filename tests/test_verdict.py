@@ -124,3 +124,23 @@ def test_memory_rasters_read_like_files(fill):
     values, aux = read_window(r, Window(0, 0, 2, 2))
     assert values.tolist() == [[1.0, 0.0], [0.0, 4.0]]  # negative clipped, nodata/NaN -> 0
     assert valid_mask(aux, r.aux_kind, 3, (0,)).tolist() == [[True, True], [False, False]]
+
+
+def test_the_verdict_is_typed_frozen_and_round_trips_through_its_json():
+    import dataclasses
+    import json
+
+    from pipeline.verdict import Verdict
+
+    v = _verdict({"a": "brightened", "b": "dimmed"}, {"a": 2024, "b": 2024}, data_kind="synthetic")
+    assert isinstance(v, Verdict) and v.claim_sites["counts"]["brightened"] == 1
+    with pytest.raises(dataclasses.FrozenInstanceError):
+        v.data_kind = "real"  # type: ignore[misc]
+    doc = json.loads(json.dumps(v.to_dict()))
+    assert list(doc)[:2] == ["WARNING", "data_kind"] and doc["WARNING"] == SYNTHETIC_NOTE
+    assert doc["claim_caveat"] is None and "robustness" not in doc  # null kept, absent left out
+    back = Verdict.from_dict(doc)
+    assert back == v and back.to_dict() == v.to_dict()
+    assert dict(back) == doc  # the mapping a notebook reads is verdict.json
+    newer = Verdict.from_dict({**doc, "written_by_a_newer_version": [1, 2]})
+    assert newer.to_dict()["written_by_a_newer_version"] == [1, 2]  # kept, not dropped
