@@ -15,7 +15,7 @@ Scenarios: ``null`` (nothing planted), ``contaminated`` (batch 2025 brightens +0
 building), ``planted`` (contaminated, and +0.3 on batch 2024 in 2025), ``noisy`` (nothing
 planted; batch 2024's units three times as noisy, sd 0.30). Designs: ``before`` (every unit outside
 batch 2024 is a control, the design before issue 23) and ``after``
-(:func:`pipeline.cohorts.clean_did`: units building by the target year left out).
+(:func:`pipeline.compare.cohorts.clean_did`: units building by the target year left out).
 """
 
 from __future__ import annotations
@@ -26,8 +26,8 @@ from dataclasses import dataclass
 import numpy as np
 import pandas as pd
 
-from pipeline.cohorts import clean_did, unit_schedule, wild_cluster_bootstrap
-from pipeline.did import estimate_did, unit_log_change_set
+from pipeline.compare.cohorts import clean_did, unit_schedule, wild_cluster_bootstrap
+from pipeline.compare.did import estimate_did, unit_log_change_set
 
 YEARS = tuple(range(2020, 2026))
 SCENARIOS = {  # effect on batch 2024, contamination by batch 2025, noise sd of batch 2024
@@ -57,7 +57,7 @@ def cohort_panel(
     target: int = 2025,
 ) -> tuple[pd.DataFrame, pd.DataFrame]:
     """(panel, schedule): the unit-year panel (``treated`` = batch 2024) and one schedule row per
-    batch unit, as :func:`pipeline.cohorts.unit_schedule` makes from site files."""
+    batch unit, as :func:`pipeline.compare.cohorts.unit_schedule` makes from site files."""
     rng = np.random.default_rng(seed)
     prov = np.arange(n_units) % n_provinces
     order = rng.permutation(n_units)

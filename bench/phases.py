@@ -25,15 +25,15 @@ ROOT = Path(__file__).resolve().parents[1]
 
 # (module, function, stage name): exclusive CPU time is the function's own minus its listed children
 TIMED = (
-    ("pipeline.cube", "_read_sources", "read and decode windows (GDAL)"),
-    ("pipeline.cube", "clean", "clean nodata"),
-    ("pipeline.cube", "_encode", "cube: compress chunks"),
-    ("pipeline.cube", "_put", "cube: write chunk files"),
-    ("pipeline.cube", "_decode", "cube: check and decode chunks"),
-    ("pipeline.zonal", "part_stats", "apply weights (chunked)"),
-    ("pipeline.zonal_stream", "_read", "read and decode windows (GDAL)"),
-    ("pipeline.zonal_stream", "clean_pixels", "clean nodata"),
-    ("pipeline.zonal", "stream_stats", "apply weights (streamed)"),
+    ("pipeline.measure.cube", "_read_sources", "read and decode windows (GDAL)"),
+    ("pipeline.measure.cube", "clean", "clean nodata"),
+    ("pipeline.measure.cube", "_encode", "cube: compress chunks"),
+    ("pipeline.measure.cube", "_put", "cube: write chunk files"),
+    ("pipeline.measure.cube", "_decode", "cube: check and decode chunks"),
+    ("pipeline.measure.zonal", "part_stats", "apply weights (chunked)"),
+    ("pipeline.measure.zonal_stream", "_read", "read and decode windows (GDAL)"),
+    ("pipeline.measure.zonal_stream", "clean_pixels", "clean nodata"),
+    ("pipeline.measure.zonal", "stream_stats", "apply weights (streamed)"),
 )
 
 
@@ -102,8 +102,8 @@ def main(argv: list[str] | None = None) -> int:
         t = time.perf_counter()
         import dask
 
-        from pipeline import cube, weights, zonal
-        from pipeline.sources import find_monthly_rasters
+        from pipeline.measure import cube, weights, zonal
+        from pipeline.read.sources import find_monthly_rasters
 
         wall["imports (dask, rasterio, exactextract, pipeline)"] = time.perf_counter() - t
         t = time.perf_counter()

@@ -110,13 +110,13 @@ def ours(
     import dask
     import geopandas as gpd
 
-    from pipeline import zonal_stream
+    from pipeline.measure import zonal_stream
 
     if chunked:
         zonal_stream.STREAM_MIN_COVERAGE = 2.0
 
-    from pipeline.sources import find_monthly_rasters
-    from pipeline.zonal import zone_month_table
+    from pipeline.measure.zonal import zone_month_table
+    from pipeline.read.sources import find_monthly_rasters
 
     months = {p.name for p in files}
     years = tuple(

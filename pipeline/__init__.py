@@ -4,9 +4,9 @@ Monthly VIIRS night-light rasters are clipped to site polygons with exact covera
 weights, aggregated into year-over-year change, classified brightened / unchanged /
 dimmed / insufficient_data, and set against a published claim.
 
-Stages, one module each: :mod:`pipeline.sites` (read site GeoJSON),
-:mod:`pipeline.sources` (find monthly rasters), :mod:`pipeline.zonal` (site-by-month
-table), :mod:`pipeline.change` (yearly change and classes), :mod:`pipeline.verdict`
+Stages, one module each: :mod:`pipeline.read.sites` (read site GeoJSON),
+:mod:`pipeline.read.sources` (find monthly rasters), :mod:`pipeline.measure.zonal` (site-by-month
+table), :mod:`pipeline.judge.change` (yearly change and classes), :mod:`pipeline.judge.verdict`
 (counts against the claim), :mod:`pipeline.outputs` (atomic writing).
 
 Python API: :func:`analyse` (site files in, :class:`Results` out), :func:`load_results`
@@ -25,10 +25,10 @@ __all__ = ["Params", "Results", "__version__", "analyse", "load_results", "read_
 # stay fast: nothing heavy (geopandas, rasterio, dask) loads until a name below is touched.
 _LAZY = {
     "analyse": "pipeline.api",
-    "Results": "pipeline.analysis",
-    "load_results": "pipeline.analysis",
+    "Results": "pipeline.results",
+    "load_results": "pipeline.results",
     "Params": "pipeline.config",
-    "read_sites": "pipeline.sites",
+    "read_sites": "pipeline.read.sites",
 }
 
 

@@ -1,8 +1,8 @@
 """Analysis: chain the stages, from sites and monthly rasters to a verdict.
 
 Inputs
-    Sites (:func:`pipeline.sites.read_sites`), monthly rasters
-    (:func:`pipeline.sources.find_monthly_rasters`), :class:`pipeline.config.Params`.
+    Sites (:func:`pipeline.read.sites.read_sites`), monthly rasters
+    (:func:`pipeline.read.sources.find_monthly_rasters`), :class:`pipeline.config.Params`.
 Outputs
     :class:`Results`: the site-by-month table, per-site changes, the sensitivity
     table, each county's change (when counties are given) and the verdict mapping.
@@ -12,9 +12,8 @@ Outputs
 from __future__ import annotations
 
 import logging
-import os
 from collections.abc import Mapping, Sequence
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
@@ -23,10 +22,9 @@ import numpy as np
 import pandas as pd
 
 from pipeline import __version__
-from pipeline.change import ChangeSettings, ZoneSeries, site_changes
-from pipeline.claims import DEFAULT_CLAIM, Claim
 from pipeline.config import Params
-from pipeline.sensitivity import (
+from pipeline.judge.change import ChangeSettings, ZoneSeries, site_changes
+from pipeline.judge.sensitivity import (
     RADII_M,
     RULES,
     ZoneNames,
@@ -35,13 +33,15 @@ from pipeline.sensitivity import (
     robustness_summary,
     sensitivity_table,
 )
-from pipeline.sites import background_rings, batch_labels, in_batch, with_radius
-from pipeline.sources import MonthlyRaster
-from pipeline.verdict import Verdict, make_verdict
-from pipeline.zonal import zone_month_table
+from pipeline.judge.verdict import make_verdict
+from pipeline.measure.zonal import zone_month_table
+from pipeline.read.claims import DEFAULT_CLAIM, Claim
+from pipeline.read.sites import background_rings, in_batch, with_radius
+from pipeline.read.sources import MonthlyRaster
+from pipeline.results import Results
 
 if TYPE_CHECKING:
-    from pipeline.compare import Comparison
+    pass
 
 log = logging.getLogger(__name__)
 
@@ -58,41 +58,6 @@ SITE_MONTH_COLUMNS = [
     "ring_mean_radiance",
     "ring_valid_fraction",
 ]
-
-
-@dataclass
-class Results:
-    sites: gpd.GeoDataFrame
-    site_months: pd.DataFrame
-    changes: pd.DataFrame
-    verdict: Verdict
-    sensitivity: pd.DataFrame | None = None
-    zone_table: pd.DataFrame = field(default_factory=pd.DataFrame, repr=False)
-    rasters: list[MonthlyRaster] = field(default_factory=list, repr=False)
-    unit_changes: pd.DataFrame | None = None  # county_changes.csv (see pipeline.panel.unit_changes)
-    comparison: Comparison | None = field(
-        default=None, repr=False
-    )  # the county comparison (compare)
-
-    def classified(self) -> gpd.GeoDataFrame:
-        """The sites with their class and change, one row per site (``sites_classified.*``)."""
-        return classified_sites(self)
-
-    def open_pixels(self, bounds: tuple[float, float, float, float] | None = None) -> Any:
-        """The monthly pixels read by this run as a lazy ``xarray.Dataset`` (see :func:`pipeline.pixels.open_pixels`)."""
-        from pipeline.pixels import open_pixels
-
-        return open_pixels(
-            self.rasters,
-            bounds or _padded_bounds(self.sites),
-            self.verdict.get("data_kind", ""),
-            min_cf_cvg=int(self.verdict["parameters"].get("min_cf_cvg", 3)),
-        )
-
-
-def _padded_bounds(sites: gpd.GeoDataFrame, pad: float = 0.1) -> tuple[float, float, float, float]:
-    w, s, e, n = (float(v) for v in sites.to_crs("EPSG:4326").total_bounds)
-    return w - pad, s - pad, e + pad, n + pad
 
 
 def build_zones(
@@ -190,15 +155,15 @@ def analyse(
 
     With ``sensitivity``, one extraction pass also covers the radius variants, every
     pixel rule and the calibration controls, so variants cost no extra reading. With
-    ``cube_dir`` pixels are read through the study cube there (:mod:`pipeline.cube`).
+    ``cube_dir`` pixels are read through the study cube there (:mod:`pipeline.measure.cube`).
     ``claim`` is judged on the sites of its batch (variants count over them too).
-    Annual composites (:class:`~pipeline.sources.AnnualRaster`) are compared as composites
-    (:mod:`pipeline.annual`). ``alternatives``: the other product's rasters for the same
+    Annual composites (:class:`~pipeline.read.sources.AnnualRaster`) are compared as composites
+    (:mod:`pipeline.judge.annual`). ``alternatives``: the other product's rasters for the same
     years (product -> rasters); their variants join the sensitivity table with a ``product`` column.
     ``extra_zones`` (another stage's, e.g. the comparison's) join the same extraction; ``table``:
     that extraction already made by the caller (:func:`pipeline.study.run_study`), so no zone is
     read twice. Counties are not measured here: their change comes from the unit panel
-    (:mod:`pipeline.panel`).
+    (:mod:`pipeline.compare.panel`).
     """
     zones, names, controls = analysis_zones(sites, params, sensitivity)
     if extra_zones is not None and len(extra_zones):
@@ -317,7 +282,7 @@ class _Stage:
         ids = list(sites["site_id"])
         sens = calib = None
         if any(r.period == "year" for r in rasters):
-            from pipeline.annual import (
+            from pipeline.judge.annual import (
                 annual_calibration,
                 annual_sensitivity_table,
                 annual_site_changes,
@@ -402,141 +367,3 @@ def _annotate(changes: pd.DataFrame, sites: pd.DataFrame) -> pd.DataFrame:
         c for c in ("county", "county_id") if c in out
     ]  # added columns go after the existing ones
     return out[first + [c for c in out.columns if c not in first + last] + last]
-
-
-def load_results(out: str | os.PathLike[str]) -> Results:
-    """Rebuild :class:`Results` from a run's output folder (``nightlights figures``; notebooks)."""
-    import json
-
-    out = Path(out)
-    from pipeline.compare import load_comparison
-    from pipeline.errors import ConfigError, SourceError
-    from pipeline.outputs import uninert_csv
-    from pipeline.sources import find_annual_rasters, find_monthly_rasters
-
-    need = ["verdict.json", "site_changes.csv", "sites_classified.geojson"]
-    missing = [n for n in need if not (out / n).exists()]
-    if missing:
-        raise ConfigError(
-            f"{out}: no {', '.join(missing)}; run 'nightlights run --out {out}' first"
-        )
-    verdict = Verdict.from_dict(json.loads((out / "verdict.json").read_text(encoding="utf-8")))
-    changes = uninert_csv(pd.read_csv(out / "site_changes.csv", dtype={"batch": str})).drop(
-        columns=["data_kind"], errors="ignore"
-    )
-    if "batch" in changes:
-        changes["batch"] = batch_labels(changes)
-    gdf = gpd.read_file(out / "sites_classified.geojson")
-    if "batch" in gdf:
-        gdf["batch"] = batch_labels(gdf)
-    keep = [
-        c
-        for c in (
-            "site_id",
-            "name",
-            "name_ko",
-            "province",
-            "batch",
-            "location_confidence",
-            "source",
-            "groundbreaking",
-            "inauguration",
-            "inauguration_by",
-            "radius_m",
-            "center_lon",
-            "center_lat",
-            "from_point",
-            "county",
-            "county_id",
-        )
-        if c in gdf
-    ]
-    sites = gpd.GeoDataFrame(gdf[keep], geometry=gdf.geometry, crs=gdf.crs)
-    if (out / "site_months.parquet").exists():
-        months = pd.read_parquet(out / "site_months.parquet")
-    else:
-        months = uninert_csv(pd.read_csv(out / "site_months.csv"))
-    months = months.drop(columns=["data_kind"], errors="ignore")
-    sens = (
-        pd.read_csv(out / "sensitivity.csv").drop(columns=["data_kind"], errors="ignore")
-        if (out / "sensitivity.csv").exists()
-        else None
-    )
-    rasters = []
-    inputs = [i for i in verdict.get("inputs", []) if isinstance(i, dict)]
-    wanted = {i.get("file") for i in inputs}
-    for folder in sorted({str(i.get("folder")) for i in inputs}):
-        # only the files verdict.json names are read, never a scan of a folder it names ("/")
-        mine = [i for i in inputs if str(i.get("folder")) == folder]
-        names = sorted({str(i.get("file")) for i in mine})
-        if not Path(folder).is_dir():
-            raise SourceError(
-                f"{folder}: raster folder named in {out / 'verdict.json'} not found; run from the "
-                "folder the run was made in, or re-run 'nightlights run'"
-            )
-        bad = [
-            n
-            for n in names
-            if Path(n).name != n or n.startswith(".") or not (Path(folder) / n).is_file()
-        ]
-        if bad:
-            raise SourceError(
-                f"{folder}: raster folder named in {out / 'verdict.json'} does not hold {bad[0]} "
-                f"({len(bad)} of the {len(names)} files it names missing); re-run 'nightlights run'"
-            )
-        aux = {
-            str(i["aux"])
-            for i in mine
-            if i.get("aux") and Path(str(i["aux"])).name == str(i["aux"])
-        }
-        files = [Path(folder) / n for n in sorted({*names, *aux})]
-        find = find_annual_rasters if verdict.get("product") == "annual" else find_monthly_rasters
-        found = find(
-            folder, eog_config=verdict["parameters"].get("eog_config", "vcmslcfg"), files=files
-        )
-        rasters += [r for r in found if r.radiance.name in wanted]
-    units = (
-        pd.read_csv(out / "county_changes.csv", dtype={"unit_id": str}).drop(
-            columns=["data_kind"], errors="ignore"
-        )
-        if (out / "county_changes.csv").exists()
-        else None
-    )
-    return Results(
-        sites,
-        months,
-        changes,
-        verdict,
-        sens,
-        rasters=sorted(rasters, key=lambda r: r.month),
-        unit_changes=units,
-        comparison=load_comparison(out),
-    )
-
-
-def classified_sites(results: Results) -> gpd.GeoDataFrame:
-    """Sites with their class and change, one row per site, for GIS users."""
-    sites = results.sites.drop(columns=[c for c in ("source_file",) if c in results.sites])
-    ch = results.changes.drop(
-        columns=[
-            c
-            for c in (
-                "name",
-                "name_ko",
-                "province",
-                "batch",
-                "location_confidence",
-                "county",
-                "county_id",
-                "data_kind",
-            )
-            if c in results.changes and (c == "data_kind" or c in results.sites)
-        ]
-    )
-    gdf = sites.merge(ch, on="site_id", how="left")
-    gdf["data_kind"] = results.verdict["data_kind"]
-    added = [
-        c for c in ("county", "county_id") if c in gdf
-    ]  # newer columns after the existing ones
-    gdf = gdf[[c for c in gdf.columns if c not in added and c != "geometry"] + added + ["geometry"]]
-    return gpd.GeoDataFrame(gdf, geometry="geometry", crs=results.sites.crs)

@@ -1,4 +1,4 @@
-"""The Python API: one call from site files (or a GeoDataFrame) to :class:`~pipeline.analysis.Results`.
+"""The Python API: one call from site files (or a GeoDataFrame) to :class:`~pipeline.results.Results`.
 
     import pipeline
     results = pipeline.analyse("aoi/sites_2024.geojson", source="demo")
@@ -37,18 +37,18 @@ def analyse(
     compare: bool = True,
     **overrides: Any,
 ) -> Any:
-    """Run the analysis and return :class:`~pipeline.analysis.Results`.
+    """Run the analysis and return :class:`~pipeline.results.Results`.
 
     Parameters
     ----------
     sites
         A site GeoJSON path, a folder (every ``*.geojson`` in it), several paths, or a
-        GeoDataFrame already read with :func:`pipeline.sites.read_sites`.
+        GeoDataFrame already read with :func:`pipeline.read.sites.read_sites`.
     source
         ``auto`` (EOG or Black Marble when credentials are configured, else the labelled
         synthetic demo), ``demo``, ``local`` (with ``rasters``), ``eog`` or ``blackmarble``.
     claim
-        A claim YAML path or a :class:`pipeline.claims.Claim`; default the shipped JoongAng claim.
+        A claim YAML path or a :class:`pipeline.read.claims.Claim`; default the shipped JoongAng claim.
     params, overrides
         :class:`pipeline.config.Params`, or any of its fields as keywords
         (``analyse(..., threshold=0.18, target_year=2025)``).
@@ -60,8 +60,8 @@ def analyse(
     """
     import geopandas as gpd
 
-    from pipeline.claims import Claim, default_claim, load_claim
-    from pipeline.sites import read_sites
+    from pipeline.read.claims import Claim, default_claim, load_claim
+    from pipeline.read.sites import read_sites
     from pipeline.study import StudySpec, claim_years, run_study
 
     the_claim = (

@@ -628,7 +628,7 @@ def _scheduler(address: str | None):
 
 def _read_sites(paths: Sequence[Path], params: Params, args: argparse.Namespace):
     """Sites from files; an explicit --radius re-buffers every point site to it."""
-    from pipeline.sites import read_sites, with_radius
+    from pipeline.read.sites import read_sites, with_radius
 
     sites = read_sites(paths, params.default_radius_m)
     if getattr(args, "default_radius_m", None) is not None:
@@ -686,7 +686,7 @@ CLAIM_SUFFIXES = (".yaml", ".yml")
 
 
 def cmd_sites_validate(args: argparse.Namespace) -> int:
-    from pipeline.sites import validate_site_files
+    from pipeline.read.sites import validate_site_files
 
     radius = Params(default_radius_m=args.default_radius_m).default_radius_m  # checked like run's
     claim_files = [p for p in args.paths if p.suffix.lower() in CLAIM_SUFFIXES]
@@ -709,13 +709,13 @@ def _claim_problems(
     claim_files: Sequence[Path], site_files: Sequence[Path], radius: float, usable: bool
 ) -> list[tuple[str, bool]]:
     """(line, is_error) per claim file; with usable site files, the claim's n_sites is checked against them."""
-    from pipeline.claims import check_claim_sites, load_claim
     from pipeline.errors import ClaimError
+    from pipeline.read.claims import check_claim_sites, load_claim
 
     out: list[tuple[str, bool]] = []
     sites = None
     if claim_files and site_files and usable:
-        from pipeline.sites import read_sites
+        from pipeline.read.sites import read_sites
 
         sites = read_sites(site_files, radius)
     for path in claim_files:
@@ -731,10 +731,10 @@ def _claim_problems(
 
 
 def cmd_extract(args: argparse.Namespace) -> int:
-    from pipeline.acquire import is_synthetic
     from pipeline.analysis import extract_sites
+    from pipeline.fetch.acquire import is_synthetic
     from pipeline.outputs import write_csv_atomic
-    from pipeline.sources import find_monthly_rasters
+    from pipeline.read.sources import find_monthly_rasters
 
     params = params_from_args(args)
     _check_out_file(args.out)
@@ -753,9 +753,9 @@ def cmd_extract(args: argparse.Namespace) -> int:
 
 
 def cmd_run(args: argparse.Namespace) -> int:
-    from pipeline.claims import default_claim, load_claim
+    from pipeline.judge.verdict import headline
+    from pipeline.read.claims import default_claim, load_claim
     from pipeline.study import StudySpec, run_study
-    from pipeline.verdict import headline
 
     claim = load_claim(args.claim) if args.claim else default_claim()
     params = params_from_args(args, claim)
@@ -797,9 +797,9 @@ def _write_run(results, args: argparse.Namespace) -> None:
 
 
 def cmd_compare(args: argparse.Namespace) -> int:
-    from pipeline.claims import default_claim, load_claim
-    from pipeline.compare import write_comparison
+    from pipeline.compare.county import write_comparison
     from pipeline.outputs import staged
+    from pipeline.read.claims import default_claim, load_claim
     from pipeline.study import StudySpec, run_study
 
     claim = load_claim(args.claim) if args.claim else default_claim()
@@ -897,10 +897,10 @@ def cmd_download(args: argparse.Namespace) -> int:
 
 
 def cmd_figures(args: argparse.Namespace) -> int:
-    from pipeline.analysis import load_results
     from pipeline.outputs import staged
     from pipeline.publish import write_publication
     from pipeline.publish.style import style_from_options
+    from pipeline.results import load_results
 
     style = style_from_options(args.format, args.dpi, args.style, args.width_mm, args.lang)
     results = load_results(args.out)
@@ -914,7 +914,7 @@ def cmd_figures(args: argparse.Namespace) -> int:
 
 
 def cmd_cache_prune(args: argparse.Namespace) -> int:
-    from pipeline.cache import human_size, prune_cubes
+    from pipeline.measure.cache import human_size, prune_cubes
 
     cache = _cache_dir(args)
     if cache is None:

@@ -17,7 +17,7 @@ from pathlib import Path
 from typing import Any, Literal, get_args
 
 from pipeline.errors import ConfigError
-from pipeline.yamlsafe import MAX_YAML_BYTES, parse_yaml, read_text_bounded
+from pipeline.read.yamlsafe import MAX_YAML_BYTES, parse_yaml, read_text_bounded
 
 # The option sets, once: flags' choices, parameter checks and variant grids derive from these.
 Statistic = Literal["median", "mean", "sol"]

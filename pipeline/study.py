@@ -1,4 +1,4 @@
-"""Study: the one orchestration from a plan to :class:`~pipeline.analysis.Results`.
+"""Study: the one orchestration from a plan to :class:`~pipeline.results.Results`.
 
 ``nightlights run``, ``nightlights compare`` and :func:`pipeline.analyse` each build a
 :class:`StudySpec` and call :func:`run_study`; none of them chains the stages itself, so the
@@ -23,13 +23,13 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
-from pipeline.claims import Claim, check_claim_sites
 from pipeline.config import Params, Source
+from pipeline.read.claims import Claim, check_claim_sites
 
 if TYPE_CHECKING:
     import geopandas as gpd
 
-    from pipeline.analysis import Results
+    from pipeline.results import Results
 
 log = logging.getLogger("nightlights")
 
@@ -67,9 +67,10 @@ def claim_years(claim: Claim, base: Params | None = None) -> Params:
 
 def run_study(spec: StudySpec) -> Results:
     """Plan, acquire, measure, judge and compare; nothing is written here (see :mod:`pipeline.outputs`)."""
-    from pipeline.acquire import acquire
-    from pipeline.analysis import Results, analyse
-    from pipeline.units import with_default_counties
+    from pipeline.analysis import analyse
+    from pipeline.fetch.acquire import acquire
+    from pipeline.read.units import with_default_counties
+    from pipeline.results import Results
 
     params, claim, sites = spec.params, spec.claim, spec.sites
     if spec.analysis:
@@ -129,7 +130,7 @@ def run_study(spec: StudySpec) -> Results:
             table=site_table[site_table["month"].isin(analysis_months)].reset_index(drop=True),
         )
     else:
-        from pipeline.verdict import Verdict
+        from pipeline.judge.verdict import Verdict
 
         results = Results(
             sites,
@@ -171,7 +172,7 @@ def _zone_plan(
     import pandas as pd
 
     from pipeline.analysis import analysis_rules, analysis_zones
-    from pipeline.compare import comparison_zones, control_sites, unit_zones
+    from pipeline.compare.county import comparison_zones, control_sites, unit_zones
 
     params = spec.params
     parts: list[gpd.GeoDataFrame] = []
@@ -215,7 +216,7 @@ def _same_file(a: Any, b: Any) -> bool:
 
 def _extract(spec: StudySpec, zones: ZonePlan, rasters: Sequence[Any]) -> tuple[Any, Any]:
     """The study's one extraction: each zone and month read once (two passes, disjoint zones)."""
-    from pipeline.zonal import zone_month_table
+    from pipeline.measure.zonal import zone_month_table
 
     p = spec.params
     tables = []
@@ -261,8 +262,8 @@ def _empty_table() -> Any:
 def _county_changes(
     unit_table: Any, counties: gpd.GeoDataFrame, prefix: str, params: Params
 ) -> Any:
-    """``county_changes.csv`` from the unit panel (:mod:`pipeline.panel`): the DiD's own numbers."""
-    from pipeline.panel import UNIT_ZONE, panel_floor, unit_changes, unit_tables
+    """``county_changes.csv`` from the unit panel (:mod:`pipeline.compare.panel`): the DiD's own numbers."""
+    from pipeline.compare.panel import UNIT_ZONE, panel_floor, unit_changes, unit_tables
 
     t = unit_table[unit_table["zone"].str.startswith(prefix)]
     t = t.assign(zone=UNIT_ZONE + t["zone"].str[len(prefix) :])
@@ -283,7 +284,7 @@ def _usable(spec: StudySpec, plan: Any, rasters: Sequence[Any]) -> Any:
     not a county study (``compare`` goes on and warns; its units outside have no data)."""
     if plan is None or spec.compare_required:
         return plan
-    from pipeline.compare import units_without_rasters
+    from pipeline.compare.county import units_without_rasters
 
     outside = units_without_rasters(plan.units, rasters)
     if outside > 0.1 * len(plan.units):
@@ -310,7 +311,7 @@ def write_tables(results: Results, out: Any) -> None:
             out.write_csv("sensitivity.csv", results.sensitivity, kind)
         out.write_json("verdict.json", results.verdict.to_dict())
     if results.comparison is not None:
-        from pipeline.compare import write_comparison
+        from pipeline.compare.county import write_comparison
 
         write_comparison(results.comparison, out)
 
@@ -318,7 +319,7 @@ def write_tables(results: Results, out: Any) -> None:
 def _plan(spec: StudySpec, sites: gpd.GeoDataFrame) -> Any:
     if not spec.compare or spec.params.product == "annual":
         return None
-    from pipeline.compare import plan_comparison
+    from pipeline.compare.county import plan_comparison
 
     return plan_comparison(
         sites, spec.units_path, spec.batch, required=spec.compare_required, claim=spec.claim
@@ -328,7 +329,7 @@ def _plan(spec: StudySpec, sites: gpd.GeoDataFrame) -> Any:
 def _compare(spec: StudySpec, plan: Any, sites: gpd.GeoDataFrame, got: Any, table: Any) -> Any:
     """The comparison on the study's extraction; for ``run`` a comparison that cannot be made is
     skipped in one line (a warning), since the run's own results do not depend on it."""
-    from pipeline.compare import compare, units_without_rasters
+    from pipeline.compare.county import compare, units_without_rasters
     from pipeline.errors import ComparisonError
 
     if spec.compare_required:

@@ -10,7 +10,7 @@ import pytest
 import rasterio
 from rasterio.transform import from_origin
 
-from pipeline.demo import eog_name
+from pipeline.fetch.demo import eog_name
 
 RES = 1 / 240
 

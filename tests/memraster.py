@@ -1,7 +1,7 @@
 """In-memory rasters for statistics tests: arrays in, MonthlyRaster out, no files on disk.
 
 GDAL's ``/vsimem/`` file system holds the GeoTIFF bytes, so the real reading path
-(:func:`pipeline.sources.read_window`, the zonal extraction) is exercised without a folder.
+(:func:`pipeline.read.sources.read_window`, the zonal extraction) is exercised without a folder.
 """
 
 from __future__ import annotations
@@ -13,7 +13,7 @@ import numpy as np
 import rasterio
 from rasterio.transform import from_origin
 
-from pipeline.sources import Grid, MonthlyRaster
+from pipeline.read.sources import Grid, MonthlyRaster
 
 RES = 1 / 240
 

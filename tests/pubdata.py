@@ -7,14 +7,14 @@ from pathlib import Path
 
 import pytest
 
-from pipeline.analysis import Results
-from pipeline.claims import DEFAULT_CLAIM
 from pipeline.config import Params
-from pipeline.demo import DemoSpec, build_demo
+from pipeline.fetch.demo import DemoSpec, build_demo
 from pipeline.outputs import staged
 from pipeline.publish import write_publication
 from pipeline.publish.style import Style
-from pipeline.sites import read_sites
+from pipeline.read.claims import DEFAULT_CLAIM
+from pipeline.read.sites import read_sites
+from pipeline.results import Results
 from pipeline.study import StudySpec, run_study
 from tests.conftest import point_feature, write_sites
 

@@ -7,9 +7,9 @@ from pathlib import Path
 import geopandas as gpd
 import pandas as pd
 
-from pipeline.demo import DemoSpec, build_demo
-from pipeline.sites import read_sites
-from pipeline.sources import MonthlyRaster, find_monthly_rasters
+from pipeline.fetch.demo import DemoSpec, build_demo
+from pipeline.read.sites import read_sites
+from pipeline.read.sources import MonthlyRaster, find_monthly_rasters
 from tests.conftest import point_feature, write_sites
 
 BOUNDS = (125.0, 39.3, 126.5, 40.3)  # 360 x 240 px; Pyongyang stays outside

@@ -12,7 +12,7 @@ import pytest
 from pipeline.cli import main
 from pipeline.fetch import http as download
 from pipeline.fetch.eog_annual import pick_year, version_folders
-from pipeline.sources import EOG_ANNUAL_RE, find_annual_rasters, find_monthly_rasters
+from pipeline.read.sources import EOG_ANNUAL_RE, find_annual_rasters, find_monthly_rasters
 from tests.conftest import write_eog_month, write_tif
 from tests.loopback import BM_SITES, EOG_SITES, TOKEN_PATH, Loopback, sites_geojson
 from tests.loopback_annual import (
@@ -155,7 +155,7 @@ def test_annual_and_monthly_files_in_one_folder_are_told_apart(tmp_path, caplog)
 def test_delta_method_interval_matches_the_spread_of_replicates():
     """Independent pixel noise: the linearised SE (before the footprint inflation) equals the
     standard deviation of d over repeated draws; a uniform change adds no uncertainty."""
-    from pipeline.annual import _linearised
+    from pipeline.judge.annual import _linearised
 
     rng = np.random.default_rng(3)
     n, reps = 60, 4000
@@ -181,7 +181,7 @@ def test_site_interval_is_the_direct_computation_with_the_footprint_inflation(tm
     """A square site on whole pixels: value, SE and effective pixels from numpy by hand."""
     from pipeline.analysis import analyse
     from pipeline.config import Params
-    from pipeline.sites import read_sites
+    from pipeline.read.sites import read_sites
     from tests.conftest import polygon_feature, write_sites
 
     res, west, north = 1 / 240, 125.0, 40.0
@@ -465,8 +465,8 @@ def test_light_shared_between_neighbours_needs_the_footprint_inflation():
     """Noise shared by 2x2 pixels (as a DNB footprint spans ~2 x 1.6 pixels at 40N): the
     uninflated pixel variance is too small by about the pixels per footprint (4 here), which is
     what the design effect restores; at 40N it is 3.4."""
-    from pipeline.annual import _linearised, footprint_deff
-    from pipeline.sources import Grid
+    from pipeline.judge.annual import _linearised, footprint_deff
+    from pipeline.read.sources import Grid
 
     rng = np.random.default_rng(1)
     n, k = 10, 2
@@ -490,7 +490,7 @@ def test_light_shared_between_neighbours_needs_the_footprint_inflation():
 
 
 def test_the_other_products_cache_is_found_for_the_same_years(tmp_path):
-    from pipeline.acquire import _other_product
+    from pipeline.fetch.acquire import _other_product
 
     folder = tmp_path / "blackmarble_annual"
     folder.mkdir()

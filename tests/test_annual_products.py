@@ -12,7 +12,7 @@ import rasterio
 from pipeline.analysis import analyse
 from pipeline.cli import main
 from pipeline.config import Params
-from pipeline.sources import find_annual_rasters, find_monthly_rasters, valid_mask
+from pipeline.read.sources import find_annual_rasters, find_monthly_rasters, valid_mask
 from tests.scenarios import planted
 
 

@@ -8,7 +8,7 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-from pipeline.sites import read_sites, validate_site_files
+from pipeline.read.sites import read_sites, validate_site_files
 
 AOI = Path(__file__).resolve().parents[1] / "aoi"
 FILES = sorted(AOI.glob("*.geojson"))

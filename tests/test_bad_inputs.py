@@ -23,7 +23,7 @@ from pyproj import Transformer
 from rasterio.transform import from_origin
 
 from pipeline.cli import main
-from pipeline.sites import MAX_FILE_BYTES
+from pipeline.read.sites import MAX_FILE_BYTES
 from tests.bad_inputs.rasters import (
     GRID,
     SIZE,
@@ -139,7 +139,7 @@ def test_usable_sites_extract_with_warnings(
 def test_legacy_crs_member_is_reprojected_to_the_right_place(
     months: Path, tmp_path: Path, capsys: pytest.CaptureFixture[str]
 ) -> None:
-    from pipeline.sites import read_sites
+    from pipeline.read.sites import read_sites
 
     sites = read_sites([SITE_DIR / "legacy_crs_3857.geojson"], 2000.0)
     lon, lat = Transformer.from_crs(3857, 4326, always_xy=True).transform(13937833.6, 4852834.1)
@@ -149,7 +149,7 @@ def test_legacy_crs_member_is_reprojected_to_the_right_place(
 
 
 def test_three_d_coordinates_are_flattened() -> None:
-    from pipeline.sites import read_sites
+    from pipeline.read.sites import read_sites
 
     sites = read_sites([SITE_DIR / "mixed_3d_multi.geojson"], 2000.0)
     assert not sites.geometry.has_z.any()
@@ -630,8 +630,8 @@ def test_zone_spanning_too_many_pixels_is_refused_before_allocating() -> None:
     from shapely.geometry import Point
 
     from pipeline.errors import SourceError
-    from pipeline.sources import Grid
-    from pipeline.weights import coverage_weights
+    from pipeline.measure.weights import coverage_weights
+    from pipeline.read.sources import Grid
 
     res = 1e-6
     grid = Grid(CRS.from_epsg(4326).to_wkt(), (res, 0.0, 125.0, 0.0, -res, 40.0), 90_000, 90_000)

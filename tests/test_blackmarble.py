@@ -25,7 +25,7 @@ from pipeline.fetch.blackmarble import (
     tile_bounds,
     tiles_for,
 )
-from pipeline.sources import find_monthly_rasters
+from pipeline.read.sources import find_monthly_rasters
 from tests.loopback import (
     BM_SITES,
     OTHER_HOST,

@@ -8,8 +8,8 @@ import pytest
 from exactextract import exact_extract
 
 from pipeline.analysis import analyse
-from pipeline.change import ChangeSettings, classify, log_ratio, paired_change, site_changes
 from pipeline.config import Params
+from pipeline.judge.change import ChangeSettings, classify, log_ratio, paired_change, site_changes
 from tests.scenarios import planted
 
 SETTINGS = ChangeSettings.from_params(Params())

@@ -10,7 +10,11 @@ import pytest
 import yaml
 
 from pipeline.analysis import analyse
-from pipeline.claims import (
+from pipeline.config import Params
+from pipeline.errors import ClaimError, NightlightsError
+from pipeline.judge.sensitivity import robustness_summary
+from pipeline.judge.verdict import headline, judge_claim, make_verdict
+from pipeline.read.claims import (
     DEFAULT_CLAIM,
     Claim,
     check_claim_sites,
@@ -18,10 +22,6 @@ from pipeline.claims import (
     default_claim_path,
     load_claim,
 )
-from pipeline.config import Params
-from pipeline.errors import ClaimError, NightlightsError
-from pipeline.sensitivity import robustness_summary
-from pipeline.verdict import headline, judge_claim, make_verdict
 
 REPO = Path(__file__).resolve().parents[1]
 CORPUS = Path(__file__).parent / "bad_inputs"
@@ -290,7 +290,7 @@ def test_pipeline_judges_a_planted_batch(tmp_path):
 
 
 def test_a_batch_inaugurated_in_december_is_not_yet_observable_that_year():
-    from pipeline.verdict import batch_observability
+    from pipeline.judge.verdict import batch_observability
 
     sites = pd.DataFrame(
         {

@@ -11,7 +11,7 @@ import pandas as pd
 import pytest
 
 from pipeline.cli import main
-from pipeline.sites import read_sites
+from pipeline.read.sites import read_sites
 from tests.conftest import point_feature, write_sites
 from tests.scenarios import grid_sites, planted
 
@@ -353,7 +353,7 @@ def test_claim_file_that_does_not_fit_the_sites_is_one_line(scenario, tmp_path, 
 
 
 def test_sites_get_their_county_as_added_columns(scenario, tmp_path):
-    from pipeline.units import assign_units, default_units_path, read_units
+    from pipeline.read.units import assign_units, default_units_path, read_units
 
     sites = _two_batches(tmp_path)
     out = tmp_path / "out"

@@ -7,7 +7,7 @@ import pandas as pd
 import pytest
 
 from bench.did_calibration import calibrate, cohort_panel
-from pipeline.cohorts import (
+from pipeline.compare.cohorts import (
     batch_year,
     building_exclusions,
     clean_did,
@@ -16,7 +16,7 @@ from pipeline.cohorts import (
     group_time_effects,
     unit_schedule,
 )
-from pipeline.did import estimate_did, minimum_detectable_effect
+from pipeline.compare.did import estimate_did, minimum_detectable_effect
 
 SITES = pd.DataFrame(
     [
@@ -251,7 +251,7 @@ def test_cluster_t_matches_a_direct_sandwich():
     rng = np.random.default_rng(3)
     d, treated = rng.normal(0, 1, 40), np.arange(40) % 4 == 0
     clusters = np.arange(40) % 5
-    from pipeline.cohorts import _cluster_t
+    from pipeline.compare.cohorts import _cluster_t
 
     b, t = _cluster_t(d[None, :], treated, np.eye(5)[clusters])
     x = np.column_stack([np.ones(40), treated])
@@ -267,8 +267,8 @@ def test_cluster_t_matches_a_direct_sandwich():
 
 
 def test_wild_cluster_bootstrap_sees_a_planted_effect_and_not_a_null():
-    from pipeline.cohorts import wild_cluster_bootstrap
-    from pipeline.did import unit_log_change_set
+    from pipeline.compare.cohorts import wild_cluster_bootstrap
+    from pipeline.compare.did import unit_log_change_set
 
     for effect, significant in ((0.3, True), (0.0, False)):
         panel, _ = cohort_panel(8, effect=effect, contamination=0.0)
@@ -280,8 +280,8 @@ def test_wild_cluster_bootstrap_sees_a_planted_effect_and_not_a_null():
 
 @pytest.mark.slow
 def test_wild_cluster_bootstrap_holds_its_size_when_treated_units_are_noisier():
-    from pipeline.cohorts import wild_cluster_bootstrap
-    from pipeline.did import unit_log_change_set
+    from pipeline.compare.cohorts import wild_cluster_bootstrap
+    from pipeline.compare.did import unit_log_change_set
 
     rej = []
     for s in range(200):
@@ -297,7 +297,7 @@ def test_near_units_are_the_neighbours_within_10_km():
     import geopandas as gpd
     from shapely.geometry import box
 
-    from pipeline.cohorts import near_units
+    from pipeline.compare.cohorts import near_units
 
     side = 0.2  # about 17 x 22 km at 40 N: neighbours touch (0 km), the next ring is > 10 km away
     cells = [(c, r) for r in range(5) for c in range(5)]
@@ -316,7 +316,7 @@ def test_near_units_are_the_neighbours_within_10_km():
 
 
 def test_robustness_beside_the_main_result():
-    from pipeline.cohorts import robustness
+    from pipeline.compare.cohorts import robustness
 
     panel, schedule = cohort_panel(6, effect=0.3, contamination=0.3)
     main, _ = clean_did(panel, schedule, 2024, 2025, n_draws=499)

@@ -11,13 +11,13 @@ import pandas as pd
 import pytest
 
 from pipeline.cli import main
-from pipeline.compare import compare, treated_units
+from pipeline.compare.county import compare, treated_units
 from pipeline.config import Params
-from pipeline.demo import DemoSpec, build_demo
 from pipeline.errors import BoundaryError, ComparisonError
-from pipeline.sites import read_sites
-from pipeline.sources import find_monthly_rasters
-from pipeline.units import read_units
+from pipeline.fetch.demo import DemoSpec, build_demo
+from pipeline.read.sites import read_sites
+from pipeline.read.sources import find_monthly_rasters
+from pipeline.read.units import read_units
 from tests.conftest import RES, point_feature, write_eog_month, write_sites
 
 WEST, NORTH = 125.0, 40.0

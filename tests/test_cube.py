@@ -12,9 +12,15 @@ import pytest
 from rasterio.windows import Window
 from shapely.geometry import Point, box
 
-from pipeline.cube import CHUNK, load_chunks, open_cube
-from pipeline.sources import find_monthly_rasters, read_window
-from pipeline.zonal import SPLIT_BYTES, STATS, coverage_weights, plan_parts, zone_month_table
+from pipeline.measure.cube import CHUNK, load_chunks, open_cube
+from pipeline.measure.zonal import (
+    SPLIT_BYTES,
+    STATS,
+    coverage_weights,
+    plan_parts,
+    zone_month_table,
+)
+from pipeline.read.sources import find_monthly_rasters, read_window
 from tests.conftest import RES, write_eog_month, write_tif
 
 WEST, NORTH = 125.0, 40.0

@@ -14,10 +14,10 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-from pipeline.cache import prune_cubes
-from pipeline.cube import CHUNK, LAYOUT, load_chunks, open_cube
-from pipeline.sources import find_monthly_rasters
-from pipeline.zonal import zone_month_table
+from pipeline.measure.cache import prune_cubes
+from pipeline.measure.cube import CHUNK, LAYOUT, load_chunks, open_cube
+from pipeline.measure.zonal import zone_month_table
+from pipeline.read.sources import find_monthly_rasters
 from tests.test_cube import _eog_months, _equal, _zones
 
 ZONES = [(10, 10), (63, 64), (128, 190), (196, 296), (100, 250)]  # 8 chunks, some partial
@@ -130,7 +130,7 @@ def test_a_chunk_locked_by_another_writer_is_waited_for_and_read_not_refilled(tm
     chunks = np.array([[0, 0], [0, 1]])
     other = open_cube(tmp_path / "elsewhere", rasters)  # reference values for 0_0, filled elsewhere
     want, _ = load_chunks(rasters, chunks, other)
-    from pipeline.cube import _Store
+    from pipeline.measure.cube import _Store
 
     rad = np.zeros((2, 2, CHUNK, CHUNK), dtype=cube.rad_dtype)
     aux = np.zeros((2, 2, CHUNK, CHUNK), dtype=cube.aux_dtype)
@@ -213,7 +213,7 @@ def test_prune_removes_cubes_whose_inputs_are_gone_or_changed_and_says_how_much(
 CHILD = """
 import pathlib, sys, time
 flag, go = pathlib.Path(sys.argv[1]), pathlib.Path(sys.argv[2])
-import pipeline.cube as cube
+import pipeline.measure.cube as cube
 read = cube._read_sources
 def stall(*args, **kwargs):
     if not flag.exists():
@@ -230,7 +230,7 @@ sys.exit(main(sys.argv[3:]))
 BARRIER = """
 import os, pathlib, sys, time
 meet = pathlib.Path(sys.argv[1])
-import pipeline.cube as cube
+import pipeline.measure.cube as cube
 fill = cube._fill
 def together(*args, **kwargs):  # every writer reaches its first fill before any goes on: a real race
     (meet / str(os.getpid())).touch()

@@ -8,7 +8,7 @@ import numpy as np
 import pandas as pd
 import pytest
 
-from pipeline.did import (
+from pipeline.compare.did import (
     ComparisonError,
     count_placebo,
     estimate_did,

@@ -6,7 +6,7 @@ import numpy as np
 import pandas as pd
 import pytest
 
-from pipeline.disparity import (
+from pipeline.compare.disparity import (
     DISPARITY_COLUMNS,
     between_group_pvalue,
     default_floor,

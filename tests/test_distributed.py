@@ -8,8 +8,8 @@ import pandas as pd
 import pytest
 
 from pipeline.cli import main
-from pipeline.sources import find_monthly_rasters
-from pipeline.zonal import STATS, zone_month_table
+from pipeline.measure.zonal import STATS, zone_month_table
+from pipeline.read.sources import find_monthly_rasters
 from tests.conftest import point_feature, write_eog_month, write_sites
 
 distributed = pytest.importorskip("distributed")
@@ -100,7 +100,7 @@ def test_extract_with_scheduler_flag_equals_local(cluster, rasters_and_sites, tm
 
 def test_two_workers_filling_the_same_chunks_of_one_cube(cluster, rasters_and_sites):
     """Each worker process loads the same chunks into one new cube at once: both get the files' values."""
-    from pipeline.cube import load_chunks, open_cube
+    from pipeline.measure.cube import load_chunks, open_cube
 
     tmp, _, _ = rasters_and_sites
     rasters = find_monthly_rasters(tmp / "r")

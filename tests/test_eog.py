@@ -17,7 +17,7 @@ from pipeline.fetch import download_months
 from pipeline.fetch import http as download
 from pipeline.fetch.eog import EogAuth, listing_names, pick, tile_for
 from pipeline.fetch.http import get, make_session
-from pipeline.sources import find_monthly_rasters
+from pipeline.read.sources import find_monthly_rasters
 from tests.loopback import (
     EOG_RES,
     EOG_SITES,

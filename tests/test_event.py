@@ -6,8 +6,8 @@ import numpy as np
 import pandas as pd
 import pytest
 
-from pipeline.did import ComparisonError
-from pipeline.event import EVENT_COLUMNS, event_study, site_relative, t_cdf, t_quantile
+from pipeline.compare.did import ComparisonError
+from pipeline.compare.event import EVENT_COLUMNS, event_study, site_relative, t_cdf, t_quantile
 
 MONTHS = pd.period_range("2023-01", "2025-12", freq="M")
 

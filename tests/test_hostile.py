@@ -716,7 +716,7 @@ def test_usage_errors_strip_control_characters(capsys):
 
 def test_figures_reads_names_back_as_they_were(hostile, tmp_path, tmp_path_factory):
     """The leading quote is for spreadsheets only: 'figures' gets the names of the run back."""
-    from pipeline.analysis import load_results
+    from pipeline.results import load_results
     from tests.pubdata import published
 
     _, done = published(tmp_path_factory)

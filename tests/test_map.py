@@ -10,14 +10,14 @@ import pytest
 from affine import Affine
 from matplotlib.collections import LineCollection, PathCollection
 
+from pipeline.compare.panel import panel_floor, unit_changes, unit_tables
 from pipeline.config import Params
-from pipeline.panel import panel_floor, unit_changes, unit_tables
 from pipeline.publish import maps
 from pipeline.publish.composites import Composite, boundaries
 from pipeline.publish.gis import classified_sites
 from pipeline.publish.labels import box_distance, place_labels
 from pipeline.publish.style import Style, styled
-from pipeline.sites import read_sites
+from pipeline.read.sites import read_sites
 from tests.pubdata import published
 
 matplotlib.use("Agg")

@@ -22,7 +22,7 @@ from hypothesis import HealthCheck, Phase, given, settings
 from hypothesis import strategies as st
 
 from pipeline.cli import main
-from pipeline.demo import DemoSpec, build_demo
+from pipeline.fetch.demo import DemoSpec, build_demo
 from tests.scenarios import BOUNDS
 
 pytestmark = pytest.mark.slow

@@ -8,7 +8,7 @@ import pandas as pd
 import pytest
 
 from bench.did_calibration import cohort_panel
-from pipeline.cohorts import clean_did, group_time_effects
+from pipeline.compare.cohorts import clean_did, group_time_effects
 
 pf = pytest.importorskip(
     "pyfixest", reason="pyfixest (optional test dependency, pip install pyfixest) not installed"

@@ -8,9 +8,9 @@ import pandas as pd
 import pytest
 from shapely.geometry import Point
 
-from pipeline.change import ChangeSettings
 from pipeline.config import Params
-from pipeline.sensitivity import (
+from pipeline.judge.change import ChangeSettings
+from pipeline.judge.sensitivity import (
     CONTROL_EXCLUSION_M,
     CONTROL_REACH_M,
     calibration,

@@ -9,7 +9,7 @@ from pathlib import Path
 import pytest
 from shapely.geometry import Point
 
-from pipeline.sites import (
+from pipeline.read.sites import (
     background_rings,
     buffer_metres,
     local_metric_crs,
@@ -194,7 +194,7 @@ def test_rings_of_ten_thousand_close_sites_take_seconds():
     import geopandas as gpd
     import numpy as np
 
-    from pipeline.sites import geodesic_circle
+    from pipeline.read.sites import geodesic_circle
 
     rng = np.random.default_rng(1)
     lon, lat = 125 + rng.random(10_000) * 0.5, 39 + rng.random(10_000) * 0.5
@@ -233,8 +233,8 @@ def test_sites_too_big_to_buffer_or_repair_are_one_line(tmp_path, monkeypatch):
     std::bad_alloc'; a self-crossing polygon of 200,000 vertices likewise (is_valid alone took 6 s)."""
     import random
 
-    import pipeline.sites as sites_module
-    from pipeline.sites import validate_site_files
+    import pipeline.read.sites as sites_module
+    from pipeline.read.sites import validate_site_files
 
     rnd = random.Random(1)
     pts = [[126 + rnd.random() * 0.1, 40 + rnd.random() * 0.1] for _ in range(1001)]

@@ -5,9 +5,9 @@ from __future__ import annotations
 import numpy as np
 import pytest
 
-from pipeline.demo import eog_name
 from pipeline.errors import SourceError
-from pipeline.sources import EOG_RE, find_monthly_rasters
+from pipeline.fetch.demo import eog_name
+from pipeline.read.sources import EOG_RE, find_monthly_rasters
 from tests.conftest import write_eog_month, write_tif
 
 

@@ -12,8 +12,8 @@ import pytest
 import shapely
 
 from pipeline.errors import BoundaryError, NightlightsError
-from pipeline.sites import read_sites
-from pipeline.units import assign_units, default_units_path, normalise_name, read_units
+from pipeline.read.sites import read_sites
+from pipeline.read.units import assign_units, default_units_path, normalise_name, read_units
 
 REPO = Path(__file__).resolve().parents[1]
 
@@ -302,7 +302,7 @@ def test_every_2024_and_2025_site_lands_in_exactly_one_county(shipped, caplog):
 def test_hostile_boundary_files_are_one_line(tmp_path, text, problem):
     """Before: 'unexpected error' (RecursionError, ValueError) naming no file."""
     from pipeline.errors import BoundaryError
-    from pipeline.units import read_units
+    from pipeline.read.units import read_units
 
     path = tmp_path / "units.geojson"
     path.write_text(text)
@@ -313,7 +313,7 @@ def test_hostile_boundary_files_are_one_line(tmp_path, text, problem):
 
 def test_a_device_as_boundary_file_is_read_bounded():
     from pipeline.errors import BoundaryError
-    from pipeline.units import read_units
+    from pipeline.read.units import read_units
 
     with pytest.raises(BoundaryError, match=r"^/dev/zero: file is over 100 MB"):
         read_units("/dev/zero")

@@ -1,7 +1,7 @@
 """What users bring, end to end on the demo world: a plain site file, a batch called "pilot", a claim
 about it, other flags, the other commands and the Python API beside the command line.
 
-The demo is one synthetic world (pipeline.world.load_world), so the shipped sites' numbers must not
+The demo is one synthetic world (pipeline.fetch.world.load_world), so the shipped sites' numbers must not
 move whatever else a run holds or however it was started; these tests compare the files byte for byte.
 """
 
@@ -17,8 +17,8 @@ import pandas as pd
 import pytest
 
 import pipeline.analysis
-import pipeline.compare
-import pipeline.zonal
+import pipeline.compare.county
+import pipeline.measure.zonal
 from pipeline.cli import main
 from pipeline.outputs import staged
 from pipeline.study import write_tables
@@ -142,8 +142,8 @@ def runs(home: Path) -> dict[str, Path]:
         )
     }
     with pytest.MonkeyPatch.context() as mp:
-        counting = _counting(pipeline.zonal.zone_month_table)
-        for module in (pipeline.zonal, pipeline.analysis, pipeline.compare):
+        counting = _counting(pipeline.measure.zonal.zone_month_table)
+        for module in (pipeline.measure.zonal, pipeline.analysis, pipeline.compare.county):
             mp.setattr(module, "zone_month_table", counting)
         out["base"] = _run(home, "base", *shipped, "--no-figures")
     out["added"] = _run(
@@ -240,7 +240,7 @@ def test_one_run_extracts_each_zone_and_month_once(runs):
 
 def test_county_changes_are_the_unit_panel_s_changes(runs):
     """county_changes.csv, unit_years.csv and did.json give one number per county: ln((S_t + eps) /
-    (S_b + eps)) of the panel's yearly sum of lights, eps the DiD's floor (pipeline.panel)."""
+    (S_b + eps)) of the panel's yearly sum of lights, eps the DiD's floor (pipeline.compare.panel)."""
     (results,) = API
     comp = results.comparison
     assert comp is not None and results.unit_changes is not None

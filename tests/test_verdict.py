@@ -7,8 +7,8 @@ import pandas as pd
 import pytest
 from shapely.geometry import Point
 
-from pipeline.claims import Claim
-from pipeline.verdict import SYNTHETIC_NOTE, headline, make_verdict
+from pipeline.judge.verdict import SYNTHETIC_NOTE, headline, make_verdict
+from pipeline.read.claims import Claim
 from tests.memraster import mem_month
 
 CLAIM = Claim(
@@ -116,7 +116,7 @@ def test_memory_rasters_read_like_files(fill):
     """The in-memory helper goes through the real reading path: nodata and cf_cvg rules apply."""
     from rasterio.windows import Window
 
-    from pipeline.sources import read_window, valid_mask
+    from pipeline.read.sources import read_window, valid_mask
 
     rad = np.array([[1.0, -0.5], [fill, 4.0]])
     cvg = np.array([[5, 5], [5, 0]])
@@ -130,7 +130,7 @@ def test_the_verdict_is_typed_frozen_and_round_trips_through_its_json():
     import dataclasses
     import json
 
-    from pipeline.verdict import Verdict
+    from pipeline.judge.verdict import Verdict
 
     v = _verdict({"a": "brightened", "b": "dimmed"}, {"a": 2024, "b": 2024}, data_kind="synthetic")
     assert isinstance(v, Verdict) and v.claim_sites["counts"]["brightened"] == 1

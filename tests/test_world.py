@@ -14,15 +14,15 @@ import numpy as np
 import pytest
 import rasterio
 
-from pipeline.demo import build_demo, eog_name
 from pipeline.errors import ConfigError
-from pipeline.world import WORLD_FILE, WORLD_UNITS, load_world, world_from_project
+from pipeline.fetch.demo import build_demo, eog_name
+from pipeline.fetch.world import WORLD_FILE, WORLD_UNITS, load_world, world_from_project
 
 ROOT = Path(__file__).resolve().parents[1]
 
 
 def test_the_frozen_world_is_the_shipped_files():
-    """Edit aoi/ and this fails until pipeline.world.freeze_world is run (and the generator bumped)."""
+    """Edit aoi/ and this fails until pipeline.fetch.world.freeze_world is run (and the generator bumped)."""
     world, units = world_from_project(ROOT)
     assert json.loads(WORLD_FILE.read_text(encoding="utf-8")) == json.loads(json.dumps(world))
     assert WORLD_UNITS.read_text(encoding="utf-8") == units

@@ -8,8 +8,8 @@ import pytest
 from exactextract import exact_extract
 from shapely.geometry import Point, box
 
-from pipeline.sources import find_monthly_rasters
-from pipeline.zonal import coverage_weights, rule_weights, zone_month_table
+from pipeline.measure.zonal import coverage_weights, rule_weights, zone_month_table
+from pipeline.read.sources import find_monthly_rasters
 from tests.conftest import RES, write_eog_month, write_tif
 
 WEST, NORTH = 125.0, 40.0

@@ -11,10 +11,10 @@ import pytest
 import shapely
 from shapely.geometry import Point, box
 
-from pipeline import zonal_stream
-from pipeline.sources import find_monthly_rasters
-from pipeline.zonal import STATS, coverage_weights, zone_month_table
-from pipeline.zonal_stream import choose_stream
+from pipeline.measure import zonal_stream
+from pipeline.measure.zonal import STATS, coverage_weights, zone_month_table
+from pipeline.measure.zonal_stream import choose_stream
+from pipeline.read.sources import find_monthly_rasters
 from tests.conftest import RES, write_eog_month, write_tif
 
 WEST, NORTH = 125.0, 40.0
@@ -93,7 +93,7 @@ def test_streamed_counties_equal_the_chunked_path(tmp_path, rng, monkeypatch, ca
     zones = _zones(
         [*cells, box(WEST + 20 * RES, NORTH - 90 * RES, WEST + 100.5 * RES, NORTH - 30.25 * RES)]
     )
-    with caplog.at_level(logging.DEBUG, logger="pipeline.zonal"):
+    with caplog.at_level(logging.DEBUG, logger="pipeline.measure.zonal"):
         streamed = zone_month_table(
             rasters, zones, RULES, progress=False, cube_dir=tmp_path / "cache"
         )

@@ -8,7 +8,7 @@ imports this module back.
 
 Outputs: cropped, tiled (256 px), DEFLATE-compressed cloud-optimised GeoTIFFs per month
 under ``data/eog/<cfg>/`` or ``data/blackmarble/`` (annual composites: ``data/eog_annual/<cfg>/``,
-``data/blackmarble_annual/``; names that :mod:`pipeline.sources` reads), and ``data/manifest.json``
+``data/blackmarble_annual/``; names that :mod:`pipeline.read.sources` reads), and ``data/manifest.json``
 with source URL, size and sha256 of each.
 """
 
@@ -294,7 +294,7 @@ def area(
     if not site_paths:
         return NK_WINDOW, None
     from pipeline.config import Params
-    from pipeline.sites import read_sites
+    from pipeline.read.sites import read_sites
 
     sites = read_sites(site_paths, Params().default_radius_m)
     return sites_bbox(sites), list(sites.geometry.buffer(PAD_DEG).values)

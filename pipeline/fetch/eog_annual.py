@@ -5,7 +5,7 @@ Inputs
     ``{eog_url}/annual/{version}/{YYYY}/`` holding ``....{layer}.dat.tif.gz`` global files. EOG
     has named them two ways, both accepted: ``VNL_v21_npp_2021_global_vcmslcfg_c202205302300``,
     ``VNL_v22_npp-j01_2023_global_...`` and, from 2024, ``VNL_npp_2024_global_vcmslcfg_v2_c202502261200``
-    (``pipeline.sources.EOG_ANNUAL_RE``).
+    (``pipeline.read.sources.EOG_ANNUAL_RE``).
 Outputs
     ``<EOG name>.average_masked.dat.tif`` and ``.cf_cvg.dat.tif`` cropped to the box, under
     ``data/eog_annual/<cfg>/``, recorded in the manifest as product ``eog-annual-<cfg>``.
@@ -33,7 +33,7 @@ from pipeline.fetch.eog import EogAuth, Links, verify_gzip, write_layer
 from pipeline.fetch.http import NotPublished, fetch_file, get_text, public_url
 from pipeline.fetch.manifest import Context
 from pipeline.provenance import sha256
-from pipeline.sources import EOG_ANNUAL_RADIANCE, EOG_ANNUAL_RE
+from pipeline.read.sources import EOG_ANNUAL_RADIANCE, EOG_ANNUAL_RE
 
 log = logging.getLogger(__name__)
 

@@ -4,7 +4,7 @@ Modules: :mod:`~pipeline.publish.style` (one look, sizes, labels, saving),
 :mod:`~pipeline.publish.charts` and :mod:`~pipeline.publish.maps` (pure chart functions),
 :mod:`~pipeline.publish.composites` (the one place that reads rasters for charts),
 :mod:`~pipeline.publish.report` (HTML and Markdown text), :mod:`~pipeline.publish.gis`.
-Publishing reads :class:`pipeline.analysis.Results`; the core never imports this layer.
+Publishing reads :class:`pipeline.results.Results`; the core never imports this layer.
 """
 
 from __future__ import annotations

@@ -37,7 +37,7 @@ from pipeline.publish.style import (
     Style,
     finish,
 )
-from pipeline.sites import in_batch
+from pipeline.read.sites import in_batch
 
 PCT_TICKS = (-90, -75, -50, -25, 0, 25, 50, 100, 200, 400, 900)
 OUTLINE = [patheffects.withStroke(linewidth=2.2, foreground="white")]

@@ -1,7 +1,7 @@
 """Comparison charts and report section: the designated counties against the counties that got nothing.
 
 Inputs
-    The tables of :class:`pipeline.compare.Comparison` (event study, unit panel, DiD placebo
+    The tables of :class:`pipeline.compare.county.Comparison` (event study, unit panel, DiD placebo
     draws, ``did.json`` content), a verdict-like mapping (data kind, inputs, parameters: what
     :func:`pipeline.publish.style.finish` prints) and a :class:`~pipeline.publish.style.Style`.
 Outputs
@@ -25,7 +25,7 @@ import numpy as np
 import pandas as pd
 from matplotlib.ticker import FuncFormatter
 
-from pipeline.disparity import lorenz_curve
+from pipeline.compare.disparity import lorenz_curve
 from pipeline.publish.style import BAND_COLOR, CLAIM_COLOR, Style, finish
 from pipeline.publish.words import batch_name, md_inline
 
@@ -153,7 +153,7 @@ def lorenz_figure(
     unit_years: pd.DataFrame, years: tuple[int, int], verdict: dict[str, Any], style: Style
 ) -> plt.Figure | None:
     """Lorenz curves of unit ``sum_lights`` for the baseline and target year, Gini in the legend."""
-    from pipeline.disparity import gini
+    from pipeline.compare.disparity import gini
 
     have = [y for y in years if (unit_years["year"] == y).any()]
     if not have:

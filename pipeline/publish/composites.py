@@ -1,8 +1,8 @@
 """Composites: the one place publishing reads files, for the maps and before/after charts.
 
 Inputs
-    Monthly rasters (:class:`pipeline.sources.MonthlyRaster`), the sites, the changes and
-    the run's parameters; the shipped boundaries (``aoi/boundaries/``, via :mod:`pipeline.units`).
+    Monthly rasters (:class:`pipeline.read.sources.MonthlyRaster`), the sites, the changes and
+    the run's parameters; the shipped boundaries (``aoi/boundaries/``, via :mod:`pipeline.read.units`).
 Outputs
     :class:`Composite` arrays (per-pixel mean of valid months in a year), decimated so a
     country-wide map stays small, and :class:`Boundaries`; charts take them as plain data.
@@ -23,8 +23,8 @@ from rasterio.errors import WindowError
 from rasterio.windows import Window, from_bounds
 
 from pipeline.publish.charts import ordered
-from pipeline.sources import MonthlyRaster, read_window, valid_mask
-from pipeline.units import default_units_path, read_units
+from pipeline.read.sources import MonthlyRaster, read_window, valid_mask
+from pipeline.read.units import default_units_path, read_units
 
 BOUNDARY_PAD_DEG = 0.1  # the map shows the whole country outline with this margin
 

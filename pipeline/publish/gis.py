@@ -8,7 +8,7 @@ from __future__ import annotations
 
 from typing import Any
 
-from pipeline.analysis import classified_sites
+from pipeline.results import classified_sites
 
 
 def write_gis(results: Any, out: Any) -> None:

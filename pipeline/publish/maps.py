@@ -45,7 +45,7 @@ from pipeline.publish.style import (
     Style,
     finish,
 )
-from pipeline.sites import batch_labels, batch_order
+from pipeline.read.sites import batch_labels, batch_order
 
 
 def _norm(arrays: Sequence[np.ndarray]) -> LogNorm:

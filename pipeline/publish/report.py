@@ -1,7 +1,7 @@
 """Report: the run in words, as one self-contained HTML page and as Markdown.
 
 Inputs
-    :class:`pipeline.analysis.Results`, the charts as PNG bytes, the inputs' checksums and
+    :class:`pipeline.results.Results`, the charts as PNG bytes, the inputs' checksums and
     a :class:`pipeline.publish.style.Style`.
 Outputs
     ``report.html`` text (every image and the hangul font subset embedded; a
@@ -22,6 +22,7 @@ import numpy as np
 import pandas as pd
 
 import pipeline.publish.words as W
+from pipeline.judge.verdict import SYNTHETIC_NOTE
 from pipeline.publish.charts import ordered
 from pipeline.publish.comparison import section_html, section_md
 from pipeline.publish.style import (
@@ -33,7 +34,6 @@ from pipeline.publish.style import (
     source_date,
 )
 from pipeline.publish.words import md_inline
-from pipeline.verdict import SYNTHETIC_NOTE
 
 CHARTS = W.CAPTIONS["en"]  # chart name -> English caption (Korean: pipeline.publish.words)
 

@@ -32,9 +32,9 @@ from matplotlib import font_manager
 from matplotlib.layout_engine import ConstrainedLayoutEngine
 
 from pipeline import __version__
-from pipeline.change import CLASSES
 from pipeline.config import CHART_DPI, CHART_FORMATS, CHART_WIDTH_MM
 from pipeline.errors import ConfigError
+from pipeline.judge.change import CLASSES
 
 MM_PER_INCH = 25.4
 MPLSTYLE = Path(__file__).with_name("nightlights.mplstyle")

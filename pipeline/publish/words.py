@@ -209,8 +209,8 @@ def class_word(value: Any, lang: str) -> str:
 
 
 def headline(v: dict[str, Any], lang: str) -> str:
-    """The verdict in one sentence (English: :func:`pipeline.verdict.headline`)."""
-    from pipeline.verdict import headline as english
+    """The verdict in one sentence (English: :func:`pipeline.judge.verdict.headline`)."""
+    from pipeline.judge.verdict import headline as english
 
     if lang != "ko":
         return english(v)
@@ -225,7 +225,7 @@ def headline(v: dict[str, Any], lang: str) -> str:
 
 
 def caveat_ko(v: dict[str, Any]) -> str:
-    """The claim's caveat (:func:`pipeline.verdict.claim_caveat`) in Korean, from its numbers."""
+    """The claim's caveat (:func:`pipeline.judge.verdict.claim_caveat`) in Korean, from its numbers."""
     c = v.get("claim_caveat")
     if not c:
         return ""

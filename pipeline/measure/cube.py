@@ -1,12 +1,12 @@
 """Cube: the monthly rasters re-laid as time-contiguous spatial chunks, built once.
 
 Inputs
-    The monthly rasters of one grid (:class:`~pipeline.sources.MonthlyRaster`) and the
+    The monthly rasters of one grid (:class:`~pipeline.read.sources.MonthlyRaster`) and the
     spatial chunks that zones touch (chunk row, chunk column on a ``CHUNK`` pixel grid).
 Outputs
     Cleaned radiance (float, clipped at 0, 0 where unusable) and auxiliary layer (cf_cvg
     counts, quality codes, or 0/1) for those chunks, shaped (chunk, month, CHUNK, CHUNK),
-    exactly what :func:`pipeline.sources.read_window` gives for the same pixels.
+    exactly what :func:`pipeline.read.sources.read_window` gives for the same pixels.
 
 Why: sites are small and scattered, so reading monthly tiles decodes far more than the
 sites use, once per month and per layer. The cube stores each 64x64-pixel chunk with
@@ -70,7 +70,7 @@ from rasterio.errors import RasterioError
 from rasterio.windows import Window
 
 from pipeline.errors import SourceError
-from pipeline.sources import Grid, MonthlyRaster, clean_pixels, raster_error_reason
+from pipeline.read.sources import Grid, MonthlyRaster, clean_pixels, raster_error_reason
 
 log = logging.getLogger(__name__)
 
@@ -236,7 +236,7 @@ def load_chunks(
 ) -> tuple[np.ndarray, np.ndarray | None]:
     """Radiance and aux of ``chunks`` (array of chunk row, column), all months.
 
-    Radiance is cleaned as :func:`pipeline.sources.read_window` does, except that
+    Radiance is cleaned as :func:`pipeline.read.sources.read_window` does, except that
     unusable pixels (non-finite, nodata) are NaN rather than 0, so files without an
     auxiliary layer need none stored. Aux is the cleaned auxiliary layer, or None when
     no month has one. Chunks already in the cube are decoded from it (a chunk failing its
@@ -525,7 +525,7 @@ def _read_dtype(raster: MonthlyRaster, store: np.dtype) -> str:
 def clean(
     rad: np.ndarray, aux: np.ndarray | None, raster: MonthlyRaster
 ) -> tuple[np.ndarray, np.ndarray | None]:
-    """:func:`pipeline.sources.clean_pixels` with unusable radiance as NaN (the cube's convention)."""
+    """:func:`pipeline.read.sources.clean_pixels` with unusable radiance as NaN (the cube's convention)."""
     rad, validity = clean_pixels(rad, aux, raster, fill=np.nan)
     return rad, validity if aux is not None else None
 

@@ -1,7 +1,7 @@
 """Panel: the one unit-by-year table every county number comes from.
 
 Inputs
-    The zone-by-month table of :mod:`pipeline.zonal` holding the units' zones (``unit:<id>``),
+    The zone-by-month table of :mod:`pipeline.measure.zonal` holding the units' zones (``unit:<id>``),
     the unit polygons' attributes and :class:`~pipeline.config.Params`.
 Outputs
     ``unit_months`` and ``unit_years`` (the panel), the panel's log floor, and each unit's change
@@ -11,7 +11,7 @@ One definition of a county's change, so ``county_changes.csv``, ``unit_years.csv
 and the county map cannot disagree (issue 20): the yearly value ``S`` is the mean of the valid
 monthly sums of lights among ``Params.months`` (methods_policy.md §4.1 item 2), and the change is
 ``ln((S_target + eps) / (S_baseline + eps))`` with ``eps`` = 1% of the median lit baseline unit,
-exactly the difference-in-differences outcome of :mod:`pipeline.did`. Earlier ``county_changes.csv``
+exactly the difference-in-differences outcome of :mod:`pipeline.compare.did`. Earlier ``county_changes.csv``
 compared mean radiance over calendar months valid in both years; that matched the sites' rule but
 gave a second number for the same county beside ``unit_years.csv``. The DiD needs one value per
 unit and year for every year (pre-trends, event time, cohorts), which matched months cannot give,
@@ -25,8 +25,8 @@ from collections.abc import Collection
 import numpy as np
 import pandas as pd
 
+from pipeline.compare.did import EPS_FRACTION
 from pipeline.config import Params
-from pipeline.did import EPS_FRACTION
 
 UNIT_ZONE = "unit:"  # zone-name prefix of a unit (county) in the zone table
 UNIT_YEAR_COLUMNS = [

@@ -448,7 +448,7 @@ def pretrend_placebos(
     so only the years differ. Extra keyword arguments go to :func:`estimate_did`. One row per
     pair, columns ``PRETREND_COLUMNS``; an empty table when the panel has no earlier pair.
     ``exclude_for(baseline, target)``: more units to leave out of that pair (units already
-    building then, :func:`pipeline.cohorts.building_exclusions`), beside ``exclude``.
+    building then, :func:`pipeline.compare.cohorts.building_exclusions`), beside ``exclude``.
     """
     _check_panel(panel)
     if kwargs.get("eps") is None:

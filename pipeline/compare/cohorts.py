@@ -1,15 +1,15 @@
 """Cohorts: which units are controls in which years, and the effect of each batch.
 
 Inputs
-    A unit-year panel as in :mod:`pipeline.did` (``treated`` marks the batch under test), and a
+    A unit-year panel as in :mod:`pipeline.compare.did` (``treated`` marks the batch under test), and a
     *schedule*: one row per unit and batch with the batch's dates in that unit
-    (:func:`unit_schedule`, from the sites located in units by :func:`site_schedule`).
+    (:func:`unit_schedule`, from the sites located in units by :func:`pipeline.compare.county.site_schedule`).
 Outputs
     :class:`ControlExclusion` records (``did.json`` ``excluded_controls``), :func:`clean_did`
-    (the 2x2 estimate of :mod:`pipeline.did` on clean controls), and :func:`group_time_effects`
+    (the 2x2 estimate of :mod:`pipeline.compare.did` on clean controls), and :func:`group_time_effects`
     (:class:`CohortEffects`: one estimate per batch and year, their aggregate and a joint
     pre-trend test). Pure: pandas/numpy in, frozen dataclasses out; nothing is read or written
-    except by :func:`site_schedule`, which only locates sites in units.
+    (the sites are located in units by :func:`pipeline.compare.county.site_schedule`).
 
 Method (``docs/research/methods_policy.md``, by section):
 
@@ -28,7 +28,7 @@ Method (``docs/research/methods_policy.md``, by section):
   ground in any month of the target year is left out.
 * **Group-time effects** (§2.6, Callaway & Sant'Anna 2021; §2.2 Huang et al. for a staggered
   design with few treated units). For batch ``g`` starting to build in year ``s_g``, the effect
-  in year ``t`` is the 2x2 estimate of :mod:`pipeline.did` from the base year ``s_g - 1`` (before
+  in year ``t`` is the 2x2 estimate of :mod:`pipeline.compare.did` from the base year ``s_g - 1`` (before
   groundbreaking: a "universal" base, so every year is measured from the same clean year) to
   ``t``, against units neither of the batch nor building by ``max(t, s_g - 1)``: never-treated
   and not-yet-treated units. Inference per cell is that module's randomization inference.
@@ -59,7 +59,7 @@ from typing import Any
 import numpy as np
 import pandas as pd
 
-from pipeline.did import (
+from pipeline.compare.did import (
     DEFAULT_DRAWS,
     DEFAULT_SEED,
     DidResult,
@@ -114,10 +114,13 @@ def _month(value: object) -> str | None:
 
 
 def _label(value: object) -> str | None:
-    """The batch label as the site files spell it (:func:`pipeline.sites.batch_label`); None without one."""
-    from pipeline.sites import batch_label
-
-    return batch_label(value)
+    """The batch label as given (the site reader has already spelt it, :func:`pipeline.read.sites.batch_label`);
+    None without one. The statistics never read the site files themselves."""
+    if value is None or (isinstance(value, float) and math.isnan(value)):
+        return None
+    if isinstance(value, (float, np.floating)) and float(value).is_integer():
+        value = int(value)
+    return str(value).strip() or None
 
 
 def unit_schedule(sites: pd.DataFrame) -> pd.DataFrame:
@@ -160,27 +163,6 @@ def unit_schedule(sites: pd.DataFrame) -> pd.DataFrame:
             start, source = None, "unknown"
         rows.append((unit, batch, year, gb, inaug, start, source))
     return pd.DataFrame(rows, columns=list(SCHEDULE_COLUMNS))
-
-
-def site_schedule(sites: Any, units: Any) -> pd.DataFrame:
-    """:func:`unit_schedule` of every site (all batches) located in ``units`` by its centre.
-
-    Name and outside-unit warnings are held back: the batch under test was assigned (and warned
-    about) already, and other batches' sites only decide who is a control.
-    """
-    from pipeline.units import assign_units
-
-    units_log = logging.getLogger("pipeline.units")
-    level = units_log.level
-    units_log.setLevel(logging.ERROR)
-    try:
-        located = assign_units(sites, units, column="unit", outside_level=logging.DEBUG)
-    finally:
-        units_log.setLevel(level)
-    cols = [
-        c for c in ("unit_id", "batch", "groundbreaking", "inauguration") if c in located.columns
-    ]
-    return unit_schedule(pd.DataFrame(located[cols]))
 
 
 @dataclass(frozen=True)
@@ -242,7 +224,7 @@ def clean_did(
     exclude: Iterable[str] = (),
     **kwargs: Any,
 ) -> tuple[DidResult, tuple[ControlExclusion, ...]]:
-    """:func:`pipeline.did.estimate_did` with the units building in ``baseline..target`` left out.
+    """:func:`pipeline.compare.did.estimate_did` with the units building in ``baseline..target`` left out.
 
     ``exclude`` leaves further units out (e.g. Pyongyang). Returns the result (its ``excluded``
     lists every unit left out) and the building units with their reasons.
@@ -262,7 +244,7 @@ def clean_did(
 def exclusions_for(
     panel: pd.DataFrame, schedule: pd.DataFrame
 ) -> Callable[[int, int], tuple[str, ...]]:
-    """``exclude_for(baseline, target)`` for :func:`pipeline.did.pretrend_placebos`: the building units."""
+    """``exclude_for(baseline, target)`` for :func:`pipeline.compare.did.pretrend_placebos`: the building units."""
     ids = set(panel["unit_id"].astype(str))
     treated = panel.loc[panel["treated"].astype(bool), "unit_id"].astype(str).unique()
 

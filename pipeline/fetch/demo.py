@@ -27,7 +27,7 @@ the sites with an inauguration; and a town 3.5 km from every site whose light ch
 target year at about 40% of the sites (a near-ring effect, 0-5 km). ``truth.json`` records them.
 
 The world that ``--source demo`` reads (every shipped site, its own time line) is a spec built
-by :mod:`pipeline.world`; tests build small specs of their own. Longer than most modules because
+by :mod:`pipeline.fetch.world`; tests build small specs of their own. Longer than most modules because
 each real-world structure it imitates (blooming, snow, clouds, unit shocks, cohorts, spikes,
 near towns) has its own seeded draw here, so that adding one never changes another's numbers.
 """
@@ -119,7 +119,7 @@ class DemoSpec:
     near_share: float = 0.4
     near_range: tuple[float, float] = (0.5, 0.9)  # |log change| (a fall) of the near town
     unit_noise: float = 0.05  # log sd of each unit's yearly shock (all its light)
-    # the world's time line (see pipeline.world.load_world): each site's change from its own month, and per cohort
+    # the world's time line (see pipeline.fetch.world.load_world): each site's change from its own month, and per cohort
     # (label, first month, units holding its sites) a treatment effect from that month on
     change_from: tuple[tuple[str, int], ...] = ()  # (site_id, months since year 0)
     cohorts: tuple[tuple[str, int, tuple[str, ...]], ...] = ()
@@ -243,9 +243,9 @@ def near_towns(spec: DemoSpec) -> list[Town]:
 def _units(path: str) -> gpd.GeoDataFrame:
     """The demo's unit polygons, read once; their overlap warnings are the boundary file's business,
     not the run's (a user's own units file gets them when the run reads it)."""
-    from pipeline.units import read_units
+    from pipeline.read.units import read_units
 
-    logger = logging.getLogger("pipeline.units")
+    logger = logging.getLogger("pipeline.read.units")
     level = logger.level
     logger.setLevel(logging.ERROR)
     try:

@@ -7,7 +7,7 @@ Outputs
     The ``verdict.json`` mapping, with ``batches``: which batches the target year can
     speak for (:func:`batch_observability`).
 
-A claim (:class:`pipeline.claims.Claim`, by default the JoongAng one) concerns the sites
+A claim (:class:`pipeline.read.claims.Claim`, by default the JoongAng one) concerns the sites
 of one batch, so agreement is judged on the sites of that batch only, whatever other
 sites the run includes, and only when the run compares the claim's two years.
 """
@@ -21,9 +21,9 @@ from typing import Any
 
 import pandas as pd
 
-from pipeline.change import count_classes
-from pipeline.claims import DEFAULT_CLAIM, Claim
-from pipeline.sites import batch_labels, batch_order, in_batch, site_date
+from pipeline.judge.change import count_classes
+from pipeline.read.claims import DEFAULT_CLAIM, Claim
+from pipeline.read.sites import batch_labels, batch_order, in_batch, site_date
 
 SYNTHETIC_NOTE = (
     "SYNTHETIC DEMO DATA: these numbers come from generated rasters, not satellite "
@@ -69,7 +69,7 @@ def batch_observability(
     ``inauguration_by`` date (opened by then, day unknown) as that day. ``observable`` when all
     twelve months do, ``partly observable`` when at least ``min_months`` do, else ``not yet
     observable``; a batch without any date is ``unknown`` (or ``not yet observable`` when its
-    groundbreaking is after the target year). Dates are read by :func:`pipeline.sites.site_date`,
+    groundbreaking is after the target year). Dates are read by :func:`pipeline.read.sites.site_date`,
     the parser every count uses.
     """
     out = []

@@ -1,7 +1,7 @@
 """Disparity: how unequally light is spread over units, and how much of it lies between groups.
 
 Inputs
-    Per-unit values (arrays) or the unit-year panel of :mod:`pipeline.did` (``unit_id``,
+    Per-unit values (arrays) or the unit-year panel of :mod:`pipeline.compare.did` (``unit_id``,
     ``year``, ``sum_lights``, and a boolean group column, by default ``treated``).
 Outputs
     Index values, Lorenz points, and :func:`disparity_table` with one row per year and the
@@ -19,7 +19,7 @@ Choices (references in ``docs/research/methods_policy.md``, by section):
   the headline (§4.1 item 3). Also without the brightest unit (Pyongyang, §4.1 item 5).
 * **Theil T** ``(1/n) sum (x_i/mean) ln(x_i/mean)`` with values below a **floor** raised to it:
   by default 1% of the year's median lit unit, the floor used for the log changes in
-  :mod:`pipeline.did`. (Zeros have a limit in Theil T, so the floor barely moves it, but it
+  :mod:`pipeline.compare.did`. (Zeros have a limit in Theil T, so the floor barely moves it, but it
   keeps every group mean positive; §4.1 item 3 asks for a stated floor.)
 * **Between/within** for two groups (designated vs not): ``T = sum_g s_g ln(mean_g/mean) +
   sum_g s_g T_g`` with ``s_g`` the group's share of light. Both parts are computed directly,

@@ -1,13 +1,13 @@
 """Weights: the exact fraction of each pixel inside each zone, computed once per grid.
 
 Inputs
-    Zones (a GeoSeries in the grid's CRS) and a :class:`~pipeline.sources.Grid`.
+    Zones (a GeoSeries in the grid's CRS) and a :class:`~pipeline.read.sources.Grid`.
 Outputs
     :class:`GridWeights`: sparse (zone, pixel, coverage) entries per read window, and the
     pixel rules (exact, centroid-like, all-touched) derived from the same coverage.
 
-Why its own module: both extraction paths (chunked, :mod:`pipeline.zonal`, and streaming,
-:mod:`pipeline.zonal_stream`) and the annual interval (:mod:`pipeline.annual`) apply the same
+Why its own module: both extraction paths (chunked, :mod:`pipeline.measure.zonal`, and streaming,
+:mod:`pipeline.measure.zonal_stream`) and the annual interval (:mod:`pipeline.judge.annual`) apply the same
 weights; exactextract computes them, so site means equal exactextract's by construction.
 """
 
@@ -23,7 +23,7 @@ from exactextract.raster import NumPyRasterSource
 from rasterio.windows import Window
 
 from pipeline.errors import SourceError
-from pipeline.sources import Grid
+from pipeline.read.sources import Grid
 
 MAX_ZONE_PIXELS = 25_000_000  # a 50 km site at 15" is ~220 x 220 px; at 30 m, ~3300 x 3300
 MAX_ZONES_PIXELS = 250_000_000  # all zones: every county of China at 15" is about half of it

@@ -1,7 +1,7 @@
 """Change: yearly luminosity change per site, its uncertainty, and its class.
 
 Inputs
-    The zone-by-month table from :mod:`pipeline.zonal` (one pixel rule), the site
+    The zone-by-month table from :mod:`pipeline.measure.zonal` (one pixel rule), the site
     table, and the names of each site's zone and background-ring zone.
 Outputs
     One row per site: the yearly statistic in both years over *matched* calendar

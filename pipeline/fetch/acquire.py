@@ -25,7 +25,7 @@ from typing import Any
 
 from pipeline.config import Params, load_data_settings
 from pipeline.errors import ConfigError, SourceError
-from pipeline.sources import MonthlyRaster, find_annual_rasters, find_monthly_rasters
+from pipeline.read.sources import MonthlyRaster, find_annual_rasters, find_monthly_rasters
 
 log = logging.getLogger(__name__)
 
@@ -60,7 +60,7 @@ def is_synthetic(rasters: Sequence[MonthlyRaster]) -> bool:
     """True when the rasters come from a demo folder or carry the demo's ``SYNTHETIC`` tag."""
     import rasterio
 
-    from pipeline.demo import is_synthetic_folder
+    from pipeline.fetch.demo import is_synthetic_folder
 
     if not rasters:
         return False
@@ -177,7 +177,7 @@ def _other_product(
         where = cache_folders(source, data_dir, eog_config).get(other)
     if where is None or not Path(where).is_dir():
         return None
-    logger = logging.getLogger("pipeline.sources")
+    logger = logging.getLogger("pipeline.read.sources")
     level = logger.level
     logger.setLevel(logging.ERROR)  # a folder of one product names the other's files as skipped
     try:
@@ -200,8 +200,8 @@ def _other_product(
 def demo_folder(data_dir: Path, years: Sequence[int], progress: bool = True) -> Path:
     """The synthetic demo world's folder under ``<data_dir>/demo``, with the months of ``years``
     generated (once; later runs add the months they need). The same world whatever the run's sites,
-    claim or flags (:func:`pipeline.world.load_world`)."""
-    from pipeline.demo import build_demo
-    from pipeline.world import load_world
+    claim or flags (:func:`pipeline.fetch.world.load_world`)."""
+    from pipeline.fetch.demo import build_demo
+    from pipeline.fetch.world import load_world
 
     return build_demo(data_dir / "demo", load_world().spec_for(years), progress=progress)

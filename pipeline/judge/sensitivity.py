@@ -23,7 +23,8 @@ import geopandas as gpd
 import numpy as np
 import pandas as pd
 
-from pipeline.change import (
+from pipeline.config import PIXEL_RULES
+from pipeline.judge.change import (
     ChangeSettings,
     ZoneSeries,
     classify,
@@ -32,9 +33,8 @@ from pipeline.change import (
     site_changes,
     year_matrix,
 )
-from pipeline.claims import DEFAULT_CLAIM, Claim
-from pipeline.config import PIXEL_RULES
-from pipeline.sites import geodesic_circles
+from pipeline.read.claims import DEFAULT_CLAIM, Claim
+from pipeline.read.sites import geodesic_circles
 
 THRESHOLDS = (0.10, 0.18, 0.25, 0.35)
 RADII_M = (1000.0, 2000.0, 3000.0)
@@ -198,7 +198,7 @@ def control_zones(sites: gpd.GeoDataFrame, radius_m: float, seed: int = 0) -> gp
     """Candidate control places: lattice points 10-40 km from a site and 10 km from all.
 
     At most :data:`MAX_CONTROLS`, drawn with a fixed seed, so a run over sites spread
-    across continents stays cheap. Circles are the sites' own (:func:`pipeline.sites.geodesic_circles`).
+    across continents stays cheap. Circles are the sites' own (:func:`pipeline.read.sites.geodesic_circles`).
     Which candidates are lit is decided from the data by :func:`calibration`.
     """
     centres = np.column_stack(
@@ -261,7 +261,7 @@ def calibration(
     y0, y1 = base.baseline_year - 1, base.baseline_year
     if not control_names or not table["month"].str.startswith(f"{y0}-").any():
         return None
-    from pipeline.change import paired_change
+    from pipeline.judge.change import paired_change
 
     names = list(control_names)
     series = ZoneSeries.from_table(table[table["zone"].isin(set(names))])

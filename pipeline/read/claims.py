@@ -27,8 +27,8 @@ import pandas as pd
 import pipeline
 from pipeline.config import parse_yaml
 from pipeline.errors import ClaimError
-from pipeline.sites import MAX_BATCH_CHARS, batch_label, batch_labels, batch_order, in_batch
-from pipeline.yamlsafe import read_text_bounded
+from pipeline.read.sites import MAX_BATCH_CHARS, batch_label, batch_labels, batch_order, in_batch
+from pipeline.read.yamlsafe import read_text_bounded
 
 DEFAULT_CLAIM_FILE = "joongang-2026-02-03.yaml"
 MIN_YEAR, MAX_YEAR = 1992, 2100  # DMSP began in 1992; anything outside is a typo

@@ -1,11 +1,11 @@
 """Annual: yearly change from annual composites (EOG VNL v2, VNP46A4), with a pixel-based interval.
 
 Inputs
-    The zone table of :mod:`pipeline.zonal` read from :class:`~pipeline.sources.AnnualRaster`
+    The zone table of :mod:`pipeline.measure.zonal` read from :class:`~pipeline.read.sources.AnnualRaster`
     (one "month" per year, labelled ``YYYY``: the extraction is the monthly one), the annual
     rasters themselves (for the pixel spread), the zones and the change settings.
 Outputs
-    Per-site rows with the columns of :func:`pipeline.change.site_changes`, plus
+    Per-site rows with the columns of :func:`pipeline.judge.change.site_changes`, plus
     ``se_log_ratio`` and ``n_pixels_eff``; the annual sensitivity grid and calibration.
 
 Method. The yearly value is the annual composite's coverage-weighted mean over valid pixels
@@ -20,7 +20,7 @@ independent: the DNB footprint (about 750 m at nadir, data_sources.md §3.7, S32
 2 x 1.6 pixels of the 15" grid at 40N (355 m x 463 m, §2a) and light blooms into neighbours,
 so the variance is inflated by ``deff`` = pixels per footprint (at least 1). The interval is
 ``d +- z * sqrt(Var)``; the ring-adjusted change adds the ring's variance (its pixels are 4-8
-km away: independent). Classes use the same rule as months (:func:`pipeline.change.classify_arrays`).
+km away: independent). Classes use the same rule as months (:func:`pipeline.judge.change.classify_arrays`).
 A bootstrap over pixels would give the same centre but treat neighbouring pixels as independent
 unless blocked by footprint, and sites hold only tens of footprints; the closed form is
 transparent, seed-free and cheap enough for the variant grid and thousands of controls.
@@ -37,7 +37,7 @@ import geopandas as gpd
 import numpy as np
 import pandas as pd
 
-from pipeline.change import (
+from pipeline.judge.change import (
     CLASSES,
     ChangeSettings,
     ZoneSeries,
@@ -45,8 +45,8 @@ from pipeline.change import (
     count_classes,
     log_ratio,
 )
-from pipeline.sources import MonthlyRaster, read_window, valid_mask
-from pipeline.weights import coverage_weights, rule_weights
+from pipeline.measure.weights import coverage_weights, rule_weights
+from pipeline.read.sources import MonthlyRaster, read_window, valid_mask
 
 FOOTPRINT_M = 750.0  # VIIRS DNB ground footprint at nadir (data_sources.md S32)
 ANNUAL_STATISTIC = "annual"  # the sensitivity table's statistic for annual composites
@@ -180,7 +180,7 @@ def annual_site_changes(
     ring_zone: list[str] | None,
     settings: ChangeSettings,
 ) -> pd.DataFrame:
-    """One row per site, as :func:`pipeline.change.site_changes` gives for months."""
+    """One row per site, as :func:`pipeline.judge.change.site_changes` gives for months."""
     index = {z: i for i, z in enumerate(zone_names)}
     z = NormalDist().inv_cdf(0.5 + settings.confidence / 2)
     ids = [str(s) for s in sites["site_id"]]
@@ -330,9 +330,9 @@ def annual_calibration(
     min_cf_cvg: int,
     bm_quality: tuple[int, ...],
 ) -> dict[str, Any] | None:
-    """:func:`pipeline.sensitivity.calibration` for annual composites: lit controls, the year
+    """:func:`pipeline.judge.sensitivity.calibration` for annual composites: lit controls, the year
     before the baseline against the baseline year, classified by the annual rule."""
-    from pipeline.sensitivity import (
+    from pipeline.judge.sensitivity import (
         CONTROL_EXCLUSION_M,
         CONTROL_MIN_RADIANCE,
         CONTROL_REACH_M,

@@ -2,7 +2,7 @@
 
 Inputs
     Zones (site polygons, their background rings, radius variants) as a GeoDataFrame
-    with a ``zone`` column; a list of :class:`~pipeline.sources.MonthlyRaster`.
+    with a ``zone`` column; a list of :class:`~pipeline.read.sources.MonthlyRaster`.
 Outputs
     A DataFrame, one row per zone, month and pixel rule: ``zone``, ``month``,
     ``pixel_rule``, ``mean_radiance``, ``sum_radiance``, ``valid_fraction``,
@@ -11,12 +11,12 @@ Outputs
 Approach: the sites are smaller than a VIIRS pixel, so every statistic is weighted by
 the exact fraction of each pixel a polygon covers (exactextract computes them, once per
 grid). The pixels zones touch are grouped into 64-pixel chunks holding all months
-(:mod:`pipeline.cube`), and chunks into parts of bounded memory; each part is one dask
+(:mod:`pipeline.measure.cube`), and chunks into parts of bounded memory; each part is one dask
 task that reads its chunks (from the study cube when given one, else from the monthly
 files, never the whole tile) and applies the sparse weights for all months at once.
 Parts are independent, so they run in parallel locally or on a cluster. Zones that
 tile a window instead (counties) use nearly every pixel of it: they are streamed, one
-read of the window per month and task (:mod:`pipeline.zonal_stream`); the path is chosen
+read of the window per month and task (:mod:`pipeline.measure.zonal_stream`); the path is chosen
 per grid from how fully the zones use the chunks they touch.
 """
 
@@ -36,10 +36,10 @@ import geopandas as gpd
 import numpy as np
 import pandas as pd
 
-from pipeline.cube import CHUNK, READ_TILE, CubeRef, load_chunks, open_cube
-from pipeline.sources import Grid, MonthlyRaster, valid_mask
-from pipeline.weights import GridWeights, coverage_weights, rule_weights
-from pipeline.zonal_stream import choose_stream, plan_stream, stream_stats
+from pipeline.measure.cube import CHUNK, READ_TILE, CubeRef, load_chunks, open_cube
+from pipeline.measure.weights import GridWeights, coverage_weights, rule_weights
+from pipeline.measure.zonal_stream import choose_stream, plan_stream, stream_stats
+from pipeline.read.sources import Grid, MonthlyRaster, valid_mask
 
 log = logging.getLogger(__name__)
 
@@ -212,11 +212,11 @@ def zone_month_table(
 ) -> pd.DataFrame:
     """Statistics for every zone, month and pixel rule; computed with dask, one task per part.
 
-    With ``cube_dir``, pixels come from the study cube there (:mod:`pipeline.cube`), filled
+    With ``cube_dir``, pixels come from the study cube there (:mod:`pipeline.measure.cube`), filled
     on first use and reused while the inputs are unchanged; without, from the monthly files.
     The scheduler is dask's current one: threads by default (GDAL releases the GIL), or
     a ``distributed.Client`` the caller has made current. Zones that tile a window
-    (counties) take the streaming path of :mod:`pipeline.zonal_stream` instead, chosen per
+    (counties) take the streaming path of :mod:`pipeline.measure.zonal_stream` instead, chosen per
     grid from how fully they use the pixels that would be decoded; it needs no cube.
     """
     rules = tuple(rules)

@@ -1,26 +1,26 @@
 """Compare: did the designated units change differently from the units that got nothing?
 
 Inputs
-    Sites (:func:`pipeline.sites.read_sites`), unit polygons (:func:`pipeline.units.read_units`),
+    Sites (:func:`pipeline.read.sites.read_sites`), unit polygons (:func:`pipeline.read.units.read_units`),
     the monthly rasters of the comparison years (``Params.compare_years``), :class:`Params`.
 Outputs
     :class:`Comparison`: the unit-by-year panel (``unit_years.csv``) and unit-by-month table
     (``unit_months.parquet``), the difference-in-differences with its robustness checks
     (``did.json``), the event study (``event_study.csv``), disparity by year
     (``disparity.csv``) and the spillover rings (``spillover.csv``); :func:`write_comparison`
-    stages them. The statistics are in :mod:`pipeline.did`, :mod:`pipeline.event` and
-    :mod:`pipeline.disparity`; this module measures and wires (estimator choices there, citing
+    stages them. The statistics are in :mod:`pipeline.compare.did`, :mod:`pipeline.compare.event` and
+    :mod:`pipeline.compare.disparity`; this module measures and wires (estimator choices there, citing
     ``docs/research/methods_policy.md``).
 
 Measurement choices (methods_policy.md §4.1-4.2, by item):
 
 * **One extraction, the run's.** Units, sites, their rings, the spillover rings and the control
-  sites are zones of one :func:`pipeline.zonal.zone_month_table` call with the run's pixel rule,
+  sites are zones of one :func:`pipeline.measure.zonal.zone_month_table` call with the run's pixel rule,
   cloud-free/quality rules and cube, so a unit and a site are measured identically.
 * **Treated** = a unit holding the centre point of a site of the batch (the gazetteer located the
-  centre, :func:`pipeline.units.assign_units`); the controls are the other units except those
+  centre, :func:`pipeline.read.units.assign_units`); the controls are the other units except those
   holding a site of another batch that is building by the target year (issue 23,
-  :func:`pipeline.cohorts.clean_did`; ``did.json`` ``excluded_controls`` says which and why). Sites
+  :func:`pipeline.compare.cohorts.clean_did`; ``did.json`` ``excluded_controls`` says which and why). Sites
   outside every unit are warned about and treat nothing. Border blooming (§4.2 item 2) is not
   modelled: ``did.json`` says so.
 * **Unit value.** A unit-month's ``sum_lights`` is the coverage-weighted sum of radiance
@@ -30,11 +30,11 @@ Measurement choices (methods_policy.md §4.1-4.2, by item):
   2: annual sum of lights, levels); ``n_months`` says how many.
 * **Site-level placebo** (§4.2 item 8): one control "site" per control unit at its
   representative point (no county seats are shipped), buffered like a point site and classified
-  by :func:`pipeline.change.site_changes` exactly like the sites; "k of n brightened" is set
+  by :func:`pipeline.judge.change.site_changes` exactly like the sites; "k of n brightened" is set
   against the exact distribution of the count in random n-sets of them
-  (:func:`pipeline.did.count_placebo`).
+  (:func:`pipeline.compare.did.count_placebo`).
 * **Spillover** (§4.2 item 3): the same change in the rings 0-5, 5-10 and 10-20 km around each
-  site (:func:`pipeline.sites.background_rings`: every site polygon removed, so 0-5 km is a
+  site (:func:`pipeline.read.sites.background_rings`: every site polygon removed, so 0-5 km is a
   donut), beside the site's own class. A near ring dimming while the site brightens is light
   moved, not made.
 * **Event study** control series: the mean over control units of their valid monthly mean
@@ -56,28 +56,29 @@ import geopandas as gpd
 import numpy as np
 import pandas as pd
 
-from pipeline.change import ChangeSettings, site_changes
-from pipeline.claims import Claim, default_claim
-from pipeline.cohorts import (
+from pipeline.compare.cohorts import (
     CONTROL_RULE,
     clean_did,
     cohort_summary,
     exclusions_for,
     near_units,
     robustness,
-    site_schedule,
+    unit_schedule,
 )
-from pipeline.config import Params
-from pipeline.did import (
+from pipeline.compare.did import (
     MIN_CONTROLS,
     count_placebo,
     pretrend_placebos,
 )
-from pipeline.disparity import between_group_pvalue, disparity_table
+from pipeline.compare.disparity import between_group_pvalue, disparity_table
+from pipeline.compare.event import EVENT_COLUMNS, event_study
+from pipeline.compare.panel import UNIT_MONTH_COLUMNS, UNIT_ZONE, panel_floor, unit_tables
+from pipeline.config import Params
 from pipeline.errors import ComparisonError
-from pipeline.event import EVENT_COLUMNS, event_study
-from pipeline.panel import UNIT_MONTH_COLUMNS, UNIT_ZONE, panel_floor, unit_tables
-from pipeline.sites import (
+from pipeline.judge.change import ChangeSettings, site_changes
+from pipeline.measure.zonal import zone_month_table
+from pipeline.read.claims import Claim, default_claim
+from pipeline.read.sites import (
     background_rings,
     batch_label,
     batch_labels,
@@ -86,9 +87,8 @@ from pipeline.sites import (
     inauguration_month,
     with_radius,
 )
-from pipeline.sources import MonthlyRaster
-from pipeline.units import assign_units, default_units_path, normalise_name, read_units
-from pipeline.zonal import zone_month_table
+from pipeline.read.sources import MonthlyRaster
+from pipeline.read.units import assign_units, default_units_path, normalise_name, read_units
 
 log = logging.getLogger(__name__)
 
@@ -147,7 +147,7 @@ def treated_units(sites: gpd.GeoDataFrame, units: gpd.GeoDataFrame, batch: str) 
     """The batch's sites with ``unit``/``unit_id`` of the unit holding each centre.
 
     Raises :class:`ComparisonError` (one line) when the batch has no site, no site in a unit,
-    or fewer than :data:`~pipeline.did.MIN_CONTROLS` units would remain as controls.
+    or fewer than :data:`~pipeline.compare.did.MIN_CONTROLS` units would remain as controls.
     """
     source = units.attrs.get("source_file", "units")
     chosen = sites[in_batch(sites, batch)]
@@ -206,7 +206,7 @@ def plan_comparison(
     claim = default_claim() if claim is None else claim
     batch = claim.batch if batch is None else (batch_label(batch) or claim.batch)
     units = read_units(path)
-    units_log = logging.getLogger("pipeline.units")
+    units_log = logging.getLogger("pipeline.read.units")
     level = units_log.level
     if not required:
         units_log.setLevel(logging.ERROR)
@@ -220,6 +220,25 @@ def plan_comparison(
     finally:
         units_log.setLevel(level)
     return Plan(Path(path), units, batch, tuple(sorted(set(assigned["unit_id"].dropna()))), claim)
+
+
+def site_schedule(sites: Any, units: Any) -> pd.DataFrame:
+    """:func:`unit_schedule` of every site (all batches) located in ``units`` by its centre.
+
+    Name and outside-unit warnings are held back: the batch under test was assigned (and warned
+    about) already, and other batches' sites only decide who is a control.
+    """
+    units_log = logging.getLogger("pipeline.read.units")
+    level = units_log.level
+    units_log.setLevel(logging.ERROR)
+    try:
+        located = assign_units(sites, units, column="unit", outside_level=logging.DEBUG)
+    finally:
+        units_log.setLevel(level)
+    cols = [
+        c for c in ("unit_id", "batch", "groundbreaking", "inauguration") if c in located.columns
+    ]
+    return unit_schedule(pd.DataFrame(located[cols]))
 
 
 def units_without_rasters(units: gpd.GeoDataFrame, rasters: Sequence[MonthlyRaster]) -> int:
@@ -421,7 +440,7 @@ def compare(
     cids = list(controls["site_id"])
     ctrl_changes = site_changes(table, controls, cids, [f"{c}@ring" for c in cids], settings)
 
-    # --- issue 23: controls that are controls (pipeline.cohorts); units building in the years compared are left out
+    # --- issue 23: controls that are controls (pipeline.compare.cohorts); units building in the years compared are left out
     schedule = site_schedule(sites, units)
     main, building = clean_did(
         panel, schedule, params.baseline_year, params.target_year, eps=eps, seed=params.seed

@@ -7,7 +7,7 @@ Inputs
     batch labels and planted time line, the cohorts) and :data:`WORLD_UNITS` (the shipped counties,
     simplified), both beside this module and frozen from the project's files by :func:`freeze_world`.
 Outputs
-    :class:`World`: a :class:`pipeline.demo.DemoSpec` for any years within the world's span.
+    :class:`World`: a :class:`pipeline.fetch.demo.DemoSpec` for any years within the world's span.
 
 Why frozen: a demo generated from the run's own sites moved whenever a site was added or a flag
 changed; a frozen world gives the same sites the same numbers in every run, and a site added
@@ -24,7 +24,7 @@ from collections.abc import Sequence
 from dataclasses import dataclass
 from pathlib import Path
 
-from pipeline.demo import GENERATOR_VERSION, DemoSpec, month_number, month_text
+from pipeline.fetch.demo import GENERATOR_VERSION, DemoSpec, month_number, month_text
 
 WORLD_FILE = Path(__file__).with_name("demo_world.json")
 WORLD_UNITS = Path(__file__).with_name("demo_counties.geojson")
@@ -100,8 +100,8 @@ def world_from_project(
     neither starts in January of the year after its groundbreaking (the 2025 batch
     opened ten months after breaking ground), else in January of ``last_year``. A cohort (a batch
     label) is treated from the month after its last site's start."""
-    from pipeline.sites import batch_labels, read_sites, site_date
-    from pipeline.units import assign_units, read_units
+    from pipeline.read.sites import batch_labels, read_sites, site_date
+    from pipeline.read.units import assign_units, read_units
 
     sites = read_sites(sorted((root / "aoi").glob("sites_*.geojson")), 2000.0)
     counties = read_units(root / "aoi" / "boundaries" / "prk_adm2.geojson")
@@ -139,7 +139,7 @@ def world_from_project(
             }
         )
     world = {
-        "note": "SYNTHETIC demo world (pipeline.world.freeze_world); not observations",
+        "note": "SYNTHETIC demo world (pipeline.fetch.world.freeze_world); not observations",
         "generator": GENERATOR_VERSION,
         "seed": 2024,
         "bounds": [123.8, 37.4, 131.0, 43.3],

@@ -14,7 +14,7 @@ Method (references in ``docs/research/methods_policy.md``, by section):
 * **Outcome** ``y = ln(site + eps_site) - ln(control + eps_control)``: the site relative to the
   control mean that month, so national swings (power shortages, moonlight, snow, calibration)
   cancel. Each series gets its own floor, 1% of its median lit month, because a site buffer and
-  a county mean differ in scale by orders of magnitude (the floor of :mod:`pipeline.did`).
+  a county mean differ in scale by orders of magnitude (the floor of :mod:`pipeline.compare.did`).
 * **Reference: the mean of months -12..-1**, not month -1. A single monthly VIIRS composite
   varies by 15-20% for a stable light (README, Method 7) and is often cloud-filled, so a
   one-month reference adds its noise to every later estimate; the twelve months before cover

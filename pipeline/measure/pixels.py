@@ -1,7 +1,7 @@
 """Pixels: the monthly rasters of a run as one lazy ``xarray.Dataset`` for notebooks.
 
 Inputs
-    Monthly rasters (:class:`pipeline.sources.MonthlyRaster`, one grid) and a lon/lat box.
+    Monthly rasters (:class:`pipeline.read.sources.MonthlyRaster`, one grid) and a lon/lat box.
 Outputs
     ``xarray.Dataset`` with dims ``(time, y, x)``: ``radiance`` (nW/cm²/sr, cleaned by the
     one nodata rule, 0 where unusable), ``valid`` (the run's valid-pixel rule), ``aux`` (cf_cvg
@@ -10,7 +10,7 @@ Outputs
     asked (``.load()``, ``.sel(...)``, a plot).
 
 Why not the study cube's Zarr store directly: the cube holds only the chunks sites touched,
-in a layout made for extraction; reading through :func:`pipeline.sources.read_window` gives
+in a layout made for extraction; reading through :func:`pipeline.read.sources.read_window` gives
 the same cleaned values for any box, from any source, cube or not.
 """
 
@@ -26,7 +26,7 @@ import pandas as pd
 from rasterio.windows import Window, from_bounds
 
 from pipeline.errors import SourceError
-from pipeline.sources import MonthlyRaster, read_window, valid_mask
+from pipeline.read.sources import MonthlyRaster, read_window, valid_mask
 
 
 def open_pixels(

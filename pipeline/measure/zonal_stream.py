@@ -1,13 +1,13 @@
 """Zonal, county regime: zones that tile a window, one read of the window per month.
 
 Inputs
-    The coverage weights of all zones on one grid (:class:`pipeline.zonal.GridWeights`)
+    The coverage weights of all zones on one grid (:class:`pipeline.measure.zonal.GridWeights`)
     and that grid's monthly rasters.
 Outputs
-    The same weighted sums as :func:`pipeline.zonal.part_stats`, array (rule, sum, zone,
+    The same weighted sums as :func:`pipeline.measure.zonal.part_stats`, array (rule, sum, zone,
     month), for the months given.
 
-Why a second path: the chunked cube (:mod:`pipeline.cube`) pays off for small scattered
+Why a second path: the chunked cube (:mod:`pipeline.measure.cube`) pays off for small scattered
 sites, whose chunks are a small share of the tiles. Zones that cover most of a window
 (counties tiling a region) use nearly every pixel of it, so the least work is to decode
 that window once per month and apply every zone's weights to it; stacking months per
@@ -31,10 +31,10 @@ import rasterio
 from rasterio.errors import RasterioError
 from rasterio.windows import Window
 
-from pipeline.cube import CHUNK, GDAL_ENV
 from pipeline.errors import SourceError
-from pipeline.sources import MonthlyRaster, clean_pixels, raster_error_reason, valid_mask
-from pipeline.weights import GridWeights, rule_weights
+from pipeline.measure.cube import CHUNK, GDAL_ENV
+from pipeline.measure.weights import GridWeights, rule_weights
+from pipeline.read.sources import MonthlyRaster, clean_pixels, raster_error_reason, valid_mask
 
 log = logging.getLogger(__name__)
 
@@ -168,7 +168,7 @@ def stream_stats(
 ) -> np.ndarray:
     """Weighted sums for all zones, for ``rasters`` (months of one grid): array (rule, sum, zone, month).
 
-    The sums of :func:`pipeline.zonal.part_stats`, with its cleaning and validity rules;
+    The sums of :func:`pipeline.measure.zonal.part_stats`, with its cleaning and validity rules;
     each month's window is read once, reduced to sums per zone and dropped.
     """
 
@@ -212,11 +212,11 @@ def _add(
 
 
 def _read(raster: MonthlyRaster, window: Window) -> tuple[np.ndarray, np.ndarray]:
-    """One month's window, cleaned by :func:`pipeline.sources.clean_pixels`: radiance with
+    """One month's window, cleaned by :func:`pipeline.read.sources.clean_pixels`: radiance with
     unusable pixels 0, and the auxiliary layer with them unobserved (or the 0/1 usable mask).
 
     Radiance is read in the file's float32 when nodata compares the same in it (what
-    :func:`pipeline.sources.read_window` gives, without its float64 copy of the window).
+    :func:`pipeline.read.sources.read_window` gives, without its float64 copy of the window).
     """
     try:
         with rasterio.open(raster.radiance) as ds:

@@ -15,7 +15,7 @@ import shutil
 from collections.abc import Iterable
 from pathlib import Path
 
-from pipeline.cube import LAYOUT, TMP_PREFIX, remove_cube
+from pipeline.measure.cube import LAYOUT, TMP_PREFIX, remove_cube
 from pipeline.outputs import process_alive
 from pipeline.provenance import human_size
 
