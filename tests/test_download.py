@@ -311,6 +311,9 @@ def test_token_follows_redirects_only_to_trusted_hosts():
     assert not _keeps_token(
         laads, "http://data.laadsdaac.earthdatacloud.nasa.gov/x.h5", hosts
     )  # downgrade
+    assert not _keeps_token(
+        laads, "http://ladsweb.modaps.eosdis.nasa.gov/archive/x.h5", hosts
+    )  # the same host, but a downgrade to plain http: the token would cross the network in clear
     assert not _keeps_token("http://mirror.example.org/x", "http://elsewhere.example.org/x", hosts)
     assert _keeps_token("http://127.0.0.1:8001/data/x", "http://127.0.0.1:8002/data/x", hosts)
     assert not _keeps_token(
