@@ -37,7 +37,7 @@ from pipeline.judge.verdict import make_verdict
 from pipeline.measure.zonal import zone_month_table
 from pipeline.read.claims import DEFAULT_CLAIM, Claim
 from pipeline.read.sites import background_rings, in_batch, with_radius
-from pipeline.read.sources import MonthlyRaster
+from pipeline.read.sources import MonthlyRaster, describe_inputs
 from pipeline.results import Results
 
 if TYPE_CHECKING:
@@ -191,16 +191,7 @@ def analyse(
         if sens is not None
         else None
     )
-    inputs = [
-        {
-            "month": r.month,
-            "file": r.radiance.name,
-            "aux": r.aux.name if r.aux else None,
-            "product": r.product,
-            "folder": str(r.radiance.parent),
-        }
-        for r in rasters
-    ]
+    inputs = describe_inputs(rasters)
     verdict = make_verdict(
         changes,
         sites,

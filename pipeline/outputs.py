@@ -776,10 +776,14 @@ _NUMBER = re.compile(r"[+-]?(?:\d+\.?\d*|\.\d+)(?:[eE][+-]?\d+)?")
 
 
 def _to_csv(df: pd.DataFrame, path: Path, data_kind: str | None) -> None:
-    """The one CSV format: text cells that a spreadsheet would run as a formula start with ``'``."""
+    """The one CSV format: UTF-8 with a byte-order mark, so a spreadsheet opened by a double click
+    reads Korean names intact (pandas, readr, polars and LibreOffice skip the mark); text cells that
+    a spreadsheet would run as a formula start with ``'``."""
     if data_kind is not None:
         df = df.assign(data_kind=data_kind)
-    inert_csv(df).to_csv(path, index=False, float_format="%.6g", lineterminator="\n")
+    inert_csv(df).to_csv(
+        path, index=False, float_format="%.6g", lineterminator="\n", encoding="utf-8-sig"
+    )
 
 
 def inert_csv(df: pd.DataFrame) -> pd.DataFrame:

@@ -17,7 +17,7 @@ import pandas as pd
 
 from pipeline.judge.verdict import Verdict
 from pipeline.read.sites import batch_labels
-from pipeline.read.sources import MonthlyRaster
+from pipeline.read.sources import MonthlyRaster, rasters_from_inputs
 
 if TYPE_CHECKING:
     from pipeline.compare.county import Comparison
@@ -66,9 +66,8 @@ def load_results(out: str | os.PathLike[str]) -> Results:
 
     out = Path(out)
     from pipeline.compare.county import load_comparison
-    from pipeline.errors import ConfigError, SourceError
+    from pipeline.errors import ConfigError
     from pipeline.outputs import uninert_csv
-    from pipeline.read.sources import find_annual_rasters, find_monthly_rasters
 
     need = ["verdict.json", "site_changes.csv", "sites_classified.geojson"]
     missing = [n for n in need if not (out / n).exists()]
@@ -118,39 +117,12 @@ def load_results(out: str | os.PathLike[str]) -> Results:
         if (out / "sensitivity.csv").exists()
         else None
     )
-    rasters = []
-    inputs = [i for i in verdict.get("inputs", []) if isinstance(i, dict)]
-    wanted = {i.get("file") for i in inputs}
-    for folder in sorted({str(i.get("folder")) for i in inputs}):
-        # only the files verdict.json names are read, never a scan of a folder it names ("/")
-        mine = [i for i in inputs if str(i.get("folder")) == folder]
-        names = sorted({str(i.get("file")) for i in mine})
-        if not Path(folder).is_dir():
-            raise SourceError(
-                f"{folder}: raster folder named in {out / 'verdict.json'} not found; run from the "
-                "folder the run was made in, or re-run 'nightlights run'"
-            )
-        bad = [
-            n
-            for n in names
-            if Path(n).name != n or n.startswith(".") or not (Path(folder) / n).is_file()
-        ]
-        if bad:
-            raise SourceError(
-                f"{folder}: raster folder named in {out / 'verdict.json'} does not hold {bad[0]} "
-                f"({len(bad)} of the {len(names)} files it names missing); re-run 'nightlights run'"
-            )
-        aux = {
-            str(i["aux"])
-            for i in mine
-            if i.get("aux") and Path(str(i["aux"])).name == str(i["aux"])
-        }
-        files = [Path(folder) / n for n in sorted({*names, *aux})]
-        find = find_annual_rasters if verdict.get("product") == "annual" else find_monthly_rasters
-        found = find(
-            folder, eog_config=verdict["parameters"].get("eog_config", "vcmslcfg"), files=files
-        )
-        rasters += [r for r in found if r.radiance.name in wanted]
+    rasters = rasters_from_inputs(
+        verdict.get("inputs", []),
+        out / "verdict.json",
+        annual=verdict.get("product") == "annual",
+        eog_config=verdict["parameters"].get("eog_config", "vcmslcfg"),
+    )
     units = (
         pd.read_csv(out / "county_changes.csv", dtype={"unit_id": str}).drop(
             columns=["data_kind"], errors="ignore"
@@ -164,7 +136,7 @@ def load_results(out: str | os.PathLike[str]) -> Results:
         changes,
         verdict,
         sens,
-        rasters=sorted(rasters, key=lambda r: r.month),
+        rasters=rasters,
         unit_changes=units,
         comparison=load_comparison(out),
     )
@@ -182,6 +154,7 @@ def classified_sites(results: Results) -> gpd.GeoDataFrame:
                 "province",
                 "batch",
                 "location_confidence",
+                "radius_m",
                 "county",
                 "county_id",
                 "data_kind",

@@ -309,7 +309,11 @@ def write_tables(results: Results, out: Any) -> None:
             out.write_csv("county_changes.csv", results.unit_changes, kind)
         if results.sensitivity is not None:
             out.write_csv("sensitivity.csv", results.sensitivity, kind)
-        out.write_json("verdict.json", results.verdict.to_dict())
+        from pipeline.read.sources import inputs_relative_to
+
+        doc = results.verdict.to_dict()
+        doc["inputs"] = inputs_relative_to(doc.get("inputs", []), Path(out.out))
+        out.write_json("verdict.json", doc)
     if results.comparison is not None:
         from pipeline.compare.county import write_comparison
 

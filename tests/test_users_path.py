@@ -338,3 +338,36 @@ def test_a_claim_brings_its_years_and_a_caveat_when_its_batch_cannot_be_seen(hom
         assert (v["claim_caveat"] is not None) is caveat
         if caveat:
             assert "batch 2025 cannot be seen running in 2025" in v["claim_caveat"]["text"]
+
+
+def test_no_output_holds_an_absolute_path_of_the_machine(runs, home):
+    """Paths in outputs are relative (to the project, i.e. the current folder): the user's folder, the
+    project and the temporary folders never appear, in any file, text or binary (issue 22 item 5)."""
+    import re
+
+    # an absolute path starts the string; "../../work/..." (relative, through the root) is fine
+    forbidden = [re.compile(rb"(?<![.\w])" + re.escape(str(p).encode())) for p in (home, ROOT)]
+    checked = 0
+    for name in ("users", "base", "compare", "api"):
+        for path in runs[name].rglob("*"):
+            if path.is_file() and not path.name.startswith("."):
+                data = path.read_bytes()
+                found = [f.pattern for f in forbidden if f.search(data)]
+                assert not found, f"{path.relative_to(home)} holds an absolute path {found[0]!r}"
+                checked += 1
+    assert checked > 30
+    did = json.loads((runs["base"] / "did.json").read_text(encoding="utf-8"))
+    assert did["units_file"] and not Path(did["units_file"]).is_absolute()
+    assert did["compare_years"] == list(range(did["compare_years"][0], did["target_year"] + 1))
+    assert {i["month"][:4] for i in did["inputs"]} >= {str(y) for y in did["compare_years"]}
+
+
+def test_csvs_open_in_a_spreadsheet_with_korean_intact_and_leave_no_merge_leftovers(runs):
+    raw = (runs["base"] / "site_changes.csv").read_bytes()
+    assert raw.startswith(b"\xef\xbb\xbf")  # the UTF-8 byte-order mark Excel looks for
+    table = pd.read_csv(runs["base"] / "site_changes.csv")
+    assert table.columns[0] == "site_id" and table["name_ko"].str.contains("군|시").any()
+    import geopandas as gpd
+
+    gis = gpd.read_file(runs["users"] / "sites_classified.geojson")
+    assert not [c for c in gis.columns if c.endswith(("_x", "_y"))], list(gis.columns)

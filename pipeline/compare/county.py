@@ -74,7 +74,7 @@ from pipeline.compare.disparity import between_group_pvalue, disparity_table
 from pipeline.compare.event import EVENT_COLUMNS, event_study
 from pipeline.compare.panel import UNIT_MONTH_COLUMNS, UNIT_ZONE, panel_floor, unit_tables
 from pipeline.config import Params
-from pipeline.errors import ComparisonError
+from pipeline.errors import ComparisonError, SourceError
 from pipeline.judge.change import ChangeSettings, site_changes
 from pipeline.measure.zonal import zone_month_table
 from pipeline.read.claims import Claim, default_claim
@@ -87,7 +87,13 @@ from pipeline.read.sites import (
     inauguration_month,
     with_radius,
 )
-from pipeline.read.sources import MonthlyRaster
+from pipeline.read.sources import (
+    MonthlyRaster,
+    describe_inputs,
+    inputs_relative_to,
+    portable_path,
+    rasters_from_inputs,
+)
 from pipeline.read.units import assign_units, default_units_path, normalise_name, read_units
 
 log = logging.getLogger(__name__)
@@ -137,6 +143,7 @@ class Comparison:
     spillover: pd.DataFrame
     data_kind: str
     placebo: tuple[float, ...] = field(default=(), repr=False)
+    rasters: tuple[MonthlyRaster, ...] = field(default=(), repr=False)  # every raster it read
 
     def to_dict(self) -> dict[str, Any]:
         """``did.json``: the estimate, its checks and the comparison's settings (JSON values)."""
@@ -502,7 +509,9 @@ def compare(
     did |= {
         "data_kind": data_kind,
         "batch": batch,
-        "units_file": units.attrs.get("source_file"),
+        "units_file": portable_path(units.attrs["source_file"])
+        if units.attrs.get("source_file")
+        else None,
         "n_units": len(units),
         "treated_units": [
             {
@@ -531,8 +540,12 @@ def compare(
         **cohort_extra,
         "period": [rasters[0].month, rasters[-1].month] if rasters else [],
         "products": sorted({r.product for r in rasters}),
+        "compare_years": list(params.compare_years),
+        "inputs": describe_inputs(rasters),
     }
-    return Comparison(panel, unit_months, did, events, disparity, spill, data_kind, main.placebo)
+    return Comparison(
+        panel, unit_months, did, events, disparity, spill, data_kind, main.placebo, tuple(rasters)
+    )
 
 
 def _spill_summary(spill: pd.DataFrame) -> list[dict[str, Any]]:
@@ -561,7 +574,12 @@ def write_comparison(comp: Comparison, out: Any) -> None:
         "unit_months.parquet",
         lambda p: comp.unit_months.assign(data_kind=kind).to_parquet(p, index=False),
     )
-    out.write_json("did.json", comp.to_dict())
+    doc = comp.to_dict()
+    if "inputs" in doc:
+        doc["inputs"] = inputs_relative_to(doc["inputs"], Path(out.out))
+    if doc.get("units_file"):
+        doc["units_file"] = portable_path(str(doc["units_file"]), Path(out.out))
+    out.write_json("did.json", doc)
     out.write_csv("event_study.csv", comp.event_study[list(EVENT_COLUMNS)])
     out.write_csv("disparity.csv", comp.disparity, kind)
     out.write_csv("spillover.csv", comp.spillover, kind)
@@ -601,6 +619,11 @@ def load_comparison(out: Path) -> Comparison | None:
     placebo = tuple(
         csv("did_placebo.csv").get("placebo_estimate_log", pd.Series(dtype=float)).tolist()
     )
+    try:  # for the provenance of a re-published folder; the comparison's numbers do not need them
+        rasters = tuple(rasters_from_inputs(did.get("inputs", []), out / "did.json"))
+    except SourceError as e:
+        log.info("the comparison's input checksums are left out: %s", e)
+        rasters = ()
     return Comparison(
         years,
         months,
@@ -610,4 +633,5 @@ def load_comparison(out: Path) -> Comparison | None:
         csv("spillover.csv"),
         str(did.get("data_kind", "real")),
         placebo,
+        rasters,
     )

@@ -73,7 +73,11 @@ def write_publication(
             if "png" in style.formats:
                 pngs[name] = base.with_suffix(".png").read_bytes()
     write_gis(results, out)
-    checksums = input_checksums(results.rasters, cache_dir / HASH_CACHE_NAME if cache_dir else None)
+    read = {r.radiance: r for r in (*results.rasters, *getattr(results.comparison, "rasters", ()))}
+    checksums = input_checksums(
+        sorted(read.values(), key=lambda r: r.month),
+        cache_dir / HASH_CACHE_NAME if cache_dir else None,
+    )
     out.write_text("report.html", report_html(results, pngs, checksums, style))
     out.write_text("report.md", report_md(results, list(pngs), checksums, style))
     return {n: Path(f"figures/{n}") for n in pngs}

@@ -38,8 +38,10 @@ where files are found and opened, so each refusal is one line naming the file.
 from __future__ import annotations
 
 import logging
+import os
 import re
 from collections import defaultdict
+from collections.abc import Sequence
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Literal
@@ -538,3 +540,84 @@ def valid_mask(
     if aux_kind == "bm_quality":
         return np.isin(aux, bm_quality)
     return aux.astype(bool)
+
+
+# --------------------------------------------------------------------------- inputs, written and read back
+
+
+def portable_path(path: Path | str, base: Path | str | None = None) -> str:
+    """``path`` relative to ``base`` (default: the current folder), with ``/``: what an output
+    holds instead of a machine's absolute path. A relative ``path`` is taken from the current folder."""
+    p = Path(path).absolute()
+    try:
+        return Path(os.path.relpath(p, Path(base or Path.cwd()).absolute())).as_posix()
+    except ValueError:  # another drive (Windows): the name alone
+        return p.name
+
+
+def inputs_relative_to(inputs: Sequence[object], out: Path) -> list[object]:
+    """An ``inputs`` list (:func:`describe_inputs`) with each folder relative to the output folder
+    ``out`` it is written into, so ``nightlights figures`` finds the rasters from any current folder
+    as long as the outputs and the data keep their places (``outputs/`` beside ``data/``)."""
+    return [
+        {**i, "folder": portable_path(str(i["folder"]), out)}
+        if isinstance(i, dict) and i.get("folder") is not None
+        else i
+        for i in inputs
+    ]
+
+
+def describe_inputs(rasters: Sequence[MonthlyRaster]) -> list[dict[str, object]]:
+    """The rasters a stage read, as ``verdict.json`` and ``did.json`` list them (``inputs``)."""
+    return [
+        {
+            "month": r.month,
+            "file": r.radiance.name,
+            "aux": r.aux.name if r.aux else None,
+            "product": r.product,
+            "folder": portable_path(r.radiance.parent),
+        }
+        for r in rasters
+    ]
+
+
+def rasters_from_inputs(
+    inputs: Sequence[object], named_in: Path, *, annual: bool = False, eog_config: str = "vcmslcfg"
+) -> list[MonthlyRaster]:
+    """The rasters an ``inputs`` list names (:func:`describe_inputs`), found again: a folder is
+    looked for beside ``named_in`` (the output folder), then from the current folder. Only the files it names are read, never a scan of a folder it names (``/``). Raises
+    :class:`SourceError` naming ``named_in`` when a folder or file is gone."""
+    rows = [i for i in inputs if isinstance(i, dict)]
+    wanted = {i.get("file") for i in rows}
+    rasters: list[MonthlyRaster] = []
+    for written in sorted({str(i.get("folder")) for i in rows}):
+        mine = [i for i in rows if str(i.get("folder")) == written]
+        # relative to the output folder (this version), else to the current folder (earlier ones)
+        near = named_in.parent / written
+        folder = str(near) if not Path(written).is_absolute() and near.is_dir() else written
+        names = sorted({str(i.get("file")) for i in mine})
+        if not Path(folder).is_dir():
+            raise SourceError(
+                f"{folder}: raster folder named in {named_in} not found; run from the "
+                "folder the run was made in, or re-run 'nightlights run'"
+            )
+        bad = [
+            n
+            for n in names
+            if Path(n).name != n or n.startswith(".") or not (Path(folder) / n).is_file()
+        ]
+        if bad:
+            raise SourceError(
+                f"{folder}: raster folder named in {named_in} does not hold {bad[0]} "
+                f"({len(bad)} of the {len(names)} files it names missing); re-run 'nightlights run'"
+            )
+        aux = {
+            str(i["aux"])
+            for i in mine
+            if i.get("aux") and Path(str(i["aux"])).name == str(i["aux"])
+        }
+        files = [Path(folder) / n for n in sorted({*names, *aux})]
+        find = find_annual_rasters if annual else find_monthly_rasters
+        found = find(folder, eog_config=eog_config, files=files)
+        rasters += [r for r in found if r.radiance.name in wanted]
+    return sorted(rasters, key=lambda r: r.month)
