@@ -13,6 +13,7 @@ from pypdf import PdfReader
 from pipeline.cli import main
 from pipeline.publish.charts import verdict_figure
 from pipeline.publish.style import CLASS_COLORS, CLASS_MARKERS, FORMATS, Style, save, styled
+from pipeline.words import say, synthetic_notice
 from tests.pubdata import CHARTS, EPOCH, SITES, publish, published
 
 
@@ -45,7 +46,8 @@ def test_demo_charts_carry_the_synthetic_mark(run):
     _, out = run
     for name in CHARTS:
         svg = (out / "figures" / f"{name}.svg").read_text(encoding="utf-8")
-        assert "SYNTHETIC DATA" in svg and "SYNTHETIC DEMO DATA" in svg, name
+        # the watermark is the mark, the banner the short notice: one wording (pipeline/words.toml)
+        assert svg.count(say("synthetic_mark")) >= 2 and synthetic_notice() in svg, name
         pdf = PdfReader(out / "figures" / f"{name}.pdf")
         text = "".join(p.extract_text() for p in pdf.pages)
         assert "SYNTHETIC" in text, name
@@ -141,7 +143,9 @@ def test_figures_command_remakes_with_options(run, tmp_path, capsys):
     for _, _, _, ko, _, _ in SITES:
         assert ko in svg
     assert "Noto Sans KR" in svg
-    assert (out / "report.html").exists()
+    # the Korean report sits beside the English one, never over it
+    assert (out / "report.ko.html").exists() and (out / "report.ko.md").exists()
+    assert not (out / "report.html").exists()
 
 
 def test_figures_command_rejects_bad_options(run, tmp_path, capsys):

@@ -38,6 +38,7 @@ from pipeline.publish.style import (
     finish,
 )
 from pipeline.read.sites import in_batch
+from pipeline.words import say_value
 
 PCT_TICKS = (-90, -75, -50, -25, 0, 25, 50, 100, 200, 400, 900)
 OUTLINE = [patheffects.withStroke(linewidth=2.2, foreground="white")]
@@ -222,7 +223,7 @@ def _site_dots(ax: plt.Axes, df: pd.DataFrame, thr: float, style: Style) -> None
                 ms=style.scale(4),
             )
             ax.annotate(
-                style.label("insufficient_short"),
+                style.label("insufficient_data"),
                 (0, i),
                 xytext=(6, 0),
                 textcoords="offset points",
@@ -420,7 +421,7 @@ def robustness_figure(sens: pd.DataFrame, verdict: dict[str, Any], style: Style)
         )
     if lo <= here <= hi:
         a1.annotate(
-            f"{style.label('headline')}: {here}",
+            f"{style.label('this_run')}: {here}",
             (here, ys[here - lo]),
             xytext=(0, 26),
             textcoords="offset points",
@@ -437,9 +438,7 @@ def robustness_figure(sens: pd.DataFrame, verdict: dict[str, Any], style: Style)
         if dim not in sens:
             continue
         for value, g in sens.groupby(dim, sort=True):
-            rows.append(
-                (f"{dim.replace('_m', ' (m)').replace('_', ' ')} = {_fmt(value)}", g["brightened"])
-            )
+            rows.append((_row_label(dim, value, style), g["brightened"]))
     for i, (_, v) in enumerate(rows):
         a2.plot([v.min(), v.max()], [i, i], color="black", lw=0.8, solid_capstyle="butt")
         a2.plot(
@@ -473,6 +472,21 @@ def robustness_figure(sens: pd.DataFrame, verdict: dict[str, Any], style: Style)
     a2.set_title(style.label("by_choice") + style.label("dot_median"), fontsize=style.small_size)
     a2.tick_params(axis="y", length=0)
     return finish(fig, verdict, style)
+
+
+VALUE_WORDS = {
+    "statistic": "stat",
+    "month_window": "window",
+    "adjustment": "adjustment",
+    "pixel_rule": "rule",
+}
+
+
+def _row_label(dim: str, value: Any, style: Style) -> str:
+    """'pixel rule = exact' / '화소 규칙 = 정확한 면적': the choice and its value, in the chart's language."""
+    family = VALUE_WORDS.get(dim)
+    shown = say_value(family, value, style.lang) if family else _fmt(value)
+    return style.label(f"dim_{dim}", value=shown)
 
 
 def _fmt(v: Any) -> str:
