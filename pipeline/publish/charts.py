@@ -404,6 +404,16 @@ def robustness_figure(sens: pd.DataFrame, verdict: dict[str, Any], style: Style)
         bars, labels=[str(y) if y else "" for y in ys], padding=1.5, fontsize=style.small_size
     )
     top = ys.max()
+
+    def above(x: int) -> float:
+        """A label's height over bar ``x``: clear of the bars (and their counts) two either side,
+        which a label two or three bars wide would otherwise cover."""
+        return float(ys[max(0, x - lo - 2) : x - lo + 3].max()) + 0.3 * top
+
+    y_here = above(here) if lo <= here <= hi else 0.0
+    y_claim = above(claimed)
+    if lo <= here <= hi and abs(here - claimed) <= 4:  # the two labels would meet: claim on top
+        y_claim = max(y_claim, y_here + 0.22 * top)
     if lo <= claimed <= hi:
         bar = bars[claimed - lo]
         bar.set_hatch("////")
@@ -412,8 +422,8 @@ def robustness_figure(sens: pd.DataFrame, verdict: dict[str, Any], style: Style)
         a1.annotate(
             f"{style.label('claim')}: {claimed}",
             (claimed, ys[claimed - lo]),
-            xytext=(0, 26 if here != claimed else 42),
-            textcoords="offset points",
+            xytext=(claimed, y_claim),
+            textcoords="data",
             ha="center",
             color=CLAIM_COLOR,
             weight="bold",
@@ -423,15 +433,15 @@ def robustness_figure(sens: pd.DataFrame, verdict: dict[str, Any], style: Style)
         a1.annotate(
             f"{style.label('this_run')}: {here}",
             (here, ys[here - lo]),
-            xytext=(0, 26),
-            textcoords="offset points",
+            xytext=(here, y_here),
+            textcoords="data",
             ha="center",
             arrowprops={"arrowstyle": "-|>", "lw": 0.8, "shrinkB": 11},
         )
     a1.set_xticks(xs)
     a1.set_xlabel(style.label("n_brightened", n=n_sites))
     a1.set_ylabel(style.label("variants"))
-    a1.set_ylim(0, top * 1.6 + 1)
+    a1.set_ylim(0, max(top * 1.6 + 1, y_claim + 0.18 * top, y_here + 0.18 * top))
     a1.set_title(style.label("robust_title", n=len(sens)), weight="bold")
     rows = []
     for dim in DIMENSIONS:
