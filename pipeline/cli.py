@@ -491,7 +491,11 @@ def _add_figures(sub: argparse._SubParsersAction, common: argparse.ArgumentParse
         help=f"chart width, e.g. 89 (one journal column) or 183 (two) (default {CHART_WIDTH_MM:g})",
     )
     g.add_argument(
-        "--lang", choices=LANGS, default=LANGS[0], help="chart labels (ko: hangul site names)"
+        "--lang",
+        choices=LANGS,
+        default=LANGS[0],
+        help="language of the charts and the report (ko: Korean charts and report.ko.html/"
+        "report.ko.md beside the English report.html/report.md, which stay)",
     )
     sp.add_argument(
         "--out",
@@ -801,6 +805,7 @@ def cmd_compare(args: argparse.Namespace) -> int:
     from pipeline.outputs import staged
     from pipeline.read.claims import default_claim, load_claim
     from pipeline.study import StudySpec, run_study
+    from pipeline.words import synthetic_tag
 
     claim = load_claim(args.claim) if args.claim else default_claim()
     params = params_from_args(args, claim)
@@ -845,7 +850,7 @@ def cmd_compare(args: argparse.Namespace) -> int:
             write_figures(comp, out)
     d = comp.did
     print(
-        f"{'[SYNTHETIC] ' if got_kind == 'synthetic' else ''}designated minus other units, "
+        f"{synthetic_tag() if got_kind == 'synthetic' else ''}designated minus other units, "
         f"{params.baseline_year} to {params.target_year}: {d['estimate_log']:+.3f} log "
         f"[{d['ci_low']:+.3f}, {d['ci_high']:+.3f}], p = {d['p_value']:.4f} "
         f"({d['n_treated']} treated, {d['n_control']} controls"
@@ -899,6 +904,7 @@ def cmd_download(args: argparse.Namespace) -> int:
 def cmd_figures(args: argparse.Namespace) -> int:
     from pipeline.outputs import staged
     from pipeline.publish import write_publication
+    from pipeline.publish.report import report_names
     from pipeline.publish.style import style_from_options
     from pipeline.results import load_results
 
@@ -907,8 +913,9 @@ def cmd_figures(args: argparse.Namespace) -> int:
     with staged(args.out, owns=("figures/",)) as out:
         cache = args.data_dir / "cache" if args.data_dir.is_dir() else None
         written = write_publication(results, out, style, cache_dir=cache, progress=not args.quiet)
+    page, md = report_names(style.lang)
     print(
-        f"{len(written)} charts ({', '.join(style.formats)}), report.html, report.md and GIS files in {args.out}/"
+        f"{len(written)} charts ({', '.join(style.formats)}), {page}, {md} and GIS files in {args.out}/"
     )
     return 0
 

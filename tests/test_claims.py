@@ -191,7 +191,7 @@ def test_claim_about_another_batch_that_holds():
     assert v["claim_sites"]["counts"]["brightened"] == 3 and v["claim_sites"]["n_sites"] == 6
     assert v["claim"]["batch"] == "2025" and v["claim"]["similar_or_dimmer"] == 3
     assert v["counts"]["brightened"] == 5  # all sites, both batches
-    assert "batch-2025 sites: 3 brightened" in headline(
+    assert "batch 2025 sites: 3 brightened" in headline(
         v
     ) and "Claim (3 brightened, 3 similar or dimmer)" in headline(v)
 

@@ -294,7 +294,7 @@ def test_claim_about_another_batch_holds_or_not_with_no_code_change(scenario, tm
         assert v["claim_status"] == (
             "agrees" if holds else f"disagrees: {k} brightened, {len(later) - k} similar or dimmer"
         )
-        assert f"batch-2025 sites: {k} brightened" in capsys.readouterr().out
+        assert f"batch 2025 sites: {k} brightened" in capsys.readouterr().out
 
 
 def test_claim_file_that_does_not_fit_the_sites_is_one_line(scenario, tmp_path, capsys):

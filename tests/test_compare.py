@@ -170,12 +170,12 @@ def test_null_twin_is_not_significant(null):
     assert abs(d["estimate_log"]) < 0.08
     # issue 23: what the null can rule out, in did.json and in the report's words (English and Korean)
     assert 0 < d["mde_log"] < 0.3 and d["mde_log_negative"] < 0
-    from pipeline.publish.comparison import _pct, section_paragraphs, section_paragraphs_ko
+    from pipeline.publish.comparison import _pct, section_paragraphs
 
     lead = section_paragraphs(null[0])[0]
     assert f"picks up a brightening of {_pct(d['mde_log'])} or more only 4 times in 5" in lead
     assert "1 counties of other batches (2025) were left out" in lead
-    ko = section_paragraphs_ko(null[0])[0]
+    ko = section_paragraphs(null[0], "ko")[0]
     assert f"{_pct(d['mde_log'])} 이상 밝아진 효과" in ko and "시·군 1곳은 비교에서 뺐다" in ko
 
 
@@ -604,9 +604,9 @@ def test_run_makes_the_comparison_labelled_synthetic(tmp_path, capsys):
         == 0
     )
     assert (out / "figures" / "lorenz.png").exists()
-    assert (
-        "## 지정받지 못한 시·군과의 비교" in (out / "report.md").read_text()
-    )  # --lang ko: the section in Korean
+    # --lang ko: the section in Korean, in the Korean report beside the English one
+    assert "## 지정받지 못한 시·군과의 비교" in (out / "report.ko.md").read_text()
+    assert "## Against the counties that got nothing" in (out / "report.md").read_text()
     # the run's own outputs keep their names and columns; --no-compare retires the comparison's files
     months = pd.read_csv(out / "site_months.csv")
     assert sorted(months["month"].str[:4].unique()) == ["2023", "2024", "2025"]

@@ -18,6 +18,7 @@ from pipeline.measure.cache import prune_cubes
 from pipeline.measure.cube import CHUNK, LAYOUT, load_chunks, open_cube
 from pipeline.measure.zonal import zone_month_table
 from pipeline.read.sources import find_monthly_rasters
+from pipeline.words import say
 from tests.test_cube import _eog_months, _equal, _zones
 
 ZONES = [(10, 10), (63, 64), (128, 190), (196, 296), (100, 250)]  # 8 chunks, some partial
@@ -376,7 +377,7 @@ def test_ctrl_c_or_sigterm_while_reading_exits_with_one_line_and_nothing_corrupt
     _, err = proc.communicate(timeout=120)
     assert proc.returncode == code
     lines = [
-        x for x in err.strip().splitlines() if not x.startswith("SYNTHETIC DATA")
+        x for x in err.strip().splitlines() if not x.startswith(say("synthetic_mark"))
     ]  # the scenario's label
     assert lines == [f"nightlights: {word}; earlier outputs were left untouched"]
     assert sorted(p.name for p in out.iterdir()) == ["earlier.csv"]

@@ -13,6 +13,7 @@ from pypdf import PdfReader
 from pipeline.cli import main
 from pipeline.publish.charts import verdict_figure
 from pipeline.publish.style import CLASS_COLORS, CLASS_MARKERS, FORMATS, Style, save, styled
+from pipeline.words import say, synthetic_notice
 from tests.pubdata import CHARTS, EPOCH, SITES, publish, published
 
 
@@ -45,7 +46,8 @@ def test_demo_charts_carry_the_synthetic_mark(run):
     _, out = run
     for name in CHARTS:
         svg = (out / "figures" / f"{name}.svg").read_text(encoding="utf-8")
-        assert "SYNTHETIC DATA" in svg and "SYNTHETIC DEMO DATA" in svg, name
+        # the watermark is the mark, the banner the short notice: one wording (pipeline/words.toml)
+        assert svg.count(say("synthetic_mark")) >= 2 and synthetic_notice() in svg, name
         pdf = PdfReader(out / "figures" / f"{name}.pdf")
         text = "".join(p.extract_text() for p in pdf.pages)
         assert "SYNTHETIC" in text, name
@@ -141,7 +143,9 @@ def test_figures_command_remakes_with_options(run, tmp_path, capsys):
     for _, _, _, ko, _, _ in SITES:
         assert ko in svg
     assert "Noto Sans KR" in svg
-    assert (out / "report.html").exists()
+    # the Korean report sits beside the English one, never over it
+    assert (out / "report.ko.html").exists() and (out / "report.ko.md").exists()
+    assert not (out / "report.html").exists()
 
 
 def test_figures_command_rejects_bad_options(run, tmp_path, capsys):
@@ -188,3 +192,49 @@ def test_verdict_chart_shows_missing_and_other_batch_sites(run, tmp_path):
     assert "Other sites, not in the claim’s batch 2024 (1): 1 " in svg.replace(
         "&#8217;", "’"
     ).replace("'", "’")
+
+
+@pytest.mark.parametrize("lang,width", [("en", 183), ("ko", 183), ("en", 89), ("ko", 89)])
+def test_robustness_labels_clear_the_bars_beside_them(lang, width):
+    """'this run: 12' over a short bar between two tall ones, 'claim: 5' two bars from it: neither
+    label covers a bar or a bar's count (Matplotlib's own extents, text only, not the arrow)."""
+    import matplotlib.pyplot as plt
+    import pandas as pd
+    from matplotlib.patches import Rectangle
+    from matplotlib.text import Text
+
+    from pipeline.publish.charts import robustness_figure
+
+    counts = {4: 7, 5: 6, 6: 33, 7: 20, 9: 23, 10: 34, 11: 39, 12: 25, 13: 13, 14: 10}
+    sens = pd.DataFrame(
+        [
+            {"brightened": k, "n_sites": 20, "threshold": 0.25}
+            for k, n in counts.items()
+            for _ in range(n)
+        ]
+    )
+    verdict = {
+        "data_kind": "synthetic",
+        "claim": {"brightened": 5, "n_sites": 20},
+        "claim_sites": {"counts": {"brightened": 12}},
+        "parameters": {"statistic": "median", "threshold": 0.25},
+        "inputs": [{"month": "2024-01", "product": "eog-vcmslcfg"}],
+    }
+    style = Style(lang=lang, width_mm=width, formats=("png",))
+    with styled(style):
+        fig = robustness_figure(sens, verdict, style)
+        fig.canvas.draw()
+        r = fig.canvas.get_renderer()
+        ax = fig.axes[0]
+        # bar_label's counts are annotations too: the two labels are the ones with a colon
+        labels = [Text.get_window_extent(t, r) for t in ax.texts if ":" in t.get_text()]
+        counts_drawn = [
+            t.get_window_extent(r) for t in ax.texts if t.get_text() and ":" not in t.get_text()
+        ]
+        bars = [p.get_window_extent(r) for p in ax.patches if isinstance(p, Rectangle)]
+        plt.close(fig)
+    assert len(labels) == 2 and len(counts_drawn) == len(counts)
+    for label in labels:
+        for other in counts_drawn + bars:
+            assert not label.overlaps(other), (label, other)
+    assert not labels[0].overlaps(labels[1])

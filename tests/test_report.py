@@ -46,7 +46,7 @@ def test_report_content(run):
     page = (out / "report.html").read_text(encoding="utf-8")
     assert 'id="synthetic-warning"' in page and "SYNTHETIC DEMO DATA" in page
     assert (
-        "<h2>Method</h2>" in page
+        '<h2 id="method">Method</h2>' in page
         and "missing, not dark" in page
         and "288 defensible variants" in page
     )

@@ -92,7 +92,7 @@ def test_synthetic_runs_carry_the_warning_first_and_in_the_headline():
     assert next(iter(v)) == "WARNING" and v["WARNING"] == SYNTHETIC_NOTE
     line = headline(v)
     assert line.startswith(
-        "[SYNTHETIC DEMO] 2024->2025, batch-2024 sites: 1 brightened, 2 unchanged, 1 dimmed"
+        "[SYNTHETIC DEMO DATA] 2024->2025, batch 2024 sites: 1 brightened, 2 unchanged, 1 dimmed"
     )
     assert "Claim (1 brightened, 3 similar or dimmer): agrees." in line
     assert "SYNTHETIC" not in headline(_verdict({"a": "dimmed"}, {"a": 2024}))

@@ -95,6 +95,7 @@ from pipeline.read.sources import (
     rasters_from_inputs,
 )
 from pipeline.read.units import assign_units, default_units_path, normalise_name, read_units
+from pipeline.words import say, synthetic_notice
 
 log = logging.getLogger(__name__)
 
@@ -117,17 +118,8 @@ SPILLOVER_COLUMNS = [
     "class",
     "n_months",
 ]
-SYNTHETIC_WARNING = (
-    "SYNTHETIC DEMO DATA: generated rasters with planted effects; no number here is evidence "
-    "about North Korea or any place."
-)
-LIMITS = (
-    "Designation was not random: the designated counties may differ from the others in ways that also "
-    "change their light. Counties of later batches count as controls only before their construction starts "
-    "(counties already building are left out), border blooming (Sinuiju, Kaesong) is not masked, and light "
-    "moved from neighbouring counties would count as an effect. Night light measures lit activity, not "
-    "output or welfare."
-)
+SYNTHETIC_WARNING = synthetic_notice("en", long=True)  # did.json's WARNING (pipeline/words.toml)
+LIMITS = say("did_limits", "en")  # did.json's limits; the reports say it in their language
 
 
 @dataclass(frozen=True)

@@ -26,6 +26,7 @@ from typing import Any
 from pipeline.config import Params, load_data_settings
 from pipeline.errors import ConfigError, SourceError
 from pipeline.read.sources import MonthlyRaster, find_annual_rasters, find_monthly_rasters
+from pipeline.words import say, synthetic_notice
 
 log = logging.getLogger(__name__)
 
@@ -99,16 +100,8 @@ def acquire(
             "(or --source local --rasters DIR of annual composites)"
         )
     if source == "demo":
-        why = (
-            "no data credentials configured, so this run uses"
-            if requested == "auto"
-            else "this run uses"
-        )
-        log.warning(
-            "SYNTHETIC DEMO DATA: %s generated rasters; its results are no evidence about North Korea "
-            "(see README 'Real data').",
-            why,
-        )
+        why = say("synthetic_no_credentials" if requested == "auto" else "synthetic_requested")
+        log.warning("%s (%s)", synthetic_notice(), say("synthetic_demo_run", why=why))
         folder = demo_folder(data_dir, years, progress=progress)
     elif source == "local":
         if rasters_dir is None:
@@ -130,10 +123,7 @@ def acquire(
     rasters = [r for r in available if r.year in set(years)]
     data_kind = "synthetic" if source == "demo" or is_synthetic(rasters) else "real"
     if data_kind == "synthetic" and source != "demo":
-        log.warning(
-            "SYNTHETIC DATA: the rasters in %s are tagged synthetic; outputs are labelled so.",
-            folder,
-        )
+        log.warning("%s (%s)", synthetic_notice(), say("synthetic_tagged", folder=folder))
     missing = [y for y in required if not any(r.year == y for r in rasters)]
     if missing:
         raise SourceError(

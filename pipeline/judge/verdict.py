@@ -24,23 +24,12 @@ import pandas as pd
 from pipeline.judge.change import count_classes
 from pipeline.read.claims import DEFAULT_CLAIM, Claim
 from pipeline.read.sites import batch_labels, batch_order, in_batch, site_date
+from pipeline.words import batch_name, date_text, month_text, say, synthetic_notice, synthetic_tag
 
-SYNTHETIC_NOTE = (
-    "SYNTHETIC DEMO DATA: these numbers come from generated rasters, not satellite "
-    "observations. They are no evidence about North Korea."
-)
+SYNTHETIC_NOTE = synthetic_notice("en", long=True)  # verdict.json's WARNING (pipeline/words.toml)
 
 
 MONTHS = 12
-
-
-def _date_range(first: pd.Timestamp, last: pd.Timestamp) -> str:
-    """'15–29 Dec 2025', '20 Dec 2024 – 7 Feb 2025', '3 Mar 2025'."""
-    if first == last:
-        return f"{first.day} {first:%b %Y}"
-    if (first.year, first.month) == (last.year, last.month):
-        return f"{first.day}–{last.day} {last:%b %Y}"
-    return f"{first.day} {first:%b %Y} – {last.day} {last:%b %Y}"
 
 
 def _dates(rows: pd.DataFrame, key: str) -> list[tuple[pd.Timestamp, pd.Timestamp]]:
@@ -86,8 +75,6 @@ def batch_observability(
             if site_date(i) is None and (d := site_date(v)) is not None
         ]
         ground = _dates(rows, "groundbreaking")
-        name = f"Batch {b}" if b is not None else "Sites without a batch"
-        label = f"{name} ({n} site{'s' if n != 1 else ''}"
         entry: dict[str, Any] = {
             "batch": b,
             "n_sites": n,
@@ -97,6 +84,9 @@ def batch_observability(
             "inauguration_first": None,
             "inauguration_last": None,
             "target_year": target_year,
+            "inauguration_dated_last": _iso(max(d[1] for d in dated)) if dated else None,
+            "inauguration_by_last": _iso(max(d[1] for d in by)) if by else None,
+            "groundbreaking_first": _iso(min(d[0] for d in ground)) if ground else None,
         }
         if dated or by:
             first = min(d[0] for d in dated) if dated else None
@@ -114,48 +104,67 @@ def batch_observability(
                 if months >= min_months
                 else "not yet observable"
             )
-            extra = []
-            if by:
-                extra.append(
-                    f"{len(by)} only known to be by {_date_range(*(2 * [max(d[1] for d in by)]))}"
-                )
-            if n - len(dated) - len(by):
-                extra.append(f"{n - len(dated) - len(by)} without a date")
-            span = _date_range(first, max(d[1] for d in dated)) if dated else "dates unknown"
-            label += (
-                f", inaugurated {span}"
-                + (f" ({len(dated)} dated; {'; '.join(extra)})" if extra else "")
-                + ")"
-            )
-            why = {
-                "observable": f"all {MONTHS} months of {target_year} fall after the last inauguration, so "
-                f"{target_year} data can show these factories running all year",
-                "partly observable": f"only {months} of {MONTHS} months of {target_year} fall after the last "
-                f"inauguration ({last.day} {last:%b %Y}), so the year mixes months before "
-                "and after opening",
-                "not yet observable": f"{months} of {MONTHS} months of {target_year} fall after the last "
-                f"inauguration ({last.day} {last:%b %Y}), so {target_year} data cannot "
-                "show these factories running",
-            }[status]
-            entry |= {
-                "inauguration_first": first.date().isoformat() if first is not None else None,
-                "inauguration_last": last.date().isoformat(),
-            }
+            entry |= {"inauguration_first": _iso(first), "inauguration_last": _iso(last)}
         elif ground and min(d[0] for d in ground).year > target_year:
             months, status = 0, "not yet observable"
-            label += f", groundbreaking from {min(d[0] for d in ground):%b %Y})"
-            why = f"building began after {target_year}, so {target_year} data cannot show these factories running"
         else:
             months, status = None, "unknown"
-            label += ", no inauguration date)"
-            why = f"without inauguration dates, whether {target_year} data show these factories running is unknown"
-        entry |= {
-            "observable_months": months,
-            "status": status,
-            "note": f"{label}: {status} in {target_year}; {why}.",
-        }
+        entry |= {"observable_months": months, "status": status}
+        entry["note"] = batch_note(entry, "en")
         out.append(entry)
     return out
+
+
+def _iso(when: pd.Timestamp | None) -> str | None:
+    return None if when is None else when.date().isoformat()
+
+
+OBSERVABILITY = {  # status -> its word and the reason's key in pipeline/words.toml
+    "observable": ("obs_observable", "why_observable"),
+    "partly observable": ("obs_partly", "why_partly"),
+    "not yet observable": ("obs_not_yet", "why_not_yet"),
+    "unknown": ("obs_unknown", "why_unknown"),
+}
+
+
+def batch_note(entry: dict[str, Any], lang: str = "en") -> str:
+    """One batch's observability in words, from its ``batches`` entry alone (so a report in any
+    language can say it again from ``verdict.json``); the English one is the entry's ``note``."""
+    b, n, t = entry["batch"], int(entry["n_sites"]), entry["target_year"]
+    name = say("batch_none_sites", lang) if b is None else batch_name(b, lang)
+    name = name[:1].upper() + name[1:]
+    count = say("batch_sites_1" if n == 1 else "batch_sites", lang, n=n)
+    last, m = entry.get("inauguration_last"), entry.get("observable_months")
+    status = entry["status"]
+    word, why = OBSERVABILITY.get(status, OBSERVABILITY["unknown"])
+    if last:
+        extra = []
+        if entry.get("inauguration_by_last"):
+            by = date_text(entry["inauguration_by_last"], lang=lang)
+            extra.append(say("batch_by", lang, n=entry.get("n_inauguration_by"), date=by))
+        if entry.get("n_inauguration_unknown"):
+            extra.append(say("batch_undated", lang, n=entry["n_inauguration_unknown"]))
+        first, dated_last = entry.get("inauguration_first"), entry.get("inauguration_dated_last")
+        if first:
+            span = date_text(first, dated_last or last, lang)
+        else:
+            span = say("batch_dates_unknown", lang)
+        more = (
+            say("batch_extra", lang, n=entry.get("n_inauguration_known"), parts="; ".join(extra))
+            if extra
+            else ""
+        )
+        head = say("batch_head_dated", lang, name=name, count=count, span=span, extra=more)
+    elif status == "not yet observable" and entry.get("groundbreaking_first"):
+        month = month_text(entry["groundbreaking_first"], lang)
+        head = say("batch_head_ground", lang, name=name, count=count, month=month)
+        why = "why_ground"
+    else:
+        head = say("batch_head_none", lang, name=name, count=count)
+        if status == "not yet observable":  # building after the target year, month not recorded
+            why = "why_ground"
+    reason = say(why, lang, t=t, m=m, last=date_text(last, lang=lang) if last else "")
+    return say("batch_note", lang, head=head, status=say(word, lang), t=t, why=reason)
 
 
 def claim_sites(
@@ -177,41 +186,82 @@ def judge_claim(
     counts = count_classes(classes)
     similar_or_dimmer = counts["unchanged"] + counts["dimmed"]
     n = len(classes)
-    b = claim.batch
-    agrees = False
-    if years is not None and tuple(years) != claim.years:
-        status = (
-            f"not judged: the claim compares {claim.baseline_year} with {claim.target_year}, this run "
-            f"{years[0]} with {years[1]}"
-        )
-    elif n == 0:
-        status = f"not judged: no site of batch {b} in this run, the claim is about {claim.n_sites} of them"
-    elif n != claim.n_sites:
-        status = f"not judged: {n} sites of batch {b} in this run, the claim has {claim.n_sites}"
-    elif counts["insufficient_data"]:
-        status = (
-            f"undetermined: {counts['insufficient_data']} of {n} sites lack data; "
-            f"{counts['brightened']} brightened among the rest"
-        )
-    else:
-        agrees = (
-            counts["brightened"] == claim.brightened
-            and similar_or_dimmer == claim.similar_or_dimmer
-        )
-        status = (
-            "agrees"
-            if agrees
-            else (
-                f"disagrees: {counts['brightened']} brightened, {similar_or_dimmer} similar or dimmer"
-            )
-        )
+    kind = status_kind(counts, n, claim.n_sites, years, claim.years)
+    agrees = kind == "agrees" and (
+        counts["brightened"] == claim.brightened and similar_or_dimmer == claim.similar_or_dimmer
+    )
+    if kind == "agrees" and not agrees:
+        kind = "disagrees"
+    facts = {
+        "counts": counts,
+        "similar_or_dimmer": similar_or_dimmer,
+        "n_sites": n,
+        "claim": claim.to_dict(),
+        "years": years,
+    }
     return {
         "counts": counts,
         "similar_or_dimmer": similar_or_dimmer,
         "n_sites": n,
         "agrees_with_claim": bool(agrees),
-        "status": status,
+        "status": status_text(kind, facts, "en"),
     }
+
+
+def status_kind(
+    counts: dict[str, int],
+    n: int,
+    claim_n: int,
+    years: tuple[int, int] | None,
+    claim_years: tuple[int, int],
+) -> str:
+    """Which status a claim gets: ``years`` (another pair of years), ``no_site``, ``count`` (not all
+    its sites), ``undetermined`` (a site without data), or ``agrees`` when it can be judged (the
+    caller tells agreement from disagreement by the counts)."""
+    if years is not None and tuple(years) != tuple(claim_years):
+        return "years"
+    if n == 0:
+        return "no_site"
+    if n != claim_n:
+        return "count"
+    if counts["insufficient_data"]:
+        return "undetermined"
+    return "agrees"
+
+
+def status_text(kind: str, facts: dict[str, Any], lang: str = "en") -> str:
+    """The claim's status in words; ``facts`` holds ``counts``, ``similar_or_dimmer``, ``n_sites``, the
+    ``claim`` mapping and the run's ``years``. The English one is ``verdict.json``'s ``claim_status``."""
+    c, claim = facts["counts"], facts["claim"]
+    b, t = facts.get("years") or (None, None)
+    return say(
+        f"status_{kind}",
+        lang,
+        up=c["brightened"],
+        rest=facts["similar_or_dimmer"],
+        missing=c["insufficient_data"],
+        n=facts["n_sites"],
+        cb=claim.get("baseline_year"),
+        ct=claim.get("target_year"),
+        b=b,
+        t=t,
+        batch=batch_name(claim.get("batch"), lang),
+        claim_n=claim.get("n_sites"),
+    )
+
+
+def claim_status(verdict: Mapping[str, Any], lang: str = "en") -> str:
+    """The verdict's claim status in ``lang``, said again from its numbers (English: ``claim_status``)."""
+    c, claim = verdict["claim_sites"], verdict["claim"]
+    years = (int(verdict["baseline_year"]), int(verdict["target_year"]))
+    claim_years = (
+        int(claim.get("baseline_year", years[0])),
+        int(claim.get("target_year", years[1])),
+    )
+    kind = status_kind(c["counts"], c["n_sites"], int(claim["n_sites"]), years, claim_years)
+    if kind == "agrees" and not verdict.get("agrees_with_claim"):
+        kind = "disagrees"
+    return status_text(kind, {**c, "claim": claim, "years": years}, lang)
 
 
 @dataclass(frozen=True)
@@ -405,28 +455,51 @@ def _caveat(
     entry = next((b for b in batches if b["batch"] == label), None)
     if entry is None or entry["status"] != "not yet observable" or judged["n_sites"] == 0:
         return None
-    t = target_year
-    last = entry.get("inauguration_last")
-    when = f" (last inauguration {last})" if last else ""
     return {
         "status": entry["status"],
         "observable_months": entry.get("observable_months"),
-        "inauguration_last": last,
-        "text": f"batch {label} cannot be seen running in {t}{when}: {entry.get('observable_months') or 0} of 12 "
-        f"months of {t} follow its opening, so the counts describe the places' light, not the "
-        "new factories",
+        "inauguration_last": entry.get("inauguration_last"),
+        "text": caveat_text(label, target_year, entry, "en"),
     }
 
 
-def headline(verdict: Mapping[str, Any]) -> str:
-    """One sentence for the terminal and the report."""
+def caveat_text(batch: Any, target_year: int, caveat: Mapping[str, Any], lang: str = "en") -> str:
+    """The caveat of a claim about ``batch`` in words (the English one is ``claim_caveat.text``)."""
+    t, last = target_year, caveat.get("inauguration_last")
+    return say(
+        "caveat",
+        lang,
+        batch=batch_name(batch, lang),
+        t=t,
+        when=say("caveat_when", lang, last=last) if last else "",
+        m=caveat.get("observable_months") or 0,
+    )
+
+
+def headline(verdict: Mapping[str, Any], lang: str = "en") -> str:
+    """The verdict in one sentence, for the terminal and the report (from the numbers, in ``lang``)."""
     c = verdict["claim_sites"]["counts"]
     claim = verdict["claim"]
-    prefix = "[SYNTHETIC DEMO] " if verdict["data_kind"] == "synthetic" else ""
-    return (
-        f"{prefix}{verdict['baseline_year']}->{verdict['target_year']}, batch-{claim['batch']} sites: "
-        f"{c['brightened']} brightened, {c['unchanged']} unchanged, {c['dimmed']} dimmed, "
-        f"{c['insufficient_data']} insufficient data. Claim ({claim['brightened']} brightened, "
-        f"{claim['similar_or_dimmer']} similar or dimmer): {verdict['claim_status']}."
-        + (f" Caveat: {verdict['claim_caveat']['text']}." if verdict.get("claim_caveat") else "")
+    caveat = verdict.get("claim_caveat")
+    return say(
+        "headline",
+        lang,
+        tag=synthetic_tag(lang) if verdict["data_kind"] == "synthetic" else "",
+        b=verdict["baseline_year"],
+        t=verdict["target_year"],
+        batch=batch_name(claim["batch"], lang),
+        up=c["brightened"],
+        unchanged=c["unchanged"],
+        dimmed=c["dimmed"],
+        missing=c["insufficient_data"],
+        k=claim["brightened"],
+        rest_k=claim["similar_or_dimmer"],
+        status=claim_status(verdict, lang),
+        caveat=say(
+            "headline_caveat",
+            lang,
+            text=caveat_text(claim["batch"], verdict["target_year"], caveat, lang),
+        )
+        if caveat
+        else "",
     )

@@ -27,6 +27,7 @@ from rasterio.windows import Window, from_bounds
 
 from pipeline.errors import SourceError
 from pipeline.read.sources import MonthlyRaster, read_window, valid_mask
+from pipeline.words import synthetic_notice
 
 
 def open_pixels(
@@ -85,9 +86,7 @@ def open_pixels(
             "data_kind": data_kind,
             "crs": grid.crs.to_string(),
             "products": ", ".join(sorted({r.product for r in rasters})),
-            "note": "SYNTHETIC DEMO DATA: not evidence about any place"
-            if data_kind == "synthetic"
-            else "",
+            "note": synthetic_notice("en") if data_kind == "synthetic" else "",
         },
     )
 

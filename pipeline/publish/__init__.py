@@ -21,7 +21,7 @@ from pipeline.provenance import HASH_CACHE_NAME, input_checksums
 from pipeline.publish import charts, comparison, maps
 from pipeline.publish.composites import boundaries, site_composites
 from pipeline.publish.gis import write_gis
-from pipeline.publish.report import report_html, report_md
+from pipeline.publish.report import report_html, report_md, report_names
 from pipeline.publish.style import Style, save, styled
 
 __all__ = ["Style", "write_publication"]
@@ -78,8 +78,9 @@ def write_publication(
         sorted(read.values(), key=lambda r: r.month),
         cache_dir / HASH_CACHE_NAME if cache_dir else None,
     )
-    out.write_text("report.html", report_html(results, pngs, checksums, style))
-    out.write_text("report.md", report_md(results, list(pngs), checksums, style))
+    page, md = report_names(style.lang)  # report.ko.* in Korean: the English report stays
+    out.write_text(page, report_html(results, pngs, checksums, style))
+    out.write_text(md, report_md(results, list(pngs), checksums, style))
     return {n: Path(f"figures/{n}") for n in pngs}
 
 

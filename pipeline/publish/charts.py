@@ -38,6 +38,7 @@ from pipeline.publish.style import (
     finish,
 )
 from pipeline.read.sites import in_batch
+from pipeline.words import say_value
 
 PCT_TICKS = (-90, -75, -50, -25, 0, 25, 50, 100, 200, 400, 900)
 OUTLINE = [patheffects.withStroke(linewidth=2.2, foreground="white")]
@@ -222,7 +223,7 @@ def _site_dots(ax: plt.Axes, df: pd.DataFrame, thr: float, style: Style) -> None
                 ms=style.scale(4),
             )
             ax.annotate(
-                style.label("insufficient_short"),
+                style.label("insufficient_data"),
                 (0, i),
                 xytext=(6, 0),
                 textcoords="offset points",
@@ -403,6 +404,16 @@ def robustness_figure(sens: pd.DataFrame, verdict: dict[str, Any], style: Style)
         bars, labels=[str(y) if y else "" for y in ys], padding=1.5, fontsize=style.small_size
     )
     top = ys.max()
+
+    def above(x: int) -> float:
+        """A label's height over bar ``x``: clear of the bars (and their counts) two either side,
+        which a label two or three bars wide would otherwise cover."""
+        return float(ys[max(0, x - lo - 2) : x - lo + 3].max()) + 0.3 * top
+
+    y_here = above(here) if lo <= here <= hi else 0.0
+    y_claim = above(claimed)
+    if lo <= here <= hi and abs(here - claimed) <= 4:  # the two labels would meet: claim on top
+        y_claim = max(y_claim, y_here + 0.22 * top)
     if lo <= claimed <= hi:
         bar = bars[claimed - lo]
         bar.set_hatch("////")
@@ -411,8 +422,8 @@ def robustness_figure(sens: pd.DataFrame, verdict: dict[str, Any], style: Style)
         a1.annotate(
             f"{style.label('claim')}: {claimed}",
             (claimed, ys[claimed - lo]),
-            xytext=(0, 26 if here != claimed else 42),
-            textcoords="offset points",
+            xytext=(claimed, y_claim),
+            textcoords="data",
             ha="center",
             color=CLAIM_COLOR,
             weight="bold",
@@ -420,26 +431,24 @@ def robustness_figure(sens: pd.DataFrame, verdict: dict[str, Any], style: Style)
         )
     if lo <= here <= hi:
         a1.annotate(
-            f"{style.label('headline')}: {here}",
+            f"{style.label('this_run')}: {here}",
             (here, ys[here - lo]),
-            xytext=(0, 26),
-            textcoords="offset points",
+            xytext=(here, y_here),
+            textcoords="data",
             ha="center",
             arrowprops={"arrowstyle": "-|>", "lw": 0.8, "shrinkB": 11},
         )
     a1.set_xticks(xs)
     a1.set_xlabel(style.label("n_brightened", n=n_sites))
     a1.set_ylabel(style.label("variants"))
-    a1.set_ylim(0, top * 1.6 + 1)
+    a1.set_ylim(0, max(top * 1.6 + 1, y_claim + 0.18 * top, y_here + 0.18 * top))
     a1.set_title(style.label("robust_title", n=len(sens)), weight="bold")
     rows = []
     for dim in DIMENSIONS:
         if dim not in sens:
             continue
         for value, g in sens.groupby(dim, sort=True):
-            rows.append(
-                (f"{dim.replace('_m', ' (m)').replace('_', ' ')} = {_fmt(value)}", g["brightened"])
-            )
+            rows.append((_row_label(dim, value, style), g["brightened"]))
     for i, (_, v) in enumerate(rows):
         a2.plot([v.min(), v.max()], [i, i], color="black", lw=0.8, solid_capstyle="butt")
         a2.plot(
@@ -473,6 +482,21 @@ def robustness_figure(sens: pd.DataFrame, verdict: dict[str, Any], style: Style)
     a2.set_title(style.label("by_choice") + style.label("dot_median"), fontsize=style.small_size)
     a2.tick_params(axis="y", length=0)
     return finish(fig, verdict, style)
+
+
+VALUE_WORDS = {
+    "statistic": "stat",
+    "month_window": "window",
+    "adjustment": "adjustment",
+    "pixel_rule": "rule",
+}
+
+
+def _row_label(dim: str, value: Any, style: Style) -> str:
+    """'pixel rule = exact' / '화소 규칙 = 정확한 면적': the choice and its value, in the chart's language."""
+    family = VALUE_WORDS.get(dim)
+    shown = say_value(family, value, style.lang) if family else _fmt(value)
+    return style.label(f"dim_{dim}", value=shown)
 
 
 def _fmt(v: Any) -> str:

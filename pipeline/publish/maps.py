@@ -608,7 +608,7 @@ def before_after_figure(
         cb.set_label(
             style.label("radiance")
             + "; "
-            + style.label("before_after", b=verdict["baseline_year"], t=verdict["target_year"])
+            + style.label("before_after_axis", b=verdict["baseline_year"], t=verdict["target_year"])
         )
     present = pd.Series([row.klass for row, _, _ in pairs]).value_counts()
     handles = [

@@ -6,7 +6,11 @@ Inputs
 Outputs
     ``report.html`` text (every image and the hangul font subset embedded; a
     Content-Security-Policy forbids any outside request, so a reader can mail it or open
-    it offline) and ``report.md`` text. Nothing is read or written here.
+    it offline) and ``report.md`` text; in Korean ``report.ko.html`` and ``report.ko.md``
+    (:func:`report_names`), so both languages sit side by side. Nothing is read or written here.
+
+Both languages have the same sections in the same order, each with the same paragraphs, tables and
+figures: the words come from :mod:`pipeline.words`, the layout is this one function per format.
 """
 
 from __future__ import annotations
@@ -21,21 +25,30 @@ from typing import Any
 import numpy as np
 import pandas as pd
 
-import pipeline.publish.words as W
-from pipeline.judge.verdict import SYNTHETIC_NOTE
+import pipeline.publish.sentences as W
 from pipeline.publish.charts import ordered
 from pipeline.publish.comparison import section_html, section_md
+from pipeline.publish.sentences import md_inline
 from pipeline.publish.style import (
     Style,
     credit_line,
     describe_products,
     is_synthetic,
     korean_font_path,
+    period_text,
     source_date,
 )
-from pipeline.publish.words import md_inline
+from pipeline.words import batch_name, say, synthetic_notice, synthetic_tag
 
-CHARTS = W.CAPTIONS["en"]  # chart name -> English caption (Korean: pipeline.publish.words)
+# the site charts, in report order (the comparison's charts go in their own section)
+CHARTS = ("verdict", "small_multiples", "map", "county_change", "before_after", "robustness")
+
+
+def report_names(lang: str) -> tuple[str, str]:
+    """The report's file names in ``lang``: ``report.html``/``report.md`` in English,
+    ``report.ko.html``/``report.ko.md`` in Korean, so ``figures --lang ko`` keeps the English one."""
+    return ("report.html", "report.md") if lang != "ko" else ("report.ko.html", "report.ko.md")
+
 
 # --------------------------------------------------------------------------- text
 
@@ -67,62 +80,62 @@ def _text(value: Any) -> str:
 
 
 def sites_rows(results: Any, lang: str = "en") -> list[dict[str, str]]:
-    w = W.words(lang)
+    def w(key: str) -> str:
+        return say(f"col_{key}", lang)
+
     rows = []
     for _, r in ordered(results.changes).iterrows():
         ci = "" if pd.isna(r.get("ci_low")) else f" [{r['ci_low']:+.0f}, {r['ci_high']:+.0f}]"
         rows.append(
             {
-                w["Site"]: _text(r.get("name")) or str(r["site_id"]),
-                w["Hangul"]: _text(r.get("name_ko")),
-                w["Province"]: _text(r.get("province")),
-                w["County"]: _text(r.get("county")),
-                w["Batch"]: _fmt(r.get("batch")),
-                w["Baseline"]: _fmt(r.get("baseline_value")),
-                w["Target"]: _fmt(r.get("target_value")),
-                w["Change"]: (
+                w("site"): _text(r.get("name")) or str(r["site_id"]),
+                w("hangul"): _text(r.get("name_ko")),
+                w("province"): _text(r.get("province")),
+                w("county"): _text(r.get("county")),
+                w("batch"): _fmt(r.get("batch")),
+                w("baseline"): _fmt(r.get("baseline_value")),
+                w("target"): _fmt(r.get("target_value")),
+                w("change"): (
                     "–" if pd.isna(r.get("change_pct")) else f"{r['change_pct']:+.0f}{ci}"
                 ),
-                w["Class"]: W.class_word(r["class"], lang),
-                w["Ring"]: W.class_word(r.get("class_ring_adjusted", ""), lang)
+                w("class"): W.class_word(r["class"], lang),
+                w("ring"): W.class_word(r.get("class_ring_adjusted", ""), lang)
                 if r.get("class_ring_adjusted")
                 else "",
-                w["Months"]: _fmt(r.get("n_months")),
+                w("months"): _fmt(r.get("n_months")),
             }
         )
     return rows
 
 
-def _period(v: dict[str, Any], lang: str = "en") -> str:
-    w = W.words(lang)
-    months = sorted(i["month"] for i in v.get("inputs", []))
-    return w["period"].format(a=months[0], b=months[-1]) if months else w["unknown"]
-
-
 def _provenance(
     results: Any, checksums: dict[str, str], lang: str = "en"
 ) -> tuple[list[tuple[str, str]], list[list[str]]]:
-    v, w = results.verdict, W.words(lang)
+    v = results.verdict
     date = source_date()
+    inputs = v.get("inputs", [])
     facts = [
-        (w["Data"], w["synthetic_data"] if is_synthetic(v) else w["real_data"]),
         (
-            w["Product"],
-            describe_products((i["product"] for i in v.get("inputs", [])), is_synthetic(v)),
+            say("fact_data", lang),
+            say("synthetic_mark", lang) if is_synthetic(v) else say("real_data", lang),
         ),
-        (w["Period"], _period(v, lang)),
-        (w["Source"], str(v.get("source", ""))),
-        (w["Folder"], ", ".join(sorted({str(i.get("folder", "")) for i in v.get("inputs", [])}))),
-        (w["Software"], f"nightlights {v.get('nightlights_version', '')}"),
-        (w["Claim"], f"{v['claim']['text']} ({v['claim']['source']})"),
+        (
+            say("fact_product", lang),
+            describe_products((i["product"] for i in inputs), is_synthetic(v), lang),
+        ),
+        (say("fact_period", lang), period_text((i["month"] for i in inputs), lang)),
+        (say("fact_source", lang), str(v.get("source", ""))),
+        (say("fact_folder", lang), ", ".join(sorted({str(i.get("folder", "")) for i in inputs}))),
+        (say("fact_software", lang), f"nightlights {v.get('nightlights_version', '')}"),
+        (say("fact_claim", lang), f"{v['claim']['text']} ({v['claim']['source']})"),
     ]
     if date:
-        facts.append((w["Built"], date.strftime(w["built"])))
+        facts.append((say("fact_built", lang), date.strftime(say("built_format", lang))))
     files = []
-    for i in v.get("inputs", []):
+    for i in inputs:
         for key in ("file", "aux"):
             if i.get(key):
-                files.append([i["month"], i[key], checksums.get(i[key], w["not_found"])])
+                files.append([i["month"], i[key], checksums.get(i[key], say("not_found", lang))])
     return facts, files
 
 
@@ -141,6 +154,7 @@ figure{margin:1.5rem 0}figure img{max-width:100%;height:auto;border:1px solid #e
 figcaption{font-size:.85rem;color:#444}code,.hash{font-family:"DejaVu Sans Mono",monospace;font-size:.75rem;
 word-break:break-all}
 .credit{font-size:.8rem;color:#555}
+html:lang(ko){word-break:keep-all}
 """
 CSP = (
     "default-src 'none'; img-src data:; font-src data:; style-src 'unsafe-inline'; base-uri 'none'; "
@@ -168,120 +182,133 @@ def report_html(
 ) -> str:
     """One HTML file with everything inline (CSP forbids any outside request), in ``style.lang``."""
     v, lang = results.verdict, style.lang
-    w, e = W.words(lang), html.escape
+    e = html.escape
+
+    def h(
+        level: int, key: str, **kw: Any
+    ) -> str:  # a heading with its section id, the same in both languages
+        return f'<h{level} id="{key.removeprefix("h_")}">{e(say(key, lang, **kw))}</h{level}>'
+
     b, t = v["baseline_year"], v["target_year"]
+    tag = synthetic_tag(lang) if is_synthetic(v) else ""
     parts = [
         "<!DOCTYPE html>",
         f'<html lang="{"ko" if lang == "ko" else "en"}"><head><meta charset="utf-8">',
         f'<meta http-equiv="Content-Security-Policy" content="{CSP}">',
         '<meta name="viewport" content="width=device-width, initial-scale=1">',
         '<link rel="icon" href="data:,">',
-        f"<title>{w['synthetic_title'] if is_synthetic(v) else ''}{e(w['title'].format(b=b, t=t))}</title>",
+        f"<title>{e(tag)}{e(say('title', lang, b=b, t=t))}</title>",
         "<style>{CSS}</style></head><body>",
     ]
     if is_synthetic(v):
         parts.append(
-            f'<div class="synthetic" id="synthetic-warning" role="alert">{e(_synthetic_note(lang))} '
-            f"{e(w['synthetic_more'])}</div>"
+            f'<div class="synthetic" id="synthetic-warning" role="alert">'
+            f"{e(synthetic_notice(lang, long=True))}</div>"
         )
-    c, claim = v["claim_sites"], v["claim"]
+    claim = v["claim"]
     sens_rows = len(results.sensitivity) if results.sensitivity is not None else None
+    other = report_names("en" if lang == "ko" else "ko")[0]
+    anchor = f'<a href="{other}">{other}</a>'
+    link = e(say("other_language", lang, file="\x00")).replace("\x00", anchor)
     parts += [
-        f"<h1>{e(w['h1'].format(b=b, t=t))}</h1>",
+        h(1, "h1", b=b, t=t),
         f'<p class="headline">{e(W.headline(v, lang))}</p>',
-        f"<p>{e(w['claim_line'].format(text=claim['text'], source=claim['source']))}</p>",
-        _table(
-            ["", w["col_brightened"], w["col_similar"], w["col_insufficient"]],
-            [
-                [w["row_claim"], str(claim["brightened"]), str(claim["similar_or_dimmer"]), "–"],
-                [
-                    w["row_run"].format(batch=claim["batch"], n=c["n_sites"]),
-                    str(c["counts"]["brightened"]),
-                    str(c["similar_or_dimmer"]),
-                    str(c["counts"]["insufficient_data"]),
-                ],
-            ],
-            num={1, 2, 3},
-        ),
+        f"<p>{e(say('claim_line', lang, text=claim['text'], source=claim['source']))}</p>",
+        _table(*_counts_table(v, lang), num={1, 2, 3}),
         f"<p>{e(W.robustness_sentence(v, lang))} {e(W.calibration_sentence(v, lang))}</p>",
-        f"<h2>{e(w['h_batches'])}</h2>",
+        f"<p class=credit>{link}</p>",
+        h(2, "h_batches"),
         "<ul>" + "".join(f"<li>{e(x)}</li>" for x in W.observability_sentences(v, lang)) + "</ul>",
-        f"<h2>{e(w['h_method'])}</h2>",
+        h(2, "h_method"),
         f"<p>{e(W.method_paragraph(v, sens_rows, lang))}</p>",
-        f"<h2>{e(w['h_sites'])}</h2>",
+        h(2, "h_sites"),
     ]
     rows = sites_rows(results, lang)
     if rows:
         header = list(rows[0])
-        num = {header.index(w[h]) for h in ("Baseline", "Target", "Months")}
+        num = {header.index(say(f"col_{k}", lang)) for k in ("baseline", "target", "months")}
         parts.append(_table(header, [list(r.values()) for r in rows], num=num))
-    parts.append(f"<p class=credit>{e(w['sites_note'])}</p><h2>{e(w['h_charts'])}</h2>")
-    for name, data in pngs.items():
-        if name not in CHARTS:  # comparison charts go in their own section
-            continue
-        src = "data:image/png;base64," + base64.b64encode(data).decode("ascii")
+    parts += [f"<p class=credit>{e(say('sites_note', lang))}</p>", h(2, "h_charts")]
+    for name in (n for n in CHARTS if n in pngs):
+        src = "data:image/png;base64," + base64.b64encode(pngs[name]).decode("ascii")
         names = ", ".join(f"figures/{name}.{f}" for f in style.formats)
         cap = W.caption(name, lang)
         parts.append(
             f'<figure id="fig-{name}"><img src="{src}" alt="{e(cap)}">'
             f"<figcaption><b>{e(W.chart_name(name, lang))}.</b> {e(cap)} "
-            f"{e(w['files'])}: {e(names)}.</figcaption></figure>"
+            f"{e(say('files', lang))}: {e(names)}.</figcaption></figure>"
         )
     if getattr(results, "comparison", None) is not None:
         parts.append(section_html(results.comparison, pngs, lang))
     facts, files = _provenance(results, checksums, lang)
     parts += [
-        f"<h2>{e(w['h_provenance'])}</h2>",
+        h(2, "h_provenance"),
         _table(["", ""], [list(f) for f in facts]),
-        f"<p class=credit>{e(credit_line(v))}</p>",
-        f"<h3>{e(w['h_parameters'])}</h3>",
+        f"<p class=credit>{e(credit_line(v, lang))}</p>",
+        h(3, "h_parameters"),
         _table(
-            [w["parameter"], w["value"]],
+            [say("parameter", lang), say("value", lang)],
             [[k, json.dumps(val)] for k, val in v["parameters"].items()],
         ),
-        f"<h3>{e(w['h_inputs'])}</h3>",
-        _table([w["month"], w["file"], "SHA-256"], files).replace("<td>", "<td class=hash>"),
+        h(3, "h_inputs"),
+        _table([say("month", lang), say("file", lang), "SHA-256"], files).replace(
+            "<td>", "<td class=hash>"
+        ),
         "</body></html>",
     ]
     page = "\n".join(parts) + "\n"
     return page.replace("<style>{CSS}</style>", f"<style>{CSS}{korean_font_css(page)}</style>", 1)
 
 
-def _synthetic_note(lang: str) -> str:
-    if lang == "ko":
-        return (
-            "합성 데모 데이터: 이 수치는 위성 관측이 아니라 생성된 래스터에서 나왔다. 북한에 대한 어떤 증거도 "
-            "아니다. (SYNTHETIC DEMO DATA)"
-        )
-    return SYNTHETIC_NOTE
+def _counts_table(v: dict[str, Any], lang: str) -> tuple[list[str], list[list[str]]]:
+    """The claim's counts against this run's, as a header and two rows."""
+    c, claim = v["claim_sites"], v["claim"]
+    header = ["", *(say(k, lang) for k in ("col_brightened", "col_similar", "col_insufficient"))]
+    run = say("row_run", lang, batch=batch_name(claim["batch"], lang), n=c["n_sites"])
+    return header, [
+        [say("row_claim", lang), str(claim["brightened"]), str(claim["similar_or_dimmer"]), "–"],
+        [
+            run,
+            str(c["counts"]["brightened"]),
+            str(c["similar_or_dimmer"]),
+            str(c["counts"]["insufficient_data"]),
+        ],
+    ]
 
 
 def report_md(results: Any, charts: list[str], checksums: dict[str, str], style: Style) -> str:
     v, lang = results.verdict, style.lang
-    w = W.words(lang)
     claim = v["claim"]
     sens_rows = len(results.sensitivity) if results.sensitivity is not None else None
     lines = []
     if is_synthetic(v):
-        lines += [f"> **{_synthetic_note(lang)}**", ""]
+        lines += [f"> **{synthetic_notice(lang, long=True)}**", ""]
+    header, counts = _counts_table(v, lang)
+    other = report_names("en" if lang == "ko" else "ko")[1]
     lines += [
-        f"# {w['h1'].format(b=v['baseline_year'], t=v['target_year'])}",
+        f"# {say('h1', lang, b=v['baseline_year'], t=v['target_year'])}",
         "",
         f"**{W.headline(v, lang)}**",
         "",
-        w["claim_md"].format(text=md_inline(claim["text"]), source=md_inline(claim["source"])),
+        say("claim_line", lang, text=md_inline(claim["text"]), source=md_inline(claim["source"])),
+        "",
+        "| " + " | ".join(header) + " |",
+        "|---|---:|---:|---:|",
+        *["| " + " | ".join(md_inline(x) for x in r) + " |" for r in counts],
         "",
         W.robustness_sentence(v, lang) + " " + W.calibration_sentence(v, lang),
         "",
-        f"## {w['h_batches']}",
+        say("other_language", lang, file=f"[{other}]({other})"),
+        "",
+        f"## {say('h_batches', lang)}",
         "",
         *[f"- {md_inline(x)}" for x in W.observability_sentences(v, lang)],
         "",
-        f"## {w['h_method']}",
+        f"## {say('h_method', lang)}",
         "",
         W.method_paragraph(v, sens_rows, lang),
         "",
-        f"## {w['h_sites']}",
+        f"## {say('h_sites', lang)}",
         "",
     ]
     rows = sites_rows(results, lang)
@@ -291,21 +318,28 @@ def report_md(results: Any, charts: list[str], checksums: dict[str, str], style:
             "| " + " | ".join(md_inline(x).replace("|", "/") for x in r.values()) + " |"
             for r in rows
         ]
-    lines += ["", f"## {w['h_charts']}", ""]
+    lines += ["", say("sites_note", lang), "", f"## {say('h_charts', lang)}", ""]
     ext = "png" if "png" in style.formats else style.formats[0]
-    for name in (c for c in charts if c in CHARTS):
+    for name in (c for c in CHARTS if c in charts):
         cap = W.caption(name, lang)
-        lines += [f"![{cap}](figures/{name}.{ext})", "", f"*{cap}*", ""]
+        lines += [
+            f"![{cap}](figures/{name}.{ext})",
+            "",
+            f"*{W.chart_name(name, lang)}.* {cap}",
+            "",
+        ]
     if getattr(results, "comparison", None) is not None:
         lines += section_md(results.comparison, charts, ext, lang)
     facts, files = _provenance(results, checksums, lang)
     lines += (
-        [f"## {w['h_provenance']}", ""]
+        [f"## {say('h_provenance', lang)}", ""]
         + [f"- **{k}**: {md_inline(val)}" for k, val in facts]
-        + ["", credit_line(v), "", f"| {w['parameter']} | {w['value']} |", "|---|---|"]
+        + ["", credit_line(v, lang), "", f"### {say('h_parameters', lang)}", ""]
+        + [f"| {say('parameter', lang)} | {say('value', lang)} |", "|---|---|"]
         + [f"| {k} | `{json.dumps(x)}` |" for k, x in v["parameters"].items()]
     )
-    lines += ["", f"| {w['month']} | {w['file']} | SHA-256 |", "|---|---|---|"] + [
+    lines += ["", f"### {say('h_inputs', lang)}", ""]
+    lines += [f"| {say('month', lang)} | {say('file', lang)} | SHA-256 |", "|---|---|---|"] + [
         f"| {md_inline(a)} | {md_inline(b).replace('|', '/')} | `{c}` |" for a, b, c in files
     ]
     return "\n".join(lines) + "\n"

@@ -18,6 +18,7 @@ import dataclasses
 import importlib.util
 import os
 import re
+import unicodedata
 from collections.abc import Iterable, Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass
@@ -35,6 +36,7 @@ from pipeline import __version__
 from pipeline.config import CHART_DPI, CHART_FORMATS, CHART_WIDTH_MM
 from pipeline.errors import ConfigError
 from pipeline.judge.change import CLASSES
+from pipeline.words import batch_name, say, say_value, synthetic_notice
 
 MM_PER_INCH = 25.4
 MPLSTYLE = Path(__file__).with_name("nightlights.mplstyle")
@@ -76,153 +78,6 @@ DIVERGING = (
 KO_FONT_PACKAGE = "pylopdf_fonts_ko"  # Noto Sans KR, SIL Open Font License 1.1
 KO_FONT_FILE = "NotoSansKR-Regular.otf"
 
-LABELS: dict[str, dict[str, str]] = {
-    "en": {
-        "brightened": "brightened",
-        "unchanged": "unchanged",
-        "dimmed": "dimmed",
-        "insufficient_data": "insufficient data",
-        "change_axis": "Change in night-time radiance, {b} to {t}",
-        "threshold_band": "within {pct} (threshold)",
-        "claim": "claim",
-        "counts_title": "{label}: {up} brightened, {rest} similar or dimmer (claim: {k} and {rest_k})",
-        "sites": "sites",
-        "radiance": "Radiance (nW/cm²/sr)",
-        "baseline": "baseline {y}",
-        "target": "target {y}",
-        "groundbreaking": "groundbreaking",
-        "inauguration": "inauguration",
-        "invalid": "no valid observation",
-        "off_map": "Off the map (outside the rasters; insufficient data): {ids}",
-        "map_title": "Sites over the {y} mean night-light composite",
-        "composite": "Mean radiance {y}, valid months (nW/cm²/sr)",
-        "lon": "Longitude (°E)",
-        "lat": "Latitude (°N)",
-        "before_after": "Mean of valid months, {b} and {t}",
-        "variants": "Method variants",
-        "n_brightened": "Sites brightened (of {n})",
-        "headline": "this run",
-        "robust_title": "Brightened count over {n} method variants",
-        "by_choice": "Range over the other choices",
-        "batch_label": "{name} sites",
-        "insufficient_short": "insufficient data",
-        "synthetic": "SYNTHETIC DATA",
-        "synthetic_note": "SYNTHETIC DEMO DATA: not evidence about North Korea",
-        "months": "months",
-        "log_note": " (log scale; bars: 95% interval)",
-        "site": "site",
-        "ring": "background ring",
-        "dot_median": " (dot: median)",
-        "batch_n": "{name} ({n})",
-        "batch_year": "batch {batch}",
-        "batch_text": "batch “{batch}”",
-        "batch_none": "no batch",
-        "other_sites": "other sites",
-        "n_class": "{n} {cls}",
-        "other_title": "Other sites, not in the claim's {name} ({n}):{sep}{counts}",
-        "borders": "country, province, county borders",
-        "county_title": "Change in light by county, {b} to {t}",
-        "county_axis": "Change of county mean radiance, {b} to {t} (valid months in both years)",
-        "no_county_data": "no matched valid month",
-        "event_title": "Site light around each inauguration, against counties without a site",
-        "event_x": "Months from the inauguration",
-        "event_y": "Sites relative to control counties\n(0 = mean of the 12 months before)",
-        "event_band": "95% interval over sites",
-        "event_est": "mean over sites",
-        "n_sites": "sites with data",
-        "event_y_short": "Sites vs control counties",
-        "n_sites_short": "sites",
-        "event_ref": "0 = the sites' mean of the 12 months before",
-        "lorenz_title": "How unequally light is spread over {n} counties",
-        "lorenz_x": "Share of counties, darkest first",
-        "lorenz_y": "Share of all light",
-        "equality": "equal spread",
-        "lorenz_year": "{y} (Gini {g:.2f})",
-        "placebo_title": "Designated counties against {n} random sets of other counties",
-        "placebo_x": "Change of light, designated minus others, {b} to {t}",
-        "placebo_y": "random sets",
-        "placebo_est": "designated counties: {est} (p {p})",
-    },
-    "ko": {
-        "brightened": "밝아짐",
-        "unchanged": "변화 없음",
-        "dimmed": "어두워짐",
-        "insufficient_data": "자료 부족",
-        "change_axis": "야간 복사휘도 변화, {b}년 대비 {t}년",
-        "threshold_band": "{pct} 이내 (임계값)",
-        "claim": "주장",
-        "counts_title": "{label}: {up}곳 밝아짐, {rest}곳 비슷하거나 어두워짐 (주장: {k}곳과 {rest_k}곳)",
-        "sites": "지점",
-        "radiance": "복사휘도 (nW/cm²/sr)",
-        "baseline": "기준 {y}년",
-        "target": "비교 {y}년",
-        "groundbreaking": "착공",
-        "inauguration": "준공",
-        "invalid": "유효 관측 없음",
-        "off_map": "지도 밖 (래스터 범위 밖; 자료 부족): {ids}",
-        "map_title": "{y}년 평균 야간 조도 영상 위의 지점",
-        "composite": "{y}년 유효 월 평균 복사휘도 (nW/cm²/sr)",
-        "lon": "경도 (°E)",
-        "lat": "위도 (°N)",
-        "before_after": "{b}년과 {t}년 유효 월 평균",
-        "variants": "방법 변형 수",
-        "n_brightened": "밝아진 지점 수 ({n}곳 중)",
-        "headline": "이번 분석",
-        "robust_title": "방법 변형 {n}가지에 따른 밝아진 지점 수",
-        "by_choice": "다른 선택에 대한 범위",
-        "batch_label": "{name} 지점",
-        "insufficient_short": "자료 부족",
-        "synthetic": "SYNTHETIC DATA 합성 데이터",
-        "synthetic_note": "합성 데모 데이터 (SYNTHETIC): 북한에 대한 증거가 아님",
-        "months": "월",
-        "log_note": " (로그 눈금, 막대: 95% 구간)",
-        "site": "지점",
-        "ring": "주변 고리 (배경)",
-        "dot_median": " (점: 중앙값)",
-        "batch_n": "{name} ({n})",
-        "batch_year": "{batch}년 지정",
-        "batch_text": "‘{batch}’ 묶음",
-        "batch_none": "묶음 없음",
-        "other_sites": "다른 지점",
-        "n_class": "{n}곳 {cls}",
-        "other_title": "주장의 {name} 밖의 다른 지점 ({n}곳):{sep}{counts}",
-        "borders": "국경, 도, 군 경계",
-        "county_title": "군별 야간 조도 변화, {b}년 대비 {t}년",
-        "county_axis": "군 평균 복사휘도 변화, {b}년 대비 {t}년 (두 해 모두 유효한 월)",
-        "no_county_data": "대응 유효 월 없음",
-        "event_title": "준공 전후 지점의 야간 조도, 지정 지점이 없는 군과 비교",
-        "event_x": "준공 후 개월 수",
-        "event_y": "대조 군 대비 지점 조도\n(0 = 준공 전 12개월 평균)",
-        "event_band": "지점 간 95% 구간",
-        "event_est": "지점 평균",
-        "n_sites": "자료가 있는 지점 수",
-        "event_y_short": "대조 군 대비 지점 조도",
-        "n_sites_short": "지점 수",
-        "event_ref": "0 = 준공 전 12개월 평균",
-        "lorenz_title": "{n}개 군에 걸친 야간 조도 분포의 불평등",
-        "lorenz_x": "군 누적 비율 (어두운 군부터)",
-        "lorenz_y": "전체 조도 누적 비율",
-        "equality": "균등 분포",
-        "lorenz_year": "{y}년 (지니 {g:.2f})",
-        "placebo_title": "지정 군과 다른 군 {n}개 무작위 조합의 비교",
-        "placebo_x": "조도 변화 차이 (지정 군 - 다른 군), {b}년 대비 {t}년",
-        "placebo_y": "무작위 조합 수",
-        "placebo_est": "지정 군: {est} (p {p})",
-    },
-}
-
-PRODUCTS = {
-    "eog-vcmslcfg": "EOG VIIRS DNB monthly composites VNL v10 (vcmslcfg, stray-light corrected)",
-    "eog-vcmcfg": "EOG VIIRS DNB monthly composites VNL v10 (vcmcfg)",
-    "VNP46A3": "NASA Black Marble VNP46A3 monthly (Suomi NPP)",
-    "VJ146A3": "NASA Black Marble VJ146A3 monthly (NOAA-20)",
-    "eog-annual-vcmslcfg": "EOG VIIRS DNB annual composites VNL v2 (vcmslcfg, average_masked)",
-    "eog-annual-vcmcfg": "EOG VIIRS DNB annual composites VNL v2 (vcmcfg, average_masked)",
-    "VNP46A4": "NASA Black Marble VNP46A4 annual (Suomi NPP)",
-    "VJ146A4": "NASA Black Marble VJ146A4 annual (NOAA-20)",
-    "geotiff": "user-supplied monthly GeoTIFFs",
-}
-
 
 @dataclass(frozen=True)
 class Style:
@@ -251,17 +106,12 @@ class Style:
         return size if self.kind == "paper" else size * 1.6
 
     def label(self, key: str, **kw: Any) -> str:
-        return LABELS[self.lang][key].format(**kw)
+        """A chart's words in the chart's language (:mod:`pipeline.words`, the one table)."""
+        return say(key, self.lang, **kw)
 
     def batch_name(self, label: str | None) -> str:
-        """A batch label in words: 'batch 2024' / '2024년 지정', 'batch “pilot”', 'no batch'.
-        (Only the wording looks at whether the label is a year; no analysis does.)"""
-        if label is None:
-            return self.label("batch_none")
-        return self.label(
-            "batch_year" if str(label).isdigit() and len(str(label)) == 4 else "batch_text",
-            batch=label,
-        )
+        """A batch label in words: 'batch 2024' / '2024년 지정', 'batch “pilot”', 'no batch'."""
+        return batch_name(label, self.lang)
 
     def legend_columns(self, n: int) -> int:
         """As many legend columns as fit the width (about 30 mm each on paper)."""
@@ -349,25 +199,37 @@ def is_synthetic(verdict: dict[str, Any]) -> bool:
     return verdict.get("data_kind") == "synthetic"
 
 
-def describe_products(products: Iterable[str], synthetic: bool) -> str:
-    names = sorted({PRODUCTS.get(p, p) for p in products})
-    text = "; ".join(names) or "monthly night-light rasters"
-    return f"synthetic demo rasters imitating {text}" if synthetic else text
+def describe_products(products: Iterable[str], synthetic: bool, lang: str = "en") -> str:
+    """The products' names in words (``product_<id>`` in :mod:`pipeline.words`; an unknown id as it is)."""
+    names = sorted({say_value("product", p, lang) for p in products})
+    text = "; ".join(names) or say("product_none", lang)
+    return say("product_demo", lang, products=text) if synthetic else text
 
 
-def credit_line(verdict: dict[str, Any]) -> str:
-    """Product, period and processing, printed under every chart (``verdict["credit"]`` replaces it)."""
-    if verdict.get("credit"):
-        return str(verdict["credit"])
-    inputs = verdict.get("inputs") or []
-    months = sorted(i["month"] for i in inputs)
-    period = f"{months[0]} to {months[-1]}" if months else "period unknown"
-    product = describe_products((i["product"] for i in inputs), is_synthetic(verdict))
-    p = verdict.get("parameters", {})
+def period_text(months: Iterable[str], lang: str = "en") -> str:
+    """'2023-01 to 2025-12' / '2023-01~2025-12' over the months given, or 'period unknown'."""
+    ordered = sorted(months)
     return (
-        f"Data: {product}, {period}. Processing: nightlights {verdict.get('nightlights_version') or __version__}, "
-        f"exact coverage-weighted site means, {p.get('statistic', 'median')} of matched valid months, "
-        f"threshold |ln ratio| ≥ {p.get('threshold', float('nan')):g} with 95% bootstrap interval."
+        say("period", lang, a=ordered[0], b=ordered[-1]) if ordered else say("period_unknown", lang)
+    )
+
+
+def credit_line(verdict: dict[str, Any], lang: str = "en") -> str:
+    """Product, period and processing, printed under every chart (``verdict["credit"]``, a mapping
+    from language to line, replaces it: the comparison charts have their own)."""
+    own = verdict.get("credit")
+    if own:
+        return str(own.get(lang) or own.get("en")) if isinstance(own, dict) else str(own)
+    inputs = verdict.get("inputs") or []
+    p = verdict.get("parameters", {})
+    return say(
+        "credit",
+        lang,
+        product=describe_products((i["product"] for i in inputs), is_synthetic(verdict), lang),
+        period=period_text((i["month"] for i in inputs), lang),
+        version=verdict.get("nightlights_version") or __version__,
+        statistic=say_value("stat", p.get("statistic", "median"), lang),
+        threshold=f"{p.get('threshold', float('nan')):g}",
     )
 
 
@@ -383,7 +245,7 @@ def finish(fig: plt.Figure, verdict: dict[str, Any], style: Style) -> plt.Figure
     credit = fig.text(
         0.005,
         pad / h,
-        credit_line(verdict),
+        credit_line(verdict, style.lang),
         fontsize=style.small_size - 1,
         color="#444444",
         ha="left",
@@ -398,10 +260,10 @@ def finish(fig: plt.Figure, verdict: dict[str, Any], style: Style) -> plt.Figure
         bottom += leg.get_window_extent(renderer).height / fig.dpi + pad
     top = 0.0
     if is_synthetic(verdict):
-        mark = style.label("synthetic")
-        fit = (
-            0.8 * fig.get_figwidth() * 72 / (0.68 * len(mark) * 0.906)
-        )  # 0.906 = cos 25°, 0.68 em per glyph
+        mark = style.label("synthetic_mark")
+        # 0.906 = cos 25°; a Latin glyph is about 0.68 em wide, a hangul one a whole em
+        ems = sum(1.0 if unicodedata.east_asian_width(ch) in "WF" else 0.68 for ch in mark)
+        fit = 0.8 * fig.get_figwidth() * 72 / (ems * 0.906)
         fig.text(
             0.5,
             0.5,
@@ -419,7 +281,7 @@ def finish(fig: plt.Figure, verdict: dict[str, Any], style: Style) -> plt.Figure
         note = fig.text(
             0.004,
             1 - pad / h,
-            style.label("synthetic_note"),
+            synthetic_notice(style.lang),
             ha="left",
             va="top",
             fontsize=style.small_size,
@@ -465,11 +327,7 @@ def save(
     written = []
     date = source_date()
     software = f"nightlights {__version__} (matplotlib {matplotlib.__version__})"
-    subject = (
-        "SYNTHETIC DEMO DATA - not evidence about any place"
-        if is_synthetic(verdict)
-        else "VIIRS night lights"
-    )
+    subject = synthetic_notice(style.lang) if is_synthetic(verdict) else "VIIRS night lights"
     for fmt in style.formats:
         path = base.with_suffix(f".{fmt}")
         if fmt == "png":

@@ -1,0 +1,144 @@
+"""Sentences: the report's prose built from the run's numbers, in English or Korean.
+
+Inputs
+    The verdict mapping (numbers, claim, batches) and a language (``en`` or ``ko``).
+Outputs
+    Strings: captions, chart names, class words and the sentences built from the run's numbers.
+    :mod:`pipeline.publish.report` lays them out; nothing here reads or writes.
+
+Every word comes from the one table, :mod:`pipeline.words` (``pipeline/words.toml``): this module
+only chooses which entry a number calls for and fills it, so both languages say the same things
+by construction. The claim's own text and source are quoted as the claim file gives them.
+"""
+
+from __future__ import annotations
+
+import re
+from typing import Any
+
+import numpy as np
+
+from pipeline.judge.verdict import batch_note, claim_status
+from pipeline.judge.verdict import headline as verdict_headline
+from pipeline.words import has, say, say_value
+
+
+def caption(name: str, lang: str) -> str:
+    return say(f"caption_{name}", lang) if has(f"caption_{name}") else ""
+
+
+def chart_name(name: str, lang: str) -> str:
+    return (
+        say(f"chart_{name}", lang) if has(f"chart_{name}") else name.replace("_", " ").capitalize()
+    )
+
+
+def class_word(value: Any, lang: str) -> str:
+    key = str(value)
+    return say(key, lang) if has(key) else key.replace("_", " ")
+
+
+def headline(v: dict[str, Any], lang: str) -> str:
+    """The verdict in one sentence (the terminal prints the English one)."""
+    return verdict_headline(v, lang)
+
+
+def status(v: dict[str, Any], lang: str) -> str:
+    """The claim's status, from the verdict's numbers."""
+    return claim_status(v, lang)
+
+
+def _pct_up_down(threshold: float) -> tuple[float, float]:
+    return 100 * np.expm1(threshold), -100 * np.expm1(-threshold)
+
+
+def method_paragraph(v: dict[str, Any], sens_rows: int | None, lang: str) -> str:
+    """The method in words a reader without remote-sensing training can follow."""
+    p = v["parameters"]
+    up, down = _pct_up_down(float(p["threshold"]))
+    months = p.get("months") or list(range(1, 13))
+    text = say(
+        "method",
+        lang,
+        r_km=f"{p['default_radius_m'] / 1000:g}",
+        valid=f"{100 * p['min_valid_fraction']:.0f}",
+        min_cf_cvg=p["min_cf_cvg"],
+        t=v["target_year"],
+        b=v["baseline_year"],
+        n_months=len(months),
+        min_months=p["min_matched_months"],
+        statistic=say_value("stat", p["statistic"], lang),
+        up=f"{up:.0f}",
+        down=f"{down:.0f}",
+        conf=f"{100 * p['confidence']:.0f}",
+        ri=f"{p['ring_inner_m'] / 1000:g}",
+        ro=f"{p['ring_outer_m'] / 1000:g}",
+    )
+    return text + (say("method_variants", lang, n=sens_rows) if sens_rows else "")
+
+
+def robustness_sentence(v: dict[str, Any], lang: str) -> str:
+    r = v.get("robustness")
+    if not r:
+        return say("robust_none", lang)
+    claim = v["claim"]
+    k, n = claim["brightened"], claim["n_sites"]
+    scope = "robust_range_claim" if r.get("scope", "").startswith("the claim") else "robust_range"
+    text = say(
+        scope,
+        lang,
+        n=r["n_variants"],
+        lo=r["brightened_min"],
+        hi=r["brightened_max"],
+        median=f"{r['brightened_median']:g}",
+    )
+    if r.get("share_exactly_k_of_n") is None:
+        return text + say("robust_no_share", lang, k=k, n=n)
+    return text + say(
+        "robust_share",
+        lang,
+        k=k,
+        n=n,
+        exact=f"{100 * r['share_exactly_k_of_n']:.0f}",
+        at_most=f"{100 * r['share_at_most_k']:.0f}",
+    )
+
+
+def calibration_sentence(v: dict[str, Any], lang: str) -> str:
+    cal = v.get("calibration")
+    if not cal:
+        return ""
+    return say(
+        "calibration",
+        lang,
+        controls=cal["controls"],
+        n=cal["n_controls"],
+        p95=f"{cal['abs_log_ratio_p95']:.2f}",
+        threshold=f"{cal['default_threshold']:g}",
+    )
+
+
+def observability_sentences(v: dict[str, Any], lang: str) -> list[str]:
+    """One sentence per batch: can the target year show its factories running (verdict ``batches``)?"""
+    out = []
+    for b in v.get("batches", []):
+        if lang == "en" and b.get("note") and "groundbreaking_first" not in b:
+            out.append(
+                str(b["note"])
+            )  # an older verdict.json: its own note has the dates said again
+        else:
+            out.append(batch_note({"target_year": v["target_year"], **b}, lang))
+    return out
+
+
+_MD_SCHEME = re.compile(r"(?i)\b(javascript|vbscript|data|file)\s*:")
+
+
+def md_inline(text: Any) -> str:
+    """Text from an input (site name, claim) as inert Markdown: it shows as typed, but no HTML tag,
+    link, image or autolink can be made of it (``<>&`` become entities, ``[ ]`` are escaped,
+    ``javascript:`` and the like lose their colon), and it stays on its line."""
+    s = re.sub(r"[\r\n]+", " ", str(text))
+    s = s.replace("&", "&amp;").replace("<", "&lt;").replace(">", "&gt;")
+    s = s.replace("\\", "\\\\").replace("[", "\\[").replace("]", "\\]").replace("`", "\\`")
+    return _MD_SCHEME.sub(lambda m: f"{m[1]}&#58;", s)
