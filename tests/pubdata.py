@@ -15,7 +15,7 @@ from pipeline.publish.style import Style
 from pipeline.read.claims import DEFAULT_CLAIM
 from pipeline.read.sites import read_sites
 from pipeline.results import Results
-from pipeline.study import StudySpec, run_study
+from pipeline.study import StudySpec, run_study, write_tables
 from tests.conftest import point_feature, write_sites
 
 BOUNDS = (125.0, 39.3, 125.9, 39.9)
@@ -69,10 +69,7 @@ def make_results(tmp: Path) -> Results:
 def publish(results: Results, out: Path, style: Style | None = None) -> Path:
     """What 'nightlights run' writes: tables, verdict, then the publication set."""
     with staged(out) as s:
-        s.write_csv("site_months.csv", results.site_months, results.verdict["data_kind"])
-        s.write_csv("site_changes.csv", results.changes, results.verdict["data_kind"])
-        s.write_csv("sensitivity.csv", results.sensitivity, results.verdict["data_kind"])
-        s.write_json("verdict.json", results.verdict.to_dict())
+        write_tables(results, s)
         write_publication(results, s, style)
     return out
 
