@@ -36,7 +36,7 @@ from pipeline.judge.sensitivity import (
 from pipeline.judge.verdict import make_verdict
 from pipeline.measure.zonal import zone_month_table
 from pipeline.read.claims import DEFAULT_CLAIM, Claim
-from pipeline.read.sites import background_rings, in_batch, with_radius
+from pipeline.read.sites import CHANGE_META_COLUMNS, background_rings, in_batch, with_radius
 from pipeline.read.sources import MonthlyRaster, describe_inputs
 from pipeline.results import Results
 
@@ -330,18 +330,7 @@ class _Stage:
 
 
 def _annotate(changes: pd.DataFrame, sites: pd.DataFrame) -> pd.DataFrame:
-    cols = [
-        "site_id",
-        "name",
-        "name_ko",
-        "province",
-        "batch",
-        "location_confidence",
-        "radius_m",
-        "county",
-        "county_id",
-    ]
-    meta = sites[[c for c in cols if c in sites]]
+    meta = sites[[c for c in CHANGE_META_COLUMNS if c in sites]]
     out = meta.merge(changes, on="site_id", how="right")
     first = [
         "site_id",

@@ -16,7 +16,7 @@ import geopandas as gpd
 import pandas as pd
 
 from pipeline.judge.verdict import Verdict
-from pipeline.read.sites import batch_labels
+from pipeline.read.sites import CHANGE_META_COLUMNS, SITE_COLUMNS, batch_labels
 from pipeline.read.sources import MonthlyRaster, rasters_from_inputs
 
 if TYPE_CHECKING:
@@ -86,25 +86,8 @@ def load_results(out: str | os.PathLike[str]) -> Results:
         gdf["batch"] = batch_labels(gdf)
     keep = [
         c
-        for c in (
-            "site_id",
-            "name",
-            "name_ko",
-            "province",
-            "batch",
-            "location_confidence",
-            "source",
-            "groundbreaking",
-            "inauguration",
-            "inauguration_by",
-            "radius_m",
-            "center_lon",
-            "center_lat",
-            "from_point",
-            "county",
-            "county_id",
-        )
-        if c in gdf
+        for c in (*SITE_COLUMNS, "county", "county_id")
+        if c in gdf and c not in ("source_file", "geometry")
     ]
     sites = gpd.GeoDataFrame(gdf[keep], geometry=gdf.geometry, crs=gdf.crs)
     if (out / "site_months.parquet").exists():
@@ -148,17 +131,7 @@ def classified_sites(results: Results) -> gpd.GeoDataFrame:
     ch = results.changes.drop(
         columns=[
             c
-            for c in (
-                "name",
-                "name_ko",
-                "province",
-                "batch",
-                "location_confidence",
-                "radius_m",
-                "county",
-                "county_id",
-                "data_kind",
-            )
+            for c in (*CHANGE_META_COLUMNS[1:], "data_kind")
             if c in results.changes and (c == "data_kind" or c in results.sites)
         ]
     )
