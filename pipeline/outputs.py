@@ -856,3 +856,13 @@ def _jsonable(x: Any) -> Any:
     if isinstance(x, Path):
         return str(x)
     return x
+
+
+def portable_path(path: Path | str, base: Path | str | None = None) -> str:
+    """``path`` relative to ``base`` (default: the current folder), with ``/``: what an output
+    holds instead of a machine's absolute path. A relative ``path`` is taken from the current folder."""
+    p = Path(path).absolute()
+    try:
+        return Path(os.path.relpath(p, Path(base or Path.cwd()).absolute())).as_posix()
+    except ValueError:  # another drive (Windows): the name alone
+        return p.name

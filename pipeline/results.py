@@ -17,7 +17,7 @@ import pandas as pd
 
 from pipeline.judge.verdict import Verdict
 from pipeline.read.sites import CHANGE_META_COLUMNS, SITE_COLUMNS, batch_labels
-from pipeline.read.sources import MonthlyRaster, rasters_from_inputs
+from pipeline.read.sources import MonthlyRaster, inputs_absolute, rasters_from_inputs
 
 if TYPE_CHECKING:
     from pipeline.compare.county import Comparison
@@ -75,7 +75,9 @@ def load_results(out: str | os.PathLike[str]) -> Results:
         raise ConfigError(
             f"{out}: no {', '.join(missing)}; run 'nightlights run --out {out}' first"
         )
-    verdict = Verdict.from_dict(json.loads((out / "verdict.json").read_text(encoding="utf-8")))
+    doc = json.loads((out / "verdict.json").read_text(encoding="utf-8"))
+    doc["inputs"] = inputs_absolute(doc.get("inputs", []), out)
+    verdict = Verdict.from_dict(doc)
     changes = uninert_csv(pd.read_csv(out / "site_changes.csv", dtype={"batch": str})).drop(
         columns=["data_kind"], errors="ignore"
     )

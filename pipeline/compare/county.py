@@ -77,6 +77,7 @@ from pipeline.config import Params
 from pipeline.errors import ComparisonError, SourceError
 from pipeline.judge.change import ChangeSettings, site_changes
 from pipeline.measure.zonal import zone_month_table
+from pipeline.outputs import portable_path
 from pipeline.read.claims import Claim, default_claim
 from pipeline.read.sites import (
     background_rings,
@@ -90,8 +91,8 @@ from pipeline.read.sites import (
 from pipeline.read.sources import (
     MonthlyRaster,
     describe_inputs,
+    inputs_absolute,
     inputs_relative_to,
-    portable_path,
     rasters_from_inputs,
 )
 from pipeline.read.units import assign_units, default_units_path, normalise_name, read_units
@@ -501,7 +502,7 @@ def compare(
     did |= {
         "data_kind": data_kind,
         "batch": batch,
-        "units_file": portable_path(units.attrs["source_file"])
+        "units_file": str(Path(units.attrs["source_file"]).absolute())
         if units.attrs.get("source_file")
         else None,
         "n_units": len(units),
@@ -611,6 +612,8 @@ def load_comparison(out: Path) -> Comparison | None:
     placebo = tuple(
         csv("did_placebo.csv").get("placebo_estimate_log", pd.Series(dtype=float)).tolist()
     )
+    if isinstance(did.get("inputs"), list):
+        did["inputs"] = inputs_absolute(did["inputs"], out)
     try:  # for the provenance of a re-published folder; the comparison's numbers do not need them
         rasters = tuple(rasters_from_inputs(did.get("inputs", []), out / "did.json"))
     except SourceError as e:

@@ -26,6 +26,7 @@ import numpy as np
 import pandas as pd
 
 import pipeline.publish.sentences as W
+from pipeline.outputs import portable_path
 from pipeline.publish.charts import ordered
 from pipeline.publish.comparison import section_html, section_md
 from pipeline.publish.sentences import md_inline
@@ -125,7 +126,10 @@ def _provenance(
         ),
         (say("fact_period", lang), period_text((i["month"] for i in inputs), lang)),
         (say("fact_source", lang), str(v.get("source", ""))),
-        (say("fact_folder", lang), ", ".join(sorted({str(i.get("folder", "")) for i in inputs}))),
+        (
+            say("fact_folder", lang),
+            ", ".join(sorted({portable_path(str(i["folder"])) for i in inputs if i.get("folder")})),
+        ),
         (say("fact_software", lang), f"nightlights {v.get('nightlights_version', '')}"),
         (say("fact_claim", lang), f"{v['claim']['text']} ({v['claim']['source']})"),
     ]

@@ -38,7 +38,6 @@ where files are found and opened, so each refusal is one line naming the file.
 from __future__ import annotations
 
 import logging
-import os
 import re
 from collections import defaultdict
 from collections.abc import Sequence
@@ -54,6 +53,7 @@ from rasterio.errors import RasterioError
 from rasterio.windows import Window
 
 from pipeline.errors import SourceError
+from pipeline.outputs import portable_path
 
 log = logging.getLogger(__name__)
 
@@ -545,14 +545,18 @@ def valid_mask(
 # --------------------------------------------------------------------------- inputs, written and read back
 
 
-def portable_path(path: Path | str, base: Path | str | None = None) -> str:
-    """``path`` relative to ``base`` (default: the current folder), with ``/``: what an output
-    holds instead of a machine's absolute path. A relative ``path`` is taken from the current folder."""
-    p = Path(path).absolute()
-    try:
-        return Path(os.path.relpath(p, Path(base or Path.cwd()).absolute())).as_posix()
-    except ValueError:  # another drive (Windows): the name alone
-        return p.name
+def inputs_absolute(inputs: Sequence[object], out: Path) -> list[object]:
+    """An ``inputs`` list read from the output folder ``out``, each folder found again (beside
+    ``out``, else from the current folder) and made absolute, as a run holds it in memory."""
+    rows: list[object] = []
+    for i in inputs:
+        if isinstance(i, dict) and i.get("folder") is not None:
+            written = str(i["folder"])
+            near = out / written
+            found = near if not Path(written).is_absolute() and near.is_dir() else Path(written)
+            i = {**i, "folder": str(found.absolute())}
+        rows.append(i)
+    return rows
 
 
 def inputs_relative_to(inputs: Sequence[object], out: Path) -> list[object]:
@@ -575,7 +579,7 @@ def describe_inputs(rasters: Sequence[MonthlyRaster]) -> list[dict[str, object]]
             "file": r.radiance.name,
             "aux": r.aux.name if r.aux else None,
             "product": r.product,
-            "folder": portable_path(r.radiance.parent),
+            "folder": str(r.radiance.parent.absolute()),  # made relative when written
         }
         for r in rasters
     ]
@@ -598,8 +602,9 @@ def rasters_from_inputs(
         names = sorted({str(i.get("file")) for i in mine})
         if not Path(folder).is_dir():
             raise SourceError(
-                f"{folder}: raster folder named in {named_in} not found; run from the "
-                "folder the run was made in, or re-run 'nightlights run'"
+                f"{written}: raster folder named in {named_in} not found beside it or in the "
+                "current folder (folders are written relative to the output folder: a moved output "
+                "folder needs its rasters at the same relative place); re-run 'nightlights run'"
             )
         bad = [
             n
