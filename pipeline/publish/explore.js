@@ -177,7 +177,20 @@
   document.getElementById("zoom-in").addEventListener("click", () => zoom(0.6));
   document.getElementById("zoom-out").addEventListener("click", () => zoom(1 / 0.6));
   document.getElementById("zoom-reset").addEventListener("click", () => setView(Object.assign({}, full)));
-  window.addEventListener("resize", placeSites);
+  function fitWatermark() {
+    // as large as the map box allows, rotated 25 degrees (hangul about 1 em a glyph, bold capitals about 0.75)
+    const mark = document.getElementById("synthetic-watermark");
+    if (!mark) return;
+    const box = document.getElementById("map-box").getBoundingClientRect();
+    let ems = 0;
+    for (const ch of mark.textContent) ems += /[\u1100-\u11ff\u3130-\u318f\uac00-\ud7af]/.test(ch) ? 1 : 0.75;
+    const size = Math.min(0.85 * box.width / (0.906 * ems), 0.85 * box.height / (0.423 * ems + 0.9), 110);
+    mark.style.fontSize = Math.max(size, 12).toFixed(0) + "px";
+  }
+  window.addEventListener("resize", () => {
+    placeSites();
+    fitWatermark();
+  });
 
   // ------------------------------------------------------------------ filters, list, legend
   function shown(s) {
@@ -464,6 +477,7 @@
     renderTooltips();
     renderDetail();
     applyFilters();
+    fitWatermark();
   }
   for (const b of document.querySelectorAll("[data-lang]")) b.addEventListener("click", () => setLang(b.dataset.lang));
 
