@@ -62,7 +62,7 @@ format: $(STAMP)
 bench: $(STAMP)
 	$(BIN)/python -m bench.run
 
-## Install Debian's headless chromium for the report's browser test (needs root and apt)
+## Install Debian's headless chromium for the browser tests of report.html and explore.html (needs root and apt)
 browser:
 	@command -v chromium >/dev/null 2>&1 || (apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq chromium >/dev/null)
 

@@ -463,7 +463,7 @@ def _add_figures(sub: argparse._SubParsersAction, common: argparse.ArgumentParse
         parents=[common],
         formatter_class=_formatter,
         help="re-make charts and report from an output folder",
-        description="Re-make the charts, report.html/report.md and GIS files from the output folder of an earlier "
+        description="Re-make the charts, report.html/report.md, explore.html and GIS files from the output folder of an earlier "
         "'nightlights run' (verdict.json, site_changes.csv, ...). The monthly rasters are found "
         "through the folders named in verdict.json.",
         epilog="Examples:\n  nightlights figures --out outputs\n"
@@ -915,7 +915,8 @@ def cmd_figures(args: argparse.Namespace) -> int:
         written = write_publication(results, out, style, cache_dir=cache, progress=not args.quiet)
     page, md = report_names(style.lang)
     print(
-        f"{len(written)} charts ({', '.join(style.formats)}), {page}, {md} and GIS files in {args.out}/"
+        f"{len(written)} charts ({', '.join(style.formats)}), {page}, {md}, explore.html and GIS files "
+        f"in {args.out}/"
     )
     return 0
 

@@ -20,6 +20,7 @@ import matplotlib.pyplot as plt
 from pipeline.provenance import HASH_CACHE_NAME, input_checksums
 from pipeline.publish import charts, comparison, maps
 from pipeline.publish.composites import boundaries, site_composites
+from pipeline.publish.explore import explore_html
 from pipeline.publish.gis import write_gis
 from pipeline.publish.report import report_html, report_md, report_names
 from pipeline.publish.style import Style, save, styled
@@ -34,7 +35,7 @@ def write_publication(
     cache_dir: Path | None = None,
     progress: bool = False,
 ) -> dict[str, Path]:
-    """Every chart, the GIS files and both reports into the staging folder ``out``.
+    """Every chart, the GIS files, both reports and ``explore.html`` into the staging folder ``out``.
 
     ``cache_dir`` (the run's ``--data-dir``/cache) keeps input checksums between runs; without
     it they are computed afresh. Nothing is written anywhere else (never into ``$HOME``).
@@ -81,6 +82,7 @@ def write_publication(
     page, md = report_names(style.lang)  # report.ko.* in Korean: the English report stays
     out.write_text(page, report_html(results, pngs, checksums, style))
     out.write_text(md, report_md(results, list(pngs), checksums, style))
+    out.write_text("explore.html", explore_html(results, style, boundaries(results.sites)))
     return {n: Path(f"figures/{n}") for n in pngs}
 
 
