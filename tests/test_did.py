@@ -300,3 +300,14 @@ def test_pretrend_placebos_use_the_main_floor(planted):
     table = pretrend_placebos(planted, 2024, n_draws=200)
     first = estimate_did(planted, 2020, 2021, n_draws=200, eps=main.eps)
     assert table["estimate_log"].iloc[0] == pytest.approx(first.estimate_log, abs=1e-12)
+
+
+def test_a_test_that_cannot_reject_has_no_interval_and_no_detectable_effect(planted):
+    # 10 draws: p is at least 1/11; one treated unit among its province's 15: p is at least 1/15
+    one = make_panel(1, effect=0.3, n_treated=1)
+    for r in (estimate_did(planted, 2024, 2025, n_draws=10), estimate_did(one, 2024, 2025)):
+        assert r.p_value > 0.05 and (r.ci_low, r.ci_high) == (-np.inf, np.inf)
+        assert r.mde_log is None and r.mde_log_negative is None
+    # unstratified, the one treated unit is drawn among all 181 and the effect is seen
+    flat = estimate_did(one, 2024, 2025, stratify=False)
+    assert flat.statistic == "coef" and flat.p_value < 0.05 and flat.ci_low > 0

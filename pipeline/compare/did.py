@@ -227,12 +227,15 @@ def critical_value(abs_placebo: np.ndarray, alpha: float) -> float:
     """Largest |statistic| not rejected: the m-th largest |placebo|, m = floor(alpha (1+B) - 1) + 1.
 
     ``p(x) = (1 + #{|s| >= x}) / (1 + B) > alpha`` holds exactly when at least m placebo values
-    reach ``x``, i.e. when ``x`` is at most the m-th largest one.
+    reach ``x``, i.e. when ``x`` is at most the m-th largest one. With ``m < 1`` (too few draws:
+    ``1 / (1 + B) > alpha``) nothing is ever rejected and the critical value is infinite.
     """
     b = len(abs_placebo)
     m = math.floor(alpha * (1 + b) - 1) + 1
-    if m > b:
+    if m < 1:
         return math.inf
+    if m > b:
+        return 0.0
     return float(np.sort(abs_placebo)[::-1][m - 1])
 
 
@@ -342,7 +345,8 @@ class GroupStats:
 
         n1, m1, ss1 = moments(self.group)
         n2, m2, ss2 = moments(self.total - self.group)
-        t, se = welch_t(m1, ss1, n1, m2, ss2, n2)
+        with np.errstate(invalid="ignore", divide="ignore"):  # one treated unit: no Welch t
+            t, se = welch_t(m1, ss1, n1, m2, ss2, n2)
         return m1 - m2, t, se
 
 
@@ -449,8 +453,10 @@ def _estimate(
     coef_w = diff_w / cen.scale
     crit = critical_value(np.abs(t_w if use_t else coef_w), alpha)
     se_mde = se_w / cen.scale if use_t else np.ones_like(coef_w)
-    mde = minimum_detectable_effect(coef_w, se_mde, crit)
-    mde_neg = minimum_detectable_effect(-coef_w, se_mde, crit)
+    mde = mde_neg = None
+    if math.isfinite(ci_low) or math.isfinite(ci_high):  # else no effect is ever rejected (ties)
+        mde = minimum_detectable_effect(coef_w, se_mde, crit)
+        mde_neg = minimum_detectable_effect(-coef_w, se_mde, crit)
     if not stratify:
         strat = "unstratified"
     elif fallback == n_t:
