@@ -34,7 +34,7 @@ Method (references are in ``docs/research/methods_policy.md``, cited by section)
   size check the sets were drawn from the controls only, as Conley & Taber do, §2.6: within a
   province where the treated are many, that takes ``n_T,p`` of the ``n_C,p`` controls instead of
   the ``n_p`` units, narrowing the spread, and it shifts the distribution's centre by
-  ``n_C / (n_C - n_T)``; it rejected 6.1% of true nulls at 5% on 4000 planted panels.)
+  ``n_C / (n_C - n_T)``; it rejected 6.2% of true nulls at 5% on 4000 planted panels.)
 * **Statistic.** By default the Welch t of the log changes centred on their province's mean
   (over treated and controls, so the centring is the same in every draw): its numerator is the
   estimate above times a constant, so the test is centred where the estimate is, the province
