@@ -108,14 +108,17 @@ def done_when(reps: int, effect: float, design: str) -> tuple[float, float]:
 def test_done_when_next_cohort_building_does_not_fake_an_effect():
     """The next batch brightens +0.3 while building; the batch under test has no effect (200 seeds).
 
-    Measured: 0.925 of seeds 0-199 cover 0 with p >= 0.05, mean bias +0.002. The issue asked for
-    0.94; on these seeds an exact Fisher permutation test (treatment permuted within provinces over
-    treated and clean controls) also covers only 0.93, so the gap is these 200 panels, not the
-    design: over 1000 seeds the clean design covers 0.936, over 1500 null panels 0.947. A 5% test
-    at 200 replications rejects 17 or more times with probability 0.04, hence 0.92 here.
+    Issue 23's done-when: the interval covers 0 with p >= 0.05 in at least 94% of the panels.
+    Measured on seeds 0-199: 0.945, mean bias +0.0003 (before the stratified permutation test,
+    with placebo sets drawn from the controls only: 0.925 and +0.002). A test of exact size 5%
+    covers 95% on average and, at 200 panels, falls below 94% about one time in five; the size
+    itself is measured over 1000 panels by ``python -m bench.did_size``.
     """
     cover, bias = done_when(200, 0.0, "after")
-    assert cover >= 0.92 and abs(bias) < 0.01, (cover, bias)
+    print(
+        f"contaminated null, 200 panels: covers 0 with p >= 0.05 in {cover:.3f}, bias {bias:+.4f}"
+    )
+    assert cover >= 0.94 and abs(bias) < 0.01, (cover, bias)
 
 
 def test_before_issue_23_the_building_cohort_biased_the_estimate():
@@ -125,8 +128,29 @@ def test_before_issue_23_the_building_cohort_biased_the_estimate():
 
 
 def test_done_when_a_planted_effect_is_recovered_beside_the_building_cohort():
-    cover, bias = done_when(100, 0.3, "after")
+    """+0.3 on the batch under test beside the building batch: within 0.05 on average (200 seeds;
+    measured bias -0.007, the interval covering +0.3 in 0.94)."""
+    cover, bias = done_when(200, 0.3, "after")
+    print(f"planted +0.3, 200 panels: bias {bias:+.4f}, interval covers +0.3 in {cover:.3f}")
     assert abs(bias) < 0.05 and cover >= 0.9, (cover, bias)
+
+
+def test_joint_tests_recompute_a_cell_as_the_main_estimate_does():
+    from pipeline.compare.cohorts import within_stats
+    from pipeline.compare.did import unit_log_change_set
+
+    panel, _ = cohort_panel(7, effect=0.2, contamination=0.0)
+    r = estimate_did(panel, 2024, 2025, n_draws=99)
+    u = unit_log_change_set(panel, 2024, 2025, r.eps, ())
+    onehot = np.eye(12)[np.unique(u.strata, return_inverse=True)[1]]
+
+    def sums(m: np.ndarray) -> list[np.ndarray]:
+        return [(m * v) @ onehot for v in (1.0, u.d, u.d**2)]
+
+    beta, t = within_stats(sums(u.treated), sums(~u.treated))
+    assert beta == pytest.approx(r.estimate_log, abs=1e-12)
+    assert t == pytest.approx(r.estimate_log / r.se, rel=1e-9)
+    assert r.estimate_log != pytest.approx(r.estimate_log_unadjusted, abs=1e-6)
 
 
 def test_mde_is_exact_on_a_known_placebo_distribution():
@@ -251,19 +275,27 @@ def test_cluster_t_matches_a_direct_sandwich():
     rng = np.random.default_rng(3)
     d, treated = rng.normal(0, 1, 40), np.arange(40) % 4 == 0
     clusters = np.arange(40) % 5
-    from pipeline.compare.cohorts import _cluster_t
+    from pipeline.compare.cohorts import _centre, _cluster_t
 
-    b, t = _cluster_t(d[None, :], treated, np.eye(5)[clusters])
-    x = np.column_stack([np.ones(40), treated])
-    beta = np.linalg.lstsq(x, d, rcond=None)[0]
-    u = d - x @ beta
-    bread = np.linalg.inv(x.T @ x)
+    x = treated - treated.mean()
+    b, t = _cluster_t(d[None, :] - d.mean(), x, np.eye(5)[clusters])
+    design = np.column_stack([np.ones(40), treated])
+    beta = np.linalg.lstsq(design, d, rcond=None)[0]
+    u = d - design @ beta
+    bread = np.linalg.inv(design.T @ design)
     meat = sum(
-        np.outer(x[clusters == g].T @ u[clusters == g], x[clusters == g].T @ u[clusters == g])
+        np.outer(
+            design[clusters == g].T @ u[clusters == g], design[clusters == g].T @ u[clusters == g]
+        )
         for g in range(5)
     )
     v = 5 / 4 * 39 / 38 * (bread @ meat @ bread)
     assert b[0] == pytest.approx(beta[1]) and t[0] == pytest.approx(beta[1] / np.sqrt(v[1, 1]))
+    # with a fixed effect per cluster: the slope is the within-cluster regression's (dummies)
+    fe = np.eye(5)[clusters]
+    b, _ = _cluster_t(_centre(d[None, :], fe), _centre(treated[None, :] * 1.0, fe)[0], fe)
+    dummies = np.column_stack([treated, fe])
+    assert b[0] == pytest.approx(np.linalg.lstsq(dummies, d, rcond=None)[0][0])
 
 
 def test_wild_cluster_bootstrap_sees_a_planted_effect_and_not_a_null():

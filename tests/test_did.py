@@ -13,7 +13,7 @@ from pipeline.compare.did import (
     count_placebo,
     estimate_did,
     estimate_did_excluding,
-    placebo_sets,
+    permutation_sets,
     pretrend_pairs,
     pretrend_placebos,
 )
@@ -70,6 +70,20 @@ def direct_estimate(panel: pd.DataFrame, base: int, target: int, eps: float) -> 
     return float(d[treated].mean() - d[~treated].mean())
 
 
+def direct_within(panel: pd.DataFrame, base: int, target: int, eps: float) -> float:
+    """Treated minus control mean within each province, weighted by n_T n_C / n (fixed effects' weights)."""
+    wide = panel.pivot(index="unit_id", columns="year", values="sum_lights")
+    units = panel.groupby("unit_id")[["treated", "province"]].first()
+    units["d"] = np.log((wide[target] + eps) / (wide[base] + eps))
+    num = den = 0.0
+    for _, g in units.groupby("province"):
+        t, c = g.loc[g["treated"], "d"], g.loc[~g["treated"], "d"]
+        if len(t) and len(c):
+            h = len(t) * len(c) / len(g)
+            num, den = num + h * (t.mean() - c.mean()), den + h
+    return num / den
+
+
 @pytest.fixture(scope="module")
 def planted() -> pd.DataFrame:
     return make_panel(1, effect=0.3)
@@ -86,7 +100,12 @@ def test_planted_effect_is_recovered_and_significant(planted):
     assert r.p_value < 0.05
     assert r.ci_low < 0.3 < r.ci_high and r.ci_low > 0
     assert (r.n_treated, r.n_control, r.n_placebo) == (20, 161, 2000)
-    assert r.estimate_log == pytest.approx(direct_estimate(planted, 2024, 2025, r.eps), abs=1e-12)
+    assert r.estimate_log == pytest.approx(direct_within(planted, 2024, 2025, r.eps), abs=1e-12)
+    assert r.estimate_log_unadjusted == pytest.approx(
+        direct_estimate(planted, 2024, 2025, r.eps), abs=1e-12
+    )
+    flat = estimate_did(planted, 2024, 2025, stratify=False, n_draws=200)
+    assert flat.estimate_log == pytest.approx(r.estimate_log_unadjusted, abs=1e-12)
 
 
 def test_null_twin_is_not_significant_and_its_interval_covers_zero(null):
@@ -158,7 +177,7 @@ def test_p_value_and_interval_agree(planted, null, statistic):
 def test_excluding_a_unit_matches_a_direct_computation(planted):
     r = estimate_did_excluding(planted, 2024, 2025, ["u000"], eps=2.0)
     rest = planted[planted["unit_id"] != "u000"]
-    assert r.estimate_log == pytest.approx(direct_estimate(rest, 2024, 2025, 2.0), abs=1e-12)
+    assert r.estimate_log == pytest.approx(direct_within(rest, 2024, 2025, 2.0), abs=1e-12)
     assert r.n_treated + r.n_control == 180 and r.excluded == ("u000",)
     numeric = planted.assign(unit_id=planted["unit_id"].str[1:].astype(int))
     assert estimate_did(numeric, 2024, 2025, exclude=["0"], eps=2.0).estimate_log == pytest.approx(
@@ -168,22 +187,28 @@ def test_excluding_a_unit_matches_a_direct_computation(planted):
         estimate_did(planted, 2024, 2025, exclude=["nowhere"])
 
 
-def test_placebo_sets_keep_the_province_mix_and_fall_back_when_short():
+def test_permutation_sets_redraw_the_treated_within_provinces():
     rng = np.random.default_rng(0)
-    controls = np.array(["A"] * 10 + ["B"] * 10 + ["C"] * 1)
-    treated = np.array(["A", "A", "B", "C", "C", "C"])  # C has one control for three treated
-    chosen, fallback = placebo_sets(controls, treated, 3000, rng)
-    assert fallback == 2
-    assert (chosen.sum(axis=1) == 6).all()
-    assert (chosen[:, controls == "C"].sum(axis=1) == 1).all()
-    assert (chosen[:, controls == "A"].sum(axis=1) >= 2).all()
-    assert (chosen[:, controls == "B"].sum(axis=1) >= 1).all()
-    # the two borrowed units come from the 17 leftovers of A (8) and B (9) uniformly
-    extra_a = chosen[:, controls == "A"].sum(axis=1) - 2
-    assert extra_a.mean() == pytest.approx(2 * 8 / 17, abs=0.05)
-    # within a stratum every control is equally likely: (2 + 16/17) / 10 in A
-    freq = chosen[:, controls == "A"].mean(axis=0)
-    assert np.abs(freq - (2 + 16 / 17) / 10).max() < 0.03
+    strata = np.array(["A"] * 10 + ["B"] * 10 + ["C"] * 4)
+    treated = np.zeros(24, bool)
+    treated[[0, 1, 10, 20, 21, 22]] = True  # two in A, one in B, three of C's four
+    sets = permutation_sets(strata, treated, 3000, rng)
+    assert (sets[:, strata == "A"].sum(axis=1) == 2).all()
+    assert (sets[:, strata == "B"].sum(axis=1) == 1).all()
+    assert (sets[:, strata == "C"].sum(axis=1) == 3).all()
+    # every unit of a stratum, treated or not, equally likely: 2/10 in A, 3/4 in C
+    assert np.abs(sets[:, strata == "A"].mean(axis=0) - 0.2).max() < 0.03
+    assert np.abs(sets[:, strata == "C"].mean(axis=0) - 0.75).max() < 0.03
+
+
+def test_a_province_without_controls_carries_no_weight():
+    panel = make_panel(6, effect=0.3, n_units=60, n_treated=10, n_provinces=6)
+    only = panel["unit_id"].isin([f"u{i:03d}" for i in range(5, 60, 6)])  # province P05
+    lone = panel.assign(treated=panel["treated"] | only)  # every unit of P05 treated
+    r = estimate_did(lone, 2024, 2025, n_draws=200, eps=1.0)
+    assert r.n_fallback == 10 and "carry no weight" in r.method
+    rest = lone[~only]
+    assert r.estimate_log == pytest.approx(direct_within(rest, 2024, 2025, 1.0), abs=1e-12)
 
 
 def test_randomization_p_values_are_roughly_uniform_under_the_null():
@@ -275,3 +300,14 @@ def test_pretrend_placebos_use_the_main_floor(planted):
     table = pretrend_placebos(planted, 2024, n_draws=200)
     first = estimate_did(planted, 2020, 2021, n_draws=200, eps=main.eps)
     assert table["estimate_log"].iloc[0] == pytest.approx(first.estimate_log, abs=1e-12)
+
+
+def test_a_test_that_cannot_reject_has_no_interval_and_no_detectable_effect(planted):
+    # 10 draws: p is at least 1/11; one treated unit among its province's 15: p is at least 1/15
+    one = make_panel(1, effect=0.3, n_treated=1)
+    for r in (estimate_did(planted, 2024, 2025, n_draws=10), estimate_did(one, 2024, 2025)):
+        assert r.p_value > 0.05 and (r.ci_low, r.ci_high) == (-np.inf, np.inf)
+        assert r.mde_log is None and r.mde_log_negative is None
+    # unstratified, the one treated unit is drawn among all 181 and the effect is seen
+    flat = estimate_did(one, 2024, 2025, stratify=False)
+    assert flat.statistic == "coef" and flat.p_value < 0.05 and flat.ci_low > 0

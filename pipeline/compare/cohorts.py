@@ -36,11 +36,13 @@ Method (``docs/research/methods_policy.md``, by section):
   cell's number of treated units (the "simple" aggregation of Callaway & Sant'Anna; weights
   reported). Its randomization test draws, per placebo world, disjoint placebo batches of the
   batches' sizes and provinces from the units that are clean controls in every cell, then
-  recomputes every cell and the weighted mean, so the cells' shared controls are accounted for
+  recomputes every cell (the within-province estimate of :mod:`pipeline.compare.did`, by
+  :func:`within_stats`) and the weighted mean, so the cells' shared controls are accounted for
   (§4.2 item 6: stratified by province). The interval inverts that test on the coefficient.
 * **Joint pre-trend test.** Cells with ``t < s_g - 1`` should show nothing; their sum of squared
-  cell t-statistics (over all batches, and per batch in ``pretrend_by_batch``: each batch's event
-  study before groundbreaking) is compared with the same sum in the same placebo worlds (Roth 2022,
+  cell t-statistics (the Welch t of province-centred log changes of :mod:`pipeline.compare.did`;
+  over all batches, and per batch in ``pretrend_by_batch``: each batch's event study before
+  groundbreaking) is compared with the same sum in the same placebo worlds (Roth 2022,
   "pretest with caution", §2.6: a pass is not proof of parallel trends).
 
 Longer than most modules because the control rule, the group-time effects with their joint
@@ -448,6 +450,31 @@ def _log_change(p: pd.DataFrame, base: int, t: int, eps: float) -> pd.Series:
     return np.log((wide[t] + eps) / (wide[base] + eps))
 
 
+def within_stats(
+    treated: list[np.ndarray], control: list[np.ndarray]
+) -> tuple[np.ndarray, np.ndarray]:
+    """The within-province estimate and the Welch t of province-centred values, from sums.
+
+    ``treated`` and ``control`` hold the count, the sum and the sum of squares of each group per
+    province (arrays ``... x provinces``). The estimate weights each province's treated-minus-control
+    difference by ``n_T n_C / n``; the values are centred on their province's mean over both groups.
+    These are :func:`pipeline.compare.did.estimate_did`'s ``estimate_log`` and ``estimate_log / se``.
+    """
+    (nt, st, qt), (nc, sc, qc) = treated, control
+    n = nt + nc
+    with np.errstate(invalid="ignore", divide="ignore"):
+        h = np.where(n > 0, nt * nc / np.where(n > 0, n, 1), 0.0)
+        diff = np.where(h > 0, st / nt - sc / nc, 0.0)
+        mean = np.where(n > 0, (st + sc) / np.where(n > 0, n, 1), 0.0)
+    beta = (h * diff).sum(-1) / np.maximum(h.sum(-1), 1e-300)
+    n_t, n_c = nt.sum(-1), nc.sum(-1)
+    m_t, m_c = (st - nt * mean).sum(-1) / n_t, (sc - nc * mean).sum(-1) / n_c
+    ss_t = (qt - 2 * mean * st + nt * mean**2).sum(-1) - n_t * m_t**2
+    ss_c = (qc - 2 * mean * sc + nc * mean**2).sum(-1) - n_c * m_c**2
+    t, _ = welch_t(m_t, ss_t, np.maximum(n_t, 2), m_c, ss_c, np.maximum(n_c, 2))
+    return beta, t
+
+
 def disjoint_placebo_sets(
     strata: np.ndarray, wanted: list[np.ndarray], n_draws: int, rng: np.random.Generator
 ) -> list[np.ndarray]:
@@ -533,6 +560,9 @@ def _joint(
             memo[i] = _stats(i)
         return memo[i]
 
+    labels = np.unique(flat(province.index.to_numpy()))
+    onehot = np.eye(len(labels))[np.searchsorted(labels, flat(pool_arr))]
+
     def _stats(i: int) -> tuple[np.ndarray, np.ndarray]:
         batch, _, controls, base, t = specs[i]
         last = max(t, base)
@@ -545,15 +575,17 @@ def _joint(
             np.stack([member[b] for b in names if b == batch or batches[b][1] <= last]), axis=0
         )
         rest = ~busy & ok
-        e = d.reindex([u for u in controls if u not in in_pool]).to_numpy(float)
+        outside = [u for u in controls if u not in in_pool]
+        e = d.reindex(outside).to_numpy(float)
+        where = np.searchsorted(labels, flat(np.array(outside, dtype=object)))[np.isfinite(e)]
         e = e[np.isfinite(e)]
-        n_t, n_r = m.sum(1), rest.sum(1) + len(e)
-        mt = (m * x).sum(1) / np.maximum(n_t, 1)
-        mr = ((rest * x).sum(1) + e.sum()) / np.maximum(n_r, 1)
-        ss_t = (m * x * x).sum(1) - n_t * mt**2
-        ss_r = (rest * x * x).sum(1) + (e * e).sum() - n_r * mr**2
-        tt, _ = welch_t(mt, ss_t, np.maximum(n_t, 2), mr, ss_r, np.maximum(n_r, 2))
-        return mt - mr, tt
+        extra = np.stack(  # controls outside the pool: count, sum and sum of squares per province
+            [np.bincount(where, weights=w, minlength=len(labels)) for w in (e**0, e, e * e)]
+        )
+        return within_stats(
+            [(m * v) @ onehot for v in (1.0, x, x * x)],
+            [(rest * v) @ onehot + extra[k] for k, v in enumerate((1.0, x, x * x))],
+        )
 
     agg = lo = hi = p_agg = None
     if post:
@@ -674,21 +706,24 @@ class WildBootstrap:
         return asdict(self)
 
 
-def _cluster_t(
-    y: np.ndarray, treated: np.ndarray, onehot: np.ndarray
-) -> tuple[np.ndarray, np.ndarray]:
-    """Slope and cluster-robust (CR1) t of ``y`` on a treated dummy, rows of ``y`` one sample each."""
-    n_t, n_c = treated.sum(), (~treated).sum()
-    a = np.where(treated, 1 / n_t, -1 / n_c)
-    b = (y * a).sum(axis=1)
-    u = y - np.where(
-        treated,
-        (y * treated).sum(1, keepdims=True) / n_t,
-        (y * ~treated).sum(1, keepdims=True) / n_c,
-    )
-    g, n = onehot.shape[1], len(a)
-    var = g / (g - 1) * (n - 1) / (n - 2) * (((u * a) @ onehot) ** 2).sum(axis=1)
+def _cluster_t(y: np.ndarray, x: np.ndarray, onehot: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+    """Slope and cluster-robust (CR1) t of ``y`` on ``x``, rows of ``y`` one sample each.
+
+    ``y`` and ``x`` are centred within the fixed-effect strata already (a treated dummy minus its
+    stratum's treated share), so the slope is the fixed-effects coefficient; the small-sample factor
+    counts the slope and one intercept, as for fixed effects nested in the clusters.
+    """
+    sxx = float((x * x).sum())
+    b = (y * x).sum(axis=1) / sxx
+    u = y - b[:, None] * x
+    g, n = onehot.shape[1], len(x)
+    var = g / (g - 1) * (n - 1) / (n - 2) * (((u * x) @ onehot) ** 2).sum(axis=1) / sxx**2
     return b, b / np.sqrt(np.maximum(var, 1e-300))
+
+
+def _centre(values: np.ndarray, onehot: np.ndarray) -> np.ndarray:
+    """``values`` (rows x units) minus their mean within each stratum of ``onehot`` (units x strata)."""
+    return values - ((values @ onehot) / onehot.sum(axis=0)) @ onehot.T
 
 
 def wild_cluster_bootstrap(
@@ -696,16 +731,18 @@ def wild_cluster_bootstrap(
     treated: np.ndarray,
     clusters: np.ndarray,
     *,
+    strata: np.ndarray | None = None,
     n_boot: int = 9999,
     seed: int = DEFAULT_SEED,
 ) -> WildBootstrap:
     """p-value of "no difference" robust to treated units noisier than controls (§4.2 item 6, secondary).
 
-    The regression of the log changes on a treated dummy, standard errors clustered by province
-    (CR1); the null is imposed (restricted residuals, WCR) and residuals are flipped per cluster
-    with Webb's six-point weights, recommended with few clusters (MacKinnon & Webb, §2.6; §3.2).
-    Clustering lets the treated group's variance differ, which placebo sets drawn from the
-    controls cannot (their spread is the controls').
+    The regression of the log changes on a treated dummy (with a fixed effect per stratum when
+    ``strata`` are given: the within-province estimate of :func:`pipeline.compare.did.estimate_did`),
+    standard errors clustered by province (CR1); the null is imposed (restricted residuals, WCR)
+    and residuals are flipped per cluster with Webb's six-point weights, recommended with few
+    clusters (MacKinnon & Webb, §2.6; §3.2). Clustering lets the treated group's variance differ,
+    which a randomization test cannot (it treats every unit alike).
     """
     d, treated = np.asarray(d, float), np.asarray(treated, bool)
     labels, idx = np.unique(np.asarray(clusters).astype(str), return_inverse=True)
@@ -714,11 +751,16 @@ def wild_cluster_bootstrap(
             f"wild cluster bootstrap: {len(labels)} province(s); it needs at least 3"
         )
     onehot = np.eye(len(labels))[idx]
-    b, t = _cluster_t(d[None, :], treated, onehot)
+    _, stratum = np.unique(
+        np.zeros(len(d)) if strata is None else np.asarray(strata).astype(str), return_inverse=True
+    )
+    fe = np.eye(stratum.max() + 1)[stratum]
+    x = _centre(treated[None, :].astype(float), fe)[0]
+    y = _centre(d[None, :], fe)  # the residuals under the null, fixed effects only
+    b, t = _cluster_t(y, x, onehot)
     se = float(b[0] / t[0]) if t[0] else 0.0
     w = WEBB[np.random.default_rng(seed).integers(0, 6, (n_boot, len(labels)))]
-    y = d.mean() + w[:, idx] * (d - d.mean())[None, :]
-    _, tb = _cluster_t(y, treated, onehot)
+    _, tb = _cluster_t(_centre(w[:, idx] * y, fe), x, onehot)
     return WildBootstrap(
         float(b[0]), se, float(t[0]), ri_p_value(np.abs(tb), float(t[0])), len(labels), n_boot
     )
@@ -758,7 +800,12 @@ def robustness(
     try:
         u = unit_log_change_set(panel, b, t, main.eps, main.excluded)
         out["unequal_variance"] = wild_cluster_bootstrap(
-            u.d, u.treated, u.strata, n_boot=n_boot, seed=main.seed
+            u.d,
+            u.treated,
+            u.strata,
+            strata=u.strata if main.stratify else None,
+            n_boot=n_boot,
+            seed=main.seed,
         ).to_dict()
     except ComparisonError as e:
         out["unequal_variance"] = {"skipped": str(e)}

@@ -9,41 +9,59 @@ Outputs
 
 Method (references are in ``docs/research/methods_policy.md``, cited by section):
 
-* **Estimate.** Each unit's log change ``d = ln((S_target + eps) / (S_base + eps))``; the
-  effect is ``mean(d | treated) - mean(d | control)``, every unit counting once (a 2x2 DiD on
-  logs, the design of the Kaesong closure study, Kim, Gibson & Boe-Gibson 2024, §2.1).
-  Negative sums are clipped to 0 (VIIRS negatives, §4.1 item 2).
+* **Estimate.** Each unit's log change ``d = ln((S_target + eps) / (S_base + eps))``, compared
+  within provinces: ``sum_p h_p (mean(d | treated, p) - mean(d | control, p)) / sum_p h_p`` with
+  ``h_p = n_T,p n_C,p / n_p``, which is the coefficient of a two-way fixed-effects regression with
+  unit and province x year effects (§4.2 item 5, the analogue of region x year in Huang et al.,
+  §2.2), every unit counting once within its province (a 2x2 DiD on logs, the design of the
+  Kaesong closure study, Kim, Gibson & Boe-Gibson 2024, §2.1). A province without a treated unit,
+  or without a control, carries no weight. Unstratified (``stratify=False``) it is the plain
+  difference ``mean(d | treated) - mean(d | control)``, which is always reported beside it
+  (``estimate_log_unadjusted``). Negative sums are clipped to 0 (VIIRS negatives, §4.1 item 2).
 * **Floor.** ``eps`` defaults to 1% of the median baseline-year ``sum_lights`` over the units
   with light: the Lessmann & Seidel (2017, §1.1) "+0.01 when zero" idea made scale-free,
   because a sum of lights is in nW/cm²/sr x (fractional) pixels and its size depends on
   the units and the source. The same ``eps`` is used for every unit and both years, so a
   unit dark in both years has ``d = 0`` and a dark-to-lit unit a large but bounded ``d``.
   Log effects with zeros depend on this floor (Chen & Roth 2024, §2.6): it is reported.
-* **Inference: randomization over placebo sets drawn from the controls.** With ~20 treated
-  units asymptotic standard errors over-reject (MacKinnon & Webb 2016/2020, §2.6). Each
-  draw picks as many controls as there are treated units, with the same number per province
-  as the treated set (§4.2 item 6: stratified by province; a province with too few controls
-  lends its shortfall to the pooled remaining controls), and compares them with the other
-  controls. Placebos come from the controls only, not from all units: under an effect the
-  treated units would otherwise carry that effect into the placebo distribution and widen it
-  (Conley & Taber 2011 take the null distribution from control units, §2.6), and it makes the
-  interval below an exact, closed-form inversion. ``p = (1 + #{|placebo| >= |obs|}) / (1 + B)``.
-* **Statistic.** By default the Welch t-statistic, not the coefficient: the designated units
-  are selected, hence atypical, and coefficient-based RI fails when treated units are atypical
-  (MacKinnon & Webb, §2.6; recommended in §4.2 item 6). ``statistic="coef"`` is available and
-  the coefficient p-value is always reported beside it (``p_value_coef``).
-* **Interval.** Inverting the randomization test under a constant additive effect ``tau`` on
-  the treated: subtracting ``tau`` from the treated log changes moves the observed statistic
-  to ``(est - tau) / se`` (the treated variance is unchanged) and leaves the control-only
-  placebo distribution untouched, so the set of ``tau`` not rejected at 5% is exactly
-  ``est ± q·se`` with ``q`` the critical |placebo| value; no grid is needed and the interval
-  excludes 0 exactly when ``p <= 0.05``.
-* **Power.** The same inversion gives the power against a constant effect ``tau`` from the
-  placebo draws themselves: a placebo set plus ``tau`` is rejected when
-  ``|coef + tau| / se > q``, so the power at ``tau`` is the share of placebo sets for which that
-  holds, and ``mde_log`` is the smallest ``tau > 0`` (``mde_log_negative`` the largest
-  ``tau < 0``) reaching 80% at the test's 5% level (§2.6: with few treated units only the
-  panel's own placebo distribution is trustworthy, so no normal approximation is used).
+* **Inference: a stratified permutation test.** With ~20 treated units asymptotic standard
+  errors over-reject (MacKinnon & Webb 2016/2020, §2.6), so the reference distribution is the
+  randomization distribution itself: each draw re-assigns treatment within every province
+  among the treated *and* control units, keeping the treated count of each province (§4.2
+  item 6: stratified by province), and recomputes the statistic. The observed assignment is one
+  such draw under "no effect", so ``p = (1 + #{|drawn| >= |obs|}) / (1 + B)`` rejects a true null
+  at most ``alpha`` of the time whenever ``alpha (1 + B)`` is a whole number. (Until issue 23's
+  size check the sets were drawn from the controls only, as Conley & Taber do, §2.6: within a
+  province where the treated are many, that takes ``n_T,p`` of the ``n_C,p`` controls instead of
+  the ``n_p`` units, narrowing the spread, and it shifts the distribution's centre by
+  ``n_C / (n_C - n_T)``; it rejected 6.2% of true nulls at 5% on 4000 planted panels.)
+* **Statistic.** By default the Welch t of the log changes centred on their province's mean
+  (over treated and controls, so the centring is the same in every draw): its numerator is the
+  estimate above times a constant, so the test is centred where the estimate is, the province
+  mix of the treated set does not shift it, and the Welch standard error keeps the test near its
+  size when the treated units are noisier than the controls. Not the coefficient: the designated
+  units are selected, hence atypical, and coefficient-based randomization inference fails when
+  treated units are atypical (MacKinnon & Webb, §2.6; recommended in §4.2 item 6).
+  ``statistic="coef"`` is available and the coefficient p-value is always reported beside it
+  (``p_value_coef``).
+* **Interval.** Inverting the test under a constant additive effect ``tau`` on the treated:
+  ``tau`` is in the interval when the test of "the treated units' ``d`` minus ``tau`` show no
+  effect" does not reject, every draw recomputed. The statistics' sums are linear in ``tau``,
+  so each ``tau`` costs one pass over the draws; the ends are found on a grid and refined to
+  rounding (:func:`_invert`), and the interval excludes 0 exactly when ``p <= 0.05`` (unless the
+  non-rejected set has a hole, which the hull then covers).
+* **Power.** From the same draws: each re-drawn set is the treated set of a world without the
+  effect (the estimate taken out of the treated units); a world with a constant effect ``tau``
+  has its coefficient moved by exactly ``tau``, and it is rejected when
+  ``|coef + tau| / se > q``, ``q`` the test's critical value and ``se`` the world's standard
+  error without the effect. The power at ``tau`` is the share of worlds rejected; ``mde_log`` is
+  the smallest ``tau > 0`` (``mde_log_negative`` the largest ``tau < 0``) reaching 80% at the
+  test's 5% level (§2.6: with few treated units only the panel's own randomization distribution
+  is trustworthy, so no normal approximation is used).
+
+Longer than most modules because the randomization test, its inversion and its power share the
+sums of :class:`GroupStats`, and the panel checks, pre-trend pairs and the site-count placebo
+live beside them.
 """
 
 from __future__ import annotations
@@ -88,15 +106,18 @@ class DidResult:
     confidence: float
     seed: int
     stratify: bool
-    n_fallback: int  # treated units whose province had too few controls (drawn from the pool)
+    n_fallback: int  # treated units in a province without a control (no weight in the estimate)
     excluded: tuple[str, ...]
     n_dropped: int  # units without a value in one of the two years
-    placebo: tuple[float, ...] = field(default=(), repr=False, compare=False)  # coefficient scale
+    # the estimate for every re-drawn treated set, without an effect (the randomization distribution)
+    placebo: tuple[float, ...] = field(default=(), repr=False, compare=False)
     mde_log: float | None = (
         None  # smallest log effect > 0 detected with MDE_POWER (None: too few draws)
     )
     mde_log_negative: float | None = None  # the same for dimming (< 0)
     mde_power: float = 0.8
+    # the plain difference of mean log changes, every unit once (``estimate_log`` compares within provinces)
+    estimate_log_unadjusted: float | None = None
 
     def to_dict(self) -> dict[str, object]:
         """Everything but the placebo draws, JSON-ready (``did.json``)."""
@@ -195,37 +216,6 @@ def unit_log_change_set(
     return _Units(d, info["treated"].astype(bool).to_numpy(), strata, float(eps), int((~ok).sum()))
 
 
-def placebo_sets(
-    control_strata: np.ndarray, treated_strata: np.ndarray, n_draws: int, rng: np.random.Generator
-) -> tuple[np.ndarray, int]:
-    """A (draws x controls) indicator matrix of placebo treated sets, and the fallback count.
-
-    Each row holds ``len(treated_strata)`` controls: per stratum as many as the treated set
-    has there, and any shortfall (a stratum with too few controls) drawn from the remaining
-    controls of all strata.
-    """
-    n_c = len(control_strata)
-    keys = rng.random((n_draws, n_c))
-    chosen = np.zeros((n_draws, n_c), dtype=bool)
-    rows = np.arange(n_draws)[:, None]
-    shortfall = 0
-    wanted = pd.Series(treated_strata).value_counts(sort=False)
-    for stratum, k in wanted.items():
-        cols = np.flatnonzero(control_strata == stratum)
-        take = min(int(k), len(cols))
-        shortfall += int(k) - take
-        if take:
-            pick = np.argsort(keys[:, cols], axis=1)[:, :take]
-            chosen[rows, cols[pick]] = True
-    if shortfall:
-        # fresh keys: the leftovers of a stratum are those with the larger first keys
-        pick = np.argsort(np.where(chosen, np.inf, rng.random((n_draws, n_c))), axis=1)[
-            :, :shortfall
-        ]
-        chosen[rows, pick] = True
-    return chosen, shortfall
-
-
 def welch_t(mean_a, ss_a, n_a, mean_b, ss_b, n_b):
     """Welch t of a - b from means and centred sums of squares (arrays or floats)."""
     var = np.maximum(ss_a, 0) / (n_a - 1) / n_a + np.maximum(ss_b, 0) / (n_b - 1) / n_b
@@ -237,12 +227,15 @@ def critical_value(abs_placebo: np.ndarray, alpha: float) -> float:
     """Largest |statistic| not rejected: the m-th largest |placebo|, m = floor(alpha (1+B) - 1) + 1.
 
     ``p(x) = (1 + #{|s| >= x}) / (1 + B) > alpha`` holds exactly when at least m placebo values
-    reach ``x``, i.e. when ``x`` is at most the m-th largest one.
+    reach ``x``, i.e. when ``x`` is at most the m-th largest one. With ``m < 1`` (too few draws:
+    ``1 / (1 + B) > alpha``) nothing is ever rejected and the critical value is infinite.
     """
     b = len(abs_placebo)
     m = math.floor(alpha * (1 + b) - 1) + 1
-    if m > b:
+    if m < 1:
         return math.inf
+    if m > b:
+        return 0.0
     return float(np.sort(abs_placebo)[::-1][m - 1])
 
 
@@ -275,6 +268,126 @@ def minimum_detectable_effect(
     return float(cand[ok[0]]) if len(ok) else None
 
 
+def permutation_sets(
+    strata: np.ndarray, treated: np.ndarray, n_draws: int, rng: np.random.Generator
+) -> np.ndarray:
+    """A (draws x units) indicator of treated sets re-drawn within each stratum.
+
+    Each row holds, in every stratum, as many units as the treated set has there, drawn
+    uniformly from all the stratum's units (treated and controls): the stratified permutation
+    distribution of the assignment, of which the observed treated set is one draw.
+    """
+    strata, treated = np.asarray(strata), np.asarray(treated, bool)
+    keys = rng.random((n_draws, len(strata)))
+    chosen = np.zeros((n_draws, len(strata)), dtype=bool)
+    rows = np.arange(n_draws)[:, None]
+    for stratum in pd.unique(strata[treated]):
+        cols = np.flatnonzero(strata == stratum)
+        k = int(treated[cols].sum())
+        pick = np.argsort(keys[:, cols], axis=1)[:, :k]
+        chosen[rows, cols[pick]] = True
+    return chosen
+
+
+@dataclass(frozen=True)
+class Centred:
+    """Log changes centred within strata, and how they move with a constant effect on the treated.
+
+    ``a`` is ``d`` minus its stratum's mean (over treated and controls alike, so it is the same for
+    every re-drawn treated set); subtracting an effect ``tau`` from the treated units' ``d`` turns it
+    into ``a - tau * g`` with ``g = treated - c``, ``c`` the treated share of the unit's stratum.
+    The difference of the treated and control means of ``a`` is ``scale`` times the within-stratum
+    estimate ``sum_s h_s (mean_T,s - mean_C,s) / sum_s h_s``, ``h_s = n_T,s n_C,s / n_s`` (the
+    coefficient of a regression with stratum x year fixed effects); strata without treated units or
+    without controls get no weight.
+    """
+
+    a: np.ndarray
+    g: np.ndarray
+    scale: float
+    n_no_control: int  # treated units in strata without a control (weight 0)
+
+    @classmethod
+    def of(cls, d: np.ndarray, treated: np.ndarray, strata: np.ndarray) -> Centred:
+        d, treated = np.asarray(d, float), np.asarray(treated, bool)
+        _, idx = np.unique(np.asarray(strata).astype(str), return_inverse=True)
+        size = np.bincount(idx).astype(float)
+        n_tr = np.bincount(idx, weights=treated.astype(float))
+        c = (n_tr / size)[idx]
+        a = d - (np.bincount(idx, weights=d) / size)[idx]
+        n_t, n_c = int(treated.sum()), int((~treated).sum())
+        h = float((n_tr * (size - n_tr) / size).sum())
+        lone = int(n_tr[n_tr == size].sum())
+        return cls(a, treated - c, (1 / n_t + 1 / n_c) * h, lone)
+
+
+class GroupStats:
+    """Difference of group means and Welch t of ``a - tau * b`` for many treated sets at any ``tau``.
+
+    ``sets`` is a (rows x units) indicator; the sums the statistics need are linear in the data,
+    so they are taken once and every ``tau`` costs O(rows).
+    """
+
+    def __init__(self, sets: np.ndarray, a: np.ndarray, b: np.ndarray) -> None:
+        cols = np.column_stack([np.ones_like(a), a, a * a, a * b, b, b * b])
+        self.group = sets.astype(float) @ cols
+        self.total = cols.sum(axis=0)
+
+    def at(self, tau: float | np.ndarray) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+        """(difference of means, Welch t, Welch standard error) of ``a - tau b``, one per row
+        (``tau`` a column of values: one row of results per value)."""
+
+        def moments(m: np.ndarray) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+            s1 = m[..., 1] - tau * m[..., 4]
+            s2 = m[..., 2] - 2 * tau * m[..., 3] + tau * tau * m[..., 5]
+            mean = s1 / m[..., 0]
+            return m[..., 0], mean, s2 - m[..., 0] * mean**2
+
+        n1, m1, ss1 = moments(self.group)
+        n2, m2, ss2 = moments(self.total - self.group)
+        with np.errstate(invalid="ignore", divide="ignore"):  # one treated unit: no Welch t
+            t, se = welch_t(m1, ss1, n1, m2, ss2, n2)
+        return m1 - m2, t, se
+
+
+def _invert(
+    p_at: Callable[[np.ndarray], np.ndarray], centre: float, step: float, alpha: float
+) -> tuple[float, float]:
+    """The ends of the set of effects the test does not reject at ``alpha``.
+
+    ``p_at(taus)`` gives the p-value of "effect = tau" for each tau; the test does not reject its
+    own estimate (``centre``, p = 1). On each side a grid of 160 steps reaches out until its
+    outer half is rejected; the step after the last value not rejected is then cut in 64 five
+    times over, so the interval is the hull of the non-rejected values on the grid, its ends
+    exact to about 1e-10 of ``step``.
+    """
+    ends = []
+    for sign in (-1.0, 1.0):
+        reach, grid, ok = 8 * step, np.empty(0), np.empty(0, bool)
+        while reach < 1e7 * step:
+            grid = centre + sign * reach * np.arange(1, 161) / 160
+            ok = p_at(grid) > alpha
+            if not ok[80:].any():
+                break
+            reach *= 4
+        else:
+            ends.append(sign * math.inf)
+            continue
+        last = np.flatnonzero(ok)
+        inner = float(grid[last[-1]]) if len(last) else centre
+        outer = float(grid[last[-1] + 1]) if len(last) else float(grid[0])
+        for _ in range(5):
+            cut = inner + (outer - inner) * np.arange(1, 64) / 64
+            ok = p_at(cut) > alpha
+            last = np.flatnonzero(ok)
+            if len(last):
+                inner = float(cut[last[-1]])
+            if len(last) < len(cut):
+                outer = float(cut[last[-1] + 1]) if len(last) else float(cut[0])
+        ends.append(inner)
+    return ends[0], ends[1]
+
+
 def _estimate(
     u: _Units,
     baseline_year: int,
@@ -302,48 +415,71 @@ def _estimate(
         raise ComparisonError(f"the number of placebo draws must be positive, got {n_draws}")
     if statistic == "t" and n_t < 2:
         statistic = "coef"  # a t-statistic needs two treated units
-    d_t, d_c = u.d[u.treated], u.d[~u.treated]
-    est = float(d_t.mean() - d_c.mean())
-    ss = lambda x: float(((x - x.mean()) ** 2).sum())  # noqa: E731
-    t_obs, se = welch_t(d_t.mean(), ss(d_t), n_t, d_c.mean(), ss(d_c), n_c)
+    unadjusted = float(u.d[u.treated].mean() - u.d[~u.treated].mean())
+    pooled = np.zeros(len(u.d), dtype=str)
+    strata = u.strata if stratify else pooled
+    cen = Centred.of(u.d, u.treated, strata)
+    fallback = cen.n_no_control
+    if not cen.scale > 0:  # no province holds treated and control units: one pooled stratum
+        strata, fallback = pooled, n_t
+        cen = Centred.of(u.d, u.treated, strata)
+    sets = permutation_sets(strata, u.treated, n_draws, np.random.default_rng(seed))
+    observed = GroupStats(u.treated[None, :], cen.a, cen.g)
+    drawn = GroupStats(sets, cen.a, cen.g)
+    use_t = statistic == "t"
 
-    strata_c = u.strata[~u.treated] if stratify else np.zeros(n_c, dtype=str)
-    strata_t = u.strata[u.treated] if stratify else np.zeros(n_t, dtype=str)
-    chosen, fallback = placebo_sets(strata_c, strata_t, n_draws, np.random.default_rng(seed))
-    m = chosen.astype(float)
-    s1, s2 = m @ d_c, m @ (d_c**2)
-    r1, r2, n_r = d_c.sum() - s1, (d_c**2).sum() - s2, n_c - n_t
-    mean_p, mean_r = s1 / n_t, r1 / n_r
-    coef = mean_p - mean_r
+    def p_at(taus: np.ndarray) -> np.ndarray:
+        """p-values of "effect = tau" (the treated units' d lowered by tau), one per tau."""
+        col = np.asarray(taus, float)[:, None]
+        obs, perm = observed.at(col), drawn.at(col)
+        o, p = (obs[1], perm[1]) if use_t else (obs[0], perm[0])
+        hits = np.count_nonzero(np.abs(p) >= np.abs(o) * (1 - 1e-12), axis=1)
+        return (1 + hits) / (1 + n_draws)
+
+    diff_o, _, se_o = observed.at(0.0)
+    diff_p = drawn.at(0.0)[0]
+    est, se = float(diff_o[0]) / cen.scale, float(se_o[0]) / cen.scale
+    p = float(p_at(np.array([0.0]))[0])
+    p_coef = ri_p_value(np.abs(diff_p), float(diff_o[0]))
     alpha = 1 - confidence
-    p_coef = ri_p_value(np.abs(coef), est)
-    if statistic == "t":
-        t_pl, se_pl = welch_t(mean_p, s2 - n_t * mean_p**2, n_t, mean_r, r2 - n_r * mean_r**2, n_r)
-        p = ri_p_value(np.abs(t_pl), float(t_obs))
-        crit = critical_value(np.abs(t_pl), alpha)
-        half = crit * float(se)
+    if 1 / (1 + n_draws) > alpha:  # too few draws to ever reject
+        ci_low, ci_high = -math.inf, math.inf
     else:
-        p = p_coef
-        crit = half = critical_value(np.abs(coef), alpha)
-        se_pl = np.ones_like(coef)
-    mde = minimum_detectable_effect(coef, se_pl, crit)
-    mde_neg = minimum_detectable_effect(-coef, se_pl, crit)
-    strat = (
-        "stratified by province"
-        + (f", {fallback} drawn from the pooled controls" if fallback else "")
-        if stratify
-        else "unstratified"
-    )
+        step = se if math.isfinite(se) and se > 0 else max(abs(est), 1e-6)
+        ci_low, ci_high = _invert(p_at, est, step, alpha)
+    # Power: the re-drawn sets as treated sets of worlds without the effect (the estimate taken
+    # out of the treated units); a world with effect tau adds tau to its coefficient.
+    diff_w, t_w, se_w = drawn.at(est)
+    coef_w = diff_w / cen.scale
+    crit = critical_value(np.abs(t_w if use_t else coef_w), alpha)
+    se_mde = se_w / cen.scale if use_t else np.ones_like(coef_w)
+    mde = mde_neg = None
+    if math.isfinite(ci_low) or math.isfinite(ci_high):  # else no effect is ever rejected (ties)
+        mde = minimum_detectable_effect(coef_w, se_mde, crit)
+        mde_neg = minimum_detectable_effect(-coef_w, se_mde, crit)
+    if not stratify:
+        strat = "unstratified"
+    elif fallback == n_t:
+        strat = "no province holds both treated and control units, so unstratified"
+    else:
+        strat = "within provinces" + (
+            f"; {fallback} treated in provinces without a control carry no weight"
+            if fallback
+            else ""
+        )
+    adjust = "within-province " if stratify and fallback < n_t else ""
     method = (
-        f"difference of mean log changes ln((S{target_year}+eps)/(S{baseline_year}+eps)), treated "
-        f"minus control; randomization inference on the {'Welch t' if statistic == 't' else 'coefficient'}"
-        f" with {n_draws} placebo sets of {n_t} drawn from the {n_c} controls ({strat}); "
-        f"{confidence:.0%} interval by inverting the test under a constant additive effect"
+        f"{adjust}difference of mean log changes ln((S{target_year}+eps)/(S{baseline_year}+eps)), treated "
+        f"minus control; randomization inference on the "
+        f"{'Welch t' if use_t else 'coefficient'} of {'province-centred ' if adjust else ''}log "
+        f"changes with {n_draws} treated sets of {n_t} re-drawn among the {n_t} treated and {n_c} "
+        f"control units ({strat}); {confidence:.0%} interval by inverting the test under a constant "
+        "additive effect"
     )
     return DidResult(
         estimate_log=est,
-        ci_low=est - half,
-        ci_high=est + half,
+        ci_low=ci_low,
+        ci_high=ci_high,
         p_value=p,
         n_treated=n_t,
         n_control=n_c,
@@ -354,16 +490,17 @@ def _estimate(
         eps=u.eps,
         statistic=statistic,
         p_value_coef=p_coef,
-        se=float(se),
+        se=se,
         confidence=confidence,
         seed=seed,
         stratify=stratify,
         n_fallback=fallback,
         excluded=excluded,
         n_dropped=u.n_dropped,
-        placebo=tuple(coef.tolist()),
+        placebo=tuple((diff_p / cen.scale).tolist()),
         mde_log=mde,
         mde_log_negative=None if mde_neg is None else -mde_neg,
+        estimate_log_unadjusted=unadjusted,
     )
 
 
