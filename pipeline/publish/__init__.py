@@ -12,7 +12,7 @@ from __future__ import annotations
 import io
 from collections.abc import Callable
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import matplotlib
 import matplotlib.pyplot as plt
@@ -25,11 +25,15 @@ from pipeline.publish.gis import write_gis
 from pipeline.publish.report import report_html, report_md, report_names
 from pipeline.publish.style import Style, save, styled
 
+if TYPE_CHECKING:
+    from pipeline.results import Results
+
+
 __all__ = ["Style", "write_publication"]
 
 
 def write_publication(
-    results: Any,
+    results: Results,
     out: Any,
     style: Style | None = None,
     cache_dir: Path | None = None,
@@ -86,7 +90,7 @@ def write_publication(
     return {n: Path(f"figures/{n}") for n in pngs}
 
 
-def _chart_builders(results: Any, style: Style) -> dict[str, Callable[[], plt.Figure | None]]:
+def _chart_builders(results: Results, style: Style) -> dict[str, Callable[[], plt.Figure | None]]:
     v, p = results.verdict, results.verdict["parameters"]
     comps: dict[str, Any] = {}
     borders = boundaries(results.sites)
@@ -116,7 +120,7 @@ def _chart_builders(results: Any, style: Style) -> dict[str, Callable[[], plt.Fi
         )
 
     def county_fig() -> plt.Figure | None:
-        units = getattr(results, "unit_changes", None)
+        units = results.unit_changes
         if borders is None or units is None or not len(units):
             return None
         return maps.county_change_figure(borders, units, results.sites, v, style)
@@ -136,6 +140,6 @@ def _chart_builders(results: Any, style: Style) -> dict[str, Callable[[], plt.Fi
     }
     if results.sensitivity is not None and len(results.sensitivity):
         builders["robustness"] = lambda: charts.robustness_figure(results.sensitivity, v, style)
-    if getattr(results, "comparison", None) is not None:
+    if results.comparison is not None:
         builders.update(comparison.chart_builders(results.comparison, v, style))
     return builders

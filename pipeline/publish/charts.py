@@ -14,6 +14,7 @@ windows (4) are in :mod:`pipeline.publish.maps`.
 
 from __future__ import annotations
 
+from collections.abc import Mapping
 from typing import Any
 
 import matplotlib.dates as mdates
@@ -92,7 +93,7 @@ def class_handles(style: Style, counts: dict[str, int] | None = None) -> list[Li
 # --------------------------------------------------------------------------- 1. verdict
 
 
-def verdict_figure(changes: pd.DataFrame, verdict: dict[str, Any], style: Style) -> plt.Figure:
+def verdict_figure(changes: pd.DataFrame, verdict: Mapping[str, Any], style: Style) -> plt.Figure:
     """Dot-and-whisker of each site's change (log scale, % labels), threshold band, claim counts.
 
     The claim's batch gets the top panel, every other site (other batches, no batch) the one
@@ -241,7 +242,7 @@ def _band_pct(thr: float) -> str:
     return f"{100 * np.expm1(-thr):.0f}% / +{100 * np.expm1(thr):.0f}%"
 
 
-def _claim_ids(df: pd.DataFrame, verdict: dict[str, Any]) -> set[str]:
+def _claim_ids(df: pd.DataFrame, verdict: Mapping[str, Any]) -> set[str]:
     """The claim's sites when the verdict does not list them (older output folders)."""
     if "batch" not in df:
         return set()
@@ -255,7 +256,7 @@ def small_multiples_figure(
     site_months: pd.DataFrame,
     changes: pd.DataFrame,
     sites: pd.DataFrame,
-    verdict: dict[str, Any],
+    verdict: Mapping[str, Any],
     style: Style,
 ) -> plt.Figure:
     """Monthly radiance per site; invalid months are gaps; baseline/target years and dates marked."""
@@ -381,7 +382,7 @@ def small_multiples_figure(
 DIMENSIONS = ("threshold", "radius_m", "statistic", "month_window", "adjustment", "pixel_rule")
 
 
-def robustness_figure(sens: pd.DataFrame, verdict: dict[str, Any], style: Style) -> plt.Figure:
+def robustness_figure(sens: pd.DataFrame, verdict: Mapping[str, Any], style: Style) -> plt.Figure:
     """How many sites brighten under each method variant, with the claim's k and this run marked."""
     claimed = int(verdict["claim"]["brightened"])
     n_sites = int(sens["n_sites"].max())

@@ -18,8 +18,8 @@ from __future__ import annotations
 import base64
 import html
 import math
-from collections.abc import Callable
-from typing import Any
+from collections.abc import Callable, Mapping
+from typing import TYPE_CHECKING, Any
 
 import matplotlib.pyplot as plt
 import numpy as np
@@ -30,6 +30,10 @@ from pipeline.compare.disparity import lorenz_curve
 from pipeline.publish.sentences import md_inline
 from pipeline.publish.style import BAND_COLOR, CLAIM_COLOR, Style, finish
 from pipeline.words import batch_name, say, synthetic_notice
+
+if TYPE_CHECKING:
+    from pipeline.compare.county import Comparison
+
 
 EVENT_COLOR = "#0077BB"  # Tol vibrant blue
 YEAR_COLORS = ("#BBBBBB", "#EE7733")  # baseline grey, target orange (the class colours' scheme)
@@ -71,7 +75,7 @@ def p_text(p: float, n_draws: int | None = None) -> str:
 
 
 def event_study_figure(
-    events: pd.DataFrame, verdict: dict[str, Any], style: Style
+    events: pd.DataFrame, verdict: Mapping[str, Any], style: Style
 ) -> plt.Figure | None:
     """Pooled estimate by month from inauguration with its band; site counts underneath."""
     if events is None or events.empty:
@@ -138,7 +142,7 @@ def event_study_figure(
 
 
 def lorenz_figure(
-    unit_years: pd.DataFrame, years: tuple[int, int], verdict: dict[str, Any], style: Style
+    unit_years: pd.DataFrame, years: tuple[int, int], verdict: Mapping[str, Any], style: Style
 ) -> plt.Figure | None:
     """Lorenz curves of unit ``sum_lights`` for the baseline and target year, Gini in the legend."""
     from pipeline.compare.disparity import gini
@@ -174,7 +178,7 @@ def lorenz_figure(
 
 
 def did_placebo_figure(
-    placebo: tuple[float, ...], did: dict[str, Any], verdict: dict[str, Any], style: Style
+    placebo: tuple[float, ...], did: dict[str, Any], verdict: Mapping[str, Any], style: Style
 ) -> plt.Figure | None:
     """Histogram of the placebo estimates, the designated counties' estimate marked."""
     if not placebo or did.get("estimate_log") is None:
@@ -202,7 +206,7 @@ def did_placebo_figure(
 
 
 def chart_builders(
-    comp: Any, verdict: dict[str, Any], style: Style
+    comp: Comparison, verdict: Mapping[str, Any], style: Style
 ) -> dict[str, Callable[[], plt.Figure | None]]:
     """The comparison's charts by name (for ``publish._chart_builders`` and ``compare``)."""
     years = (int(comp.did["baseline_year"]), int(comp.did["target_year"]))
@@ -214,7 +218,7 @@ def chart_builders(
     }
 
 
-def credit(comp: Any, lang: str = "en") -> str:
+def credit(comp: Comparison, lang: str = "en") -> str:
     """The credit line of the comparison charts: data, period and what was computed."""
     from pipeline import __version__
     from pipeline.publish.style import describe_products, period_text
@@ -231,7 +235,7 @@ def credit(comp: Any, lang: str = "en") -> str:
     )
 
 
-def chart_verdict(comp: Any) -> dict[str, Any]:
+def chart_verdict(comp: Comparison) -> dict[str, Any]:
     """What :func:`finish` needs when there is no run verdict (``nightlights compare``)."""
     d = comp.did
     inputs = [
@@ -474,7 +478,7 @@ def _event_paragraph(events: pd.DataFrame, lang: str) -> str:
     return " ".join(parts) or say("cmp_event_none", lang)
 
 
-def _disparity_paragraph(comp: Any, lang: str) -> list[str]:
+def _disparity_paragraph(comp: Comparison, lang: str) -> list[str]:
     d = comp.did
     b, t = d["baseline_year"], d["target_year"]
     disp = (
@@ -505,7 +509,7 @@ def _disparity_paragraph(comp: Any, lang: str) -> list[str]:
     ]
 
 
-def section_paragraphs(comp: Any, lang: str = "en") -> list[str]:
+def section_paragraphs(comp: Comparison, lang: str = "en") -> list[str]:
     """The section's paragraphs, plain text (the HTML and Markdown versions wrap them), in ``lang``:
     the same paragraphs in the same order whatever the language."""
     d = comp.did
@@ -550,7 +554,7 @@ def _caption(name: str, lang: str) -> str:
     return say(f"caption_{name}", lang)
 
 
-def section_html(comp: Any, pngs: dict[str, bytes], lang: str = "en") -> str:
+def section_html(comp: Comparison, pngs: dict[str, bytes], lang: str = "en") -> str:
     """The report section as HTML, with its charts inline (``lang`` en or ko)."""
     e = html.escape
     parts = [f'<h2 id="comparison">{e(say("h_comparison", lang))}</h2>']
@@ -570,7 +574,9 @@ def section_html(comp: Any, pngs: dict[str, bytes], lang: str = "en") -> str:
     return "\n".join(parts)
 
 
-def section_md(comp: Any, charts: list[str], ext: str = "png", lang: str = "en") -> list[str]:
+def section_md(
+    comp: Comparison, charts: list[str], ext: str = "png", lang: str = "en"
+) -> list[str]:
     """The report section as Markdown lines."""
     lines = [f"## {say('h_comparison', lang)}", ""]
     if comp.data_kind == "synthetic":
@@ -584,7 +590,7 @@ def section_md(comp: Any, charts: list[str], ext: str = "png", lang: str = "en")
     return lines
 
 
-def write_figures(comp: Any, out: Any, style: Style | None = None) -> list[str]:
+def write_figures(comp: Comparison, out: Any, style: Style | None = None) -> list[str]:
     """The comparison's charts into the staging folder ``out`` (``nightlights compare``)."""
     import matplotlib
 

@@ -23,7 +23,7 @@ import html
 import json
 import math
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import numpy as np
 import pandas as pd
@@ -51,6 +51,10 @@ from pipeline.publish.style import (
 )
 from pipeline.read.sites import batch_labels
 from pipeline.words import batch_name, say, say_value, synthetic_tag
+
+if TYPE_CHECKING:
+    from pipeline.results import Results
+
 
 HERE = Path(__file__).parent
 SCRIPT, CSS = HERE / "explore.js", HERE / "explore.css"
@@ -120,7 +124,7 @@ SYNTHETIC_WORDS = ("synthetic_note", "watermark")
 SCRIPT_FIELDS = ("n", "all", "lo", "hi", "m", "v", "f")
 
 
-def explore_html(results: Any, style: Style, borders: Boundaries | None) -> str:
+def explore_html(results: Results, style: Style, borders: Boundaries | None) -> str:
     """The whole page, opening in ``style.lang``; ``borders`` None: the sites alone, no county layer."""
     data = page_data(results, style, borders)
     lang = data["lang"]
@@ -180,7 +184,7 @@ def explore_html(results: Any, style: Style, borders: Boundaries | None) -> str:
     return page.replace("</style>", font + "</style>", 1) if font else page
 
 
-def page_data(results: Any, style: Style, borders: Boundaries | None) -> dict[str, Any]:
+def page_data(results: Results, style: Style, borders: Boundaries | None) -> dict[str, Any]:
     """Everything the page shows, as plain JSON-able values (the page's script draws it)."""
     v = results.verdict
     b, t = int(v["baseline_year"]), int(v["target_year"])
@@ -336,7 +340,7 @@ def _months(site_months: pd.DataFrame, b: int, t: int) -> list[str]:
 
 
 def _sites(
-    results: Any, proj: _Projection, labels: pd.Series, borders: Boundaries | None
+    results: Results, proj: _Projection, labels: pd.Series, borders: Boundaries | None
 ) -> list[dict[str, Any]]:
     v = results.verdict
     b, t = int(v["baseline_year"]), int(v["target_year"])
@@ -416,10 +420,10 @@ def _korean_names(borders: Boundaries | None) -> tuple[dict[str, str], dict[str,
     )
 
 
-def _counties(results: Any, borders: Boundaries, proj: _Projection) -> dict[str, Any]:
+def _counties(results: Results, borders: Boundaries, proj: _Projection) -> dict[str, Any]:
     """Each county's outline, name and change; colours on the county map's scale (maps.py)."""
     counties = borders.counties
-    units = getattr(results, "unit_changes", None)
+    units = results.unit_changes
     if units is None or not len(units):
         units = pd.DataFrame({"unit_id": [], "log_change": [], "n_months": []})
     by_id = units.assign(unit_id=units["unit_id"].astype(str)).drop_duplicates("unit_id")

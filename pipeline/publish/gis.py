@@ -6,12 +6,15 @@ Outputs (through the run's staging folder): ``sites_classified.geojson``,
 
 from __future__ import annotations
 
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from pipeline.results import classified_sites
 
+if TYPE_CHECKING:
+    from pipeline.results import Results
 
-def write_gis(results: Any, out: Any) -> None:
+
+def write_gis(results: Results, out: Any) -> None:
     gdf = classified_sites(results)
     gdf.to_file(
         out.path("sites_classified.geojson"),

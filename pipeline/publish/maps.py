@@ -15,7 +15,7 @@ markers and colour scales, which live here once.
 
 from __future__ import annotations
 
-from collections.abc import Sequence
+from collections.abc import Mapping, Sequence
 from typing import Any
 
 import matplotlib.pyplot as plt
@@ -209,7 +209,7 @@ def map_figure(
     comp: Composite,
     sites: pd.DataFrame,
     changes: pd.DataFrame,
-    verdict: dict[str, Any],
+    verdict: Mapping[str, Any],
     style: Style,
     borders: Boundaries | None = None,
     off_map: Sequence[str] = (),
@@ -275,7 +275,7 @@ def _key(df: pd.DataFrame, names: Sequence[str], numbered: Sequence[int]) -> lis
 def _map_base(
     comp: Composite,
     df: pd.DataFrame,
-    verdict: dict[str, Any],
+    verdict: Mapping[str, Any],
     style: Style,
     borders: Boundaries | None,
     key: list[tuple[int, str]],
@@ -429,7 +429,7 @@ def county_change_figure(
     borders: Boundaries,
     unit_changes: pd.DataFrame,
     sites: pd.DataFrame,
-    verdict: dict[str, Any],
+    verdict: Mapping[str, Any],
     style: Style,
 ) -> plt.Figure:
     """Every county coloured by its change in light (``unit_changes``: unit_id, log_change), sites on top.
@@ -527,7 +527,7 @@ def county_change_figure(
 
 
 def before_after_figure(
-    pairs: Sequence[tuple[Any, Composite, Composite]], verdict: dict[str, Any], style: Style
+    pairs: Sequence[tuple[Any, Composite, Composite]], verdict: Mapping[str, Any], style: Style
 ) -> plt.Figure:
     """Baseline and target composites of a window around each site, one colour scale, polygon outlined.
 

@@ -20,7 +20,8 @@ import html
 import io
 import json
 import re
-from typing import Any
+from collections.abc import Mapping
+from typing import TYPE_CHECKING, Any
 
 import numpy as np
 import pandas as pd
@@ -41,6 +42,10 @@ from pipeline.publish.style import (
 )
 from pipeline.words import batch_name, say, synthetic_notice, synthetic_tag
 
+if TYPE_CHECKING:
+    from pipeline.results import Results
+
+
 # the site charts, in report order (the comparison's charts go in their own section)
 CHARTS = ("verdict", "small_multiples", "map", "county_change", "before_after", "robustness")
 
@@ -54,15 +59,15 @@ def report_names(lang: str) -> tuple[str, str]:
 # --------------------------------------------------------------------------- text
 
 
-def method_paragraph(v: dict[str, Any], sens_rows: int | None, lang: str = "en") -> str:
+def method_paragraph(v: Mapping[str, Any], sens_rows: int | None, lang: str = "en") -> str:
     return W.method_paragraph(v, sens_rows, lang)
 
 
-def robustness_sentence(v: dict[str, Any], lang: str = "en") -> str:
+def robustness_sentence(v: Mapping[str, Any], lang: str = "en") -> str:
     return W.robustness_sentence(v, lang)
 
 
-def observability_sentences(v: dict[str, Any], lang: str = "en") -> list[str]:
+def observability_sentences(v: Mapping[str, Any], lang: str = "en") -> list[str]:
     """One sentence per batch: can the target year show its factories running (verdict ``batches``)?"""
     return W.observability_sentences(v, lang)
 
@@ -80,7 +85,7 @@ def _text(value: Any) -> str:
     return "" if value is None or (isinstance(value, float) and np.isnan(value)) else str(value)
 
 
-def sites_rows(results: Any, lang: str = "en") -> list[dict[str, str]]:
+def sites_rows(results: Results, lang: str = "en") -> list[dict[str, str]]:
     def w(key: str) -> str:
         return say(f"col_{key}", lang)
 
@@ -110,7 +115,7 @@ def sites_rows(results: Any, lang: str = "en") -> list[dict[str, str]]:
 
 
 def _provenance(
-    results: Any, checksums: dict[str, str], lang: str = "en"
+    results: Results, checksums: dict[str, str], lang: str = "en"
 ) -> tuple[list[tuple[str, str]], list[list[str]]]:
     v = results.verdict
     date = source_date()
@@ -182,7 +187,7 @@ def _table(header: list[str], rows: list[list[str]], num: set[int] | None = None
 
 
 def report_html(
-    results: Any, pngs: dict[str, bytes], checksums: dict[str, str], style: Style
+    results: Results, pngs: dict[str, bytes], checksums: dict[str, str], style: Style
 ) -> str:
     """One HTML file with everything inline (CSP forbids any outside request), in ``style.lang``."""
     v, lang = results.verdict, style.lang
@@ -242,7 +247,7 @@ def report_html(
             f"<figcaption><b>{e(W.chart_name(name, lang))}.</b> {e(cap)} "
             f"{e(say('files', lang))}: {e(names)}.</figcaption></figure>"
         )
-    if getattr(results, "comparison", None) is not None:
+    if results.comparison is not None:
         parts.append(section_html(results.comparison, pngs, lang))
     facts, files = _provenance(results, checksums, lang)
     parts += [
@@ -264,7 +269,7 @@ def report_html(
     return page.replace("<style>{CSS}</style>", f"<style>{CSS}{korean_font_css(page)}</style>", 1)
 
 
-def _counts_table(v: dict[str, Any], lang: str) -> tuple[list[str], list[list[str]]]:
+def _counts_table(v: Mapping[str, Any], lang: str) -> tuple[list[str], list[list[str]]]:
     """The claim's counts against this run's, as a header and two rows."""
     c, claim = v["claim_sites"], v["claim"]
     header = ["", *(say(k, lang) for k in ("col_brightened", "col_similar", "col_insufficient"))]
@@ -280,7 +285,7 @@ def _counts_table(v: dict[str, Any], lang: str) -> tuple[list[str], list[list[st
     ]
 
 
-def report_md(results: Any, charts: list[str], checksums: dict[str, str], style: Style) -> str:
+def report_md(results: Results, charts: list[str], checksums: dict[str, str], style: Style) -> str:
     v, lang = results.verdict, style.lang
     claim = v["claim"]
     sens_rows = len(results.sensitivity) if results.sensitivity is not None else None
@@ -332,7 +337,7 @@ def report_md(results: Any, charts: list[str], checksums: dict[str, str], style:
             f"*{W.chart_name(name, lang)}.* {cap}",
             "",
         ]
-    if getattr(results, "comparison", None) is not None:
+    if results.comparison is not None:
         lines += section_md(results.comparison, charts, ext, lang)
     facts, files = _provenance(results, checksums, lang)
     lines += (

@@ -14,6 +14,7 @@ by construction. The claim's own text and source are quoted as the claim file gi
 from __future__ import annotations
 
 import re
+from collections.abc import Mapping
 from typing import Any
 
 import numpy as np
@@ -38,12 +39,12 @@ def class_word(value: Any, lang: str) -> str:
     return say(key, lang) if has(key) else key.replace("_", " ")
 
 
-def headline(v: dict[str, Any], lang: str) -> str:
+def headline(v: Mapping[str, Any], lang: str) -> str:
     """The verdict in one sentence (the terminal prints the English one)."""
     return verdict_headline(v, lang)
 
 
-def status(v: dict[str, Any], lang: str) -> str:
+def status(v: Mapping[str, Any], lang: str) -> str:
     """The claim's status, from the verdict's numbers."""
     return claim_status(v, lang)
 
@@ -52,7 +53,7 @@ def _pct_up_down(threshold: float) -> tuple[float, float]:
     return 100 * np.expm1(threshold), -100 * np.expm1(-threshold)
 
 
-def method_paragraph(v: dict[str, Any], sens_rows: int | None, lang: str) -> str:
+def method_paragraph(v: Mapping[str, Any], sens_rows: int | None, lang: str) -> str:
     """The method in words a reader without remote-sensing training can follow."""
     p = v["parameters"]
     up, down = _pct_up_down(float(p["threshold"]))
@@ -77,7 +78,7 @@ def method_paragraph(v: dict[str, Any], sens_rows: int | None, lang: str) -> str
     return text + (say("method_variants", lang, n=sens_rows) if sens_rows else "")
 
 
-def robustness_sentence(v: dict[str, Any], lang: str) -> str:
+def robustness_sentence(v: Mapping[str, Any], lang: str) -> str:
     r = v.get("robustness")
     if not r:
         return say("robust_none", lang)
@@ -104,7 +105,7 @@ def robustness_sentence(v: dict[str, Any], lang: str) -> str:
     )
 
 
-def calibration_sentence(v: dict[str, Any], lang: str) -> str:
+def calibration_sentence(v: Mapping[str, Any], lang: str) -> str:
     cal = v.get("calibration")
     if not cal:
         return ""
@@ -118,7 +119,7 @@ def calibration_sentence(v: dict[str, Any], lang: str) -> str:
     )
 
 
-def observability_sentences(v: dict[str, Any], lang: str) -> list[str]:
+def observability_sentences(v: Mapping[str, Any], lang: str) -> list[str]:
     """One sentence per batch: can the target year show its factories running (verdict ``batches``)?"""
     out = []
     for b in v.get("batches", []):

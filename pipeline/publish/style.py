@@ -19,7 +19,7 @@ import importlib.util
 import os
 import re
 import unicodedata
-from collections.abc import Iterable, Iterator
+from collections.abc import Iterable, Iterator, Mapping
 from contextlib import contextmanager
 from dataclasses import dataclass
 from datetime import UTC, datetime
@@ -195,7 +195,7 @@ def source_date() -> datetime | None:
         ) from None
 
 
-def is_synthetic(verdict: dict[str, Any]) -> bool:
+def is_synthetic(verdict: Mapping[str, Any]) -> bool:
     return verdict.get("data_kind") == "synthetic"
 
 
@@ -214,7 +214,7 @@ def period_text(months: Iterable[str], lang: str = "en") -> str:
     )
 
 
-def credit_line(verdict: dict[str, Any], lang: str = "en") -> str:
+def credit_line(verdict: Mapping[str, Any], lang: str = "en") -> str:
     """Product, period and processing, printed under every chart (``verdict["credit"]``, a mapping
     from language to line, replaces it: the comparison charts have their own)."""
     own = verdict.get("credit")
@@ -233,7 +233,7 @@ def credit_line(verdict: dict[str, Any], lang: str = "en") -> str:
     )
 
 
-def finish(fig: plt.Figure, verdict: dict[str, Any], style: Style) -> plt.Figure:
+def finish(fig: plt.Figure, verdict: Mapping[str, Any], style: Style) -> plt.Figure:
     """Add the credit line and, for synthetic data, the visible mark; keep both clear of the axes.
 
     The credit line sits at the bottom, the figure legend (if any) just above it, the
@@ -321,7 +321,7 @@ def stable_svg_ids(svg: str) -> str:
 
 
 def save(
-    fig: plt.Figure, base: Path, style: Style, verdict: dict[str, Any], title: str
+    fig: plt.Figure, base: Path, style: Style, verdict: Mapping[str, Any], title: str
 ) -> list[Path]:
     """Write ``base.<fmt>`` for each format; metadata names the data kind and the software."""
     written = []
