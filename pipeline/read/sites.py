@@ -66,17 +66,7 @@ SITE_COLUMNS = [
     "geometry",
 ]
 # the site attributes that travel with a site's change (site_changes.csv, sites_classified.*)
-CHANGE_META_COLUMNS = [
-    "site_id",
-    "name",
-    "name_ko",
-    "province",
-    "batch",
-    "location_confidence",
-    "radius_m",
-    "county",
-    "county_id",
-]
+CHANGE_META_COLUMNS = [*SITE_COLUMNS[:6], "radius_m", "county", "county_id"]
 _OPTIONAL_TEXT = (
     "name",
     "name_ko",
