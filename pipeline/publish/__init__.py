@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import io
 from collections.abc import Callable
+from functools import partial
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
@@ -23,6 +24,7 @@ from pipeline.publish.composites import boundaries, site_composites
 from pipeline.publish.explore import explore_html
 from pipeline.publish.gis import write_gis
 from pipeline.publish.report import report_html, report_md, report_names
+from pipeline.publish.sentences import page_name
 from pipeline.publish.style import Style, save, styled
 
 if TYPE_CHECKING:
@@ -125,18 +127,28 @@ def _chart_builders(results: Results, style: Style) -> dict[str, Callable[[], pl
             return None
         return maps.county_change_figure(borders, units, results.sites, v, style)
 
-    def before_after() -> plt.Figure | None:
+    def before_after(page: slice) -> plt.Figure | None:
         pairs = composites().get("pairs")
-        return maps.before_after_figure(pairs, v, style) if pairs else None
+        return maps.before_after_figure(pairs, v, style, page) if pairs and pairs[page] else None
 
+    def small_multiples(page: slice) -> plt.Figure:
+        return charts.small_multiples_figure(
+            results.site_months, results.changes, results.sites, v, style, page
+        )
+
+    n = len(results.changes)  # long site lists: one chart a page, named name, name_2, name_3...
     builders: dict[str, Callable[[], plt.Figure | None]] = {
         "verdict": lambda: charts.verdict_figure(results.changes, v, style),
-        "small_multiples": lambda: charts.small_multiples_figure(
-            results.site_months, results.changes, results.sites, v, style
-        ),
+        **{
+            page_name("small_multiples", i): partial(small_multiples, sl)
+            for i, sl in enumerate(charts.small_multiples_pages(n, style), 1)
+        },
         "map": map_fig,
         "county_change": county_fig,
-        "before_after": before_after,
+        **{
+            page_name("before_after", i): partial(before_after, sl)
+            for i, sl in enumerate(maps.before_after_pages(n, style), 1)
+        },
     }
     if results.sensitivity is not None and len(results.sensitivity):
         builders["robustness"] = lambda: charts.robustness_figure(results.sensitivity, v, style)

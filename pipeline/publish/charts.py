@@ -34,6 +34,7 @@ from pipeline.publish.style import (
     CLASS_MARKERS,
     CLASS_ORDER,
     INVALID_HATCH_COLOR,
+    MM_PER_INCH,
     TARGET_SHADE,
     Style,
     finish,
@@ -252,21 +253,57 @@ def _claim_ids(df: pd.DataFrame, verdict: Mapping[str, Any]) -> set[str]:
 # --------------------------------------------------------------------------- 2. small multiples
 
 
+PAGE_HEIGHT_MM = 247.0  # the tallest figure a journal prints (A4 less its margins)
+
+
+def site_pages(n: int, per_row: int, row_in: float, other_in: float) -> list[slice]:
+    """The sites of each page of a panel-per-site chart, in chart order, so no page is taller
+    than :data:`PAGE_HEIGHT_MM`.
+
+    A long site list becomes several pages (``small_multiples.png``, ``small_multiples_2.png``,
+    ...) rather than a denser grid: a panel keeps the size at which its title, year labels and
+    markers are legible at 89 mm (a 52-site list in one 89 mm page would need 13 rows of 4
+    panels 22 mm wide, too small for a site name and its change), and any number of sites fits.
+    The pages share the sites evenly (whole rows), so the last one is not a stub.
+    ``row_in``: a row's height, ``other_in``: legend, colour bar and credit, in inches.
+    """
+    rows_fit = max(1, int((PAGE_HEIGHT_MM / MM_PER_INCH - other_in) // row_in))
+    n_pages = max(1, int(np.ceil(n / (rows_fit * per_row))))
+    per_page = int(np.ceil(np.ceil(n / n_pages) / per_row)) * per_row
+    return [slice(i, min(i + per_page, n)) for i in range(0, max(n, 1), per_page)]
+
+
+def small_multiples_layout(style: Style) -> tuple[int, float, float]:
+    """Panels per row, a row's height and the rest of the figure (legend, credit), in inches."""
+    ncols = max(3, int(style.width_mm // (45 if style.kind == "paper" else 60)))
+    legend_rows = int(np.ceil(11 / style.legend_columns(11)))  # 7 line keys and up to 4 classes
+    return ncols, (0.95 if style.kind == "paper" else 1.6), 0.6 + 0.13 * legend_rows
+
+
+def small_multiples_pages(n_sites: int, style: Style) -> list[slice]:
+    """The sites (in chart order) of each page of :func:`small_multiples_figure`."""
+    return site_pages(n_sites, *small_multiples_layout(style))
+
+
 def small_multiples_figure(
     site_months: pd.DataFrame,
     changes: pd.DataFrame,
     sites: pd.DataFrame,
     verdict: Mapping[str, Any],
     style: Style,
+    page: slice | None = None,
 ) -> plt.Figure:
-    """Monthly radiance per site; invalid months are gaps; baseline/target years and dates marked."""
-    order = ordered(changes)
-    ncols = max(3, int(style.width_mm // (45 if style.kind == "paper" else 60)))
+    """Monthly radiance per site; invalid months are gaps; baseline/target years and dates marked.
+
+    ``page``: the sites of one page (:func:`small_multiples_pages`), all of them by default.
+    """
+    order = ordered(changes).iloc[page or slice(None)]
+    ncols, row_in, other_in = small_multiples_layout(style)
     nrows = int(np.ceil(len(order) / ncols))
     fig, axes = plt.subplots(
         nrows,
         ncols,
-        figsize=(style.width_in, nrows * (0.95 if style.kind == "paper" else 1.6) + 0.9),
+        figsize=(style.width_in, min(nrows * row_in + other_in, PAGE_HEIGHT_MM / MM_PER_INCH)),
         sharex=True,
         squeeze=False,
     )
@@ -389,7 +426,7 @@ def robustness_figure(sens: pd.DataFrame, verdict: Mapping[str, Any], style: Sty
     here = int(verdict["claim_sites"]["counts"]["brightened"])
     stacked = style.width_mm < 120
     shape = (2, 1) if stacked else (1, 2)
-    h = (3.6 if stacked else 2.2) * (1 if style.kind == "paper" else 1.5)
+    h = (4.0 if stacked else 2.2) * (1 if style.kind == "paper" else 1.5)
     fig, (a1, a2) = plt.subplots(
         *shape,
         figsize=(style.width_in, h + 0.5),
@@ -405,16 +442,11 @@ def robustness_figure(sens: pd.DataFrame, verdict: Mapping[str, Any], style: Sty
         bars, labels=[str(y) if y else "" for y in ys], padding=1.5, fontsize=style.small_size
     )
     top = ys.max()
-
-    def above(x: int) -> float:
-        """A label's height over bar ``x``: clear of the bars (and their counts) two either side,
-        which a label two or three bars wide would otherwise cover."""
-        return float(ys[max(0, x - lo - 2) : x - lo + 3].max()) + 0.3 * top
-
-    y_here = above(here) if lo <= here <= hi else 0.0
-    y_claim = above(claimed)
-    if lo <= here <= hi and abs(here - claimed) <= 4:  # the two labels would meet: claim on top
-        y_claim = max(y_claim, y_here + 0.22 * top)
+    # The two labels sit at fixed heights of the panel, above the tallest bar and its count
+    # (bars take at most 55% of the panel), one over the other when they would meet.
+    y_here, y_claim = 0.70, 0.70
+    if lo <= here <= hi and abs(here - claimed) <= 4:
+        y_claim = 0.85
     if lo <= claimed <= hi:
         bar = bars[claimed - lo]
         bar.set_hatch("////")
@@ -424,8 +456,9 @@ def robustness_figure(sens: pd.DataFrame, verdict: Mapping[str, Any], style: Sty
             f"{style.label('claim')}: {claimed}",
             (claimed, ys[claimed - lo]),
             xytext=(claimed, y_claim),
-            textcoords="data",
+            textcoords=("data", "axes fraction"),
             ha="center",
+            va="bottom",
             color=CLAIM_COLOR,
             weight="bold",
             arrowprops={"arrowstyle": "-|>", "color": CLAIM_COLOR, "lw": 0.8, "shrinkB": 11},
@@ -435,14 +468,15 @@ def robustness_figure(sens: pd.DataFrame, verdict: Mapping[str, Any], style: Sty
             f"{style.label('this_run')}: {here}",
             (here, ys[here - lo]),
             xytext=(here, y_here),
-            textcoords="data",
+            textcoords=("data", "axes fraction"),
             ha="center",
+            va="bottom",
             arrowprops={"arrowstyle": "-|>", "lw": 0.8, "shrinkB": 11},
         )
     a1.set_xticks(xs)
     a1.set_xlabel(style.label("n_brightened", n=n_sites))
     a1.set_ylabel(style.label("variants"))
-    a1.set_ylim(0, max(top * 1.6 + 1, y_claim + 0.18 * top, y_here + 0.18 * top))
+    a1.set_ylim(0, top / 0.55 + 1)
     a1.set_title(style.label("robust_title", n=len(sens)), weight="bold")
     rows = []
     for dim in DIMENSIONS:

@@ -29,7 +29,13 @@ from matplotlib.lines import Line2D
 from matplotlib.patches import Patch
 from matplotlib.path import Path as MplPath
 
-from pipeline.publish.charts import OUTLINE, class_handles, site_label
+from pipeline.publish.charts import (
+    OUTLINE,
+    PAGE_HEIGHT_MM,
+    class_handles,
+    site_label,
+    site_pages,
+)
 from pipeline.publish.composites import Boundaries, Composite
 from pipeline.publish.labels import place_labels
 from pipeline.publish.style import (
@@ -41,6 +47,7 @@ from pipeline.publish.style import (
     CLASS_ORDER,
     DIVERGING,
     INVALID_HATCH_COLOR,
+    MM_PER_INCH,
     NO_BATCH_MARKER,
     Style,
     finish,
@@ -526,17 +533,37 @@ def county_change_figure(
 # --------------------------------------------------------------------------- 4. before / after
 
 
+def before_after_layout(style: Style) -> tuple[int, float, float]:
+    """Sites per row, a row's height and the rest of the figure (colour bar, legend, credit), inches."""
+    per_row = max(3, int(style.width_mm // (45 if style.kind == "paper" else 64)))
+    cell = style.width_in / (2 * per_row)
+    return per_row, cell * 1.05 + 0.22, 1.2
+
+
+def before_after_pages(n_sites: int, style: Style) -> list[slice]:
+    """The sites of each page of :func:`before_after_figure` (see :func:`charts.site_pages`)."""
+    return site_pages(n_sites, *before_after_layout(style))
+
+
 def before_after_figure(
-    pairs: Sequence[tuple[Any, Composite, Composite]], verdict: Mapping[str, Any], style: Style
+    pairs: Sequence[tuple[Any, Composite, Composite]],
+    verdict: Mapping[str, Any],
+    style: Style,
+    page: slice | None = None,
 ) -> plt.Figure:
     """Baseline and target composites of a window around each site, one colour scale, polygon outlined.
 
-    ``pairs``: (site row with geometry, baseline composite, target composite), in chart order.
+    ``pairs``: (site row with geometry, baseline composite, target composite), in chart order;
+    ``page``: the pairs of one page (:func:`before_after_pages`); every page keeps the colour
+    scale of all pairs, so pages compare.
     """
-    per_row = max(3, int(style.width_mm // (45 if style.kind == "paper" else 64)))
+    every = pairs
+    pairs = pairs[page or slice(None)]
+    per_row, row_in, other_in = before_after_layout(style)
     nrows = int(np.ceil(len(pairs) / per_row))
-    cell = style.width_in / (2 * per_row)
-    fig = plt.figure(figsize=(style.width_in, nrows * (cell * 1.05 + 0.22) + 1.0))
+    fig = plt.figure(
+        figsize=(style.width_in, min(nrows * row_in + other_in, PAGE_HEIGHT_MM / MM_PER_INCH))
+    )
     ratios = ([1, 1, 0.12] * per_row)[:-1]  # a narrow spacer column between sites
     gs = fig.add_gridspec(nrows, len(ratios), width_ratios=ratios)
     axes = np.array(
@@ -548,8 +575,8 @@ def before_after_figure(
     engine = fig.get_layout_engine()
     assert isinstance(engine, ConstrainedLayoutEngine)  # the style turns constrained layout on
     engine.set(w_pad=0.005, wspace=0.0, hspace=0.05)
-    norm = _norm([c.data for _, b, t in pairs for c in (b, t)])
-    lat = float(np.mean([np.mean(b.extent[2:]) for _, b, _ in pairs]))  # one aspect: panels line up
+    norm = _norm([c.data for _, b, t in every for c in (b, t)])
+    lat = float(np.mean([np.mean(b.extent[2:]) for _, b, _ in every]))  # one aspect: panels line up
     im = None
     for k, (row, before, after) in enumerate(pairs):
         r, col = divmod(k, per_row)

@@ -20,7 +20,7 @@ import html
 import io
 import json
 import re
-from collections.abc import Mapping
+from collections.abc import Iterable, Mapping
 from typing import TYPE_CHECKING, Any
 
 import numpy as np
@@ -48,6 +48,15 @@ if TYPE_CHECKING:
 
 # the site charts, in report order (the comparison's charts go in their own section)
 CHARTS = ("verdict", "small_multiples", "map", "county_change", "before_after", "robustness")
+
+
+def _in_order(names: Iterable[str]) -> list[str]:
+    """The report's charts in chart order, each chart's pages (``name``, ``name_2``...) in turn."""
+    pages = {n: W.chart_page(n) for n in names}
+    return sorted(
+        (n for n, (base, _) in pages.items() if base in CHARTS),
+        key=lambda n: (CHARTS.index(pages[n][0]), pages[n][1]),
+    )
 
 
 def report_names(lang: str) -> tuple[str, str]:
@@ -238,7 +247,7 @@ def report_html(
         num = {header.index(say(f"col_{k}", lang)) for k in ("baseline", "target", "months")}
         parts.append(_table(header, [list(r.values()) for r in rows], num=num))
     parts += [f"<p class=credit>{e(say('sites_note', lang))}</p>", h(2, "h_charts")]
-    for name in (n for n in CHARTS if n in pngs):
+    for name in _in_order(pngs):
         src = "data:image/png;base64," + base64.b64encode(pngs[name]).decode("ascii")
         names = ", ".join(f"figures/{name}.{f}" for f in style.formats)
         cap = W.caption(name, lang)
@@ -329,7 +338,7 @@ def report_md(results: Results, charts: list[str], checksums: dict[str, str], st
         ]
     lines += ["", say("sites_note", lang), "", f"## {say('h_charts', lang)}", ""]
     ext = "png" if "png" in style.formats else style.formats[0]
-    for name in (c for c in CHARTS if c in charts):
+    for name in _in_order(charts):
         cap = W.caption(name, lang)
         lines += [
             f"![{cap}](figures/{name}.{ext})",

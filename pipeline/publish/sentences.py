@@ -23,15 +23,32 @@ from pipeline.judge.verdict import batch_note, claim_status
 from pipeline.judge.verdict import headline as verdict_headline
 from pipeline.words import has, say, say_value
 
+_PAGE = re.compile(r"^(.+)_(\d+)$")
+
+
+def page_name(name: str, page: int) -> str:
+    """A chart's file name on its ``page``: the first keeps the chart's name, then ``name_2``..."""
+    return name if page == 1 else f"{name}_{page}"
+
+
+def chart_page(name: str) -> tuple[str, int]:
+    """``small_multiples_2`` -> (``small_multiples``, 2); a chart of one page -> (name, 1)."""
+    m = _PAGE.match(name)
+    return (m.group(1), int(m.group(2))) if m and has(f"chart_{m.group(1)}") else (name, 1)
+
 
 def caption(name: str, lang: str) -> str:
-    return say(f"caption_{name}", lang) if has(f"caption_{name}") else ""
+    base, page = chart_page(name)
+    text = say(f"caption_{base}", lang) if has(f"caption_{base}") else ""
+    return text if page == 1 else say("caption_continued", lang, n=page - 1) + " " + text
 
 
 def chart_name(name: str, lang: str) -> str:
-    return (
-        say(f"chart_{name}", lang) if has(f"chart_{name}") else name.replace("_", " ").capitalize()
+    base, page = chart_page(name)
+    title = (
+        say(f"chart_{base}", lang) if has(f"chart_{base}") else base.replace("_", " ").capitalize()
     )
+    return title if page == 1 else say("chart_part", lang, name=title, n=page)
 
 
 def class_word(value: Any, lang: str) -> str:

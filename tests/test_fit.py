@@ -1,0 +1,138 @@
+"""Every chart fits its page and its canvas: English 183 mm and 89 mm, Korean 89 mm and 183 mm.
+
+Measured from Matplotlib's own text extents after a draw: no visible text outside the figure,
+no two texts over each other (the synthetic watermark excepted: it is meant to lie under all),
+and no figure taller than a journal page (247 mm).
+"""
+
+from __future__ import annotations
+
+import itertools
+from collections.abc import Callable
+from dataclasses import replace
+
+import matplotlib
+import matplotlib.pyplot as plt
+import pandas as pd
+import pytest
+from matplotlib.text import Text
+
+from pipeline.publish import _chart_builders, comparison
+from pipeline.publish.style import MM_PER_INCH, Style, styled
+from tests.pubdata import published
+
+MAX_HEIGHT_MM = 247.0
+STYLES = [
+    Style(width_mm=183, lang="en", dpi=100),
+    Style(width_mm=89, lang="en", dpi=100),
+    Style(width_mm=89, lang="ko", dpi=100),
+    Style(width_mm=183, lang="ko", dpi=100),
+]
+IDS = [f"{s.lang}-{s.width_mm:g}mm" for s in STYLES]
+
+
+def problems(fig: plt.Figure) -> list[str]:
+    """What does not fit: text outside the figure, texts over each other, a figure too tall."""
+    fig.canvas.draw()
+    renderer = fig.canvas.get_renderer()  # type: ignore[attr-defined]
+    box = fig.bbox
+    found = []
+    height_mm = fig.get_figheight() * MM_PER_INCH
+    if height_mm > MAX_HEIGHT_MM + 0.01:
+        found.append(f"{height_mm:.0f} mm tall")
+    ticks, drawn = set(), set()
+    for ax in fig.axes:
+        for axis in ax._axis_map.values():  # the ticks Matplotlib draws: those in the view
+            every = axis.get_major_ticks() + axis.get_minor_ticks()
+            ticks |= {id(lab) for t in every for lab in (t.label1, t.label2)}
+            if ax.get_visible() and axis.get_visible():
+                drawn |= {id(lab) for t in axis._update_ticks() for lab in (t.label1, t.label2)}
+    texts = []
+    for t in fig.findobj(Text):
+        if id(t) in ticks and id(t) not in drawn:
+            continue
+        if not t.get_visible() or not t.get_text().strip() or t.get_gid() == "synthetic-watermark":
+            continue
+        if t.axes is not None and not t.axes.get_visible():
+            continue
+        ext = Text.get_window_extent(t, renderer)  # an annotation's words, not its arrow
+        if ext.width == 0 or ext.height == 0:
+            continue
+        texts.append((t, ext))
+        if ext.x0 < box.x0 - 1 or ext.x1 > box.x1 + 1 or ext.y0 < box.y0 - 1 or ext.y1 > box.y1 + 1:
+            found.append(f"outside: {t.get_text()!r}")
+    for (a, ea), (b, eb) in itertools.combinations(texts, 2):
+        w = min(ea.x1, eb.x1) - max(ea.x0, eb.x0)
+        h = min(ea.y1, eb.y1) - max(ea.y0, eb.y0)
+        if w > 1 and h > 1:  # more than a pixel's touch
+            found.append(f"overlap: {a.get_text()!r} / {b.get_text()!r}")
+    return found
+
+
+@pytest.fixture(scope="module")
+def run(tmp_path_factory):
+    return published(tmp_path_factory)
+
+
+@pytest.fixture(scope="module")
+def compared(tmp_path_factory):
+    from tests.test_compare import planted_scenario, run_compare
+
+    tmp = tmp_path_factory.mktemp("fitcmp")
+    units, sites, folder, _, _ = planted_scenario(tmp, effect=0.3)
+    return run_compare(units, sites, folder)
+
+
+def _check(builders: dict[str, Callable[[], plt.Figure | None]], style: Style) -> dict[str, list]:
+    matplotlib.use("Agg")
+    bad = {}
+    for name, build in builders.items():
+        with styled(style):
+            fig = build()
+            if fig is None:
+                continue
+            try:
+                found = problems(fig)
+            finally:
+                plt.close(fig)
+        if found:
+            bad[name] = found
+    return bad
+
+
+@pytest.mark.parametrize("style", STYLES, ids=IDS)
+def test_every_chart_fits(run, style):
+    results, _ = run
+    assert not _check(_chart_builders(results, style), style)
+
+
+@pytest.mark.parametrize("style", STYLES, ids=IDS)
+def test_comparison_charts_fit(compared, run, style):
+    results, _ = run
+    assert not _check(comparison.chart_builders(compared, results.verdict, style), style)
+
+
+@pytest.mark.parametrize("style", STYLES[:3], ids=IDS[:3])
+def test_long_site_lists_become_pages_that_fit(run, style):
+    """55 sites (the 5 of the small run, eleven times): several pages, each one a page tall."""
+    results, _ = run
+    copies = range(11)
+    sites = pd.concat(
+        [results.sites.assign(site_id=results.sites["site_id"] + f"_{i}") for i in copies]
+    )
+    changes = pd.concat(
+        [results.changes.assign(site_id=results.changes["site_id"] + f"_{i}") for i in copies]
+    )
+    months = pd.concat(
+        [
+            results.site_months.assign(site_id=results.site_months["site_id"] + f"_{i}")
+            for i in copies
+        ]
+    )
+    many = replace(results, sites=sites, changes=changes, site_months=months)
+    builders = _chart_builders(many, style)
+    pages = [n for n in builders if n.startswith("small_multiples")]
+    assert pages[0] == "small_multiples" and len(pages) > 1
+    assert not _check(
+        {n: builders[n] for n in builders if n.startswith(("small", "before"))}, style
+    )
