@@ -240,10 +240,10 @@ def finish(fig: plt.Figure, verdict: Mapping[str, Any], style: Style) -> plt.Fig
     synthetic note at the top; the layout's rectangle leaves their measured heights free.
     """
     renderer = fig.canvas.get_renderer()  # type: ignore[attr-defined]  # Agg canvases have it (files only)
-    for (
-        ax
-    ) in fig.axes:  # a title or axis label wider than the figure breaks into lines, never leaves it
-        for text in (ax.title, ax._left_title, ax._right_title, ax.xaxis.label, ax.yaxis.label):
+    # a title or axis label wider than the figure breaks into lines, never leaves it
+    for ax in fig.axes:
+        sides = [getattr(ax, f"_{loc}_title") for loc in ("left", "right")]  # no public getter
+        for text in (ax.title, *sides, ax.xaxis.label, ax.yaxis.label):
             text.set_wrap(True)
     h = fig.get_figheight()
     pad = 3 / 72
