@@ -18,6 +18,7 @@ import pytest
 from matplotlib.text import Text
 
 from pipeline.publish import _chart_builders, comparison
+from pipeline.publish.report import report_md
 from pipeline.publish.style import MM_PER_INCH, Style, styled
 from tests.pubdata import published
 
@@ -136,3 +137,15 @@ def test_long_site_lists_become_pages_that_fit(run, style):
     assert not _check(
         {n: builders[n] for n in builders if n.startswith(("small", "before"))}, style
     )
+
+
+def test_reports_show_every_page_in_order(run):
+    results, _ = run
+    names = ["small_multiples_2", "verdict", "small_multiples", "before_after"]
+    md = report_md(results, names, {}, Style())
+    at = [
+        md.index(f"](figures/{n}.png)") for n in ("verdict", "small_multiples", "small_multiples_2")
+    ]
+    assert at == sorted(at) and md.index("](figures/before_after.png)") > at[-1]
+    assert "Small multiples, part 2" in md and "Continued from part 1" in md
+    assert "월별 복사휘도 (2)" in report_md(results, names, {}, Style(lang="ko"))
