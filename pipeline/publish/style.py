@@ -244,7 +244,10 @@ def finish(fig: plt.Figure, verdict: Mapping[str, Any], style: Style) -> plt.Fig
     for ax in fig.axes:
         sides = [getattr(ax, f"_{loc}_title") for loc in ("left", "right")]  # no public getter
         for text in (ax.title, *sides, ax.xaxis.label, ax.yaxis.label):
-            text.set_wrap(True)
+            # Matplotlib's wrapping measures each piece as mathtext whenever it holds "$", ignoring
+            # text.parse_math=False (text.py, _get_rendered_text_width), so a site name such as
+            # "$\undefinedmacro$" would fail to draw: such a title is left unwrapped
+            text.set_wrap("$" not in text.get_text())
     h = fig.get_figheight()
     pad = 3 / 72
     credit = fig.text(
