@@ -62,7 +62,10 @@ STAGING_PREFIX = ".nightlights-staging-"  # + <pid>-<random>: inside --out (jour
 SIBLING_MARK = ".nightlights-staging-"  # .<out name> + this + <pid>-<random>: beside --out
 MANIFEST = ".nightlights-outputs.json"  # what earlier runs wrote here, so stale results can go
 JOURNAL = ".nightlights-journal.json"  # journal mode: the commit point of a file-by-file publish
-MANIFEST_VERSION = 2  # {"version": 2, "files": {relative path: [inode, size, mtime_ns]}}
+MANIFEST_VERSION = 2  # {"version": 2, "files": {relative path: [inode, size, mtime_ns]}, "keys"}
+# "keys" (optional; older lists have none): relative path -> the content key of what the file was
+# made from (a chart's data and style), so that a later run can keep a file whose inputs are the same
+_KEY = re.compile(r"[0-9a-f]{16,128}")
 _STAGING_TAIL = re.compile(r"(\d+)-[A-Za-z0-9_]{1,32}")  # <pid>-<mkdtemp's random part>
 _RENAME_EXCHANGE = 2
 Stamp = tuple[int, int, int]  # inode, size, mtime_ns: "the very file we wrote"
@@ -85,11 +88,18 @@ class Staging:
         self.beside = beside
         self.dir = Path(tempfile.mkdtemp(prefix=prefix, dir=where))
         self.files: list[Path] = []
+        self.keys: dict[str, str] = {}  # staged file -> content key of what it was made from
+        self._earlier: tuple[dict[str, Stamp], dict[str, str]] | None = None
+        self._linked: set[str] = set()  # kept files: hard links to the live outputs
 
     def path(self, name: str) -> Path:
         _step(f"stage {name}")
         p = self.dir / name
         p.parent.mkdir(parents=True, exist_ok=True)
+        if name in self._linked:  # written after all: never through the link into --out
+            self._linked.discard(name)
+            self.keys.pop(name, None)
+            p.unlink(missing_ok=True)
         self.files.append(p)
         return p
 
@@ -104,6 +114,41 @@ class Staging:
 
     def write_with(self, name: str, writer: Callable[[Path], None]) -> None:
         writer(self.path(name))
+
+    def made_from(self, name: str, key: str) -> None:
+        """Record that the staged file ``name`` was made from inputs whose digest is ``key`` (a
+        hex string); the list of outputs keeps it, so a later run can :meth:`keep` the file."""
+        if not _KEY.fullmatch(key):
+            raise ValueError(f"not a content key: {key!r}")
+        self.keys[name] = key
+
+    def unchanged(self, name: str, key: str) -> bool:
+        """Whether ``--out`` holds ``name`` as an earlier run wrote it (the very file, unchanged
+        since: the list of outputs is checked, not obeyed) from inputs whose digest was ``key``."""
+        if self._earlier is None:
+            self._earlier = (_read_manifest(self.out, quiet=True), _read_manifest_keys(self.out))
+        files, keys = self._earlier
+        return keys.get(name) == key and _is_ours(self.out, name, files.get(name), _dev(self.out))
+
+    def keep(self, name: str, key: str) -> bool:
+        """Carry the earlier output ``name`` into this set as it is, when it is :meth:`unchanged`
+        (a hard link: the same bytes, inode and modification time); False, nothing staged, if not."""
+        if not self.unchanged(name, key):
+            return False
+        assert self._earlier is not None
+        stamp, src = self._earlier[0][name], self.out / name
+        dest = self.path(name)
+        try:
+            os.link(src, dest, follow_symlinks=False)
+        except OSError:
+            shutil.copy2(src, dest, follow_symlinks=False)
+        st = os.lstat(dest)
+        if (st.st_size, st.st_mtime_ns) != stamp[1:]:  # replaced between the check and the link
+            dest.unlink()
+            return False
+        self.keys[name] = key
+        self._linked.add(name)
+        return True
 
     def commit(self, owns: tuple[str, ...] | None = None) -> list[Path]:
         """Publish the staged files; with ``owns``, also remove earlier outputs under those
@@ -134,14 +179,21 @@ class Staging:
             kept = {
                 rel: st for rel, st in earlier.items() if rel not in written and rel not in stale
             }
-            if self.beside and _exchange_commit(self, written, stale, kept):
+            old_keys = _read_manifest_keys(self.out)
+            keys = {rel: k for rel, k in old_keys.items() if rel in kept}
+            keys.update({rel: k for rel, k in self.keys.items() if rel in written})
+            if self.beside and _exchange_commit(self, written, stale, kept, keys):
                 return [self.out / rel for rel in written]
-            _journal_commit(self.out, self.dir, written, stale, kept)
+            _journal_commit(self.out, self.dir, written, stale, kept, keys)
         return [self.out / rel for rel in written]
 
 
 def _exchange_commit(
-    s: Staging, written: list[str], stale: dict[str, Stamp], kept: dict[str, Stamp]
+    s: Staging,
+    written: list[str],
+    stale: dict[str, Stamp],
+    kept: dict[str, Stamp],
+    keys: dict[str, str],
 ) -> bool:
     """Carry over what stays, then swap the folders; False (nothing changed) when impossible."""
     _step("carry over")
@@ -155,6 +207,7 @@ def _exchange_commit(
             for rel in sorted({*written, *kept})
             if (st := _stamp(s.dir / rel, dev)) is not None
         },
+        keys,
     )
     os.chmod(s.dir, stat.S_IMODE(s.out.stat().st_mode))
     _step("swap")
@@ -226,7 +279,12 @@ def _exchange(a: Path, b: Path) -> bool:
 
 
 def _journal_commit(
-    out: Path, src: Path, written: list[str], stale: dict[str, Stamp], kept: dict[str, Stamp]
+    out: Path,
+    src: Path,
+    written: list[str],
+    stale: dict[str, Stamp],
+    kept: dict[str, Stamp],
+    keys: dict[str, str],
 ) -> None:
     """File-by-file publishing whose commit point is the journal (finished by :func:`recover`).
 
@@ -243,6 +301,7 @@ def _journal_commit(
         "moves": moves,
         "retire": stale,
         "manifest": {**kept, **moves},
+        "keys": keys,
     }
     with atomic_write(out / JOURNAL) as tmp:
         tmp.write_text(json.dumps(doc), encoding="utf-8")
@@ -279,6 +338,7 @@ def _roll_forward(out: Path) -> int | None:
     _write_manifest(
         out / MANIFEST,
         {rel: st for rel, st in doc["manifest"].items() if _is_ours(out, rel, st, dev)},
+        doc["keys"],
     )
     _step("manifest")
     (out / JOURNAL).unlink()
@@ -303,8 +363,11 @@ def _read_journal(out: Path) -> tuple[Path, dict[str, Any]] | None:
         )
         return None
     return src, {
-        key: {rel: _as_stamp(v) for rel, v in doc[key].items()}
-        for key in ("moves", "retire", "manifest")
+        **{
+            key: {rel: _as_stamp(v) for rel, v in doc[key].items()}
+            for key in ("moves", "retire", "manifest")
+        },
+        "keys": _valid_keys(doc.get("keys")),  # a journal of an older version has none
     }
 
 
@@ -654,18 +717,20 @@ def _remove_tree(folder: Path) -> None:
         os.rmdir(folder)
 
 
-def _read_manifest(out: Path) -> dict[str, Stamp]:
-    """What the list of outputs claims earlier runs wrote (to be checked with :func:`_is_ours`)."""
+def _read_manifest(out: Path, quiet: bool = False) -> dict[str, Stamp]:
+    """What the list of outputs claims earlier runs wrote (to be checked with :func:`_is_ours`);
+    ``quiet``: no word about a list of another format (the commit says it)."""
     try:
         doc = json.loads((out / MANIFEST).read_text(encoding="utf-8"))
     except (OSError, ValueError):
         return {}
     if isinstance(doc, list):
-        log.info(
-            "%s: a list of outputs without file stamps (an older version): the outputs it names that this "
-            "run does not make are kept",
-            out / MANIFEST,
-        )
+        if not quiet:
+            log.info(
+                "%s: a list of outputs without file stamps (an older version): the outputs it names "
+                "that this run does not make are kept",
+                out / MANIFEST,
+            )
         return {}
     files = (
         doc.get("files")
@@ -673,7 +738,8 @@ def _read_manifest(out: Path) -> dict[str, Stamp]:
         else None
     )
     if not isinstance(files, dict):
-        log.warning("%s: ignored: not a list of outputs written by nightlights", out / MANIFEST)
+        if not quiet:
+            log.warning("%s: ignored: not a list of outputs written by nightlights", out / MANIFEST)
         return {}
     return {
         rel: st
@@ -682,19 +748,39 @@ def _read_manifest(out: Path) -> dict[str, Stamp]:
     }
 
 
-def _write_manifest(path: Path, files: dict[str, Stamp]) -> None:
+def _read_manifest_keys(out: Path) -> dict[str, str]:
+    """The content keys the list of outputs records (none from an older or foreign list)."""
+    try:
+        doc = json.loads((out / MANIFEST).read_text(encoding="utf-8"))
+    except (OSError, ValueError):
+        return {}
+    if not isinstance(doc, dict) or doc.get("version") != MANIFEST_VERSION:
+        return {}
+    return _valid_keys(doc.get("keys"))
+
+
+def _valid_keys(raw: object) -> dict[str, str]:
+    if not isinstance(raw, dict):
+        return {}
+    return {
+        rel: k
+        for rel, k in raw.items()
+        if _safe_rel(rel) and isinstance(k, str) and _KEY.fullmatch(k)
+    }
+
+
+def _write_manifest(
+    path: Path, files: dict[str, Stamp], keys: dict[str, str] | None = None
+) -> None:
+    doc: dict[str, Any] = {
+        "version": MANIFEST_VERSION,
+        "files": {k: list(v) for k, v in sorted(files.items())},
+    }
+    keys = {rel: k for rel, k in sorted((keys or {}).items()) if rel in files}
+    if keys:
+        doc["keys"] = keys
     with atomic_write(path) as tmp:
-        tmp.write_text(
-            json.dumps(
-                {
-                    "version": MANIFEST_VERSION,
-                    "files": {k: list(v) for k, v in sorted(files.items())},
-                },
-                indent=0,
-            )
-            + "\n",
-            encoding="utf-8",
-        )
+        tmp.write_text(json.dumps(doc, indent=0) + "\n", encoding="utf-8")
 
 
 def _fsync_file(path: Path) -> None:
