@@ -258,11 +258,31 @@ def _study_options(sp: argparse.ArgumentParser, no_figures_help: str) -> None:
         help="EOG configuration to download and read (default vcmslcfg: stray-light corrected)",
     )
     sp.add_argument("--no-figures", action="store_true", help=no_figures_help)
+    _jobs_option(sp)
     sp.add_argument(
         "--scheduler", metavar="ADDRESS", help="dask.distributed scheduler (e.g. tcp://host:8786)"
     )
     _analysis_options(sp)
     _compare_start_option(sp)
+
+
+def _jobs_option(sp: argparse._ActionsContainer) -> None:
+    sp.add_argument(
+        "--jobs",
+        type=_positive_int,
+        metavar="N",
+        help="processes drawing charts (default: one per core, at most one per chart; 1: none)",
+    )
+
+
+def _positive_int(text: str) -> int:
+    try:
+        n = int(text)
+    except ValueError:
+        n = 0
+    if n < 1:
+        raise argparse.ArgumentTypeError(f"{text!r} is not a whole number of processes, 1 or more")
+    return n
 
 
 def _compare_start_option(sp: argparse.ArgumentParser) -> None:
@@ -497,6 +517,7 @@ def _add_figures(sub: argparse._SubParsersAction, common: argparse.ArgumentParse
         help="language of the charts and the report (ko: Korean charts and report.ko.html/"
         "report.ko.md beside the English report.html/report.md, which stay)",
     )
+    _jobs_option(g)
     sp.add_argument(
         "--out",
         type=Path,
@@ -797,7 +818,13 @@ def _write_run(results, args: argparse.Namespace) -> None:
             from pipeline.publish import write_publication
 
             # input checksums are cached in the cache folder
-            write_publication(results, out, cache_dir=_cache_dir(args), progress=not args.quiet)
+            write_publication(
+                results,
+                out,
+                cache_dir=_cache_dir(args),
+                progress=not args.quiet,
+                jobs=args.jobs,
+            )
 
 
 def cmd_compare(args: argparse.Namespace) -> int:
@@ -847,7 +874,7 @@ def cmd_compare(args: argparse.Namespace) -> int:
         if not args.no_figures:
             from pipeline.publish.comparison import write_figures
 
-            write_figures(comp, out)
+            write_figures(comp, out, progress=not args.quiet, jobs=args.jobs)
     d = comp.did
     print(
         f"{synthetic_tag() if got_kind == 'synthetic' else ''}designated minus other units, "
@@ -912,7 +939,9 @@ def cmd_figures(args: argparse.Namespace) -> int:
     results = load_results(args.out)
     with staged(args.out, owns=("figures/",)) as out:
         cache = args.data_dir / "cache" if args.data_dir.is_dir() else None
-        written = write_publication(results, out, style, cache_dir=cache, progress=not args.quiet)
+        written = write_publication(
+            results, out, style, cache_dir=cache, progress=not args.quiet, jobs=args.jobs
+        )
     page, md = report_names(style.lang)
     print(
         f"{len(written)} charts ({', '.join(style.formats)}), {page}, {md}, explore.html and GIS files "

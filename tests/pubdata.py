@@ -66,11 +66,13 @@ def make_results(tmp: Path) -> Results:
     return run_study(spec)
 
 
-def publish(results: Results, out: Path, style: Style | None = None) -> Path:
+def publish(
+    results: Results, out: Path, style: Style | None = None, jobs: int | None = None
+) -> Path:
     """What 'nightlights run' writes: tables, verdict, then the publication set."""
     with staged(out) as s:
         write_tables(results, s)
-        write_publication(results, s, style)
+        write_publication(results, s, style, jobs=jobs)
     return out
 
 

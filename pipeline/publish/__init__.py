@@ -3,35 +3,48 @@
 Modules: :mod:`~pipeline.publish.style` (one look, sizes, labels, saving),
 :mod:`~pipeline.publish.charts` and :mod:`~pipeline.publish.maps` (pure chart functions),
 :mod:`~pipeline.publish.composites` (the one place that reads rasters for charts),
-:mod:`~pipeline.publish.report` (HTML and Markdown text), :mod:`~pipeline.publish.gis`.
+:mod:`~pipeline.publish.report` (HTML and Markdown text), :mod:`~pipeline.publish.gis`,
+:mod:`~pipeline.publish.render` (each chart drawn once, in worker processes; unchanged ones kept).
 Publishing reads :class:`pipeline.results.Results`; the core never imports this layer.
 """
 
 from __future__ import annotations
 
-import io
-from collections.abc import Callable
 from functools import partial
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 import matplotlib
-import matplotlib.pyplot as plt
 
 from pipeline.provenance import HASH_CACHE_NAME, input_checksums
 from pipeline.publish import charts, comparison, maps
-from pipeline.publish.composites import boundaries, site_composites
+from pipeline.publish.composites import Boundaries, boundaries, boundary_digest, site_composites
 from pipeline.publish.explore import explore_html
 from pipeline.publish.gis import write_gis
+from pipeline.publish.render import Chart, draw_charts, stage
 from pipeline.publish.report import report_html, report_md, report_names
 from pipeline.publish.sentences import page_name
-from pipeline.publish.style import Style, save, styled
+from pipeline.publish.style import Style
 
 if TYPE_CHECKING:
     from pipeline.results import Results
 
 
 __all__ = ["Style", "write_publication"]
+
+# The site columns charts read (names, batch, dates, position): other columns (e.g. the GIS
+# file's) can change without changing a chart, and a chart cannot read what its key does not hash.
+SITE_COLUMNS = (
+    "site_id",
+    "name",
+    "name_ko",
+    "batch",
+    "groundbreaking",
+    "inauguration",
+    "center_lon",
+    "center_lat",
+    "geometry",
+)
 
 
 def write_publication(
@@ -40,118 +53,158 @@ def write_publication(
     style: Style | None = None,
     cache_dir: Path | None = None,
     progress: bool = False,
+    jobs: int | None = None,
 ) -> dict[str, Path]:
     """Every chart, the GIS files, both reports and ``explore.html`` into the staging folder ``out``.
 
     ``cache_dir`` (the run's ``--data-dir``/cache) keeps input checksums between runs; without
     it they are computed afresh. Nothing is written anywhere else (never into ``$HOME``).
-    ``progress``: a bar over the charts (publishing is most of a warm run's time).
+    ``progress``: a bar over the charts and a line for any other step that takes over 2 s.
+    ``jobs``: processes drawing charts (default one per core; 1 draws here). A chart whose
+    inputs and style did not change since ``out``'s folder was written is kept as it is
+    (:mod:`pipeline.publish.render`).
     """
-    from tqdm.auto import tqdm
-
     matplotlib.use("Agg")  # files only; chosen here, not at import, so notebooks keep their backend
     style = style or Style()
-    v = results.verdict
-    pngs: dict[str, bytes] = {}
-    builders = _chart_builders(results, style)
-    bar = tqdm(
-        builders.items(),
-        total=len(builders),
-        desc="charts",
-        unit="chart",
-        disable=not progress,
-        leave=False,
-    )
-    for name, build in bar:
-        bar.set_postfix_str(name)
-        with styled(style):
-            fig = build()
-            if fig is None:
-                continue
-            base = out.path(f"figures/{name}.png").with_suffix("")
-            for fmt in style.formats:
-                out.path(f"figures/{name}.{fmt}")
-            if "png" not in style.formats:
-                buf = io.BytesIO()
-                fig.savefig(buf, format="png", dpi=min(style.dpi, 200))
-                pngs[name] = buf.getvalue()
-            save(fig, base, style, v, title=f"nightlights: {name.replace('_', ' ')}")
-            plt.close(fig)
-            if "png" in style.formats:
-                pngs[name] = base.with_suffix(".png").read_bytes()
-    write_gis(results, out)
     read = {r.radiance: r for r in (*results.rasters, *getattr(results.comparison, "rasters", ()))}
-    checksums = input_checksums(
-        sorted(read.values(), key=lambda r: r.month),
-        cache_dir / HASH_CACHE_NAME if cache_dir else None,
-    )
-    page, md = report_names(style.lang)  # report.ko.* in Korean: the English report stays
-    out.write_text(page, report_html(results, pngs, checksums, style))
-    out.write_text(md, report_md(results, list(pngs), checksums, style))
-    out.write_text("explore.html", explore_html(results, style, boundaries(results.sites)))
-    return {n: Path(f"figures/{n}") for n in pngs}
-
-
-def _chart_builders(results: Results, style: Style) -> dict[str, Callable[[], plt.Figure | None]]:
-    v, p = results.verdict, results.verdict["parameters"]
-    comps: dict[str, Any] = {}
-    borders = boundaries(results.sites)
-
-    def composites() -> dict[str, Any]:
-        if not comps and results.rasters:
-            extent = borders.bounds if borders is not None else None
-            comps.update(
-                site_composites(results.rasters, results.sites, results.changes, p, extent)
-            )
-        return comps
-
-    def map_fig() -> plt.Figure | None:
-        c = composites().get("map")
-        return (
-            maps.map_figure(
-                c,
-                results.sites,
-                results.changes,
-                v,
-                style,
-                borders,
-                off_map=composites().get("off_map", ()),
-            )
-            if c is not None
-            else None
+    with stage("checksums of the input rasters", progress):
+        checksums = input_checksums(
+            sorted(read.values(), key=lambda r: r.month),
+            cache_dir / HASH_CACHE_NAME if cache_dir else None,
         )
+    shared = Shared(results, progress)
+    drawn = draw_charts(
+        chart_specs(results, style, checksums, shared),
+        style,
+        out,
+        results.verdict.get("data_kind"),
+        jobs=jobs,
+        progress=progress,
+    )
+    with stage("GIS files", progress):
+        write_gis(results, out)
+    page, md = report_names(style.lang)  # report.ko.* in Korean: the English report stays
+    with stage(f"{page} and {md}", progress):
+        out.write_text(page, report_html(results, drawn.pngs, checksums, style))
+        out.write_text(md, report_md(results, list(drawn.pngs), checksums, style))
+    with stage("explore.html", progress):
+        out.write_text("explore.html", explore_html(results, style, shared.borders()))
+    return {n: Path(f"figures/{n}") for n in drawn.pngs}
 
-    def county_fig() -> plt.Figure | None:
-        units = results.unit_changes
+
+class Shared:
+    """Inputs several charts (and ``explore.html``) share, made once and only when needed."""
+
+    def __init__(self, results: Results, progress: bool = False):
+        self.results, self.progress = results, progress
+        self.sites = chart_sites(results.sites)
+        self._borders: list[Boundaries | None] = []
+        self._comps: dict[str, Any] | None = None
+
+    def borders(self) -> Boundaries | None:
+        if not self._borders:
+            with stage("county and province borders", self.progress):
+                self._borders.append(boundaries(self.sites))
+        return self._borders[0]
+
+    def composites(self) -> dict[str, Any]:
+        if self._comps is None:
+            r, borders = self.results, self.borders()
+            self._comps = {}
+            if r.rasters:
+                with stage("yearly composites for the maps", self.progress):
+                    self._comps = site_composites(
+                        r.rasters,
+                        self.sites,
+                        r.changes,
+                        r.verdict["parameters"],
+                        borders.bounds if borders is not None else None,
+                    )
+        return self._comps
+
+
+def chart_sites(sites: Any) -> Any:
+    """The site columns charts draw: what is drawn is what is hashed."""
+    return sites[[c for c in SITE_COLUMNS if c in sites]]
+
+
+def chart_specs(
+    results: Results, style: Style, checksums: dict[str, str], shared: Shared | None = None
+) -> list[Chart]:
+    """The run's charts in report order: each chart's function, data and what its files depend on.
+
+    Long site lists are drawn a page a chart (``small_multiples``, ``small_multiples_2``...)."""
+    v, r = results.verdict, results
+    shared = shared or Shared(results)
+    sites = shared.sites
+    rasters = (sorted(checksums.items()), boundary_digest())
+    units = r.unit_changes
+
+    def map_data() -> tuple[Any, ...] | None:
+        c = shared.composites()
+        if c.get("map") is None:
+            return None
+        return (c["map"], sites, r.changes, v, style, shared.borders(), c.get("off_map", ()))
+
+    def county_data() -> tuple[Any, ...] | None:
+        borders = shared.borders()
         if borders is None or units is None or not len(units):
             return None
-        return maps.county_change_figure(borders, units, results.sites, v, style)
+        return (borders, units, sites, v, style)
 
-    def before_after(page: slice) -> plt.Figure | None:
-        pairs = composites().get("pairs")
-        return maps.before_after_figure(pairs, v, style, page) if pairs and pairs[page] else None
+    def pairs_data(page: slice) -> tuple[Any, ...] | None:
+        pairs = shared.composites().get("pairs")
+        return (pairs, v, style, page) if pairs and pairs[page] else None
 
-    def small_multiples(page: slice) -> plt.Figure:
-        return charts.small_multiples_figure(
-            results.site_months, results.changes, results.sites, v, style, page
-        )
+    n = len(r.changes)  # long site lists: one chart a page, named name, name_2, name_3...
 
-    n = len(results.changes)  # long site lists: one chart a page, named name, name_2, name_3...
-    builders: dict[str, Callable[[], plt.Figure | None]] = {
-        "verdict": lambda: charts.verdict_figure(results.changes, v, style),
-        **{
-            page_name("small_multiples", i): partial(small_multiples, sl)
+    specs = [
+        Chart("verdict", charts.verdict_figure, lambda: (r.changes, v, style), (r.changes, v)),
+        *[
+            Chart(
+                page_name("small_multiples", i),
+                charts.small_multiples_figure,
+                partial(lambda page: (r.site_months, r.changes, sites, v, style, page), sl),
+                (r.site_months, r.changes, sites, v, sl),
+                cost=8,
+            )
             for i, sl in enumerate(charts.small_multiples_pages(n, style), 1)
-        },
-        "map": map_fig,
-        "county_change": county_fig,
-        **{
-            page_name("before_after", i): partial(before_after, sl)
+        ],
+        Chart("map", _map_figure, map_data, (rasters, sites, r.changes, v), cost=6),
+        Chart(
+            "county_change",
+            maps.county_change_figure,
+            county_data,
+            (boundary_digest(), units, sites, v),
+            cost=2,
+        ),
+        *[
+            Chart(
+                page_name("before_after", i),
+                maps.before_after_figure,
+                partial(pairs_data, sl),
+                (rasters, sites, r.changes, v, sl),
+                cost=7,
+            )
             for i, sl in enumerate(maps.before_after_pages(n, style), 1)
-        },
-    }
-    if results.sensitivity is not None and len(results.sensitivity):
-        builders["robustness"] = lambda: charts.robustness_figure(results.sensitivity, v, style)
-    if results.comparison is not None:
-        builders.update(comparison.chart_builders(results.comparison, v, style))
-    return builders
+        ],
+    ]
+    if r.sensitivity is not None and len(r.sensitivity):
+        specs.append(
+            Chart(
+                "robustness",
+                charts.robustness_figure,
+                lambda: (r.sensitivity, v, style),
+                (r.sensitivity, v),
+            )
+        )
+    if r.comparison is not None:
+        specs += comparison.chart_specs(r.comparison, v.get("data_kind"), style)
+    return specs
+
+
+def _map_figure(
+    comp: Any, sites: Any, changes: Any, v: Any, style: Style, borders: Any, off: Any
+) -> Any:
+    """:func:`maps.map_figure` with positional arguments only (a job's arguments are a tuple)."""
+    return maps.map_figure(comp, sites, changes, v, style, borders, off_map=off)

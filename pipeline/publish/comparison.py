@@ -18,7 +18,7 @@ from __future__ import annotations
 import base64
 import html
 import math
-from collections.abc import Callable, Mapping
+from collections.abc import Mapping
 from typing import TYPE_CHECKING, Any
 
 import matplotlib.pyplot as plt
@@ -27,6 +27,7 @@ import pandas as pd
 from matplotlib.ticker import FuncFormatter
 
 from pipeline.compare.disparity import lorenz_curve
+from pipeline.publish.render import Chart
 from pipeline.publish.sentences import md_inline
 from pipeline.publish.style import BAND_COLOR, CLAIM_COLOR, Style, finish
 from pipeline.words import batch_name, say, synthetic_notice
@@ -205,17 +206,32 @@ def did_placebo_figure(
     return finish(fig, verdict, style)
 
 
-def chart_builders(
-    comp: Comparison, verdict: Mapping[str, Any], style: Style
-) -> dict[str, Callable[[], plt.Figure | None]]:
-    """The comparison's charts by name (for ``publish._chart_builders`` and ``compare``)."""
+def chart_specs(comp: Comparison, data_kind: str | None, style: Style) -> list[Chart]:
+    """The comparison's charts (for ``publish.chart_specs`` and ``compare``). What they print
+    besides their data is the credit line and the data kind (:func:`finish`), so that is all of
+    the verdict they get: ``run`` and ``compare`` make the same files from the same comparison."""
     years = (int(comp.did["baseline_year"]), int(comp.did["target_year"]))
-    verdict = {**verdict, "credit": {style.lang: credit(comp, style.lang)}}
-    return {
-        "event_study": lambda: event_study_figure(comp.event_study, verdict, style),
-        "lorenz": lambda: lorenz_figure(comp.unit_years, years, verdict, style),
-        "did_placebo": lambda: did_placebo_figure(comp.placebo, comp.did, verdict, style),
-    }
+    verdict = {"data_kind": data_kind, "credit": {style.lang: credit(comp, style.lang)}}
+    return [
+        Chart(
+            "event_study",
+            event_study_figure,
+            lambda: (comp.event_study, verdict, style),
+            (comp.event_study, verdict),
+        ),
+        Chart(
+            "lorenz",
+            lorenz_figure,
+            lambda: (comp.unit_years, years, verdict, style),
+            (comp.unit_years, years, verdict),
+        ),
+        Chart(
+            "did_placebo",
+            did_placebo_figure,
+            lambda: (comp.placebo, comp.did, verdict, style),
+            (comp.placebo, comp.did, verdict),
+        ),
+    ]
 
 
 def credit(comp: Comparison, lang: str = "en") -> str:
@@ -233,17 +249,6 @@ def credit(comp: Comparison, lang: str = "en") -> str:
         n_treated=d.get("n_treated"),
         n_control=d.get("n_control"),
     )
-
-
-def chart_verdict(comp: Comparison) -> dict[str, Any]:
-    """What :func:`finish` needs when there is no run verdict (``nightlights compare``)."""
-    d = comp.did
-    inputs = [
-        {"month": m, "product": p}
-        for m in d.get("period") or []
-        for p in d.get("products") or ["geotiff"]
-    ]
-    return {"data_kind": comp.data_kind, "inputs": inputs, "parameters": d.get("parameters", {})}
 
 
 # --------------------------------------------------------------------------- report text
@@ -590,29 +595,19 @@ def section_md(
     return lines
 
 
-def write_figures(comp: Comparison, out: Any, style: Style | None = None) -> list[str]:
+def write_figures(
+    comp: Comparison,
+    out: Any,
+    style: Style | None = None,
+    progress: bool = False,
+    jobs: int | None = None,
+) -> list[str]:
     """The comparison's charts into the staging folder ``out`` (``nightlights compare``)."""
     import matplotlib
 
-    from pipeline.publish.style import save, styled
+    from pipeline.publish.render import draw_charts
 
     matplotlib.use("Agg")
     style = style or Style()
-    verdict = chart_verdict(comp)
-    written = []
-    for name, build in chart_builders(comp, verdict, style).items():
-        with styled(style):
-            fig = build()
-            if fig is None:
-                continue
-            for fmt in style.formats:
-                out.path(f"figures/{name}.{fmt}")
-            save(
-                fig,
-                out.dir / "figures" / name,
-                style,
-                verdict,
-                title=f"nightlights: {name.replace('_', ' ')}",
-            )
-            written.append(name)
-    return written
+    specs = chart_specs(comp, comp.data_kind, style)
+    return list(draw_charts(specs, style, out, comp.data_kind, jobs=jobs, progress=progress).pngs)

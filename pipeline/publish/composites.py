@@ -10,6 +10,7 @@ Outputs
 
 from __future__ import annotations
 
+import hashlib
 from collections.abc import Sequence
 from dataclasses import dataclass
 from typing import Any
@@ -64,6 +65,15 @@ def boundaries(sites: Any) -> Boundaries | None:
         list((provinces if provinces is not None else counties).geometry.values)
     )
     return Boundaries(counties, provinces, outline)
+
+
+def boundary_digest() -> str:
+    """SHA-256 of the county and province files :func:`boundaries` reads (part of the maps' content key)."""
+    h = hashlib.sha256()
+    for level in ("county", "province"):
+        path = default_units_path(level)
+        h.update(path.read_bytes() if path is not None else b"-")
+    return h.hexdigest()
 
 
 @dataclass(frozen=True)

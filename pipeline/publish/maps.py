@@ -362,7 +362,7 @@ def _map_base(
         columnspacing=1.0,
     )
     finish(fig, verdict, style)
-    fig.canvas.draw()  # fix the layout, then place labels in its final coordinates
+    fig.draw_without_rendering()  # fix the layout, then place labels in its final coordinates
     fig.set_layout_engine("none")
     return fig, ax, ms
 

@@ -1,0 +1,456 @@
+"""Rendering: each chart drawn once for all its formats, charts in parallel processes, and a chart
+whose inputs did not change kept as it is.
+
+Inputs
+    :class:`Chart` specs (a pure chart function, how to get its data, what its files are made of),
+    a :class:`~pipeline.publish.style.Style`, the data kind (file metadata) and the staging folder
+    (:class:`pipeline.outputs.Staging`).
+Outputs
+    ``figures/<name>.<format>`` in the staging folder, each with its content key recorded in the
+    list of outputs; each chart's PNG bytes for the report; each chart's drawing time.
+
+A chart's content key is a SHA-256 of everything its files are made of: the data it draws (tables,
+raster checksums, boundary files), the verdict, the style (kind, width, dpi, language), the code and
+library versions and ``SOURCE_DATE_EPOCH``. When ``--out`` holds a chart's files as an earlier run
+wrote them from the same key, they are carried into the new set unchanged (hard links: same bytes,
+same modification time). The other charts are drawn by worker processes (spawned: a worker knows
+only what it is sent), the heaviest first, or in this process with ``jobs=1``; the bytes are the
+same either way. Each figure is laid out once and every format saved from that layout.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import io
+import logging
+import multiprocessing
+import os
+import signal
+import threading
+import time
+import warnings
+from collections.abc import Callable, Iterator, Mapping
+from concurrent.futures import FIRST_COMPLETED, Future, ProcessPoolExecutor, wait
+from dataclasses import dataclass, field, fields, is_dataclass
+from datetime import date, datetime
+from functools import cache
+from importlib import metadata
+from pathlib import Path
+from typing import Any, ClassVar
+
+import numpy as np
+import pandas as pd
+
+from pipeline import __version__
+from pipeline.errors import NightlightsError
+from pipeline.publish.style import Style, one_layout, save, styled
+
+log = logging.getLogger(__name__)
+
+KEY_VERSION = 1  # bump when what a key covers changes
+LIBRARIES = ("matplotlib", "numpy", "pandas", "pillow", "fonttools", "shapely", "pylopdf-fonts-ko")
+
+
+@dataclass(frozen=True)
+class Chart:
+    """One chart: ``draw(*data())`` makes its figure (or None: nothing to draw)."""
+
+    name: str
+    draw: Callable[..., Any]  # a module-level function of plain data (a worker gets it by name)
+    data: Callable[[], tuple[Any, ...] | None]  # its arguments, made in this process when needed
+    depends: tuple[Any, ...]  # what its files are made of besides the style (hashed)
+    cost: float = 1.0  # rough drawing time: the heaviest start first
+
+
+@dataclass
+class Drawn:
+    """What publishing the charts gave: PNG bytes for the report, in chart order, and timings."""
+
+    pngs: dict[str, bytes] = field(default_factory=dict)
+    seconds: dict[str, float] = field(default_factory=dict)  # drawn charts only
+    kept: list[str] = field(default_factory=list)  # charts carried over unchanged
+
+
+@dataclass(frozen=True)
+class _Job:
+    name: str
+    draw: Callable[..., Any]
+    args: tuple[Any, ...]
+    style: Style
+    data_kind: str | None
+    base: Path  # staging path without the format suffix
+    report_png: bool  # no PNG file asked: make the report's PNG anyway
+    source_date_epoch: str | None
+
+
+@dataclass(frozen=True)
+class _Result:
+    name: str
+    png: bytes | None  # None: the chart had nothing to draw
+    seconds: float
+    warnings: tuple[tuple[str, type[Warning], str, int], ...] = ()
+    logs: tuple[tuple[str, int, str], ...] = ()
+
+
+# --------------------------------------------------------------------------- content keys
+
+
+def content_key(name: str, depends: tuple[Any, ...], style: Style) -> str:
+    """SHA-256 of what chart ``name`` is made of: its inputs, the style (formats aside: each file
+    is recorded on its own), the code, the libraries and ``SOURCE_DATE_EPOCH``."""
+    h = hashlib.sha256()
+    look = {f.name: getattr(style, f.name) for f in fields(style) if f.name != "formats"}
+    feed(h, ("nightlights chart", KEY_VERSION, name, environment(), look, depends))
+    return h.hexdigest()
+
+
+def environment() -> tuple[Any, ...]:
+    return (__version__, code_digest(), library_versions(), os.environ.get("SOURCE_DATE_EPOCH"))
+
+
+@cache
+def code_digest() -> str:
+    """The package's own code, words and chart style (a changed chart function makes new charts)."""
+    root = Path(__file__).resolve().parents[1]
+    h = hashlib.sha256()
+    for p in sorted(f for ext in ("py", "toml", "mplstyle") for f in root.rglob(f"*.{ext}")):
+        if "__pycache__" not in p.parts:
+            h.update(p.relative_to(root).as_posix().encode() + b"\0" + p.read_bytes() + b"\0")
+    return h.hexdigest()
+
+
+@cache
+def library_versions() -> tuple[tuple[str, str], ...]:
+    out = []
+    for name in LIBRARIES:
+        try:
+            out.append((name, metadata.version(name)))
+        except metadata.PackageNotFoundError:
+            out.append((name, ""))
+    return tuple(out)
+
+
+def feed(h: Any, obj: Any) -> None:
+    """Feed ``obj`` into hash ``h`` unambiguously (type-tagged, length-prefixed).
+
+    Tables go in by column (names, dtypes, values; geometry as WKB), arrays by dtype, shape
+    and bytes; an unknown type is an error, never its ``repr``."""
+    if obj is None:
+        h.update(b"N")
+    elif isinstance(obj, bool | np.bool_):
+        h.update(b"B1" if obj else b"B0")
+    elif isinstance(obj, int | np.integer):
+        _tagged(h, b"I", str(int(obj)).encode())
+    elif isinstance(obj, float | np.floating):
+        _tagged(h, b"F", float(obj).hex().encode())
+    elif isinstance(obj, str):
+        _tagged(h, b"S", obj.encode("utf-8", "surrogatepass"))
+    elif isinstance(obj, bytes):
+        _tagged(h, b"Y", obj)
+    elif isinstance(obj, Path):
+        _tagged(h, b"P", str(obj).encode("utf-8", "surrogateescape"))
+    elif isinstance(obj, datetime | date | pd.Timestamp):
+        _tagged(h, b"T", obj.isoformat().encode())
+    elif isinstance(obj, slice):
+        _tagged(h, b"Z", repr((obj.start, obj.stop, obj.step)).encode())
+    elif isinstance(obj, dict) or (isinstance(obj, Mapping) and not is_dataclass(obj)):
+        items = sorted(obj.items(), key=lambda kv: str(kv[0]))
+        _tagged(h, b"D", str(len(items)).encode())
+        for k, v in items:
+            feed(h, str(k))
+            feed(h, v)
+    elif isinstance(obj, list | tuple):
+        _tagged(h, b"L", str(len(obj)).encode())
+        for v in obj:
+            feed(h, v)
+    elif isinstance(obj, pd.DataFrame):
+        _tagged(h, b"Q", str(obj.shape).encode())
+        feed(h, obj.index)
+        for col in obj.columns:
+            feed(h, str(col))
+            feed(h, obj[col])
+    elif isinstance(obj, pd.Series | pd.Index):
+        _feed_values(h, obj.to_numpy(), str(obj.dtype))
+    elif isinstance(obj, np.ndarray):
+        _feed_values(h, obj, str(obj.dtype))
+    elif hasattr(obj, "wkb"):  # a shapely geometry
+        _tagged(h, b"G", obj.wkb)
+    elif is_dataclass(obj) and not isinstance(obj, type):
+        _tagged(h, b"C", type(obj).__qualname__.encode())
+        feed(h, {f.name: getattr(obj, f.name) for f in fields(obj)})
+    else:
+        raise TypeError(f"no content key for a {type(obj).__name__}")
+
+
+def _tagged(h: Any, tag: bytes, data: bytes) -> None:
+    h.update(tag + str(len(data)).encode() + b":" + data)
+
+
+def _feed_values(h: Any, values: np.ndarray, dtype: str) -> None:
+    _tagged(h, b"V", f"{dtype}{values.shape}".encode())
+    if values.dtype.kind in "biufcmM":
+        h.update(np.ascontiguousarray(values).tobytes())
+    elif dtype == "geometry":
+        import shapely
+
+        for wkb in shapely.to_wkb(values):
+            feed(h, wkb)
+    else:
+        for v in values.ravel().tolist():
+            feed(h, v)
+
+
+# --------------------------------------------------------------------------- saying what it does
+
+
+class stage:
+    """A step of publishing that says what it is doing once it has taken ``after`` seconds (a line
+    on the log, from a timer: short steps say nothing); silent without ``progress`` (``-q``)."""
+
+    def __init__(self, what: str, progress: bool, after: float = 2.0):
+        self.what, self.progress, self.after = what, progress, after
+        self.timer: threading.Timer | None = None
+
+    def __enter__(self) -> stage:
+        if self.progress:
+            self.start = time.perf_counter()
+            self.timer = threading.Timer(self.after, log.info, ("%s ...", self.what))
+            self.timer.daemon = True
+            self.timer.start()
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        if self.timer is not None:
+            self.timer.cancel()
+            took = time.perf_counter() - self.start
+            if took >= self.after:
+                log.info("%s: %.1f s", self.what, took)
+
+
+# --------------------------------------------------------------------------- drawing
+
+
+def available_cores() -> int:
+    try:
+        return len(os.sched_getaffinity(0))
+    except (AttributeError, OSError):
+        return os.cpu_count() or 1
+
+
+def draw_charts(
+    charts: list[Chart],
+    style: Style,
+    out: Any,
+    data_kind: str | None,
+    jobs: int | None = None,
+    progress: bool = False,
+) -> Drawn:
+    """Every chart into ``out``'s ``figures/``: kept when unchanged, else drawn (``jobs`` processes;
+    default one per core, at most one per chart; 1: in this process)."""
+    from tqdm.auto import tqdm
+
+    drawn = Drawn()
+    keys = {c.name: content_key(c.name, c.depends, style) for c in charts}
+    todo = [c for c in charts if not _keep(c.name, keys[c.name], style, out, drawn)]
+    bar = tqdm(
+        total=len(charts),
+        desc="charts",
+        unit="chart",
+        disable=not progress,
+        leave=False,
+        initial=len(drawn.kept),
+    )
+    todo.sort(key=lambda c: -c.cost)  # stable: equal costs keep their order
+    n = min(jobs or available_cores(), len(todo))
+    pending = _jobs(todo, style, out, data_kind)
+    try:
+        results = _serial(pending) if n <= 1 else _parallel(pending, n)
+        registry: dict[Any, Any] = {}
+        for r in results:
+            _replay(r, registry)
+            bar.set_postfix_str(r.name)
+            bar.update()
+            if r.png is None:
+                continue
+            drawn.pngs[r.name] = r.png
+            drawn.seconds[r.name] = r.seconds
+            for fmt in style.formats:
+                _record(out, f"figures/{r.name}.{fmt}", keys[r.name])
+            log.debug("figures/%s.*: drawn in %.2f s", r.name, r.seconds)
+    finally:
+        bar.close()
+    drawn.pngs = {c.name: drawn.pngs[c.name] for c in charts if c.name in drawn.pngs}
+    return drawn
+
+
+def _keep(name: str, key: str, style: Style, out: Any, drawn: Drawn) -> bool:
+    """Carry the chart's files over when ``out`` holds them unchanged from the same key (only with a
+    PNG among the formats: the report needs one)."""
+    files = [f"figures/{name}.{fmt}" for fmt in style.formats]
+    if "png" not in style.formats or not hasattr(out, "keep"):
+        return False
+    if not all(out.unchanged(f, key) for f in files):
+        return False
+    if not all(out.keep(f, key) for f in files):  # changed in between: draw it after all
+        return False
+    drawn.pngs[name] = (out.dir / "figures" / f"{name}.png").read_bytes()
+    drawn.kept.append(name)
+    log.debug("figures/%s.*: kept, unchanged", name)
+    return True
+
+
+def _record(out: Any, rel: str, key: str) -> None:
+    if hasattr(out, "made_from") and (out.dir / rel).is_file():
+        out.made_from(rel, key)
+
+
+def _jobs(todo: list[Chart], style: Style, out: Any, data_kind: str | None) -> Iterator[_Job]:
+    """Each chart's job, its data made only when its turn comes (so a worker starts meanwhile)."""
+    for c in todo:
+        args = c.data()
+        if args is None:
+            continue
+        for fmt in style.formats:
+            out.path(f"figures/{c.name}.{fmt}")  # registered, folder made
+        yield _Job(
+            c.name,
+            c.draw,
+            args,
+            style,
+            data_kind,
+            out.dir / "figures" / c.name,
+            "png" not in style.formats,
+            os.environ.get("SOURCE_DATE_EPOCH"),
+        )
+
+
+def _serial(jobs: Iterator[_Job]) -> Iterator[_Result]:
+    for job in jobs:
+        yield draw_one(job)
+
+
+def _parallel(jobs: Iterator[_Job], n: int) -> Iterator[_Result]:
+    ex = ProcessPoolExecutor(
+        max_workers=n, mp_context=multiprocessing.get_context("spawn"), initializer=_worker_init
+    )
+    running: set[Future[_Result]] = set()
+    try:
+        for job in jobs:
+            running.add(ex.submit(_draw_in_worker, job))
+            done = {f for f in running if f.done()}
+            running -= done
+            for f in done:
+                yield _result(f)
+        while running:
+            done, running = wait(running, return_when=FIRST_COMPLETED)
+            for f in done:
+                yield _result(f)
+    except BaseException:
+        _stop(ex)
+        raise
+    ex.shutdown(wait=True)
+
+
+def _result(f: Future[_Result]) -> _Result:
+    from concurrent.futures.process import BrokenProcessPool
+
+    try:
+        return f.result()
+    except BrokenProcessPool as e:
+        raise NightlightsError(
+            f"a chart process stopped unexpectedly ({e}); out of memory? try --jobs 1"
+        ) from e
+
+
+def _stop(ex: ProcessPoolExecutor) -> None:
+    """Stop the workers now (Ctrl-C, SIGTERM, an error): nothing waits for their charts."""
+    ex.shutdown(wait=False, cancel_futures=True)
+    terminate = getattr(ex, "terminate_workers", None)  # Python 3.14
+    if terminate is not None:
+        terminate()
+        return
+    procs = list((getattr(ex, "_processes", None) or {}).values())
+    for p in procs:
+        p.terminate()
+    for p in procs:
+        p.join(timeout=5)
+
+
+def draw_one(job: _Job) -> _Result:
+    """Draw one chart and save every format from one layout (in a worker, or in this process)."""
+    import matplotlib.pyplot as plt
+
+    start = time.perf_counter()
+    with _source_date(job.source_date_epoch), styled(job.style):
+        fig = job.draw(*job.args)
+        if fig is None:
+            return _Result(job.name, None, time.perf_counter() - start)
+        title = f"nightlights: {job.name.replace('_', ' ')}"
+        report = None
+        try:
+            with one_layout(fig, job.style.dpi):
+                if job.report_png:  # the report's PNG, from the same layout
+                    buf = io.BytesIO()
+                    fig.savefig(buf, format="png", dpi=min(job.style.dpi, 200))
+                    report = buf.getvalue()
+                save(fig, job.base, job.style, {"data_kind": job.data_kind}, title=title)
+        finally:
+            plt.close(fig)
+    png = report if report is not None else job.base.with_suffix(".png").read_bytes()
+    return _Result(job.name, png, time.perf_counter() - start)
+
+
+class _Collect(logging.Handler):
+    """A worker's log records at WARNING and above, sent back with its chart."""
+
+    records: ClassVar[list[tuple[str, int, str]]] = []
+
+    def emit(self, record: logging.LogRecord) -> None:
+        self.records.append((record.name, record.levelno, record.getMessage()))
+
+
+def _worker_init() -> None:
+    import matplotlib
+
+    # Ctrl-C reaches the whole process group: the parent stops the workers
+    signal.signal(signal.SIGINT, signal.SIG_IGN)
+    matplotlib.use("Agg")
+    logging.getLogger().addHandler(_Collect(logging.WARNING))
+
+
+def _draw_in_worker(job: _Job) -> _Result:
+    _Collect.records.clear()
+    with warnings.catch_warnings(record=True) as caught:
+        warnings.simplefilter("always")
+        r = draw_one(job)
+    said = tuple((str(w.message), w.category, w.filename, w.lineno) for w in caught)
+    return _Result(r.name, r.png, r.seconds, said, tuple(_Collect.records))
+
+
+def _replay(r: _Result, registry: dict[Any, Any]) -> None:
+    """A worker's warnings and log lines, said here as if the chart had been drawn here."""
+    for message, category, filename, lineno in r.warnings:
+        warnings.warn_explicit(message, category, filename, lineno, registry=registry)
+    for name, level, message in r.logs:
+        logging.getLogger(name).log(level, "%s", message)
+
+
+class _source_date:
+    """``SOURCE_DATE_EPOCH`` as the parent had it when the job was made (file dates)."""
+
+    def __init__(self, value: str | None):
+        self.value = value
+
+    def __enter__(self) -> None:
+        self.old = os.environ.get("SOURCE_DATE_EPOCH")
+        _set_env("SOURCE_DATE_EPOCH", self.value)
+
+    def __exit__(self, *exc: object) -> None:
+        _set_env("SOURCE_DATE_EPOCH", self.old)
+
+
+def _set_env(name: str, value: str | None) -> None:
+    if value is None:
+        os.environ.pop(name, None)
+    else:
+        os.environ[name] = value

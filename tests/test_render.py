@@ -1,0 +1,238 @@
+"""Publishing speed without changing a byte: one layout per chart, worker processes, unchanged charts kept."""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import logging
+import os
+import shutil
+from dataclasses import replace
+from pathlib import Path
+
+import numpy as np
+import pandas as pd
+import pytest
+import shapely
+
+from pipeline.cli import main
+from pipeline.outputs import MANIFEST, staged
+from pipeline.publish import chart_specs, render
+from pipeline.publish.render import content_key, draw_charts, feed, stage
+from pipeline.publish.style import Style
+from tests.pubdata import CHARTS, EPOCH, publish, published
+
+
+@pytest.fixture(scope="session")
+def run(tmp_path_factory):
+    return published(tmp_path_factory)
+
+
+def _stamps(out: Path) -> dict[str, tuple[int, int]]:
+    """Each chart file's inode and modification time: the very file, or a new one."""
+    return {
+        p.name: (p.stat().st_ino, p.stat().st_mtime_ns) for p in sorted((out / "figures").iterdir())
+    }
+
+
+def _linked_copy(src: Path, dest: Path) -> Path:
+    """An output folder as its run left it (hard links: the files' stamps hold, so they are ours)."""
+    shutil.copytree(src, dest, copy_function=os.link)
+    return dest
+
+
+def _redrawn(before: dict[str, tuple[int, int]], after: dict[str, tuple[int, int]]) -> set[str]:
+    assert set(before) == set(after)
+    return {name.rsplit(".", 1)[0] for name in before if before[name] != after[name]}
+
+
+# --------------------------------------------------------------------------- kept when unchanged
+
+
+def test_an_unchanged_chart_is_kept_and_a_changed_input_redraws_only_its_charts(
+    run, tmp_path, monkeypatch
+):
+    results, src = run
+    monkeypatch.setenv("SOURCE_DATE_EPOCH", EPOCH)  # as the fixture was published
+    out = _linked_copy(src, tmp_path / "out")
+    first = _stamps(out)
+
+    publish(results, out)  # nothing changed: every chart's files are the very same files
+    assert _redrawn(first, _stamps(out)) == set()
+    page = (out / "report.html").read_text(encoding="utf-8")
+    assert page.count("data:image/png;base64,") == len(CHARTS)  # kept charts are in the report
+
+    sens = results.sensitivity.copy()
+    sens.loc[sens.index[0], "brightened"] += 1
+    before = _stamps(out)
+    publish(replace(results, sensitivity=sens), out)  # robustness draws the sensitivity table
+    assert _redrawn(before, _stamps(out)) == {"robustness"}
+
+    months = results.site_months.copy()
+    months.loc[months.index[0], "mean_radiance"] *= 1.5
+    before = _stamps(out)
+    publish(replace(results, sensitivity=sens, site_months=months), out)
+    assert _redrawn(before, _stamps(out)) == {"small_multiples"}
+
+
+def test_a_chart_changed_since_is_drawn_again(run, tmp_path, monkeypatch):
+    results, src = run
+    monkeypatch.setenv("SOURCE_DATE_EPOCH", EPOCH)
+    out = _linked_copy(src, tmp_path / "out")
+    edited = out / "figures" / "verdict.svg"
+    fresh = edited.with_name("verdict.svg.new")
+    fresh.write_bytes(edited.read_bytes().replace(b"</svg>", b"<!-- mine --></svg>"))
+    os.replace(fresh, edited)  # a new file (the fixture's own stays as it was)
+    before = _stamps(out)
+    publish(results, out)
+    assert _redrawn(before, _stamps(out)) == {"verdict"}
+    assert b"<!-- mine -->" not in edited.read_bytes()
+
+
+def test_a_draw_counter_sees_kept_charts_not_drawn(run, tmp_path, monkeypatch):
+    results, src = run
+    monkeypatch.setenv("SOURCE_DATE_EPOCH", EPOCH)
+    out = _linked_copy(src, tmp_path / "out")
+    drawn: list[str] = []
+    real = render.draw_one
+    monkeypatch.setattr(render, "draw_one", lambda job: drawn.append(job.name) or real(job))
+    sens = results.sensitivity.assign(brightened=results.sensitivity["brightened"] + 1)
+    publish(replace(results, sensitivity=sens), out, jobs=1)
+    assert drawn == ["robustness"]
+    drawn.clear()
+    publish(replace(results, sensitivity=sens), out, jobs=1)
+    assert drawn == []
+
+
+# --------------------------------------------------------------------------- parallel == serial
+
+
+def _draw(results, out: Path, style: Style, jobs: int, names: tuple[str, ...]) -> Path:
+    specs = [c for c in chart_specs(results, style, {}) if c.name in names]
+    with staged(out) as s:
+        drawn = draw_charts(specs, style, s, results.verdict["data_kind"], jobs=jobs)
+        assert sorted(drawn.pngs) == sorted(names) and not drawn.kept
+    return out
+
+
+def test_worker_processes_draw_the_same_bytes_as_this_process(run, tmp_path, monkeypatch):
+    results, _ = run
+    monkeypatch.setenv("SOURCE_DATE_EPOCH", EPOCH)
+    style, names = Style(dpi=50), ("verdict", "robustness")
+    serial = _draw(results, tmp_path / "serial", style, 1, names)
+    parallel = _draw(results, tmp_path / "parallel", style, 2, names)
+    for n in [f"figures/{n}.{f}" for n in names for f in style.formats]:
+        assert (serial / n).read_bytes() == (parallel / n).read_bytes(), n
+
+
+@pytest.mark.slow
+def test_every_chart_drawn_in_worker_processes_is_byte_identical_to_serial(
+    run, tmp_path, monkeypatch
+):
+    """Many panels: the constrained layout's last bits differ between processes unless snapped."""
+    results, _ = run
+    monkeypatch.setenv("SOURCE_DATE_EPOCH", EPOCH)
+    style = Style(width_mm=89, dpi=50)  # not the fixture's: nothing is kept
+    serial = publish(results, tmp_path / "serial", style, jobs=1)
+    parallel = publish(results, tmp_path / "parallel", style, jobs=2)
+    names = [f"figures/{n}.{f}" for n in CHARTS for f in style.formats]
+    for n in [*names, "report.html", "report.md"]:
+        assert (serial / n).read_bytes() == (parallel / n).read_bytes(), n
+
+
+def test_a_failing_chart_stops_the_run_and_leaves_no_output(run, tmp_path, monkeypatch):
+    results, _ = run
+    bad = results.site_months.drop(columns=["mean_radiance"])  # small multiples cannot draw this
+    out = tmp_path / "out"
+    with pytest.raises(KeyError):
+        publish(replace(results, site_months=bad), out, Style(dpi=50), jobs=2)
+    assert not out.exists() or not any(out.iterdir())
+    assert not [p for p in tmp_path.iterdir() if ".nightlights-staging-" in p.name]
+
+
+# --------------------------------------------------------------------------- content keys
+
+
+def _key(obj) -> str:
+    h = hashlib.sha256()
+    feed(h, obj)
+    return h.hexdigest()
+
+
+def test_content_keys_tell_apart_what_charts_draw():
+    df = pd.DataFrame({"a": [1.0, 2.0], "b": ["x", None], "t": pd.to_datetime(["2024-01-01"] * 2)})
+    variants = [
+        df,
+        df.assign(a=[1.0, 2.0000001]),
+        df.assign(b=["x", "None"]),  # missing is not the text "None"
+        df.assign(b=["x", ""]),
+        df.rename(columns={"a": "c"}),
+        df.astype({"a": "float32"}),
+        df.iloc[::-1],
+        df.assign(t=pd.to_datetime(["2024-01-02"] * 2)),
+    ]
+    assert len({_key(v) for v in variants}) == len(variants)
+    assert _key(df) == _key(df.copy())
+    geo = [shapely.Point(0, 0), shapely.Point(0, 1e-9)]
+    assert _key(pd.Series(geo[:1], dtype=object)) != _key(pd.Series(geo[1:], dtype=object))
+    assert _key({"a": 1, "b": 2}) == _key({"b": 2, "a": 1})
+    assert _key((1, "1")) != _key(("1", 1)) and _key(1) != _key(1.0) and _key(True) != _key(1)
+    assert _key(np.arange(3)) != _key(np.arange(3).reshape(3, 1))
+    with pytest.raises(TypeError):
+        _key(object())  # never a repr
+
+
+def test_content_key_covers_the_style_but_not_the_format_list(monkeypatch):
+    base = content_key("map", ({"x": 1},), Style())
+    assert content_key("map", ({"x": 1},), Style(formats=("png",))) == base
+    for other in (Style(dpi=200), Style(lang="ko"), Style(kind="slide"), Style(width_mm=89)):
+        assert content_key("map", ({"x": 1},), other) != base
+    assert content_key("verdict", ({"x": 1},), Style()) != base
+    assert content_key("map", ({"x": 2},), Style()) != base
+    monkeypatch.setenv("SOURCE_DATE_EPOCH", "0")
+    assert content_key("map", ({"x": 1},), Style()) != base
+
+
+def test_staging_keeps_only_the_very_file_it_recorded(tmp_path):
+    out = tmp_path / "out"
+    key = "ab" * 32
+    with staged(out) as s:
+        s.write_text("figures/a.svg", "a")
+        s.made_from("figures/a.svg", key)
+        s.write_text("figures/b.svg", "b")
+        s.made_from("figures/b.svg", key)
+    ino = (out / "figures/a.svg").stat().st_ino
+    (out / "figures/b.svg").write_text("edited")  # changed since: not ours any more
+    with staged(out) as s:
+        assert not s.unchanged("figures/a.svg", "cd" * 32)  # another key
+        assert not s.keep("figures/b.svg", key)
+        assert s.keep("figures/a.svg", key)
+    assert (out / "figures/a.svg").stat().st_ino == ino
+    assert json.loads((out / MANIFEST).read_text())["keys"] == {"figures/a.svg": key}
+    with staged(out) as s:  # carried over by a run that does not touch it
+        s.write_text("other.csv", "x")
+    with staged(out) as s:
+        assert s.keep("figures/a.svg", key)
+        s.write_text("figures/a.svg", "new")  # written after all: a new file, not through the link
+    assert (out / "figures/a.svg").read_text() == "new"
+    assert "keys" not in json.loads((out / MANIFEST).read_text())
+
+
+# --------------------------------------------------------------------------- saying what it does
+
+
+def test_a_long_step_says_what_it_is_doing_and_quiet_says_nothing(caplog):
+    caplog.set_level(logging.INFO, logger="pipeline.publish.render")
+    with stage("yearly composites for the maps", progress=True, after=0.0):
+        pass
+    assert "yearly composites for the maps" in caplog.text
+    caplog.clear()
+    with stage("yearly composites for the maps", progress=False, after=0.0):
+        pass
+    assert caplog.text == ""
+
+
+def test_jobs_must_be_a_positive_number(capsys):
+    with pytest.raises(SystemExit) as e:
+        main(["figures", "--jobs", "0"])
+    assert e.value.code == 2 and "--jobs" in capsys.readouterr().err
