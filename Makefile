@@ -62,6 +62,10 @@ format: $(STAMP)
 bench: $(STAMP)
 	$(BIN)/python -m bench.run
 
+## Time the runs a user repeats (identical re-run, another --threshold, figures warm and cold) against Python's import time (writes outputs/bench/rerun.md)
+bench-rerun: $(STAMP)
+	$(BIN)/python -m bench.rerun --charts
+
 ## Install Debian's headless chromium for the browser tests of report.html and explore.html (needs root and apt)
 browser:
 	@command -v chromium >/dev/null 2>&1 || (apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq chromium >/dev/null)
@@ -78,4 +82,4 @@ help:
 	@if [ -t 1 ]; then c='\033[36m'; r='\033[0m'; else c=''; r=''; fi; \
 	awk -v c="$$c" -v r="$$r" '/^## /{doc=substr($$0,4); next} /^[a-zA-Z_-]+:/{ if (doc) { split($$0,t,":"); printf "  %s%-10s%s %s\n", c, t[1], r, doc }; doc="" }' $(MAKEFILE_LIST)
 
-.PHONY: install all test test-fast typecheck lint format bench browser clean help
+.PHONY: install all test test-fast typecheck lint format bench bench-rerun browser clean help
