@@ -30,16 +30,16 @@ $(STAMP): pyproject.toml
 all: $(STAMP)
 	$(BIN)/nightlights run --source $(SOURCE) --out $(OUT)
 
-## Run the test suite, the linter, the format check and the type checker (about 9 minutes on 2 cores)
+## Run the test suite on every core (pytest-xdist), the linter, the format check and the type checker
 test: $(STAMP)
-	$(BIN)/python -m pytest -q
+	$(BIN)/python -m pytest -q -n auto --dist loadgroup
 	$(BIN)/ruff check pipeline tests bench
 	$(BIN)/ruff format --check pipeline tests bench
 	$(BIN)/mypy
 
-## Everything but the slow end-to-end tests, with the linter and the type checker (a few minutes)
+## Everything but the slow end-to-end tests, on every core, with the linter and the type checker
 test-fast: $(STAMP)
-	$(BIN)/python -m pytest -q -m "not slow"
+	$(BIN)/python -m pytest -q -m "not slow" -n auto --dist loadgroup
 	$(BIN)/ruff check pipeline tests bench
 	$(BIN)/ruff format --check pipeline tests bench
 	$(BIN)/mypy

@@ -271,7 +271,7 @@ def _jobs_option(sp: argparse._ActionsContainer) -> None:
         "--jobs",
         type=_positive_int,
         metavar="N",
-        help="processes drawing charts (default: one per core, at most one per chart; 1: none)",
+        help="processes drawing charts (default: $NIGHTLIGHTS_JOBS, else one per core; 1: none)",
     )
 
 

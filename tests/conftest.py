@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import os
 from pathlib import Path
 
 import numpy as np
@@ -13,6 +14,12 @@ from rasterio.transform import from_origin
 from pipeline.fetch.demo import eog_name
 
 RES = 1 / 240
+
+# Charts drawn in the test process: the tests' charts are small, so starting worker processes
+# (an import of the chart stack each) costs more than it saves, all the more beside pytest-xdist's
+# own workers. Tests of the worker processes ask for them (jobs=2); the fault tests' command-line
+# runs drop this setting and draw as a user's run does.
+os.environ.setdefault("NIGHTLIGHTS_JOBS", "1")
 
 
 def write_tif(

@@ -79,15 +79,24 @@ def publish(
 _CACHE: dict[str, tuple[Results, Path]] = {}
 
 
+def shared_results(tmp_path_factory: pytest.TempPathFactory) -> Results:
+    """The one synthetic analysis of the session (its rasters in a session folder); tests that need
+    other publications of it publish it again, never change it (``dataclasses.replace``)."""
+    if "results" not in _CACHE:
+        tmp = tmp_path_factory.mktemp("pubdata")
+        _CACHE["results"] = (make_results(tmp), tmp)
+    return _CACHE["results"][0]
+
+
 def published(tmp_path_factory: pytest.TempPathFactory) -> tuple[Results, Path]:
-    """One synthetic analysis, published with the default style under SOURCE_DATE_EPOCH, once per session."""
+    """The session's analysis, published with the default style under SOURCE_DATE_EPOCH, once."""
     if "run" in _CACHE:
         return _CACHE["run"]
+    results = shared_results(tmp_path_factory)
     tmp = tmp_path_factory.mktemp("pub")
     saved = {k: os.environ.get(k) for k in ("SOURCE_DATE_EPOCH",)}
     os.environ["SOURCE_DATE_EPOCH"] = EPOCH
     try:
-        results = make_results(tmp)
         out = publish(results, tmp / "out")
     finally:
         for k, v in saved.items():

@@ -62,6 +62,7 @@ def clean_env(tmp_path: Path, **extra: str) -> dict[str, str]:
             "XDG_CONFIG_HOME",
             "XDG_CACHE_HOME",
             "MPLCONFIGDIR",
+            "NIGHTLIGHTS_JOBS",  # charts drawn as a user's run draws them (worker processes)
         )
     }
     home = tmp_path / "home"
@@ -313,12 +314,14 @@ def test_nothing_written_outside_out_and_data(full_run: dict) -> None:
     assert all(k.split("/")[0] in ("out", "data") for k in new), new
 
 
+@pytest.mark.slow  # a whole run with figures in a fresh process (make test runs it)
 def test_nothing_written_into_home(full_run: dict) -> None:
     """Only libraries' own caches (matplotlib's font list) may appear in HOME."""
     new = {k for k in full_run["home_after"] if k not in full_run["home_before"]}
     assert {k for k in new if not k.startswith(".cache/matplotlib/")} == set()
 
 
+@pytest.mark.slow  # a whole run with figures in a fresh process (make test runs it)
 def test_reruns_are_byte_identical(full_run: dict) -> None:
     out = full_run["work"] / "out"
     first = {k: v for k, v in visible(out).items() if k.endswith((".csv", ".json"))}

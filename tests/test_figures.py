@@ -16,6 +16,9 @@ from pipeline.publish.style import CLASS_COLORS, CLASS_MARKERS, FORMATS, Style, 
 from pipeline.words import say, synthetic_notice
 from tests.pubdata import CHARTS, EPOCH, SITES, publish, published
 
+# one pytest-xdist worker makes the session's synthetic run once for every file that publishes it
+pytestmark = pytest.mark.xdist_group("pubdata")
+
 
 @pytest.fixture(scope="session")
 def run(tmp_path_factory):

@@ -23,6 +23,9 @@ import pipeline.outputs as outputs
 from pipeline.errors import NightlightsError
 from pipeline.outputs import JOURNAL, MANIFEST, SIBLING_MARK, STAGING_PREFIX, recover, staged
 
+# one pytest-xdist worker makes the session's synthetic run once for every file that publishes it
+pytestmark = pytest.mark.xdist_group("pubdata")
+
 
 def _journal_mode(monkeypatch: pytest.MonkeyPatch) -> None:
     monkeypatch.setattr(outputs, "_exchange", lambda a, b: False)  # a file system without the swap

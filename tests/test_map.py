@@ -20,6 +20,9 @@ from pipeline.publish.style import Style, styled
 from pipeline.read.sites import read_sites
 from tests.pubdata import published
 
+# one pytest-xdist worker makes the session's synthetic run once for every file that publishes it
+pytestmark = pytest.mark.xdist_group("pubdata")
+
 matplotlib.use("Agg")
 ROOT = __import__("pathlib").Path(__file__).resolve().parents[1]
 VERDICT = {

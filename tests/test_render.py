@@ -22,6 +22,9 @@ from pipeline.publish.render import content_key, draw_charts, feed, stage
 from pipeline.publish.style import Style
 from tests.pubdata import CHARTS, EPOCH, publish, published
 
+# one pytest-xdist worker makes the session's synthetic run once for every file that publishes it
+pytestmark = pytest.mark.xdist_group("pubdata")
+
 
 @pytest.fixture(scope="session")
 def run(tmp_path_factory):

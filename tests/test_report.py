@@ -19,6 +19,9 @@ import pytest
 from pipeline.provenance import input_checksums, sha256_file
 from tests.pubdata import CHARTS, SITES, published
 
+# one pytest-xdist worker makes the session's synthetic run once for every file that publishes it
+pytestmark = pytest.mark.xdist_group("pubdata")
+
 CHROMIUM = Path(
     shutil.which("chromium") or "/usr/bin/chromium"
 )  # Debian's package ('make browser')

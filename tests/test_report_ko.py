@@ -9,17 +9,20 @@ import pytest
 import pipeline.publish.sentences as W
 from pipeline.publish.style import Style
 from pipeline.words import say
-from tests.pubdata import CHARTS, SITES, make_results, publish
+from tests.pubdata import CHARTS, SITES, publish, shared_results
 from tests.test_report import _chromium, needs_chromium
+
+# one pytest-xdist worker makes the session's synthetic run once for every file that publishes it
+pytestmark = pytest.mark.xdist_group("pubdata")
 
 HANGUL = re.compile(r"[\uac00-\ud7af]")
 
 
 @pytest.fixture(scope="module")
 def ko(tmp_path_factory):
-    tmp = tmp_path_factory.mktemp("ko")
-    results = make_results(tmp)
-    return results, publish(results, tmp / "out", Style(lang="ko", formats=("png",)))
+    results = shared_results(tmp_path_factory)
+    out = tmp_path_factory.mktemp("ko") / "out"
+    return results, publish(results, out, Style(lang="ko", formats=("png",)))
 
 
 def _prose(page: str) -> str:

@@ -42,7 +42,7 @@ import numpy as np
 import pandas as pd
 
 from pipeline import __version__
-from pipeline.errors import NightlightsError
+from pipeline.errors import ConfigError, NightlightsError
 from pipeline.publish.style import Style, one_layout, save, styled
 
 log = logging.getLogger(__name__)
@@ -230,6 +230,20 @@ class stage:
 # --------------------------------------------------------------------------- drawing
 
 
+# the default of --jobs, e.g. 1 where worker processes cost more than they save (the test suite)
+JOBS_ENV = "NIGHTLIGHTS_JOBS"
+
+
+def default_jobs() -> int:
+    """``$NIGHTLIGHTS_JOBS``, else one process per core."""
+    raw = os.environ.get(JOBS_ENV, "").strip()
+    if not raw:
+        return available_cores()
+    if not raw.isdigit() or int(raw) < 1:
+        raise ConfigError(f"{JOBS_ENV}={raw!r}: give a whole number of processes, 1 or more")
+    return int(raw)
+
+
 def available_cores() -> int:
     try:
         return len(os.sched_getaffinity(0))
@@ -246,7 +260,7 @@ def draw_charts(
     progress: bool = False,
 ) -> Drawn:
     """Every chart into ``out``'s ``figures/``: kept when unchanged, else drawn (``jobs`` processes;
-    default one per core, at most one per chart; 1: in this process)."""
+    default ``$NIGHTLIGHTS_JOBS`` or one per core, at most one per chart; 1: in this process)."""
     from tqdm.auto import tqdm
 
     drawn = Drawn()
@@ -261,7 +275,7 @@ def draw_charts(
         initial=len(drawn.kept),
     )
     todo.sort(key=lambda c: -c.cost)  # stable: equal costs keep their order
-    n = min(jobs or available_cores(), len(todo))
+    n = min(jobs or default_jobs(), len(todo))
     pending = _jobs(todo, style, out, data_kind)
     try:
         results = _serial(pending) if n <= 1 else _parallel(pending, n)
