@@ -20,7 +20,7 @@ from pipeline.judge.verdict import OBSERVABILITY
 from pipeline.publish import charts, comparison, report
 from pipeline.publish.report import report_html, report_md
 from pipeline.publish.style import Style
-from tests.pubdata import publish, shared_results
+from tests.pubdata import make_results, publish
 from tests.test_compare import planted_scenario, run_compare
 
 # one pytest-xdist worker makes the session's synthetic run once for every file that publishes it
@@ -202,7 +202,7 @@ def small(tmp_path_factory):
     """A small synthetic run (pubdata) without the comparison, and the same with a real comparison
     (the planted county scenario of test_compare) attached, its did.json given a site placebo too."""
     tmp = tmp_path_factory.mktemp("words")
-    results = shared_results(tmp_path_factory)
+    results = make_results(tmp)  # its own: a test copies its output folder beside the rasters
     (tmp / "planted").mkdir()
     units, sites, folder, _, _ = planted_scenario(tmp / "planted", effect=0.3)
     comp = run_compare(units, sites, folder)
