@@ -53,7 +53,8 @@ def analyse(
         :class:`pipeline.config.Params`, or any of its fields as keywords
         (``analyse(..., threshold=0.18, target_year=2025)``).
     cache_dir
-        Study cube folder; default ``<data_dir>/cache``; ``"none"`` reads files directly.
+        Cache of the study cube and of each stage's results (a re-run reads them back); default
+        ``<data_dir>/cache``; ``"none"`` reads files directly and computes everything afresh.
     compare
         As ``run``: the county comparison (``Results.comparison``) whenever the shipped boundaries
         cover the sites; it reads ``Params.compare_years`` (from 2020 by default). False: ``--no-compare``.
@@ -90,6 +91,7 @@ def analyse(
         rasters_dir=Path(rasters) if rasters else None,
         data_dir=Path(data_dir),
         cube_dir=None if str(cache).lower() == "none" else cache / "cube",
+        memo_dir=None if str(cache).lower() == "none" else cache / "results",
         sensitivity=sensitivity,
         compare=compare,
         progress=progress,

@@ -250,7 +250,8 @@ def _study_options(sp: argparse.ArgumentParser, no_figures_help: str) -> None:
         "--cache-dir",
         type=Path,
         metavar="DIR",
-        help="study cube cache (default <data-dir>/cache); 'none' reads the monthly files directly",
+        help="cache of the study cube and of each stage's results, so a re-run takes seconds "
+        "(default <data-dir>/cache); 'none' reads the monthly files and computes everything afresh",
     )
     sp.add_argument(
         "--eog-config",
@@ -704,6 +705,13 @@ def _cube_dir(cache_dir: Path | None) -> Path | None:
     return cache_dir / "cube"
 
 
+def _memo_dir(cache_dir: Path | None) -> Path | None:
+    """Where a study keeps its stages' results for re-runs (:mod:`pipeline.memo`)."""
+    if cache_dir is None or str(cache_dir).lower() == "none":
+        return None
+    return cache_dir / "results"
+
+
 # --------------------------------------------------------------------------- commands
 
 
@@ -795,6 +803,7 @@ def cmd_run(args: argparse.Namespace) -> int:
         rasters_dir=args.rasters,
         data_dir=args.data_dir,
         cube_dir=_cube_dir(_cache_dir(args)),
+        memo_dir=_memo_dir(_cache_dir(args)),
         sensitivity=not args.no_sensitivity,
         compare=not args.no_compare,
         progress=not args.quiet,
@@ -850,6 +859,7 @@ def cmd_compare(args: argparse.Namespace) -> int:
         rasters_dir=args.rasters,
         data_dir=args.data_dir,
         cube_dir=_cube_dir(_cache_dir(args)),
+        memo_dir=_memo_dir(_cache_dir(args)),
         analysis=False,
         compare=True,
         compare_required=True,

@@ -20,10 +20,12 @@ from __future__ import annotations
 import logging
 from collections.abc import Sequence
 from dataclasses import dataclass, field
+from functools import partial
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 from pipeline.config import Params, Source
+from pipeline.memo import Entry, Memo, raster_state
 from pipeline.read.claims import Claim, check_claim_sites
 
 if TYPE_CHECKING:
@@ -48,6 +50,9 @@ class StudySpec:
     rasters_dir: Path | None = None
     data_dir: Path = Path("data")
     cube_dir: Path | None = None
+    memo_dir: Path | None = (
+        None  # stage results kept for re-runs (:mod:`pipeline.memo`); None: none
+    )
     sensitivity: bool = True
     analysis: bool = True  # the site analysis (False: 'compare', the comparison only)
     compare: bool = True  # the county comparison when the boundaries cover the batch's sites
@@ -67,7 +72,6 @@ def claim_years(claim: Claim, base: Params | None = None) -> Params:
 
 def run_study(spec: StudySpec) -> Results:
     """Plan, acquire, measure, judge and compare; nothing is written here (see :mod:`pipeline.outputs`)."""
-    from pipeline.analysis import analyse
     from pipeline.fetch.acquire import acquire
     from pipeline.read.units import with_default_counties
     from pipeline.results import Results
@@ -112,22 +116,11 @@ def run_study(spec: StudySpec) -> Results:
         r for r in got.rasters if r.year in set(years) | set(params.compare_years if plan else ())
     ]
     zones = _zone_plan(spec, plan, sites, counties)
-    site_table, unit_table = _extract(spec, zones, rasters)
-    analysis_months = {r.month for r in rasters if r.year in set(years)}
+    memo = Memo(spec.memo_dir)
+    site_table, unit_table = _extract(spec, zones, rasters, memo)
     if spec.analysis:
-        results = analyse(
-            sites,
-            [r for r in rasters if r.year in set(years)],
-            params,
-            source=got.source,
-            data_kind=got.data_kind,
-            sensitivity=spec.sensitivity,
-            progress=spec.progress,
-            cube_dir=spec.cube_dir,
-            alternatives=got.alternatives,
-            claim=claim,
-            extra_zones=zones.comparison,
-            table=site_table[site_table["month"].isin(analysis_months)].reset_index(drop=True),
+        results = _analyse(
+            spec, sites, zones, [r for r in rasters if r.year in set(years)], got, site_table, memo
         )
     else:
         from pipeline.judge.verdict import Verdict
@@ -142,7 +135,7 @@ def run_study(spec: StudySpec) -> Results:
         results.unit_changes = _county_changes(unit_table, counties, zones.counties_prefix, params)
     if plan is not None:
         results.comparison = _compare(
-            spec, plan, sites, got, _comparison_table(site_table, unit_table, zones)
+            spec, plan, sites, got, _comparison_table(site_table, unit_table, zones), zones, memo
         )
     return results
 
@@ -214,31 +207,116 @@ def _same_file(a: Any, b: Any) -> bool:
         return False
 
 
-def _extract(spec: StudySpec, zones: ZonePlan, rasters: Sequence[Any]) -> tuple[Any, Any]:
-    """The study's one extraction: each zone and month read once (two passes, disjoint zones)."""
+def _extract(
+    spec: StudySpec, zones: ZonePlan, rasters: Sequence[Any], memo: Memo
+) -> tuple[Any, Any]:
+    """The study's one extraction: each zone and month read once (two passes, disjoint zones),
+    or read back from the memo when the zones, rules and raster files are those of a past run."""
     from pipeline.measure.zonal import zone_month_table
 
     p = spec.params
     tables = []
-    for frame, rules, cube in (
-        (zones.sites, zones.rules, spec.cube_dir),
-        (zones.units, (p.pixel_rule,), spec.cube_dir),
-    ):
-        if len(frame) and rasters:
-            tables.append(
-                zone_month_table(
+    for frame, rules in ((zones.sites, zones.rules), (zones.units, (p.pixel_rule,))):
+        if not (len(frame) and rasters):
+            tables.append(_empty_table())
+            continue
+        tables.append(
+            memo.through(
+                "zones",
+                (frame, rules, p.min_cf_cvg, p.bm_quality, raster_state(rasters)),
+                partial(
+                    zone_month_table,
                     rasters,
                     frame,
                     rules,
                     p.min_cf_cvg,
                     p.bm_quality,
                     spec.progress,
-                    cube_dir=cube,
-                )
+                    cube_dir=spec.cube_dir,
+                ),
+                lambda t: Entry({"table": t}),
+                lambda e: e.tables["table"],
+                inputs=_raster_files(rasters),
             )
-        else:
-            tables.append(_empty_table())
+        )
     return tables[0], tables[1]
+
+
+def _raster_files(rasters: Sequence[Any]) -> list[Path | None]:
+    return [f for r in rasters for f in (r.radiance, r.aux)]
+
+
+def _analyse(
+    spec: StudySpec,
+    sites: gpd.GeoDataFrame,
+    zones: ZonePlan,
+    rasters: list[Any],
+    got: Any,
+    site_table: Any,
+    memo: Memo,
+) -> Results:
+    """The site analysis on the study's extraction; kept in the memo under everything it reads
+    (the sites, the zones and rasters that made the table, every parameter, the claim)."""
+    from pipeline.analysis import analyse
+    from pipeline.judge.verdict import Verdict
+    from pipeline.results import Results
+
+    months = {r.month for r in rasters}
+    alternatives = {k: raster_state(v) for k, v in (got.alternatives or {}).items()}
+
+    def compute() -> Results:
+        return analyse(
+            sites,
+            rasters,
+            spec.params,
+            source=got.source,
+            data_kind=got.data_kind,
+            sensitivity=spec.sensitivity,
+            progress=spec.progress,
+            cube_dir=spec.cube_dir,
+            alternatives=got.alternatives,
+            claim=spec.claim,
+            extra_zones=zones.comparison,
+            table=site_table[site_table["month"].isin(months)].reset_index(drop=True),
+        )
+
+    def encode(r: Results) -> Entry:
+        tables = {
+            "sites": r.sites,
+            "site_months": r.site_months,
+            "changes": r.changes,
+            "zone_table": r.zone_table,
+        }
+        if r.sensitivity is not None:
+            tables["sensitivity"] = r.sensitivity
+        return Entry(tables, {"verdict": r.verdict.to_dict()})
+
+    def decode(e: Entry) -> Results:
+        t = e.tables
+        return Results(
+            t["sites"],
+            t["site_months"],
+            t["changes"],
+            Verdict.from_dict(e.doc["verdict"]),
+            t.get("sensitivity"),
+            t["zone_table"],
+            list(rasters),
+        )
+
+    parts = (
+        sites,
+        zones.sites,
+        zones.rules,
+        raster_state(rasters),
+        spec.params,
+        got.source,
+        got.data_kind,
+        spec.sensitivity,
+        spec.claim,
+        alternatives,
+    )
+    files = _raster_files([*rasters, *(r for v in (got.alternatives or {}).values() for r in v)])
+    return memo.through("sites", parts, compute, encode, decode, inputs=files)
 
 
 def _empty_table() -> Any:
@@ -330,10 +408,20 @@ def _plan(spec: StudySpec, sites: gpd.GeoDataFrame) -> Any:
     )
 
 
-def _compare(spec: StudySpec, plan: Any, sites: gpd.GeoDataFrame, got: Any, table: Any) -> Any:
+def _compare(
+    spec: StudySpec,
+    plan: Any,
+    sites: gpd.GeoDataFrame,
+    got: Any,
+    table: Any,
+    zones: ZonePlan,
+    memo: Memo,
+) -> Any:
     """The comparison on the study's extraction; for ``run`` a comparison that cannot be made is
-    skipped in one line (a warning), since the run's own results do not depend on it."""
-    from pipeline.compare.county import compare, units_without_rasters
+    skipped in one line (a warning), since the run's own results do not depend on it. Kept in
+    the memo under everything it reads (sites, units and their file, batch, zones, rasters,
+    parameters, claim)."""
+    from pipeline.compare.county import Comparison, compare, units_without_rasters
     from pipeline.errors import ComparisonError
 
     if spec.compare_required:
@@ -352,18 +440,65 @@ def _compare(spec: StudySpec, plan: Any, sites: gpd.GeoDataFrame, got: Any, tabl
             len(plan.treated),
             plan.batch,
         )
+    by_path = {str(r.radiance): r for r in got.rasters}
+
+    def encode(c: Comparison) -> Entry:
+        tables = {
+            n: getattr(c, n)
+            for n in ("unit_years", "unit_months", "event_study", "disparity", "spillover")
+        }
+        doc = {
+            "did": c.did,
+            "data_kind": c.data_kind,
+            "placebo": list(c.placebo),
+            "rasters": [str(r.radiance) for r in c.rasters],
+        }
+        return Entry(tables, doc)
+
+    def decode(e: Entry) -> Comparison:
+        d = e.doc
+        return Comparison(
+            **e.tables,
+            did=d["did"],
+            data_kind=d["data_kind"],
+            placebo=tuple(d["placebo"]),
+            rasters=tuple(by_path[p] for p in d["rasters"]),
+        )
+
+    parts = (
+        sites,
+        plan.units,
+        str(plan.units_file),
+        str(plan.units.attrs.get("source_file")),
+        plan.batch,
+        plan.treated,
+        plan.claim,
+        spec.params,
+        got.data_kind,
+        raster_state(got.rasters),
+        zones.sites,
+        zones.units,
+    )
     try:
-        return compare(
-            sites,
-            plan.units,
-            got.rasters,
-            spec.params,
-            batch=plan.batch,
-            data_kind=got.data_kind,
-            claim=plan.claim,
-            progress=spec.progress,
-            cube_dir=spec.cube_dir,
-            table=table,
+        return memo.through(
+            "comparison",
+            parts,
+            partial(
+                compare,
+                sites,
+                plan.units,
+                got.rasters,
+                spec.params,
+                batch=plan.batch,
+                data_kind=got.data_kind,
+                claim=plan.claim,
+                progress=spec.progress,
+                cube_dir=spec.cube_dir,
+                table=table,
+            ),
+            encode,
+            decode,
+            inputs=[*_raster_files(got.rasters), plan.units_file],
         )
     except ComparisonError as e:
         if spec.compare_required:

@@ -85,7 +85,7 @@ def _stage(module: str) -> str | None:
 def test_folders_follow_the_flow():
     """read -> measure -> judge -> compare -> publish: no folder imports a later one (fetch stands
     beside them, publish reads results), and the top-level modules are only the orchestration and
-    the shared plumbing (config, errors, outputs, provenance, and words: the one table of words, which
+    the shared plumbing (config, errors, outputs, provenance, digest and memo, and words: the one table of words, which
     the judge's notes and notices and every chart and report read)."""
     g = graph()
     top = {m for m in g if m.count(".") == 1 and m.split(".")[1] not in STAGES}
@@ -95,6 +95,8 @@ def test_folders_follow_the_flow():
         "pipeline.words",
         "pipeline.outputs",
         "pipeline.provenance",
+        "pipeline.digest",
+        "pipeline.memo",
         "pipeline.results",
         "pipeline.__main__",
     }, sorted(top)

@@ -145,7 +145,8 @@ def runs(home: Path) -> dict[str, Path]:
         counting = _counting(pipeline.measure.zonal.zone_month_table)
         for module in (pipeline.measure.zonal, pipeline.analysis, pipeline.compare.county):
             mp.setattr(module, "zone_month_table", counting)
-        out["base"] = _run(home, "base", *shipped, "--no-figures")
+        # a cache of its own: every zone is really extracted (not read back from another run's memo)
+        out["base"] = _run(home, "base", *shipped, "--no-figures", "--cache-dir", str(home / "cb"))
     out["added"] = _run(
         home,
         "added",
@@ -371,3 +372,59 @@ def test_csvs_open_in_a_spreadsheet_with_korean_intact_and_leave_no_merge_leftov
 
     gis = gpd.read_file(runs["users"] / "sites_classified.geojson")
     assert not [c for c in gis.columns if c.endswith(("_x", "_y"))], list(gis.columns)
+
+
+def test_a_re_run_reads_every_stage_back_and_writes_the_same_bytes(runs, home, monkeypatch):
+    """The memo (pipeline.memo): an identical re-run extracts, analyses and compares nothing and
+    writes the tables of a run without any cache, byte for byte; another --threshold keeps the
+    extraction and recomputes the rest."""
+    calls: Counter[str] = Counter()
+
+    def counted(name, real):
+        def wrapper(*args, **kwargs):
+            calls[name] += 1
+            return real(*args, **kwargs)
+
+        return wrapper
+
+    monkeypatch.setattr(
+        pipeline.measure.zonal,
+        "zone_month_table",
+        counted("extract", pipeline.measure.zonal.zone_month_table),
+    )
+    monkeypatch.setattr(pipeline.analysis, "analyse", counted("analyse", pipeline.analysis.analyse))
+    monkeypatch.setattr(
+        pipeline.compare.county, "compare", counted("compare", pipeline.compare.county.compare)
+    )
+    shipped = [a for p in SHIPPED for a in ("--sites", str(p))]
+    again = _run(home, "again", *shipped, "--no-figures", "--cache-dir", str(home / "cb"))
+    assert calls == Counter(), calls
+    uncached = _run(home, "uncached", *shipped, "--no-figures", "--cache-dir", "none")
+    assert calls == Counter({"extract": 2, "analyse": 1, "compare": 1}), calls
+    tables = sorted(
+        p.name
+        for p in runs["base"].iterdir()
+        if p.suffix in (".csv", ".json") and not p.name.startswith(".")
+    )
+    assert "site_changes.csv" in tables and "did.json" in tables and "county_changes.csv" in tables
+    for name in tables:
+        base = (runs["base"] / name).read_bytes()
+        assert (again / name).read_bytes() == base, name
+        assert (uncached / name).read_bytes() == base, name
+    calls.clear()
+    other = _run(
+        home,
+        "threshold",
+        *shipped,
+        "--no-figures",
+        "--threshold",
+        "0.05",
+        "--cache-dir",
+        str(home / "cb"),
+    )
+    assert calls == Counter({"analyse": 1, "compare": 1}), calls
+    changed = json.loads((other / "verdict.json").read_text(encoding="utf-8"))
+    assert changed["parameters"]["threshold"] == 0.05
+    assert (other / "site_changes.csv").read_bytes() != (
+        runs["base"] / "site_changes.csv"
+    ).read_bytes()

@@ -83,12 +83,13 @@ def write_publication(
     )
     with stage("GIS files", progress):
         write_gis(results, out)
+    fonts = cache_dir / "fonts" if cache_dir else None
     page, md = report_names(style.lang)  # report.ko.* in Korean: the English report stays
     with stage(f"{page} and {md}", progress):
-        out.write_text(page, report_html(results, drawn.pngs, checksums, style))
+        out.write_text(page, report_html(results, drawn.pngs, checksums, style, fonts))
         out.write_text(md, report_md(results, list(drawn.pngs), checksums, style))
     with stage("explore.html", progress):
-        out.write_text("explore.html", explore_html(results, style, shared.borders()))
+        out.write_text("explore.html", explore_html(results, style, shared.borders(), fonts))
     return {n: Path(f"figures/{n}") for n in drawn.pngs}
 
 

@@ -124,8 +124,11 @@ SYNTHETIC_WORDS = ("synthetic_note", "watermark")
 SCRIPT_FIELDS = ("n", "all", "lo", "hi", "m", "v", "f")
 
 
-def explore_html(results: Results, style: Style, borders: Boundaries | None) -> str:
-    """The whole page, opening in ``style.lang``; ``borders`` None: the sites alone, no county layer."""
+def explore_html(
+    results: Results, style: Style, borders: Boundaries | None, font_cache: Path | None = None
+) -> str:
+    """The whole page, opening in ``style.lang``; ``borders`` None: the sites alone, no county
+    layer; ``font_cache``: where font subsets are kept (:func:`korean_font_css`)."""
     data = page_data(results, style, borders)
     lang = data["lang"]
     w = data["words"][lang]
@@ -180,7 +183,7 @@ def explore_html(results: Results, style: Style, borders: Boundaries | None) -> 
 <script>{SCRIPT.read_text(encoding="utf-8")}</script>
 </body></html>
 """
-    font = korean_font_css(page)  # the hangul glyphs of both languages' words and names
+    font = korean_font_css(page, font_cache)  # the hangul glyphs of both languages' words, names
     return page.replace("</style>", font + "</style>", 1) if font else page
 
 

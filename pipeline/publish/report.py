@@ -19,8 +19,10 @@ import base64
 import html
 import io
 import json
+import logging
 import re
 from collections.abc import Iterable, Mapping
+from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 import numpy as np
@@ -45,6 +47,7 @@ from pipeline.words import batch_name, say, synthetic_notice, synthetic_tag
 if TYPE_CHECKING:
     from pipeline.results import Results
 
+log = logging.getLogger(__name__)
 
 # the site charts, in report order (the comparison's charts go in their own section)
 CHARTS = ("verdict", "small_multiples", "map", "county_change", "before_after", "robustness")
@@ -196,9 +199,14 @@ def _table(header: list[str], rows: list[list[str]], num: set[int] | None = None
 
 
 def report_html(
-    results: Results, pngs: dict[str, bytes], checksums: dict[str, str], style: Style
+    results: Results,
+    pngs: dict[str, bytes],
+    checksums: dict[str, str],
+    style: Style,
+    font_cache: Path | None = None,
 ) -> str:
-    """One HTML file with everything inline (CSP forbids any outside request), in ``style.lang``."""
+    """One HTML file with everything inline (CSP forbids any outside request), in ``style.lang``;
+    ``font_cache``: where font subsets are kept (:func:`korean_font_css`)."""
     v, lang = results.verdict, style.lang
     e = html.escape
 
@@ -275,7 +283,8 @@ def report_html(
         "</body></html>",
     ]
     page = "\n".join(parts) + "\n"
-    return page.replace("<style>{CSS}</style>", f"<style>{CSS}{korean_font_css(page)}</style>", 1)
+    font = korean_font_css(page, font_cache)
+    return page.replace("<style>{CSS}</style>", f"<style>{CSS}{font}</style>", 1)
 
 
 def _counts_table(v: Mapping[str, Any], lang: str) -> tuple[list[str], list[list[str]]]:
@@ -363,12 +372,43 @@ def report_md(results: Results, charts: list[str], checksums: dict[str, str], st
     return "\n".join(lines) + "\n"
 
 
-def korean_font_css(text: str) -> str:
-    """CSS embedding the Noto Sans KR glyphs ``text`` uses (a few kB), so hangul shows without system fonts."""
-    chars = set(re.findall(r"[\u1100-\u11ff\u3130-\u318f\uac00-\ud7af]", text))
+def korean_font_css(text: str, cache: Path | None = None) -> str:
+    """CSS embedding the Noto Sans KR glyphs ``text`` uses (a few kB), so hangul shows without
+    system fonts. Subsetting takes a second or two; ``cache`` (the run's ``<cache-dir>/fonts``)
+    keeps each subset by the font file and the characters, so a re-run reads it back."""
+    chars = "".join(sorted(set(re.findall(r"[\u1100-\u11ff\u3130-\u318f\uac00-\ud7af]", text))))
     path = korean_font_path()
     if not chars or path is None:
         return ""
+    kept = None
+    if cache is not None:
+        from importlib import metadata
+
+        from pipeline.digest import digest
+        from pipeline.memo import file_state
+
+        kept = (
+            cache
+            / f"{digest('font css', file_state([path]), metadata.version('fonttools'), chars)}.css"
+        )
+        try:
+            return kept.read_text(encoding="ascii")
+        except (OSError, ValueError):
+            pass
+    css = _font_css(path, chars)
+    if kept is not None:
+        from pipeline.outputs import atomic_write
+
+        try:
+            kept.parent.mkdir(parents=True, exist_ok=True)
+            with atomic_write(kept) as tmp:
+                tmp.write_text(css, encoding="ascii")
+        except OSError as e:  # a read-only cache: the page is still made
+            log.debug("%s: font subset not kept (%s)", kept, e)
+    return css
+
+
+def _font_css(path: Path, chars: str) -> str:
     from fontTools import subset
     from fontTools.ttLib import TTFont
 
@@ -376,7 +416,7 @@ def korean_font_css(text: str) -> str:
     options = subset.Options()
     options.name_IDs = ["*"]  # keeps the copyright and SIL OFL 1.1 notice
     sub = subset.Subsetter(options)
-    sub.populate(text="".join(sorted(chars)))
+    sub.populate(text=chars)
     sub.subset(font)
     buf = io.BytesIO()
     font.save(buf)

@@ -52,13 +52,56 @@ def default_units_path(level: Literal["county", "province"] = "county") -> Path 
     return None
 
 
+_READ: dict[tuple[str, int, int], tuple[gpd.GeoDataFrame, list[logging.LogRecord]]] = {}
+
+
 def read_units(path: Path | str) -> gpd.GeoDataFrame:
     """Read and check a unit file; raise :class:`BoundaryError` with one line for what is wrong.
 
     Missing or duplicate ``unit_id`` and unusable geometry stop the read; invalid polygons
-    are repaired and overlapping units reported, as warnings.
+    are repaired and overlapping units reported, as warnings. A run reads the same file for the
+    counties, the comparison and the maps: it is parsed once per process while its size and
+    modification time stay the same (a copy each time, its warnings said again).
     """
     path = Path(path)
+    try:
+        st = path.stat()
+        key: tuple[str, int, int] | None = (str(path.resolve()), st.st_size, st.st_mtime_ns)
+    except OSError:
+        key = None
+    if key is not None and key in _READ:
+        units, said = _READ[key]
+        for record in said:
+            log.handle(record)
+    else:
+        said = []
+        catch = _Said(said)
+        log.addHandler(catch)
+        try:
+            units = _read_units(path)
+        finally:
+            log.removeHandler(catch)
+        if key is not None:
+            while len(_READ) >= 4:  # a run re-reads two or three files; long sessions stay small
+                _READ.pop(next(iter(_READ)))
+            _READ[key] = (units, said)
+    out = units.copy()
+    out.attrs = dict(units.attrs)
+    return out
+
+
+class _Said(logging.Handler):
+    """Keeps the records a read logs, to say them again when the read is reused."""
+
+    def __init__(self, into: list[logging.LogRecord]):
+        super().__init__(logging.DEBUG)
+        self.into = into
+
+    def emit(self, record: logging.LogRecord) -> None:
+        self.into.append(record)
+
+
+def _read_units(path: Path) -> gpd.GeoDataFrame:
     doc = _load(path)
     features = doc.get("features") if isinstance(doc, dict) else None
     if not isinstance(features, list) or not features:
