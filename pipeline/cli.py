@@ -551,9 +551,11 @@ def _add_cache(sub: argparse._SubParsersAction, common: argparse.ArgumentParser)
         "prune",
         parents=[common],
         formatter_class=_formatter,
-        help="remove study cubes no run can use again",
-        description="Remove the study cubes whose input rasters no longer exist or have changed, and cubes "
-        "of an older layout; print how much space that freed. Cubes in use are kept.",
+        help="remove study cubes and kept results no run can use again",
+        description="Remove the study cubes and the kept stage results (<cache-dir>/results) whose input "
+        "rasters no longer exist or have changed, and those of an older layout; print how much space "
+        "that freed. Cubes in use are kept. Kept results are also capped at the 32 most recently used "
+        "of each stage as runs go.",
         epilog="Examples:\n  nightlights cache prune\n  nightlights cache prune --cache-dir /shared/nightlights-cache",
     )
     pr.add_argument(
@@ -962,6 +964,7 @@ def cmd_figures(args: argparse.Namespace) -> int:
 
 def cmd_cache_prune(args: argparse.Namespace) -> int:
     from pipeline.measure.cache import human_size, prune_cubes
+    from pipeline.memo import prune_memo
 
     cache = _cache_dir(args)
     if cache is None:
@@ -970,6 +973,11 @@ def cmd_cache_prune(args: argparse.Namespace) -> int:
     n, freed = prune_cubes(cache / "cube")
     print(
         f"{cache / 'cube'}: removed {n} cube(s) whose inputs are gone or changed, freed {human_size(freed)}"
+    )
+    n, freed = prune_memo(cache / "results")
+    print(
+        f"{cache / 'results'}: removed {n} kept result(s) whose inputs are gone or changed, "
+        f"freed {human_size(freed)}"
     )
     return 0
 

@@ -176,3 +176,16 @@ def test_the_key_covers_code_and_parts_not_the_folder(tmp_path):
     assert a.key("t", 1, "x") != a.key("t", 1, "y") != a.key("u", 1, "x")
     assert Memo(None).key("t", 1) is None
     assert isinstance(file_state([Path("/no/such/file")])[0], tuple)
+
+
+def test_cache_prune_on_the_command_line_removes_stale_results(tmp_path, capsys):
+    from pipeline.cli import main
+
+    src = tmp_path / "m.tif"
+    src.write_bytes(b"1")
+    _through(Memo(tmp_path / "cache" / "results"), ("k",), Calls((_table(), {})), inputs=[src])
+    src.unlink()
+    assert main(["cache", "prune", "--cache-dir", str(tmp_path / "cache")]) == 0
+    out = capsys.readouterr().out
+    assert "removed 1 kept result(s)" in out and "removed 0 cube(s)" in out
+    assert not list((tmp_path / "cache" / "results").iterdir())
