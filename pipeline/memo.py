@@ -6,7 +6,7 @@ A key is a :func:`pipeline.digest.digest` of the stage's inputs (tables, geometr
 each raster's path, size and modification time), the package's code and the libraries'
 versions, so changed code, a changed file or an upgrade never reads an old entry.
 
-Entries are data only, Parquet tables and one JSON document, never pickles: a cache folder
+Entries are data only, Parquet tables, numeric ``.npy`` arrays and one JSON document, never pickles: a cache folder
 holds data, not code. An entry that cannot be read is a miss (recomputed, written again), never an
 error. A computed value is handed on as read back from its entry, so the first run and every
 re-run publish from the same bytes (a chart drawn by one is kept by the next).
@@ -27,6 +27,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, TypeVar
 
+import numpy as np
 import pandas as pd
 
 from pipeline import __version__
@@ -34,7 +35,7 @@ from pipeline.digest import code_digest, digest, library_versions
 
 log = logging.getLogger(__name__)
 
-MEMO_VERSION = 2  # bump when an entry's layout changes
+MEMO_VERSION = 3  # bump when an entry's layout changes
 KEEP = 32  # entries of each kind; the least recently used go first
 LIBRARIES = (
     "numpy",
@@ -56,10 +57,12 @@ T = TypeVar("T")
 
 @dataclass
 class Entry:
-    """What a stage keeps: named tables (GeoDataFrames stay geo) and a JSON document."""
+    """What a stage keeps: named tables (GeoDataFrames stay geo), numeric arrays (``.npy``, no
+    objects) and a JSON document."""
 
     tables: dict[str, pd.DataFrame] = field(default_factory=dict)
     doc: dict[str, Any] = field(default_factory=dict)
+    arrays: dict[str, Any] = field(default_factory=dict)
 
 
 def file_state(paths: Iterable[Path | str | None]) -> list[tuple[str, int, int] | None]:
@@ -151,13 +154,14 @@ class Memo:
             if doc.get("key") != key or doc.get("memo_version") != MEMO_VERSION:
                 return None
             tables = {name: _read_table(path, name, how) for name, how in doc["tables"].items()}
+            arrays = {n: np.load(path / f"{n}.npy", allow_pickle=False) for n in doc["arrays"]}
             os.utime(path / DOC)  # recently used: kept longest
         except (OSError, ValueError, KeyError, TypeError, AttributeError):
             return None
         except Exception as e:  # pyarrow's own errors on a damaged file
             log.debug("%s: unreadable entry (%s)", path, e)
             return None
-        return Entry(tables, doc["doc"])
+        return Entry(tables, doc["doc"], arrays)
 
     def put(
         self, kind: str, key: str, entry: Entry, inputs: Iterable[Path | str | None] = ()
@@ -170,6 +174,8 @@ class Memo:
         tmp.mkdir()
         try:
             names = {name: _write_table(tmp, name, t) for name, t in entry.tables.items()}
+            for name, a in entry.arrays.items():
+                np.save(tmp / f"{name}.npy", np.asarray(a), allow_pickle=False)
             doc = {
                 "memo_version": MEMO_VERSION,
                 "kind": kind,
@@ -177,6 +183,7 @@ class Memo:
                 "made": time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime()),
                 "inputs": [s for s in file_state(inputs) if s is not None],
                 "tables": names,
+                "arrays": sorted(entry.arrays),
                 "doc": entry.doc,
             }
             (tmp / DOC).write_text(json.dumps(doc, default=_json_default), encoding="utf-8")

@@ -189,3 +189,24 @@ def test_cache_prune_on_the_command_line_removes_stale_results(tmp_path, capsys)
     out = capsys.readouterr().out
     assert "removed 1 kept result(s)" in out and "removed 0 cube(s)" in out
     assert not list((tmp_path / "cache" / "results").iterdir())
+
+
+def test_arrays_come_back_as_numbers_never_objects(tmp_path):
+    data = np.array([[1.0, np.nan], [0.25, 3.0]], dtype="float32")
+    memo = Memo(tmp_path / "results")
+    calls = Calls(data)
+    for _ in range(2):
+        back = memo.through(
+            "a", ("k",), calls, lambda a: Entry(arrays={"data": a}), lambda e: e.arrays["data"]
+        )
+        np.testing.assert_array_equal(back, data)
+        assert back.dtype == np.float32
+    assert calls.n == 1
+    objects = memo.through(  # an object array cannot be kept as data: computed each time
+        "o",
+        ("k",),
+        lambda: np.array([{}], dtype=object),
+        lambda a: Entry(arrays={"data": a}),
+        lambda e: e.arrays["data"],
+    )
+    assert objects.dtype == object and not list((tmp_path / "results").glob("o-*"))

@@ -239,3 +239,23 @@ def test_jobs_must_be_a_positive_number(capsys):
     with pytest.raises(SystemExit) as e:
         main(["figures", "--jobs", "0"])
     assert e.value.code == 2 and "--jobs" in capsys.readouterr().err
+
+
+def test_the_placebo_chart_is_keyed_by_the_numbers_it_prints_not_every_setting():
+    """Another --threshold changes did.json's parameters, not the placebo chart: it stays kept."""
+    import pandas as pd
+
+    from pipeline.compare.county import Comparison
+    from pipeline.publish.comparison import chart_specs
+    from pipeline.publish.style import Style
+
+    def key(**did) -> str:
+        base = {"estimate_log": 0.2, "p_value": 0.04, "n_placebo": 999, "baseline_year": 2024}
+        base |= {"target_year": 2025, "parameters": {"threshold": 0.25}, "n_treated": 20}
+        empty = pd.DataFrame()
+        comp = Comparison(empty, empty, base | did, empty, empty, empty, "synthetic", (0.1, -0.1))
+        (chart,) = [c for c in chart_specs(comp, "synthetic", Style()) if c.name == "did_placebo"]
+        return content_key(chart.name, chart.depends, Style())
+
+    assert key() == key(parameters={"threshold": 0.3}) == key(spillover_note="x")
+    assert key() != key(p_value=0.05) != key(estimate_log=0.21)

@@ -16,6 +16,7 @@ from typing import TYPE_CHECKING, Any
 
 import matplotlib
 
+from pipeline.memo import Memo
 from pipeline.provenance import HASH_CACHE_NAME, input_checksums
 from pipeline.publish import charts, comparison, maps
 from pipeline.publish.composites import Boundaries, boundaries, boundary_digest, site_composites
@@ -72,7 +73,7 @@ def write_publication(
             sorted(read.values(), key=lambda r: r.month),
             cache_dir / HASH_CACHE_NAME if cache_dir else None,
         )
-    shared = Shared(results, progress)
+    shared = Shared(results, progress, Memo(cache_dir / "results" if cache_dir else None))
     drawn = draw_charts(
         chart_specs(results, style, checksums, shared),
         style,
@@ -96,8 +97,8 @@ def write_publication(
 class Shared:
     """Inputs several charts (and ``explore.html``) share, made once and only when needed."""
 
-    def __init__(self, results: Results, progress: bool = False):
-        self.results, self.progress = results, progress
+    def __init__(self, results: Results, progress: bool = False, memo: Memo | None = None):
+        self.results, self.progress, self.memo = results, progress, memo
         self.sites = chart_sites(results.sites)
         self._borders: list[Boundaries | None] = []
         self._comps: dict[str, Any] | None = None
@@ -120,6 +121,7 @@ class Shared:
                         r.changes,
                         r.verdict["parameters"],
                         borders.bounds if borders is not None else None,
+                        self.memo,
                     )
         return self._comps
 

@@ -206,12 +206,18 @@ def did_placebo_figure(
     return finish(fig, verdict, style)
 
 
+PLACEBO_NUMBERS = ("estimate_log", "p_value", "n_placebo", "baseline_year", "target_year")
+
+
 def chart_specs(comp: Comparison, data_kind: str | None, style: Style) -> list[Chart]:
     """The comparison's charts (for ``publish.chart_specs`` and ``compare``). What they print
     besides their data is the credit line and the data kind (:func:`finish`), so that is all of
     the verdict they get: ``run`` and ``compare`` make the same files from the same comparison."""
     years = (int(comp.did["baseline_year"]), int(comp.did["target_year"]))
     verdict = {"data_kind": data_kind, "credit": {style.lang: credit(comp, style.lang)}}
+    # what the placebo chart prints of did.json, all it gets: another --threshold (in did.json's
+    # parameters) leaves it as it was
+    placebo_numbers = {k: comp.did.get(k) for k in PLACEBO_NUMBERS}
     return [
         Chart(
             "event_study",
@@ -228,8 +234,8 @@ def chart_specs(comp: Comparison, data_kind: str | None, style: Style) -> list[C
         Chart(
             "did_placebo",
             did_placebo_figure,
-            lambda: (comp.placebo, comp.did, verdict, style),
-            (comp.placebo, comp.did, verdict),
+            lambda: (comp.placebo, placebo_numbers, verdict, style),
+            (comp.placebo, placebo_numbers, verdict),
         ),
     ]
 

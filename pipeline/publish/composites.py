@@ -13,6 +13,7 @@ from __future__ import annotations
 import hashlib
 from collections.abc import Sequence
 from dataclasses import dataclass
+from functools import partial
 from typing import Any
 
 import geopandas as gpd
@@ -23,6 +24,7 @@ from affine import Affine
 from rasterio.errors import WindowError
 from rasterio.windows import Window, from_bounds
 
+from pipeline.memo import Entry, Memo, raster_state
 from pipeline.publish.charts import ordered
 from pipeline.read.sources import MonthlyRaster, read_window, valid_mask
 from pipeline.read.units import default_units_path, read_units
@@ -169,9 +171,12 @@ def site_composites(
     changes: pd.DataFrame,
     p: dict[str, Any],
     extent: tuple[float, float, float, float] | None = None,
+    memo: Memo | None = None,
 ) -> dict[str, Any]:
     """Target-year composite for the map (the sites' area, grown to ``extent``, e.g. the country,
-    within the rasters); per-site baseline/target windows for before/after."""
+    within the rasters); per-site baseline/target windows for before/after. ``memo``: where the
+    two yearly composites are kept (:mod:`pipeline.memo`), so a re-run that redraws the maps (e.g.
+    another ``--threshold``) does not read a year of rasters again."""
     b, t = int(p["baseline_year"]), int(p["target_year"])
     cvg, quality = int(p.get("min_cf_cvg", 3)), tuple(p.get("bm_quality", (0,)))
     # Sites whose centre is off the rasters are insufficient_data in the tables; they are listed
@@ -201,7 +206,9 @@ def site_composites(
     res = abs(rasters[0].grid.affine.a)
     full = ((map_bounds[2] - map_bounds[0]) / res) * ((map_bounds[3] - map_bounds[1]) / res) <= 16e6
     big = {
-        y: composite(rasters, map_bounds, y, cvg, quality, max_px=10**6 if full else 2000)
+        y: kept_composite(
+            memo or Memo(None), rasters, map_bounds, y, cvg, quality, 10**6 if full else 2000
+        )
         for y in (b, t)
     }
     cls = changes.set_index("site_id")["class"]
@@ -230,6 +237,40 @@ def site_composites(
         if before is not None and after is not None:
             pairs.append((_Row(sid, r), before, after))
     return {"map": big[t], "pairs": pairs, "off_map": off_map}
+
+
+def kept_composite(
+    memo: Memo,
+    rasters: Sequence[MonthlyRaster],
+    bounds: tuple[float, float, float, float],
+    year: int,
+    min_cf_cvg: int,
+    bm_quality: tuple[int, ...],
+    max_px: int,
+) -> Composite | None:
+    """:func:`composite`, kept in ``memo`` under the year's raster files and the window."""
+    months = [r for r in rasters if r.year == year]
+
+    def encode(c: Composite | None) -> Entry:
+        if c is None:
+            return Entry(doc={"none": True})
+        return Entry(
+            doc={"none": False, "transform": list(c.transform)[:6]}, arrays={"data": c.data}
+        )
+
+    def decode(e: Entry) -> Composite | None:
+        if e.doc["none"]:
+            return None
+        return Composite(e.arrays["data"], Affine(*e.doc["transform"]), year)
+
+    return memo.through(
+        "composite",
+        (raster_state(months), [float(v) for v in bounds], year, min_cf_cvg, bm_quality, max_px),
+        partial(composite, rasters, bounds, year, min_cf_cvg, bm_quality, max_px),
+        encode,
+        decode,
+        inputs=[f for r in months for f in (r.radiance, r.aux)],
+    )
 
 
 def raster_lonlat_bounds(grid: Any) -> tuple[float, float, float, float]:
