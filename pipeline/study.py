@@ -421,7 +421,13 @@ def _compare(
     skipped in one line (a warning), since the run's own results do not depend on it. Kept in
     the memo under everything it reads (sites, units and their file, batch, zones, rasters,
     parameters, claim)."""
-    from pipeline.compare.county import Comparison, compare, units_without_rasters
+    from pipeline.compare.county import (
+        Comparison,
+        PanelStatistics,
+        compare,
+        panel_statistics,
+        units_without_rasters,
+    )
     from pipeline.errors import ComparisonError
 
     if spec.compare_required:
@@ -441,6 +447,34 @@ def _compare(
             plan.batch,
         )
     by_path = {str(r.radiance): r for r in got.rasters}
+
+    def kept_statistics(*args: Any) -> PanelStatistics:
+        """:func:`panel_statistics` kept under its own arguments: another ``--threshold``
+        recomputes the comparison's site classes, not its county statistics."""
+
+        def encode(p: PanelStatistics) -> Entry:
+            doc = {
+                "did": p.did,
+                "placebo": list(p.placebo),
+                "excluded": p.excluded,
+                "without": p.without,
+                "cohorts": p.cohorts,
+            }
+            return Entry({"pretrends": p.pretrends, "disparity": p.disparity}, doc)
+
+        def decode(e: Entry) -> PanelStatistics:
+            d = e.doc
+            return PanelStatistics(
+                d["did"],
+                tuple(d["placebo"]),
+                d["excluded"],
+                d["without"],
+                e.tables["pretrends"],
+                d["cohorts"],
+                e.tables["disparity"],
+            )
+
+        return memo.through("panel", args, partial(panel_statistics, *args), encode, decode)
 
     def encode(c: Comparison) -> Entry:
         tables = {
@@ -495,6 +529,7 @@ def _compare(
                 progress=spec.progress,
                 cube_dir=spec.cube_dir,
                 table=table,
+                statistics=kept_statistics,
             ),
             encode,
             decode,

@@ -377,7 +377,7 @@ def test_csvs_open_in_a_spreadsheet_with_korean_intact_and_leave_no_merge_leftov
 def test_a_re_run_reads_every_stage_back_and_writes_the_same_bytes(runs, home, monkeypatch):
     """The memo (pipeline.memo): an identical re-run extracts, analyses and compares nothing and
     writes the tables of a run without any cache, byte for byte; another --threshold keeps the
-    extraction and recomputes the rest."""
+    extraction and the county statistics and recomputes the rest."""
     calls: Counter[str] = Counter()
 
     def counted(name, real):
@@ -396,11 +396,16 @@ def test_a_re_run_reads_every_stage_back_and_writes_the_same_bytes(runs, home, m
     monkeypatch.setattr(
         pipeline.compare.county, "compare", counted("compare", pipeline.compare.county.compare)
     )
+    monkeypatch.setattr(
+        pipeline.compare.county,
+        "panel_statistics",
+        counted("panel", pipeline.compare.county.panel_statistics),
+    )
     shipped = [a for p in SHIPPED for a in ("--sites", str(p))]
     again = _run(home, "again", *shipped, "--no-figures", "--cache-dir", str(home / "cb"))
     assert calls == Counter(), calls
     uncached = _run(home, "uncached", *shipped, "--no-figures", "--cache-dir", "none")
-    assert calls == Counter({"extract": 2, "analyse": 1, "compare": 1}), calls
+    assert calls == Counter({"extract": 2, "analyse": 1, "compare": 1, "panel": 1}), calls
     tables = sorted(
         p.name
         for p in runs["base"].iterdir()

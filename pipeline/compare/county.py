@@ -47,7 +47,7 @@ Longer than most modules because it holds both the measurement and the plan that
 from __future__ import annotations
 
 import logging
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -410,13 +410,16 @@ def compare(
     cube_dir: Path | None = None,
     assigned: gpd.GeoDataFrame | None = None,
     table: pd.DataFrame | None = None,
+    statistics: Callable[..., PanelStatistics] | None = None,
 ) -> Comparison:
     """The whole comparison of issue 12 on already-located inputs (nothing is written here).
 
     ``assigned``: the result of :func:`treated_units` when the caller already has it. ``table``:
     the run's zone-by-month table holding :func:`unit_zones` and :func:`comparison_zones` (a study
     extracts every zone once, :func:`pipeline.study.run_study`); without it they are extracted here.
+    ``statistics``: :func:`panel_statistics` or a caller's kept version of it (same arguments).
     """
+    statistics = statistics or panel_statistics
     assigned = treated_units(sites, units, batch) if assigned is None else assigned
     treated = set(assigned["unit_id"].dropna().astype(str))
     controls = control_sites(units[~units["unit_id"].isin(treated)], params.default_radius_m)
@@ -442,35 +445,16 @@ def compare(
 
     # --- issue 23: controls that are controls (pipeline.compare.cohorts); units building in the years compared are left out
     schedule = site_schedule(sites, units)
-    main, building = clean_did(
-        panel, schedule, params.baseline_year, params.target_year, eps=eps, seed=params.seed
-    )
-    capital = capital_unit(units)
-    without = None
-    if capital is not None:
-        r, _ = clean_did(
-            panel,
-            schedule,
-            params.baseline_year,
-            params.target_year,
-            exclude=[capital[0]],
-            eps=eps,
-            seed=params.seed,
-        )
-        without = {"unit_id": capital[0], "name": capital[1], **r.to_dict()}
-    pretrends = pretrend_placebos(
+    stats = statistics(
         panel,
+        schedule,
+        units,
+        tuple(sorted(treated)),
         params.baseline_year,
-        seed=params.seed,
-        eps=eps,
-        exclude_for=exclusions_for(panel, schedule),
+        params.target_year,
+        params.seed,
+        eps,
     )
-    cohort_extra = cohort_summary(
-        panel, schedule, params.baseline_year, params.target_year, seed=params.seed
-    )
-    cohort_extra["robustness"] = robustness(panel, schedule, main, near=near_units(units, treated))
-    # --- end issue 23
-
     batch_rows = own[own["site_id"].isin(set(assigned["site_id"]))]
     classed = batch_rows[batch_rows["class"] != "insufficient_data"]
     placebo_obs = _site_placebo(
@@ -486,19 +470,10 @@ def compare(
     events, event_note = _event(
         table, sites[sites["site_id"].isin(set(assigned["site_id"]))], unit_months, params
     )
-    disparity = disparity_table(panel)
-    disparity["top_unit_name"] = disparity["top_unit_id"].map(
-        dict(zip(units["unit_id"], units["name"], strict=True))
-    )
-    disparity["between_p_value"] = [
-        between_group_pvalue(g["sum_lights"], g["treated"], seed=params.seed)
-        for _, g in panel.groupby("year")
-    ]
-
     did: dict[str, Any] = {}
     if data_kind == "synthetic":
         did["WARNING"] = SYNTHETIC_WARNING
-    did |= main.to_dict()
+    did |= stats.did
     did |= {
         "data_kind": data_kind,
         "batch": batch,
@@ -516,8 +491,8 @@ def compare(
             if u in treated
         ],
         "sites_outside_units": sorted(assigned.loc[assigned["unit_id"].isna(), "site_id"]),
-        "without_pyongyang": without,
-        "pretrends": pretrends.to_dict(orient="records"),
+        "without_pyongyang": stats.without,
+        "pretrends": stats.pretrends.to_dict(orient="records"),
         "site_placebo": placebo_claim,
         "site_placebo_observed": placebo_obs,
         "n_control_sites": len(controls),
@@ -528,16 +503,94 @@ def compare(
         "limits": LIMITS,
         "parameters": params.to_dict(),
         "control_rule": CONTROL_RULE,
-        "n_excluded_controls": len(building),
-        "excluded_controls": [e.to_dict() for e in building],
-        **cohort_extra,
+        "n_excluded_controls": len(stats.excluded),
+        "excluded_controls": stats.excluded,
+        **stats.cohorts,
         "period": [rasters[0].month, rasters[-1].month] if rasters else [],
         "products": sorted({r.product for r in rasters}),
         "compare_years": list(params.compare_years),
         "inputs": describe_inputs(rasters),
     }
     return Comparison(
-        panel, unit_months, did, events, disparity, spill, data_kind, main.placebo, tuple(rasters)
+        panel,
+        unit_months,
+        did,
+        events,
+        stats.disparity,
+        spill,
+        data_kind,
+        stats.placebo,
+        tuple(rasters),
+    )
+
+
+@dataclass(frozen=True)
+class PanelStatistics:
+    """What the unit panel gives whatever the sites' classes: the DiD and its placebo draws, the
+    controls left out, the estimate without the capital, the pre-trend placebos, every batch's
+    effect and the disparity. Another ``--threshold`` changes none of it, so a study keeps it
+    apart from the rest of the comparison (:func:`pipeline.study.run_study`)."""
+
+    did: dict[str, Any]
+    placebo: tuple[float, ...]
+    excluded: list[dict[str, Any]]
+    without: dict[str, Any] | None
+    pretrends: pd.DataFrame
+    cohorts: dict[str, Any]
+    disparity: pd.DataFrame
+
+
+def panel_statistics(
+    panel: pd.DataFrame,
+    schedule: pd.DataFrame,
+    units: gpd.GeoDataFrame,
+    treated: tuple[str, ...],
+    baseline_year: int,
+    target_year: int,
+    seed: int,
+    eps: float,
+) -> PanelStatistics:
+    """The comparison's statistics of the unit panel (:class:`PanelStatistics`): a function of
+    its arguments alone, so they are also its key when kept."""
+    main, building = clean_did(panel, schedule, baseline_year, target_year, eps=eps, seed=seed)
+    capital = capital_unit(units)
+    without = None
+    if capital is not None:
+        r, _ = clean_did(
+            panel,
+            schedule,
+            baseline_year,
+            target_year,
+            exclude=[capital[0]],
+            eps=eps,
+            seed=seed,
+        )
+        without = {"unit_id": capital[0], "name": capital[1], **r.to_dict()}
+    pretrends = pretrend_placebos(
+        panel,
+        baseline_year,
+        seed=seed,
+        eps=eps,
+        exclude_for=exclusions_for(panel, schedule),
+    )
+    cohorts = cohort_summary(panel, schedule, baseline_year, target_year, seed=seed)
+    cohorts["robustness"] = robustness(panel, schedule, main, near=near_units(units, treated))
+    disparity = disparity_table(panel)
+    disparity["top_unit_name"] = disparity["top_unit_id"].map(
+        dict(zip(units["unit_id"], units["name"], strict=True))
+    )
+    disparity["between_p_value"] = [
+        between_group_pvalue(g["sum_lights"], g["treated"], seed=seed)
+        for _, g in panel.groupby("year")
+    ]
+    return PanelStatistics(
+        main.to_dict(),
+        tuple(main.placebo),
+        [e.to_dict() for e in building],
+        without,
+        pretrends,
+        cohorts,
+        disparity,
     )
 
 
