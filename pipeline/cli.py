@@ -1,7 +1,7 @@
 """Command line: parse options, call one function, report. No analysis here.
 
     nightlights run [--sites PATH]... [--source auto|demo|local|eog|blackmarble] [--rasters DIR]
-                    [--claim FILE.yaml] [--baseline-year Y] [--target-year Y] [--out DIR]
+                    [--claim FILE.yaml] [--baseline-year Y] [--target-year Y] [--out DIR] [--lang en,ko]
     nightlights compare [--units PATH] [--sites PATH...] [--batch B] [--source ...] [--rasters DIR]
                         [--baseline-year Y] [--target-year Y] [--out DIR]
     nightlights extract --sites PATH... --rasters DIR --out FILE.csv
@@ -9,7 +9,7 @@
     nightlights download --source eog|blackmarble [--product monthly|annual] --start YYYY-MM --end YYYY-MM
                          [--bbox W S E N | --sites PATH...]
     nightlights figures [--out DIR] [--format png,svg,pdf] [--dpi 300] [--style paper|slide]
-                        [--width-mm 183] [--lang en|ko]
+                        [--width-mm 183] [--lang en|ko|en,ko]
 
 Every subcommand is defined here, so ``--help`` shows the whole contract. Only the
 standard library, :mod:`pipeline.config` and :mod:`pipeline.errors` are imported at start
@@ -213,7 +213,28 @@ def _add_run(sub: argparse._SubParsersAction, common: argparse.ArgumentParser) -
         action="store_true",
         help="skip the county comparison (otherwise made whenever aoi/boundaries covers the sites)",
     )
+    sp.add_argument(
+        "--lang",
+        type=_langs,
+        default=LANGS,
+        metavar="LIST",
+        help="languages of the reports and charts (default en,ko): report.html with figures/ in "
+        "English, report.ko.html with figures/ko/ in Korean, each linking to the other; the first "
+        "language's charts in PNG, SVG and PDF, the others' in PNG (what their report shows; "
+        "'nightlights figures --lang ko --format ...' draws more)",
+    )
     sp.set_defaults(func=cmd_run)
+
+
+def _langs(text: str) -> tuple[str, ...]:
+    """``en``, ``ko``, ``en,ko``...: languages in the order given, each once."""
+    chosen = tuple(x.strip().lower() for x in text.split(",") if x.strip())
+    bad = [x for x in chosen if x not in LANGS]
+    if bad or not chosen or len(set(chosen)) < len(chosen):
+        raise argparse.ArgumentTypeError(
+            f"{text!r}: give languages among {', '.join(LANGS)}, comma-separated, each once"
+        )
+    return chosen
 
 
 def _study_options(sp: argparse.ArgumentParser, no_figures_help: str) -> None:
@@ -484,12 +505,14 @@ def _add_figures(sub: argparse._SubParsersAction, common: argparse.ArgumentParse
         parents=[common],
         formatter_class=_formatter,
         help="re-make charts and report from an output folder",
-        description="Re-make the charts, report.html/report.md, explore.html and GIS files from the output folder of an earlier "
+        description="Re-make the charts, report.html/report.md (report.ko.html/report.ko.md with --lang ko), "
+        "explore.html and GIS files from the output folder of an earlier "
         "'nightlights run' (verdict.json, site_changes.csv, ...). The monthly rasters are found "
         "through the folders named in verdict.json.",
         epilog="Examples:\n  nightlights figures --out outputs\n"
         "  nightlights figures --out outputs --format pdf --width-mm 89 --style paper\n"
-        "  nightlights figures --out outputs --lang ko --style slide --dpi 200",
+        "  nightlights figures --out outputs --lang ko --style slide --dpi 200\n"
+        "  nightlights figures --out outputs --lang en,ko --format png,svg",
     )
     g = sp.add_argument_group("charts")
     g.add_argument(
@@ -513,10 +536,12 @@ def _add_figures(sub: argparse._SubParsersAction, common: argparse.ArgumentParse
     )
     g.add_argument(
         "--lang",
-        choices=LANGS,
-        default=LANGS[0],
-        help="language of the charts and the report (ko: Korean charts and report.ko.html/"
-        "report.ko.md beside the English report.html/report.md, which stay)",
+        type=_langs,
+        default=LANGS[:1],
+        metavar="LIST",
+        help="language(s) of the charts and the report (default en: figures/ and report.html/"
+        "report.md; ko: figures/ko/ and report.ko.html/report.ko.md, leaving the English ones as "
+        "they are; en,ko: both), every chart in every --format",
     )
     _jobs_option(g)
     sp.add_argument(
@@ -827,14 +852,19 @@ def _write_run(results, args: argparse.Namespace) -> None:
         write_tables(results, out)
         if not args.no_figures:
             from pipeline.publish import write_publication
+            from pipeline.publish.style import Style
 
+            # the first language in every format, the others as the PNG their report shows
+            first, *others = args.lang
             # input checksums are cached in the cache folder
             write_publication(
                 results,
                 out,
+                Style(lang=first),
                 cache_dir=_cache_dir(args),
                 progress=not args.quiet,
                 jobs=args.jobs,
+                also=[Style(lang=lang, formats=("png",)) for lang in others],
             )
 
 
@@ -943,21 +973,34 @@ def cmd_download(args: argparse.Namespace) -> int:
 def cmd_figures(args: argparse.Namespace) -> int:
     from pipeline.outputs import staged
     from pipeline.publish import write_publication
-    from pipeline.publish.report import report_names
+    from pipeline.publish.report import figure_folder, report_names
     from pipeline.publish.style import style_from_options
     from pipeline.results import load_results
 
-    style = style_from_options(args.format, args.dpi, args.style, args.width_mm, args.lang)
+    style, *also = (
+        style_from_options(args.format, args.dpi, args.style, args.width_mm, lang)
+        for lang in args.lang
+    )
     results = load_results(args.out)
-    with staged(args.out, owns=("figures/",)) as out:
+    # each language replaces its own charts only: English ones are figures/ but figures/ko/
+    owns = tuple(f"{figure_folder(lang)}/" for lang in args.lang)
+    spares = tuple(f"{figure_folder(x)}/" for x in LANGS if x not in args.lang and x != "en")
+    with staged(args.out, owns=owns, spares=spares) as out:
         cache = args.data_dir / "cache" if args.data_dir.is_dir() else None
         written = write_publication(
-            results, out, style, cache_dir=cache, progress=not args.quiet, jobs=args.jobs
+            results,
+            out,
+            style,
+            cache_dir=cache,
+            progress=not args.quiet,
+            jobs=args.jobs,
+            also=also,
         )
-    page, md = report_names(style.lang)
+    reports = ", ".join(name for lang in args.lang for name in report_names(lang))
+    folders = " and ".join(f"{figure_folder(lang)}/" for lang in args.lang)
     print(
-        f"{len(written)} charts ({', '.join(style.formats)}), {page}, {md}, explore.html and GIS files "
-        f"in {args.out}/"
+        f"{len(written)} charts ({', '.join(style.formats)}) in {folders}, {reports}, explore.html "
+        f"and GIS files in {args.out}/"
     )
     return 0
 

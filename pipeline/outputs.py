@@ -150,10 +150,13 @@ class Staging:
         self._linked.add(name)
         return True
 
-    def commit(self, owns: tuple[str, ...] | None = None) -> list[Path]:
+    def commit(
+        self, owns: tuple[str, ...] | None = None, spares: tuple[str, ...] = ()
+    ) -> list[Path]:
         """Publish the staged files; with ``owns``, also remove earlier outputs under those
         prefixes that this run did not write again (a run without figures must not leave
-        the previous run's charts beside its new tables). Only files an earlier run wrote,
+        the previous run's charts beside its new tables), except under the prefixes ``spares``
+        (``figures`` in English spares ``figures/ko/``). Only files an earlier run wrote,
         still unchanged, are ever removed: the list of outputs is checked, not obeyed."""
         written = sorted({f.relative_to(self.dir).as_posix() for f in self.files if f.is_file()})
         for rel in written:
@@ -165,7 +168,10 @@ class Staging:
             scope = [
                 rel
                 for rel in claimed
-                if rel not in written and owns is not None and rel.startswith(owns)
+                if rel not in written
+                and owns is not None
+                and rel.startswith(owns)
+                and not rel.startswith(spares)
             ]
             for rel in sorted(
                 r for r in scope if r not in earlier and os.path.lexists(self.out / r)
@@ -404,11 +410,14 @@ def _journal_source(out: Path, doc: Any) -> tuple[Path | None, str]:
 
 
 @contextmanager
-def staged(out: Path | str, owns: tuple[str, ...] | None = None) -> Iterator[Staging]:
+def staged(
+    out: Path | str, owns: tuple[str, ...] | None = None, spares: tuple[str, ...] = ()
+) -> Iterator[Staging]:
     """Stage a run's files for ``out``; publish on success, discard on any failure.
 
     ``owns``: output path prefixes this run replaces as a whole (``("",)`` for a full
-    run): earlier outputs there that it does not write again are removed.
+    run): earlier outputs there that it does not write again are removed, except under
+    the prefixes ``spares``.
     """
     out = Path(out)
     check_out_folder(out)
@@ -424,7 +433,7 @@ def staged(out: Path | str, owns: tuple[str, ...] | None = None) -> Iterator[Sta
         staging = Staging(out, beside=_can_swap(out))
         try:
             yield staging
-            staging.commit(owns)
+            staging.commit(owns, spares)
         finally:
             if not _journal_needs(out, staging.dir):  # a committed journal still needs its files
                 _remove_tree(staging.dir)

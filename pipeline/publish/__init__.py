@@ -1,4 +1,5 @@
-"""Publishing: every chart, the GIS files and both reports of a run, into its staging folder.
+"""Publishing: every chart, the GIS files and the reports of a run (English and Korean, each with
+its own charts), into its staging folder.
 
 Modules: :mod:`~pipeline.publish.style` (one look, sizes, labels, saving),
 :mod:`~pipeline.publish.charts` and :mod:`~pipeline.publish.maps` (pure chart functions),
@@ -10,6 +11,7 @@ Publishing reads :class:`pipeline.results.Results`; the core never imports this 
 
 from __future__ import annotations
 
+from collections.abc import Sequence
 from functools import partial
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
@@ -19,11 +21,17 @@ import matplotlib
 from pipeline.memo import Memo
 from pipeline.provenance import HASH_CACHE_NAME, input_checksums
 from pipeline.publish import charts, comparison, maps
-from pipeline.publish.composites import Boundaries, boundaries, boundary_digest, site_composites
+from pipeline.publish.composites import (
+    Boundaries,
+    boundaries,
+    boundary_digest,
+    korean_names,
+    site_composites,
+)
 from pipeline.publish.explore import explore_html
 from pipeline.publish.gis import write_gis
-from pipeline.publish.render import Chart, draw_charts, stage
-from pipeline.publish.report import report_html, report_md, report_names
+from pipeline.publish.render import Chart, ChartSet, draw_sets, stage
+from pipeline.publish.report import figure_folder, report_html, report_md, report_names
 from pipeline.publish.sentences import page_name
 from pipeline.publish.style import Style
 
@@ -55,18 +63,25 @@ def write_publication(
     cache_dir: Path | None = None,
     progress: bool = False,
     jobs: int | None = None,
+    also: Sequence[Style] = (),
 ) -> dict[str, Path]:
-    """Every chart, the GIS files, both reports and ``explore.html`` into the staging folder ``out``.
+    """Every chart, the GIS files, the report and ``explore.html`` into the staging folder ``out``.
 
-    ``cache_dir`` (the run's ``--data-dir``/cache) keeps input checksums between runs; without
-    it they are computed afresh. Nothing is written anywhere else (never into ``$HOME``).
-    ``progress``: a bar over the charts and a line for any other step that takes over 2 s.
-    ``jobs``: processes drawing charts (default one per core; 1 draws here). A chart whose
-    inputs and style did not change since ``out``'s folder was written is kept as it is
-    (:mod:`pipeline.publish.render`).
+    ``style``: the charts and report in its language (``report.html``, ``figures/``; Korean:
+    ``report.ko.html``, ``figures/ko/``), ``explore.html`` opening in it; ``also``: the charts
+    and report of further languages, each in its own files (``run`` passes Korean as PNG, what
+    its report embeds). ``cache_dir`` (the run's ``--data-dir``/cache) keeps input checksums
+    between runs; without it they are computed afresh. Nothing is written anywhere else (never
+    into ``$HOME``). ``progress``: a bar over the charts and a line for any other step that takes
+    over 2 s. ``jobs``: processes drawing charts (default one per core; 1 draws here), one pool
+    for every language. A chart whose inputs and style did not change since ``out``'s folder was
+    written is kept as it is (:mod:`pipeline.publish.render`). Returns the first style's charts.
     """
     matplotlib.use("Agg")  # files only; chosen here, not at import, so notebooks keep their backend
-    style = style or Style()
+    styles = [style or Style(), *also]
+    langs = [s.lang for s in styles]
+    if len(set(langs)) < len(langs):
+        raise ValueError(f"one chart set per language, got {langs}")
     read = {r.radiance: r for r in (*results.rasters, *getattr(results.comparison, "rasters", ()))}
     with stage("checksums of the input rasters", progress):
         checksums = input_checksums(
@@ -74,24 +89,24 @@ def write_publication(
             cache_dir / HASH_CACHE_NAME if cache_dir else None,
         )
     shared = Shared(results, progress, Memo(cache_dir / "results" if cache_dir else None))
-    drawn = draw_charts(
-        chart_specs(results, style, checksums, shared),
-        style,
-        out,
-        results.verdict.get("data_kind"),
-        jobs=jobs,
-        progress=progress,
-    )
+    sets = [
+        ChartSet(chart_specs(results, st, checksums, shared), st, figure_folder(st.lang))
+        for st in styles
+    ]
+    drawn = draw_sets(sets, out, results.verdict.get("data_kind"), jobs=jobs, progress=progress)
     with stage("GIS files", progress):
         write_gis(results, out)
     fonts = cache_dir / "fonts" if cache_dir else None
-    page, md = report_names(style.lang)  # report.ko.* in Korean: the English report stays
-    with stage(f"{page} and {md}", progress):
-        out.write_text(page, report_html(results, drawn.pngs, checksums, style, fonts))
-        out.write_text(md, report_md(results, list(drawn.pngs), checksums, style))
+    names = korean_names(shared.borders()) if "ko" in langs else None
+    for st, d in zip(styles, drawn, strict=True):
+        page, md = report_names(st.lang)  # report.ko.* in Korean: the English report stays
+        with stage(f"{page} and {md}", progress):
+            out.write_text(page, report_html(results, d.pngs, checksums, st, fonts, names))
+            out.write_text(md, report_md(results, list(d.pngs), checksums, st, names))
     with stage("explore.html", progress):
-        out.write_text("explore.html", explore_html(results, style, shared.borders(), fonts))
-    return {n: Path(f"figures/{n}") for n in drawn.pngs}
+        out.write_text("explore.html", explore_html(results, styles[0], shared.borders(), fonts))
+    folder = figure_folder(styles[0].lang)
+    return {n: Path(f"{folder}/{n}") for n in drawn[0].pngs}
 
 
 class Shared:

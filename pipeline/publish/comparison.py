@@ -18,7 +18,7 @@ from __future__ import annotations
 import base64
 import html
 import math
-from collections.abc import Mapping
+from collections.abc import Callable, Mapping
 from typing import TYPE_CHECKING, Any
 
 import matplotlib.pyplot as plt
@@ -39,6 +39,7 @@ if TYPE_CHECKING:
 EVENT_COLOR = "#0077BB"  # Tol vibrant blue
 YEAR_COLORS = ("#BBBBBB", "#EE7733")  # baseline grey, target orange (the class colours' scheme)
 CHARTS = ("event_study", "lorenz", "did_placebo")  # captions: caption_<name> in pipeline/words.toml
+Place = Callable[[Any, Any], str]  # (unit_id, romanised name) -> the name the report shows
 
 
 def _height(style: Style, ratio: float) -> float:
@@ -489,7 +490,7 @@ def _event_paragraph(events: pd.DataFrame, lang: str) -> str:
     return " ".join(parts) or say("cmp_event_none", lang)
 
 
-def _disparity_paragraph(comp: Comparison, lang: str) -> list[str]:
+def _disparity_paragraph(comp: Comparison, lang: str, place: Place) -> list[str]:
     d = comp.did
     b, t = d["baseline_year"], d["target_year"]
     disp = (
@@ -500,7 +501,11 @@ def _disparity_paragraph(comp: Comparison, lang: str) -> list[str]:
     if disp is None or b not in disp.index or t not in disp.index:
         return []
     rb, rt = disp.loc[b], disp.loc[t]
-    top = rt.get("top_unit_name") if isinstance(rt.get("top_unit_name"), str) else rt["top_unit_id"]
+    top = (
+        place(rt["top_unit_id"], rt["top_unit_name"])
+        if isinstance(rt.get("top_unit_name"), str)
+        else rt["top_unit_id"]
+    )
     return [
         say(
             "cmp_disparity",
@@ -520,9 +525,14 @@ def _disparity_paragraph(comp: Comparison, lang: str) -> list[str]:
     ]
 
 
-def section_paragraphs(comp: Comparison, lang: str = "en") -> list[str]:
+def _as_given(unit_id: Any, name: Any) -> str:
+    return str(name)
+
+
+def section_paragraphs(comp: Comparison, lang: str = "en", place: Place = _as_given) -> list[str]:
     """The section's paragraphs, plain text (the HTML and Markdown versions wrap them), in ``lang``:
-    the same paragraphs in the same order whatever the language."""
+    the same paragraphs in the same order whatever the language. ``place(unit_id, name)``: a
+    county's name as the report shows it (the Korean report's hangul, :class:`report.Places`)."""
     d = comp.did
     paras = [_main_paragraph(d, lang)]
     paras += _cohort_paragraphs(d, lang) + _robustness_paragraph(d, lang)
@@ -532,7 +542,7 @@ def section_paragraphs(comp: Comparison, lang: str = "en") -> list[str]:
             say(
                 "cmp_without",
                 lang,
-                name=w["name"],
+                name=place(w["unit_id"], w["name"]),
                 unit=w["unit_id"],
                 est=_pct(w["estimate_log"]),
                 lo=_pct(w["ci_low"]),
@@ -556,7 +566,7 @@ def section_paragraphs(comp: Comparison, lang: str = "en") -> list[str]:
         paras.append(say("cmp_pretrends", lang, span=span, sig=sig, n=len(pre)))
     paras += _site_placebo_paragraph(d, lang)
     paras.append(_event_paragraph(comp.event_study, lang))
-    paras += _disparity_paragraph(comp, lang)
+    paras += _disparity_paragraph(comp, lang, place)
     paras.append(say("cmp_limits", lang, limits=say("did_limits", lang)))
     return paras
 
@@ -565,20 +575,27 @@ def _caption(name: str, lang: str) -> str:
     return say(f"caption_{name}", lang)
 
 
-def section_html(comp: Comparison, pngs: dict[str, bytes], lang: str = "en") -> str:
-    """The report section as HTML, with its charts inline (``lang`` en or ko)."""
+def section_html(
+    comp: Comparison,
+    pngs: dict[str, bytes],
+    lang: str = "en",
+    folder: str = "figures",
+    place: Place = _as_given,
+) -> str:
+    """The report section as HTML, with its charts inline (``lang`` en or ko, its charts' files
+    in ``folder``)."""
     e = html.escape
     parts = [f'<h2 id="comparison">{e(say("h_comparison", lang))}</h2>']
     if comp.data_kind == "synthetic":
         parts.append(f'<p class="synthetic">{e(synthetic_notice(lang))}</p>')
-    parts += [f"<p>{e(p)}</p>" for p in section_paragraphs(comp, lang)]
+    parts += [f"<p>{e(p)}</p>" for p in section_paragraphs(comp, lang, place)]
     for name in CHARTS:
         if name in pngs:
             cap = _caption(name, lang)
             src = "data:image/png;base64," + base64.b64encode(pngs[name]).decode("ascii")
             parts.append(
                 f'<figure id="fig-{name}"><img src="{src}" alt="{e(cap)}"><figcaption>'
-                f"{e(cap)} {e(say('files', lang))}: figures/{name}.*; {e(say('tables', lang))}: "
+                f"{e(cap)} {e(say('files', lang))}: {e(folder)}/{name}.*; {e(say('tables', lang))}: "
                 "did.json, unit_years.csv, event_study.csv, disparity.csv, spillover.csv."
                 "</figcaption></figure>"
             )
@@ -586,18 +603,23 @@ def section_html(comp: Comparison, pngs: dict[str, bytes], lang: str = "en") -> 
 
 
 def section_md(
-    comp: Comparison, charts: list[str], ext: str = "png", lang: str = "en"
+    comp: Comparison,
+    charts: list[str],
+    ext: str = "png",
+    lang: str = "en",
+    folder: str = "figures",
+    place: Place = _as_given,
 ) -> list[str]:
     """The report section as Markdown lines."""
     lines = [f"## {say('h_comparison', lang)}", ""]
     if comp.data_kind == "synthetic":
         lines += [f"> **{synthetic_notice(lang)}**", ""]
-    for p in section_paragraphs(comp, lang):
+    for p in section_paragraphs(comp, lang, place):
         lines += [md_inline(p), ""]  # unit names come from the boundary file
     for name in CHARTS:
         if name in charts:
             cap = _caption(name, lang)
-            lines += [f"![{cap}](figures/{name}.{ext})", "", f"*{cap}*", ""]
+            lines += [f"![{cap}]({folder}/{name}.{ext})", "", f"*{cap}*", ""]
     return lines
 
 

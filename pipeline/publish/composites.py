@@ -5,7 +5,8 @@ Inputs
     the run's parameters; the shipped boundaries (``aoi/boundaries/``, via :mod:`pipeline.read.units`).
 Outputs
     :class:`Composite` arrays (per-pixel mean of valid months in a year), decimated so a
-    country-wide map stays small, and :class:`Boundaries`; charts take them as plain data.
+    country-wide map stays small, :class:`Boundaries` and the hangul names they give
+    (:class:`KoreanNames`); charts and the reports take them as plain data.
 """
 
 from __future__ import annotations
@@ -27,7 +28,7 @@ from rasterio.windows import Window, from_bounds
 from pipeline.memo import Entry, Memo, raster_state
 from pipeline.publish.charts import ordered
 from pipeline.read.sources import MonthlyRaster, read_window, valid_mask
-from pipeline.read.units import default_units_path, read_units
+from pipeline.read.units import default_units_path, normalise_name, read_units
 
 BOUNDARY_PAD_DEG = 0.1  # the map shows the whole country outline with this margin
 
@@ -67,6 +68,72 @@ def boundaries(sites: Any) -> Boundaries | None:
         list((provinces if provinces is not None else counties).geometry.values)
     )
     return Boundaries(counties, provinces, outline)
+
+
+@dataclass(frozen=True)
+class KoreanNames:
+    """The hangul names the shipped boundaries give, so Korean outputs never show a romanised
+    place name they have the hangul of, and never make one up (``prk_adm2.geojson`` has
+    ``name_ko`` for 9 of its 181 counties, ``prk_adm1.geojson`` for all 12 provinces).
+
+    ``county``: a county's own ``name_ko``, else its province's when the county bears the
+    province's name (P'yŏngyang in P'yŏngyang: 평양); ``province_of``: by county ``unit_id``, its
+    province; ``province``: by romanised province name (:func:`normalise_name`, so a site file's
+    "South Pyongan" or "Jagang" finds 평안남도 or 자강도)."""
+
+    county: dict[str, str]
+    province_of: dict[str, str]
+    province: dict[str, str]
+
+    def county_name(self, unit_id: Any) -> str | None:
+        return self.county.get(str(unit_id)) if _given(unit_id) else None
+
+    def province_name(self, unit_id: Any, name: Any) -> str | None:
+        """By the county that holds a site, else by the province name the site file gives."""
+        if _given(unit_id) and str(unit_id) in self.province_of:
+            return self.province_of[str(unit_id)]
+        return self.province.get(normalise_name(name)) if _given(name) else None
+
+
+def _given(value: Any) -> bool:
+    return isinstance(value, str) and bool(value.strip())
+
+
+def korean_names(borders: Boundaries | None) -> KoreanNames:
+    """The hangul names of ``borders`` (none without them)."""
+    if borders is None:
+        return KoreanNames({}, {}, {})
+    c = borders.counties
+    by_name: dict[str, str] = {}
+    if borders.provinces is not None and "name_ko" in borders.provinces:
+        by_name = {
+            normalise_name(n): str(k)
+            for n, k in zip(borders.provinces["name"], borders.provinces["name_ko"], strict=True)
+            if _given(n) and _given(k)
+        }
+    province_of, county = {}, {}
+    for uid, name, ko, prov, prov_ko in zip(
+        c["unit_id"].astype(str),
+        c["name"],
+        c["name_ko"] if "name_ko" in c else [None] * len(c),
+        c["province"] if "province" in c else [None] * len(c),
+        c["province_ko"] if "province_ko" in c else [None] * len(c),
+        strict=True,
+    ):
+        p = (
+            prov_ko
+            if _given(prov_ko)
+            else by_name.get(normalise_name(prov))
+            if _given(prov)
+            else None
+        )
+        if p:
+            province_of[uid] = str(p)
+        if _given(ko):
+            county[uid] = str(ko)
+        elif p and _given(name) and _given(prov) and normalise_name(name) == normalise_name(prov):
+            county[uid] = str(p)
+    return KoreanNames(county, province_of, by_name)
 
 
 def boundary_digest() -> str:

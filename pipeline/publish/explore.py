@@ -33,7 +33,7 @@ from matplotlib.markers import MarkerStyle
 
 from pipeline.config import LANGS
 from pipeline.judge.verdict import headline
-from pipeline.publish.composites import Boundaries
+from pipeline.publish.composites import Boundaries, korean_names
 from pipeline.publish.maps import batch_markers
 from pipeline.publish.report import korean_font_css
 from pipeline.publish.style import (
@@ -408,19 +408,8 @@ def _sites(
 
 def _korean_names(borders: Boundaries | None) -> tuple[dict[str, str], dict[str, str]]:
     """County unit_id -> hangul province name, and -> hangul county name (where the boundaries have them)."""
-    if borders is None:
-        return {}, {}
-    c = borders.counties
-    ids = c["unit_id"].astype(str)
-    prov_ko = c["province_ko"] if "province_ko" in c else pd.Series(None, index=c.index)
-    if borders.provinces is not None and "name_ko" in borders.provinces:
-        by_name = dict(zip(borders.provinces["name"], borders.provinces["name_ko"], strict=True))
-        prov_ko = prov_ko.fillna(c["province"].map(by_name))
-    name_ko = c["name_ko"] if "name_ko" in c else pd.Series(None, index=c.index)
-    return (
-        {u: str(k) for u, k in zip(ids, prov_ko, strict=True) if _text(k)},
-        {u: str(k) for u, k in zip(ids, name_ko, strict=True) if _text(k)},
-    )
+    names = korean_names(borders)
+    return names.province_of, names.county
 
 
 def _counties(results: Results, borders: Boundaries, proj: _Projection) -> dict[str, Any]:

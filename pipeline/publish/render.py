@@ -6,8 +6,10 @@ Inputs
     a :class:`~pipeline.publish.style.Style`, the data kind (file metadata) and the staging folder
     (:class:`pipeline.outputs.Staging`).
 Outputs
-    ``figures/<name>.<format>`` in the staging folder, each with its content key recorded in the
-    list of outputs; each chart's PNG bytes for the report; each chart's drawing time.
+    ``<folder>/<name>.<format>`` in the staging folder (``figures/`` for English, ``figures/ko/``
+    for Korean: one folder per language, so no language overwrites another's charts), each with
+    its content key recorded in the list of outputs; each chart's PNG bytes for the report; each
+    chart's drawing time.
 
 A chart's content key is a SHA-256 of everything its files are made of: the data it draws (tables,
 raster checksums, boundary files), the verdict, the style (kind, width, dpi, language), the code and
@@ -15,7 +17,9 @@ library versions and ``SOURCE_DATE_EPOCH``. When ``--out`` holds a chart's files
 wrote them from the same key, they are carried into the new set unchanged (hard links: same bytes,
 same modification time). The other charts are drawn by worker processes (spawned: a worker knows
 only what it is sent), the heaviest first, or in this process with ``jobs=1``; the bytes are the
-same either way. Each figure is laid out once and every format saved from that layout.
+same either way. Each figure is laid out once and every format saved from that layout. Several
+chart sets (one per language) share one pool of workers (:func:`draw_sets`), so a second language
+costs its drawing time, not a second start of the workers.
 """
 
 from __future__ import annotations
@@ -67,7 +71,17 @@ class Drawn:
 
 
 @dataclass(frozen=True)
+class ChartSet:
+    """Charts drawn in one style into one folder of the output (``figures``, ``figures/ko``)."""
+
+    charts: list[Chart]
+    style: Style
+    folder: str = "figures"
+
+
+@dataclass(frozen=True)
 class _Job:
+    index: int  # which chart set
     name: str
     draw: Callable[..., Any]
     args: tuple[Any, ...]
@@ -80,6 +94,7 @@ class _Job:
 
 @dataclass(frozen=True)
 class _Result:
+    index: int
     name: str
     png: bytes | None  # None: the chart had nothing to draw
     seconds: float
@@ -166,25 +181,44 @@ def draw_charts(
     data_kind: str | None,
     jobs: int | None = None,
     progress: bool = False,
+    folder: str = "figures",
 ) -> Drawn:
-    """Every chart into ``out``'s ``figures/``: kept when unchanged, else drawn (``jobs`` processes;
+    """Every chart into ``out``'s ``folder``: kept when unchanged, else drawn (``jobs`` processes;
     default ``$NIGHTLIGHTS_JOBS`` or one per core, at most one per chart; 1: in this process)."""
+    return draw_sets([ChartSet(charts, style, folder)], out, data_kind, jobs, progress)[0]
+
+
+def draw_sets(
+    sets: list[ChartSet],
+    out: Any,
+    data_kind: str | None,
+    jobs: int | None = None,
+    progress: bool = False,
+) -> list[Drawn]:
+    """Several chart sets (e.g. English and Korean), each as :func:`draw_charts` draws one, by one
+    pool of workers; a :class:`Drawn` per set, in order."""
     from tqdm.auto import tqdm
 
-    drawn = Drawn()
-    keys = {c.name: content_key(c.name, c.depends, style) for c in charts}
-    todo = [c for c in charts if not _keep(c.name, keys[c.name], style, out, drawn)]
+    done = [Drawn() for _ in sets]
+    keys = [{c.name: content_key(c.name, c.depends, cs.style) for c in cs.charts} for cs in sets]
+    todo = [
+        (i, c)
+        for i, cs in enumerate(sets)
+        for c in cs.charts
+        if not _keep(c.name, keys[i][c.name], cs.style, out, done[i], cs.folder)
+    ]
     bar = tqdm(
-        total=len(charts),
+        total=sum(len(cs.charts) for cs in sets),
         desc="charts",
         unit="chart",
         disable=not progress,
         leave=False,
-        initial=len(drawn.kept),
+        initial=sum(len(d.kept) for d in done),
     )
-    todo.sort(key=lambda c: -c.cost)  # stable: equal costs keep their order
+    # the heaviest first (stable: equal costs keep their order); a chart's cost grows with its formats
+    todo.sort(key=lambda ic: -ic[1].cost * (1 + len(sets[ic[0]].style.formats)) / 4)
     n = min(jobs or default_jobs(), len(todo))
-    pending = _jobs(todo, style, out, data_kind)
+    pending = _jobs(todo, sets, out, data_kind)
     try:
         results = _serial(pending) if n <= 1 else _parallel(pending, n)
         registry: dict[Any, Any] = {}
@@ -194,30 +228,32 @@ def draw_charts(
             bar.update()
             if r.png is None:
                 continue
+            cs, drawn = sets[r.index], done[r.index]
             drawn.pngs[r.name] = r.png
             drawn.seconds[r.name] = r.seconds
-            for fmt in style.formats:
-                _record(out, f"figures/{r.name}.{fmt}", keys[r.name])
-            log.debug("figures/%s.*: drawn in %.2f s", r.name, r.seconds)
+            for fmt in cs.style.formats:
+                _record(out, f"{cs.folder}/{r.name}.{fmt}", keys[r.index][r.name])
+            log.debug("%s/%s.*: drawn in %.2f s", cs.folder, r.name, r.seconds)
     finally:
         bar.close()
-    drawn.pngs = {c.name: drawn.pngs[c.name] for c in charts if c.name in drawn.pngs}
-    return drawn
+    for cs, drawn in zip(sets, done, strict=True):
+        drawn.pngs = {c.name: drawn.pngs[c.name] for c in cs.charts if c.name in drawn.pngs}
+    return done
 
 
-def _keep(name: str, key: str, style: Style, out: Any, drawn: Drawn) -> bool:
+def _keep(name: str, key: str, style: Style, out: Any, drawn: Drawn, folder: str) -> bool:
     """Carry the chart's files over when ``out`` holds them unchanged from the same key (only with a
     PNG among the formats: the report needs one)."""
-    files = [f"figures/{name}.{fmt}" for fmt in style.formats]
+    files = [f"{folder}/{name}.{fmt}" for fmt in style.formats]
     if "png" not in style.formats or not hasattr(out, "keep"):
         return False
     if not all(out.unchanged(f, key) for f in files):
         return False
     if not all(out.keep(f, key) for f in files):  # changed in between: draw it after all
         return False
-    drawn.pngs[name] = (out.dir / "figures" / f"{name}.png").read_bytes()
+    drawn.pngs[name] = (out.dir / folder / f"{name}.png").read_bytes()
     drawn.kept.append(name)
-    log.debug("figures/%s.*: kept, unchanged", name)
+    log.debug("%s/%s.*: kept, unchanged", folder, name)
     return True
 
 
@@ -226,22 +262,26 @@ def _record(out: Any, rel: str, key: str) -> None:
         out.made_from(rel, key)
 
 
-def _jobs(todo: list[Chart], style: Style, out: Any, data_kind: str | None) -> Iterator[_Job]:
+def _jobs(
+    todo: list[tuple[int, Chart]], sets: list[ChartSet], out: Any, data_kind: str | None
+) -> Iterator[_Job]:
     """Each chart's job, its data made only when its turn comes (so a worker starts meanwhile)."""
-    for c in todo:
+    for i, c in todo:
+        cs = sets[i]
         args = c.data()
         if args is None:
             continue
-        for fmt in style.formats:
-            out.path(f"figures/{c.name}.{fmt}")  # registered, folder made
+        for fmt in cs.style.formats:
+            out.path(f"{cs.folder}/{c.name}.{fmt}")  # registered, folder made
         yield _Job(
+            i,
             c.name,
             c.draw,
             args,
-            style,
+            cs.style,
             data_kind,
-            out.dir / "figures" / c.name,
-            "png" not in style.formats,
+            out.dir / cs.folder / c.name,
+            "png" not in cs.style.formats,
             os.environ.get("SOURCE_DATE_EPOCH"),
         )
 
@@ -306,7 +346,7 @@ def draw_one(job: _Job) -> _Result:
     with _source_date(job.source_date_epoch), styled(job.style):
         fig = job.draw(*job.args)
         if fig is None:
-            return _Result(job.name, None, time.perf_counter() - start)
+            return _Result(job.index, job.name, None, time.perf_counter() - start)
         title = f"nightlights: {job.name.replace('_', ' ')}"
         report = None
         try:
@@ -319,7 +359,7 @@ def draw_one(job: _Job) -> _Result:
         finally:
             plt.close(fig)
     png = report if report is not None else job.base.with_suffix(".png").read_bytes()
-    return _Result(job.name, png, time.perf_counter() - start)
+    return _Result(job.index, job.name, png, time.perf_counter() - start)
 
 
 class _Collect(logging.Handler):
@@ -346,7 +386,7 @@ def _draw_in_worker(job: _Job) -> _Result:
         warnings.simplefilter("always")
         r = draw_one(job)
     said = tuple((str(w.message), w.category, w.filename, w.lineno) for w in caught)
-    return _Result(r.name, r.png, r.seconds, said, tuple(_Collect.records))
+    return _Result(r.index, r.name, r.png, r.seconds, said, tuple(_Collect.records))
 
 
 def _replay(r: _Result, registry: dict[Any, Any]) -> None:

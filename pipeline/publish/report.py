@@ -7,7 +7,9 @@ Outputs
     ``report.html`` text (every image and the hangul font subset embedded; a
     Content-Security-Policy forbids any outside request, so a reader can mail it or open
     it offline) and ``report.md`` text; in Korean ``report.ko.html`` and ``report.ko.md``
-    (:func:`report_names`), so both languages sit side by side. Nothing is read or written here.
+    (:func:`report_names`), so both languages sit side by side, each showing its own language's
+    charts (``figures/`` and ``figures/ko/``, :func:`figure_folder`). Nothing is written here; the
+    Korean report reads the shipped boundaries for hangul place names unless it is given them.
 
 Both languages have the same sections in the same order, each with the same paragraphs, tables and
 figures: the words come from :mod:`pipeline.words`, the layout is this one function per format.
@@ -45,6 +47,7 @@ from pipeline.publish.style import (
 from pipeline.words import batch_name, say, synthetic_notice, synthetic_tag
 
 if TYPE_CHECKING:
+    from pipeline.publish.composites import KoreanNames
     from pipeline.results import Results
 
 log = logging.getLogger(__name__)
@@ -66,6 +69,49 @@ def report_names(lang: str) -> tuple[str, str]:
     """The report's file names in ``lang``: ``report.html``/``report.md`` in English,
     ``report.ko.html``/``report.ko.md`` in Korean, so ``figures --lang ko`` keeps the English one."""
     return ("report.html", "report.md") if lang != "ko" else ("report.ko.html", "report.ko.md")
+
+
+def figure_folder(lang: str) -> str:
+    """Where a language's charts go: ``figures`` in English, ``figures/ko`` in Korean, so drawing
+    one language never overwrites the other's files (both reports show charts in their language)."""
+    return "figures" if lang == "en" else f"figures/{lang}"
+
+
+class Places:
+    """Place names as the report in ``lang`` shows them: in Korean the hangul the boundaries give
+    (:class:`pipeline.publish.composites.KoreanNames`), else the romanised name as given, never a
+    made-up hangul spelling; ``romanized`` says whether any was shown (the report notes it once)."""
+
+    def __init__(self, lang: str, names: KoreanNames | None = None):
+        self.lang, self.names, self.romanized = lang, names, False
+
+    def county(self, unit_id: Any, name: Any) -> str:
+        return self._show(name, self.names.county_name(unit_id) if self.names else None)
+
+    def province(self, unit_id: Any, name: Any) -> str:
+        return self._show(name, self.names.province_name(unit_id, name) if self.names else None)
+
+    def _show(self, name: Any, hangul: str | None) -> str:
+        text = _text(name)
+        if self.lang != "ko" or not text:
+            return text
+        if hangul:
+            return hangul
+        self.romanized = True
+        return text
+
+    def note(self) -> str:
+        """What follows the sites note: one sentence when a romanised name was shown in Korean."""
+        return " " + say("romanized_note", self.lang) if self.romanized else ""
+
+
+def places(results: Results, lang: str, names: KoreanNames | None = None) -> Places:
+    """The report's :class:`Places`; in Korean with the shipped boundaries' names unless given."""
+    if lang == "ko" and names is None:
+        from pipeline.publish.composites import boundaries, korean_names
+
+        names = korean_names(boundaries(results.sites))
+    return Places(lang, names)
 
 
 # --------------------------------------------------------------------------- text
@@ -97,7 +143,12 @@ def _text(value: Any) -> str:
     return "" if value is None or (isinstance(value, float) and np.isnan(value)) else str(value)
 
 
-def sites_rows(results: Results, lang: str = "en") -> list[dict[str, str]]:
+def sites_rows(
+    results: Results, lang: str = "en", where: Places | None = None
+) -> list[dict[str, str]]:
+    """The sites table, a row per site; province and county in ``lang`` (:class:`Places`)."""
+    where = where or Places(lang)
+
     def w(key: str) -> str:
         return say(f"col_{key}", lang)
 
@@ -108,8 +159,8 @@ def sites_rows(results: Results, lang: str = "en") -> list[dict[str, str]]:
             {
                 w("site"): _text(r.get("name")) or str(r["site_id"]),
                 w("hangul"): _text(r.get("name_ko")),
-                w("province"): _text(r.get("province")),
-                w("county"): _text(r.get("county")),
+                w("province"): where.province(r.get("county_id"), r.get("province")),
+                w("county"): where.county(r.get("county_id"), r.get("county")),
                 w("batch"): _fmt(r.get("batch")),
                 w("baseline"): _fmt(r.get("baseline_value")),
                 w("target"): _fmt(r.get("target_value")),
@@ -148,7 +199,10 @@ def _provenance(
             ", ".join(sorted({portable_path(str(i["folder"])) for i in inputs if i.get("folder")})),
         ),
         (say("fact_software", lang), f"nightlights {v.get('nightlights_version', '')}"),
-        (say("fact_claim", lang), f"{v['claim']['text']} ({v['claim']['source']})"),
+        (
+            say("fact_claim", lang),
+            "{}{} ({})".format(*W.claim_text(v["claim"], lang), v["claim"]["source"]),
+        ),
     ]
     if date:
         facts.append((say("fact_built", lang), date.strftime(say("built_format", lang))))
@@ -173,7 +227,7 @@ th,td{border-bottom:1px solid #ddd;padding:.2rem .5rem;text-align:left;vertical-
 td.num{text-align:right;font-variant-numeric:tabular-nums}
 figure{margin:1.5rem 0}figure img{max-width:100%;height:auto;border:1px solid #eee}
 figcaption{font-size:.85rem;color:#444}code,.hash{font-family:"DejaVu Sans Mono",monospace;font-size:.75rem;
-word-break:break-all}
+word-break:break-all}td.month{white-space:nowrap}
 .credit{font-size:.8rem;color:#555}
 html:lang(ko){word-break:keep-all}
 """
@@ -204,10 +258,14 @@ def report_html(
     checksums: dict[str, str],
     style: Style,
     font_cache: Path | None = None,
+    names: KoreanNames | None = None,
 ) -> str:
     """One HTML file with everything inline (CSP forbids any outside request), in ``style.lang``;
-    ``font_cache``: where font subsets are kept (:func:`korean_font_css`)."""
+    ``font_cache``: where font subsets are kept (:func:`korean_font_css`); ``names``: the
+    boundaries' hangul names (read from the shipped boundaries when not given)."""
     v, lang = results.verdict, style.lang
+    where = places(results, lang, names)
+    folder = figure_folder(lang)
     e = html.escape
 
     def h(
@@ -236,10 +294,11 @@ def report_html(
     other = report_names("en" if lang == "ko" else "ko")[0]
     anchor = f'<a href="{other}">{other}</a>'
     link = e(say("other_language", lang, file="\x00")).replace("\x00", anchor)
+    text, note = W.claim_text(claim, lang)
     parts += [
         h(1, "h1", b=b, t=t),
         f'<p class="headline">{e(W.headline(v, lang))}</p>',
-        f"<p>{e(say('claim_line', lang, text=claim['text'], source=claim['source']))}</p>",
+        f"<p>{e(say('claim_line', lang, text=text, note=note, source=claim['source']))}</p>",
         _table(*_counts_table(v, lang), num={1, 2, 3}),
         f"<p>{e(W.robustness_sentence(v, lang))} {e(W.calibration_sentence(v, lang))}</p>",
         f"<p class=credit>{link}</p>",
@@ -249,24 +308,29 @@ def report_html(
         f"<p>{e(W.method_paragraph(v, sens_rows, lang))}</p>",
         h(2, "h_sites"),
     ]
-    rows = sites_rows(results, lang)
+    rows = sites_rows(results, lang, where)
     if rows:
         header = list(rows[0])
         num = {header.index(say(f"col_{k}", lang)) for k in ("baseline", "target", "months")}
         parts.append(_table(header, [list(r.values()) for r in rows], num=num))
-    parts += [f"<p class=credit>{e(say('sites_note', lang))}</p>", h(2, "h_charts")]
+    comparison = (  # made before the sites note, which says once whether it shows romanised names
+        section_html(results.comparison, pngs, lang, folder, where.county)
+        if results.comparison is not None
+        else None
+    )
+    parts += [f"<p class=credit>{e(say('sites_note', lang) + where.note())}</p>", h(2, "h_charts")]
     for name in _in_order(pngs):
         src = "data:image/png;base64," + base64.b64encode(pngs[name]).decode("ascii")
-        names = ", ".join(f"figures/{name}.{f}" for f in style.formats)
+        files = ", ".join(f"{folder}/{name}.{f}" for f in style.formats)
         cap = W.caption(name, lang)
         parts.append(
             f'<figure id="fig-{name}"><img src="{src}" alt="{e(cap)}">'
             f"<figcaption><b>{e(W.chart_name(name, lang))}.</b> {e(cap)} "
-            f"{e(say('files', lang))}: {e(names)}.</figcaption></figure>"
+            f"{e(say('files', lang))}: {e(files)}.</figcaption></figure>"
         )
-    if results.comparison is not None:
-        parts.append(section_html(results.comparison, pngs, lang))
-    facts, files = _provenance(results, checksums, lang)
+    if comparison is not None:
+        parts.append(comparison)
+    facts, inputs = _provenance(results, checksums, lang)
     parts += [
         h(2, "h_provenance"),
         _table(["", ""], [list(f) for f in facts]),
@@ -277,14 +341,26 @@ def report_html(
             [[k, json.dumps(val)] for k, val in v["parameters"].items()],
         ),
         h(3, "h_inputs"),
-        _table([say("month", lang), say("file", lang), "SHA-256"], files).replace(
-            "<td>", "<td class=hash>"
-        ),
+        _inputs_table(inputs, lang),
         "</body></html>",
     ]
     page = "\n".join(parts) + "\n"
     font = korean_font_css(page, font_cache)
     return page.replace("<style>{CSS}</style>", f"<style>{CSS}{font}</style>", 1)
+
+
+def _inputs_table(files: list[list[str]], lang: str) -> str:
+    """Month, file and checksum per input: the month never wraps (``2025-01`` kept whole), the file
+    name and checksum break anywhere (no room for them otherwise)."""
+    rows = "".join(
+        f"<tr><td class=month>{html.escape(m)}</td><td class=hash>{html.escape(f)}</td>"
+        f"<td class=hash>{html.escape(c)}</td></tr>"
+        for m, f, c in files
+    )
+    head = "".join(
+        f"<th>{html.escape(x)}</th>" for x in (say("month", lang), say("file", lang), "SHA-256")
+    )
+    return f"<table><thead><tr>{head}</tr></thead><tbody>{rows}</tbody></table>"
 
 
 def _counts_table(v: Mapping[str, Any], lang: str) -> tuple[list[str], list[list[str]]]:
@@ -303,9 +379,20 @@ def _counts_table(v: Mapping[str, Any], lang: str) -> tuple[list[str], list[list
     ]
 
 
-def report_md(results: Results, charts: list[str], checksums: dict[str, str], style: Style) -> str:
+def report_md(
+    results: Results,
+    charts: list[str],
+    checksums: dict[str, str],
+    style: Style,
+    names: KoreanNames | None = None,
+) -> str:
+    """The report as Markdown, the same sections as :func:`report_html`, charts linked from
+    ``figure_folder(style.lang)``."""
     v, lang = results.verdict, style.lang
+    where = places(results, lang, names)
+    folder = figure_folder(lang)
     claim = v["claim"]
+    text, note = W.claim_text(claim, lang)
     sens_rows = len(results.sensitivity) if results.sensitivity is not None else None
     lines = []
     if is_synthetic(v):
@@ -317,7 +404,7 @@ def report_md(results: Results, charts: list[str], checksums: dict[str, str], st
         "",
         f"**{W.headline(v, lang)}**",
         "",
-        say("claim_line", lang, text=md_inline(claim["text"]), source=md_inline(claim["source"])),
+        say("claim_line", lang, text=md_inline(text), note=note, source=md_inline(claim["source"])),
         "",
         "| " + " | ".join(header) + " |",
         "|---|---:|---:|---:|",
@@ -338,25 +425,29 @@ def report_md(results: Results, charts: list[str], checksums: dict[str, str], st
         f"## {say('h_sites', lang)}",
         "",
     ]
-    rows = sites_rows(results, lang)
+    rows = sites_rows(results, lang, where)
+    ext = "png" if "png" in style.formats else style.formats[0]
+    comparison = (
+        section_md(results.comparison, charts, ext, lang, folder, where.county)
+        if results.comparison is not None
+        else []
+    )
     if rows:
         lines += ["| " + " | ".join(rows[0]) + " |", "|" + "---|" * len(rows[0])]
         lines += [
             "| " + " | ".join(md_inline(x).replace("|", "/") for x in r.values()) + " |"
             for r in rows
         ]
-    lines += ["", say("sites_note", lang), "", f"## {say('h_charts', lang)}", ""]
-    ext = "png" if "png" in style.formats else style.formats[0]
+    lines += ["", say("sites_note", lang) + where.note(), "", f"## {say('h_charts', lang)}", ""]
     for name in _in_order(charts):
         cap = W.caption(name, lang)
         lines += [
-            f"![{cap}](figures/{name}.{ext})",
+            f"![{cap}]({folder}/{name}.{ext})",
             "",
             f"*{W.chart_name(name, lang)}.* {cap}",
             "",
         ]
-    if results.comparison is not None:
-        lines += section_md(results.comparison, charts, ext, lang)
+    lines += comparison
     facts, files = _provenance(results, checksums, lang)
     lines += (
         [f"## {say('h_provenance', lang)}", ""]

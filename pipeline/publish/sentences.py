@@ -8,7 +8,8 @@ Outputs
 
 Every word comes from the one table, :mod:`pipeline.words` (``pipeline/words.toml``): this module
 only chooses which entry a number calls for and fills it, so both languages say the same things
-by construction. The claim's own text and source are quoted as the claim file gives them.
+by construction. The claim's own text and source are quoted as the claim file gives them; the
+Korean report quotes the file's ``text_ko`` when it has one (:func:`claim_text`).
 """
 
 from __future__ import annotations
@@ -24,6 +25,8 @@ from pipeline.judge.verdict import headline as verdict_headline
 from pipeline.words import has, say, say_value
 
 _PAGE = re.compile(r"^(.+)_(\d+)$")
+_HANGUL = re.compile(r"[\u1100-\u11ff\u3130-\u318f\uac00-\ud7af]")
+LANG_WORDS = {"en": "lang_en", "ko": "lang_ko"}  # a language's name, in words
 
 
 def page_name(name: str, page: int) -> str:
@@ -54,6 +57,23 @@ def chart_name(name: str, lang: str) -> str:
 def class_word(value: Any, lang: str) -> str:
     key = str(value)
     return say(key, lang) if has(key) else key.replace("_", " ")
+
+
+def claim_text(claim: Mapping[str, Any], lang: str) -> tuple[str, str]:
+    """The claim as the report in ``lang`` quotes it, and what the quote is (empty: the claim's own
+    words in the report's language). A claim is English unless its text has hangul; in Korean its
+    ``text_ko`` is quoted, labelled a translation unless ``text_ko_is`` says quotation; otherwise
+    its own words, labelled with their language, so no reader takes them for a translation."""
+    text = str(claim["text"])
+    own = "ko" if _HANGUL.search(text) else "en"
+    if lang == own:
+        return text, ""
+    language = say(LANG_WORDS[own], lang)
+    if lang == "ko" and claim.get("text_ko"):
+        if claim.get("text_ko_is") == "quotation":
+            return str(claim["text_ko"]), ""
+        return str(claim["text_ko"]), say("claim_translation", lang, lang=language)
+    return text, say("claim_original", lang, lang=language)
 
 
 def headline(v: Mapping[str, Any], lang: str) -> str:

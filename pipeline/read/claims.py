@@ -3,7 +3,9 @@
 Inputs
     A small YAML file per claim (``claims/*.yaml``): ``text``, ``source``, ``batch``,
     ``baseline_year``, ``target_year``, ``n_sites``, ``brightened`` and optionally
-    ``similar_or_dimmer`` (default ``n_sites - brightened``), ``url``, ``date``, ``notes``.
+    ``similar_or_dimmer`` (default ``n_sites - brightened``), ``url``, ``date``, ``notes``,
+    ``text_ko`` (the sentence in Korean, which the Korean report quotes) and ``text_ko_is``
+    (``translation``, the default, or ``quotation``: what the report calls it).
 Outputs
     A frozen :class:`Claim`; :func:`check_claim_sites` says whether the run's sites can
     judge it.
@@ -82,6 +84,8 @@ class Claim:
     url: str | None = None
     date: str | None = None
     notes: str | None = None
+    text_ko: str | None = None  # the Korean report quotes it (else ``text``, labelled)
+    text_ko_is: str | None = None  # "translation" (None says so too) or "quotation"
 
     def __post_init__(self) -> None:
         label = batch_label(self.batch)
@@ -126,13 +130,17 @@ DEFAULT_CLAIM = Claim(
     'the names of the five sites) was not accessible. Repeated by Seung-ho Jung, "The Economic Limits of '
     "the 'Regional Development 20x10 Policy'\", EAI/GlobalNK Commentary, 20 Feb 2026, "
     "https://www.globalnk.org/publication/view.php?cd=COM000219&ctype=1",
+    text_ko="2024년에 지정된 20곳 가운데 2025년에 야간 불빛 밝기가 늘어난 곳은 다섯 곳뿐이었고, 나머지 "
+    "열다섯 곳은 2024년과 비슷하거나 더 어두웠다.",
+    text_ko_is="translation",
 )
 """The JoongAng claim, equal to ``claims/joongang-2026-02-03.yaml`` (a test keeps them equal)."""
 
 _FIELDS = {f.name: f for f in dataclasses.fields(Claim)}
 _REQUIRED = [n for n, f in _FIELDS.items() if f.default is dataclasses.MISSING]
 _INTS = ("baseline_year", "target_year", "n_sites", "brightened", "similar_or_dimmer")
-_TEXTS = ("text", "source", "url", "notes")
+_TEXTS = ("text", "source", "url", "notes", "text_ko")
+TEXT_KO_KINDS = ("translation", "quotation")
 
 
 def default_claim_path() -> Path | None:
@@ -248,6 +256,14 @@ def claim_from_mapping(data: Any, origin: str) -> Claim:
                     f"{origin}: date {value} is not a calendar date; write YYYY-MM-DD (or YYYY-MM)"
                 ) from None
         values[key] = value
+    if values.get("text_ko_is") is not None:
+        if values["text_ko_is"] not in TEXT_KO_KINDS:
+            raise ClaimError(
+                f"{origin}: text_ko_is must be {' or '.join(TEXT_KO_KINDS)}, found "
+                f"{_short(values['text_ko_is'])}"
+            )
+        if "text_ko" not in values:
+            raise ClaimError(f"{origin}: text_ko_is without text_ko; add text_ko or remove it")
     problem = _consistency_problem(values)
     if problem:
         raise ClaimError(f"{origin}: {problem}")
