@@ -4,6 +4,7 @@ synthetic notice, and English and Korean reports with the same sections, paragra
 from __future__ import annotations
 
 import ast
+import base64
 import dataclasses
 import json
 import re
@@ -220,7 +221,35 @@ def small(tmp_path_factory):
         },
     }
     with_comp = dataclasses.replace(results, comparison=dataclasses.replace(comp, did=did))
-    return results, with_comp
+    return results, with_comp, tmp
+
+
+@pytest.fixture(scope="module")
+def run_out(small):
+    """One ``nightlights run`` on the small run's rasters and sites (no comparison: its rasters
+    cover a few counties), with its default languages: both reports, each with its charts."""
+    from pipeline.cli import main
+
+    tmp = small[2]
+    code = main(
+        [
+            "run",
+            "-q",
+            "--source",
+            "local",
+            "--rasters",
+            str(tmp / "rasters"),
+            "--sites",
+            str(tmp / "sites.geojson"),
+            "--data-dir",
+            str(tmp / "data"),
+            "--out",
+            str(tmp / "run"),
+            "--no-compare",
+        ]
+    )
+    assert code == 0
+    return tmp / "run"
 
 
 def _pages(results, charts_made):
@@ -235,12 +264,7 @@ def _pages(results, charts_made):
     return out
 
 
-@pytest.mark.parametrize("with_comparison", [False, True], ids=["run", "run+comparison"])
-def test_english_and_korean_reports_have_the_same_sections(small, with_comparison):
-    results = small[1] if with_comparison else small[0]
-    made = [*report.CHARTS, *(comparison.CHARTS if with_comparison else ())]
-    pages = _pages(results, made)
-    (en, en_md), (ko, ko_md) = pages["en"], pages["ko"]
+def _same_sections(en: str, en_md: str, ko: str, ko_md: str, with_comparison: bool) -> None:
     ids = [s[1] for s in sections(en)]
     assert ids[:6] == ["top", "h1", "batches", "method", "sites", "charts"]
     assert ("comparison" in ids) == with_comparison
@@ -248,6 +272,42 @@ def test_english_and_korean_reports_have_the_same_sections(small, with_compariso
     assert sections(ko) == sections(en)  # same headings in order, same paragraphs, rows, figures
     assert md_sections(ko_md) == md_sections(en_md)
     assert '<html lang="ko">' in ko and '<h2 id="method">분석 방법</h2>' in ko
+
+
+@pytest.mark.slow
+def test_one_run_writes_both_reports_with_the_same_sections_each_with_its_charts(run_out):
+    en, ko, en_md, ko_md = (
+        (run_out / name).read_text(encoding="utf-8")
+        for name in ("report.html", "report.ko.html", "report.md", "report.ko.md")
+    )
+    _same_sections(en, en_md, ko, ko_md, with_comparison=False)
+    assert 'href="report.ko.html"' in en and 'href="report.html"' in ko
+    assert "(report.ko.md)" in en_md and "(report.md)" in ko_md
+    # the Korean charts are files of their own, PNG only, and the Korean report shows them
+    assert sorted(p.name for p in (run_out / "figures" / "ko").iterdir()) == sorted(
+        f"{n}.png" for n in report.CHARTS
+    )
+    for name in report.CHARTS:
+        en_png = (run_out / "figures" / f"{name}.png").read_bytes()
+        ko_png = (run_out / "figures" / "ko" / f"{name}.png").read_bytes()
+        assert en_png != ko_png, name
+        en_b64, ko_b64 = (base64.b64encode(b).decode("ascii") for b in (en_png, ko_png))
+        assert en_b64 in en and ko_b64 not in en, name
+        assert ko_b64 in ko and en_b64 not in ko, name
+        assert f"](figures/ko/{name}.png)" in ko_md and f"](figures/{name}.png)" in en_md, name
+        assert f"figures/ko/{name}.png." in ko and f"figures/{name}.svg" in en, name
+    keys = json.loads((run_out / ".nightlights-outputs.json").read_text(encoding="utf-8"))["keys"]
+    assert {f"figures/ko/{n}.png" for n in report.CHARTS} <= set(keys)
+    assert keys["figures/ko/map.png"] != keys["figures/map.png"]
+
+
+def test_english_and_korean_reports_with_a_comparison_have_the_same_sections(small):
+    """The comparison section too (a planted county scenario: the small run's rasters cover too
+    few counties for a comparison of its own)."""
+    made = [*report.CHARTS, *comparison.CHARTS]
+    pages = _pages(small[1], made)
+    (en, en_md), (ko, ko_md) = pages["en"], pages["ko"]
+    _same_sections(en, en_md, ko, ko_md, with_comparison=True)
 
 
 def test_korean_comparison_says_what_the_english_says(small):
@@ -309,7 +369,7 @@ def _svg_text(path: Path) -> str:
 
 
 def test_korean_credit_line_and_robustness_rows(korean_column):
-    svg = _svg_text(korean_column / "figures" / "robustness.svg")
+    svg = _svg_text(korean_column / "figures" / "ko" / "robustness.svg")
     assert "자료: 합성 데모 래스터(" in svg and "처리: nightlights" in svg
     assert "화소 규칙 = 정확한 면적" in svg and "임계값 = 0.1" in svg and "반지름 (m) = 2000" in svg
     for english in ("pixel rule", "threshold =", "Processing", "Data:", "imitating", "statistic"):
@@ -333,7 +393,8 @@ ALLOWED_LATIN = {
 
 
 def test_no_english_word_in_korean_charts(korean_column):
-    for svg in sorted((korean_column / "figures").glob("*.svg")):
+    assert not (korean_column / "figures" / "robustness.svg").exists()  # Korean: figures/ko/ only
+    for svg in sorted((korean_column / "figures" / "ko").glob("*.svg")):
         text = _svg_text(svg)
         latin = set(re.findall(r"[A-Za-z]{2,}", text)) - ALLOWED_LATIN
         names = {"Alpha", "Bravo", "Charlie", "Delta", "Echo"}  # site names the map may number
@@ -344,22 +405,37 @@ def test_no_english_word_in_korean_charts(korean_column):
 
 
 @pytest.mark.slow
-def test_figures_in_korean_keeps_the_english_report_and_back(small, tmp_path, capsys):
+def test_figures_in_korean_leaves_the_english_charts_and_report_and_back(run_out, capsys):
     from pipeline.cli import main
 
-    out = publish(small[0], tmp_path / "out", Style(formats=("png",)))
-    english = (out / "report.html").read_bytes(), (out / "report.md").read_bytes()
-    assert main(["figures", "--out", str(out), "-q", "--format", "png", "--lang", "ko"]) == 0
-    assert "report.ko.html, report.ko.md" in capsys.readouterr().out
-    assert ((out / "report.html").read_bytes(), (out / "report.md").read_bytes()) == english
-    ko_page = (out / "report.ko.html").read_text(encoding="utf-8")
+    def files(folder: Path, *names: str) -> dict[Path, tuple[bytes, int]]:
+        paths = [*folder.glob("*.*"), *(run_out / n for n in names)]
+        return {p: (p.read_bytes(), p.stat().st_mtime_ns) for p in paths}
+
+    english = files(run_out / "figures", "report.html", "report.md")
+    assert len(english) == 3 * len(report.CHARTS) + 2
+    data = ["--data-dir", str(run_out.parent / "data")]
+    assert (
+        main(["figures", "--out", str(run_out), "-q", "--format", "png,svg", "--lang", "ko", *data])
+        == 0
+    )
+    said = capsys.readouterr().out
+    assert "in figures/ko/, report.ko.html, report.ko.md," in said
+    assert files(run_out / "figures", "report.html", "report.md") == english  # not even touched
+    assert "밝아짐" in _svg_text(run_out / "figures" / "ko" / "verdict.svg")
+    ko_page = (run_out / "report.ko.html").read_text(encoding="utf-8")
     assert '<html lang="ko">' in ko_page and 'href="report.html"' in ko_page
-    manifest = json.loads((out / ".nightlights-outputs.json").read_text(encoding="utf-8"))
-    listed = json.dumps(manifest)
-    assert "report.ko.html" in listed and "report.ko.md" in listed and "report.html" in listed
-    # figures in English again: the Korean report stays, and stays listed
-    assert main(["figures", "--out", str(out), "-q", "--format", "png"]) == 0
-    assert (out / "report.ko.html").read_text(encoding="utf-8") == ko_page
-    assert '<html lang="en">' in (out / "report.html").read_text(encoding="utf-8")
-    listed = (out / ".nightlights-outputs.json").read_text(encoding="utf-8")
-    assert "report.ko.html" in listed and "report.ko.md" in listed
+    assert "figures/ko/verdict.png, figures/ko/verdict.svg." in ko_page
+    listed = json.loads((run_out / ".nightlights-outputs.json").read_text(encoding="utf-8"))
+    assert {"report.ko.html", "report.ko.md", "report.html", "figures/verdict.pdf"} <= set(
+        listed["files"]
+    )
+    assert "figures/ko/verdict.svg" in listed["keys"]
+    # figures in English again: the Korean report and charts stay as they are
+    korean = files(run_out / "figures" / "ko", "report.ko.html", "report.ko.md")
+    assert main(["figures", "--out", str(run_out), "-q", "--format", "png", *data]) == 0
+    assert files(run_out / "figures" / "ko", "report.ko.html", "report.ko.md") == korean
+    assert not (run_out / "figures" / "verdict.svg").exists()  # English: only what was asked
+    assert '<html lang="en">' in (run_out / "report.html").read_text(encoding="utf-8")
+    listed = (run_out / ".nightlights-outputs.json").read_text(encoding="utf-8")
+    assert "report.ko.html" in listed and "figures/ko/verdict.svg" in listed
