@@ -2,12 +2,18 @@
 
 from __future__ import annotations
 
+import dataclasses
 import re
 
 import pytest
 
 import pipeline.publish.sentences as W
+from pipeline.judge.verdict import Verdict
+from pipeline.publish.composites import Boundaries, korean_names
+from pipeline.publish.report import CSS, report_html, report_md
 from pipeline.publish.style import Style
+from pipeline.read.claims import load_claim
+from pipeline.read.units import default_units_path, read_units
 from pipeline.words import say
 from tests.pubdata import CHARTS, SITES, publish, shared_results
 from tests.test_report import _chromium, needs_chromium
@@ -142,6 +148,99 @@ def test_english_report_is_unchanged_in_english(ko):
     results, _ = ko
     assert W.headline(results.verdict, "en").startswith("[SYNTHETIC DEMO DATA] ")
     assert "missing, not dark" in W.method_paragraph(results.verdict, 288, "en")
+
+
+def test_the_boundaries_give_hangul_names_and_none_is_made_up():
+    counties, provinces = (read_units(default_units_path(x)) for x in ("county", "province"))
+    names = korean_names(Boundaries(counties, provinces, None))
+    # all 181 counties know their province; of their own names, the 9 name_ko and the 3 counties
+    # named as their province (Pyongyang, Nampho, Rason), nothing else
+    assert len(names.province_of) == 181 and len(set(names.province_of.values())) == 12
+    assert names.county == {
+        **{
+            u: k
+            for u, k in zip(counties["unit_id"], counties["name_ko"], strict=True)
+            if isinstance(k, str)
+        },
+        "wof-1108747951": "평양",
+        "wof-1108747021": "남포",
+        "wof-1108747091": "나선",
+    }
+    assert names.county_name("wof-1108747013") == "무산"  # Musan: name_ko
+    assert names.county_name("wof-1108746843") is None  # Anak: no hangul in the file
+    assert names.province_name("wof-1108746843", "anything") == "황해남도"  # by its county
+    # without a county, by the site file's romanisation (McCune-Reischauer or not)
+    assert names.province_name(None, "Jagang") == "자강도"
+    assert names.province_name(None, "South Pyongan") == names.province_name(None, "South P'yŏngan")
+    assert names.province_name(None, "South Pyongan") == "평안남도"
+    assert names.province_name(None, "Kaesong") is None  # not a province of the file
+    assert korean_names(None).county_name("wof-1108747013") is None
+
+
+def test_korean_sites_table_names_places_in_hangul_or_says_it_cannot(ko):
+    results, out = ko
+    page = (out / "report.ko.html").read_text(encoding="utf-8")
+    rows = {r.split("</td>")[0]: r for r in page.split("<tr><td>")[1:]}
+    # the test sites say province "Test"; those in a county take its province: 평안남도 or 평안북도
+    changes = results.changes.set_index("site_id")
+    for sid, *_ in SITES:
+        name = sid.capitalize()
+        county_id = changes.at[sid, "county_id"]
+        if isinstance(county_id, str):
+            assert "<td>Test</td>" not in rows[name] and "<td>평안" in rows[name], sid
+        else:  # outside every county: the site file's word, romanised, noted once
+            assert "<td>Test</td>" in rows[name], sid
+    assert page.count(say("romanized_note", "ko")) == 1
+    english = (out / "report.ko.html").with_name("report.html")
+    assert not english.exists()  # publish() in Korean writes the Korean report only
+
+
+def test_the_claim_in_korean_quoted_or_labelled(ko, tmp_path):
+    """A user's claim file: with text_ko the Korean report quotes it (called a translation unless
+    text_ko_is says quotation), without it the claim's own words, labelled English; English
+    reports quote the file's text."""
+    results, _ = ko
+    base = (
+        "text: 'Of the five test sites, none brightened in 2025.'\nsource: A user\nbatch: 2024\n"
+        "baseline_year: 2024\ntarget_year: 2025\nn_sites: 5\nbrightened: 0\n"
+    )
+    english = "Of the five test sites, none brightened in 2025."
+    korean = "시험 지점 다섯 곳 가운데 2025년에 밝아진 곳은 없었다."
+    cases = {
+        "plain": ("", english, "(영어 원문)"),
+        "translated": (f"text_ko: '{korean}'\n", korean, "(영어 문장의 번역)"),
+        "quoted": (f"text_ko: '{korean}'\ntext_ko_is: quotation\n", korean, ""),
+    }
+    for case, (extra, quoted, label) in cases.items():
+        path = tmp_path / f"{case}.yaml"
+        path.write_text(base + extra, encoding="utf-8")
+        claim = load_claim(path)
+        verdict = Verdict.from_dict({**results.verdict.to_dict(), "claim": claim.to_dict()})
+        r = dataclasses.replace(results, verdict=verdict)
+        page = report_html(r, {}, {}, Style(lang="ko"))
+        md = report_md(r, [], {}, Style(lang="ko"))
+        line = f"검증 대상 주장: “{quoted}”{label} (A user)."
+        assert line in page and line in md, case
+        assert page.count(quoted) == 2  # the claim line and the provenance table
+        if quoted == korean:
+            assert english not in page, case
+        for lang_page in (report_html(r, {}, {}, Style()), report_md(r, [], {}, Style())):
+            assert f"The claim: “{english}” (A user)." in lang_page, case
+            assert korean not in lang_page, case
+    # a claim in Korean is labelled in the English report, quoted as it is in the Korean one
+    claim = {**claim.to_dict(), "text": korean, "text_ko": None, "text_ko_is": None}
+    assert W.claim_text(claim, "en") == (korean, " (Korean original)")
+    assert W.claim_text(claim, "ko") == (korean, "")
+
+
+def test_input_months_never_wrap_and_korean_words_never_break(ko):
+    _, out = ko
+    page = (out / "report.ko.html").read_text(encoding="utf-8")
+    assert "td.month{white-space:nowrap}" in CSS and "html:lang(ko){word-break:keep-all}" in CSS
+    inputs = page.split('<h3 id="inputs">')[1]
+    months = re.findall(r"<td class=month>([^<]*)</td><td class=hash>", inputs)
+    assert len(months) == inputs.count("<tr>") - 1 >= 36  # every row but the header
+    assert all(re.fullmatch(r"\d{4}-\d{2}", m) for m in months)
 
 
 @pytest.mark.browser

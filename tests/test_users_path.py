@@ -433,3 +433,58 @@ def test_a_re_run_reads_every_stage_back_and_writes_the_same_bytes(runs, home, m
     assert (other / "site_changes.csv").read_bytes() != (
         runs["base"] / "site_changes.csv"
     ).read_bytes()
+
+
+# the shipped provinces as the boundary file and the site files spell them (no Korean report shows one)
+PROVINCES = sorted(
+    {
+        f["properties"]["name"]
+        for f in json.loads(
+            (ROOT / "aoi" / "boundaries" / "prk_adm1.geojson").read_text(encoding="utf-8")
+        )["features"]
+    }
+    | {
+        f["properties"]["province"]
+        for p in SHIPPED
+        for f in json.loads(p.read_text(encoding="utf-8"))["features"]
+    }
+)
+
+
+def test_the_demo_s_korean_report_names_provinces_and_counties_in_hangul(runs):
+    """The shipped sites on the demo: every province in hangul (from the county holding each site),
+    a county with a hangul name in the boundaries shows it (Musan: 무산), the others stay
+    romanised, said once. The report's text as `run` writes it, from the Python API's results (the
+    same tables as `run`'s, test above), without drawing the charts of 52 sites again."""
+    from pipeline.publish.report import report_html, report_md
+    from pipeline.publish.style import Style
+    from pipeline.words import say
+
+    assert {"North Hwanghae", "P'yŏngyang", "South Hamgyŏng", "South Hamgyong"} <= set(PROVINCES)
+    results = API[0]
+    assert results.comparison is not None and len(results.changes) == 52
+    page = report_html(results, {}, {}, Style(lang="ko"))
+    md = report_md(results, [], {}, Style(lang="ko"))
+    for text in (page, md):
+        assert [p for p in PROVINCES if p in text] == []
+        assert text.count(say("romanized_note", "ko")) == 1
+    musan = page.split("<tr><td>Musan</td>")[1].split("</tr>")[0]
+    assert musan.startswith("<td>무산군</td><td>함경북도</td><td>무산</td>")
+    assert (
+        "<td>Sinpho</td><td>신포시</td><td>함경남도</td><td>Sinpo</td>" in page
+    )  # no hangul given
+    # the comparison names the capital as its province is named, in hangul
+    assert "평양(단위 wof-1108747951)" in page
+    english = report_html(results, {}, {}, Style())
+    assert "South Hamgyong" in english and "Musan</td><td>무산군</td><td>North Hamgyong" in english
+
+
+def test_a_user_s_run_writes_both_reports_and_labels_the_claim_s_language(runs):
+    out = runs["users"]
+    ko = (out / "report.ko.html").read_text(encoding="utf-8")
+    assert "“Of the three pilot sites, one brightened in 2025.”(영어 원문) (A user)." in ko
+    assert [p for p in PROVINCES if p in ko] == []
+    assert 'href="report.html"' in ko and "figures/ko/map.png." in ko
+    en = (out / "report.html").read_text(encoding="utf-8")
+    assert "“Of the three pilot sites, one brightened in 2025.” (A user)." in en
+    assert (out / "report.ko.md").is_file() and (out / "figures" / "ko" / "map.png").is_file()
