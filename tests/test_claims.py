@@ -153,6 +153,33 @@ def test_optional_fields_round_trip(tmp_path):
     assert set(claim.to_dict()) == {f.name for f in dataclasses.fields(Claim)}
 
 
+def test_the_korean_text_is_a_translation_unless_said_otherwise(tmp_path):
+    base = (
+        "text: 'Two of six brightened.'\nsource: Example Daily\nbatch: 2025\nbaseline_year: 2025\n"
+        "target_year: 2026\nn_sites: 6\nbrightened: 2\n"
+    )
+    path = tmp_path / "c.yaml"
+    path.write_text(base + "text_ko: '여섯 곳 중 두 곳이\n  밝아졌다.'\n", encoding="utf-8")
+    claim = load_claim(path)
+    assert (claim.text_ko, claim.text_ko_is) == ("여섯 곳 중 두 곳이 밝아졌다.", None)
+    path.write_text(base + "text_ko: 여섯 곳 중 두 곳\ntext_ko_is: quotation\n", encoding="utf-8")
+    assert load_claim(path).text_ko_is == "quotation"
+    for extra, line in (
+        (
+            "text_ko: x\ntext_ko_is: quote\n",
+            "text_ko_is must be translation or quotation, found 'quote'",
+        ),
+        ("text_ko_is: translation\n", "text_ko_is without text_ko; add text_ko or remove it"),
+        ("text_ko: 3\n", "text_ko must be non-empty text (quote it), found number 3"),
+    ):
+        path.write_text(base + extra, encoding="utf-8")
+        with pytest.raises(ClaimError) as caught:
+            load_claim(path)
+        assert str(caught.value) == f"{path}: {line}"
+    # the shipped claim's Korean is our translation of its English text, and says so
+    assert DEFAULT_CLAIM.text_ko and DEFAULT_CLAIM.text_ko_is == "translation"
+
+
 # --------------------------------------------------------------------------- claim and sites
 
 

@@ -426,3 +426,18 @@ def test_demo_years_outside_the_world_are_one_line(tmp_path, capsys):
     assert not (tmp_path / "data" / "demo").exists() or not any(
         (tmp_path / "data" / "demo").rglob("*.tif")
     )
+
+
+def test_run_and_figures_take_their_languages_as_a_list(capsys):
+    from pipeline.cli import build_parser
+
+    parser = build_parser()
+    assert parser.parse_args(["run"]).lang == ("en", "ko")  # both reports by default
+    assert parser.parse_args(["run", "--lang", "ko"]).lang == ("ko",)
+    assert parser.parse_args(["figures"]).lang == ("en",)  # as before: the English set
+    assert parser.parse_args(["figures", "--lang", "KO, en"]).lang == ("ko", "en")
+    for bad in ("fr", "en,en", ","):
+        with pytest.raises(SystemExit) as caught:
+            parser.parse_args(["run", "--lang", bad])
+        assert caught.value.code == 2
+        assert "give languages among en, ko, comma-separated, each once" in capsys.readouterr().err
