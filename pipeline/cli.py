@@ -188,7 +188,8 @@ def _add_run(sub: argparse._SubParsersAction, common: argparse.ArgumentParser) -
             Examples:
               nightlights run
               nightlights run --source local --rasters ~/viirs/monthly --sites a.geojson --sites b.geojson
-              nightlights run --source eog --baseline-year 2024 --target-year 2025 --out results/"""),
+              nightlights run --source eog --baseline-year 2024 --target-year 2025 --out results/
+              nightlights run --lang en   (the English report alone, without report.ko.html)"""),
     )
     _study_options(sp, "tables and verdict only")
     sp.add_argument(

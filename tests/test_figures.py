@@ -140,11 +140,12 @@ def test_figures_command_remakes_with_options(run, tmp_path, capsys):
         ]
     )
     assert code == 0, capsys.readouterr().err
-    assert not list((out / "figures").glob("*.pdf"))
-    with Image.open(out / "figures" / "verdict.png") as im:
+    assert not list((out / "figures").glob("*.*"))  # Korean charts go to figures/ko/ only
+    assert not list((out / "figures" / "ko").glob("*.pdf"))
+    with Image.open(out / "figures" / "ko" / "verdict.png") as im:
         assert im.width == int(89 / 25.4 * 150)  # Matplotlib truncates width x dpi
         assert round(im.info["dpi"][0]) == 150
-    svg = (out / "figures" / "small_multiples.svg").read_text(encoding="utf-8")
+    svg = (out / "figures" / "ko" / "small_multiples.svg").read_text(encoding="utf-8")
     for _, _, _, ko, _, _ in SITES:
         assert ko in svg
     assert "Noto Sans KR" in svg
