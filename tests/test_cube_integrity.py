@@ -408,5 +408,7 @@ def test_cache_prune_command_prints_what_it_freed(tmp_path, rng, capsys):
     assert capsys.readouterr().out == (
         f"{cache / 'cube'}: removed 1 cube(s) whose inputs are gone or changed, "
         f"freed {size / 1024:.1f} KB\n"
+        f"{cache / 'results'}: removed 0 kept result(s) whose inputs are gone or changed, "
+        "freed 0 B\n"
     )
     assert list((cache / "cube").iterdir()) == []
