@@ -18,6 +18,9 @@ from tests.cdp import Browser
 from tests.pubdata import SITES, published
 from tests.test_report import CHROMIUM, _chromium, needs_chromium
 
+# the session's synthetic run, made once by the worker that publishes it for the chart and report tests
+pytestmark = pytest.mark.xdist_group("pubdata")
+
 ROOT = Path(__file__).resolve().parents[1]
 
 
