@@ -79,6 +79,27 @@ def polygon_feature(site_id: str, ring: list[tuple[float, float]], **props) -> d
     }
 
 
+@pytest.hookimpl(trylast=True)
+def pytest_collection_modifyitems(config: pytest.Config, items: list[pytest.Item]) -> None:
+    """Keep ``xdist_group`` working under pytest's structured node ids (pytest-xdist issue 1386:
+    its ``--dist loadgroup`` still writes the old ``_nodeid`` field, which pytest 9.2 no longer
+    reads, so every group was silently spread over the workers and each worker made the shared
+    synthetic run again). Runs after xdist's hook and adds the ``@group`` suffix it meant to."""
+    if not getattr(config.option, "loadgroup", False):
+        return
+    for item in items:
+        names = sorted(
+            {
+                str(m.args[0] if m.args else m.kwargs.get("name", "default"))
+                for m in item.iter_markers("xdist_group")
+            }
+        )
+        suffix = "@" + "_".join(names)
+        if not names or item.nodeid.endswith(suffix) or not hasattr(item, "_id"):
+            continue
+        item._id = type(item._id).parse(item.nodeid + suffix)
+
+
 @pytest.fixture
 def rng() -> np.random.Generator:
     return np.random.default_rng(7)

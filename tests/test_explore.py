@@ -18,6 +18,9 @@ from tests.cdp import Browser
 from tests.pubdata import SITES, published
 from tests.test_report import CHROMIUM, _chromium, needs_chromium
 
+# the session's synthetic run, made once by the worker that publishes it for the chart and report tests
+pytestmark = pytest.mark.xdist_group("pubdata")
+
 ROOT = Path(__file__).resolve().parents[1]
 
 
@@ -27,10 +30,16 @@ def run(tmp_path_factory):
 
 
 @pytest.fixture(scope="module")
-def korean(run, tmp_path_factory):
+def borders(run):
+    """The shipped boundaries, read once for the module (3 MB of GeoJSON and a union each time)."""
+    return boundaries(run[0].sites)
+
+
+@pytest.fixture(scope="module")
+def korean(run, borders, tmp_path_factory):
     results, _ = run
     page = tmp_path_factory.mktemp("ko") / "explore.html"
-    page.write_text(explore_html(results, Style(lang="ko"), boundaries(results.sites)), "utf-8")
+    page.write_text(explore_html(results, Style(lang="ko"), borders), "utf-8")
     return page
 
 
@@ -93,7 +102,7 @@ def test_boundary_credits_are_the_notice_lines():
         assert line in " ".join(notice.split()), line
 
 
-def test_synthetic_is_labelled_and_real_data_is_not(run):
+def test_synthetic_is_labelled_and_real_data_is_not(run, borders):
     results, out = run
     page = (out / "explore.html").read_text(encoding="utf-8")
     assert 'id="synthetic-warning"' in page and synthetic_notice("en", long=True) in page
@@ -101,7 +110,7 @@ def test_synthetic_is_labelled_and_real_data_is_not(run):
     real = dataclasses.replace(
         results, verdict=dataclasses.replace(results.verdict, data_kind="real")
     )
-    other = explore_html(real, Style(), boundaries(results.sites))
+    other = explore_html(real, Style(), borders)
     assert "synthetic-warning" not in other and synthetic_tag("en") not in other
     assert 'id="synthetic-watermark"' not in other
     assert _data(other)["synthetic"] is False
@@ -116,7 +125,7 @@ def test_korean_page_opens_in_korean_with_the_glyphs_embedded(run, korean):
     assert '@font-face{font-family:"Noto Sans KR subset"' in page
 
 
-def test_counties_carry_their_change_and_the_map_is_small(run):
+def test_counties_carry_their_change_and_the_map_is_small(run, borders):
     results, out = run
     page = (out / "explore.html").read_text(encoding="utf-8")
     data = _data(page)
@@ -125,14 +134,14 @@ def test_counties_carry_their_change_and_the_map_is_small(run):
         if r["unit_id"] in units and np.isfinite(r["log_change"]):
             assert units[r["unit_id"]]["log_change"] == pytest.approx(r["log_change"], rel=1e-3)
             assert re.fullmatch(r"#[0-9a-f]{6}", units[r["unit_id"]]["fill"])
-    assert len(units) == len(boundaries(results.sites).counties)
+    assert len(units) == len(borders.counties)
     assert all(re.fullmatch(r"(M\d+ \d+l[-\d ]+z)+", u["d"]) for u in units.values())
     assert len(page.encode()) < 400_000
 
 
-def test_same_page_twice(run):
+def test_same_page_twice(run, borders):
     results, _ = run
-    b = boundaries(results.sites)
+    b = borders
     assert explore_html(results, Style(), b) == explore_html(results, Style(), b)
 
 
@@ -176,7 +185,7 @@ def test_the_click_driver_sees_console_errors_and_outside_requests(tmp_path):
 
 @pytest.mark.browser
 @needs_chromium
-def test_explore_loads_in_headless_chromium(run, tmp_path):
+def test_explore_loads_in_headless_chromium(run, borders, tmp_path):
     results, out = run
     dom, console, requested = _chromium(out / "explore.html", tmp_path)
     assert console == []
@@ -184,7 +193,7 @@ def test_explore_loads_in_headless_chromium(run, tmp_path):
     assert 'data-ready="1"' in dom
     for sid in results.sites["site_id"]:
         assert f'data-site="{sid}"' in dom
-    assert dom.count('class="county"') == len(boundaries(results.sites).counties)
+    assert dom.count('class="county"') == len(borders.counties)
 
 
 @pytest.mark.browser

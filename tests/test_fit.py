@@ -132,7 +132,17 @@ def test_comparison_charts_fit(compared, run, style):
     assert not _check(_builders(specs), style)
 
 
-@pytest.mark.parametrize("style", STYLES[:3], ids=IDS[:3])
+# English at one column (three pages) in the fast set; the same check at two columns and in
+# Korean (two and three pages of the same charts, 5-7 s each) with the slow tests; every width and
+# language is checked on the short list above
+LONG = [
+    pytest.param(STYLES[0], id=IDS[0], marks=pytest.mark.slow),
+    pytest.param(STYLES[1], id=IDS[1]),
+    pytest.param(STYLES[2], id=IDS[2], marks=pytest.mark.slow),
+]
+
+
+@pytest.mark.parametrize("style", LONG)
 def test_long_site_lists_become_pages_that_fit(run, style):
     """55 sites (the 5 of the small run, eleven times): several pages, each one a page tall."""
     results, _ = run

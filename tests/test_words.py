@@ -21,7 +21,7 @@ from pipeline.judge.verdict import OBSERVABILITY
 from pipeline.publish import charts, comparison, report
 from pipeline.publish.report import report_html, report_md
 from pipeline.publish.style import Style
-from tests.pubdata import make_results, publish
+from tests.pubdata import make_results, publish, shared_results
 from tests.test_compare import planted_scenario, run_compare
 
 # one pytest-xdist worker makes the session's synthetic run once for every file that publishes it
@@ -200,10 +200,11 @@ def md_sections(md: str) -> list[tuple[int, int]]:
 
 @pytest.fixture(scope="module")
 def small(tmp_path_factory):
-    """A small synthetic run (pubdata) without the comparison, and the same with a real comparison
-    (the planted county scenario of test_compare) attached, its did.json given a site placebo too."""
+    """The session's small synthetic run (pubdata) without the comparison, and the same with a real
+    comparison (the planted county scenario of test_compare) attached, its did.json given a site
+    placebo too. The reports are made from it in memory: nothing here needs its own run."""
     tmp = tmp_path_factory.mktemp("words")
-    results = make_results(tmp)  # its own: a test copies its output folder beside the rasters
+    results = shared_results(tmp_path_factory)
     (tmp / "planted").mkdir()
     units, sites, folder, _, _ = planted_scenario(tmp / "planted", effect=0.3)
     comp = run_compare(units, sites, folder)
@@ -221,16 +222,18 @@ def small(tmp_path_factory):
         },
     }
     with_comp = dataclasses.replace(results, comparison=dataclasses.replace(comp, did=did))
-    return results, with_comp, tmp
+    return results, with_comp
 
 
 @pytest.fixture(scope="module")
-def run_out(small):
-    """One ``nightlights run`` on the small run's rasters and sites (no comparison: its rasters
-    cover a few counties), with its default languages: both reports, each with its charts."""
+def run_out(tmp_path_factory):
+    """One ``nightlights run`` on a small run's rasters and sites (no comparison: its rasters
+    cover a few counties), with its default languages: both reports, each with its charts. Its own
+    rasters (not the session's): `figures` finds them through the folders the output names."""
     from pipeline.cli import main
 
-    tmp = small[2]
+    tmp = tmp_path_factory.mktemp("words_run")
+    make_results(tmp)  # writes the rasters and sites.geojson the run reads
     code = main(
         [
             "run",
