@@ -2,20 +2,34 @@
 
 Measured from Matplotlib's own text extents after a draw: no visible text outside the figure,
 no two texts over each other (the synthetic watermark excepted: it is meant to lie under all),
-and no figure taller than a journal page (247 mm).
+no text over a marker, no two site markers over each other, and no figure taller than a
+journal page (247 mm).
+
+Markers are measured as Matplotlib draws them: each marker's path in its style's transform,
+scaled by its size in points, at its transformed position, widened by half its edge line (with
+the edge's own join, so a diamond's mitred corner counts). A label may not cover even its own
+marker: labels carry a white halo drawn above the markers, so a label over its marker would
+erase the marker's edge, and the leader line already ties the two.
 """
 
 from __future__ import annotations
 
 import itertools
 from collections.abc import Callable
-from dataclasses import replace
+from dataclasses import dataclass, replace
+from typing import Any
 
 import matplotlib
 import matplotlib.pyplot as plt
+import numpy as np
 import pandas as pd
 import pytest
+import shapely
+from matplotlib.collections import PathCollection
+from matplotlib.lines import Line2D
+from matplotlib.markers import MarkerStyle
 from matplotlib.text import Text
+from matplotlib.transforms import Affine2D
 
 from pipeline.publish import chart_specs, comparison
 from pipeline.publish.render import Chart
@@ -27,6 +41,7 @@ from tests.pubdata import published
 pytestmark = pytest.mark.xdist_group("pubdata")
 
 MAX_HEIGHT_MM = 247.0
+TOUCH = 1.0  # pixels two shapes may share (at the tests' 100 dpi): more is an overlap
 STYLES = [
     Style(width_mm=183, lang="en", dpi=100),
     Style(width_mm=89, lang="en", dpi=100),
@@ -52,7 +67,7 @@ def problems(fig: plt.Figure) -> list[str]:
             ticks |= {id(lab) for t in every for lab in (t.label1, t.label2)}
             if ax.get_visible() and axis.get_visible():
                 drawn |= {id(lab) for t in axis._update_ticks() for lab in (t.label1, t.label2)}
-    texts = []
+    texts: list[tuple[Text, Any]] = []
     for t in fig.findobj(Text):
         if id(t) in ticks and id(t) not in drawn:
             continue
@@ -69,9 +84,92 @@ def problems(fig: plt.Figure) -> list[str]:
     for (a, ea), (b, eb) in itertools.combinations(texts, 2):
         w = min(ea.x1, eb.x1) - max(ea.x0, eb.x0)
         h = min(ea.y1, eb.y1) - max(ea.y0, eb.y0)
-        if w > 1 and h > 1:  # more than a pixel's touch
+        if w > TOUCH and h > TOUCH:  # more than a pixel's touch
             found.append(f"overlap: {a.get_text()!r} / {b.get_text()!r}")
+    drawn_marks = marks(fig)
+    for t, e in texts:
+        inner = shapely.box(e.x0, e.y0, e.x1, e.y1).buffer(-TOUCH / 2, join_style="mitre")
+        for m in drawn_marks:
+            if m.shape.intersects(inner):
+                found.append(f"over a marker: {t.get_text()!r} / {m.name}")
+                break
+    sites = [m for m in drawn_marks if m.site]
+    for a, b in itertools.combinations(sites, 2):
+        if a.shape.intersects(b.shape):
+            found.append(f"markers overlap: {a.name} / {b.name}")
     return found
+
+
+@dataclass(frozen=True)
+class Mark:
+    """One drawn marker: its outline with its edge, in pixels, shrunk by half of :data:`TOUCH`
+    (two marks that still meet overlap by more than a touch)."""
+
+    shape: shapely.Polygon
+    name: str
+    site: bool  # a site on a map (gid 'sites-...'): no two may overlap
+
+
+JOINS = {"miter": "mitre", "round": "round", "bevel": "bevel"}
+
+
+def marks(fig: plt.Figure) -> list[Mark]:
+    """Every marker drawn in ``fig``: Line2D markers and scatter points (PathCollections with
+    sizes), skipping points clipped away; legend handles included."""
+    px = fig.dpi / 72
+    found = []
+
+    def add(outline: Any, edge: float, join: str, at: np.ndarray, name: str, clip: Any) -> None:
+        for x, y in at:
+            if not np.isfinite([x, y]).all() or (clip is not None and not clip.contains(x, y)):
+                continue
+            for ring in outline.to_polygons(Affine2D().translate(x, y)):
+                if len(ring) >= 3:
+                    grown = shapely.Polygon(ring).buffer(
+                        edge - TOUCH / 2, join_style=JOINS[join], mitre_limit=4.0
+                    )
+                    site = name.startswith("sites-")
+                    found.append(Mark(grown, f"{name}@({x:.0f},{y:.0f})", site))
+
+    for ln in fig.findobj(Line2D):
+        marker = MarkerStyle(ln.get_marker())
+        if not _shown(ln) or not ln.get_markersize() or marker.get_path().vertices.size == 0:
+            continue
+        unit = marker.get_path().transformed(marker.get_transform())
+        outline = unit.transformed(Affine2D().scale(ln.get_markersize() * px))
+        at = ln.get_transform().transform(np.asarray(ln.get_xydata(), float))[_every(ln)]
+        clip = ln.get_clip_box() if ln.get_clip_on() else None
+        edge = ln.get_markeredgewidth() * px / 2
+        add(outline, edge, marker.get_joinstyle(), at, ln.get_gid() or "marker", clip)
+    for pc in fig.findobj(PathCollection):
+        if not _shown(pc) or not len(pc.get_sizes()) or not len(pc.get_offsets()):
+            continue  # without sizes its paths are shapes in data units (counties), not markers
+        at = pc.get_offset_transform().transform(np.asarray(pc.get_offsets(), float))
+        paths, scales, widths = pc.get_paths(), pc.get_transforms(), pc.get_linewidths()
+        clip = pc.get_clip_box() if pc.get_clip_on() else None
+        for i, xy in enumerate(at):
+            outline = paths[i % len(paths)].transformed(Affine2D(scales[i % len(scales)]))
+            edge = float(widths[i % len(widths)]) * px / 2
+            join = str(pc.get_joinstyle() or "round")
+            add(outline, edge, join, xy[None], pc.get_gid() or "scatter", clip)
+    return found
+
+
+def _every(ln: Line2D) -> Any:
+    """The points a line marks (a legend handle marks the middle one of three)."""
+    every = ln.get_markevery()
+    if every is None:
+        return slice(None)
+    if isinstance(every, int):
+        return slice(None, None, every)
+    if isinstance(every, tuple):
+        return slice(every[0], None, every[1])
+    assert not isinstance(every, float), "markevery as a fraction of the line: not measured"
+    return every if isinstance(every, slice) else np.asarray(every)
+
+
+def _shown(artist: Any) -> bool:
+    return artist.get_visible() and (artist.axes is None or artist.axes.get_visible())
 
 
 def _builders(specs: list[Chart]) -> dict[str, Callable[[], plt.Figure | None]]:

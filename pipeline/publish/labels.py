@@ -1,18 +1,24 @@
-"""Labels: place site names on a map so none collides and each is nearest its own marker.
+"""Labels: place site names on a map so none collides and each is nearest its own marker; move
+markers that would cover each other apart first.
 
 Inputs
     Marker positions and label sizes in display units (points or pixels, one unit for all),
-    the marker radius and the frame the labels must stay inside.
+    each marker's radius and the frame the labels must stay inside.
 Outputs
-    One box (x0, y0, x1, y1) per label and whether it breaks a rule; :mod:`pipeline.publish.maps`
-    draws the text there with a leader line to its marker, and replaces names that cannot be
-    placed cleanly by numbers explained in a key under the map.
+    Marker positions with no two markers over each other (:func:`spread`); one box
+    (x0, y0, x1, y1) per label and whether it breaks a rule (:func:`place_labels`).
+    :mod:`pipeline.publish.maps` draws the text there with a leader line to its marker, and
+    replaces names that cannot be placed cleanly by numbers explained in a key under the map.
 
 Why not nearest-free-slot placement: with 50 sites on a 89 mm map, a label dropped in the
 first free slot can end up beside another site, and a reader then reads the wrong name
 for that marker (the Korean column map did). So a candidate is accepted only when the
 label is nearer its own marker than any other marker, collides with no placed label and no
 marker, and stays inside the frame; the most crowded sites choose first, closest slots first.
+Why move markers at all: sites a few kilometres apart are drawn over each other on a column-wide
+map, and a marker half hidden under another cannot be told apart, nor can a reader see which
+of the two a label's leader line reaches. Each is moved only as far as needed (both of a pair
+alike), so most stay over their site; the map ties one moved further back to its site.
 Pure geometry, no Matplotlib, so it is tested directly.
 """
 
@@ -67,6 +73,38 @@ GAPS = (
 )  # label gap beyond the marker edge, in marker radii
 
 
+GOLDEN = np.pi * (
+    3 - np.sqrt(5)
+)  # directions for markers at one place: spread evenly, no randomness
+
+
+Floats = Sequence[float] | np.ndarray
+
+
+def spread(xs: Floats, ys: Floats, radii: Floats, rounds: int = 200) -> np.ndarray:
+    """Marker positions (n, 2) with no two closer than the sum of their radii, each moved as
+    little as it takes: every overlapping pair is pushed apart along the line between them, each
+    by half the overlap, until none is left (markers at the same place: in golden-angle
+    directions). Markers that do not overlap any other keep their place exactly."""
+    p = np.column_stack([xs, ys]).astype(float)
+    r = np.asarray(radii, float)
+    for _ in range(rounds):
+        d = np.hypot(*(p[:, None, :] - p[None, :, :]).transpose(2, 0, 1))
+        close = np.argwhere(np.triu(d < r[:, None] + r[None, :] - 1e-9, 1))
+        if not len(close):
+            break
+        for i, j in close:
+            v = p[j] - p[i]
+            length = float(np.hypot(*v))
+            need = r[i] + r[j]
+            if length >= need:
+                continue
+            u = v / length if length > 1e-9 else np.array([np.cos(GOLDEN * j), np.sin(GOLDEN * j)])
+            p[i] -= u * (need - length) / 2
+            p[j] += u * (need - length) / 2
+    return p
+
+
 def box_distance(box: Box, x: float | np.ndarray, y: float | np.ndarray) -> np.ndarray:
     """Distance from a box to points (0 inside the box)."""
     dx = np.maximum(np.maximum(box[0] - x, 0), x - box[2])
@@ -111,7 +149,7 @@ def _best(
     x: np.ndarray,
     y: np.ndarray,
     size: tuple[float, float],
-    r: float,
+    r: np.ndarray,
     taken: np.ndarray,
     markers: np.ndarray,
     frame: Box,
@@ -119,10 +157,10 @@ def _best(
 ) -> tuple[Box, int]:
     """The closest slot breaking no rule, else the one breaking the fewest: another marker as
     near as its own counts most, then overlaps with labels and markers, then leaving the frame."""
-    boxes = _candidates(x[i], y[i], size[0], size[1], r)
+    boxes = _candidates(x[i], y[i], size[0], size[1], float(r[i]))
     others = np.delete(np.arange(len(x)), i)
     # a marker drawn over this one cannot be told apart by nearness: the leader line does it
-    apart = others[np.hypot(x[others] - x[i], y[others] - y[i]) >= 2 * r]
+    apart = others[np.hypot(x[others] - x[i], y[others] - y[i]) >= r[i] + r[others]]
     own = _distances(boxes, x[i : i + 1], y[i : i + 1])[:, 0]
     near = (_distances(boxes, x[apart], y[apart]) <= own[:, None] + margin).sum(axis=1)
     padded = taken + np.array(
@@ -145,7 +183,7 @@ def place_labels(
     xs: Sequence[float],
     ys: Sequence[float],
     sizes: Sequence[tuple[float, float]],
-    marker_radius: float,
+    marker_radius: float | Floats,
     frame: Box,
     margin: float = 1.0,
     passes: int = 4,
@@ -154,12 +192,14 @@ def place_labels(
     marker than any other (by ``margin``; markers overlapping its own are exempt); where no slot meets all three, the slot breaking
     the fewest (nearness first) is taken, so every site keeps a label. The most crowded sites
     choose first; then labels still breaking a rule are placed again among all the others.
+    ``marker_radius``: half of each marker's width (or one for all): a square around the marker's
+    centre that no other label may enter.
     Returns the boxes and, per label, how badly it breaks the rules (0: not at all)."""
     x, y = np.asarray(xs, float), np.asarray(ys, float)
     n = len(x)
-    r = float(marker_radius)
+    r = np.broadcast_to(np.asarray(marker_radius, float), (n,))
     markers = np.column_stack([x - r, y - r, x + r, y + r]) if n else np.zeros((0, 4))
-    crowd = np.array([(np.hypot(x - x[i], y - y[i]) < 12 * r).sum() for i in range(n)])
+    crowd = np.array([(np.hypot(x - x[i], y - y[i]) < 12 * r[i]).sum() for i in range(n)])
     boxes: dict[int, Box] = {}
     costs: dict[int, int] = {}
 

@@ -26,6 +26,7 @@ from matplotlib.collections import LineCollection, PathCollection
 from matplotlib.colors import LinearSegmentedColormap, LogNorm, Normalize
 from matplotlib.layout_engine import ConstrainedLayoutEngine
 from matplotlib.lines import Line2D
+from matplotlib.markers import MarkerStyle
 from matplotlib.patches import Patch
 from matplotlib.path import Path as MplPath
 
@@ -37,7 +38,7 @@ from pipeline.publish.charts import (
     site_pages,
 )
 from pipeline.publish.composites import Boundaries, Composite
-from pipeline.publish.labels import place_labels
+from pipeline.publish.labels import place_labels, spread
 from pipeline.publish.style import (
     BATCH_MARKERS,
     BORDER_COLORS,
@@ -168,21 +169,59 @@ def _site_frame(sites: pd.DataFrame, changes: pd.DataFrame) -> pd.DataFrame:
     )
 
 
+SITE_EDGE = 0.6  # site markers' edge line, points
+
+
+def _site_shapes(
+    df: pd.DataFrame, markers: dict[str | None, str], ms: float
+) -> tuple[np.ndarray, np.ndarray]:
+    """Each site's marker as Matplotlib draws it, in points, edge line included: half its width
+    (labels keep out of that square) and its outer radius (other markers keep out of that
+    circle). A diamond reaches 0.71 of its size from its centre, a square 0.5 wide."""
+    half, outer = np.zeros(len(df)), np.zeros(len(df))
+    for b, m in markers.items():
+        style = MarkerStyle(m)
+        v = np.asarray(style.get_path().transformed(style.get_transform()).vertices, float) * ms
+        rows = _of_batch(df, b)
+        half[rows] = np.abs(v).max() + SITE_EDGE / 2
+        outer[rows] = np.hypot(*v.T).max() + SITE_EDGE / 2
+    return half, outer
+
+
 def _plot_sites(
     ax: plt.Axes, df: pd.DataFrame, markers: dict[str | None, str], ms: float, by_class: bool = True
-) -> None:
+) -> np.ndarray:
+    """Each site's marker, moved apart from any it would cover (:func:`labels.spread`); returns
+    where each is drawn (lon, lat per row). Call it once the layout is fixed: the markers are
+    kept apart in points on the page. A marker moved more than a quarter of its size is tied
+    back to its site by a thin line."""
+    px = ax.figure.dpi / 72
+    site = df[["center_lon", "center_lat"]].to_numpy(float)
+    xy = ax.transData.transform(site)
+    at = spread(xy[:, 0], xy[:, 1], _site_shapes(df, markers, ms)[1] * px)
+    lonlat = ax.transData.inverted().transform(at)
+    for i in np.flatnonzero(np.hypot(*(at - xy).T) > ms * px / 4):
+        ax.plot(
+            [site[i, 0], lonlat[i, 0]],
+            [site[i, 1], lonlat[i, 1]],
+            color="black",
+            lw=0.35,
+            zorder=4.6,
+            solid_capstyle="butt",
+            gid=f"tie-{df['site_id'].iat[i]}",
+        )
     for b, m in markers.items():
-        d = df[_of_batch(df, b)]
+        rows = _of_batch(df, b)
         for c in CLASS_ORDER:
-            dc = d[d["klass"] == c] if by_class else d
-            if len(dc):
+            these = rows & (df["klass"] == c).to_numpy(bool) if by_class else rows
+            if these.any():
                 ax.plot(
-                    dc["center_lon"],
-                    dc["center_lat"],
+                    lonlat[these, 0],
+                    lonlat[these, 1],
                     ls="none",
                     marker=m,
                     mec="black",
-                    mew=0.6,
+                    mew=SITE_EDGE,
                     ms=ms,
                     mfc=CLASS_COLORS[c] if by_class else "white",
                     zorder=5,
@@ -190,6 +229,7 @@ def _plot_sites(
                 )
             if not by_class:
                 break
+    return lonlat
 
 
 def _of_batch(df: pd.DataFrame, label: str | None) -> np.ndarray:
@@ -214,6 +254,9 @@ def _batch_handles(df: pd.DataFrame, markers: dict[str | None, str], style: Styl
     ]
 
 
+ATTEMPTS = 5  # drawings of the map at most: each numbers the sites whose names did not fit
+
+
 def map_figure(
     comp: Composite,
     sites: pd.DataFrame,
@@ -234,8 +277,8 @@ def map_figure(
     df = _site_frame(sites, changes)
     names = [site_label(r, style) for r in df.itertuples()]
     numbered: list[int] = []
-    for attempt in range(3):
-        fig, ax, ms = _map_base(comp, df, verdict, style, borders, _key(df, names, numbered))
+    for attempt in range(ATTEMPTS):
+        fig, ax, at, half = _map_base(comp, df, verdict, style, borders, _key(df, names, numbered))
         if len(off_map):
             shown = ", ".join(list(off_map)[:8]) + (
                 f" (+{len(off_map) - 8})" if len(off_map) > 8 else ""
@@ -252,8 +295,8 @@ def map_figure(
                 zorder=6,
                 bbox={"boxstyle": "square,pad=0.2", "fc": "white", "ec": "none", "alpha": 0.8},
             )
-        bad = label_sites(ax, df, _texts(df, names, numbered), style.small_size, ms)
-        if not bad or set(bad) <= set(numbered) or attempt == 2:
+        bad = label_sites(ax, df, at, half, _texts(df, names, numbered), style.small_size)
+        if not bad or set(bad) <= set(numbered) or attempt == ATTEMPTS - 1:
             return fig
         plt.close(fig)
         numbered = sorted(set(numbered) | set(bad))
@@ -288,8 +331,10 @@ def _map_base(
     style: Style,
     borders: Boundaries | None,
     key: list[tuple[int, str]],
-) -> tuple[plt.Figure, plt.Axes, float]:
-    """The map without labels, its layout fixed; ``key`` adds the numbered sites' legend."""
+) -> tuple[plt.Figure, plt.Axes, np.ndarray, np.ndarray]:
+    """The map without labels, its layout fixed; ``key`` adds the numbered sites' legend.
+    Returns the figure, the map, where each site's marker is drawn (lon, lat) and half each
+    marker's width (points)."""
     w, e, s, n = comp.extent
     aspect = (n - s) / ((e - w) * np.cos(np.deg2rad((n + s) / 2)))
     key_cols = max(1, int(style.width_mm // (28 if style.kind == "paper" else 42)))
@@ -303,7 +348,6 @@ def _map_base(
         draw_borders(ax, borders, style)
     markers = batch_markers(df)
     ms = style.scale(4.0 if style.width_mm < 120 else 5.5)
-    _plot_sites(ax, df, markers, ms)
     ax.set_xlim(w, e)
     ax.set_ylim(s, n)
     ax.set_xlabel(style.label("lon"))
@@ -364,19 +408,26 @@ def _map_base(
         columnspacing=1.0,
     )
     finish(fig, verdict, style)
-    fig.draw_without_rendering()  # fix the layout, then place labels in its final coordinates
+    fig.draw_without_rendering()  # fix the layout, then place markers and labels in its final coordinates
     fig.set_layout_engine("none")
-    return fig, ax, ms
+    at = _plot_sites(ax, df, markers, ms)
+    return fig, ax, at, _site_shapes(df, markers, ms)[0]
 
 
 def label_sites(
-    ax: plt.Axes, df: pd.DataFrame, texts: Sequence[str], size: float, ms: float
+    ax: plt.Axes,
+    df: pd.DataFrame,
+    at: np.ndarray,
+    half: np.ndarray,
+    texts: Sequence[str],
+    size: float,
 ) -> list[int]:
     """Labels that collide with nothing, each nearer its own marker than any other, tied to it by a
-    line; returns the rows whose label breaks a rule anyway (crowded: number them instead)."""
+    line; returns the rows whose label breaks a rule anyway (crowded: number them instead).
+    ``at``: each marker's place (lon, lat); ``half``: half each marker's width, points."""
     fig = ax.figure
     renderer = fig.canvas.get_renderer()  # type: ignore[attr-defined]  # Agg canvases have it (files only)
-    xy = ax.transData.transform(np.column_stack([df["center_lon"], df["center_lat"]]).astype(float))
+    xy = ax.transData.transform(at)
     sizes = []
     fonts = [
         size - 1 if text.isdigit() else size for text in texts
@@ -391,14 +442,13 @@ def label_sites(
         list(xy[:, 0]),
         list(xy[:, 1]),
         sizes,
-        ms / 2 * fig.dpi / 72,
+        half * fig.dpi / 72,
         (frame.x0, frame.y0, frame.x1, frame.y1),
         margin=0.5 * fig.dpi / 72,
     )
     to_data = ax.transData.inverted()
-    lonlat = df[["center_lon", "center_lat"]].to_numpy(float)
     for (x, y), (mx, my), box, text, font, sid in zip(
-        xy, lonlat, boxes, texts, fonts, df["site_id"], strict=True
+        xy, at, boxes, texts, fonts, df["site_id"], strict=True
     ):
         x0, y0, x1, y1 = box
         cx, cy = min(max(x, x0), x1), min(max(y, y0), y1)  # the box point nearest the marker
@@ -490,7 +540,6 @@ def county_change_figure(
     draw_borders(ax, borders, style)
     df = _site_frame(sites, pd.DataFrame({"site_id": [], "class": []}))
     markers = batch_markers(df)
-    _plot_sites(ax, df, markers, style.scale(3.5), by_class=False)
     ax.set_xlim(w, e)
     ax.set_ylim(s, n)
     ax.set_aspect(1 / np.cos(np.deg2rad((n + s) / 2)))
@@ -529,7 +578,11 @@ def county_change_figure(
         handletextpad=0.4,
         columnspacing=1.0,
     )
-    return finish(fig, verdict, style)
+    finish(fig, verdict, style)
+    fig.draw_without_rendering()  # fix the layout: markers are kept apart in its final coordinates
+    fig.set_layout_engine("none")
+    _plot_sites(ax, df, markers, style.scale(3.5), by_class=False)
+    return fig
 
 
 # --------------------------------------------------------------------------- 4. before / after
