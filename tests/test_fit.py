@@ -276,3 +276,52 @@ def test_reports_show_every_page_in_order(run):
     assert at == sorted(at) and md.index("](figures/before_after.png)") > at[-1]
     assert "Small multiples, part 2" in md and "Continued from part 1" in md
     assert "월별 복사휘도 (2)" in report_md(results, names, {}, Style(lang="ko"))
+
+
+def _one_marker(draw: Callable[[plt.Axes], object]) -> list[str]:
+    """What :func:`problems` finds on a 2-inch, 100 dpi figure whose axes fill it: a data unit
+    is 2 pixels, the markers' centre at (50, 50) is pixel (100, 100)."""
+    matplotlib.use("Agg")
+    fig = plt.figure(figsize=(2, 2), dpi=100)
+    ax = fig.add_axes((0, 0, 1, 1), xlim=(0, 100), ylim=(0, 100))
+    ax.xaxis.set_visible(False)  # no tick labels
+    ax.yaxis.set_visible(False)
+    draw(ax)
+    try:
+        return [p.split(":")[0] for p in problems(fig)]
+    finally:
+        plt.close(fig)
+
+
+def _mark(marker: str, x: float = 50, gid: str | None = None, **kw: Any) -> Any:
+    return lambda ax: ax.plot(x, 50, marker=marker, ms=10, mew=1, ls="none", gid=gid, **kw)
+
+
+def _word(x: float) -> Any:
+    return lambda ax: ax.text(x, 50, "word", ha="left", va="center", fontsize=8)
+
+
+@pytest.mark.parametrize(
+    "parts,found",
+    [
+        # a 10 pt diamond reaches 0.71 * 10 pt = 9.8 px right of its centre, its edge 0.7 px more
+        ((_mark("D"), _word(56)), []),  # text from 12 px
+        ((_mark("D"), _word(54)), ["over a marker"]),  # from 8 px: on the diamond's tip
+        ((_mark("s"), _word(54)), []),  # a square of that size ends at 7.6 px
+        # a scatter point of 100 pt²: 10 pt across, 6.9 px and half its 1 pt edge (0.7 px) to its side
+        ((lambda ax: ax.scatter([50], [50], s=100, lw=1), _word(54)), []),
+        ((lambda ax: ax.scatter([50], [50], s=100, lw=1), _word(52.5)), ["over a marker"]),
+        # a legend handle's line marks only its middle point; the text starts 2 px right of x=46
+        ((lambda ax: ax.plot([46, 70, 90], [50] * 3, marker="o", markevery=[1]), _word(47)), []),
+        (
+            (lambda ax: ax.plot([46, 70, 90], [50] * 3, marker="o", markevery=[0]), _word(47)),
+            ["over a marker"],
+        ),
+        # two site squares 7.6 px from centre to side: 16 px apart clear, 14 px apart overlap
+        ((_mark("s", 50, "sites-a"), _mark("s", 58, "sites-b")), []),
+        ((_mark("s", 50, "sites-a"), _mark("s", 57, "sites-b")), ["markers overlap"]),
+        ((_mark("s", 50), _mark("s", 57)), []),  # markers of a series may touch: not sites
+    ],
+)
+def test_the_check_measures_markers_as_drawn(parts, found):
+    assert _one_marker(lambda ax: [p(ax) for p in parts]) == found

@@ -9,16 +9,18 @@ import pandas as pd
 import pytest
 from affine import Affine
 from matplotlib.collections import LineCollection, PathCollection
+from matplotlib.markers import MarkerStyle
 
 from pipeline.compare.panel import panel_floor, unit_changes, unit_tables
 from pipeline.config import Params
 from pipeline.publish import maps
 from pipeline.publish.composites import Composite, boundaries
 from pipeline.publish.gis import classified_sites
-from pipeline.publish.labels import box_distance, place_labels
+from pipeline.publish.labels import box_distance, clusters, place_labels, spread
 from pipeline.publish.style import Style, styled
 from pipeline.read.sites import read_sites
 from tests.pubdata import published
+from tests.test_fit import problems
 
 # one pytest-xdist worker makes the session's synthetic run once for every file that publishes it
 pytestmark = pytest.mark.xdist_group("pubdata")
@@ -116,6 +118,55 @@ def test_a_label_with_no_clean_slot_is_reported():
     assert costs[0] > 0
 
 
+def test_markers_over_each_other_move_apart_as_little_as_it_takes():
+    xs, ys, radii = [0.0, 0.0, 4.0, 40.0], [0.0, 0.0, 0.0, 0.0], [3.0, 3.0, 2.0, 5.0]
+    at = spread(xs, ys, radii)
+    gaps = np.hypot(*(at[:, None] - at[None, :]).transpose(2, 0, 1))
+    need = np.add.outer(radii, radii)
+    assert (gaps[np.triu_indices(4, 1)] >= need[np.triu_indices(4, 1)] - 1e-6).all()
+    assert tuple(at[3]) == (40.0, 0.0)  # clear of the others: not moved at all
+    # a pair at one place parts evenly about it, touching
+    two = spread([10.0, 10.0], [5.0, 5.0], [3.0, 3.0])
+    assert two.mean(axis=0) == pytest.approx([10.0, 5.0]) and np.hypot(*(two[0] - two[1])) == (
+        pytest.approx(6.0)
+    )
+    assert (spread([1.0, 9.0], [0.0, 0.0], [2.0, 2.0]) == [[1.0, 0.0], [9.0, 0.0]]).all()
+
+
+def test_sites_at_one_place_get_markers_apart_tied_to_their_site():
+    """Three sites at one point and one 0.01° east: no marker over another, no label over a marker;
+    markers moved off their site are tied to it by a line from the site."""
+    lon, lat = 126.0, 39.0
+    feats = [("a", lon, lat), ("b", lon, lat), ("c", lon, lat), ("d", lon + 0.01, lat)]
+    sites = pd.DataFrame(
+        {
+            "site_id": [f[0] for f in feats],
+            "name": [f[0].upper() * 3 for f in feats],
+            "center_lon": [f[1] for f in feats],
+            "center_lat": [f[2] for f in feats],
+            "batch": [2024, 2025, 2024, 2026],
+        }
+    )
+    changes = pd.DataFrame({"site_id": sites["site_id"], "class": ["brightened"] * 4})
+    comp = Composite(np.full((60, 60), 0.5), Affine(0.01, 0, lon - 0.3, 0, -0.01, lat + 0.3), 2025)
+    style = Style(width_mm=89, formats=("png",), dpi=100)
+    with styled(style):
+        fig = maps.map_figure(comp, sites, changes, VERDICT, style)
+        try:
+            assert problems(fig) == []
+            ax = fig.axes[0]
+            ties = {
+                ln.get_gid()[4:]: ln for ln in ax.lines if (ln.get_gid() or "").startswith("tie-")
+            }
+            assert set(ties) >= {"a", "b", "c"}
+            for sid, ln in ties.items():
+                x, y = ln.get_data()
+                row = sites.set_index("site_id").loc[sid]
+                assert (x[0], y[0]) == (row["center_lon"], row["center_lat"]) != (x[1], y[1])
+        finally:
+            matplotlib.pyplot.close(fig)
+
+
 # --------------------------------------------------------------------------- the map of every shipped site
 
 
@@ -162,35 +213,54 @@ def test_map_draws_borders_and_labels_each_site_beside_its_own_marker(every_site
         leader = {
             ln.get_gid()[7:]: ln for ln in ax.lines if (ln.get_gid() or "").startswith("leader-")
         }
+        ties = {ln.get_gid()[4:]: ln for ln in ax.lines if (ln.get_gid() or "").startswith("tie-")}
+        marked = {  # each drawn marker's place: (marker, size)
+            tuple(p): (ln.get_marker(), ln.get_markersize())
+            for ln in ax.lines
+            if (ln.get_gid() or "").startswith("sites-")
+            for p in ln.get_xydata()
+        }
         ids = list(sites["site_id"])
         assert set(label) == set(leader) == set(ids)
-        xy = ax.transData.transform(np.column_stack([sites["center_lon"], sites["center_lat"]]))
-        r = 0.5 * next(iter(ax.lines)).get_markersize() * fig.dpi / 72
+        at = [tuple(leader[sid].get_xydata()[0]) for sid in ids]  # where each leader starts
+        assert set(at) <= set(marked)  # ... is a drawn marker
+        site = np.column_stack([sites["center_lon"], sites["center_lat"]])
+        xy, drawn = ax.transData.transform(site), ax.transData.transform(np.array(at))
+        ms = marked[at[0]][1]
+        # markers that would cover each other at their sites are moved apart and told apart by the
+        # line, not by nearness: each marker's outer radius, in pixels, with half its 0.6 pt edge
+        outer = []
+        for p in at:
+            m = MarkerStyle(marked[p][0])
+            corners = m.get_path().transformed(m.get_transform()).vertices
+            outer.append((np.hypot(*corners.T).max() * marked[p][1] + 0.3) * fig.dpi / 72)
+        group = clusters(xy[:, 0], xy[:, 1], outer)
         key = fig.legends[0].get_texts() if len(fig.legends) > 1 else []
         keyed = {t.get_text().split(" ", 1)[0]: t.get_text().split(" ", 1)[1] for t in key}
         astray = []
         for i, sid in enumerate(ids):
             bb = label[sid].get_window_extent(renderer)
-            d = box_distance((bb.x0, bb.y0, bb.x1, bb.y1), xy[:, 0], xy[:, 1])
-            apart = (
-                np.hypot(*(xy - xy[i]).T) >= 2 * r
-            )  # markers drawn over each other are told apart by the line
-            apart[i] = False
+            d = box_distance((bb.x0, bb.y0, bb.x1, bb.y1), drawn[:, 0], drawn[:, 1])
+            apart = group != group[i]
             if not d[i] < d[apart].min():
                 astray.append(sid)
                 assert label[sid].get_text().isdigit(), (
                     sid
                 )  # only a key number, never a name, may stray
-            x, y = leader[sid].get_data()
-            assert (x[0], y[0]) == (sites["center_lon"].iat[i], sites["center_lat"].iat[i])
+            # each leader starts at its site's marker: at the site, or tied back to it
+            if sid in ties:
+                assert [tuple(p) for p in ties[sid].get_xydata()] == [tuple(site[i]), at[i]]
+            else:  # moved less than a quarter of its size
+                assert np.hypot(*(drawn[i] - xy[i])) <= ms * fig.dpi / 72 / 4 + 1e-9
             text = label[sid].get_text()
             name = sites["name_ko" if lang == "ko" else "name"].iat[i]
             assert text == name or keyed.get(text) == name, (sid, text)
         # at two-column width every name sits beside its own marker; in a column, all but at most one
-        # number in the densest cluster (Taean and Ryonggang drawn over each other, neighbours on all sides)
+        # number in the densest cluster (Taean and Ryonggang moved apart, neighbours on all sides)
         assert len(astray) <= (0 if width == 183 else 1), astray
         if width == 183:
             assert not keyed  # names fit at two-column width
+        assert problems(fig) == []  # no text over a marker or a text, no marker over another
     matplotlib.pyplot.close(fig)
 
 

@@ -105,6 +105,17 @@ def spread(xs: Floats, ys: Floats, radii: Floats, rounds: int = 200) -> np.ndarr
     return p
 
 
+def clusters(xs: Floats, ys: Floats, radii: Floats) -> np.ndarray:
+    """A group number per marker: markers overlapping one another at their sites, directly or
+    through others, share one (:func:`spread` moves them apart; leader lines tell them apart)."""
+    x, y, r = (np.asarray(v, float) for v in (xs, ys, radii))
+    group = np.arange(len(x))
+    close = np.hypot(x[:, None] - x[None, :], y[:, None] - y[None, :]) < r[:, None] + r[None, :]
+    for i, j in np.argwhere(np.triu(close, 1)):
+        group[group == group[j]] = group[i]
+    return group
+
+
 def box_distance(box: Box, x: float | np.ndarray, y: float | np.ndarray) -> np.ndarray:
     """Distance from a box to points (0 inside the box)."""
     dx = np.maximum(np.maximum(box[0] - x, 0), x - box[2])
@@ -154,13 +165,16 @@ def _best(
     markers: np.ndarray,
     frame: Box,
     margin: float,
+    group: np.ndarray,
 ) -> tuple[Box, int]:
     """The closest slot breaking no rule, else the one breaking the fewest: another marker as
     near as its own counts most, then overlaps with labels and markers, then leaving the frame."""
     boxes = _candidates(x[i], y[i], size[0], size[1], float(r[i]))
     others = np.delete(np.arange(len(x)), i)
-    # a marker drawn over this one cannot be told apart by nearness: the leader line does it
-    apart = others[np.hypot(x[others] - x[i], y[others] - y[i]) >= r[i] + r[others]]
+    # a marker drawn over this one, or moved off it (one group), cannot be told apart by
+    # nearness: the leader line does it
+    far = np.hypot(x[others] - x[i], y[others] - y[i]) >= r[i] + r[others]
+    apart = others[far & (group[others] != group[i])]
     own = _distances(boxes, x[i : i + 1], y[i : i + 1])[:, 0]
     near = (_distances(boxes, x[apart], y[apart]) <= own[:, None] + margin).sum(axis=1)
     padded = taken + np.array(
@@ -187,17 +201,20 @@ def place_labels(
     frame: Box,
     margin: float = 1.0,
     passes: int = 4,
+    groups: Sequence[int] | np.ndarray | None = None,
 ) -> tuple[list[Box], list[int]]:
     """A box per label: inside ``frame``, overlapping no other label or marker, nearer its own
     marker than any other (by ``margin``; markers overlapping its own are exempt); where no slot meets all three, the slot breaking
     the fewest (nearness first) is taken, so every site keeps a label. The most crowded sites
     choose first; then labels still breaking a rule are placed again among all the others.
     ``marker_radius``: half of each marker's width (or one for all): a square around the marker's
-    centre that no other label may enter.
+    centre that no other label may enter. ``groups``: markers moved apart from one place
+    (:func:`clusters`), exempt from nearness among themselves like markers drawn over each other.
     Returns the boxes and, per label, how badly it breaks the rules (0: not at all)."""
     x, y = np.asarray(xs, float), np.asarray(ys, float)
     n = len(x)
     r = np.broadcast_to(np.asarray(marker_radius, float), (n,))
+    group = np.arange(n) if groups is None else np.asarray(groups)
     markers = np.column_stack([x - r, y - r, x + r, y + r]) if n else np.zeros((0, 4))
     crowd = np.array([(np.hypot(x - x[i], y - y[i]) < 12 * r[i]).sum() for i in range(n)])
     boxes: dict[int, Box] = {}
@@ -220,13 +237,17 @@ def place_labels(
         boxes.clear()
         costs.clear()
         for i in order:
-            boxes[i], costs[i] = _best(i, x, y, sizes[i], r, taken(i), markers, frame, margin)
+            boxes[i], costs[i] = _best(
+                i, x, y, sizes[i], r, taken(i), markers, frame, margin, group
+            )
         for _ in range(passes):
             bad = [i for i in sorted(boxes, key=lambda k: -costs[k]) if costs[i]]
             if not bad:
                 break
             for i in bad:
-                boxes[i], costs[i] = _best(i, x, y, sizes[i], r, taken(i), markers, frame, margin)
+                boxes[i], costs[i] = _best(
+                    i, x, y, sizes[i], r, taken(i), markers, frame, margin, group
+                )
         total = sum(costs.values())
         if best is None or total < best[0]:
             best = (total, dict(boxes), dict(costs))

@@ -16,7 +16,7 @@ markers and colour scales, which live here once.
 from __future__ import annotations
 
 from collections.abc import Mapping, Sequence
-from typing import Any
+from typing import Any, NamedTuple
 
 import matplotlib.pyplot as plt
 import numpy as np
@@ -38,7 +38,7 @@ from pipeline.publish.charts import (
     site_pages,
 )
 from pipeline.publish.composites import Boundaries, Composite
-from pipeline.publish.labels import place_labels, spread
+from pipeline.publish.labels import clusters, place_labels, spread
 from pipeline.publish.style import (
     BATCH_MARKERS,
     BORDER_COLORS,
@@ -172,6 +172,15 @@ def _site_frame(sites: pd.DataFrame, changes: pd.DataFrame) -> pd.DataFrame:
 SITE_EDGE = 0.6  # site markers' edge line, points
 
 
+class Placed(NamedTuple):
+    """Where a map's site markers are drawn (lon, lat per site), half each one's width (points)
+    and the groups moved apart from one place (:func:`pipeline.publish.labels.clusters`)."""
+
+    at: np.ndarray
+    half: np.ndarray
+    groups: np.ndarray
+
+
 def _site_shapes(
     df: pd.DataFrame, markers: dict[str | None, str], ms: float
 ) -> tuple[np.ndarray, np.ndarray]:
@@ -190,15 +199,16 @@ def _site_shapes(
 
 def _plot_sites(
     ax: plt.Axes, df: pd.DataFrame, markers: dict[str | None, str], ms: float, by_class: bool = True
-) -> np.ndarray:
+) -> tuple[np.ndarray, np.ndarray]:
     """Each site's marker, moved apart from any it would cover (:func:`labels.spread`); returns
-    where each is drawn (lon, lat per row). Call it once the layout is fixed: the markers are
-    kept apart in points on the page. A marker moved more than a quarter of its size is tied
-    back to its site by a thin line."""
+    where each is drawn (lon, lat per row) and the groups moved apart (:func:`labels.clusters`).
+    Call it once the layout is fixed: the markers are kept apart in points on the page. A marker
+    moved more than a quarter of its size is tied back to its site by a thin line."""
     px = ax.figure.dpi / 72
     site = df[["center_lon", "center_lat"]].to_numpy(float)
     xy = ax.transData.transform(site)
-    at = spread(xy[:, 0], xy[:, 1], _site_shapes(df, markers, ms)[1] * px)
+    outer = _site_shapes(df, markers, ms)[1] * px
+    at = spread(xy[:, 0], xy[:, 1], outer)
     lonlat = ax.transData.inverted().transform(at)
     for i in np.flatnonzero(np.hypot(*(at - xy).T) > ms * px / 4):
         ax.plot(
@@ -229,7 +239,7 @@ def _plot_sites(
                 )
             if not by_class:
                 break
-    return lonlat
+    return lonlat, clusters(xy[:, 0], xy[:, 1], outer)
 
 
 def _of_batch(df: pd.DataFrame, label: str | None) -> np.ndarray:
@@ -278,7 +288,7 @@ def map_figure(
     names = [site_label(r, style) for r in df.itertuples()]
     numbered: list[int] = []
     for attempt in range(ATTEMPTS):
-        fig, ax, at, half = _map_base(comp, df, verdict, style, borders, _key(df, names, numbered))
+        fig, ax, placed = _map_base(comp, df, verdict, style, borders, _key(df, names, numbered))
         if len(off_map):
             shown = ", ".join(list(off_map)[:8]) + (
                 f" (+{len(off_map) - 8})" if len(off_map) > 8 else ""
@@ -295,7 +305,7 @@ def map_figure(
                 zorder=6,
                 bbox={"boxstyle": "square,pad=0.2", "fc": "white", "ec": "none", "alpha": 0.8},
             )
-        bad = label_sites(ax, df, at, half, _texts(df, names, numbered), style.small_size)
+        bad = label_sites(ax, df, placed, _texts(df, names, numbered), style.small_size)
         if not bad or set(bad) <= set(numbered) or attempt == ATTEMPTS - 1:
             return fig
         plt.close(fig)
@@ -331,10 +341,9 @@ def _map_base(
     style: Style,
     borders: Boundaries | None,
     key: list[tuple[int, str]],
-) -> tuple[plt.Figure, plt.Axes, np.ndarray, np.ndarray]:
-    """The map without labels, its layout fixed; ``key`` adds the numbered sites' legend.
-    Returns the figure, the map, where each site's marker is drawn (lon, lat) and half each
-    marker's width (points)."""
+) -> tuple[plt.Figure, plt.Axes, Placed]:
+    """The map without labels, its layout fixed, and where its markers are; ``key`` adds the
+    numbered sites' legend."""
     w, e, s, n = comp.extent
     aspect = (n - s) / ((e - w) * np.cos(np.deg2rad((n + s) / 2)))
     key_cols = max(1, int(style.width_mm // (28 if style.kind == "paper" else 42)))
@@ -410,24 +419,22 @@ def _map_base(
     finish(fig, verdict, style)
     fig.draw_without_rendering()  # fix the layout, then place markers and labels in its final coordinates
     fig.set_layout_engine("none")
-    at = _plot_sites(ax, df, markers, ms)
-    return fig, ax, at, _site_shapes(df, markers, ms)[0]
+    at, groups = _plot_sites(ax, df, markers, ms)
+    return fig, ax, Placed(at, _site_shapes(df, markers, ms)[0], groups)
 
 
 def label_sites(
     ax: plt.Axes,
     df: pd.DataFrame,
-    at: np.ndarray,
-    half: np.ndarray,
+    placed: Placed,
     texts: Sequence[str],
     size: float,
 ) -> list[int]:
     """Labels that collide with nothing, each nearer its own marker than any other, tied to it by a
-    line; returns the rows whose label breaks a rule anyway (crowded: number them instead).
-    ``at``: each marker's place (lon, lat); ``half``: half each marker's width, points."""
+    line; returns the rows whose label breaks a rule anyway (crowded: number them instead)."""
     fig = ax.figure
     renderer = fig.canvas.get_renderer()  # type: ignore[attr-defined]  # Agg canvases have it (files only)
-    xy = ax.transData.transform(at)
+    xy = ax.transData.transform(placed.at)
     sizes = []
     fonts = [
         size - 1 if text.isdigit() else size for text in texts
@@ -442,13 +449,14 @@ def label_sites(
         list(xy[:, 0]),
         list(xy[:, 1]),
         sizes,
-        half * fig.dpi / 72,
+        placed.half * fig.dpi / 72,
         (frame.x0, frame.y0, frame.x1, frame.y1),
         margin=0.5 * fig.dpi / 72,
+        groups=placed.groups,
     )
     to_data = ax.transData.inverted()
     for (x, y), (mx, my), box, text, font, sid in zip(
-        xy, at, boxes, texts, fonts, df["site_id"], strict=True
+        xy, placed.at, boxes, texts, fonts, df["site_id"], strict=True
     ):
         x0, y0, x1, y1 = box
         cx, cy = min(max(x, x0), x1), min(max(y, y0), y1)  # the box point nearest the marker
