@@ -177,6 +177,9 @@ def _best(
     apart = others[far & (group[others] != group[i])]
     own = _distances(boxes, x[i : i + 1], y[i : i + 1])[:, 0]
     near = (_distances(boxes, x[apart], y[apart]) <= own[:, None] + margin).sum(axis=1)
+    # ... yet among slots breaking as few rules, one nearer its own marker than its group's reads best
+    mates = others[group[others] == group[i]]
+    near_mates = (_distances(boxes, x[mates], y[mates]) <= own[:, None] + margin).sum(axis=1)
     padded = taken + np.array(
         [-margin, -margin, margin, margin]
     )  # labels never touch: '15' '7' is not '157'
@@ -188,7 +191,7 @@ def _best(
         & (boxes[:, 3] <= frame[3])
     )
     cost = 10 * near + hits + 10 * outside
-    k = int(np.argmin(cost))  # first minimum: the closest, best-ranked angle
+    k = int(np.lexsort((near_mates, cost))[0])  # then the closest, best-ranked angle
     x0, y0, x1, y1 = (float(v) for v in boxes[k])
     return (x0, y0, x1, y1), int(cost[k])
 
