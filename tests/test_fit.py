@@ -2,8 +2,8 @@
 
 Measured from Matplotlib's own text extents after a draw: no visible text outside the figure,
 no two texts over each other (the synthetic watermark excepted: it is meant to lie under all),
-no text over a marker, no two site markers over each other, and no figure taller than a
-journal page (247 mm).
+no marker outside the figure, no text over a marker, no two site markers over each other, and
+no figure taller than a journal page (247 mm).
 
 Markers are measured as Matplotlib draws them: each marker's path in its style's transform,
 scaled by its size in points, at its transformed position, widened by half its edge line (with
@@ -52,7 +52,8 @@ IDS = [f"{s.lang}-{s.width_mm:g}mm" for s in STYLES]
 
 
 def problems(fig: plt.Figure) -> list[str]:
-    """What does not fit: text outside the figure, texts over each other, a figure too tall."""
+    """What does not fit: text or a marker outside the figure, text over text or a marker, site
+    markers over each other, a figure too tall."""
     fig.canvas.draw()
     renderer = fig.canvas.get_renderer()  # type: ignore[attr-defined]
     box = fig.bbox
@@ -93,6 +94,10 @@ def problems(fig: plt.Figure) -> list[str]:
             if m.shape.intersects(inner):
                 found.append(f"over a marker: {t.get_text()!r} / {m.name}")
                 break
+    for m in drawn_marks:
+        x0, y0, x1, y1 = m.shape.bounds  # shrunk by half a pixel: a pixel's leeway, as for text
+        if x0 < box.x0 or x1 > box.x1 or y0 < box.y0 or y1 > box.y1:
+            found.append(f"marker outside: {m.name}")
     sites = [m for m in drawn_marks if m.site]
     for a, b in itertools.combinations(sites, 2):
         if a.shape.intersects(b.shape):
@@ -321,6 +326,7 @@ def _word(x: float) -> Any:
         ((_mark("s", 50, "sites-a"), _mark("s", 58, "sites-b")), []),
         ((_mark("s", 50, "sites-a"), _mark("s", 57, "sites-b")), ["markers overlap"]),
         ((_mark("s", 50), _mark("s", 57)), []),  # markers of a series may touch: not sites
+        ((_mark("D", 96, clip_on=False),), ["marker outside"]),  # 8 px from the right edge
     ],
 )
 def test_the_check_measures_markers_as_drawn(parts, found):
