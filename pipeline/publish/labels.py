@@ -73,9 +73,8 @@ GAPS = (
 )  # label gap beyond the marker edge, in marker radii
 
 
-GOLDEN = np.pi * (
-    3 - np.sqrt(5)
-)  # directions for markers at one place: spread evenly, no randomness
+# directions for markers at one place: spread evenly, no randomness
+GOLDEN = np.pi * (3 - np.sqrt(5))
 
 
 Floats = Sequence[float] | np.ndarray

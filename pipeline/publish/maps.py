@@ -52,6 +52,7 @@ from pipeline.publish.style import (
     NO_BATCH_MARKER,
     Style,
     finish,
+    one_layout,
 )
 from pipeline.read.sites import batch_labels, batch_order
 
@@ -170,6 +171,16 @@ def _site_frame(sites: pd.DataFrame, changes: pd.DataFrame) -> pd.DataFrame:
 
 
 SITE_EDGE = 0.6  # site markers' edge line, points
+
+
+def fixed_layout(fig: plt.Figure) -> None:
+    """Lay the figure out now, as saving it would (:func:`style.one_layout`: at the saving
+    resolution, positions snapped), and keep that layout: what is placed in display
+    coordinates afterwards (markers kept apart, labels) stays where it was placed."""
+    dpi = plt.rcParams["savefig.dpi"]
+    with one_layout(fig, fig.dpi if dpi == "figure" else float(dpi)):
+        pass
+    fig.draw_without_rendering()  # the maps' fixed aspect shrinks their boxes in a draw
 
 
 class Placed(NamedTuple):
@@ -417,8 +428,7 @@ def _map_base(
         columnspacing=1.0,
     )
     finish(fig, verdict, style)
-    fig.draw_without_rendering()  # fix the layout, then place markers and labels in its final coordinates
-    fig.set_layout_engine("none")
+    fixed_layout(fig)  # then place markers and labels in its final coordinates
     at, groups = _plot_sites(ax, df, markers, ms)
     return fig, ax, Placed(at, _site_shapes(df, markers, ms)[0], groups)
 
@@ -587,8 +597,7 @@ def county_change_figure(
         columnspacing=1.0,
     )
     finish(fig, verdict, style)
-    fig.draw_without_rendering()  # fix the layout: markers are kept apart in its final coordinates
-    fig.set_layout_engine("none")
+    fixed_layout(fig)  # markers are kept apart in its final coordinates
     _plot_sites(ax, df, markers, style.scale(3.5), by_class=False)
     return fig
 
