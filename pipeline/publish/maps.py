@@ -180,7 +180,10 @@ def fixed_layout(fig: plt.Figure) -> None:
     dpi = plt.rcParams["savefig.dpi"]
     with one_layout(fig, fig.dpi if dpi == "figure" else float(dpi)):
         pass
-    fig.draw_without_rendering()  # the maps' fixed aspect shrinks their boxes in a draw
+    renderer = fig.canvas.get_renderer()  # type: ignore[attr-defined]  # Agg canvases have it (files only)
+    for ax in fig.axes:  # a map's fixed aspect shrinks its box, as the next draw would
+        locator = ax.get_axes_locator()
+        ax.apply_aspect(locator(ax, renderer) if locator is not None else None)
 
 
 class Placed(NamedTuple):
