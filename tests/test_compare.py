@@ -584,8 +584,10 @@ def test_run_makes_the_comparison_labelled_synthetic(tmp_path, capsys):
         "## Against the counties that got nothing" in report and "figures/event_study.png" in report
     )
     assert 'id="fig-lorenz"' in (out / "report.html").read_text()
-    # 'figures' reads the comparison back (Results.comparison) and re-makes its charts and section
-    (out / "figures" / "lorenz.png").unlink()
+    # 'figures' reads the comparison back (Results.comparison) and re-makes its charts and section;
+    # --lang ko draws the Korean charts (figures/ko/, which run wrote too) and leaves the English ones
+    (out / "figures" / "ko" / "lorenz.png").unlink()
+    english = (out / "figures" / "lorenz.png").read_bytes()
     assert (
         main(
             [
@@ -603,7 +605,8 @@ def test_run_makes_the_comparison_labelled_synthetic(tmp_path, capsys):
         )
         == 0
     )
-    assert (out / "figures" / "lorenz.png").exists()
+    assert (out / "figures" / "ko" / "lorenz.png").exists()
+    assert (out / "figures" / "lorenz.png").read_bytes() == english
     # --lang ko: the section in Korean, in the Korean report beside the English one
     assert "## 지정받지 못한 시·군과의 비교" in (out / "report.ko.md").read_text()
     assert "## Against the counties that got nothing" in (out / "report.md").read_text()
