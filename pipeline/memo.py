@@ -12,6 +12,11 @@ error. A computed value is handed on as read back from its entry, so the first r
 re-run publish from the same bytes (a chart drawn by one is kept by the next).
 Lives in ``<cache-dir>/results`` (``--cache-dir none``: no memo); at most :data:`KEEP` entries of
 each kind are kept, the least recently used removed first.
+
+Below a stage, :func:`remembered` keeps the results of a pure function by a digest of its own
+arguments (:meth:`Memo.remembering`): the bootstrap intervals of the site changes do not depend on
+the ``--threshold`` that classifies them, so a run with another threshold reads them back while
+its stages, keyed by the threshold, are computed again.
 """
 
 from __future__ import annotations
@@ -22,7 +27,9 @@ import os
 import shutil
 import time
 import uuid
-from collections.abc import Callable, Iterable
+from collections.abc import Callable, Iterable, Iterator
+from contextlib import contextmanager
+from contextvars import ContextVar
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, TypeVar
@@ -196,6 +203,38 @@ class Memo:
         self._evict(kind)
         return self.get(kind, key)
 
+    @contextmanager
+    def remembering(
+        self, kind: str, parts: tuple[Any, ...], inputs: Iterable[Path | str | None] = ()
+    ) -> Iterator[None]:
+        """In the block, :func:`remembered` answers from, and adds to, the entry ``parts`` key; on
+        leaving it the entry is written again if the block computed anything new or used less
+        (an entry holds what its last run used, so it does not grow)."""
+        key = self.key(kind, *parts)
+        if key is None:
+            yield
+            return
+        got = self.get(kind, key)
+        values: dict[str, np.ndarray] = {}
+        if got is not None:
+            try:
+                values = _unpack(got)
+            except Exception as e:  # another layout or damaged: everything computed again
+                log.debug("%s: entry unusable (%s)", kind, e)
+        bag = _Remembered(dict(values))
+        token = _REMEMBERED.set(bag)
+        try:
+            yield
+        finally:
+            _REMEMBERED.reset(token)
+        if bag.new or set(values) - bag.used:
+            try:
+                self.put(kind, key, _pack(bag), inputs)
+            except Exception as e:
+                log.debug("%s: not kept (%s)", kind, e)
+        else:
+            log.debug("%s: %d values read back", kind, len(bag.used))
+
     def _path(self, kind: str, key: str) -> Path:
         assert self.folder is not None
         return self.folder / f"{kind}-{key[:40]}"
@@ -210,6 +249,64 @@ class Memo:
                 entries.append((0.0, p))
         for _, p in sorted(entries, reverse=True)[self.keep :]:
             shutil.rmtree(p, ignore_errors=True)
+
+
+@dataclass
+class _Remembered:
+    """The values of one :meth:`Memo.remembering` block: digest -> array."""
+
+    values: dict[str, np.ndarray]
+    used: set[str] = field(default_factory=set)
+    new: bool = False
+
+
+_REMEMBERED: ContextVar[_Remembered | None] = ContextVar("nightlights_remembered", default=None)
+
+
+def remembered(parts: tuple[Any, ...], compute: Callable[[], np.ndarray]) -> np.ndarray:
+    """``compute()``, a float array, or the array an earlier run computed from the same ``parts``.
+
+    ``parts`` must hold everything ``compute`` reads (it is a pure function of them). Outside a
+    :meth:`Memo.remembering` block, or for parts without a content digest, it is computed.
+    """
+    bag = _REMEMBERED.get()
+    if bag is None:
+        return compute()
+    try:
+        key = digest("nightlights remembered", parts)
+    except TypeError:
+        return compute()
+    hit = bag.values.get(key)
+    if hit is not None:
+        bag.used.add(key)
+        return hit.copy()
+    value = compute()
+    if isinstance(value, np.ndarray) and value.dtype == np.float64:
+        bag.values[key], bag.new = value.copy(), True
+        bag.used.add(key)
+    return value
+
+
+def _pack(bag: _Remembered) -> Entry:
+    """The values used, as one flat float array and their keys and shapes."""
+    keys = sorted(bag.used)
+    flat = [bag.values[k].ravel() for k in keys]
+    return Entry(
+        doc={"keys": keys, "shapes": [list(bag.values[k].shape) for k in keys]},
+        arrays={"values": np.concatenate(flat) if flat else np.empty(0)},
+    )
+
+
+def _unpack(e: Entry) -> dict[str, np.ndarray]:
+    flat = np.asarray(e.arrays["values"], dtype=np.float64)
+    out, at = {}, 0
+    for key, shape in zip(e.doc["keys"], e.doc["shapes"], strict=True):
+        n = int(np.prod(shape))
+        out[str(key)] = flat[at : at + n].reshape(shape)
+        at += n
+    if at != flat.size:
+        raise ValueError(f"{flat.size} values for {at}")
+    return out
 
 
 def prune_memo(folder: Path) -> tuple[int, int]:

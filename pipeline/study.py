@@ -265,20 +265,21 @@ def _analyse(
     alternatives = {k: raster_state(v) for k, v in (got.alternatives or {}).items()}
 
     def compute() -> Results:
-        return analyse(
-            sites,
-            rasters,
-            spec.params,
-            source=got.source,
-            data_kind=got.data_kind,
-            sensitivity=spec.sensitivity,
-            progress=spec.progress,
-            cube_dir=spec.cube_dir,
-            alternatives=got.alternatives,
-            claim=spec.claim,
-            extra_zones=zones.comparison,
-            table=site_table[site_table["month"].isin(months)].reset_index(drop=True),
-        )
+        with memo.remembering("intervals", _without_threshold(parts), inputs=files):
+            return analyse(
+                sites,
+                rasters,
+                spec.params,
+                source=got.source,
+                data_kind=got.data_kind,
+                sensitivity=spec.sensitivity,
+                progress=spec.progress,
+                cube_dir=spec.cube_dir,
+                alternatives=got.alternatives,
+                claim=spec.claim,
+                extra_zones=zones.comparison,
+                table=site_table[site_table["month"].isin(months)].reset_index(drop=True),
+            )
 
     def encode(r: Results) -> Entry:
         tables = {
@@ -317,6 +318,14 @@ def _analyse(
     )
     files = _raster_files([*rasters, *(r for v in (got.alternatives or {}).values() for r in v)])
     return memo.through("sites", parts, compute, encode, decode, inputs=files)
+
+
+def _without_threshold(parts: tuple[Any, ...]) -> tuple[Any, ...]:
+    """A stage's key parts with the threshold left out of its parameters: what the bootstrap
+    intervals below the stage are kept under (:meth:`Memo.remembering`)."""
+    from dataclasses import replace
+
+    return tuple(replace(p, threshold=0.0) if isinstance(p, Params) else p for p in parts)
 
 
 def _empty_table() -> Any:
@@ -513,12 +522,10 @@ def _compare(
         zones.sites,
         zones.units,
     )
-    try:
-        return memo.through(
-            "comparison",
-            parts,
-            partial(
-                compare,
+
+    def compute() -> Comparison:
+        with memo.remembering("intervals", _without_threshold(("comparison", *parts)), files):
+            return compare(
                 sites,
                 plan.units,
                 got.rasters,
@@ -530,11 +537,11 @@ def _compare(
                 cube_dir=spec.cube_dir,
                 table=table,
                 statistics=kept_statistics,
-            ),
-            encode,
-            decode,
-            inputs=[*_raster_files(got.rasters), plan.units_file],
-        )
+            )
+
+    files = [*_raster_files(got.rasters), plan.units_file]
+    try:
+        return memo.through("comparison", parts, compute, encode, decode, inputs=files)
     except ComparisonError as e:
         if spec.compare_required:
             raise

@@ -210,3 +210,131 @@ def test_arrays_come_back_as_numbers_never_objects(tmp_path):
         lambda e: e.arrays["data"],
     )
     assert objects.dtype == object and not list((tmp_path / "results").glob("o-*"))
+
+
+# --------------------------------------------------------------------------- remembered values
+
+
+def _settings(**kw):
+    from pipeline.judge.change import ChangeSettings
+
+    base = dict(
+        baseline_year=2024,
+        target_year=2025,
+        months=tuple(range(1, 13)),
+        statistic="median",
+        epsilon=0.1,
+        threshold=0.25,
+        min_valid_fraction=0.5,
+        min_matched_months=6,
+        confidence=0.9,
+        n_boot=200,
+        seed=7,
+    )
+    return ChangeSettings(**{**base, **kw})
+
+
+def _counted_paired(monkeypatch):
+    """Count the bootstrap's own computations (not its look-ups)."""
+    import pipeline.judge.change as change
+
+    calls = {"n": 0}
+    real = change._paired
+
+    def counted(*a, **k):
+        calls["n"] += 1
+        return real(*a, **k)
+
+    monkeypatch.setattr(change, "_paired", counted)
+    return calls
+
+
+def test_intervals_are_read_back_under_another_threshold_and_classes_follow_it(
+    tmp_path, monkeypatch
+):
+    from pipeline.judge.change import paired_changes
+
+    rng = np.random.default_rng(3)
+    base, targ = rng.gamma(2, 1, (5, 10)), rng.gamma(2, 1.4, (5, 10))
+    keys, w = [f"s{i}" for i in range(5)], np.ones(5)
+    calls = _counted_paired(monkeypatch)
+    fresh = paired_changes(base, targ, _settings(), keys, w)  # no block: computed
+    assert calls["n"] == 1
+    memo = Memo(tmp_path / "results")
+    with memo.remembering("intervals", ("study",)):
+        first = paired_changes(base, targ, _settings(), keys, w)
+    assert calls["n"] == 2
+    with Memo(tmp_path / "results").remembering("intervals", ("study",)):  # another process
+        again = paired_changes(base, targ, _settings(threshold=0.9), keys, w)
+        assert calls["n"] == 2  # the threshold is not among what the intervals read
+        other = paired_changes(base, targ, _settings(seed=8), keys, w)
+        assert calls["n"] == 3  # the seed is
+    for a, b in zip(fresh, again, strict=True):
+        np.testing.assert_array_equal(a, b)
+        assert a.dtype == b.dtype == np.float64
+    np.testing.assert_array_equal(first[1], again[1])
+    assert not np.array_equal(other[1], first[1])
+
+
+def test_site_classes_change_with_the_threshold_from_read_back_intervals(tmp_path, monkeypatch):
+    from pipeline.judge.change import site_changes
+
+    months = [f"{y}-{m:02d}" for y in (2024, 2025) for m in range(1, 13)]
+    up = {"a": 1.0, "b": 1.5, "c": 3.0}  # ln ratios ~0, 0.41, 1.10
+    rows = [
+        {
+            "zone": z,
+            "month": mo,
+            "mean_radiance": 2.0 * (f if mo.startswith("2025") else 1.0) * (1 + 0.01 * i),
+            "sum_radiance": 0.0,
+            "valid_fraction": 1.0,
+            "weight": 10.0,
+        }
+        for z, f in up.items()
+        for i, mo in enumerate(months)
+    ]
+    table = pd.DataFrame(rows)
+    sites = pd.DataFrame({"site_id": list(up)})
+    calls = _counted_paired(monkeypatch)
+    memo = Memo(tmp_path / "results")
+    with memo.remembering("intervals", ("t",)):
+        low = site_changes(table, sites, list(up), None, _settings(threshold=0.2))
+    n = calls["n"]
+    with memo.remembering("intervals", ("t",)):
+        high = site_changes(table, sites, list(up), None, _settings(threshold=0.5))
+    assert calls["n"] == n  # nothing recomputed
+    assert list(low["class"]) == ["unchanged", "brightened", "brightened"]
+    assert list(high["class"]) == ["unchanged", "unchanged", "brightened"]
+    pd.testing.assert_frame_equal(low.drop(columns="class"), high.drop(columns="class"))
+
+
+def test_a_remembered_entry_keeps_what_its_last_block_used_and_a_damaged_one_is_recomputed(
+    tmp_path,
+):
+    from pipeline.memo import remembered
+
+    memo = Memo(tmp_path / "results")
+    made = []
+
+    def value(i):
+        def compute():
+            made.append(i)
+            return np.arange(3, dtype=np.float64) + i
+
+        return compute
+
+    with memo.remembering("r", ("k",)):
+        for i in range(3):
+            remembered(("v", i), value(i))
+    with memo.remembering("r", ("k",)):
+        np.testing.assert_array_equal(remembered(("v", 1), value(1)), [1.0, 2.0, 3.0])
+    assert made == [0, 1, 2]
+    (entry,) = (tmp_path / "results").glob("r-*")
+    assert json.loads((entry / DOC).read_text())["doc"]["keys"].__len__() == 1  # shrunk to the used
+    (entry / "values.npy").write_bytes(b"not an array")
+    with memo.remembering("r", ("k",)):
+        np.testing.assert_array_equal(remembered(("v", 1), value(1)), [1.0, 2.0, 3.0])
+    assert made == [0, 1, 2, 1]
+    with Memo(None).remembering("r", ("k",)):  # no memo folder: computed, nothing written
+        remembered(("v", 9), value(9))
+    assert made[-1] == 9

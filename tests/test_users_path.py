@@ -18,6 +18,7 @@ import pytest
 
 import pipeline.analysis
 import pipeline.compare.county
+import pipeline.judge.change
 import pipeline.measure.zonal
 from pipeline.cli import main
 from pipeline.outputs import staged
@@ -377,7 +378,7 @@ def test_csvs_open_in_a_spreadsheet_with_korean_intact_and_leave_no_merge_leftov
 def test_a_re_run_reads_every_stage_back_and_writes_the_same_bytes(runs, home, monkeypatch):
     """The memo (pipeline.memo): an identical re-run extracts, analyses and compares nothing and
     writes the tables of a run without any cache, byte for byte; another --threshold keeps the
-    extraction and the county statistics and recomputes the rest."""
+    extraction, the county statistics and every bootstrap interval, and recomputes the rest."""
     calls: Counter[str] = Counter()
 
     def counted(name, real):
@@ -401,10 +402,14 @@ def test_a_re_run_reads_every_stage_back_and_writes_the_same_bytes(runs, home, m
         "panel_statistics",
         counted("panel", pipeline.compare.county.panel_statistics),
     )
+    monkeypatch.setattr(
+        pipeline.judge.change, "_paired", counted("bootstrap", pipeline.judge.change._paired)
+    )
     shipped = [a for p in SHIPPED for a in ("--sites", str(p))]
     again = _run(home, "again", *shipped, "--no-figures", "--cache-dir", str(home / "cb"))
     assert calls == Counter(), calls
     uncached = _run(home, "uncached", *shipped, "--no-figures", "--cache-dir", "none")
+    assert calls.pop("bootstrap") > 40, calls  # headline, variants, controls, comparison, rings
     assert calls == Counter({"extract": 2, "analyse": 1, "compare": 1, "panel": 1}), calls
     tables = sorted(
         p.name
@@ -427,7 +432,7 @@ def test_a_re_run_reads_every_stage_back_and_writes_the_same_bytes(runs, home, m
         "--cache-dir",
         str(home / "cb"),
     )
-    assert calls == Counter({"analyse": 1, "compare": 1}), calls
+    assert calls == Counter({"analyse": 1, "compare": 1}), calls  # no bootstrap: read back
     changed = json.loads((other / "verdict.json").read_text(encoding="utf-8"))
     assert changed["parameters"]["threshold"] == 0.05
     assert (other / "site_changes.csv").read_bytes() != (

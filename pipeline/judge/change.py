@@ -33,6 +33,8 @@ from dataclasses import dataclass
 import numpy as np
 import pandas as pd
 
+from pipeline.memo import remembered
+
 CLASSES = ("brightened", "unchanged", "dimmed", "insufficient_data")
 
 
@@ -206,7 +208,26 @@ def paired_changes(
     (``key``), so a result does not depend on which other zones are computed with it.
     The interval is the bootstrap percentile interval, widened if needed to contain the
     estimate itself (a median of few months can fall outside its own percentile band).
+    Kept by :func:`~pipeline.memo.remembered` under all it reads, which is not the threshold.
     """
+    s = settings
+    parts = (
+        *("paired_changes", base, targ, keys, weight, ring),
+        *(s.statistic, s.confidence, s.epsilon, s.seed, s.n_boot),
+    )
+    out = remembered(parts, lambda: np.stack(_paired(base, targ, s, keys, weight, ring, batch)))
+    return out[0], out[1], out[2]
+
+
+def _paired(
+    base: np.ndarray,
+    targ: np.ndarray,
+    settings: ChangeSettings,
+    keys: list[str],
+    weight: np.ndarray,
+    ring: tuple[np.ndarray, np.ndarray, np.ndarray] | None,
+    batch: int,
+) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
     n = base.shape[1]
     stat, alpha = settings.statistic, (1 - settings.confidence) / 2
     eps = np.array([_eps(settings, w, n) for w in weight])[:, None]
