@@ -29,7 +29,7 @@ import signal
 import sys
 import textwrap
 import threading
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from pathlib import Path
 from typing import NoReturn
 
@@ -836,13 +836,32 @@ def cmd_run(args: argparse.Namespace) -> int:
         compare=not args.no_compare,
         progress=not args.quiet,
         site_files=site_files,
+        on_compute=None if args.no_figures else _start_chart_workers(args.jobs),
     )
-    with _scheduler(args.scheduler):
-        results = run_study(spec)
-    _write_run(results, args)
+    try:
+        with _scheduler(args.scheduler):
+            results = run_study(spec)
+        _write_run(results, args)
+    finally:
+        from pipeline.publish.render import stop_workers
+
+        stop_workers()
     print(headline(results.verdict))
     print(f"outputs in {args.out}/")
     return 0
+
+
+def _start_chart_workers(jobs: int | None) -> Callable[[str], None]:
+    """When a stage must be computed, start the chart workers: their start-up overlaps the
+    computation, and its new results will most likely be drawn (a re-run that reads every
+    stage back keeps its charts and starts none)."""
+
+    def start(stage: str) -> None:
+        from pipeline.publish.render import start_workers
+
+        start_workers(jobs)
+
+    return start
 
 
 def _write_run(results, args: argparse.Namespace) -> None:

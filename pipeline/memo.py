@@ -98,8 +98,13 @@ def raster_state(rasters: Iterable[Any]) -> list[Any]:
 class Memo:
     """The memo folder of a run (``None``: nothing kept, everything computed)."""
 
-    def __init__(self, folder: Path | None, keep: int = KEEP):
-        self.folder, self.keep = folder, keep
+    def __init__(
+        self,
+        folder: Path | None,
+        keep: int = KEEP,
+        on_compute: Callable[[str], None] | None = None,
+    ):
+        self.folder, self.keep, self.on_compute = folder, keep, on_compute
 
     def key(self, kind: str, *parts: Any) -> str | None:
         """The entry's key, or None when a part has no content digest (then nothing is kept)."""
@@ -128,9 +133,11 @@ class Memo:
         decode: Callable[[Entry], T],
         inputs: Iterable[Path | str | None] = (),
     ) -> T:
-        """``compute()``, or its value read back from the entry its ``parts`` key."""
+        """``compute()``, or its value read back from the entry its ``parts`` key (``on_compute``
+        is told before a value is computed)."""
         key = self.key(kind, *parts)
         if key is None:
+            self._computing(kind)
             return compute()
         got = self.get(kind, key)
         if got is not None:
@@ -140,6 +147,7 @@ class Memo:
                 return value
             except Exception as e:  # an entry of another layout or damaged: a miss
                 log.debug("%s: entry unusable (%s); computing", kind, e)
+        self._computing(kind)
         value = compute()
         try:
             stored = self.put(kind, key, encode(value), inputs)
@@ -153,6 +161,10 @@ class Memo:
         except Exception as e:
             log.debug("%s: kept entry unusable (%s)", kind, e)
             return value
+
+    def _computing(self, kind: str) -> None:
+        if self.on_compute is not None:
+            self.on_compute(kind)
 
     def get(self, kind: str, key: str) -> Entry | None:
         path = self._path(kind, key)

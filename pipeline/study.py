@@ -18,7 +18,7 @@ The order, and why:
 from __future__ import annotations
 
 import logging
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 from functools import partial
 from pathlib import Path
@@ -61,6 +61,8 @@ class StudySpec:
     batch: str | None = None  # the comparison's batch; default the claim's
     progress: bool = True
     site_files: Sequence[Path] = field(default=())
+    # called with a stage's name before the stage is computed (not read back from the memo)
+    on_compute: Callable[[str], None] | None = None
 
 
 def claim_years(claim: Claim, base: Params | None = None) -> Params:
@@ -116,7 +118,7 @@ def run_study(spec: StudySpec) -> Results:
         r for r in got.rasters if r.year in set(years) | set(params.compare_years if plan else ())
     ]
     zones = _zone_plan(spec, plan, sites, counties)
-    memo = Memo(spec.memo_dir)
+    memo = Memo(spec.memo_dir, on_compute=spec.on_compute)
     site_table, unit_table = _extract(spec, zones, rasters, memo)
     if spec.analysis:
         results = _analyse(

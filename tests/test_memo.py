@@ -338,3 +338,13 @@ def test_a_remembered_entry_keeps_what_its_last_block_used_and_a_damaged_one_is_
     with Memo(None).remembering("r", ("k",)):  # no memo folder: computed, nothing written
         remembered(("v", 9), value(9))
     assert made[-1] == 9
+
+
+def test_the_memo_says_which_stage_it_computes_and_not_what_it_reads_back(tmp_path):
+    told: list[str] = []
+    memo = Memo(tmp_path / "results", on_compute=told.append)
+    _through(memo, ("p",), Calls((_table(), {})))
+    _through(memo, ("p",), Calls((_table(), {})))  # read back: nothing said
+    assert told == ["t"]
+    _through(Memo(None, on_compute=told.append), ("p",), Calls((_table(), {})))
+    assert told == ["t", "t"]  # no memo: every stage is computed

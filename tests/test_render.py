@@ -128,6 +128,33 @@ def test_worker_processes_draw_the_same_bytes_as_this_process(run, tmp_path, mon
         assert (serial / n).read_bytes() == (parallel / n).read_bytes(), n
 
 
+def test_workers_started_ahead_draw_the_charts_and_unused_ones_are_stopped(
+    run, tmp_path, monkeypatch
+):
+    """``run`` starts the chart workers while a stage computes (render.start_workers): the charts
+    are drawn by those very workers, with the same bytes; workers no chart needed are ended."""
+    results, _ = run
+    monkeypatch.setenv("SOURCE_DATE_EPOCH", EPOCH)
+    style, names = Style(dpi=50), ("verdict", "robustness")
+    serial = _draw(results, tmp_path / "serial", style, 1, names)
+    render.start_workers(2)
+    (pool,) = render._WARM
+    ahead = _draw(results, tmp_path / "ahead", style, 2, names)
+    assert not render._WARM  # taken by the drawing, and shut down after it
+    assert pool._shutdown_thread
+    for n in [f"figures/{n}.{f}" for n in names for f in style.formats]:
+        assert (serial / n).read_bytes() == (ahead / n).read_bytes(), n
+    render.start_workers(2)
+    render.start_workers(2)  # started once
+    (pool,) = render._WARM
+    procs = list(pool._processes.values())
+    assert procs
+    render.stop_workers()
+    assert not render._WARM and all(not p.is_alive() for p in procs)
+    render.start_workers(1)  # one process: nothing to start ahead
+    assert not render._WARM
+
+
 @pytest.mark.slow
 def test_every_chart_drawn_in_worker_processes_is_byte_identical_to_serial(
     run, tmp_path, monkeypatch

@@ -659,8 +659,8 @@ def before_after_figure(
             ax = axes[r, 2 * col + j]
             im = _image(ax, comp, norm, lat)
             _outline(ax, row.geometry)
-            ax.set_xticks([])
-            ax.set_yticks([])
+            ax.xaxis.set_visible(False)  # no ticks, no label: nothing to lay out
+            ax.yaxis.set_visible(False)
             for sp in ax.spines.values():
                 sp.set_visible(True)
                 sp.set_linewidth(0.4)

@@ -218,6 +218,8 @@ def draw_sets(
     # the heaviest first (stable: equal costs keep their order); a chart's cost grows with its formats
     todo.sort(key=lambda ic: -ic[1].cost * (1 + len(sets[ic[0]].style.formats)) / 4)
     n = min(jobs or default_jobs(), len(todo))
+    if n <= 1:
+        stop_workers()  # started ahead, not needed: nothing or one chart to draw
     pending = _jobs(todo, sets, out, data_kind)
     try:
         results = _serial(pending) if n <= 1 else _parallel(pending, n)
@@ -291,10 +293,48 @@ def _serial(jobs: Iterator[_Job]) -> Iterator[_Result]:
         yield draw_one(job)
 
 
-def _parallel(jobs: Iterator[_Job], n: int) -> Iterator[_Result]:
-    ex = ProcessPoolExecutor(
+def _pool(n: int) -> ProcessPoolExecutor:
+    return ProcessPoolExecutor(
         max_workers=n, mp_context=multiprocessing.get_context("spawn"), initializer=_worker_init
     )
+
+
+_WARM: list[ProcessPoolExecutor] = []  # at most one pool started ahead (:func:`start_workers`)
+
+
+def start_workers(jobs: int | None = None) -> None:
+    """Start the chart workers now, so that their start-up (a process and its imports, about a
+    second each) overlaps the caller's own work; the next :func:`draw_sets` draws with them.
+
+    ``run`` calls it when a stage of the study must be computed (its charts will likely change),
+    not on a re-run that reads every stage back. :func:`stop_workers` ends them if unused."""
+    n = jobs or default_jobs()
+    if n <= 1 or _WARM:
+        return
+    ex = _pool(n)
+    for _ in range(n):
+        ex.submit(_ready)
+    _WARM.append(ex)
+    log.debug("%d chart workers started ahead", n)
+
+
+def stop_workers() -> None:
+    """End workers :func:`start_workers` started that no chart used (e.g. every chart kept)."""
+    while _WARM:
+        _stop(_WARM.pop())
+
+
+def _ready() -> None:
+    """A worker's first task: import what drawing needs while the parent still computes."""
+    import matplotlib.pyplot  # noqa: F401
+
+    import pipeline.publish.charts
+    import pipeline.publish.comparison
+    import pipeline.publish.maps  # noqa: F401
+
+
+def _parallel(jobs: Iterator[_Job], n: int) -> Iterator[_Result]:
+    ex = _WARM.pop() if _WARM else _pool(n)
     running: set[Future[_Result]] = set()
     try:
         for job in jobs:
@@ -326,12 +366,12 @@ def _result(f: Future[_Result]) -> _Result:
 
 def _stop(ex: ProcessPoolExecutor) -> None:
     """Stop the workers now (Ctrl-C, SIGTERM, an error): nothing waits for their charts."""
-    ex.shutdown(wait=False, cancel_futures=True)
     terminate = getattr(ex, "terminate_workers", None)  # Python 3.14
     if terminate is not None:
         terminate()
         return
-    procs = list((getattr(ex, "_processes", None) or {}).values())
+    procs = list((getattr(ex, "_processes", None) or {}).values())  # shutdown forgets them
+    ex.shutdown(wait=False, cancel_futures=True)
     for p in procs:
         p.terminate()
     for p in procs:
