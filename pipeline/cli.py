@@ -845,7 +845,7 @@ def cmd_run(args: argparse.Namespace) -> int:
     finally:
         from pipeline.publish.render import stop_workers
 
-        stop_workers()
+        stop_workers()  # started ahead and not needed
     print(headline(results.verdict))
     print(f"outputs in {args.out}/")
     return 0
@@ -857,9 +857,9 @@ def _start_chart_workers(jobs: int | None) -> Callable[[str], None]:
     stage back keeps its charts and starts none)."""
 
     def start(stage: str) -> None:
-        from pipeline.publish.render import start_workers
+        from pipeline.publish import start_chart_workers
 
-        start_workers(jobs)
+        start_chart_workers(jobs)
 
     return start
 

@@ -17,7 +17,7 @@ import shapely
 
 from pipeline.cli import main
 from pipeline.outputs import MANIFEST, staged
-from pipeline.publish import chart_specs, render
+from pipeline.publish import chart_specs, render, start_chart_workers
 from pipeline.publish.render import content_key, draw_charts, feed, stage
 from pipeline.publish.style import Style
 from tests.pubdata import CHARTS, EPOCH, publish, published
@@ -137,7 +137,7 @@ def test_workers_started_ahead_draw_the_charts_and_unused_ones_are_stopped(
     monkeypatch.setenv("SOURCE_DATE_EPOCH", EPOCH)
     style, names = Style(dpi=50), ("verdict", "robustness")
     serial = _draw(results, tmp_path / "serial", style, 1, names)
-    render.start_workers(2)
+    start_chart_workers(2)
     (pool,) = render._WARM
     ahead = _draw(results, tmp_path / "ahead", style, 2, names)
     assert not render._WARM  # taken by the drawing, and shut down after it

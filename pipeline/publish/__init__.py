@@ -30,7 +30,7 @@ from pipeline.publish.composites import (
 )
 from pipeline.publish.explore import explore_html
 from pipeline.publish.gis import write_gis
-from pipeline.publish.render import Chart, ChartSet, draw_sets, stage
+from pipeline.publish.render import Chart, ChartSet, draw_sets, stage, start_workers
 from pipeline.publish.report import figure_folder, report_html, report_md, report_names
 from pipeline.publish.sentences import page_name
 from pipeline.publish.style import Style
@@ -54,6 +54,12 @@ SITE_COLUMNS = (
     "center_lat",
     "geometry",
 )
+
+
+def start_chart_workers(jobs: int | None = None) -> None:
+    """Start the chart workers ahead of :func:`write_publication` (:func:`render.start_workers`),
+    each importing the chart modules meanwhile."""
+    start_workers(jobs, preload=tuple(m.__name__ for m in (charts, comparison, maps)))
 
 
 def write_publication(

@@ -302,18 +302,19 @@ def _pool(n: int) -> ProcessPoolExecutor:
 _WARM: list[ProcessPoolExecutor] = []  # at most one pool started ahead (:func:`start_workers`)
 
 
-def start_workers(jobs: int | None = None) -> None:
+def start_workers(jobs: int | None = None, preload: tuple[str, ...] = ()) -> None:
     """Start the chart workers now, so that their start-up (a process and its imports, about a
     second each) overlaps the caller's own work; the next :func:`draw_sets` draws with them.
 
     ``run`` calls it when a stage of the study must be computed (its charts will likely change),
-    not on a re-run that reads every stage back. :func:`stop_workers` ends them if unused."""
+    not on a re-run that reads every stage back. ``preload``: the modules of the charts to
+    import meanwhile. :func:`stop_workers` ends them if unused."""
     n = jobs or default_jobs()
     if n <= 1 or _WARM:
         return
     ex = _pool(n)
     for _ in range(n):
-        ex.submit(_ready)
+        ex.submit(_ready, preload)
     _WARM.append(ex)
     log.debug("%d chart workers started ahead", n)
 
@@ -324,13 +325,14 @@ def stop_workers() -> None:
         _stop(_WARM.pop())
 
 
-def _ready() -> None:
+def _ready(modules: tuple[str, ...]) -> None:
     """A worker's first task: import what drawing needs while the parent still computes."""
+    import importlib
+
     import matplotlib.pyplot  # noqa: F401
 
-    import pipeline.publish.charts
-    import pipeline.publish.comparison
-    import pipeline.publish.maps  # noqa: F401
+    for m in modules:
+        importlib.import_module(m)
 
 
 def _parallel(jobs: Iterator[_Job], n: int) -> Iterator[_Result]:
