@@ -166,3 +166,27 @@ def test_pixel_aligned_box_touches_no_sliver_pixels(tmp_path):
     )
     assert list(t["n_pixels"]) == [16, 16]
     assert list(t["weight"]) == pytest.approx([16.0, 16.0])
+
+
+def test_extraction_without_a_bar_imports_nothing_it_does_not_use(tmp_path):
+    """A silent extraction (as ``bench`` and ``--quiet`` run it), cube and all, in a fresh process:
+    no progress bar library, no output writing, no plotting, cluster or zarr modules."""
+    import subprocess
+    import sys
+
+    _one_month(tmp_path / "rasters", np.full((10, 10), 2.0))
+    code = f"""
+import sys
+import geopandas as gpd
+from shapely.geometry import box
+from pipeline.measure.zonal import zone_month_table
+from pipeline.read.sources import find_monthly_rasters
+rasters = find_monthly_rasters({str(tmp_path / "rasters")!r})
+zones = gpd.GeoDataFrame({{"zone": ["a"]}}, geometry=[box({WEST + RES}, {NORTH - 3 * RES}, {WEST + 3 * RES}, {NORTH - RES})], crs="EPSG:4326")
+t = zone_month_table(rasters, zones, progress=False, cube_dir={str(tmp_path / "cache")!r})
+assert t["mean_radiance"].tolist() == [2.0], t
+unused = ("tqdm", "pipeline.outputs", "matplotlib", "distributed", "zarr", "xarray", "scipy")
+print(sorted(m for m in sys.modules if m.split(".")[0] in unused or m in unused))
+"""
+    done = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True)
+    assert done.stdout.strip() == "[]", done.stdout + done.stderr

@@ -285,26 +285,17 @@ def zone_month_table(
 
 def compute_with_progress(tasks: list, label: str, progress: bool) -> list:
     """``dask.compute`` with a tqdm bar on the local scheduler, or futures on a cluster."""
-    from tqdm.auto import tqdm
-
     client = _client()
     if client is not None:
         from distributed import as_completed
 
         futures = client.compute(tasks)
-        for _ in tqdm(
-            as_completed(futures),
-            total=len(futures),
-            desc=label,
-            unit="part",
-            disable=not progress,
-            leave=False,
-        ):
+        for _ in _bar(progress, as_completed(futures), total=len(futures), desc=label, unit="part"):
             pass
         return client.gather(futures)
     from dask.callbacks import Callback
 
-    bar = tqdm(total=len(tasks), desc=label, unit="part", disable=not progress, leave=False)
+    bar = _bar(progress, total=len(tasks), desc=label, unit="part")
 
     class _Bar(Callback):
         def _posttask(self, key, result, dsk, state, id):
@@ -316,6 +307,32 @@ def compute_with_progress(tasks: list, label: str, progress: bool) -> list:
         results = dask.compute(*tasks, scheduler=dask.threaded.get)
     bar.close()
     return list(results)
+
+
+def _bar(progress: bool, iterable: Any = None, **kwargs: Any) -> Any:
+    """A tqdm bar (``tqdm.auto``: a widget in notebooks), or when none is shown a silent stand-in,
+    so a run without a bar never imports tqdm (asyncio and importlib.metadata come with it)."""
+    if progress:
+        from tqdm.auto import tqdm
+
+        return tqdm(iterable, leave=False, **kwargs)
+    return _NoBar(iterable)
+
+
+class _NoBar:
+    """What :func:`_bar` gives without a bar: iterates like ``tqdm(disable=True)``, counts nothing."""
+
+    def __init__(self, iterable: Any = None):
+        self.iterable = iterable
+
+    def __iter__(self) -> Any:
+        return iter(self.iterable)
+
+    def update(self, n: int = 1) -> None:
+        pass
+
+    def close(self) -> None:
+        pass
 
 
 def _client():

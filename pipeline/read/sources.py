@@ -53,7 +53,6 @@ from rasterio.errors import RasterioError
 from rasterio.windows import Window
 
 from pipeline.errors import SourceError
-from pipeline.outputs import portable_path
 
 log = logging.getLogger(__name__)
 
@@ -563,6 +562,9 @@ def inputs_relative_to(inputs: Sequence[object], out: Path) -> list[object]:
     """An ``inputs`` list (:func:`describe_inputs`) with each folder relative to the output folder
     ``out`` it is written into, so ``nightlights figures`` finds the rasters from any current folder
     as long as the outputs and the data keep their places (``outputs/`` beside ``data/``)."""
+    # imported here: extraction reads rasters through this module and never writes outputs
+    from pipeline.outputs import portable_path
+
     return [
         {**i, "folder": portable_path(str(i["folder"]), out)}
         if isinstance(i, dict) and i.get("folder") is not None
