@@ -7,6 +7,8 @@ import json
 import logging
 import os
 import shutil
+import signal
+import time
 from dataclasses import replace
 from pathlib import Path
 
@@ -153,6 +155,43 @@ def test_workers_started_ahead_draw_the_charts_and_unused_ones_are_stopped(
     assert not render._WARM and all(not p.is_alive() for p in procs)
     render.start_workers(1)  # one process: nothing to start ahead
     assert not render._WARM
+
+
+def test_chart_workers_end_when_their_parent_is_killed(tmp_path):
+    """A run killed with SIGKILL (the OOM killer, ``kill -9``) while its chart workers wait leaves
+    no worker behind holding its caller's pipes open: they end within about a second."""
+    import subprocess
+    import sys
+
+    child = (
+        "import os, signal, time\n"
+        "from pipeline.publish import render, start_chart_workers\n"
+        "start_chart_workers(2)\n"
+        "pool = render._WARM[0]\n"
+        "while len(pool._processes) < 2: time.sleep(0.05)\n"
+        "time.sleep(1.5)\n"
+        "print(*pool._processes, flush=True)\n"
+        "os.kill(os.getpid(), signal.SIGKILL)\n"
+    )
+    # capture_output: communicate() waits for every holder of the pipes, workers included
+    done = subprocess.run(
+        [sys.executable, "-c", child], capture_output=True, text=True, timeout=120, cwd=tmp_path
+    )
+    assert done.returncode == -signal.SIGKILL, done.stderr
+    pids = [int(p) for p in done.stdout.split()]
+    assert len(pids) == 2
+
+    def alive(pid: int) -> bool:
+        try:
+            state = Path(f"/proc/{pid}/status").read_text()
+        except OSError:
+            return False
+        return "State:\tZ" not in state  # a zombie has ended
+
+    deadline = time.monotonic() + 10
+    while any(alive(p) for p in pids) and time.monotonic() < deadline:
+        time.sleep(0.1)
+    assert not any(alive(p) for p in pids)
 
 
 @pytest.mark.slow

@@ -420,6 +420,15 @@ def _worker_init() -> None:
     signal.signal(signal.SIGINT, signal.SIG_IGN)
     matplotlib.use("Agg")
     logging.getLogger().addHandler(_Collect(logging.WARNING))
+    threading.Thread(target=_end_with, args=(os.getppid(),), daemon=True).start()
+
+
+def _end_with(parent: int) -> None:
+    """End this worker when its parent is gone (killed: ``kill -9``, the OOM killer), so that no
+    worker lingers, waiting for charts, holding the terminal's or a caller's pipes open."""
+    while os.getppid() == parent:
+        time.sleep(0.5)
+    os._exit(1)
 
 
 def _draw_in_worker(job: _Job) -> _Result:
