@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import functools
 import json
 import os
 from pathlib import Path
@@ -98,11 +99,41 @@ def pytest_collection_modifyitems(config: pytest.Config, items: list[pytest.Item
         if not names or item.nodeid.endswith(suffix) or not hasattr(item, "_id"):
             continue
         item._id = type(item._id).parse(item.nodeid + suffix)
+    items.sort(key=_longest_first)  # stable: the rest keep their order
+
+
+# The work units that take minutes, longest first. xdist hands out units in collection order and
+# gives a worker another unit while it has two tests or fewer waiting, so the last long unit
+# used to start last and run on alone (the property runs and the users' runs, 2.5 and 2 min on a
+# quiet machine, ended on one worker). First, the users' runs take one worker; the property test
+# (one test) and the shared synthetic run's group the other; every other unit fills in after.
+LONGEST_FIRST = ("@users_path", "tests/test_property_inputs.py::", "@pubdata")
+
+
+def _longest_first(item: pytest.Item) -> int:
+    for rank, key in enumerate(LONGEST_FIRST):
+        if item.nodeid.endswith(key) or item.nodeid.startswith(key):
+            return rank
+    return len(LONGEST_FIRST)
 
 
 @pytest.fixture
 def rng() -> np.random.Generator:
     return np.random.default_rng(7)
+
+
+@pytest.fixture(scope="session", autouse=True)
+def _font_subsets_once():
+    """Subset the Korean font once per set of glyphs in each test process. A publication subsets
+    it for report.html, report.ko.html and explore.html (about a second each, without a cache
+    folder), and the tests publish the same small run many times: the subset of a font file for
+    given glyphs is always the same bytes, so a repeated one is taken from memory. Runs in other
+    processes (the command-line tests) subset as a user's run does."""
+    import pipeline.publish.report as report
+
+    with pytest.MonkeyPatch.context() as mp:
+        mp.setattr(report, "_font_css", functools.cache(report._font_css))
+        yield
 
 
 @pytest.fixture(autouse=True)

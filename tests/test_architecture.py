@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import ast
+import functools
 from pathlib import Path
 
 import pipeline
@@ -33,12 +34,19 @@ def _imports(path: Path) -> set[str]:
     return found
 
 
-def graph() -> dict[str, set[str]]:
+@functools.cache
+def _graph() -> dict[str, frozenset[str]]:
+    """Parsed once per test process (every module's source, about a second): the source does not
+    change while the tests run."""
     modules = {_module_name(p): p for p in ROOT.rglob("*.py")}
     return {
-        m: {i for i in _imports(p) if i in modules and i != m} - {"pipeline"}
+        m: frozenset({i for i in _imports(p) if i in modules and i != m} - {"pipeline"})
         for m, p in modules.items()
     }
+
+
+def graph() -> dict[str, set[str]]:
+    return {m: set(deps) for m, deps in _graph().items()}
 
 
 def test_no_import_cycles():

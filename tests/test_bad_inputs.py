@@ -713,6 +713,8 @@ def test_site_far_outside_the_rasters_is_insufficient_data_and_listed_off_the_ma
         "--out",
         out,
         "--no-sensitivity",
+        "--lang",  # the English map is the one read here: the Korean chart set is not drawn
+        "en",
         "-q",
     )
     assert code == 0, err

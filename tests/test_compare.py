@@ -117,18 +117,28 @@ def direct_gini(x: np.ndarray) -> float:
     return float(np.abs(x[:, None] - x[None, :]).sum() / (2 * len(x) ** 2 * x.mean()))
 
 
+_COMPARED: dict[float, tuple] = {}
+
+
+def planted_comparison(tmp_path_factory: pytest.TempPathFactory, effect: float = 0.3) -> tuple:
+    """The planted scenario's comparison with its truth (treated units, unit sums), made once per
+    test process: these tests, the chart fit tests and the report wording tests read it; none
+    changes it (they ``dataclasses.replace`` what they vary)."""
+    if effect not in _COMPARED:
+        tmp = tmp_path_factory.mktemp("planted" if effect else "null")
+        units, sites, folder, treated, sums = planted_scenario(tmp, effect=effect)
+        _COMPARED[effect] = (run_compare(units, sites, folder), treated, sums)
+    return _COMPARED[effect]
+
+
 @pytest.fixture(scope="module")
 def planted(tmp_path_factory):
-    tmp = tmp_path_factory.mktemp("planted")
-    units, sites, folder, treated, sums = planted_scenario(tmp, effect=0.3)
-    return run_compare(units, sites, folder), treated, sums
+    return planted_comparison(tmp_path_factory, effect=0.3)
 
 
 @pytest.fixture(scope="module")
 def null(tmp_path_factory):
-    tmp = tmp_path_factory.mktemp("null")
-    units, sites, folder, treated, sums = planted_scenario(tmp, effect=0.0)
-    return run_compare(units, sites, folder), treated, sums
+    return planted_comparison(tmp_path_factory, effect=0.0)
 
 
 def test_planted_effect_is_recovered_through_the_extraction(planted):
@@ -335,6 +345,7 @@ def demo(tmp_path_factory):
     return demo_case(tmp_path_factory.mktemp("demo"), spike_share=1.0)
 
 
+@pytest.mark.xdist_group("demo_case")  # one worker makes the demo fixture
 @pytest.mark.slow
 def test_demo_spike_is_recovered_and_its_twin_shows_none(demo, tmp_path):
     comp, truth, summary = demo
@@ -359,6 +370,7 @@ def test_demo_spike_is_recovered_and_its_twin_shows_none(demo, tmp_path):
     assert t.loc[0, "ci_low"] < 0 < t.loc[0, "ci_high"] and abs(t.loc[0, "estimate"]) < 0.1
 
 
+@pytest.mark.xdist_group("demo_case")  # one worker makes the demo fixture
 @pytest.mark.slow
 def test_demo_near_ring_and_treatment_are_recovered(demo):
     comp, truth, summary = demo

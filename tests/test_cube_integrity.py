@@ -298,6 +298,7 @@ def solo(scenario, tmp_path_factory):
     return _files(tmp / "out")
 
 
+@pytest.mark.xdist_group("solo_run")  # one worker makes the scenario and solo
 @pytest.mark.slow
 def test_three_runs_at_once_on_one_cache_equal_a_solo_run(scenario, solo, tmp_path):
     from tests.test_faults import clean_env
@@ -343,6 +344,7 @@ def test_three_runs_at_once_on_one_cache_equal_a_solo_run(scenario, solo, tmp_pa
     assert not list(cube.rglob("*.partial"))
 
 
+@pytest.mark.xdist_group("solo_run")  # one worker makes the scenario and solo
 @pytest.mark.slow
 @pytest.mark.parametrize(
     ("sig", "code", "word", "stage"),

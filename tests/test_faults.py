@@ -157,6 +157,7 @@ def restore(out: Path, files: dict[str, bytes]) -> None:
 # --------------------------------------------------------------------------- killed and interrupted
 
 
+@pytest.mark.xdist_group("earlier")  # one worker makes the earlier run for the four tests
 def test_sigkill_mid_write_leaves_earlier_outputs_intact(inputs, earlier, tmp_path: Path) -> None:
     out, flag = tmp_path / "out", tmp_path / "flag"
     restore(out, earlier)
@@ -185,6 +186,7 @@ def test_sigkill_mid_write_leaves_earlier_outputs_intact(inputs, earlier, tmp_pa
     assert visible(out)["verdict.json"] != earlier["verdict.json"]
 
 
+@pytest.mark.xdist_group("earlier")
 @pytest.mark.parametrize(
     ("sig", "code", "message"),
     [
@@ -210,6 +212,7 @@ def test_ctrl_c_and_sigterm_exit_cleanly(
 # --------------------------------------------------------------------------- failures in the writer
 
 
+@pytest.mark.xdist_group("earlier")
 @pytest.mark.parametrize(
     ("error", "line", "code"),
     [
@@ -305,6 +308,7 @@ def full_run(inputs, tmp_path_factory: pytest.TempPathFactory) -> dict:
     }
 
 
+@pytest.mark.xdist_group("full_run")  # one worker makes full_run
 @pytest.mark.slow
 def test_nothing_written_outside_out_and_data(full_run: dict) -> None:
     before, after = full_run["before"], full_run["after"]
@@ -314,6 +318,7 @@ def test_nothing_written_outside_out_and_data(full_run: dict) -> None:
     assert all(k.split("/")[0] in ("out", "data") for k in new), new
 
 
+@pytest.mark.xdist_group("full_run")  # one worker makes full_run
 @pytest.mark.slow  # a whole run with figures in a fresh process (make test runs it)
 def test_nothing_written_into_home(full_run: dict) -> None:
     """Only libraries' own caches (matplotlib's font list) may appear in HOME."""
@@ -321,6 +326,7 @@ def test_nothing_written_into_home(full_run: dict) -> None:
     assert {k for k in new if not k.startswith(".cache/matplotlib/")} == set()
 
 
+@pytest.mark.xdist_group("full_run")  # one worker makes full_run
 @pytest.mark.slow  # a whole run with figures in a fresh process (make test runs it)
 def test_reruns_are_byte_identical(full_run: dict) -> None:
     out = full_run["work"] / "out"

@@ -30,6 +30,7 @@ def workdir(tmp_path_factory) -> Path:
     return work
 
 
+@pytest.mark.xdist_group("workdir")  # one worker: the second reads the demo the first made
 @pytest.mark.slow
 def test_docs_python_md_runs_as_written(workdir, monkeypatch, capsys):
     monkeypatch.chdir(workdir)
@@ -54,6 +55,7 @@ def test_docs_python_md_runs_as_written(workdir, monkeypatch, capsys):
     assert float(namespace["composite"].max()) > 1.0
 
 
+@pytest.mark.xdist_group("workdir")  # one worker: the second reads the demo the first made
 @pytest.mark.slow
 def test_analyse_equals_the_command_line(workdir, monkeypatch):
     """Same inputs, same numbers: the API and `nightlights run` share every stage."""

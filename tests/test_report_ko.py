@@ -28,7 +28,8 @@ HANGUL = re.compile(r"[\uac00-\ud7af]")
 def ko(tmp_path_factory):
     results = shared_results(tmp_path_factory)
     out = tmp_path_factory.mktemp("ko") / "out"
-    return results, publish(results, out, Style(lang="ko", formats=("png",)))
+    # the report's words are read here, not its charts' pixels: PNG at screen resolution
+    return results, publish(results, out, Style(lang="ko", formats=("png",), dpi=100))
 
 
 def _prose(page: str) -> str:

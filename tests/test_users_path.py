@@ -25,7 +25,9 @@ from pipeline.outputs import staged
 from pipeline.study import write_tables
 from tests.conftest import point_feature, polygon_feature, write_sites
 
-pytestmark = pytest.mark.slow
+# one pytest-xdist worker for the whole module: its module fixture (seven demo runs) is made once,
+# not once on each worker that gets one of its tests
+pytestmark = [pytest.mark.slow, pytest.mark.xdist_group("users_path")]
 
 ROOT = Path(__file__).resolve().parents[1]
 SHIPPED = [ROOT / "aoi" / f"sites_{y}.geojson" for y in (2024, 2025, 2026)]

@@ -22,7 +22,7 @@ from pipeline.publish import charts, comparison, report
 from pipeline.publish.report import report_html, report_md
 from pipeline.publish.style import Style
 from tests.pubdata import make_results, publish, shared_results
-from tests.test_compare import planted_scenario, run_compare
+from tests.test_compare import planted_comparison
 
 # one pytest-xdist worker makes the session's synthetic run once for every file that publishes it
 pytestmark = pytest.mark.xdist_group("pubdata")
@@ -203,11 +203,8 @@ def small(tmp_path_factory):
     """The session's small synthetic run (pubdata) without the comparison, and the same with a real
     comparison (the planted county scenario of test_compare) attached, its did.json given a site
     placebo too. The reports are made from it in memory: nothing here needs its own run."""
-    tmp = tmp_path_factory.mktemp("words")
     results = shared_results(tmp_path_factory)
-    (tmp / "planted").mkdir()
-    units, sites, folder, _, _ = planted_scenario(tmp / "planted", effect=0.3)
-    comp = run_compare(units, sites, folder)
+    comp = planted_comparison(tmp_path_factory, effect=0.3)[0]
     did = {
         **comp.did,
         "site_placebo": {
@@ -363,7 +360,8 @@ def test_korean_report_has_no_english_sentence_of_ours(small):
 def korean_column(tmp_path_factory, small):
     """The site charts in Korean at one column (89 mm), as SVG (text stays text)."""
     out = tmp_path_factory.mktemp("ko89") / "out"
-    publish(small[0], out, Style(lang="ko", width_mm=89, formats=("svg",)))
+    # their words are read, not their pixels: the maps' images at screen resolution
+    publish(small[0], out, Style(lang="ko", width_mm=89, formats=("svg",), dpi=100))
     return out
 
 
