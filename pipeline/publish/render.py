@@ -295,7 +295,10 @@ def _serial(jobs: Iterator[_Job]) -> Iterator[_Result]:
 
 def _pool(n: int) -> ProcessPoolExecutor:
     return ProcessPoolExecutor(
-        max_workers=n, mp_context=multiprocessing.get_context("spawn"), initializer=_worker_init
+        max_workers=n,
+        mp_context=multiprocessing.get_context("spawn"),
+        initializer=_worker_init,
+        initargs=(os.getpid(),),
     )
 
 
@@ -413,19 +416,21 @@ class _Collect(logging.Handler):
         self.records.append((record.name, record.levelno, record.getMessage()))
 
 
-def _worker_init() -> None:
+def _worker_init(parent: int) -> None:
     import matplotlib
 
     # Ctrl-C reaches the whole process group: the parent stops the workers
     signal.signal(signal.SIGINT, signal.SIG_IGN)
     matplotlib.use("Agg")
     logging.getLogger().addHandler(_Collect(logging.WARNING))
-    threading.Thread(target=_end_with, args=(os.getppid(),), daemon=True).start()
+    threading.Thread(target=_end_with, args=(parent,), daemon=True).start()
 
 
 def _end_with(parent: int) -> None:
     """End this worker when its parent is gone (killed: ``kill -9``, the OOM killer), so that no
-    worker lingers, waiting for charts, holding the terminal's or a caller's pipes open."""
+    worker lingers, waiting for charts, holding the terminal's or a caller's pipes open. The
+    parent's id comes from the parent: one killed while this worker was still starting has
+    already left it another parent."""
     while os.getppid() == parent:
         time.sleep(0.5)
     os._exit(1)
