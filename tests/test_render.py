@@ -332,3 +332,28 @@ def test_the_placebo_chart_is_keyed_by_the_numbers_it_prints_not_every_setting()
 
     assert key() == key(parameters={"threshold": 0.3}) == key(spillover_note="x")
     assert key() != key(p_value=0.05) != key(estimate_log=0.21)
+
+
+@pytest.mark.parametrize("face", ["white", "none"])
+def test_png_has_matplotlibs_pixels_in_rgb_when_opaque(tmp_path, face):
+    """``save_png`` writes what ``savefig`` would draw, pixel for pixel, with its metadata and
+    resolution; an opaque chart loses only its (all-255) alpha channel, a transparent one keeps
+    it."""
+    import matplotlib.pyplot as plt
+    from PIL import Image
+
+    from pipeline.publish.style import save_png
+
+    fig, ax = plt.subplots(figsize=(2.3, 1.7), facecolor=face, layout="none")
+    ax.plot([0, 1, 3], [2, 0, 1], lw=2)
+    ax.imshow(np.arange(12.0).reshape(3, 4), extent=(0, 3, 0, 2), alpha=0.6)
+    ax.set_title("radiance ≥ 0.25 − x")
+    fig.savefig(tmp_path / "mpl.png", dpi=137)
+    save_png(fig, tmp_path / "ours.png", 137, {"Title": "t", "Description": "d"})
+    plt.close(fig)
+    with Image.open(tmp_path / "mpl.png") as a, Image.open(tmp_path / "ours.png") as b:
+        assert b.mode == ("RGB" if face == "white" else "RGBA")
+        assert a.size == b.size == (int(2.3 * 137), int(1.7 * 137))
+        assert np.array_equal(np.asarray(a.convert("RGBA")), np.asarray(b.convert("RGBA")))
+        assert b.info["dpi"] == a.info["dpi"]
+        assert (b.info["Title"], b.info["Description"]) == ("t", "d")

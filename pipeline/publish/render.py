@@ -42,7 +42,7 @@ from typing import Any, ClassVar
 from pipeline import __version__
 from pipeline.digest import code_digest, feed, library_versions
 from pipeline.errors import ConfigError, NightlightsError
-from pipeline.publish.style import Style, one_layout, save, styled
+from pipeline.publish.style import Style, one_layout, save, save_png, styled
 
 log = logging.getLogger(__name__)
 
@@ -398,7 +398,7 @@ def draw_one(job: _Job) -> _Result:
             with one_layout(fig, job.style.dpi):
                 if job.report_png:  # the report's PNG, from the same layout
                     buf = io.BytesIO()
-                    fig.savefig(buf, format="png", dpi=min(job.style.dpi, 200))
+                    save_png(fig, buf, min(job.style.dpi, 200), {})
                     report = buf.getvalue()
                 save(fig, job.base, job.style, {"data_kind": job.data_kind}, title=title)
         finally:
