@@ -357,3 +357,20 @@ def test_png_has_matplotlibs_pixels_in_rgb_when_opaque(tmp_path, face):
         assert np.array_equal(np.asarray(a.convert("RGBA")), np.asarray(b.convert("RGBA")))
         assert b.info["dpi"] == a.info["dpi"]
         assert (b.info["Title"], b.info["Description"]) == ("t", "d")
+
+
+def test_svg_ids_are_numbered_in_order_and_references_follow():
+    from pipeline.publish.style import stable_svg_ids
+
+    svg = (
+        '<clipPath id="p9f8e7d6c5b"/><path id="m0a1b2c3d4e"/>'
+        '<g clip-path="url(#p9f8e7d6c5b)"><use xlink:href="#m0a1b2c3d4e"/></g>'
+        '<image id="image00aa11bb22"/><use xlink:href="#image00aa11bb22"/>'
+        '<text>#pffffffffff) id="x0a1b2c3d4e"</text>'
+    )
+    assert stable_svg_ids(svg) == (
+        '<clipPath id="p0000"/><path id="m0001"/>'
+        '<g clip-path="url(#p0000)"><use xlink:href="#m0001"/></g>'
+        '<image id="img0002"/><use xlink:href="#img0002"/>'
+        '<text>#pffffffffff) id="x0a1b2c3d4e"</text>'
+    )
