@@ -416,7 +416,14 @@ class _Collect(logging.Handler):
         self.records.append((record.name, record.levelno, record.getMessage()))
 
 
+WORKER_NICENESS = 5  # added to a chart worker's nice value (Unix)
+
+
 def _worker_init(parent: int) -> None:
+    # below the parent's priority: workers started ahead of the charts (start_workers) import
+    # while the parent still computes, and must not slow it; drawing, they run alone
+    if hasattr(os, "nice"):
+        os.nice(WORKER_NICENESS)
     import matplotlib
 
     # Ctrl-C reaches the whole process group: the parent stops the workers
