@@ -244,3 +244,18 @@ def test_robustness_labels_clear_the_bars_beside_them(lang, width):
         for other in counts_drawn + bars:
             assert not label.overlaps(other), (label, other)
     assert not labels[0].overlaps(labels[1])
+
+
+def test_pdf_embeds_each_font_once_with_every_character(run):
+    """One TrueType subset per typeface (ps.fonttype 42: Matplotlib 3.11 otherwise puts the
+    characters past code 255 in a second subset of the same font), and the text, minus signs
+    and >= included, is all there."""
+    _, out = run
+    for name in CHARTS:
+        pdf = PdfReader(out / "figures" / f"{name}.pdf")
+        fonts = [f.get_object() for p in pdf.pages for f in p["/Resources"]["/Font"].values()]
+        faces = [str(f["/BaseFont"]).split("+")[-1] for f in fonts]
+        assert {str(f["/Subtype"]) for f in fonts} <= {"/Type0", "/TrueType"}
+        assert len(faces) == len(set(faces)), (name, faces)
+    text = "".join(p.extract_text() for p in PdfReader(out / "figures" / "verdict.pdf").pages)
+    assert "≥" in text
